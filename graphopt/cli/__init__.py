@@ -12,6 +12,8 @@ from ..errors import GraphoptError
 
 COMMANDS: tuple[str, ...] = (
     "info",
+    "inspect",
+    "run",
 )
 
 

@@ -1,0 +1,30 @@
+"""``graphopt inspect MODEL``: interface, op histogram, parameters by dtype, opsets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("inspect", help="summarize an ONNX model (inputs/outputs, ops, parameters)")
+    p.add_argument("model", help="path to an .onnx file")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--ir", action="store_true", help="also print the IR text form")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..io import load
+    from ..ir.summary import format_summary, summarize
+
+    model = load(args.model)
+    model.verify()
+    s = summarize(model)
+    if args.json:
+        print(json.dumps(s, indent=2))
+    else:
+        print(format_summary(s))
+    if args.ir:
+        print(model)
+    return 0

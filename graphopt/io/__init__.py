@@ -1,0 +1,7 @@
+"""Model import and export: ONNX in and out (the only code that touches protobuf)."""
+
+from .onnx_export import save, to_onnx
+from .onnx_import import from_onnx, load
+from .shape_inference import infer_shapes, register_shape_rule
+
+__all__ = ["load", "save", "from_onnx", "to_onnx", "infer_shapes", "register_shape_rule"]
