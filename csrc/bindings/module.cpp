@@ -11,6 +11,8 @@ namespace py = pybind11;
 
 namespace graphopt::bindings {
 
+void bind_kernels(py::module_& m);  // kernels.cpp
+
 void bind_isa(py::module_& m) {
   m.def("cpu_features", [] {
     const CpuFeatures& f = cpu_features();
@@ -57,4 +59,5 @@ void bind_isa(py::module_& m) {
 PYBIND11_MODULE(_C, m) {
   m.doc() = "graphopt native core: ISA detection, kernels, plan executor";
   graphopt::bindings::bind_isa(m);
+  graphopt::bindings::bind_kernels(m);
 }

@@ -1,0 +1,43 @@
+// Element-wise and normalisation kernels (fp32 compute, OpenMP over rows/chunks).
+// All arrays are dense row-major; functions return a non-ok Status on bad arguments.
+#pragma once
+#include <cstdint>
+
+#include "graphopt/status.h"
+#include "graphopt/tensor_view.h"
+
+namespace graphopt::kernels {
+
+// Quantization parameters along one axis: x viewed as [outer, C, inner];
+// n_param is 1 (per-tensor) or C (per-channel on that axis).
+struct QuantAxis {
+  index_t outer = 1, C = 1, inner = 1;
+  const float* scale = nullptr;
+  const std::int32_t* zero_point = nullptr;  // may be null (all zero)
+  index_t n_param = 1;
+};
+
+// q = saturate(round_half_even(x / scale) + zero_point) as u8 (is_u8) or s8.
+Status quantize(const float* x, const QuantAxis& ax, bool is_u8, void* q);
+// y = (q - zero_point) * scale.
+Status dequantize(const void* q, bool is_u8, const QuantAxis& ax, float* y);
+
+// LayerNorm over the last dimension N of a [rows, N] array:
+//   s = x (+ residual);  y = (s - mean(s)) / sqrt(var(s) + eps) * gamma + beta.
+// residual, beta and sum_out may be null; sum_out receives s (SkipLayerNorm's second output).
+Status layernorm(const float* x, const float* residual, const float* gamma, const float* beta, float eps,
+                 index_t rows, index_t N, float* y, float* sum_out);
+
+// Softmax over the last dimension of [rows, N], with an optional additive mask of
+// [mask_rows, N] where rows % mask_rows == 0; row r uses mask row r / (rows / mask_rows).
+// Entries whose masked value is -inf get probability 0; a fully masked row is all 0.
+Status softmax(const float* x, const float* mask, index_t mask_rows, index_t rows, index_t N, float* y);
+
+// GELU, exact (erf) or tanh approximation; y may alias x.
+Status gelu(const float* x, index_t n, bool tanh_approx, float* y);
+
+// fp32 <-> bf16 (round to nearest even).
+Status f32_to_bf16(const float* x, index_t n, bf16_t* y);
+Status bf16_to_f32(const bf16_t* x, index_t n, float* y);
+
+}  // namespace graphopt::kernels

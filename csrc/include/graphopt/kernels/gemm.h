@@ -1,0 +1,122 @@
+// GEMM kernels: C[M,N] = epilogue(A[M,K] x W[K,N]) with W pre-packed once.
+//
+// The packed layout is a sequence of 16-column panels. Inside a panel, K is
+// split into groups of g consecutive k, and each group is 64 bytes:
+//   s8_k4   : int8, g=4, [k/4][col 0..15][k%4]      (VNNI vpdpbusd, AMX tdpbusd B tiles)
+//   s16_k2  : int16, g=2, [k/2][col 0..15][k%2]     (AVX2 vpmaddwd, widened exact int8 path)
+//   bf16_k2 : bf16, g=2, [k/2][col 0..15][k%2]      (vdpbf16ps)
+//   f32_k1  : fp32, g=1, [k][col 0..15]             (FMA)
+// K is zero-padded to a multiple of g, N to a multiple of 16, so micro-kernels
+// never read past the buffer. The scalar reference reads every layout.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "graphopt/isa.h"
+#include "graphopt/status.h"
+#include "graphopt/tensor_view.h"
+
+namespace graphopt::kernels {
+
+enum class PackLayout : int { s8_k4 = 0, s16_k2 = 1, bf16_k2 = 2, f32_k1 = 3 };
+enum class Act : int { none = 0, relu = 1, gelu_erf = 2, gelu_tanh = 3 };
+enum class OutType : int { s32 = 0, f32 = 1, bf16 = 2, u8 = 3, s8 = 4 };
+
+const char* layout_name(PackLayout l);
+int layout_group(PackLayout l);        // g: k per 64-byte group
+int layout_elem_bytes(PackLayout l);   // bytes per packed element
+
+// 64-byte aligned byte buffer.
+struct AlignedBuffer {
+  AlignedBuffer() = default;
+  explicit AlignedBuffer(std::size_t bytes);
+  std::uint8_t* data() const { return ptr_.get(); }
+  std::size_t size() const { return size_; }
+
+ private:
+  struct Free { void operator()(std::uint8_t* p) const; };
+  std::unique_ptr<std::uint8_t, Free> ptr_;
+  std::size_t size_ = 0;
+};
+
+// Weights packed once, held by the plan (or by Python) and reused every call.
+class PackedWeights {
+ public:
+  PackLayout layout() const { return layout_; }
+  index_t K() const { return K_; }
+  index_t N() const { return N_; }
+  index_t Kp() const { return Kp_; }           // K padded to the group size
+  index_t panels() const { return (N_ + 15) / 16; }
+  index_t panel_bytes() const { return Kp_ / layout_group(layout_) * 64; }
+  const std::uint8_t* panel(index_t p) const { return buf_.data() + p * panel_bytes(); }
+  std::size_t nbytes() const { return buf_.size(); }
+
+  // int8 only: per-column sum over k of the raw s8 weights (zero-point compensation),
+  // weight scales (1 or N) and weight zero points (1 or N, expanded to N here).
+  const std::vector<std::int32_t>& col_sum() const { return col_sum_; }
+  const std::vector<float>& scale() const { return scale_; }
+  const std::vector<std::int32_t>& zero_point() const { return zp_; }
+  bool per_channel() const { return scale_.size() > 1; }
+  bool has_zero_point() const { return has_zp_; }
+
+  // Pack B given as [K,N] (transposed=false, ld=N) or [N,K] (transposed=true, ld=K).
+  // layout is chosen from the ISA in effect now (isa_selected()) unless given.
+  static Status pack_s8(const std::int8_t* B, index_t K, index_t N, bool transposed,
+                        const float* scale, index_t n_scale, const std::int32_t* zp, index_t n_zp,
+                        PackedWeights* out);
+  static Status pack_s8(const std::int8_t* B, index_t K, index_t N, bool transposed,
+                        const float* scale, index_t n_scale, const std::int32_t* zp, index_t n_zp,
+                        PackLayout layout, PackedWeights* out);
+  static Status pack_bf16(const bf16_t* B, index_t K, index_t N, bool transposed, PackedWeights* out);
+  static Status pack_bf16_from_f32(const float* B, index_t K, index_t N, bool transposed, PackedWeights* out);
+  static Status pack_f32(const float* B, index_t K, index_t N, bool transposed, PackedWeights* out);
+
+  // Element (k, n) of the packed weights as stored (for tests and the reference).
+  float at_f32(index_t k, index_t n) const;
+  std::int32_t at_s8(index_t k, index_t n) const;
+
+ private:
+  PackLayout layout_ = PackLayout::f32_k1;
+  index_t K_ = 0, N_ = 0, Kp_ = 0;
+  AlignedBuffer buf_;
+  std::vector<std::int32_t> col_sum_, zp_;
+  std::vector<float> scale_;
+  bool has_zp_ = false;
+  void alloc(PackLayout l, index_t K, index_t N);
+};
+
+// Fused epilogue, applied to each accumulator tile while it is hot in cache:
+//   int8:  v = acc - a_zp*colsum[n] - w_zp[n]*rowsum_a[m] + K*a_zp*w_zp[n]   (exact int32)
+//          out s32: v;  otherwise y = float(v) * (a_scale*w_scale[n]) + bias[n]
+//   float: y = acc + bias[n]
+//   then y = act(y) and stored as f32, bf16 (round-to-nearest-even) or
+//   u8/s8 = saturate(round_half_even(y / out_scale) + out_zp).
+struct Epilogue {
+  const float* bias = nullptr;   // length N or null
+  Act act = Act::none;
+  OutType out = OutType::f32;
+  float out_scale = 1.f;         // requantized outputs only
+  std::int32_t out_zp = 0;
+  float a_scale = 1.f;           // int8 GEMM only
+  std::int32_t a_zp = 0;         // int8 GEMM only
+};
+
+// A: M x K (lda >= K) u8 / bf16 / fp32; C: M x N with ldc (in elements of the output type).
+// Threads: OpenMP, up to omp_get_max_threads(). Safe to call concurrently.
+Status gemm_s8(const std::uint8_t* A, index_t M, index_t lda, const PackedWeights& W,
+               const Epilogue& e, void* C, index_t ldc);
+Status gemm_bf16(const bf16_t* A, index_t M, index_t lda, const PackedWeights& W,
+                 const Epilogue& e, void* C, index_t ldc);
+Status gemm_f32(const float* A, index_t M, index_t lda, const PackedWeights& W,
+                const Epilogue& e, void* C, index_t ldc);
+
+// Which ISA level a GEMM on W would run at now (depends on W's layout and the cap).
+Isa gemm_isa(const PackedWeights& W);
+
+// Measured single-core peak of a register-resident loop, in GOPS (1 MAC = 2 ops).
+// kind: "int8_vnni", "int8_avx2", "bf16", "fp32_avx512", "fp32_avx2". Returns 0 if unavailable.
+double peak_gops(const char* kind, double seconds);
+
+}  // namespace graphopt::kernels

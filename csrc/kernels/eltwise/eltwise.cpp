@@ -1,0 +1,94 @@
+// Element-wise front: argument checks and ISA dispatch (ISA-neutral TU).
+#include <string>
+
+#include "eltwise_internal.h"
+#include "graphopt/dispatch.h"
+
+namespace graphopt::kernels {
+namespace {
+
+template <class Fn>
+Dispatch<Fn> table(Fn r, Fn a2, Fn a512) {
+  Dispatch<Fn> d;
+  d.ref = r;
+  d.avx2 = a2;
+  d.avx512 = a512;
+  return d;
+}
+
+#define GRAPHOPT_TABLE(name, Job)                                                             \
+  const Dispatch<void (*)(const Job&)>& name##_table() {                                        \
+    static const auto d = table<void (*)(const Job&)>(&ref::name, &avx2::name, &avx512::name); \
+    return d;                                                                                   \
+  }
+GRAPHOPT_TABLE(quantize, QuantJob)
+GRAPHOPT_TABLE(dequantize, DequantJob)
+GRAPHOPT_TABLE(layernorm, LayerNormJob)
+GRAPHOPT_TABLE(softmax, SoftmaxJob)
+GRAPHOPT_TABLE(gelu, GeluJob)
+GRAPHOPT_TABLE(convert, CvtJob)
+#undef GRAPHOPT_TABLE
+
+Status check_axis(const QuantAxis& a) {
+  if (a.outer < 0 || a.C < 1 || a.inner < 0) return Status::invalid("bad quantization axis view");
+  if (a.n_param != 1 && a.n_param != a.C)
+    return Status::invalid("scale/zero_point must have 1 or " + std::to_string(a.C) + " entries, got " + std::to_string(a.n_param));
+  if (!a.scale) return Status::invalid("scale is null");
+  for (index_t i = 0; i < a.n_param; ++i)
+    if (!(a.scale[i] > 0.f)) return Status::invalid("scale[" + std::to_string(i) + "]=" + std::to_string(a.scale[i]) + " must be > 0");
+  return Status::ok();
+}
+
+}  // namespace
+
+Status quantize(const float* x, const QuantAxis& ax, bool is_u8, void* q) {
+  if (Status s = check_axis(ax); !s) return s;
+  if (ax.zero_point)
+    for (index_t i = 0; i < ax.n_param; ++i) {
+      const std::int32_t z = ax.zero_point[i];
+      if (is_u8 ? (z < 0 || z > 255) : (z < -128 || z > 127))
+        return Status::invalid("zero point " + std::to_string(z) + " is outside the " + (is_u8 ? "u8" : "s8") + " range");
+    }
+  quantize_table().get()(QuantJob{x, q, ax, is_u8});
+  return Status::ok();
+}
+
+Status dequantize(const void* q, bool is_u8, const QuantAxis& ax, float* y) {
+  if (Status s = check_axis(ax); !s) return s;
+  dequantize_table().get()(DequantJob{q, y, ax, is_u8});
+  return Status::ok();
+}
+
+Status layernorm(const float* x, const float* residual, const float* gamma, const float* beta, float eps,
+                 index_t rows, index_t N, float* y, float* sum_out) {
+  if (rows < 0 || N < 1) return Status::invalid("layernorm needs N >= 1, got rows=" + std::to_string(rows) + ", N=" + std::to_string(N));
+  if (!gamma) return Status::invalid("layernorm gamma is null");
+  if (!(eps >= 0.f)) return Status::invalid("layernorm eps must be >= 0");
+  layernorm_table().get()(LayerNormJob{x, residual, gamma, beta, eps, rows, N, y, sum_out});
+  return Status::ok();
+}
+
+Status softmax(const float* x, const float* mask, index_t mask_rows, index_t rows, index_t N, float* y) {
+  if (rows < 0 || N < 1) return Status::invalid("softmax needs N >= 1");
+  if (mask && (mask_rows < 1 || rows % mask_rows != 0))
+    return Status::invalid("softmax mask rows (" + std::to_string(mask_rows) + ") must divide rows (" + std::to_string(rows) + ")");
+  softmax_table().get()(SoftmaxJob{x, mask, mask_rows, rows, N, y});
+  return Status::ok();
+}
+
+Status gelu(const float* x, index_t n, bool tanh_approx, float* y) {
+  if (n < 0) return Status::invalid("gelu: negative size");
+  gelu_table().get()(GeluJob{x, y, n, tanh_approx});
+  return Status::ok();
+}
+
+Status f32_to_bf16(const float* x, index_t n, bf16_t* y) {
+  convert_table().get()(CvtJob{x, y, n, true});
+  return Status::ok();
+}
+Status bf16_to_f32(const bf16_t* x, index_t n, float* y) {
+  convert_table().get()(CvtJob{x, y, n, false});
+  return Status::ok();
+}
+
+}  // namespace graphopt::kernels

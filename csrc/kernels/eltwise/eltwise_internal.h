@@ -1,0 +1,27 @@
+// Internal interface between the element-wise front (eltwise.cpp) and ISA TUs.
+#pragma once
+#include "graphopt/kernels/eltwise.h"
+
+namespace graphopt::kernels {
+
+struct QuantJob { const float* x; void* q; QuantAxis ax; bool is_u8; };
+struct DequantJob { const void* q; float* y; QuantAxis ax; bool is_u8; };
+struct LayerNormJob { const float* x; const float* res; const float* gamma; const float* beta; float eps; index_t rows, N; float* y; float* sum_out; };
+struct SoftmaxJob { const float* x; const float* mask; index_t mask_rows, rows, N; float* y; };
+struct GeluJob { const float* x; float* y; index_t n; bool tanh_approx; };
+struct CvtJob { const void* x; void* y; index_t n; bool to_bf16; };
+
+#define GRAPHOPT_ELTWISE_DECLS                \
+  void quantize(const QuantJob&);             \
+  void dequantize(const DequantJob&);         \
+  void layernorm(const LayerNormJob&);        \
+  void softmax(const SoftmaxJob&);            \
+  void gelu(const GeluJob&);                  \
+  void convert(const CvtJob&);
+
+namespace ref { GRAPHOPT_ELTWISE_DECLS }
+namespace avx2 { GRAPHOPT_ELTWISE_DECLS }
+namespace avx512 { GRAPHOPT_ELTWISE_DECLS }
+#undef GRAPHOPT_ELTWISE_DECLS
+
+}  // namespace graphopt::kernels

@@ -1,0 +1,232 @@
+// Blocking, threading and the fused epilogue, shared by every ISA's GEMM.
+// Included only by ISA translation units; everything has internal linkage so
+// each TU compiles its own copy with its own flags (see common/math.h).
+#pragma once
+#include <omp.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "../common/math.h"
+#include "gemm_internal.h"
+
+namespace graphopt::kernels {
+namespace {
+
+constexpr int kTileLd = 128;  // accumulator tile row stride in elements (>= 8 panels x 16)
+
+template <Act A>
+inline float activate(float y) {
+  if constexpr (A == Act::relu) return y > 0.f ? y : 0.f;
+  else if constexpr (A == Act::gelu_erf) return gelu_erf_f(y);
+  else if constexpr (A == Act::gelu_tanh) return gelu_tanh_f(y);
+  else return y;
+}
+
+template <OutType O>
+inline void store_f(void* C, index_t idx, float y, float out_scale, float qlo, float qhi, std::int32_t zp) {
+  if constexpr (O == OutType::f32) {
+    static_cast<float*>(C)[idx] = y;
+  } else if constexpr (O == OutType::bf16) {
+    static_cast<std::uint16_t*>(C)[idx] = f32_to_bf16(y);
+  } else {
+    float q = clampf(y / out_scale, -4194304.f, 4194304.f);
+    q = clampf(round_even(q) + static_cast<float>(zp), qlo, qhi);
+    if constexpr (O == OutType::u8) static_cast<std::uint8_t*>(C)[idx] = static_cast<std::uint8_t>(static_cast<std::int32_t>(q));
+    else static_cast<std::int8_t*>(C)[idx] = static_cast<std::int8_t>(static_cast<std::int32_t>(q));
+  }
+}
+
+inline void out_range(OutType o, float* lo, float* hi) {
+  if (o == OutType::u8) { *lo = 0.f; *hi = 255.f; }
+  else { *lo = -128.f; *hi = 127.f; }
+}
+
+// acc: rows x cols tile (row stride kTileLd); writes C rows m0.., cols n0..
+template <class AccT>
+using EpiFn = void (*)(const AccT* acc, int rows, int cols, index_t m0, index_t n0,
+                       const std::int32_t* rowsum, const EpiResolved& e, void* C, index_t ldc);
+
+template <Act A, OutType O>
+void epi_s8(const std::int32_t* __restrict acc, int rows, int cols, index_t m0, index_t n0,
+            const std::int32_t* rowsum, const EpiResolved& e, void* C, index_t ldc) {
+  float qlo = 0.f, qhi = 0.f;
+  out_range(O, &qlo, &qhi);
+  const float osc = e.out_scale;
+  const std::int32_t ozp = e.out_zp;
+  const std::int32_t* __restrict coff = e.coff + n0;
+  const std::int32_t* __restrict wzp = e.wzp + n0;
+  const float* __restrict sc = e.scale + n0;
+  const float* __restrict bias = e.bias + n0;
+  for (int r = 0; r < rows; ++r) {
+    const std::int32_t* __restrict a = acc + r * kTileLd;
+    const std::int32_t rs = rowsum ? rowsum[r] : 0;
+    const index_t base = (m0 + r) * ldc + n0;
+    if constexpr (O == OutType::s32) {
+      std::int32_t* __restrict c = static_cast<std::int32_t*>(C) + base;
+      for (int j = 0; j < cols; ++j) c[j] = a[j] + coff[j] - wzp[j] * rs;
+    } else {
+      for (int j = 0; j < cols; ++j) {
+        const std::int32_t v = a[j] + coff[j] - wzp[j] * rs;
+        float y = static_cast<float>(v) * sc[j];
+        y = y + bias[j];
+        store_f<O>(C, base + j, activate<A>(y), osc, qlo, qhi, ozp);
+      }
+    }
+  }
+}
+
+template <Act A, OutType O>
+void epi_f(const float* __restrict acc, int rows, int cols, index_t m0, index_t n0,
+           const std::int32_t*, const EpiResolved& e, void* C, index_t ldc) {
+  float qlo = 0.f, qhi = 0.f;
+  out_range(O, &qlo, &qhi);
+  const float* __restrict bias = e.bias + n0;
+  for (int r = 0; r < rows; ++r) {
+    const float* __restrict a = acc + r * kTileLd;
+    const index_t base = (m0 + r) * ldc + n0;
+    for (int j = 0; j < cols; ++j) store_f<O>(C, base + j, activate<A>(a[j] + bias[j]), e.out_scale, qlo, qhi, e.out_zp);
+  }
+}
+
+template <Act A>
+EpiFn<std::int32_t> pick_s8_out(OutType o) {
+  switch (o) {
+    case OutType::s32: return &epi_s8<A, OutType::s32>;
+    case OutType::f32: return &epi_s8<A, OutType::f32>;
+    case OutType::bf16: return &epi_s8<A, OutType::bf16>;
+    case OutType::u8: return &epi_s8<A, OutType::u8>;
+    case OutType::s8: return &epi_s8<A, OutType::s8>;
+  }
+  return nullptr;
+}
+template <Act A>
+EpiFn<float> pick_f_out(OutType o) {
+  switch (o) {
+    case OutType::f32: return &epi_f<A, OutType::f32>;
+    case OutType::bf16: return &epi_f<A, OutType::bf16>;
+    case OutType::u8: return &epi_f<A, OutType::u8>;
+    case OutType::s8: return &epi_f<A, OutType::s8>;
+    case OutType::s32: return nullptr;
+  }
+  return nullptr;
+}
+
+template <class AccT>
+EpiFn<AccT> pick_epilogue(const EpiResolved& e) {
+  if constexpr (sizeof(AccT) == 4 && static_cast<AccT>(0.5) == 0) {  // int32
+    switch (e.act) {
+      case Act::none: return pick_s8_out<Act::none>(e.out);
+      case Act::relu: return pick_s8_out<Act::relu>(e.out);
+      case Act::gelu_erf: return pick_s8_out<Act::gelu_erf>(e.out);
+      case Act::gelu_tanh: return pick_s8_out<Act::gelu_tanh>(e.out);
+    }
+  } else {
+    switch (e.act) {
+      case Act::none: return pick_f_out<Act::none>(e.out);
+      case Act::relu: return pick_f_out<Act::relu>(e.out);
+      case Act::gelu_erf: return pick_f_out<Act::gelu_erf>(e.out);
+      case Act::gelu_tanh: return pick_f_out<Act::gelu_tanh>(e.out);
+    }
+  }
+  return nullptr;
+}
+
+struct Range { index_t m0, m1, p0, p1; };
+
+// Split M (in units of mr) x panels over nth threads on a tm x tn grid that
+// minimises the largest per-thread block (ties: split N, which keeps each
+// thread's weight panels private to its core's L2).
+inline Range thread_range(index_t M, index_t P, int mr, int nth, int tid) {
+  const index_t mt = (M + mr - 1) / mr;
+  int best_tn = 1;
+  index_t best_cost = -1;
+  for (int tn = nth; tn >= 1; --tn) {
+    if (nth % tn) continue;
+    const int tm = nth / tn;
+    const index_t cost = ((mt + tm - 1) / tm) * ((P + tn - 1) / tn);
+    if (best_cost < 0 || cost < best_cost) { best_cost = cost; best_tn = tn; }
+  }
+  const int tn = best_tn, tm = nth / tn;
+  const int ti = tid / tn, tj = tid % tn;
+  Range r;
+  const index_t mq = mt / tm, mrem = mt % tm;
+  const index_t ms = ti * mq + (ti < mrem ? ti : mrem);
+  const index_t me = ms + mq + (ti < mrem ? 1 : 0);
+  r.m0 = ms * mr < M ? ms * mr : M;
+  r.m1 = me * mr < M ? me * mr : M;
+  const index_t pq = P / tn, prem = P % tn;
+  r.p0 = tj * pq + (tj < prem ? tj : prem);
+  r.p1 = r.p0 + pq + (tj < prem ? 1 : 0);
+  return r;
+}
+
+// MK (micro-kernel traits) provides:
+//   using AType, AccT;  static constexpr int MR, NP, NP_SMALL (for mr <= 2);
+//   static void micro(int mr, int np, const AType* A, index_t lda, const std::uint8_t* panel,
+//                     index_t panel_bytes, index_t K, AccT* tile);   // tile row stride kTileLd
+template <class MK>
+void run_gemm(const GemmArgs& g) {
+  using AType = typename MK::AType;
+  using AccT = typename MK::AccT;
+  const PackedWeights& W = *g.W;
+  const EpiResolved& e = *g.e;
+  const index_t M = g.M, K = W.K(), N = W.N(), P = W.panels();
+  if (M <= 0 || N <= 0) return;
+  const AType* A = static_cast<const AType*>(g.A);
+  const index_t lda = g.lda;
+  const EpiFn<AccT> epi = pick_epilogue<AccT>(e);
+  const index_t pb = W.panel_bytes();
+  // Weight chunk per pass over M: about half the per-core L2, in units of 8 panels.
+  index_t nc = (cache_info().l2 / 2) / (pb > 0 ? pb : 1);
+  nc = nc < 8 ? 8 : nc - nc % 8;
+  const int nt = gemm_threads(M, N, K);
+  const bool rowsums = e.need_rowsum;
+
+#pragma omp parallel num_threads(nt)
+  {
+    const Range rg = thread_range(M, P, MK::MR, omp_get_num_threads(), omp_get_thread_num());
+    alignas(64) AccT tile[MK::MR * kTileLd];
+    std::int32_t rs[MK::MR];
+    for (index_t pc = rg.p0; pc < rg.p1; pc += nc) {
+      const index_t pe = pc + nc < rg.p1 ? pc + nc : rg.p1;
+      for (index_t m = rg.m0; m < rg.m1; m += MK::MR) {
+        const int mr = static_cast<int>(rg.m1 - m < MK::MR ? rg.m1 - m : MK::MR);
+        const AType* Am = A + m * lda;
+        if (rowsums) {
+          for (int i = 0; i < mr; ++i) {
+            std::int32_t s = 0;
+            const AType* a = Am + i * lda;
+            for (index_t k = 0; k < K; ++k) s += static_cast<std::int32_t>(a[k]);
+            rs[i] = s;
+          }
+        }
+        const int npmax = mr <= 2 ? MK::NP_SMALL : MK::NP;
+        for (index_t p = pc; p < pe; p += npmax) {
+          const int np = static_cast<int>(pe - p < npmax ? pe - p : npmax);
+          MK::micro(mr, np, Am, lda, W.panel(p), pb, K, tile);
+          const index_t n0 = p * 16;
+          const int cols = static_cast<int>(N - n0 < np * 16 ? N - n0 : np * 16);
+          epi(tile, mr, cols, m, n0, rowsums ? rs : nullptr, e, g.C, g.ldc);
+        }
+      }
+    }
+  }
+}
+
+// Function-pointer table of micro<MR, NP> for 1 <= mr <= MRMAX, 1 <= np <= NPMAX.
+template <class Fn, template <int, int> class Micro, int MRMAX, int NPMAX>
+struct MicroTable {
+  Fn t[MRMAX][NPMAX];
+  MicroTable() { fill<MRMAX, NPMAX>(); }
+  template <int MR, int NP>
+  void fill() {
+    t[MR - 1][NP - 1] = &Micro<MR, NP>::run;
+    if constexpr (NP > 1) fill<MR, NP - 1>();
+    else if constexpr (MR > 1) fill<MR - 1, NPMAX>();
+  }
+  Fn get(int mr, int np) const { return t[mr - 1][np - 1]; }
+};
+
+}  // namespace
+}  // namespace graphopt::kernels

@@ -1,0 +1,360 @@
+// GEMM front: packing, argument checks, epilogue resolution and ISA dispatch.
+// ISA-neutral translation unit (no -m flags).
+#include <omp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "../common/math.h"
+#include "gemm_internal.h"
+#include "graphopt/dispatch.h"
+
+namespace graphopt::kernels {
+
+// ---------------------------------------------------------------- buffers, caches
+
+AlignedBuffer::AlignedBuffer(std::size_t bytes)
+    : ptr_(static_cast<std::uint8_t*>(::operator new(bytes ? bytes : 64, std::align_val_t(64)))), size_(bytes) {
+  std::memset(ptr_.get(), 0, bytes);
+}
+void AlignedBuffer::Free::operator()(std::uint8_t* p) const { ::operator delete(p, std::align_val_t(64)); }
+
+const CacheInfo& cache_info() {
+  static const CacheInfo c = [] {
+    auto get = [](int name, long dflt) {
+      long v = sysconf(name);
+      return static_cast<index_t>(v > 0 ? v : dflt);
+    };
+    CacheInfo ci;
+    ci.l1d = get(_SC_LEVEL1_DCACHE_SIZE, 32 << 10);
+    ci.l2 = get(_SC_LEVEL2_CACHE_SIZE, 1 << 20);
+    ci.l3 = get(_SC_LEVEL3_CACHE_SIZE, 8 << 20);
+    return ci;
+  }();
+  return c;
+}
+
+int gemm_threads(index_t M, index_t N, index_t K) {
+  // ~128k MACs per thread at least: below that the fork/join costs more than it saves.
+  const double work = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
+  const int maxt = omp_get_max_threads();
+  const double want = work / (128.0 * 1024.0);
+  const int t = want < 1.0 ? 1 : (want > maxt ? maxt : static_cast<int>(want));
+  return t < 1 ? 1 : t;
+}
+
+// ---------------------------------------------------------------- layouts and packing
+
+const char* layout_name(PackLayout l) {
+  switch (l) {
+    case PackLayout::s8_k4: return "s8_k4";
+    case PackLayout::s16_k2: return "s16_k2";
+    case PackLayout::bf16_k2: return "bf16_k2";
+    case PackLayout::f32_k1: return "f32_k1";
+  }
+  return "?";
+}
+int layout_group(PackLayout l) {
+  switch (l) {
+    case PackLayout::s8_k4: return 4;
+    case PackLayout::s16_k2: return 2;
+    case PackLayout::bf16_k2: return 2;
+    case PackLayout::f32_k1: return 1;
+  }
+  return 1;
+}
+int layout_elem_bytes(PackLayout l) {
+  switch (l) {
+    case PackLayout::s8_k4: return 1;
+    case PackLayout::s16_k2: return 2;
+    case PackLayout::bf16_k2: return 2;
+    case PackLayout::f32_k1: return 4;
+  }
+  return 1;
+}
+
+void PackedWeights::alloc(PackLayout l, index_t K, index_t N) {
+  layout_ = l;
+  K_ = K;
+  N_ = N;
+  const index_t g = layout_group(l);
+  Kp_ = (K + g - 1) / g * g;
+  buf_ = AlignedBuffer(static_cast<std::size_t>(panels() * panel_bytes()));
+}
+
+namespace {
+
+Status check_dims(index_t K, index_t N, const void* B) {
+  if (K <= 0 || N <= 0) return Status::invalid("weights must be non-empty, got K=" + std::to_string(K) + ", N=" + std::to_string(N));
+  if (!B) return Status::invalid("weights pointer is null");
+  return Status::ok();
+}
+
+template <class Get, class Put>
+void pack_generic(const PackedWeights& W, std::uint8_t* base, Get get, Put put) {
+  const index_t K = W.K(), N = W.N(), pb = W.panel_bytes();
+  for (index_t n = 0; n < N; ++n) {
+    std::uint8_t* panel = base + (n / 16) * pb;
+    for (index_t k = 0; k < K; ++k) put(panel + panel_offset(W.layout(), k, n % 16), get(k, n));
+  }
+}
+
+PackLayout s8_layout_for(Isa isa) {
+  if (static_cast<int>(isa) >= static_cast<int>(Isa::avx512_vnni)) return PackLayout::s8_k4;
+  if (static_cast<int>(isa) >= static_cast<int>(Isa::avx2)) return PackLayout::s16_k2;
+  return PackLayout::s8_k4;
+}
+
+}  // namespace
+
+Status PackedWeights::pack_s8(const std::int8_t* B, index_t K, index_t N, bool transposed, const float* scale,
+                              index_t n_scale, const std::int32_t* zp, index_t n_zp, PackedWeights* out) {
+  return pack_s8(B, K, N, transposed, scale, n_scale, zp, n_zp, s8_layout_for(isa_selected()), out);
+}
+
+Status PackedWeights::pack_s8(const std::int8_t* B, index_t K, index_t N, bool transposed, const float* scale,
+                              index_t n_scale, const std::int32_t* zp, index_t n_zp, PackLayout layout,
+                              PackedWeights* out) {
+  if (Status s = check_dims(K, N, B); !s) return s;
+  if (layout != PackLayout::s8_k4 && layout != PackLayout::s16_k2)
+    return Status::invalid(std::string("layout ") + layout_name(layout) + " is not an int8 layout");
+  if (n_scale != 0 && n_scale != 1 && n_scale != N)
+    return Status::invalid("weight scale must have 1 or N=" + std::to_string(N) + " entries, got " + std::to_string(n_scale));
+  if (n_zp != 0 && n_zp != 1 && n_zp != N)
+    return Status::invalid("weight zero point must have 1 or N=" + std::to_string(N) + " entries, got " + std::to_string(n_zp));
+  if ((n_scale && !scale) || (n_zp && !zp)) return Status::invalid("null scale/zero-point pointer");
+  PackedWeights W;
+  W.alloc(layout, K, N);
+  auto get = [&](index_t k, index_t n) -> std::int32_t { return transposed ? B[n * K + k] : B[k * N + n]; };
+  if (layout == PackLayout::s8_k4)
+    pack_generic(W, W.buf_.data(), get, [](std::uint8_t* p, std::int32_t v) { *reinterpret_cast<std::int8_t*>(p) = static_cast<std::int8_t>(v); });
+  else
+    pack_generic(W, W.buf_.data(), get, [](std::uint8_t* p, std::int32_t v) { const std::int16_t s = static_cast<std::int16_t>(v); std::memcpy(p, &s, 2); });
+  W.col_sum_.assign(static_cast<std::size_t>(N), 0);
+  for (index_t n = 0; n < N; ++n) {
+    std::int32_t s = 0;
+    for (index_t k = 0; k < K; ++k) s += get(k, n);
+    W.col_sum_[n] = s;
+  }
+  if (n_scale == 0) W.scale_.assign(1, 1.f);
+  else W.scale_.assign(scale, scale + n_scale);
+  W.zp_.assign(static_cast<std::size_t>(N), 0);
+  for (index_t n = 0; n < N; ++n) W.zp_[n] = n_zp == 0 ? 0 : (n_zp == 1 ? zp[0] : zp[n]);
+  W.has_zp_ = std::any_of(W.zp_.begin(), W.zp_.end(), [](std::int32_t v) { return v != 0; });
+  for (std::int32_t v : W.zp_)
+    if (v < -128 || v > 127) return Status::invalid("weight zero point " + std::to_string(v) + " is outside the s8 range");
+  *out = std::move(W);
+  return Status::ok();
+}
+
+Status PackedWeights::pack_bf16(const bf16_t* B, index_t K, index_t N, bool transposed, PackedWeights* out) {
+  if (Status s = check_dims(K, N, B); !s) return s;
+  PackedWeights W;
+  W.alloc(PackLayout::bf16_k2, K, N);
+  pack_generic(W, W.buf_.data(), [&](index_t k, index_t n) { return transposed ? B[n * K + k] : B[k * N + n]; },
+               [](std::uint8_t* p, bf16_t v) { std::memcpy(p, &v, 2); });
+  *out = std::move(W);
+  return Status::ok();
+}
+
+Status PackedWeights::pack_bf16_from_f32(const float* B, index_t K, index_t N, bool transposed, PackedWeights* out) {
+  if (Status s = check_dims(K, N, B); !s) return s;
+  PackedWeights W;
+  W.alloc(PackLayout::bf16_k2, K, N);
+  pack_generic(W, W.buf_.data(), [&](index_t k, index_t n) { return f32_to_bf16(transposed ? B[n * K + k] : B[k * N + n]); },
+               [](std::uint8_t* p, bf16_t v) { std::memcpy(p, &v, 2); });
+  *out = std::move(W);
+  return Status::ok();
+}
+
+Status PackedWeights::pack_f32(const float* B, index_t K, index_t N, bool transposed, PackedWeights* out) {
+  if (Status s = check_dims(K, N, B); !s) return s;
+  PackedWeights W;
+  W.alloc(PackLayout::f32_k1, K, N);
+  pack_generic(W, W.buf_.data(), [&](index_t k, index_t n) { return transposed ? B[n * K + k] : B[k * N + n]; },
+               [](std::uint8_t* p, float v) { std::memcpy(p, &v, 4); });
+  *out = std::move(W);
+  return Status::ok();
+}
+
+float PackedWeights::at_f32(index_t k, index_t n) const {
+  const std::uint8_t* p = panel(n / 16) + panel_offset(layout_, k, n % 16);
+  if (layout_ == PackLayout::f32_k1) { float f; std::memcpy(&f, p, 4); return f; }
+  if (layout_ == PackLayout::bf16_k2) { std::uint16_t h; std::memcpy(&h, p, 2); return bf16_to_f32(h); }
+  return static_cast<float>(at_s8(k, n));
+}
+
+std::int32_t PackedWeights::at_s8(index_t k, index_t n) const {
+  const std::uint8_t* p = panel(n / 16) + panel_offset(layout_, k, n % 16);
+  if (layout_ == PackLayout::s8_k4) return *reinterpret_cast<const std::int8_t*>(p);
+  std::int16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+
+// ---------------------------------------------------------------- dispatch tables
+
+namespace {
+
+const Dispatch<GemmFn>& s8_vnni_table() {
+  static const Dispatch<GemmFn> d = [] {
+    Dispatch<GemmFn> t;
+    t.ref = &ref::gemm_s8;
+    t.avx512_vnni = &avx512_vnni::gemm_s8;
+    t.amx = &amx::gemm_s8;
+    return t;
+  }();
+  return d;
+}
+const Dispatch<GemmFn>& s8_avx2_table() {
+  static const Dispatch<GemmFn> d = [] {
+    Dispatch<GemmFn> t;
+    t.ref = &ref::gemm_s8;
+    t.avx2 = &avx2::gemm_s8;
+    return t;
+  }();
+  return d;
+}
+const Dispatch<GemmFn>& bf16_table() {
+  static const Dispatch<GemmFn> d = [] {
+    Dispatch<GemmFn> t;
+    t.ref = &ref::gemm_bf16;
+    t.avx2 = &avx2::gemm_bf16;
+    t.avx512 = &avx512::gemm_bf16;
+    t.avx512_bf16 = &avx512_bf16::gemm_bf16;
+    return t;
+  }();
+  return d;
+}
+const Dispatch<GemmFn>& f32_table() {
+  static const Dispatch<GemmFn> d = [] {
+    Dispatch<GemmFn> t;
+    t.ref = &ref::gemm_f32;
+    t.avx2 = &avx2::gemm_f32;
+    t.avx512 = &avx512::gemm_f32;
+    return t;
+  }();
+  return d;
+}
+
+const Dispatch<GemmFn>& table_for(const PackedWeights& W) {
+  switch (W.layout()) {
+    case PackLayout::s8_k4: return s8_vnni_table();
+    case PackLayout::s16_k2: return s8_avx2_table();
+    case PackLayout::bf16_k2: return bf16_table();
+    case PackLayout::f32_k1: return f32_table();
+  }
+  return f32_table();
+}
+
+Status check_gemm(const void* A, index_t M, index_t lda, const PackedWeights& W, const Epilogue& e, const void* C,
+                  index_t ldc, bool int8) {
+  if (M < 0) return Status::invalid("M must be >= 0, got " + std::to_string(M));
+  if (W.N() <= 0) return Status::invalid("packed weights are empty");
+  if (M > 0 && (!A || !C)) return Status::invalid("null A or C pointer");
+  if (lda < W.K()) return Status::invalid("lda=" + std::to_string(lda) + " < K=" + std::to_string(W.K()));
+  if (ldc < W.N()) return Status::invalid("ldc=" + std::to_string(ldc) + " < N=" + std::to_string(W.N()));
+  if (!int8 && e.out == OutType::s32) return Status::invalid("s32 output is only available for the int8 GEMM");
+  if ((e.out == OutType::u8 || e.out == OutType::s8) && !(e.out_scale > 0.f && std::isfinite(e.out_scale)))
+    return Status::invalid("out_scale must be finite and > 0 for requantized output, got " + std::to_string(e.out_scale));
+  if (int8 && (e.a_zp < 0 || e.a_zp > 255)) return Status::invalid("activation zero point " + std::to_string(e.a_zp) + " is outside the u8 range");
+  return Status::ok();
+}
+
+struct Scratch {
+  std::vector<float> scale, zeros;
+  std::vector<std::int32_t> coff;
+};
+Scratch& scratch() {
+  static thread_local Scratch s;
+  return s;
+}
+
+EpiResolved resolve_float(const PackedWeights& W, const Epilogue& e) {
+  Scratch& s = scratch();
+  EpiResolved r;
+  r.act = e.act;
+  r.out = e.out;
+  r.out_scale = e.out_scale;
+  r.out_zp = e.out_zp;
+  if (!e.bias) {
+    s.zeros.assign(static_cast<std::size_t>(W.N()), 0.f);
+    r.bias = s.zeros.data();
+  } else {
+    r.bias = e.bias;
+  }
+  return r;
+}
+
+}  // namespace
+
+Isa gemm_isa(const PackedWeights& W) { return table_for(W).level(isa_selected()); }
+
+Status gemm_s8(const std::uint8_t* A, index_t M, index_t lda, const PackedWeights& W, const Epilogue& e, void* C,
+               index_t ldc) {
+  if (W.layout() != PackLayout::s8_k4 && W.layout() != PackLayout::s16_k2)
+    return Status::invalid(std::string("gemm_s8 needs int8 packed weights, got layout ") + layout_name(W.layout()));
+  if (Status s = check_gemm(A, M, lda, W, e, C, ldc, true); !s) return s;
+  if (M == 0) return Status::ok();
+  EpiResolved r = resolve_float(W, e);
+  Scratch& s = scratch();
+  const index_t N = W.N(), K = W.K();
+  s.scale.resize(static_cast<std::size_t>(N));
+  s.coff.resize(static_cast<std::size_t>(N));
+  const std::vector<float>& ws = W.scale();
+  for (index_t n = 0; n < N; ++n) {
+    s.scale[n] = e.a_scale * ws[ws.size() == 1 ? 0 : n];
+    s.coff[n] = static_cast<std::int32_t>(K) * e.a_zp * W.zero_point()[n] - e.a_zp * W.col_sum()[n];
+  }
+  r.scale = s.scale.data();
+  r.coff = s.coff.data();
+  r.wzp = W.zero_point().data();
+  r.need_rowsum = W.has_zero_point();
+  GemmArgs g{A, M, lda, &W, &r, C, ldc};
+  table_for(W).get()(g);
+  return Status::ok();
+}
+
+Status gemm_bf16(const bf16_t* A, index_t M, index_t lda, const PackedWeights& W, const Epilogue& e, void* C,
+                 index_t ldc) {
+  if (W.layout() != PackLayout::bf16_k2)
+    return Status::invalid(std::string("gemm_bf16 needs bf16 packed weights, got layout ") + layout_name(W.layout()));
+  if (Status s = check_gemm(A, M, lda, W, e, C, ldc, false); !s) return s;
+  if (M == 0) return Status::ok();
+  const EpiResolved r = resolve_float(W, e);
+  GemmArgs g{A, M, lda, &W, &r, C, ldc};
+  table_for(W).get()(g);
+  return Status::ok();
+}
+
+Status gemm_f32(const float* A, index_t M, index_t lda, const PackedWeights& W, const Epilogue& e, void* C,
+                index_t ldc) {
+  if (W.layout() != PackLayout::f32_k1)
+    return Status::invalid(std::string("gemm_f32 needs fp32 packed weights, got layout ") + layout_name(W.layout()));
+  if (Status s = check_gemm(A, M, lda, W, e, C, ldc, false); !s) return s;
+  if (M == 0) return Status::ok();
+  const EpiResolved r = resolve_float(W, e);
+  GemmArgs g{A, M, lda, &W, &r, C, ldc};
+  table_for(W).get()(g);
+  return Status::ok();
+}
+
+double peak_gops(const char* kind, double seconds) {
+  const std::string k = kind ? kind : "";
+  const CpuFeatures& f = cpu_features();
+  const bool avx512 = isa_available() >= Isa::avx512;
+  if (k == "int8_vnni") return avx512 && f.avx512_vnni ? avx512_vnni::peak_gops(kPeakInt8Vnni, seconds) : 0.0;
+  if (k == "bf16") return avx512 && f.avx512_bf16 ? avx512_bf16::peak_gops(kPeakBf16, seconds) : 0.0;
+  if (k == "fp32_avx512") return avx512 ? avx512::peak_gops(kPeakF32Avx512, seconds) : 0.0;
+  if (k == "int8_avx2") return isa_available() >= Isa::avx2 ? avx2::peak_gops(kPeakInt8Avx2, seconds) : 0.0;
+  if (k == "fp32_avx2") return isa_available() >= Isa::avx2 ? avx2::peak_gops(kPeakF32Avx2, seconds) : 0.0;
+  return 0.0;
+}
+
+}  // namespace graphopt::kernels

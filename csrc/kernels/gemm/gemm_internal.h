@@ -1,0 +1,70 @@
+// Internal interface between the GEMM front (gemm.cpp, ISA-neutral) and the
+// per-ISA translation units. Declarations and trivially scalar helpers only.
+#pragma once
+#include <cstdint>
+
+#include "graphopt/kernels/gemm.h"
+
+namespace graphopt::kernels {
+
+// The epilogue with every per-call vector expanded to length >= Np (16-padded N),
+// so inner loops have no branches on optional arguments.
+struct EpiResolved {
+  Act act = Act::none;
+  OutType out = OutType::f32;
+  float out_scale = 1.f;
+  std::int32_t out_zp = 0;
+  const float* scale = nullptr;      // int8: a_scale * w_scale[n]
+  const float* bias = nullptr;       // zeros when no bias
+  const std::int32_t* coff = nullptr;  // int8: K*a_zp*w_zp[n] - a_zp*colsum[n]
+  const std::int32_t* wzp = nullptr;   // int8: w_zp[n]
+  bool need_rowsum = false;            // int8: any w_zp != 0
+};
+
+struct GemmArgs {
+  const void* A = nullptr;
+  index_t M = 0, lda = 0;
+  const PackedWeights* W = nullptr;
+  const EpiResolved* e = nullptr;
+  void* C = nullptr;
+  index_t ldc = 0;
+};
+
+using GemmFn = void (*)(const GemmArgs&);
+
+// Cache sizes in bytes (sysconf, with defaults), read once.
+struct CacheInfo { index_t l1d, l2, l3; };
+const CacheInfo& cache_info();
+
+// Threads a GEMM of this size should use (<= omp_get_max_threads()).
+int gemm_threads(index_t M, index_t N, index_t K);
+
+#define GRAPHOPT_GEMM_DECLS \
+  void gemm_s8(const GemmArgs&);   \
+  void gemm_bf16(const GemmArgs&); \
+  void gemm_f32(const GemmArgs&);  \
+  double peak_gops(int kind, double seconds);
+
+// Not every namespace defines every function; the front only references the ones that exist.
+namespace ref { GRAPHOPT_GEMM_DECLS }
+namespace avx2 { GRAPHOPT_GEMM_DECLS }
+namespace avx512 { GRAPHOPT_GEMM_DECLS }
+namespace avx512_vnni { GRAPHOPT_GEMM_DECLS }
+namespace avx512_bf16 { GRAPHOPT_GEMM_DECLS }
+namespace amx { GRAPHOPT_GEMM_DECLS }
+#undef GRAPHOPT_GEMM_DECLS
+
+enum PeakKind : int { kPeakInt8Vnni = 0, kPeakInt8Avx2 = 1, kPeakBf16 = 2, kPeakF32Avx512 = 3, kPeakF32Avx2 = 4 };
+
+// Byte offset of element (k, c) (c = column inside the panel, 0..15) in a panel.
+inline index_t panel_offset(PackLayout l, index_t k, index_t c) {
+  switch (l) {
+    case PackLayout::s8_k4: return (k >> 2) * 64 + c * 4 + (k & 3);
+    case PackLayout::s16_k2: return ((k >> 1) * 32 + c * 2 + (k & 1)) * 2;
+    case PackLayout::bf16_k2: return ((k >> 1) * 32 + c * 2 + (k & 1)) * 2;
+    case PackLayout::f32_k1: return (k * 16 + c) * 4;
+  }
+  return 0;
+}
+
+}  // namespace graphopt::kernels
