@@ -368,16 +368,20 @@ void bind_kernels(py::module_& m) {
     const index_t N = x.shape(x.ndim() - 1), rows = N ? x.size() / N : 0;
     if (gamma.ndim() != 1 || gamma.shape(0) != N)
       throw py::value_error("gamma of shape " + shape_str(gamma) + " does not match x of shape " + shape_str(x));
-    py::array b, r;
+    py::array b, r;  // default-constructed arrays are empty, not null: track pointers explicitly
+    const float* bp = nullptr;
+    const float* rp = nullptr;
     if (!beta.is_none()) {
       b = py::reinterpret_borrow<py::array>(beta);
       check(b, "beta", DT::f32);
       if (b.ndim() != 1 || b.shape(0) != N) throw py::value_error("beta of shape " + shape_str(b) + " does not match x of shape " + shape_str(x));
+      bp = static_cast<const float*>(b.data());
     }
     if (!residual.is_none()) {
       r = py::reinterpret_borrow<py::array>(residual);
       check(r, "residual", DT::f32);
       if (shape_of(r) != shape_of(x)) throw py::value_error("residual of shape " + shape_str(r) + " does not match x of shape " + shape_str(x));
+      rp = static_cast<const float*>(r.data());
     }
     if (return_sum && residual.is_none()) throw py::value_error("return_sum=True needs a residual");
     py::array_t<float> y(shape_of(x));
@@ -385,8 +389,7 @@ void bind_kernels(py::module_& m) {
     Status st;
     {
       py::gil_scoped_release nogil;
-      st = kernels::layernorm(static_cast<const float*>(x.data()), r ? static_cast<const float*>(r.data()) : nullptr,
-                              static_cast<const float*>(gamma.data()), b ? static_cast<const float*>(b.data()) : nullptr,
+      st = kernels::layernorm(static_cast<const float*>(x.data()), rp, static_cast<const float*>(gamma.data()), bp,
                               static_cast<float>(eps), rows, N, y.mutable_data(), return_sum ? s.mutable_data() : nullptr);
     }
     ok(st);
@@ -399,6 +402,7 @@ void bind_kernels(py::module_& m) {
     check(x, "x", DT::f32, 1);
     const index_t N = x.shape(x.ndim() - 1), rows = N ? x.size() / N : 0;
     py::array mk;
+    const float* mp = nullptr;
     index_t mask_rows = 1;
     if (!mask.is_none()) {
       mk = py::reinterpret_borrow<py::array>(mask);
@@ -417,12 +421,13 @@ void bind_kernels(py::module_& m) {
                                 shape_str(x) + " (use graphopt.runtime.kernels.softmax, which expands it)");
       mask_rows = 1;
       for (py::ssize_t i = 0; i < t; ++i) mask_rows *= ms[i];
+      mp = static_cast<const float*>(mk.data());
     }
     py::array_t<float> y(shape_of(x));
     Status st;
     {
       py::gil_scoped_release nogil;
-      st = kernels::softmax(static_cast<const float*>(x.data()), mk ? static_cast<const float*>(mk.data()) : nullptr,
+      st = kernels::softmax(static_cast<const float*>(x.data()), mp,
                             mask_rows, rows, N, y.mutable_data());
     }
     ok(st);

@@ -1,0 +1,63 @@
+"""Shared fixtures for the kernel tests: ISA pinning and Hypothesis profiles."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from graphopt import _C
+
+# Bounded so the whole kernel suite stays well under two minutes on 2 cores.
+settings.register_profile(
+    "kernels", max_examples=25, deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+settings.register_profile(
+    "kernels-ci", max_examples=150, deadline=None, derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+LEVELS = ["scalar", "avx2", "avx512", "avx512_vnni", "avx512_bf16", "amx"]
+
+
+def supported(levels: list[str]) -> list[str]:
+    """The subset of ``levels`` this CPU can run."""
+    top = LEVELS.index(_C.isa_available())
+    return [lv for lv in levels if LEVELS.index(lv) <= top]
+
+
+def pinned(level: str) -> Iterator[str]:
+    """Cap the kernels at ``level`` for the duration of a test, then restore the cap."""
+    before = _C.isa_selected()
+    _C.set_max_isa(level)
+    try:
+        yield level
+    finally:
+        _C.set_max_isa(before)
+
+
+# One level per distinct code path of each kernel family.
+INT8_LEVELS = supported(["scalar", "avx2", "avx512_vnni"])
+BF16_LEVELS = supported(["scalar", "avx2", "avx512", "avx512_bf16"])
+F32_LEVELS = supported(["scalar", "avx2", "avx512"])
+ELTWISE_LEVELS = supported(["scalar", "avx2", "avx512"])
+
+
+@pytest.fixture(params=INT8_LEVELS)
+def int8_isa(request: pytest.FixtureRequest) -> Iterator[str]:
+    yield from pinned(request.param)
+
+
+@pytest.fixture(params=BF16_LEVELS)
+def bf16_isa(request: pytest.FixtureRequest) -> Iterator[str]:
+    yield from pinned(request.param)
+
+
+@pytest.fixture(params=F32_LEVELS)
+def f32_isa(request: pytest.FixtureRequest) -> Iterator[str]:
+    yield from pinned(request.param)
+
+
+@pytest.fixture(params=ELTWISE_LEVELS)
+def eltwise_isa(request: pytest.FixtureRequest) -> Iterator[str]:
+    yield from pinned(request.param)

@@ -1,0 +1,106 @@
+"""Quantize/dequantize, LayerNorm, softmax and GELU against numpy, on every ISA path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from graphopt.runtime import kernels as gk
+
+from . import refs
+
+PROFILE = settings.get_profile("kernels")
+SHAPES = hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=40)
+
+
+@PROFILE
+@given(shape=SHAPES, dtype=st.sampled_from(["u8", "s8"]), per_channel=st.booleans(), seed=st.integers(0, 2**31 - 1),
+       spread=st.sampled_from([0.1, 10.0, 1e4]))
+def test_quantize_dequantize(eltwise_isa: str, shape: tuple[int, ...], dtype: str, per_channel: bool, seed: int,
+                             spread: float) -> None:
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * spread).astype(np.float32)
+    lo, hi = (0, 255) if dtype == "u8" else (-128, 127)
+    if per_channel:
+        axis = int(rng.integers(-len(shape), len(shape)))
+        C = shape[axis]
+        scale = (rng.random(C) * 0.5 + 0.01).astype(np.float32)
+        zp = rng.integers(lo, hi + 1, C).astype(np.int32)
+        bshape = [1] * len(shape)
+        bshape[axis] = C
+        s_b, z_b = scale.reshape(bshape), zp.reshape(bshape)
+    else:
+        axis = None
+        scale = np.float32(rng.random() * 0.5 + 0.01)
+        zp = int(rng.integers(lo, hi + 1))
+        s_b, z_b = scale, zp
+    q = gk.quantize(x, scale, zp, dtype=dtype, axis=axis)
+    want = np.clip(np.round(x / s_b) + z_b, lo, hi).astype(np.uint8 if dtype == "u8" else np.int8)
+    np.testing.assert_array_equal(q, want)
+    y = gk.dequantize(q, scale, zp, axis=axis)
+    np.testing.assert_array_equal(y, ((q.astype(np.int32) - z_b).astype(np.float32) * s_b).astype(np.float32))
+
+
+def test_quantize_rounds_half_to_even(eltwise_isa: str) -> None:
+    x = np.array([0.5, 1.5, 2.5, -0.5, -1.5, 254.5, 1e9, -1e9, 3.4e38], np.float32)
+    np.testing.assert_array_equal(gk.quantize(x, 1.0, 0, "u8"), [0, 2, 2, 0, 0, 254, 255, 0, 255])
+    np.testing.assert_array_equal(gk.quantize(x, 1.0, 0, "s8"), [0, 2, 2, 0, -2, 127, 127, -128, 127])
+
+
+@PROFILE
+@given(rows=st.integers(1, 30), N=st.one_of(st.sampled_from([1, 2, 15, 16, 17, 768]), st.integers(1, 200)),
+       residual=st.booleans(), with_beta=st.booleans(), return_sum=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_layernorm(eltwise_isa: str, rows: int, N: int, residual: bool, with_beta: bool, return_sum: bool,
+                   seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((rows, N)) * 3 + 1).astype(np.float32)
+    r = rng.standard_normal((rows, N)).astype(np.float32) if residual else None
+    g = rng.standard_normal(N).astype(np.float32)
+    b = rng.standard_normal(N).astype(np.float32) if with_beta else None
+    res = gk.layernorm(x, g, b, 1e-5, r, return_sum and residual)
+    y = res[0] if (return_sum and residual) else res
+    s = x.astype(np.float64) + (r if residual else 0)
+    mu = s.mean(-1, keepdims=True)
+    want = (s - mu) / np.sqrt(s.var(-1, keepdims=True) + 1e-5) * g + (b if with_beta else 0)
+    np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
+    if return_sum and residual:
+        np.testing.assert_array_equal(res[1], (x + r).astype(np.float32))
+
+
+@PROFILE
+@given(shape=hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=33), mask_kind=st.sampled_from(
+    ["none", "full", "last", "prefix", "middle"]), seed=st.integers(0, 2**31 - 1))
+def test_softmax(eltwise_isa: str, shape: tuple[int, ...], mask_kind: str, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * 5).astype(np.float32)
+    mask = None
+    if mask_kind == "full":
+        mask = rng.standard_normal(shape).astype(np.float32)
+    elif mask_kind == "last":
+        mask = rng.standard_normal(shape[-1:]).astype(np.float32)
+    elif mask_kind == "prefix":  # e.g. [B, 1, 1, S]
+        mask = rng.standard_normal(shape[:1] + (1,) * (len(shape) - 2) + shape[-1:] if len(shape) > 1 else shape)
+        mask = mask.astype(np.float32)
+    elif mask_kind == "middle" and len(shape) >= 3:  # not a prefix: the wrapper expands it
+        mask = rng.standard_normal((1,) + shape[1:]).astype(np.float32)
+    got = gk.softmax(x, mask)
+    want = refs.softmax(x.astype(np.float64) + (0 if mask is None else mask))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_softmax_minus_inf_mask(eltwise_isa: str) -> None:
+    x = np.zeros((3, 4), np.float32)
+    mask = np.array([[0, -np.inf, 0, -np.inf], [-np.inf] * 4, [0, 0, 0, 0]], np.float32)
+    got = gk.softmax(x, mask)
+    np.testing.assert_allclose(got, [[0.5, 0, 0.5, 0], [0, 0, 0, 0], [0.25] * 4])
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu(eltwise_isa: str, approximate: str) -> None:
+    x = np.concatenate([np.linspace(-12, 12, 4001), [0.0, -0.0, 1e-8, -1e-8, 50, -50, 1e30, -1e30]]).astype(np.float32)
+    got = gk.gelu(x, approximate)
+    want = refs.gelu(x, approximate)
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=5e-7)  # A&S 7.1.26 erf: |err| <= 1.5e-7
