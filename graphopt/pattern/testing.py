@@ -1,0 +1,103 @@
+"""Helpers for testing rules and passes (like onnxscript.rewriter.testing):
+build a model from ONNX text, count ops, compare with onnxruntime.
+
+>>> m = parse_model('''
+...   <ir_version: 8, opset_import: ["" : 17]>
+...   g (float[2] x) => (float[2] y) { y = Identity(x) }''')
+>>> op_counts(m)
+{'Identity': 1}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..ir import DType, Model, TensorType
+
+__all__ = ["parse_model", "op_counts", "assert_op_counts", "run_ort", "random_feeds", "assert_numerically_close"]
+
+
+def parse_model(text: str, *, infer_shapes: bool = True) -> Model:
+    """A :class:`Model` from ``onnx.parser`` text (checked by onnx first), with
+    inferred value types unless ``infer_shapes=False``."""
+    import onnx
+    import onnx.parser
+
+    from ..io import from_onnx
+
+    proto = onnx.parser.parse_model(text)
+    onnx.checker.check_model(proto)
+    model = from_onnx(proto)
+    if infer_shapes:
+        from ..io import infer_shapes as infer
+
+        infer(model)
+    return model
+
+
+def op_counts(model: Model) -> dict[str, int]:
+    return dict(model.graph.op_counts())
+
+
+def assert_op_counts(model: Model, **expected: int) -> None:
+    """``assert_op_counts(m, Conv=1, BatchNormalization=0)``."""
+    got = model.graph.op_counts()
+    wrong = {k: (got.get(k, 0), v) for k, v in expected.items() if got.get(k, 0) != v}
+    if wrong:
+        desc = ", ".join(f"{k}: got {g}, want {w}" for k, (g, w) in wrong.items())
+        raise AssertionError(f"op counts differ: {desc}\nall ops: {got}")
+
+
+def _session(model: Any):
+    import onnxruntime as ort
+
+    from ..io import to_onnx
+
+    proto = to_onnx(model) if isinstance(model, Model) else model
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.log_severity_level = 3
+    so.intra_op_num_threads = 1
+    return ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def run_ort(model: Any, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """Run a Model (or ModelProto) in onnxruntime with all graph optimizations off."""
+    sess = _session(model)
+    names = {i.name for i in sess.get_inputs()}
+    return sess.run(None, {k: v for k, v in feeds.items() if k in names})
+
+
+def random_feeds(model: Model, *, seed: int = 0, dim: int = 2) -> dict[str, np.ndarray]:
+    """Random inputs for every non-initializer graph input (symbolic dims -> ``dim``)."""
+    rng = np.random.default_rng(seed)
+    feeds: dict[str, np.ndarray] = {}
+    for v in model.graph.inputs:
+        if v.is_initializer:
+            continue
+        t = v.type
+        if not isinstance(t, TensorType) or t.shape is None:
+            raise ValueError(f"input %{v.name} has no tensor shape; pass feeds explicitly")
+        shape = tuple(d if isinstance(d, int) else dim for d in t.shape)
+        if t.dtype.is_float:
+            feeds[v.name] = rng.standard_normal(shape).astype(t.dtype.numpy)
+        elif t.dtype is DType.BOOL:
+            feeds[v.name] = rng.random(shape) > 0.5
+        else:
+            feeds[v.name] = rng.integers(0, 4, shape).astype(t.dtype.numpy)
+    return feeds
+
+
+def assert_numerically_close(before: Any, after: Any, feeds: Mapping[str, np.ndarray] | None = None, *,
+                             rtol: float = 1e-6, atol: float = 1e-6) -> None:
+    """Both models give the same outputs in onnxruntime (ORT_DISABLE_ALL)."""
+    if feeds is None:
+        feeds = random_feeds(before)
+    want = run_ort(before, feeds)
+    got = run_ort(after, feeds)
+    assert len(want) == len(got), f"{len(got)} outputs, expected {len(want)}"
+    for i, (w, g) in enumerate(zip(want, got)):
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, err_msg=f"output {i}")
