@@ -14,6 +14,7 @@ COMMANDS: tuple[str, ...] = (
     "info",
     "inspect",
     "run",
+    "bench_kernels",
 )
 
 

@@ -177,21 +177,37 @@ void run_gemm(const GemmArgs& g) {
   const index_t lda = g.lda;
   const EpiFn<AccT> epi = pick_epilogue<AccT>(e);
   const index_t pb = W.panel_bytes();
-  // Weight chunk per pass over M: about half the per-core L2, in units of 8 panels.
+  const bool rowsums = e.need_rowsum;
+  // Weight chunk per pass over M: about half the per-core L2, in panels.
   index_t nc = (cache_info().l2 / 2) / (pb > 0 ? pb : 1);
   nc = nc < 8 ? 8 : nc - nc % 8;
   const int nt = gemm_threads(M, N, K);
-  const bool rowsums = e.need_rowsum;
+  // Work is split into tasks of (GP panels) x (MB rows), handed out dynamically
+  // so a thread that loses its core to another process does not stall the GEMM.
+  // One thread: a single row block and L2-sized panel groups (plain blocking).
+  index_t MB = M, GP = nc;
+  if (nt > 1) {
+    const index_t mb0 = 8 * MK::MR;
+    MB = M <= mb0 ? M : mb0;
+    const index_t n_mb = (M + MB - 1) / MB;
+    GP = (P * n_mb) / (4 * nt);  // aim for >= 4 tasks per thread
+    if (GP > nc) GP = nc;
+    if (GP >= MK::NP) GP -= GP % MK::NP;
+    if (GP < 1) GP = 1;
+  }
+  const index_t n_mb = (M + MB - 1) / MB, n_pg = (P + GP - 1) / GP;
+  const index_t ntasks = n_mb * n_pg;
 
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(nt < ntasks ? nt : static_cast<int>(ntasks))
   {
-    const Range rg = thread_range(M, P, MK::MR, omp_get_num_threads(), omp_get_thread_num());
     alignas(64) AccT tile[MK::MR * kTileLd];
     std::int32_t rs[MK::MR];
-    for (index_t pc = rg.p0; pc < rg.p1; pc += nc) {
-      const index_t pe = pc + nc < rg.p1 ? pc + nc : rg.p1;
-      for (index_t m = rg.m0; m < rg.m1; m += MK::MR) {
-        const int mr = static_cast<int>(rg.m1 - m < MK::MR ? rg.m1 - m : MK::MR);
+#pragma omp for schedule(dynamic, 1)
+    for (index_t t = 0; t < ntasks; ++t) {
+      const index_t p0 = (t / n_mb) * GP, p1 = p0 + GP < P ? p0 + GP : P;
+      const index_t m0 = (t % n_mb) * MB, m1 = m0 + MB < M ? m0 + MB : M;
+      for (index_t m = m0; m < m1; m += MK::MR) {
+        const int mr = static_cast<int>(m1 - m < MK::MR ? m1 - m : MK::MR);
         const AType* Am = A + m * lda;
         if (rowsums) {
           for (int i = 0; i < mr; ++i) {
@@ -202,8 +218,8 @@ void run_gemm(const GemmArgs& g) {
           }
         }
         const int npmax = mr <= 2 ? MK::NP_SMALL : MK::NP;
-        for (index_t p = pc; p < pe; p += npmax) {
-          const int np = static_cast<int>(pe - p < npmax ? pe - p : npmax);
+        for (index_t p = p0; p < p1; p += npmax) {
+          const int np = static_cast<int>(p1 - p < npmax ? p1 - p : npmax);
           MK::micro(mr, np, Am, lda, W.panel(p), pb, K, tile);
           const index_t n0 = p * 16;
           const int cols = static_cast<int>(N - n0 < np * 16 ? N - n0 : np * 16);
