@@ -1,0 +1,139 @@
+"""graphopt::MultiHeadAttention: BERT-style self-attention with a packed QKV projection."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from ..ir import DType, Node, TensorType, Value
+from ._registry import MS_DOMAIN, Emitter, OpDef, register_op
+
+__all__ = ["MULTI_HEAD_ATTENTION", "attention_ref"]
+
+
+def _heads(node_label: str, hidden: int, num_heads: int) -> int:
+    if num_heads <= 0 or hidden % num_heads:
+        raise UnsupportedError(f"{node_label}: hidden size {hidden} is not divisible by num_heads={num_heads}")
+    return hidden // num_heads
+
+
+def attention_ref(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, num_heads: int, scale: float,
+                  key_padding_mask: np.ndarray | None = None, attention_bias: np.ndarray | None = None,
+                  mask_filter_value: float = -10000.0) -> np.ndarray:
+    """numpy reference (float64 inside)."""
+    bsz, seq, _ = x.shape
+    hidden = w.shape[1] // 3
+    hd = _heads("MultiHeadAttention", hidden, num_heads)
+    qkv = x.astype(np.float64) @ w.astype(np.float64)
+    if b is not None:
+        qkv = qkv + b
+    q, k, v = (qkv[..., i * hidden:(i + 1) * hidden].reshape(bsz, seq, num_heads, hd).transpose(0, 2, 1, 3)
+               for i in range(3))
+    s = (q @ k.transpose(0, 1, 3, 2)) * (scale if scale else 1.0 / math.sqrt(hd))
+    if key_padding_mask is not None:
+        s = s + np.where(key_padding_mask.astype(bool), 0.0, mask_filter_value)[:, None, None, :]
+    if attention_bias is not None:
+        s = s + attention_bias
+    s = s - s.max(-1, keepdims=True)
+    p = np.exp(s)
+    p /= p.sum(-1, keepdims=True)
+    y = (p @ v).transpose(0, 2, 1, 3).reshape(bsz, seq, hidden)
+    return y.astype(x.dtype)
+
+
+def _ref(inputs: Sequence[np.ndarray | None], attrs: dict[str, Any]) -> list[np.ndarray]:
+    ins = list(inputs) + [None] * (5 - len(inputs))
+    return [attention_ref(ins[0], ins[1], ins[2], int(attrs["num_heads"]), float(attrs["scale"]), ins[3], ins[4],
+                          float(attrs["mask_filter_value"]))]
+
+
+def _shape(node: Node) -> list[Any]:
+    x, w = node.inputs[0], node.inputs[1]
+    if x is None or w is None or x.shape is None or w.shape is None:
+        return [None]
+    n = w.shape[1]
+    return [TensorType(x.dtype, tuple(x.shape[:-1]) + ((n // 3) if isinstance(n, int) else None,))]
+
+
+def _ins(node: Node) -> list[Value | None]:
+    return list(node.inputs) + [None] * (5 - len(node.inputs))
+
+
+def _to_ort(node: Node, e: Emitter) -> list[Value | None]:
+    x, w, b, kpm, bias = _ins(node)[:5]
+    if b is None:
+        raise UnsupportedError(f"{node.label()}: com.microsoft Attention needs the QKV bias input")
+    mask = None
+    if kpm is not None:
+        mask = kpm if kpm.dtype == DType.INT32 else e.op("Cast", [kpm], {"to": DType.INT32.value})
+    attrs: dict[str, Any] = {"num_heads": int(node.attr("num_heads")),
+                             "mask_filter_value": float(node.attr("mask_filter_value", -10000.0))}
+    if node.attr("scale", 0.0):
+        attrs["scale"] = float(node.attr("scale"))
+    ins = [x, w, b, mask, None, bias]
+    while ins[-1] is None:
+        ins.pop()
+    return [e.op("Attention", ins, attrs, domain=MS_DOMAIN)]
+
+
+def _decompose(node: Node, e: Emitter) -> list[Value | None]:
+    x, w, b, kpm, bias = _ins(node)[:5]
+    n = int(node.attr("num_heads"))
+    if w.shape is None or not isinstance(w.shape[1], int):
+        raise UnsupportedError(f"{node.label()}: decomposition needs the static shape of the QKV weight")
+    hidden = w.shape[1] // 3
+    hd = _heads(node.label(), hidden, n)
+    scale = float(node.attr("scale", 0.0)) or 1.0 / math.sqrt(hd)
+    dt = e.dtype_np(x)
+    qkv = e.op("MatMul", [x, w])
+    if b is not None:
+        qkv = e.op("Add", [qkv, b])
+    split = e.const("split", [hidden] * 3, np.int64)
+    e.op("Split", [qkv, split], {"axis": -1}, num_outputs=3) if e.opset >= 13 else \
+        e.op("Split", [qkv], {"axis": -1, "split": [hidden] * 3}, num_outputs=3)
+    q, k, v = e.nodes[-1].outputs
+    heads = e.const("heads_shape", [0, 0, n, hd], np.int64)
+    q = e.op("Transpose", [e.op("Reshape", [q, heads])], {"perm": [0, 2, 1, 3]})
+    kt = e.op("Transpose", [e.op("Reshape", [k, heads])], {"perm": [0, 2, 3, 1]})
+    v = e.op("Transpose", [e.op("Reshape", [v, heads])], {"perm": [0, 2, 1, 3]})
+    s = e.op("Mul", [e.op("MatMul", [q, kt]), e.const("scale", scale, dt)])
+    if kpm is not None:
+        # (1 - mask) * filter, broadcast over heads and queries: [B, 1, 1, S]
+        m = e.op("Cast", [kpm], {"to": DType.from_numpy(dt).value})
+        m = e.op("Mul", [e.op("Sub", [e.const("one", 1.0, dt), m]),
+                         e.const("filter", float(node.attr("mask_filter_value", -10000.0)), dt)])
+        m = e.op("Unsqueeze", [m, e.const("axes", [1, 2], np.int64)]) if e.opset >= 13 else \
+            e.op("Unsqueeze", [m], {"axes": [1, 2]})
+        s = e.op("Add", [s, m])
+    if bias is not None:
+        s = e.op("Add", [s, bias])
+    p = e.op("Softmax", [s], {"axis": -1})
+    y = e.op("Transpose", [e.op("MatMul", [p, v])], {"perm": [0, 2, 1, 3]})
+    return [e.op("Reshape", [y, e.const("out_shape", [0, 0, hidden], np.int64)])]
+
+
+MULTI_HEAD_ATTENTION = register_op(OpDef(
+    op_type="MultiHeadAttention",
+    spec="""graphopt::MultiHeadAttention(X, W, B?, KeyPaddingMask?, AttentionBias?) -> Y
+
+Self-attention of BERT-class encoders with the Q, K and V projections packed in one weight.
+X: float [B, S, Hin]; W: float [Hin, 3H] = [Wq | Wk | Wv]; B: float [3H] = [bq | bk | bv].
+KeyPaddingMask: optional int/bool [B, S], nonzero = attend to that key position.
+AttentionBias: optional float, broadcastable to [B, N, S, S], added to the scaled scores (the additive
+mask of BERT/DistilBERT exports: 0 where attended, a large negative value where masked).
+Attributes: num_heads N (int, required, divides H); scale (float, 0 = 1/sqrt(H/N));
+mask_filter_value (float, default -10000: added at positions where KeyPaddingMask is 0).
+Q, K, V = split(X @ W + B) reshaped to [B, N, S, H/N];
+P = softmax(scale * Q K^T + mask terms) over the last axis; Y = (P V) back to [B, S, H].
+onnxruntime: com.microsoft Attention (mask_index = int32 KeyPaddingMask, attention_bias = AttentionBias).
+Standard ONNX: MatMul/Split/Reshape/Transpose/Softmax.""",
+    attrs={"num_heads": None, "scale": 0.0, "mask_filter_value": -10000.0},
+    reference=_ref,
+    shape_rule=_shape,
+    to_onnxruntime=_to_ort,
+    decompose=_decompose,
+))
