@@ -13,7 +13,7 @@ from ..errors import GraphoptError
 COMMANDS: tuple[str, ...] = (
     "info",
     "inspect",
-    "run",
+    "run", "optimize", "passes",
     "bench_kernels",
 )
 
