@@ -112,8 +112,9 @@ class Emitter:
            domain: str = "", num_outputs: int = 1) -> Value:
         """Insert one node; returns its first output (all outputs: ``self.nodes[-1].outputs``)."""
         base = self.anchor.name or op_type
+        # node names must be unique for onnxruntime; unique_name draws from the graph's name pool
         n = Node(op_type, list(inputs), attrs or {}, domain=domain, num_outputs=num_outputs,
-                 name=f"{base}/{op_type}_{len(self.nodes)}")
+                 name=self.graph.unique_name(f"{base}/{op_type}"))
         self.graph.insert_before(self.anchor, n)
         self.nodes.append(n)
         return n.outputs[0]

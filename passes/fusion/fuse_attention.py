@@ -1,0 +1,182 @@
+"""fuse-attention: BERT/DistilBERT multi-head self-attention -> graphopt::MultiHeadAttention.
+
+The pattern is built from named sub-patterns, each the shape exporters emit:
+
+* ``projection(t)``   X @ W_t + b_t                     (t = q, k, v; same X)
+* ``split_heads(t)``  Reshape [B, S, N, d] of it         (shape: any value, usually a Concat chain)
+* ``query()``/``value()``  Transpose perm (0, 2, 1, 3)
+* ``key_t()``         Transpose perm (0, 2, 3, 1), or (0, 2, 1, 3) then (0, 1, 3, 2)
+* ``scores()``        MatMul(q, k^T), then Mul by scale or Div by 1/scale (optional)
+* ``masked()``        Add of an additive mask (optional; the mask is any value: the
+                      Where/Cast/Sub/Mul mask subgraph stays and feeds AttentionBias)
+* ``context()``       Softmax(-1) @ v, Transpose (0, 2, 1, 3), Reshape to [B, S, H]
+
+The rewrite packs W_q|W_k|W_v and b_q|b_k|b_v into one weight and bias.
+num_heads = H / d, where d comes from the head Reshape's static last dimension
+(shape inference) or from its constant shape operand.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from graphopt.ir import Value
+from graphopt.pattern import A, AnyOf, Const, MatchResult, P, Rule, RuleSet, Var, const_value
+from graphopt.pm import register_pass
+
+from ._common import GRAPHOPT, FusionPass, last_dim, scalar
+
+__all__ = ["FUSE_ATTENTION", "FuseAttentionPass", "attention_pattern"]
+
+_BSNH = [0, 2, 1, 3]
+
+
+def projection(t: str):
+    return P.Add(P.MatMul(Var("x"), Const(f"w_{t}").rank(2), bind=f"mm_{t}"), Const(f"b_{t}").rank(1),
+                 bind=f"proj_{t}")
+
+
+def split_heads(t: str):
+    return P.Reshape(projection(t), Var(f"heads_shape_{t}"), bind=f"heads_{t}")
+
+
+def query():
+    return P.Transpose(split_heads("q"), perm=_BSNH)
+
+
+def value():
+    return P.Transpose(split_heads("v"), perm=_BSNH)
+
+
+def key_t():
+    k = split_heads("k")
+    return AnyOf(P.Transpose(k, perm=[0, 2, 3, 1]),
+                 P.Transpose(P.Transpose(k, perm=_BSNH), perm=[0, 1, 3, 2]))
+
+
+def scores():
+    qk = P.MatMul(query(), key_t(), bind="qk")
+    return AnyOf(P.Mul(qk, Const("scale"), bind="scaled"), P.Div(qk, Const("inv_scale"), bind="scaled"), qk)
+
+
+def masked():
+    s = scores()
+    return AnyOf(P.Add(s, Var("mask"), bind="masked"), s)
+
+
+def context():
+    probs = P.Softmax(masked(), axis=A(pred=lambda a: a in (-1, 3), default=-1), bind="softmax")
+    ctx = P.Transpose(P.MatMul(probs, value(), bind="pv"), perm=_BSNH)
+    return P.Reshape(ctx, Var("out_shape"), bind="out")
+
+
+def attention_pattern():
+    return context()
+
+
+def _head_size(heads: Value, shape: Value) -> int | None:
+    """d of a [B, S, N, d] head Reshape: from inference, the constant shape, or a Concat's last piece."""
+    d = last_dim(heads)
+    if isinstance(d, int):
+        return d
+    c = const_value(shape)
+    if c is not None and c.size == 4 and int(c[-1]) > 0:
+        return int(c[-1])
+    p = shape.producer()
+    if p is not None and p.op_type == "Concat" and p.inputs:
+        last = const_value(p.inputs[-1])
+        if last is not None and last.size == 1 and int(last.reshape(-1)[0]) > 0:
+            return int(last.reshape(-1)[0])
+    return None
+
+
+class FuseAttention(Rule):
+    """Self-attention subgraph -> MultiHeadAttention(X, Wqkv, bqkv, AttentionBias=mask)."""
+
+    name = "fuse-attention"
+    benefit = 5
+    commutative = True
+
+    def pattern(self, p):
+        return attention_pattern()
+
+    def check(self, m):
+        x = m["x"]
+        if x.rank is not None and x.rank != 3:
+            return MatchResult.fail(f"attention input has rank {x.rank}, expected [batch, seq, hidden]", x)
+        ws = [m.const(f"w_{t}") for t in "qkv"]
+        bs = [m.const(f"b_{t}") for t in "qkv"]
+        if len({w.shape for w in ws}) != 1 or len({b.shape for b in bs}) != 1:
+            return MatchResult.fail("Q, K and V projections have different shapes", m.node("mm_k"))
+        hidden = ws[0].shape[1]
+        if bs[0].shape[0] != hidden:
+            return MatchResult.fail("projection bias length differs from the projection width", m["b_q"])
+        ds = {t: _head_size(m[f"heads_{t}"], m[f"heads_shape_{t}"]) for t in "qkv"}
+        if None in ds.values():
+            bad = next(t for t, d in ds.items() if d is None)
+            return MatchResult.fail("head size is unknown (the head Reshape's shape is not static)",
+                                    m.node(f"heads_{bad}"))
+        if len(set(ds.values())) != 1 or hidden % ds["q"]:
+            return MatchResult.fail(f"head sizes {ds} do not split hidden size {hidden}", m.node("heads_q"))
+        for t in "qkv":
+            if m[f"heads_{t}"].rank not in (None, 4):
+                return MatchResult.fail("head Reshape is not 4-D", m.node(f"heads_{t}"))
+        out = m["out"]
+        od = last_dim(out)
+        if out.rank not in (None, 3) or (isinstance(od, int) and od != hidden) or \
+                (not isinstance(od, int) and not _out_shape_is(m["out_shape"], hidden)):
+            return MatchResult.fail(f"output Reshape does not give [batch, seq, {hidden}]", m.node("out"))
+        if "scaled" in m and self._scale(m) is None:
+            return MatchResult.fail("attention scale is not a positive scalar constant", m.node("scaled"))
+        mask = m.get_or_none("mask")
+        if mask is not None and (mask.rank not in (None, 4) or
+                                 (mask.dtype is not None and mask.dtype.value and mask.dtype != x.dtype)):
+            return MatchResult.fail("additive mask is not a 4-D tensor of the input's type", mask)
+        return MatchResult.ok()
+
+    @staticmethod
+    def _scale(m) -> float | None:
+        if "scaled" not in m:
+            return 1.0
+        node = m.node("scaled")
+        s = scalar(m.const("scale")) if node.op_type == "Mul" else scalar(m.const("inv_scale"))
+        if s is None or s <= 0:
+            return None
+        return s if node.op_type == "Mul" else 1.0 / s
+
+    def rewrite(self, b, m):
+        d = _head_size(m["heads_q"], m["heads_shape_q"])
+        ws = [m.const(f"w_{t}") for t in "qkv"]
+        bs = [m.const(f"b_{t}") for t in "qkv"]
+        hidden = ws[0].shape[1]
+        scale = self._scale(m)
+        if math.isclose(scale, 1.0 / math.sqrt(d), rel_tol=1e-6):
+            scale = 0.0  # the default: stated by omission, as onnxruntime does
+        w = b.initializer(np.concatenate(ws, axis=1), name=f"{m.node('mm_q').name or 'attn'}/qkv_weight")
+        bias = b.initializer(np.concatenate(bs, axis=0), name=f"{m.node('mm_q').name or 'attn'}/qkv_bias")
+        return b.MultiHeadAttention(m["x"], w, bias, None, m.get_or_none("mask"), num_heads=hidden // d,
+                                    scale=float(scale), _domain=GRAPHOPT)
+
+
+def _out_shape_is(shape: Value, hidden: int) -> bool:
+    c = const_value(shape)
+    if c is not None:
+        return c.size == 3 and int(c[-1]) in (hidden, -1)
+    p = shape.producer()
+    if p is not None and p.op_type == "Concat" and len(p.inputs) == 3:
+        last = const_value(p.inputs[-1])
+        return last is not None and last.size == 1 and int(last.reshape(-1)[0]) in (hidden, -1)
+    return False
+
+
+FUSE_ATTENTION = RuleSet([FuseAttention()], name="fuse-attention")
+
+
+@register_pass
+class FuseAttentionPass(FusionPass):
+    name = "fuse-attention"
+    description = "BERT-style multi-head self-attention -> graphopt::MultiHeadAttention"
+    rules = FUSE_ATTENTION
+    needs_shapes = True
