@@ -1,0 +1,108 @@
+"""One call for post-training quantization: ``quantize(model, config, calib_data)``.
+
+Static mode runs: validate config and data -> (SmoothQuant: per-channel
+calibration, smoothing) -> annotate -> calibration -> insert-qdq ->
+(fold-qdq for ``fmt="qoperator"``). Dynamic and weight-only modes need no data.
+Everything fails with a GraphoptError *before* any work when the config names
+missing nodes or the data does not fit the model.
+
+>>> from graphopt.quant import QuantConfig, quantize
+>>> qmodel, report = quantize(model, QuantConfig.transformer(), batches)   # doctest: +SKIP
+>>> report.calibration_seconds                                            # doctest: +SKIP
+0.9
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import GraphoptError
+from ..ir import Model
+from ..pm import PassContext
+from .calibrate import CalibrationResult, DataSource, calibrate, check_feeds, iter_batches
+from .config import QuantConfig
+
+__all__ = ["quantize", "QuantReport", "prepare_batches"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class QuantReport:
+    """What quantization did: pass statistics and timings."""
+
+    mode: str
+    stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    calibration_seconds: float = 0.0
+    calibration_batches: int = 0
+    seconds: float = 0.0
+
+
+def prepare_batches(model: Model, data: DataSource) -> list[dict[str, Any]]:
+    """Materialise and check every calibration batch (names, dtypes, ranks) before any work."""
+    batches = list(iter_batches(data))
+    if not batches:
+        raise GraphoptError("the calibration set is empty")
+    for i, b in enumerate(batches):
+        check_feeds(model, b, i)
+    return batches
+
+
+def _passes():
+    import graphopt.passes.quant as pq  # registers the passes
+
+    return pq
+
+
+def quantize(model: Model, config: QuantConfig | None = None, data: DataSource | None = None, *,
+             fmt: str = "qdq", progress: bool = True, calibration: CalibrationResult | None = None,
+             ctx: PassContext | None = None) -> tuple[Model, QuantReport]:
+    """Quantize ``model`` in place per ``config`` (default: transformer preset) and return it.
+
+    ``calibration`` reuses a saved range calibration (SmoothQuant still needs
+    ``data`` for its per-channel pass, unless ``config.smoothquant`` is None).
+    """
+    t0 = time.perf_counter()
+    cfg = config or QuantConfig.transformer()
+    if fmt not in ("qdq", "qoperator"):
+        raise GraphoptError(f"unknown output format '{fmt}' (qdq, qoperator)")
+    cfg.validate(model)
+    ctx = ctx or PassContext()
+    pq = _passes()
+    report = QuantReport(cfg.mode)
+    if cfg.mode == "dynamic":
+        report.stats["quantize-dynamic"] = dict(pq.DynamicQuantPass(cfg).run(model, ctx).stats)
+    elif cfg.mode == "weight-only":
+        report.stats["quantize-weight-only"] = dict(pq.WeightOnlyQuantPass(cfg).run(model, ctx).stats)
+    else:
+        needs_data = calibration is None or cfg.smoothquant is not None
+        batches: Sequence[dict[str, Any]] = []
+        if needs_data:
+            if data is None:
+                raise GraphoptError("static quantization needs calibration data (or a saved calibration "
+                                    "and smoothquant=None)")
+            batches = prepare_batches(model, data)
+        if cfg.smoothquant is not None:
+            from graphopt.passes.quant.smoothquant import smoothquant_targets
+
+            res = calibrate(model, batches, smoothquant_targets(model), kind="channel_absmax", progress=progress)
+            res.attach(model)
+            report.calibration_seconds += res.seconds
+            report.stats["smoothquant"] = dict(pq.SmoothQuantPass(cfg.smoothquant).run(model, ctx).stats)
+        report.stats["quant-annotate"] = dict(pq.AnnotateQuantPass(cfg).run(model, ctx).stats)
+        if calibration is None:
+            calibration = calibrate(model, batches, progress=progress)
+        calibration.attach(model)
+        report.calibration_seconds += calibration.seconds
+        report.calibration_batches = calibration.batches
+        report.stats["insert-qdq"] = dict(pq.InsertQDQPass().run(model, ctx).stats)
+        if fmt == "qoperator":
+            report.stats["fold-qdq"] = dict(pq.FoldQDQPass().run(model, ctx).stats)
+    model.graph.verify()
+    report.seconds = time.perf_counter() - t0
+    logger.info("quantized (%s) in %.1f s: %s", cfg.mode, report.seconds, report.stats)
+    return model, report

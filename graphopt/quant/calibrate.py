@@ -1,0 +1,274 @@
+"""Calibration: stream batches through the model in onnxruntime and feed observers.
+
+The model is exported once with the observed values added as graph outputs
+(in chunks of ``max_outputs`` if there are many, each chunk one pass over the
+data), and each fetched tensor updates a bounded-memory observer. The result
+maps value names to observers; it attaches to IR values (``value.meta[CALIB]``
+or ``value.meta[CHANNEL_MAX]``) and saves to / loads from JSON.
+
+Data can be a feed dict, any iterable of feed dicts, an object with ORT's
+``CalibrationDataReader.get_next()`` protocol, an ``.npz`` file, or a folder
+of ``.npz`` files (one batch each). Every batch is checked against the
+model's inputs (names, dtypes, ranks, fixed dims) before it is run; a list of
+batches is checked entirely before any work.
+
+>>> result = calibrate(model, [{"x": x0}, {"x": x1}], ["h"], progress=False)   # doctest: +SKIP
+>>> result.attach(model); result.save("calib.json")                           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, Union
+
+import numpy as np
+
+from ..errors import GraphoptError
+from ..ir import DType, Model, Value
+from .observers import ChannelAbsMaxObserver, HistogramObserver, observer_from_dict
+from .specs import CALIB, CHANNEL_MAX, QUANT_INPUTS
+
+__all__ = ["CalibrationDataReader", "CalibrationResult", "calibrate", "iter_batches", "check_feeds",
+           "quant_targets", "DataSource"]
+
+logger = logging.getLogger(__name__)
+
+Feeds = dict[str, np.ndarray]
+
+
+class CalibrationDataReader(Protocol):
+    """onnxruntime's reader protocol: ``get_next()`` returns a feed dict, or None at the end."""
+
+    def get_next(self) -> Feeds | None: ...
+
+
+DataSource = Union[Feeds, Iterable[Feeds], CalibrationDataReader, str, os.PathLike]
+Observer = Union[HistogramObserver, ChannelAbsMaxObserver]
+
+
+def _reader_iter(reader: CalibrationDataReader) -> Iterator[Feeds]:
+    while True:
+        b = reader.get_next()
+        if b is None:
+            return
+        yield b
+
+
+def iter_batches(data: DataSource) -> Iterable[Feeds]:
+    """Normalise any supported data source into an iterable of feed dicts."""
+    if isinstance(data, Mapping):
+        return [dict(data)]
+    if isinstance(data, (str, os.PathLike)):
+        p = Path(data)
+        if p.is_dir():
+            files = sorted(p.glob("*.npz"))
+            if not files:
+                raise GraphoptError(f"calibration folder {p} holds no .npz files")
+            return ({k: z[k] for k in z.files} for z in map(np.load, files))
+        if p.suffix == ".npz" and p.is_file():
+            with np.load(p) as z:
+                return [{k: z[k] for k in z.files}]
+        raise GraphoptError(f"calibration data {p} is neither a folder of .npz files nor an .npz file")
+    if hasattr(data, "get_next"):
+        return _reader_iter(data)  # type: ignore[arg-type]
+    if isinstance(data, Iterable):
+        return data
+    raise GraphoptError(f"unsupported calibration data of type {type(data).__name__}")
+
+
+_NP_OK = {DType.FLOAT, DType.INT64, DType.INT32, DType.BOOL, DType.UINT8, DType.INT8, DType.FLOAT16, DType.DOUBLE}
+
+
+def check_feeds(model: Model, feeds: Any, index: int = 0) -> None:
+    """Raise GraphoptError if ``feeds`` (batch ``index``) does not fit the model's inputs."""
+    if not isinstance(feeds, Mapping):
+        raise GraphoptError(f"calibration batch {index} is a {type(feeds).__name__}, not a dict of input arrays")
+    g = model.graph
+    inits = set(g.initializers)
+    required = {v.name: v for v in g.inputs if v.name not in inits}
+    optional = {v.name for v in g.inputs if v.name in inits}
+    unknown = [k for k in feeds if k not in required and k not in optional]
+    if unknown:
+        raise GraphoptError(f"calibration batch {index} feeds {unknown}, which are not inputs of the model "
+                            f"(inputs: {sorted(required)})")
+    missing = [k for k in required if k not in feeds]
+    if missing:
+        raise GraphoptError(f"calibration batch {index} lacks model input(s) {missing}")
+    for name, v in required.items():
+        arr = np.asarray(feeds[name])
+        if v.dtype is not None and v.dtype is not DType.UNDEFINED:
+            want = v.dtype.numpy
+            if arr.dtype != want:
+                raise GraphoptError(f"calibration batch {index}: input '{name}' has dtype {arr.dtype}, "
+                                    f"the model expects {v.dtype.short} ({want})")
+        if v.shape is not None:
+            if arr.ndim != len(v.shape):
+                raise GraphoptError(f"calibration batch {index}: input '{name}' has rank {arr.ndim} "
+                                    f"(shape {arr.shape}), the model expects {len(v.shape)} ({list(v.shape)})")
+            for ax, (d, n) in enumerate(zip(v.shape, arr.shape)):
+                if isinstance(d, int) and d != n:
+                    raise GraphoptError(f"calibration batch {index}: input '{name}' dim {ax} is {n}, "
+                                        f"the model expects {d}")
+
+
+def quant_targets(model: Model) -> list[str]:
+    """Names of the non-constant values some node's QUANT_INPUTS annotation asks to quantize."""
+    out: dict[str, None] = {}
+    for n in model.graph:
+        for i in (n.meta.get(QUANT_INPUTS) or {}):
+            v = n.inputs[i]
+            if v is not None and v.const is None and not _is_const_chain(v):
+                out[v.name] = None
+    return list(out)
+
+
+def _is_const_chain(v: Value) -> bool:
+    p = v.producer()
+    return p is not None and p.op_type == "Constant"
+
+
+@dataclass
+class CalibrationResult:
+    """Observers by value name, plus run facts (batches, seconds)."""
+
+    stats: dict[str, Observer] = field(default_factory=dict)
+    batches: int = 0
+    seconds: float = 0.0
+
+    def merge(self, other: CalibrationResult) -> CalibrationResult:
+        """Combine two results (e.g. from two workers); observers merge associatively."""
+        stats = dict(self.stats)
+        for k, o in other.stats.items():
+            stats[k] = stats[k].merge(o) if k in stats else o  # type: ignore[arg-type]
+        return CalibrationResult(stats, self.batches + other.batches, self.seconds + other.seconds)
+
+    def attach(self, model: Model) -> int:
+        """Store each observer on its IR value (``CALIB`` or ``CHANNEL_MAX``); returns the count."""
+        values = {v.name: v for v in model.graph.all_values()}
+        missing = [k for k in self.stats if k not in values]
+        if missing:
+            raise GraphoptError(f"calibration names value(s) the model does not have: {missing[:5]}")
+        for k, o in self.stats.items():
+            if isinstance(o, ChannelAbsMaxObserver):
+                values[k].meta[CHANNEL_MAX] = o.absmax
+            else:
+                values[k].meta[CALIB] = o
+        return len(self.stats)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": "graphopt.calibration/1", "batches": self.batches, "seconds": self.seconds,
+                "stats": {k: o.to_dict() for k, o in self.stats.items()}}
+
+    def save(self, path: str | os.PathLike) -> Path:
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps(self.to_dict()))
+        return p
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> CalibrationResult:
+        try:
+            d = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e:
+            raise GraphoptError(f"cannot read calibration file {path}: {e}") from e
+        if d.get("format") != "graphopt.calibration/1":
+            raise GraphoptError(f"{path} is not a graphopt calibration file")
+        return cls({k: observer_from_dict(v) for k, v in d["stats"].items()}, d["batches"], d["seconds"])
+
+
+def _session(model: Model, outputs: Sequence[Value]):
+    import onnxruntime as ort
+
+    from ..io import to_onnx
+
+    g = model.graph
+    saved = list(g.outputs)
+    try:
+        g.outputs = saved + [v for v in outputs if not any(v is o for o in saved)]
+        proto = to_onnx(model)
+    finally:
+        g.outputs = saved
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    # basic rewrites only: the fetched values must exist as computed by the graph as written
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    try:
+        return ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise GraphoptError(f"onnxruntime cannot load the calibration model: {e}") from e
+
+
+def calibrate(model: Model, data: DataSource, targets: Sequence[str] | None = None, *,
+              kind: str = "histogram", bins: int = 4096, progress: bool = True,
+              max_outputs: int = 160) -> CalibrationResult:
+    """Run ``data`` through ``model`` and observe ``targets`` (default: :func:`quant_targets`).
+
+    ``kind`` is "histogram" (ranges for every observer method) or
+    "channel_absmax" (per-channel |x| max, for SmoothQuant).
+
+    >>> res = calibrate(model, batches, progress=False)   # doctest: +SKIP
+    >>> res.attach(model)                                 # doctest: +SKIP
+    """
+    if kind not in ("histogram", "channel_absmax"):
+        raise GraphoptError(f"unknown observer kind '{kind}'")
+    names = list(targets) if targets is not None else quant_targets(model)
+    values = {v.name: v for v in model.graph.all_values()}
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise GraphoptError(f"calibration targets not in the model: {missing[:5]}")
+    consts = [n for n in names if values[n].const is not None]
+    if consts:
+        raise GraphoptError(f"calibration targets are constants (weights are quantized offline): {consts[:5]}")
+    batches = iter_batches(data)
+    chunks = [names[i:i + max_outputs] for i in range(0, len(names), max_outputs)] or [[]]
+    if len(chunks) > 1 or isinstance(batches, Sequence):
+        batches = list(batches)  # several passes, or cheap to check all up front
+        if not batches:
+            raise GraphoptError("the calibration set is empty")
+        for i, b in enumerate(batches):
+            check_feeds(model, b, i)
+    factory = (lambda: HistogramObserver(bins)) if kind == "histogram" else ChannelAbsMaxObserver
+    stats: dict[str, Observer] = {n: factory() for n in names}
+    t0 = time.perf_counter()
+    count = 0
+    for ci, chunk in enumerate(chunks):
+        sess = _session(model, [values[n] for n in chunk])
+        count = 0
+        bar = _progress(progress, batches, f"calibrate {ci + 1}/{len(chunks)}" if len(chunks) > 1 else "calibrate")
+        try:
+            for b in batches:
+                if not isinstance(batches, list):
+                    check_feeds(model, b, count)
+                outs = sess.run(chunk or None, {k: np.asarray(v) for k, v in b.items()})
+                for n, arr in zip(chunk, outs):
+                    stats[n].update(arr)
+                count += 1
+                bar.update(1)
+        finally:
+            bar.close()
+        if count == 0:
+            raise GraphoptError("the calibration set is empty")
+    seconds = time.perf_counter() - t0
+    logger.info("calibrated %d values on %d batches in %.1f s", len(names), count, seconds)
+    return CalibrationResult(stats, count, seconds)
+
+
+def _progress(enabled: bool, batches: Any, desc: str):
+    total = len(batches) if hasattr(batches, "__len__") else None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is optional: no bar then
+        enabled = False
+    if not enabled:
+        class _Null:
+            def update(self, n: int) -> None: ...
+            def close(self) -> None: ...
+        return _Null()
+    return tqdm(total=total, desc=desc, unit="batch", file=sys.stderr, leave=False)

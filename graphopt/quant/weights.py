@@ -1,0 +1,72 @@
+"""Offline weight quantization: per-channel/per-tensor int8, group-wise int4 (RTN, packed
+for onnxruntime's MatMulNBits), and per-channel range search (MSE).
+
+>>> w = np.array([[1.0, -0.5], [0.25, 2.0]], np.float32)
+>>> q, qp = quantize_weight(w, QuantSpec(QType.S8, symmetric=True, per_channel=True, axis=1))
+>>> q.tolist(), [round(float(s), 5) for s in qp.scale]
+([[127, -32], [32, 127]], [0.00787, 0.01575])
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .specs import QParams, QType, QuantSpec, dequantize_array, qparams_from_range, quantize_array
+
+__all__ = ["quantize_weight", "quantize_int4_blocks", "weight_error"]
+
+
+def _reduce_axes(ndim: int, axis: int | None) -> tuple[int, ...]:
+    return tuple(i for i in range(ndim) if axis is None or i != axis % ndim)
+
+
+def quantize_weight(w: np.ndarray, spec: QuantSpec) -> tuple[np.ndarray, QParams]:
+    """Quantize a float weight per ``spec`` (minmax, or per-channel MSE clipping search)."""
+    axis = spec.axis if spec.per_channel else None
+    red = _reduce_axes(w.ndim, axis)
+    lo, hi = w.min(axis=red), w.max(axis=red)
+    if spec.observer == "mse":
+        lo, hi = _mse_search(w, lo, hi, spec, red)
+    qp = qparams_from_range(lo, hi, spec.with_(axis=axis))
+    return quantize_array(w, qp), qp
+
+
+def _mse_search(w: np.ndarray, lo: np.ndarray, hi: np.ndarray, spec: QuantSpec,
+                red: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    best_err = np.full(np.shape(lo), np.inf)
+    best_lo, best_hi = np.array(lo, np.float64), np.array(hi, np.float64)
+    for f in np.linspace(0.5, 1.0, 26):
+        qp = qparams_from_range(lo * f, hi * f, spec)
+        err = ((dequantize_array(quantize_array(w, qp), qp) - w) ** 2).sum(axis=red)
+        better = err < best_err
+        best_err = np.where(better, err, best_err)
+        best_lo = np.where(better, lo * f, best_lo)
+        best_hi = np.where(better, hi * f, best_hi)
+    return best_lo, best_hi
+
+
+def weight_error(w: np.ndarray, q: np.ndarray, qp: QParams) -> float:
+    """Relative L2 error of the dequantized weight."""
+    d = dequantize_array(q, qp)
+    return float(np.linalg.norm(d - w) / max(np.linalg.norm(w), 1e-12))
+
+
+def quantize_int4_blocks(w: np.ndarray, block: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Symmetric RTN int4 of ``w[K, N]`` in blocks of ``block`` along K, packed as onnxruntime's
+    ``MatMulNBits`` wants: ``B[N, K/block, block/2]`` (uint8, low nibble first, code = q + 8),
+    ``scales[N * K/block]``. Also returns the dequantized weight (for error reports).
+    """
+    k, n = w.shape
+    kp = -(-k // block) * block
+    wt = np.zeros((n, kp), np.float32)
+    wt[:, :k] = w.T
+    blocks = wt.reshape(n, kp // block, block)
+    amax = np.abs(blocks).max(axis=2)
+    scale = np.where(amax > 0, amax / 7.0, 1.0).astype(np.float32)
+    q = np.clip(np.rint(blocks / scale[..., None]), -8, 7).astype(np.int8)
+    codes = (q + 8).astype(np.uint8)
+    packed = (codes[..., 0::2] | (codes[..., 1::2] << 4)).astype(np.uint8)
+    deq = (q.astype(np.float32) * scale[..., None]).reshape(n, kp)[:, :k].T
+    return packed, scale.reshape(-1), np.ascontiguousarray(deq)
+
+

@@ -1,0 +1,75 @@
+"""``quantize-weight-only``: int8 (per-channel) or int4 (group-wise, RTN) weights, float activations.
+
+int8: ``DequantizeLinear(Wq, scale, axis=1) -> MatMul`` (standard ONNX).
+int4: onnxruntime's ``com.microsoft::MatMulNBits`` (bits=4, block_size =
+``config.group_size``), which reads the packed weight directly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphopt.ir import DType, Model, TensorType
+from graphopt.pm import Pass, PassContext, PassResult, register_pass
+from graphopt.quant._build import add_node, const
+from graphopt.quant.annotate import annotate_node
+from graphopt.quant.config import QuantConfig
+from graphopt.quant.specs import PRECISION, QUANT_INPUTS, QType, QuantSpec
+from graphopt.quant.weights import quantize_int4_blocks, quantize_weight
+
+from .insert_qdq import InsertQDQPass
+
+__all__ = ["WeightOnlyQuantPass"]
+
+
+@register_pass
+class WeightOnlyQuantPass(Pass):
+    """``WeightOnlyQuantPass(QuantConfig(mode="weight-only", weight_bits=4, group_size=32))``."""
+
+    name = "quantize-weight-only"
+    description = "weight-only int8/int4 (group-wise RTN) quantization of MatMul weights"
+
+    def __init__(self, config: QuantConfig | None = None) -> None:
+        self.config = config or QuantConfig(mode="weight-only")
+
+    def run(self, model: Model, ctx: PassContext) -> PassResult:
+        cfg = self.config
+        cfg.validate(model)
+        g = model.graph
+        count = 0
+        for node in list(g):
+            plan, specs = annotate_node(node, cfg)
+            if node.op_type == "Gather" and specs:
+                node.meta[QUANT_INPUTS] = specs
+                continue
+            w = node.inputs[1] if len(node.inputs) > 1 else None
+            if node.op_type != "MatMul" or plan.precision != "int8" or w is None or w.const is None \
+                    or w.const.ndim != 2 or node.inputs[0].const is not None:
+                continue
+            wf = w.const.astype(np.float32)
+            if cfg.weight_bits == 8:
+                spec = QuantSpec(QType.S8, symmetric=True, per_channel=True, axis=1,
+                                 observer=plan.weight.observer)
+                q, qp = quantize_weight(wf, spec)
+                dq = add_node(g, node, "DequantizeLinear",
+                              [const(g, f"{w.name}_quantized", q), const(g, f"{w.name}_scale", qp.scale),
+                               const(g, f"{w.name}_zero_point", np.zeros(q.shape[1], np.int8))], {"axis": 1},
+                              out_name=f"{w.name}_dequantized", out_type=TensorType(DType.FLOAT, wf.shape))
+                node.set_input(1, dq.output)
+                node.meta[PRECISION] = "int8-weight"
+            else:
+                k, n = wf.shape
+                packed, scales, _ = quantize_int4_blocks(wf, cfg.group_size)
+                out = node.output
+                new = add_node(g, node, "MatMulNBits",
+                               [node.inputs[0], const(g, f"{w.name}_int4", packed), const(g, f"{w.name}_scales", scales)],
+                               {"K": k, "N": n, "bits": 4, "block_size": cfg.group_size}, domain="com.microsoft",
+                               name=f"{node.name or 'MatMul'}_nbits", out_type=TensorType(DType.FLOAT, out.shape))
+                new.meta[PRECISION] = "int4-weight"
+                out.replace_all_uses_with(new.output, outputs=True)
+                g.remove(node)
+            if w.num_uses() == 0 and w.is_initializer:
+                g.remove_initializer(w)
+            count += 1
+        emb = InsertQDQPass().run(model, ctx).stats.get("embeddings", 0)
+        return PassResult(count + emb > 0, {"matmuls": count, "embeddings": emb})
