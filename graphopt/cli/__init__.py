@@ -15,6 +15,7 @@ COMMANDS: tuple[str, ...] = (
     "inspect",
     "run", "optimize", "passes",
     "bench_kernels",
+    "bench_ort",
 )
 
 
