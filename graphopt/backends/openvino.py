@@ -177,7 +177,8 @@ def _unsupported_report(fe: Any, load: Any, proto: onnx.ModelProto) -> str:
             onnx_node = by_output.get(op.get_friendly_name())
             if onnx_node is not None:
                 dom = f"{onnx_node.domain}::" if onnx_node.domain else ""
-                names.append(f"{onnx_node.name or onnx_node.output[0]!r} ({dom}{onnx_node.op_type})")
+                who = repr(onnx_node.name) if onnx_node.name else f"<unnamed, output {onnx_node.output[0]!r}>"
+                names.append(f"{who} ({dom}{onnx_node.op_type})")
             else:
                 names.append(repr(op.get_friendly_name()))
     return ", ".join(names)
