@@ -37,12 +37,13 @@ class _Cloner:
         self.vmap[id(v)] = nv
         return nv
 
-    def lookup(self, v: Value | None, where: str) -> Value | None:
+    def lookup(self, v: Value | None, where: Node | str) -> Value | None:
         if v is None:
             return None
         nv = self.vmap.get(id(v))
         if nv is None:
-            raise ValueError(f"clone: {where} reads %{v.name}, which is not defined before it")
+            label = where.label() if isinstance(where, Node) else where
+            raise ValueError(f"clone: {label} reads %{v.name}, which is not defined before it")
         return nv
 
     def attr_value(self, a: Attr, parent: Node) -> Any:
@@ -78,7 +79,7 @@ class _Cloner:
         ng.sparse_initializers = set(g.sparse_initializers)
         for n in g:
             outs = [self.value(o) for o in n.outputs]
-            nn = Node(n.op_type, [self.lookup(v, n.label()) for v in n.inputs], domain=n.domain,
+            nn = Node(n.op_type, [self.lookup(v, n) for v in n.inputs], domain=n.domain,
                       outputs=outs, name=n.name, doc_string=n.doc_string)
             nn.overload = n.overload
             nn.meta = Meta(n.meta)

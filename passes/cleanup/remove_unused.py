@@ -14,16 +14,19 @@ __all__ = ["RemoveUnused"]
 
 
 def _sweep(g: Graph) -> tuple[int, int]:
+    n_inits = len(g.initializers)
     removed = remove_dead(g)
+    sub_inits = 0
     for n in g:  # live nodes: clean their subgraphs too
         for sg in n.subgraphs():
             r, i = _sweep(sg)
             removed += r
+            sub_inits += i
     keep = {id(v) for v in g.inputs} | {id(v) for v in g.outputs}
     dead_inits = [v for v in g.initializers.values() if not v.num_uses() and id(v) not in keep]
     for v in dead_inits:
         g.remove_initializer(v)
-    return removed, len(dead_inits)
+    return removed, n_inits - len(g.initializers) + sub_inits
 
 
 @register_pass

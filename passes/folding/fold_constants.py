@@ -21,6 +21,7 @@ from graphopt.pattern import can_replace, const_value, remove_dead
 from graphopt.pm import Pass, PassContext, PassResult, register_config, register_pass
 
 from ._evaluate import evaluate_node
+from ._int_eval import eval_int_node
 
 __all__ = ["FoldConstants"]
 
@@ -103,7 +104,7 @@ class _Folder:
             if v is not None and a is not None and a.size > self.shared_limit:
                 if v.is_graph_output() or any(u is not n for u in v.consumers()):
                     return
-        outs = evaluate_node(n, ins, self.model.opset_imports)
+        outs = eval_int_node(n, ins) or evaluate_node(n, ins, self.model.opset_imports)
         if outs is None or len(outs) != len(n.outputs):
             return
         for o, arr in zip(n.outputs, outs):
@@ -138,11 +139,13 @@ class _Folder:
             if o.dtype is not None and o.dtype.value:
                 new.type = TensorType(o.dtype, tuple(arr.shape))  # keep e.g. bf16 declared via ml_dtypes
             news.append((o, new))
-        for o, new in news:
-            if can_replace(o, new) is not None:
-                return False
-        for o, new in news:
+        for _, new in news:
             g.add_initializer(new)
+        if any(can_replace(o, new) is not None for o, new in news):
+            for _, new in news:
+                g.remove_initializer(new)
+            return False
+        for o, new in news:
             o.replace_all_uses_with(new, outputs=True)
         remove_dead(g, [n])
         return True

@@ -186,10 +186,10 @@ class _Folder:
                     continue
             if o.shape is not None and len(o.shape) != arr.ndim:
                 continue
-            new = Value(self.g.unique_name(o.name), const=arr)
+            new = self.g.add_initializer(Value(self.g.unique_name(o.name), const=arr))
             if can_replace(o, new) is not None:
+                self.g.remove_initializer(new)
                 continue
-            self.g.add_initializer(new)
             o.replace_all_uses_with(new, outputs=True)
             remove_dead(self.g, [n])
             self.stats["constants"] += 1

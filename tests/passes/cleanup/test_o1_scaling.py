@@ -1,0 +1,74 @@
+"""O1 compile time grows about linearly with graph size (10x nodes <= 15x time)."""
+
+import time
+
+import numpy as np
+
+from graphopt.pattern.testing import parse_model, run_ort
+from graphopt.pm import PassManager
+
+HDR = '<ir_version: 8, opset_import: ["" : 17]>\n'
+
+
+def synthetic(blocks: int) -> str:
+    """``blocks`` copies of a block with work for every O1 pass: an Identity, a
+    Transpose pair, a constant expression, a static Shape->Gather->Unsqueeze->
+    Concat->Reshape chain and a duplicated Relu."""
+    lines = []
+    h = "x"
+    for i in range(blocks):
+        lines += [
+            f"a{i} = Identity({h})",
+            f"t{i} = Transpose<perm=[1,0]>(a{i})",
+            f"u{i} = Transpose<perm=[1,0]>(t{i})",
+            f"c{i} = Constant<value = float[8] {{{', '.join(str(float(i % 7 + k)) for k in range(8))}}}>()",
+            f"k{i} = Mul(c{i}, half)",
+            f"sh{i} = Shape(u{i})",
+            f"g{i} = Gather<axis=0>(sh{i}, zero)",
+            f"q{i} = Unsqueeze(g{i}, ax)",
+            f"tg{i} = Concat<axis=0>(q{i}, m1)",
+            f"r{i} = Reshape(u{i}, tg{i})",
+            f"d{i} = Relu(r{i})",
+            f"e{i} = Relu(r{i})",
+            f"s{i} = Add(d{i}, e{i})",
+            f"h{i} = Add(s{i}, k{i})",
+        ]
+        h = f"h{i}"
+    lines.append(f"y = Identity({h})")
+    return HDR + ("g (float[4,8] x) => (float[4,8] y)\n"
+                  "<float half = {0.5}, int64 zero = {0}, int64[1] ax = {0}, int64[1] m1 = {-1}>\n"
+                  "{ " + "\n  ".join(lines) + " }")
+
+
+def _best_of(n: int, text: str) -> tuple[float, int, int]:
+    best = float("inf")
+    for _ in range(n):
+        m = parse_model(text, infer_shapes=False)
+        time.sleep(0.15)  # let thread pools settle (noisy shared box)
+        t0 = time.perf_counter()
+        r = PassManager.from_text("O1")(m)
+        best = min(best, time.perf_counter() - t0)
+    return best, r.nodes_before, r.nodes_after
+
+
+def test_synthetic_o1_is_correct():
+    text = synthetic(5)
+    m = parse_model(text)
+    before = parse_model(text)
+    r = PassManager.from_text("O1")(m)
+    assert r.nodes_after == 3 * 5  # per block: Relu, Add(d, d), Add(s, k) (k folded; all else removed)
+    assert m.graph.op_counts() == {"Add": 10, "Relu": 5}
+    feeds = {"x": np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32)}
+    np.testing.assert_array_equal(run_ort(m, feeds)[0], run_ort(before, feeds)[0])
+
+
+def test_o1_scales_linearly(capsys):
+    small, large = 30, 300
+    t_small, n_small, _ = _best_of(3, synthetic(small))
+    t_large, n_large, after = _best_of(3, synthetic(large))
+    ratio = t_large / t_small
+    with capsys.disabled():
+        print(f"\nO1 scaling: {n_small} nodes {t_small * 1e3:.0f} ms, {n_large} nodes {t_large * 1e3:.0f} ms "
+              f"-> {ratio:.1f}x time for {n_large / n_small:.1f}x nodes")
+    assert n_large >= 9 * n_small
+    assert ratio <= 15, f"O1 time grew {ratio:.1f}x for {n_large / n_small:.1f}x nodes"
