@@ -18,7 +18,7 @@ import numpy as np
 from ..ir import DType, Model, TensorType
 
 __all__ = ["parse_model", "op_counts", "assert_op_counts", "run_ort", "random_feeds", "assert_numerically_close",
-           "check_pipeline"]
+           "check_pipeline", "assert_unchanged"]
 
 
 def parse_model(text: str, *, infer_shapes: bool = True) -> Model:
@@ -124,3 +124,19 @@ def check_pipeline(text: str, pipeline: str, *, feeds: Mapping[str, np.ndarray] 
         again = PassManager.from_text(pipeline, verify_each=True)(model)
         assert not again.modified, f"{pipeline} is not idempotent: second run {again.stats()}"
     return model, result
+
+
+def assert_unchanged(pass_: Any, model: Model) -> None:
+    """The pass reports no change and really changed nothing (printed IR and
+    constant data identical): for negative cases and analysis passes."""
+    from ..pm import PassContext
+
+    before = str(model)
+    data = {k: v.const.tobytes() for k, v in model.graph.initializers.items() if v.const is not None
+            and v.const.dtype != object}
+    result = pass_.run(model, PassContext())
+    assert not result.modified, f"{pass_.name} reported a change: {dict(result.stats)}"
+    assert str(model) == before, f"{pass_.name} reported no change but changed the IR"
+    after = {k: v.const.tobytes() for k, v in model.graph.initializers.items() if v.const is not None
+             and v.const.dtype != object}
+    assert after == data, f"{pass_.name} reported no change but changed constant data"

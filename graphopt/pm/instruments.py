@@ -32,7 +32,7 @@ from .context import PassContext
 from .pass_ import Pass, PassResult
 
 __all__ = ["Instrument", "PassInfo", "PassRecord", "Timing", "Verify", "DumpIR", "PrintIR", "NumericGuard",
-           "NumericMismatch"]
+           "NumericMismatch", "Reproducer"]
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +186,41 @@ class PrintIR(Instrument):
     def after(self, model: Model, info: PassInfo, result: PassResult) -> None:
         if (self.names is None or info.name in self.names) and (result.modified or not self.only_on_change):
             logger.info("IR after %s:\n%s", info.name, model)
+
+
+class Reproducer(Instrument):
+    """On failure, write what reproduces it (MLIR's crash reproducer) to ``dir``:
+    ``input.onnx`` (the model the pipeline started from), ``pipeline.txt``
+    (the passes that ran, ending with the one that failed, in the textual
+    pipeline form) and ``error.txt``. Rerun with
+    ``graphopt optimize input.onnx -o out.onnx --passes "$(cat pipeline.txt)"``.
+    """
+
+    def __init__(self, dir: str | Path) -> None:
+        self.dir = Path(dir)
+        self._input: Model | None = None
+        self._ran: list[str] = []
+
+    def enter(self, ctx: PassContext) -> None:
+        self._input = None
+        self._ran = []
+
+    def before(self, model: Model, info: PassInfo) -> None:
+        if self._input is None:
+            from ..ir.clone import clone
+
+            self._input = clone(model)
+        self._ran.append(info.name)
+
+    def on_error(self, model: Model, info: PassInfo, exc: BaseException) -> None:
+        from ..io import save
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if self._input is not None:
+            save(self._input, self.dir / "input.onnx")
+        (self.dir / "pipeline.txt").write_text(",".join(self._ran) + "\n")
+        (self.dir / "error.txt").write_text(f"pass '{info.name}' failed: {type(exc).__name__}: {exc}\n")
+        logger.error("reproducer for the failure in pass '%s' written to %s", info.name, self.dir)
 
 
 class NumericMismatch(PassError):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import GraphoptError, PassError, VerificationError
@@ -28,7 +28,7 @@ from .context import PassContext
 from .instruments import Instrument, PassInfo, PassRecord, Timing, Verify
 from .pass_ import Pass, PassResult
 
-__all__ = ["PassManager", "Fixpoint", "PipelineResult"]
+__all__ = ["PassManager", "Fixpoint", "PipelineResult", "functional"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,22 @@ class Fixpoint(Pass):
 
     def __repr__(self) -> str:
         return f"Fixpoint({self.passes!r}, max_iters={self.max_iters})"
+
+
+def functional(p: Pass, ctx: PassContext | None = None) -> Callable[[Model], Model]:
+    """``functional(p)(model)`` returns a transformed copy and leaves ``model`` as it is.
+
+    >>> optimized = functional(FoldConstants())(model)   # doctest: +SKIP
+    """
+
+    def run(model: Model) -> Model:
+        from ..ir.clone import clone
+
+        out = clone(model)
+        PassManager([p], atomic=False)(out, ctx)
+        return out
+
+    return run
 
 
 @dataclass

@@ -258,3 +258,36 @@ def test_clone_subgraphs():
     sub = c.graph.nodes[0].attrs["then_branch"].value
     assert sub.parent is c.graph.nodes[0]
     assert sub.nodes[0].inputs[0] is c.graph.inputs[1]
+
+
+def test_reproducer_writes_input_and_pipeline(tmp_path):
+    from graphopt.pm import Reproducer
+
+    m = parse_model(TEXT)
+    with pytest.raises(PassError):
+        PassManager([*parse_pipeline("remove-noops,cse"), Boom()], instruments=[Reproducer(tmp_path)])(m)
+    assert (tmp_path / "pipeline.txt").read_text().strip() == "remove-noops,cse,boom"
+    assert "kaboom" in (tmp_path / "error.txt").read_text()
+    import graphopt
+
+    again = graphopt.load(tmp_path / "input.onnx")
+    assert again.graph.op_counts() == m.graph.op_counts()  # the pipeline's input, not a half-done model
+
+
+def test_functional_leaves_input_alone():
+    from graphopt.pm import functional
+
+    m = parse_model(TEXT)
+    before = str(m)
+    out = functional(parse_pipeline("remove-noops")[0])(m)
+    assert str(m) == before
+    assert "Identity" not in out.graph.op_counts()
+
+
+def test_analysis_passes_are_really_unchanged():
+    from graphopt.pattern.testing import assert_unchanged
+
+    m = parse_model(HDR + "g (float[2] x) => (float[2] y) { y = Relu(x) }")
+    for name in ("remove-noops", "cse", "remove-unused", "fold-constants", "fold-shape-chains", "merge-reshapes",
+                 "merge-transposes", "infer-shapes"):
+        assert_unchanged(parse_pipeline(name)[0], m)
