@@ -9,6 +9,7 @@ MatMul+Add last, then the CNN folds.
 
 from . import (  # noqa: F401  (register the passes)
     fuse_attention,
+    fuse_attention_mask,
     fuse_bias_gelu,
     fuse_conv_activation,
     fuse_conv_bn,
@@ -26,6 +27,7 @@ FUSION_PASSES: list[str] = [
     "fuse-gelu",
     "fuse-embed-layernorm",
     "fuse-attention",
+    "fuse-attention-mask",
     "fuse-skip-layernorm",
     "fuse-bias-gelu",
     "fuse-matmul-add",

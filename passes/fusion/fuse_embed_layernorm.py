@@ -7,16 +7,23 @@ The Adds come in any order (commutative rule). Roles are assigned from the
 tables, not the order: the word table is the one with the most rows; of the
 rest, the position lookup is the one whose ids are computed in the graph (a
 Slice of a position buffer) or, when all ids are inputs, the larger table.
-The position ids are kept as an input (not assumed to be 0..S-1).
+Position ids that evaluate to 0..S-1 (a Slice of the registered position buffer
+by the sequence length, checked by evaluating their cone on probe inputs) are
+dropped, which is onnxruntime's default; other position ids stay an input.
+Word-lookup outputs read only by Shape (DistilBERT takes the sequence length
+from the embeddings) are allowed: those Shapes are rewritten to read the ids.
 """
 
 from __future__ import annotations
 
-from graphopt.ir import Value
+import numpy as np
+
+from graphopt.ir import Node, Value
 from graphopt.pattern import A, AnyOf, Const, MatchResult, Optional, P, Rule, RuleSet, Var
 from graphopt.pm import register_pass
 
 from ._common import GRAPHOPT, FusionPass
+from ._cone import cone, evaluate, probe_feed
 
 __all__ = ["FUSE_EMBED_LAYERNORM", "FuseEmbedLayerNormPass"]
 
@@ -48,12 +55,49 @@ def _roles(m) -> dict[str, tuple[Value, Value]]:
     return roles
 
 
+def default_positions(graph, pos_ids: Value) -> bool:
+    """True if ``pos_ids`` is 0..S-1 (shape [1, S] or [B, S]) for every probe batch/sequence size."""
+    if pos_ids.producer() is None:
+        return False
+    found = cone(pos_ids)
+    if found is None or found[1]:
+        return False  # reads a graph input as data
+    nodes, _, shape_only = found
+    for b, s in ((2, 5), (3, 9)):
+        feeds = {}
+        for v in shape_only:
+            f = probe_feed(v, b, s)
+            if f is None:
+                return False
+            feeds[v] = f
+        try:
+            got = evaluate(graph, nodes, pos_ids, feeds)
+        except Exception:  # noqa: BLE001 - not evaluable: keep the ids
+            return False
+        if got.ndim != 2 or got.shape[0] not in (1, b) or got.shape[1] != s or \
+                not np.array_equal(got, np.broadcast_to(np.arange(s), got.shape)):
+            return False
+    return True
+
+
+def _shape_escapes(m) -> list[Node] | None:
+    """Shape nodes reading a lookup output from outside the match; None if anything else escapes."""
+    lookups = {id(m[f"g_{t}"]) for t in ("e0", "e1", "e2") if m.get_or_none(f"g_{t}") is not None}
+    out: list[Node] = []
+    for v, user in m.escaping():
+        if user is None or id(v) not in lookups or user.op_type != "Shape" or user.attrs:
+            return None
+        out.append(user)
+    return out
+
+
 class FuseEmbedLayerNorm(Rule):
     """LayerNormalization(sum of 2 or 3 embedding Gathers) -> EmbedLayerNorm."""
 
     name = "fuse-embed-layernorm"
     benefit = 4
     commutative = True
+    allow_shared_intermediates = True  # only Shape readers of the lookups, see check()
 
     def pattern(self, p):
         return embed_ln_pattern()
@@ -62,6 +106,9 @@ class FuseEmbedLayerNorm(Rule):
         ln = m.node("ln")
         if len(ln.outputs) > 1 and any(o.num_uses() for o in ln.outputs[1:]):
             return MatchResult.fail("LayerNormalization's mean/inv_std outputs are used", ln)
+        if _shape_escapes(m) is None:
+            v, user = next((v, u) for v, u in m.escaping() if u is None or u.op_type != "Shape" or u.attrs)
+            return MatchResult.fail(f"intermediate %{v.name} is used outside the match", user or v)
         roles = _roles(m)
         widths = {t.shape[1] for t, _ in roles.values()}
         if len(widths) != 1 or m.const("gamma").shape[0] not in widths:
@@ -81,8 +128,21 @@ class FuseEmbedLayerNorm(Rule):
         roles = _roles(m)
         word, pos = roles["word"], roles["position"]
         seg = roles.get("segment", (None, None))
-        return b.EmbedLayerNorm(word[1], seg[1], word[0], pos[0], seg[0], m["gamma"], m.get_or_none("beta"),
-                                pos[1], epsilon=float(m.attr("epsilon")), _domain=GRAPHOPT)
+        g = b.graph
+        for shape in _shape_escapes(m) or []:
+            # Shape(table[ids]) == Concat(Shape(ids), [width]); built where the old Shape stood
+            ids = next(p[1] for p in roles.values() if p[0] is shape.inputs[0].producer().inputs[0])
+            table = shape.inputs[0].producer().inputs[0]
+            new = b.Concat(b.Shape(ids), np.array([table.shape[1]], np.int64), axis=0)
+            for n in (new.producer().inputs[0].producer(), new.producer()):
+                g.move_before(shape, n)
+            shape.outputs[0].replace_all_uses_with(new)
+            g.remove(shape)
+        pos_ids = None if default_positions(g, pos[1]) else pos[1]
+        ins = [word[1], seg[1], word[0], pos[0], seg[0], m["gamma"], m.get_or_none("beta"), pos_ids]
+        while ins[-1] is None:
+            ins.pop()
+        return b.EmbedLayerNorm(*ins, epsilon=float(m.attr("epsilon")), _domain=GRAPHOPT)
 
 
 FUSE_EMBED_LAYERNORM = RuleSet([FuseEmbedLayerNorm()], name="fuse-embed-layernorm")
