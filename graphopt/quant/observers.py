@@ -78,7 +78,9 @@ class HistogramObserver:
             lo, hi = float(x.min()), float(x.max())
         self.min, self.max = min(self.min, lo), max(self.max, hi)
         self._grow_to(_pow2_at_least(max(abs(lo), abs(hi))))
-        idx = ((x + np.float32(self.radius)) * np.float32(self.bins / (2 * self.radius))).astype(np.int64)
+        # float64: R and bins/2R are powers of two, so binning is exact for float32 inputs of similar
+        # magnitude and a doubled histogram equals one built at the larger radius
+        idx = ((x.astype(np.float64) + self.radius) * (self.bins / (2 * self.radius))).astype(np.int64)
         np.clip(idx, 0, self.bins - 1, out=idx)
         self.counts += np.bincount(idx, minlength=self.bins)
         self.n += x.size
