@@ -11,7 +11,7 @@ from graphopt import _C
 
 # Bounded so the whole kernel suite stays well under two minutes on 2 cores.
 settings.register_profile(
-    "kernels", max_examples=60, deadline=None,
+    "kernels", max_examples=40, deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 settings.register_profile(
     "kernels-ci", max_examples=150, deadline=None, derandomize=True,

@@ -184,10 +184,13 @@ void run_gemm(const GemmArgs& g) {
   const int nt = gemm_threads(M, N, K);
   // Work is split into tasks of (GP panels) x (MB rows), handed out dynamically
   // so a thread that loses its core to another process does not stall the GEMM.
-  // One thread: a single row block and L2-sized panel groups (plain blocking).
-  index_t MB = M, GP = nc;
+  // One thread: L2-sized panel groups (plain blocking).
+  // Row block: A rows of one task stay within a quarter of L2 next to the weight chunk.
+  index_t mb_cache = (cache_info().l2 / 4) / (K * static_cast<index_t>(sizeof(AType)) + 1);
+  mb_cache = mb_cache < MK::MR ? MK::MR : mb_cache - mb_cache % MK::MR;
+  index_t MB = M < mb_cache ? M : mb_cache, GP = nc;
   if (nt > 1) {
-    const index_t mb0 = 8 * MK::MR;
+    const index_t mb0 = 8 * MK::MR < mb_cache ? 8 * MK::MR : mb_cache;
     MB = M <= mb0 ? M : mb0;
     const index_t n_mb = (M + MB - 1) / MB;
     GP = (P * n_mb) / (4 * nt);  // aim for >= 4 tasks per thread
