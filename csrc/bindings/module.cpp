@@ -12,6 +12,7 @@ namespace py = pybind11;
 namespace graphopt::bindings {
 
 void bind_kernels(py::module_& m);  // kernels.cpp
+void bind_runtime(py::module_& m);  // runtime.cpp
 
 void bind_isa(py::module_& m) {
   m.def("cpu_features", [] {
@@ -60,4 +61,5 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "graphopt native core: ISA detection, kernels, plan executor";
   graphopt::bindings::bind_isa(m);
   graphopt::bindings::bind_kernels(m);
+  graphopt::bindings::bind_runtime(m);
 }

@@ -1,0 +1,196 @@
+// CNN ops on NCHW fp32: Conv (im2col + packed GEMM with fused bias/ReLU),
+// MaxPool, AveragePool, Global{Average,Max}Pool, BatchNormalization.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "../plan.h"
+#include "graphopt/kernels/gemm.h"
+
+namespace graphopt::runtime {
+namespace {
+
+struct Geo {
+  index_t kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, OH, OW;
+};
+
+// Output geometry for a 2-D window op; auto_pad: 0 NOTSET, 1 SAME_UPPER, 2 SAME_LOWER, 3 VALID.
+bool geometry(const Step& s, index_t H, index_t W, index_t kh, index_t kw, Geo* g, std::string* err) {
+  auto v = [&](const char* k, index_t i, index_t d) {
+    const auto* p = s.iv(k);
+    return p && static_cast<index_t>(p->size()) > i ? (*p)[i] : d;
+  };
+  g->kh = kh;
+  g->kw = kw;
+  g->sh = v("strides", 0, 1);
+  g->sw = v("strides", 1, 1);
+  g->dh = v("dilations", 0, 1);
+  g->dw = v("dilations", 1, 1);
+  g->pt = v("pads", 0, 0);
+  g->pl = v("pads", 1, 0);
+  g->pb = v("pads", 2, 0);
+  g->pr = v("pads", 3, 0);
+  const index_t ekh = (kh - 1) * g->dh + 1, ekw = (kw - 1) * g->dw + 1;
+  const std::int64_t ap = s.i("auto_pad", 0);
+  const bool ceil_mode = s.i("ceil_mode", 0) != 0;
+  if (ap == 1 || ap == 2) {
+    g->OH = (H + g->sh - 1) / g->sh;
+    g->OW = (W + g->sw - 1) / g->sw;
+    const index_t ph = std::max<index_t>((g->OH - 1) * g->sh + ekh - H, 0), pw = std::max<index_t>((g->OW - 1) * g->sw + ekw - W, 0);
+    g->pt = ap == 1 ? ph / 2 : ph - ph / 2;
+    g->pb = ph - g->pt;
+    g->pl = ap == 1 ? pw / 2 : pw - pw / 2;
+    g->pr = pw - g->pl;
+    return true;
+  }
+  if (ap == 3) g->pt = g->pl = g->pb = g->pr = 0;
+  auto od = [&](index_t in, index_t p0, index_t p1, index_t ek, index_t st) {
+    const index_t span = in + p0 + p1 - ek;
+    if (span < 0) return index_t(-1);
+    index_t o = (ceil_mode ? (span + st - 1) / st : span / st) + 1;
+    // ceil_mode: the last window must start inside the input or left padding.
+    if (ceil_mode && (o - 1) * st >= in + p0) --o;
+    return o;
+  };
+  g->OH = od(H, g->pt, g->pb, ekh, g->sh);
+  g->OW = od(W, g->pl, g->pr, ekw, g->sw);
+  if (g->OH < 0 || g->OW < 0) { *err = "window larger than the padded input"; return false; }
+  return true;
+}
+
+// Conv: in = (x [N,C,H,W], bias?), packed[g] = W_g^T as [K=Cg*kh*kw, N=Mg].
+Status conv(ExecCtx& c, const Step& s) {
+  const Tensor& x = c.in(s, 0);
+  if (x.dt != DType::f32 || x.shape.size() != 4) return bad(s, "needs float32 NCHW input, got " + shape_str(x.shape));
+  const index_t G = s.i("group", 1), N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3];
+  const index_t kh = s.i("kh", 1), kw = s.i("kw", 1), M = s.i("M", 1);
+  if (C % G || static_cast<index_t>(s.packed.size()) != G) return bad(s, "channels do not match the groups");
+  const index_t Cg = C / G, Mg = M / G, K = Cg * kh * kw;
+  if (s.packed[0]->K() != K) return bad(s, "input has " + std::to_string(C) + " channels, weights expect " + std::to_string(s.packed[0]->K() / (kh * kw) * G));
+  Geo g;
+  std::string err;
+  if (!geometry(s, H, W, kh, kw, &g, &err)) return bad(s, err);
+  const index_t P = g.OH * g.OW;
+  Tensor& y = c.out(s, 0, {N, M, g.OH, g.OW}, DType::f32);
+  if (y.numel() == 0) return Status::ok();
+  const float* bias = c.has(s, 1) ? c.in(s, 1).as<float>() : nullptr;
+  const std::size_t need = static_cast<std::size_t>(P * K + P * Mg + 32) * sizeof(float);
+  if (s.scratch.size() < need) s.scratch.resize(need);
+  float* col = reinterpret_cast<float*>((reinterpret_cast<std::uintptr_t>(s.scratch.data()) + 63) / 64 * 64);
+  float* tmp = col + P * K;
+  kernels::Epilogue e;
+  e.act = static_cast<kernels::Act>(s.i("act", 0));
+  for (index_t n = 0; n < N; ++n)
+    for (index_t gi = 0; gi < G; ++gi) {
+      const float* xi = x.as<float>() + (n * C + gi * Cg) * H * W;
+#pragma omp parallel for schedule(static) if (P * K >= kParMin)
+      for (index_t p = 0; p < P; ++p) {
+        const index_t oh = p / g.OW, ow = p % g.OW;
+        float* row = col + p * K;
+        for (index_t ci = 0; ci < Cg; ++ci)
+          for (index_t a = 0; a < kh; ++a) {
+            const index_t ih = oh * g.sh - g.pt + a * g.dh;
+            for (index_t b = 0; b < kw; ++b) {
+              const index_t iw = ow * g.sw - g.pl + b * g.dw;
+              *row++ = (ih >= 0 && ih < H && iw >= 0 && iw < W) ? xi[(ci * H + ih) * W + iw] : 0.f;
+            }
+          }
+      }
+      e.bias = bias ? bias + gi * Mg : nullptr;
+      if (Status st = kernels::gemm_f32(col, P, K, *s.packed[gi], e, tmp, Mg); !st) return bad(s, st.message());
+      float* yo = y.as<float>() + (n * M + gi * Mg) * P;
+#pragma omp parallel for schedule(static) if (P * Mg >= kParMin)
+      for (index_t m = 0; m < Mg; ++m)
+        for (index_t p = 0; p < P; ++p) yo[m * P + p] = tmp[p * Mg + m];
+    }
+  return Status::ok();
+}
+
+template <bool MAX>
+Status pool(ExecCtx& c, const Step& s) {
+  const Tensor& x = c.in(s, 0);
+  if (x.dt != DType::f32 || x.shape.size() != 4) return bad(s, "needs float32 NCHW input, got " + shape_str(x.shape));
+  const index_t NC = x.shape[0] * x.shape[1], H = x.shape[2], W = x.shape[3];
+  const auto* ks = s.iv("kernel_shape");
+  if (!ks || ks->size() != 2) return bad(s, "kernel_shape must have 2 entries");
+  Geo g;
+  std::string err;
+  if (!geometry(s, H, W, (*ks)[0], (*ks)[1], &g, &err)) return bad(s, err);
+  const bool incl = s.i("count_include_pad", 0) != 0;
+  Tensor& y = c.out(s, 0, {x.shape[0], x.shape[1], g.OH, g.OW}, DType::f32);
+  const float* xp = x.as<float>();
+  float* yp = y.as<float>();
+#pragma omp parallel for schedule(static) if (y.numel() >= kParMin / 4)
+  for (index_t nc = 0; nc < NC; ++nc)
+    for (index_t oh = 0; oh < g.OH; ++oh)
+      for (index_t ow = 0; ow < g.OW; ++ow) {
+        float acc = MAX ? -INFINITY : 0.f;
+        index_t cnt = 0;
+        for (index_t a = 0; a < g.kh; ++a) {
+          const index_t ih = oh * g.sh - g.pt + a * g.dh;
+          for (index_t b = 0; b < g.kw; ++b) {
+            const index_t iw = ow * g.sw - g.pl + b * g.dw;
+            const bool inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
+            if (inside) {
+              const float v = xp[(nc * H + ih) * W + iw];
+              acc = MAX ? std::max(acc, v) : acc + v;
+              ++cnt;
+            } else if (!MAX && incl && ih < H + g.pb && iw < W + g.pr) {
+              ++cnt;  // padded positions count, beyond-pad (ceil_mode) ones do not
+            }
+          }
+        }
+        yp[(nc * g.OH + oh) * g.OW + ow] = MAX ? acc : (cnt ? acc / static_cast<float>(cnt) : 0.f);
+      }
+  return Status::ok();
+}
+
+template <bool MAX>
+Status global_pool(ExecCtx& c, const Step& s) {
+  const Tensor& x = c.in(s, 0);
+  if (x.dt != DType::f32 || x.shape.size() < 3) return bad(s, "needs float32 [N,C,...] input");
+  const index_t NC = x.shape[0] * x.shape[1], S = x.numel() / std::max<index_t>(NC, 1);
+  Shape os = x.shape;
+  for (std::size_t d = 2; d < os.size(); ++d) os[d] = 1;
+  float* yp = c.out(s, 0, os, DType::f32).as<float>();
+  const float* xp = x.as<float>();
+#pragma omp parallel for schedule(static) if (x.numel() >= kParMin)
+  for (index_t i = 0; i < NC; ++i) {
+    float acc = MAX ? -INFINITY : 0.f;
+    for (index_t j = 0; j < S; ++j) acc = MAX ? std::max(acc, xp[i * S + j]) : acc + xp[i * S + j];
+    yp[i] = MAX ? acc : acc / static_cast<float>(S);
+  }
+  return Status::ok();
+}
+
+Status batchnorm(ExecCtx& c, const Step& s) {
+  const Tensor& x = c.in(s, 0);
+  if (x.dt != DType::f32 || x.shape.size() < 2) return bad(s, "needs float32 [N,C,...] input");
+  const index_t N = x.shape[0], C = x.shape[1], S = x.numel() / std::max<index_t>(N * C, 1);
+  const float *sc = c.in(s, 1).as<float>(), *b = c.in(s, 2).as<float>(), *mu = c.in(s, 3).as<float>(), *var = c.in(s, 4).as<float>();
+  for (int i = 1; i <= 4; ++i)
+    if (c.in(s, i).numel() != C) return bad(s, "parameters must have C=" + std::to_string(C) + " entries");
+  const float eps = static_cast<float>(s.f("epsilon", 1e-5));
+  float* yp = c.out(s, 0, x.shape, DType::f32).as<float>();
+  const float* xp = x.as<float>();
+#pragma omp parallel for schedule(static) if (x.numel() >= kParMin)
+  for (index_t nc = 0; nc < N * C; ++nc) {
+    const index_t ch = nc % C;
+    const float a = sc[ch] / std::sqrt(var[ch] + eps), t = b[ch] - mu[ch] * a;
+    for (index_t j = 0; j < S; ++j) yp[nc * S + j] = xp[nc * S + j] * a + t;
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+void register_cnn_ops(std::map<std::string, OpFn>& r) {
+  r["Conv"] = &conv;
+  r["MaxPool"] = &pool<true>;
+  r["AveragePool"] = &pool<false>;
+  r["GlobalAveragePool"] = &global_pool<false>;
+  r["GlobalMaxPool"] = &global_pool<true>;
+  r["BatchNormalization"] = &batchnorm;
+}
+
+}  // namespace graphopt::runtime

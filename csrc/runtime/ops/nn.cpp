@@ -1,0 +1,447 @@
+// Transformer ops: Linear (packed GEMM, fp32 / bf16 / int8 with fused bias and
+// activation), batched MatMul, LayerNorm (+ residual), Softmax, fused
+// attention, reductions, Quantize/DequantizeLinear.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "../plan.h"
+#include "graphopt/kernels/attention.h"
+#include "graphopt/kernels/eltwise.h"
+#include "graphopt/kernels/gemm.h"
+
+namespace graphopt::runtime {
+namespace {
+
+using kernels::Epilogue;
+using kernels::PackedWeights;
+
+Status wrap(const Step& s, const Status& st) { return st ? Status::ok() : bad(s, st.message()); }
+
+template <class T>
+T* scratch(const Step& s, std::size_t n) {
+  if (s.scratch.size() < n * sizeof(T) + 64) s.scratch.resize(n * sizeof(T) + 64);
+  auto p = reinterpret_cast<std::uintptr_t>(s.scratch.data());
+  return reinterpret_cast<T*>((p + 63) / 64 * 64);
+}
+
+// min/max with 16 independent lanes (vectorises without -ffast-math), parallel over chunks.
+void minmax(const float* x, index_t n, float* lo, float* hi) {
+  float mn = 0.f, mx = 0.f;  // the range always includes 0 (exact zero padding)
+#pragma omp parallel if (n >= 4 * kParMin)
+  {
+    float l[16], h[16];
+    for (int j = 0; j < 16; ++j) l[j] = h[j] = 0.f;
+#pragma omp for schedule(static)
+    for (index_t b = 0; b < (n + 15) / 16; ++b) {
+      const index_t i0 = b * 16;
+      if (i0 + 16 <= n)
+        for (int j = 0; j < 16; ++j) { const float v = x[i0 + j]; l[j] = v < l[j] ? v : l[j]; h[j] = v > h[j] ? v : h[j]; }
+      else
+        for (index_t i = i0; i < n; ++i) { l[0] = std::min(l[0], x[i]); h[0] = std::max(h[0], x[i]); }
+    }
+    float a = l[0], b = h[0];
+    for (int j = 1; j < 16; ++j) { a = std::min(a, l[j]); b = std::max(b, h[j]); }
+#pragma omp critical
+    { mn = std::min(mn, a); mx = std::max(mx, b); }
+  }
+  *lo = mn;
+  *hi = mx;
+}
+
+// Linear: y[..., N] = act(x[..., K] @ W + bias), W packed at compile time.
+// mode 0 fp32, 1 bf16 (x converted once per call), 2 int8 (x quantized to u8
+// per tensor: statically from a_scale/a_zp when given, else dynamically from its range).
+Status linear(ExecCtx& c, const Step& s) {
+  const Tensor& x = c.in(s, 0);
+  const PackedWeights& W = *s.packed.at(0);
+  if (x.dt != DType::f32) return bad(s, std::string("input must be float32, got ") + dtype_name(x.dt));
+  if (x.shape.empty() || x.shape.back() != W.K())
+    return bad(s, "input " + shape_str(x.shape) + " does not end in K=" + std::to_string(W.K()));
+  const index_t M = x.numel() / W.K();
+  Shape os = x.shape;
+  os.back() = W.N();
+  Epilogue e;
+  e.bias = c.has(s, 1) ? c.in(s, 1).as<float>() : nullptr;
+  e.act = static_cast<kernels::Act>(s.i("act", 0));
+  e.out = kernels::OutType::f32;
+  Tensor& y = c.out(s, 0, os, DType::f32);
+  const int mode = static_cast<int>(s.i("mode", 0));
+  if (M == 0) return Status::ok();
+  if (mode == 0) return wrap(s, kernels::gemm_f32(x.as<float>(), M, W.K(), W, e, y.data, W.N()));
+  if (mode == 1) {
+    auto* xb = scratch<bf16_t>(s, static_cast<std::size_t>(x.numel()));
+    if (Status st = kernels::f32_to_bf16(x.as<float>(), x.numel(), xb); !st) return bad(s, st.message());
+    return wrap(s, kernels::gemm_bf16(xb, M, W.K(), W, e, y.data, W.N()));
+  }
+  float scale = static_cast<float>(s.f("a_scale", 0.0));
+  std::int32_t zp = static_cast<std::int32_t>(s.i("a_zp", 0));
+  if (!(scale > 0.f)) {
+    float lo, hi;
+    minmax(x.as<float>(), x.numel(), &lo, &hi);
+    scale = (hi - lo) / 255.f;
+    if (!(scale > 0.f)) scale = 1.f;
+    zp = static_cast<std::int32_t>(std::nearbyint(-lo / scale));
+    zp = std::clamp(zp, 0, 255);
+  }
+  auto* xq = scratch<std::uint8_t>(s, static_cast<std::size_t>(x.numel()));
+  kernels::QuantAxis ax;
+  ax.inner = x.numel();
+  ax.scale = &scale;
+  ax.zero_point = &zp;
+  if (Status st = kernels::quantize(x.as<float>(), ax, true, xq); !st) return bad(s, st.message());
+  e.a_scale = scale;
+  e.a_zp = zp;
+  return wrap(s, kernels::gemm_s8(xq, M, W.K(), W, e, y.data, W.N()));
+}
+
+// MatMul of two run-time tensors (numpy semantics, batch broadcasting). Each
+// batch's B is packed into fp32 panels (cheap next to the GEMM) and run through gemm_f32.
+Status matmul(ExecCtx& c, const Step& s) {
+  const Tensor& a = c.in(s, 0);
+  const Tensor& b = c.in(s, 1);
+  if (a.dt != DType::f32 || b.dt != DType::f32) return bad(s, "MatMul needs float32 inputs");
+  Shape as = a.shape, bs = b.shape;
+  const bool a1 = as.size() == 1, b1 = bs.size() == 1;
+  if (a1) as.insert(as.begin(), 1);
+  if (b1) bs.push_back(1);
+  if (as.size() < 2 || bs.size() < 2) return bad(s, "MatMul of scalars");
+  const index_t M = as[as.size() - 2], K = as.back(), N = bs.back();
+  if (bs[bs.size() - 2] != K) return bad(s, "inner dimensions differ: " + shape_str(a.shape) + " x " + shape_str(b.shape));
+  Shape ab(as.begin(), as.end() - 2), bb(bs.begin(), bs.end() - 2), ob;
+  if (!broadcast_shape(ab, bb, &ob)) return bad(s, "batch dimensions do not broadcast: " + shape_str(a.shape) + " x " + shape_str(b.shape));
+  Shape os = ob;
+  if (!a1) os.push_back(M);
+  if (!b1) os.push_back(N);
+  Tensor& y = c.out(s, 0, os, DType::f32);
+  const index_t nb = numel(ob);
+  if (nb == 0 || M == 0 || N == 0) return Status::ok();
+  if (K == 0) { std::fill_n(y.as<float>(), y.numel(), 0.f); return Status::ok(); }
+  // Batch index -> offsets in a and b (broadcast strides).
+  auto offs = [&](const Shape& src, index_t bi) {
+    index_t off = 0, stride = 1, rem = bi;
+    std::vector<index_t> idx(ob.size());
+    for (std::size_t d = ob.size(); d-- > 0;) { idx[d] = rem % ob[d]; rem /= ob[d]; }
+    for (std::size_t k = 0; k < src.size(); ++k) {
+      const std::size_t sd = src.size() - 1 - k, od = ob.size() - 1 - k;
+      if (src[sd] != 1) off += idx[od] * stride;
+      stride *= src[sd];
+    }
+    return off;
+  };
+  Epilogue e;
+  for (index_t bi = 0; bi < nb; ++bi) {
+    const float* ap = a.as<float>() + offs(ab, bi) * M * K;
+    const float* bp = b.as<float>() + offs(bb, bi) * K * N;
+    PackedWeights W;
+    if (Status st = PackedWeights::pack_f32(bp, K, N, false, &W); !st) return bad(s, st.message());
+    if (Status st = kernels::gemm_f32(ap, M, K, W, e, y.as<float>() + bi * M * N, N); !st) return bad(s, st.message());
+  }
+  return Status::ok();
+}
+
+// LayerNorm over the trailing dims from `axis`: in = (x, gamma, beta?, residual?),
+// out = (y, sum?) where sum = x + residual (SkipLayerNorm's second output).
+Status layernorm(ExecCtx& c, const Step& s) {
+  const Tensor& x = c.in(s, 0);
+  const Tensor& g = c.in(s, 1);
+  if (x.dt != DType::f32) return bad(s, "needs float32");
+  std::int64_t axis = s.i("axis", -1);
+  if (!norm_axis(axis, static_cast<std::int64_t>(x.shape.size()))) return bad(s, "axis out of range");
+  index_t N = 1;
+  for (std::size_t d = axis; d < x.shape.size(); ++d) N *= x.shape[d];
+  if (g.numel() != N) return bad(s, "gamma has " + std::to_string(g.numel()) + " elements, normalised size is " + std::to_string(N));
+  const float* beta = c.has(s, 2) ? c.in(s, 2).as<float>() : nullptr;
+  const float* res = nullptr;
+  const float* xin = x.as<float>();
+  Shape ys = x.shape;
+  if (c.has(s, 3)) {
+    const Tensor& r = c.in(s, 3);
+    if (r.dt != DType::f32) return bad(s, "residual must be float32");
+    if (r.shape == x.shape) {
+      res = r.as<float>();
+    } else {
+      // Broadcasting residual (e.g. position embeddings [1,S,H]): materialise the sum in scratch.
+      if (!broadcast_shape(x.shape, r.shape, &ys)) return bad(s, "residual " + shape_str(r.shape) + " does not broadcast with " + shape_str(x.shape));
+      const index_t n = numel(ys);
+      float* sum = scratch<float>(s, static_cast<std::size_t>(n));
+      const std::size_t R = ys.size();
+      auto strides = [&](const Shape& sh) {
+        std::vector<index_t> st(R, 0);
+        index_t acc = 1;
+        for (std::size_t k = 0; k < sh.size(); ++k) {
+          const std::size_t i = sh.size() - 1 - k;
+          st[R - 1 - k] = sh[i] == 1 ? 0 : acc;
+          acc *= sh[i];
+        }
+        return st;
+      };
+      const std::vector<index_t> sx = strides(x.shape), sr = strides(r.shape);
+      std::vector<index_t> idx(R, 0);
+      for (index_t i = 0; i < n; ++i) {
+        index_t ox = 0, orr = 0;
+        for (std::size_t d = 0; d < R; ++d) { ox += idx[d] * sx[d]; orr += idx[d] * sr[d]; }
+        sum[i] = x.as<float>()[ox] + r.as<float>()[orr];
+        for (std::size_t d = R; d-- > 0;) { if (++idx[d] < ys[d]) break; idx[d] = 0; }
+      }
+      xin = sum;
+    }
+  }
+  Tensor& y = c.out(s, 0, ys, DType::f32);
+  float* sum = s.out.size() > 1 && s.out[1] >= 0 ? c.out(s, 1, ys, DType::f32).as<float>() : nullptr;
+  const index_t rows = N ? numel(ys) / N : 0;
+  return wrap(s, kernels::layernorm(xin, res, g.as<float>(), beta, static_cast<float>(s.f("epsilon", 1e-5)),
+                                    rows, N, y.as<float>(), sum));
+}
+
+Status softmax(ExecCtx& c, const Step& s) {
+  const Tensor& x = c.in(s, 0);
+  if (x.dt != DType::f32) return bad(s, "needs float32");
+  std::int64_t axis = s.i("axis", -1);
+  const std::int64_t r = static_cast<std::int64_t>(x.shape.size());
+  if (r == 0 || !norm_axis(axis, r) || axis != r - 1) return bad(s, "only the last axis is supported natively");
+  const index_t N = x.shape.back();
+  Tensor& y = c.out(s, 0, x.shape, DType::f32);
+  if (x.numel() == 0) return Status::ok();
+  return wrap(s, kernels::softmax(x.as<float>(), nullptr, 1, x.numel() / N, N, y.as<float>()));
+}
+
+// Fused attention on Q [B,H,Sq,D], K and V [B,H,Sk,D], optional additive mask
+// broadcastable as [1|B, 1, 1|Sq, Sk].
+Status attention(ExecCtx& c, const Step& s) {
+  const Tensor& q = c.in(s, 0);
+  const Tensor& k = c.in(s, 1);
+  const Tensor& v = c.in(s, 2);
+  if (q.shape.size() != 4 || k.shape.size() != 4 || v.shape.size() != 4)
+    return bad(s, "Q, K, V must be rank 4 [B,H,S,D]");
+  if (q.dt != DType::f32 || k.dt != DType::f32 || v.dt != DType::f32) return bad(s, "Q, K, V must be float32");
+  kernels::AttentionArgs a;
+  a.B = q.shape[0];
+  a.H = q.shape[1];
+  a.Sq = q.shape[2];
+  a.D = q.shape[3];
+  a.Sk = k.shape[2];
+  if (k.shape[0] != a.B || k.shape[1] != a.H || k.shape[3] != a.D || v.shape != k.shape)
+    return bad(s, "K/V shapes " + shape_str(k.shape) + "/" + shape_str(v.shape) + " do not match Q " + shape_str(q.shape));
+  a.q = q.data;
+  a.k = k.data;
+  a.v = v.data;
+  a.scale = static_cast<float>(s.f("scale", 1.0 / std::sqrt(static_cast<double>(a.D))));
+  if (c.has(s, 3)) {
+    const Tensor& m = c.in(s, 3);
+    if (m.dt != DType::f32) return bad(s, "mask must be float32");
+    Shape ms = m.shape;
+    while (ms.size() < 4) ms.insert(ms.begin(), 1);
+    if (ms.size() != 4 || ms[1] != 1 || ms[3] != a.Sk || (ms[0] != 1 && ms[0] != a.B) || (ms[2] != 1 && ms[2] != a.Sq))
+      return bad(s, "mask shape " + shape_str(m.shape) + " is not [1|B, 1, 1|Sq, Sk]");
+    a.mask = m.as<float>();
+    a.mask_b = ms[0];
+    a.mask_q = ms[2];
+  }
+  Tensor& o = c.out(s, 0, q.shape, DType::f32);
+  a.out = o.data;
+  if (q.numel() == 0) return Status::ok();
+  return wrap(s, kernels::attention(a));
+}
+
+// ReduceMean / ReduceSum / ReduceMax over `axes` (attribute or input), keepdims.
+template <int KIND>  // 0 mean, 1 sum, 2 max
+Status reduce(ExecCtx& c, const Step& s) {
+  const Tensor& x = c.in(s, 0);
+  if (x.dt != DType::f32) return bad(s, "needs float32");
+  const std::int64_t r = static_cast<std::int64_t>(x.shape.size());
+  std::vector<std::int64_t> axes = c.has(s, 1) ? read_ints(c.in(s, 1)) : (s.iv("axes") ? *s.iv("axes") : std::vector<std::int64_t>{});
+  const bool keep = s.i("keepdims", 1) != 0;
+  std::vector<bool> red(r, false);
+  if (axes.empty()) {
+    if (s.i("noop_with_empty_axes", 0)) {
+      Tensor& y = c.out(s, 0, x.shape, DType::f32);
+      if (x.nbytes()) std::memcpy(y.data, x.data, x.nbytes());
+      return Status::ok();
+    }
+    std::fill(red.begin(), red.end(), true);
+  }
+  for (auto a : axes) {
+    if (!norm_axis(a, r)) return bad(s, "axis out of range");
+    red[a] = true;
+  }
+  Shape os, full(r);
+  index_t count = 1;
+  for (std::int64_t d = 0; d < r; ++d) {
+    full[d] = red[d] ? 1 : x.shape[d];
+    if (red[d]) count *= x.shape[d];
+    if (!red[d]) os.push_back(x.shape[d]);
+    else if (keep) os.push_back(1);
+  }
+  Tensor& y = c.out(s, 0, os, DType::f32);
+  float* yp = y.as<float>();
+  const index_t on = numel(full);
+  const float init = KIND == 2 ? -INFINITY : 0.f;
+  std::fill_n(yp, on, init);
+  // Output strides over the full-rank shape.
+  Shape ost(r, 1);
+  for (std::int64_t d = r - 1; d > 0; --d) ost[d - 1] = ost[d] * full[d];
+  const float* xp = x.as<float>();
+  const index_t n = x.numel();
+  if (r > 0 && red[r - 1] && std::count(red.begin(), red.end(), true) == 1) {
+    const index_t N = x.shape[r - 1], rows = n / std::max<index_t>(N, 1);
+#pragma omp parallel for schedule(static) if (n >= kParMin)
+    for (index_t row = 0; row < rows; ++row) {
+      float acc = init;
+      for (index_t j = 0; j < N; ++j) acc = KIND == 2 ? std::max(acc, xp[row * N + j]) : acc + xp[row * N + j];
+      yp[row] = acc;
+    }
+  } else {
+    std::vector<index_t> idx(r, 0);
+    for (index_t i = 0; i < n; ++i) {
+      index_t o = 0;
+      for (std::int64_t d = 0; d < r; ++d) o += (red[d] ? 0 : idx[d]) * ost[d];
+      yp[o] = KIND == 2 ? std::max(yp[o], xp[i]) : yp[o] + xp[i];
+      for (std::int64_t d = r - 1; d >= 0; --d) { if (++idx[d] < x.shape[d]) break; idx[d] = 0; }
+    }
+  }
+  if (KIND == 0 && count > 0)
+    for (index_t i = 0; i < on; ++i) yp[i] /= static_cast<float>(count);
+  return Status::ok();
+}
+
+// QuantizeLinear / DequantizeLinear (per tensor or per axis), via the kernels.
+bool quant_axis(const Step& s, const Tensor& x, const Tensor& scale, kernels::QuantAxis* ax) {
+  const std::int64_t r = static_cast<std::int64_t>(x.shape.size());
+  ax->n_param = scale.numel();
+  if (ax->n_param == 1) { ax->outer = 1; ax->C = 1; ax->inner = x.numel(); return true; }
+  std::int64_t axis = s.i("axis", 1);
+  if (!norm_axis(axis, r) || x.shape[axis] != ax->n_param) return false;
+  ax->outer = 1;
+  ax->inner = 1;
+  for (std::int64_t d = 0; d < axis; ++d) ax->outer *= x.shape[d];
+  for (std::int64_t d = axis + 1; d < r; ++d) ax->inner *= x.shape[d];
+  ax->C = x.shape[axis];
+  return true;
+}
+
+Status quantize_linear(ExecCtx& c, const Step& s) {
+  const Tensor& x = c.in(s, 0);
+  const Tensor& sc = c.in(s, 1);
+  if (x.dt != DType::f32 || sc.dt != DType::f32) return bad(s, "needs float32 input and scale");
+  const bool has_zp = c.has(s, 2);
+  const DType odt = has_zp ? c.in(s, 2).dt : DType::u8;
+  if (odt != DType::u8 && odt != DType::s8) return bad(s, "only uint8/int8 outputs are native");
+  kernels::QuantAxis ax;
+  if (!quant_axis(s, x, sc, &ax)) return bad(s, "scale does not match the quantization axis");
+  std::vector<std::int32_t> zp(static_cast<std::size_t>(ax.n_param), 0);
+  if (has_zp) {
+    const Tensor& z = c.in(s, 2);
+    for (index_t i = 0; i < ax.n_param; ++i)
+      zp[i] = odt == DType::u8 ? z.as<std::uint8_t>()[z.numel() == 1 ? 0 : i] : z.as<std::int8_t>()[z.numel() == 1 ? 0 : i];
+  }
+  ax.scale = sc.as<float>();
+  ax.zero_point = zp.data();
+  Tensor& y = c.out(s, 0, x.shape, odt);
+  if (x.numel() == 0) return Status::ok();
+  return wrap(s, kernels::quantize(x.as<float>(), ax, odt == DType::u8, y.data));
+}
+
+Status dequantize_linear(ExecCtx& c, const Step& s) {
+  const Tensor& x = c.in(s, 0);
+  const Tensor& sc = c.in(s, 1);
+  if ((x.dt != DType::u8 && x.dt != DType::s8) || sc.dt != DType::f32) return bad(s, "needs uint8/int8 input and float32 scale");
+  kernels::QuantAxis ax;
+  if (!quant_axis(s, x, sc, &ax)) return bad(s, "scale does not match the quantization axis");
+  std::vector<std::int32_t> zp(static_cast<std::size_t>(ax.n_param), 0);
+  if (c.has(s, 2)) {
+    const Tensor& z = c.in(s, 2);
+    for (index_t i = 0; i < ax.n_param; ++i)
+      zp[i] = x.dt == DType::u8 ? z.as<std::uint8_t>()[z.numel() == 1 ? 0 : i] : z.as<std::int8_t>()[z.numel() == 1 ? 0 : i];
+  }
+  ax.scale = sc.as<float>();
+  ax.zero_point = zp.data();
+  Tensor& y = c.out(s, 0, x.shape, DType::f32);
+  if (x.numel() == 0) return Status::ok();
+  return wrap(s, kernels::dequantize(x.data, x.dt == DType::u8, ax, y.as<float>()));
+}
+
+// [B, S, 3*H] packed QKV -> Q, K, V as [B, heads, S, H/heads] each.
+Status qkv_split(ExecCtx& c, const Step& s) {
+  const Tensor& x = c.in(s, 0);
+  const index_t heads = s.i("heads", 1);
+  if (x.dt != DType::f32 || x.shape.size() != 3 || x.shape[2] % (3 * heads))
+    return bad(s, "input must be float32 [B, S, 3*H] with H divisible by heads, got " + shape_str(x.shape));
+  const index_t B = x.shape[0], S = x.shape[1], H = x.shape[2] / 3, D = H / heads;
+  float* out[3];
+  for (int k = 0; k < 3; ++k) out[k] = c.out(s, k, {B, heads, S, D}, DType::f32).as<float>();
+  const float* xp = x.as<float>();
+#pragma omp parallel for schedule(static) if (x.numel() >= kParMin)
+  for (index_t bs = 0; bs < B * S; ++bs) {
+    const index_t b = bs / S, t = bs % S;
+    for (int k = 0; k < 3; ++k)
+      for (index_t h = 0; h < heads; ++h)
+        std::memcpy(out[k] + ((b * heads + h) * S + t) * D, xp + bs * 3 * H + k * H + h * D, static_cast<std::size_t>(D) * 4);
+  }
+  return Status::ok();
+}
+
+// [B, heads, S, D] -> [B, S, heads*D].
+Status merge_heads(ExecCtx& c, const Step& s) {
+  const Tensor& x = c.in(s, 0);
+  if (x.dt != DType::f32 || x.shape.size() != 4) return bad(s, "input must be float32 [B, heads, S, D]");
+  const index_t B = x.shape[0], N = x.shape[1], S = x.shape[2], D = x.shape[3];
+  float* y = c.out(s, 0, {B, S, N * D}, DType::f32).as<float>();
+  const float* xp = x.as<float>();
+#pragma omp parallel for schedule(static) if (x.numel() >= kParMin)
+  for (index_t bs = 0; bs < B * S; ++bs) {
+    const index_t b = bs / S, t = bs % S;
+    for (index_t h = 0; h < N; ++h)
+      std::memcpy(y + bs * N * D + h * D, xp + ((b * N + h) * S + t) * D, static_cast<std::size_t>(D) * 4);
+  }
+  return Status::ok();
+}
+
+// Key padding mask [B, S] (nonzero = attend) -> additive float mask [B, 1, 1, S].
+Status padding_mask(ExecCtx& c, const Step& s) {
+  const Tensor& m = c.in(s, 0);
+  if (m.shape.size() != 2) return bad(s, "key padding mask must be [B, S], got " + shape_str(m.shape));
+  const float val = static_cast<float>(s.f("value", -10000.0));
+  float* y = c.out(s, 0, {m.shape[0], 1, 1, m.shape[1]}, DType::f32).as<float>();
+  for (index_t i = 0, n = m.numel(); i < n; ++i) {
+    bool on;
+    switch (m.dt) {
+      case DType::s64: on = m.as<std::int64_t>()[i] != 0; break;
+      case DType::s32: on = m.as<std::int32_t>()[i] != 0; break;
+      case DType::boolean: case DType::u8: on = m.as<std::uint8_t>()[i] != 0; break;
+      default: return bad(s, "mask must be int64/int32/bool");
+    }
+    y[i] = on ? 0.f : val;
+  }
+  return Status::ok();
+}
+
+// ids [B, S] -> position ids [1, S] = arange(S).
+Status position_ids(ExecCtx& c, const Step& s) {
+  const Tensor& ids = c.in(s, 0);
+  if (ids.shape.size() != 2) return bad(s, "ids must be [B, S]");
+  auto* y = c.out(s, 0, {1, ids.shape[1]}, DType::s64).as<std::int64_t>();
+  for (index_t i = 0; i < ids.shape[1]; ++i) y[i] = i;
+  return Status::ok();
+}
+
+}  // namespace
+
+void register_nn_ops(std::map<std::string, OpFn>& r) {
+  r["Linear"] = &linear;
+  r["MatMul"] = &matmul;
+  r["LayerNorm"] = &layernorm;
+  r["Softmax"] = &softmax;
+  r["Attention"] = &attention;
+  r["ReduceMean"] = &reduce<0>;
+  r["ReduceSum"] = &reduce<1>;
+  r["ReduceMax"] = &reduce<2>;
+  r["QuantizeLinear"] = &quantize_linear;
+  r["DequantizeLinear"] = &dequantize_linear;
+  r["QKVSplit"] = &qkv_split;
+  r["MergeHeads"] = &merge_heads;
+  r["PaddingMask"] = &padding_mask;
+  r["PositionIds"] = &position_ids;
+}
+
+}  // namespace graphopt::runtime

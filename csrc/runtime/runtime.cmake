@@ -1,0 +1,10 @@
+# Native runtime (plan executor) sources, added to the _C target.
+# ISA-neutral: no -m flags; hot loops call the dispatched kernels.
+target_sources(_C PRIVATE
+  ${CMAKE_CURRENT_LIST_DIR}/plan.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/ops/eltwise.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/ops/shape.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/ops/nn.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/ops/cnn.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/../bindings/runtime.cpp
+)

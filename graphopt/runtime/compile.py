@@ -1,0 +1,132 @@
+"""``graphopt.compile``: optimise, lower and pack a model into a native :class:`Session`.
+
+Steps: copy the model (the caller's is never modified); run the ``O2`` preset
+(cleanup + fusions) when the pass manager is available; infer shapes; lower
+each node to a native step (or a fallback); pack weights once (fp32 panels,
+bf16 pairs or per-channel int8); build the C++ plan with its liveness lists.
+
+>>> sess = graphopt.compile("model.onnx", precision="bf16", num_threads=2)   # doctest: +SKIP
+>>> outs = sess.run(feeds)                                                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import numpy as np
+import onnx
+
+from ..errors import GraphoptError, UnsupportedError
+from ..ir import Model, Node
+from .fallback import make_fallback
+from .lower import PRECISIONS, lower
+from .plan import build_plan
+from .session import _NP_OF, InputSpec, Session
+
+__all__ = ["compile", "prepare"]
+
+logger = logging.getLogger(__name__)
+
+
+def _as_model(model: Any) -> Model:
+    from ..io import from_onnx, load, to_onnx
+
+    if isinstance(model, Model):
+        return from_onnx(to_onnx(model))  # a private copy: the lowering may run passes on it
+    if isinstance(model, onnx.ModelProto):
+        return from_onnx(model)
+    if isinstance(model, (str, os.PathLike)):
+        return load(model)
+    path = getattr(model, "path", None)  # graphopt.models.ModelSpec
+    if path is not None:
+        return load(path)
+    raise GraphoptError(f"compile() takes a graphopt Model, an onnx.ModelProto or a path, got {type(model).__name__}")
+
+
+def prepare(model: Any, optimize: str | None = "O2") -> Model:
+    """A private, optimised, shape-inferred copy of ``model`` ready for lowering.
+
+    ``optimize`` names a pass-manager preset or pipeline text (None: no passes). A
+    failing pipeline is logged and the unoptimised graph is used: compiling must
+    not depend on every fusion being applicable.
+    """
+    m = _as_model(model)
+    if optimize:
+        try:
+            from ..pm.manager import PassManager
+
+            PassManager.from_text(optimize)(m)
+        except ImportError:
+            logger.info("pass manager not available; lowering the graph as imported")
+        except Exception as e:  # noqa: BLE001 - see docstring
+            logger.warning("optimisation pipeline %r failed (%s); lowering the unoptimised graph", optimize, e)
+    try:
+        from ..io import infer_shapes
+
+        infer_shapes(m)
+    except Exception as e:  # noqa: BLE001 - lowering checks dtypes itself and falls back when unknown
+        logger.warning("shape inference failed (%s); dtypes unknown to the lowering run as fallbacks", e)
+    return m
+
+
+def compile(model: Any, precision: str = "fp32", num_threads: int | None = None, *,
+            optimize: str | None = "O2") -> Session:
+    """Compile ``model`` for the native runtime.
+
+    :param model: a :class:`graphopt.Model`, an ``onnx.ModelProto``, a path, or a ``ModelSpec``.
+    :param precision: ``"fp32"``, ``"bf16"`` (bf16 GEMM weights and activations, fp32
+        accumulation and everything else fp32) or ``"int8"`` (int8 GEMMs: per-channel
+        symmetric s8 weights, u8 activations quantized per tensor at run time, or with
+        the calibrated scales of a QDQ model from graphopt.quant).
+    :param num_threads: OpenMP threads for this session's runs (None: all cores).
+    :param optimize: pass pipeline applied first (a preset such as ``"O2"``, or None).
+    :returns: a :class:`Session`; ``session.summary()`` lists kernels and fallbacks.
+
+    >>> sess = compile(model, precision="int8")   # doctest: +SKIP
+    """
+    if precision not in PRECISIONS:
+        raise UnsupportedError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if num_threads is not None and int(num_threads) < 1:
+        raise GraphoptError(f"num_threads must be >= 1, got {num_threads}")
+    m = prepare(model, optimize)
+    g = m.graph
+
+    proto_nodes: dict[str, onnx.NodeProto] | None = None
+
+    def node_proto(n: Node) -> onnx.NodeProto | None:
+        nonlocal proto_nodes
+        if proto_nodes is None:
+            from ..io import to_onnx
+
+            mp = to_onnx(m, value_info=False)
+            proto_nodes = {}
+            for p in mp.graph.node:
+                for o in p.output:
+                    if o:
+                        proto_nodes.setdefault(o, p)
+        for o in n.outputs:
+            if o.name in proto_nodes:
+                return proto_nodes[o.name]
+        return None
+
+    def factory(n: Node):
+        return make_fallback(n, node_proto(n) if n.domain != "graphopt" else None, m.opset_imports)
+
+    steps, consts = lower(m, precision, factory)
+    inputs = [v for v in g.inputs if not v.is_initializer]
+
+    def const_of(k: Any) -> np.ndarray | None:
+        if k in consts:
+            return consts[k]
+        return getattr(k, "const", None)
+
+    plan, _ = build_plan(steps, consts, inputs, list(g.outputs), const_of)
+    specs = []
+    for v in inputs:
+        shape = None if v.shape is None else tuple(d if isinstance(d, (int, str)) else None for d in v.shape)
+        specs.append(InputSpec(v.name, np.dtype(_NP_OF[v.dtype]) if v.dtype in _NP_OF else None, shape))
+    sess = Session(plan, specs, [v.name for v in g.outputs], steps, precision, num_threads, g.name)
+    logger.info("compiled %s: %d steps, %d fallbacks", g.name, len(steps), len(sess.fallbacks))
+    return sess

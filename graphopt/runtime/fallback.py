@@ -1,0 +1,124 @@
+"""Fallback execution of one node from inside the native plan.
+
+A node without a native kernel becomes a ``PyCall`` step: the C++ executor
+re-acquires the GIL and calls the callable built here with the node's input
+arrays. Standard-domain nodes run in a one-node onnxruntime session (built on
+first call for the dtypes actually seen, then cached), with onnx's reference
+evaluator as the last resort; ``graphopt``-domain nodes run their numpy
+reference from :mod:`graphopt.ops`.
+
+>>> run = make_fallback(node, node_proto, {"": 17})   # doctest: +SKIP
+>>> run([np.ones((2, 3), np.float32)])                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from ..errors import UnsupportedError
+from ..ir import Node
+
+__all__ = ["make_fallback", "OrtNodeRunner"]
+
+logger = logging.getLogger(__name__)
+
+
+class OrtNodeRunner:
+    """Runs one ONNX node with onnxruntime (or onnx.reference if ORT cannot load it)."""
+
+    def __init__(self, node_proto: onnx.NodeProto, opsets: dict[str, int], implicit: list[str], label: str) -> None:
+        self.proto = node_proto
+        self.opsets = dict(opsets)
+        self.implicit = list(implicit)
+        self.label = label
+        self.in_names = list(node_proto.input) + self.implicit
+        self.out_names = [o for o in node_proto.output]
+        self._sessions: dict[tuple, Any] = {}
+        self.engine = "onnxruntime"
+
+    def _model(self, arrays: list[np.ndarray | None]) -> onnx.ModelProto:
+        inputs, seen = [], set()
+        for name, a in zip(self.in_names, arrays):
+            if not name or a is None or name in seen:
+                continue
+            seen.add(name)
+            et = helper.np_dtype_to_tensor_dtype(a.dtype)
+            inputs.append(helper.make_tensor_value_info(name, et, [f"d{i}" for i in range(a.ndim)]))
+        outputs = [helper.make_empty_tensor_value_info(o) if o else None for o in self.out_names]
+        graph = helper.make_graph([self.proto], "fallback", inputs, [o for o in outputs if o is not None])
+        ops = [helper.make_opsetid(d, v) for d, v in self.opsets.items()]
+        m = helper.make_model(graph, opset_imports=ops, producer_name="graphopt-fallback")
+        m.ir_version = min(m.ir_version, 10)
+        return m
+
+    def _session(self, arrays: list[np.ndarray | None]) -> Any:
+        key = tuple(None if a is None else (a.dtype.str, a.ndim) for a in arrays)
+        sess = self._sessions.get(key)
+        if sess is not None:
+            return sess
+        mp = self._model(arrays)
+        try:
+            import onnxruntime as ort
+
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = 1
+            so.inter_op_num_threads = 1
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            sess = ort.InferenceSession(mp.SerializeToString(), so, providers=["CPUExecutionProvider"])
+            self.engine = "onnxruntime"
+        except Exception as e:  # noqa: BLE001 - any ORT load failure -> reference evaluator
+            logger.info("%s: onnxruntime cannot run it alone (%s); using onnx.reference", self.label, e)
+            from onnx.reference import ReferenceEvaluator
+
+            sess = _RefSession(ReferenceEvaluator(mp))
+            self.engine = "onnx.reference"
+        self._sessions[key] = sess
+        return sess
+
+    def __call__(self, arrays: list[np.ndarray | None]) -> list[np.ndarray]:
+        sess = self._session(arrays)
+        feeds = {n: a for n, a in zip(self.in_names, arrays) if n and a is not None}
+        names = [o for o in self.out_names if o]
+        outs = dict(zip(names, sess.run(names, feeds)))
+        return [np.require(outs[o], requirements="C") if o else np.zeros(0, np.float32) for o in self.out_names]
+
+
+class _RefSession:
+    def __init__(self, ev: Any) -> None:
+        self.ev = ev
+
+    def run(self, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return [np.asarray(x) for x in self.ev.run(names, feeds)]
+
+
+def _graphopt_reference(node: Node) -> Callable[[list], list]:
+    from ..ops import get_op
+
+    op = get_op(node)
+    attrs = op.attributes(node)
+
+    def run(arrays: list[np.ndarray | None]) -> list[np.ndarray]:
+        outs = op.reference(arrays, attrs)
+        res = [np.require(np.asarray(o), requirements="C") for o in outs]
+        while len(res) < len(node.outputs):
+            res.append(np.zeros(0, np.float32))
+        return res[:len(node.outputs)]
+    return run
+
+
+def make_fallback(node: Node, node_proto: onnx.NodeProto | None, opsets: dict[str, int]) -> Callable[[list], list]:
+    """A callable running ``node`` outside the native kernels (see module docstring)."""
+    if node.domain == "graphopt":
+        try:
+            return _graphopt_reference(node)
+        except Exception as e:  # noqa: BLE001
+            raise UnsupportedError(f"{node.label()}: no native kernel and no reference implementation ({e})") from e
+    if node_proto is None:
+        raise UnsupportedError(f"{node.label()}: no native kernel and the node cannot be exported for onnxruntime")
+    implicit = [v.name for v in node.implicit_inputs()] if node.subgraphs() else []
+    return OrtNodeRunner(node_proto, opsets, implicit, node.label())

@@ -1,0 +1,978 @@
+"""Lowering: graphopt IR -> a list of executor steps (kernel kind, tensors, attributes, weights).
+
+Each node is mapped to a native step by op type, dtypes and precision, or to a
+fallback step that calls back into Python (one-node onnxruntime session, or the
+numpy reference of a ``graphopt``-domain op). Before the per-node mapping, a few
+*plan-level* fusions are recognised directly on the graph, so an un-optimised
+export still runs on the fused kernels:
+
+- ``MatMul(x, W const) [+ Add(bias)] [+ GELU(erf) pattern | Relu]`` -> one
+  ``Linear`` step (packed GEMM with bias/activation epilogue; fp32, bf16 or int8);
+- ``Add(a, b) -> LayerNormalization`` -> ``LayerNorm`` with a residual input;
+- ``MatMul(Q, K^T) [* scale] [+ mask] -> Softmax -> MatMul(P, V)`` -> ``Attention``.
+
+The graph itself is never modified here (the passes own rewriting); fusions
+only decide how groups of nodes become steps.
+
+>>> steps = lower(model, precision="fp32")     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from ..ir import DType, Model, Node, Value
+
+__all__ = ["Tmp", "StepSpec", "lower", "PRECISIONS", "quantize_weight_s8"]
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "bf16", "int8")
+GRAPHOPT_DOMAIN = "graphopt"
+
+# Step kinds whose output 0 is a view of input 0 (no copy; the arena keeps the base alive).
+ALIAS_KINDS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
+
+_ACT = {"": 0, "Relu": 1, "Gelu": 2, "FastGelu": 3}
+_INT_T = (DType.INT64, DType.INT32)
+_NUM_T = (DType.FLOAT, DType.INT64, DType.INT32, DType.DOUBLE)
+_SIZED = (DType.FLOAT, DType.INT64, DType.INT32, DType.DOUBLE, DType.BOOL, DType.UINT8, DType.INT8,
+          DType.INT16, DType.UINT16, DType.FLOAT16, DType.BFLOAT16, DType.UINT32, DType.UINT64)
+_CAST_T = (DType.FLOAT, DType.DOUBLE, DType.INT64, DType.INT32, DType.INT8, DType.UINT8, DType.BOOL)
+
+
+class Tmp:
+    """An intermediate tensor created by the lowering (not a Value of the graph)."""
+
+    def __init__(self, name: str, dtype: DType | None = DType.FLOAT) -> None:
+        self.name = name
+        self.dtype = dtype
+
+    def __repr__(self) -> str:
+        return f"Tmp({self.name})"
+
+
+Key = Any  # Value | Tmp
+
+
+@dataclass
+class StepSpec:
+    """One executor step before slots are assigned."""
+
+    kind: str
+    name: str
+    inputs: list[Key | None]
+    outputs: list[Key | None]
+    iattrs: dict[str, Any] = field(default_factory=dict)
+    fattrs: dict[str, Any] = field(default_factory=dict)
+    weights: list[tuple[np.ndarray, str, bool, np.ndarray | None]] = field(default_factory=list)
+    callback: Callable[[list], list] | None = None
+    origin: list[str] = field(default_factory=list)  # labels of the graph nodes this step implements
+    native: bool = True
+    detail: str = ""
+
+
+def quantize_weight_s8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-output-channel symmetric int8 for W [K, N]: returns (q [K,N] int8, scale [N]).
+
+    >>> q, s = quantize_weight_s8(np.eye(2, dtype=np.float32))
+    >>> q.tolist(), s.shape
+    ([[127, 0], [0, 127]], (2,))
+    """
+    amax = np.abs(w).max(axis=0).astype(np.float32)
+    scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+    q = np.clip(np.rint(w / scale), -127, 127).astype(np.int8)
+    return q, scale
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+class _Lowerer:
+    def __init__(self, model: Model, precision: str, fallback_factory: Callable[[Node], Callable[[list], list]]):
+        self.model = model
+        self.g = model.graph
+        self.precision = precision
+        self.opset = model.opset_imports.get("", 17)
+        self.fallback_factory = fallback_factory
+        self.steps: list[StepSpec] = []
+        self.consts: dict[Key, np.ndarray] = {}
+        self.absorbed: set[Node] = set()
+        self.anchors: dict[Node, Callable[[], None]] = {}
+        self._n = 0
+
+    # ------------------------------------------------------------- helpers
+    def const(self, v: Value | None) -> np.ndarray | None:
+        if v is None:
+            return None
+        if v in self.consts:
+            return self.consts[v]
+        if v.const is not None:
+            return v.const
+        p = v.producer()
+        if p is not None and p.op_type == "Constant" and p.domain == "":
+            arr = _constant_value(p)
+            if arr is not None:
+                self.consts[v] = arr
+            return arr
+        return None
+
+    def dt(self, v: Value | None) -> DType | None:
+        if v is None:
+            return None
+        c = self.const(v)
+        if c is not None:
+            try:
+                return DType.from_numpy(c.dtype)
+            except Exception:  # noqa: BLE001 - exotic numpy dtypes
+                return None
+        return v.dtype
+
+    def rank(self, v: Value) -> int | None:
+        c = self.const(v)
+        return c.ndim if c is not None else v.rank
+
+    def only_use(self, v: Value, node: Node | None = None) -> Node | None:
+        """The single consumer of ``v`` (and ``v`` is not a graph output), else None."""
+        if v.is_graph_output() or v.num_uses() != 1:
+            return None
+        c = v.consumers()[0]
+        return c if node is None or c is node else None
+
+    def tmp(self, base: str, dtype: DType | None = DType.FLOAT) -> Tmp:
+        self._n += 1
+        return Tmp(f"{base}#{self._n}", dtype)
+
+    def emit(self, kind: str, node_or_name: Node | str, inputs: list, outputs: list, **kw: Any) -> StepSpec:
+        name = node_or_name if isinstance(node_or_name, str) else (node_or_name.name or node_or_name.outputs[0].name)
+        origin = kw.pop("origin", None) or ([node_or_name.label()] if isinstance(node_or_name, Node) else [])
+        s = StepSpec(kind, name, list(inputs), list(outputs), origin=origin, **kw)
+        self.steps.append(s)
+        return s
+
+    def is_scalar_const(self, v: Value | None, value: float | None = None, tol: float = 1e-6) -> float | None:
+        c = self.const(v)
+        if c is None or c.size != 1 or c.dtype.kind not in "fiu":
+            return None
+        x = float(c.reshape(-1)[0])
+        if value is not None and abs(x - value) > tol * max(1.0, abs(value)):
+            return None
+        return x
+
+    # ------------------------------------------------------------- driver
+    def run(self) -> list[StepSpec]:
+        nodes = list(self.g)
+        for n in nodes:
+            if n not in self.absorbed and n.domain == "":
+                self._match_attention(n)
+        for n in nodes:
+            if n not in self.absorbed and n.domain == "":
+                self._match_linear(n)
+        for n in nodes:
+            if n not in self.absorbed and n.domain == "":
+                self._match_skip_ln(n) or self._match_gelu(n)
+        for n in nodes:
+            if n in self.anchors:
+                self.anchors[n]()
+            elif n in self.absorbed:
+                continue
+            elif n.op_type == "Constant" and n.domain == "" and self.const(n.outputs[0]) is not None:
+                continue
+            else:
+                self.lower_node(n)
+        return self.steps
+
+    def lower_node(self, n: Node) -> None:
+        fn = (_GRAPHOPT if n.domain == GRAPHOPT_DOMAIN else _STANDARD if n.domain == "" else {}).get(n.op_type)
+        ok = False
+        if fn is not None:
+            mark = len(self.steps)
+            try:
+                ok = bool(fn(self, n))
+            except UnsupportedError as e:
+                logger.info("%s: native lowering declined (%s)", n.label(), e)
+                ok = False
+            if not ok:
+                del self.steps[mark:]
+        if not ok:
+            self.emit_fallback(n)
+
+    def emit_fallback(self, n: Node) -> None:
+        extra = [v for v in n.implicit_inputs()] if n.subgraphs() else []
+        cb = self.fallback_factory(n)
+        s = self.emit("PyCall", n, list(n.inputs) + extra, list(n.outputs), callback=cb, native=False)
+        s.detail = f"fallback {n.domain + '::' if n.domain else ''}{n.op_type}"
+
+    # ------------------------------------------------------------- fusions
+    def _linear_step(self, x: Value, w: np.ndarray, bias: np.ndarray | None, act: int, out: Value,
+                     origin: list[str], name: str, qdq: dict | None = None) -> None:
+        """Emit one Linear step for y = act(x @ w + bias), w [K, N] fp32."""
+        ins: list = [x]
+        if bias is not None:
+            b = Tmp(name + "/bias")
+            self.consts[b] = np.ascontiguousarray(bias.astype(np.float32).reshape(-1))
+            ins.append(b)
+        if qdq is not None:
+            s = self.emit("Linear", name, ins, [out], iattrs={"act": act, "mode": 2, "a_zp": qdq["a_zp"]},
+                          fattrs={"a_scale": qdq["a_scale"]}, origin=origin)
+            s.weights.append((qdq["w"], "s8", False, qdq["w_scale"]))
+            s.detail = "int8 static (QDQ)"
+            return
+        mode = {"fp32": 0, "bf16": 1, "int8": 2}[self.precision]
+        s = self.emit("Linear", name, ins, [out], iattrs={"act": act, "mode": mode}, origin=origin)
+        w = np.ascontiguousarray(w.astype(np.float32))
+        if mode == 2:
+            q, sc = quantize_weight_s8(w)
+            s.weights.append((q, "s8", False, sc))
+            s.detail = "int8 dynamic per-tensor act, per-channel s8 weights"
+        else:
+            s.weights.append((w, "f32" if mode == 0 else "bf16", False, None))
+            s.detail = self.precision
+
+    def _gelu_tail(self, y: Value) -> tuple[Value, list[Node]] | None:
+        """Match the erf-GELU of HF exports on y: y*0.5*(1+erf(y/sqrt2)) in its usual orders."""
+        if y.is_graph_output() or y.num_uses() != 2:
+            return None
+        cons = y.consumers()
+        div = next((c for c in cons if c.op_type == "Div" and c.inputs[0] is y), None)
+        mul = next((c for c in cons if c.op_type == "Mul" and c is not div), None)
+        if div is None or mul is None or self.is_scalar_const(div.inputs[1], math.sqrt(2.0), 1e-4) is None:
+            return None
+        erf = self.only_use(div.outputs[0])
+        if erf is None or erf.op_type != "Erf":
+            return None
+        add = self.only_use(erf.outputs[0])
+        if add is None or add.op_type != "Add":
+            return None
+        other = add.inputs[1] if add.inputs[0] is erf.outputs[0] else add.inputs[0]
+        if self.is_scalar_const(other, 1.0) is None:
+            return None
+        # mul = y * add  (then * 0.5)   or   mul = y * 0.5 (then * add)
+        half: Node | None
+        if add.outputs[0] in mul.inputs:
+            half = self.only_use(mul.outputs[0])
+            if half is None or half.op_type != "Mul":
+                return None
+            o = half.inputs[1] if half.inputs[0] is mul.outputs[0] else half.inputs[0]
+            if self.is_scalar_const(o, 0.5) is None:
+                return None
+        else:
+            o = mul.inputs[1] if mul.inputs[0] is y else mul.inputs[0]
+            if self.is_scalar_const(o, 0.5) is None:
+                return None
+            half = self.only_use(mul.outputs[0])
+            if half is None or half.op_type != "Mul" or add.outputs[0] not in half.inputs:
+                return None
+            if self.only_use(add.outputs[0]) is not half:
+                return None
+        if self.only_use(add.outputs[0]) not in (mul, half):
+            return None
+        return half.outputs[0], [div, erf, add, mul, half]
+
+    def _weight_of(self, b: Value) -> tuple[np.ndarray, dict | None] | None:
+        """fp32 weights of a MatMul's B: a constant, or DequantizeLinear(int8 const) from a QDQ model."""
+        c = self.const(b)
+        if c is not None:
+            return (c, None) if c.ndim == 2 and c.dtype == np.float32 else None
+        p = b.producer()
+        if p is None or p.op_type != "DequantizeLinear" or p.domain != "":
+            return None
+        q, sc = self.const(p.inputs[0]), self.const(p.inputs[1])
+        zp = self.const(p.inputs[2]) if len(p.inputs) > 2 and p.inputs[2] is not None else None
+        if q is None or sc is None or q.ndim != 2 or q.dtype != np.int8 or (zp is not None and np.any(zp != 0)):
+            return None
+        axis = int(p.attr("axis", 1))
+        if sc.size != 1 and not (sc.size == q.shape[1] and axis in (1, -1)):
+            return None
+        if int(p.attr("block_size", 0) or 0):
+            return None
+        scale = np.broadcast_to(sc.astype(np.float32).reshape(-1), (q.shape[1],)).copy()
+        w = q.astype(np.float32) * scale
+        return w, {"w": np.ascontiguousarray(q), "w_scale": scale, "dq": p}
+
+    def _act_qdq(self, x: Value) -> tuple[Value, float, int, list[Node]] | None:
+        """x = DequantizeLinear(QuantizeLinear(f, s, z), s, z) with per-tensor constants -> (f, s, z as u8)."""
+        dq = x.producer()
+        if dq is None or dq.op_type != "DequantizeLinear" or dq.domain != "":
+            return None
+        q = dq.inputs[0].producer() if dq.inputs[0] is not None else None
+        if q is None or q.op_type != "QuantizeLinear" or q.domain != "":
+            return None
+        s1, s2 = self.const(q.inputs[1]), self.const(dq.inputs[1])
+        z1 = self.const(q.inputs[2]) if len(q.inputs) > 2 and q.inputs[2] is not None else np.zeros((), np.uint8)
+        z2 = self.const(dq.inputs[2]) if len(dq.inputs) > 2 and dq.inputs[2] is not None else np.zeros((), np.uint8)
+        if s1 is None or s2 is None or z1 is None or z2 is None or s1.size != 1 or z1.size != 1:
+            return None
+        if float(s1.reshape(-1)[0]) != float(s2.reshape(-1)[0]) or int(z1.reshape(-1)[0]) != int(z2.reshape(-1)[0]):
+            return None
+        if z1.dtype not in (np.uint8, np.int8) or q.attr("output_dtype", 0):
+            return None
+        zp = int(z1.reshape(-1)[0]) + (128 if z1.dtype == np.int8 else 0)  # s8 grid == u8 grid shifted by 128
+        return q.inputs[0], float(s1.reshape(-1)[0]), zp, [q, dq]
+
+    def _match_linear(self, n: Node) -> None:
+        if n.op_type not in ("MatMul", "Gemm") or len(n.inputs) < 2:
+            return
+        x, b = n.inputs[0], n.inputs[1]
+        if self.dt(x) != DType.FLOAT:
+            return
+        bias: np.ndarray | None = None
+        wq = self._weight_of(b)
+        if wq is None:
+            return
+        w, qinfo = wq
+        group = [n]
+        if n.op_type == "Gemm":
+            if int(n.attr("transA", 0)) or self.rank(x) != 2:
+                return
+            if int(n.attr("transB", 0)):
+                w = w.T
+                if qinfo is not None:
+                    return
+            alpha, beta = float(n.attr("alpha", 1.0)), float(n.attr("beta", 1.0))
+            if alpha != 1.0:
+                if qinfo is not None:
+                    return
+                w = w * np.float32(alpha)
+            if len(n.inputs) > 2 and n.inputs[2] is not None:
+                c = self.const(n.inputs[2])
+                if c is None or c.size not in (1, w.shape[1]) or (c.ndim == 2 and c.shape[0] != 1):
+                    return
+                bias = np.broadcast_to(c.reshape(-1).astype(np.float32) * np.float32(beta), (w.shape[1],)).copy()
+        y = n.outputs[0]
+        act = 0
+        nxt = self.only_use(y)
+        if bias is None and nxt is not None and nxt.op_type == "Add":
+            other = nxt.inputs[1] if nxt.inputs[0] is y else nxt.inputs[0]
+            c = self.const(other)
+            if c is not None and c.dtype == np.float32 and c.size == w.shape[1] and c.ndim >= 1 and c.shape[-1] == w.shape[1] \
+                    and all(d == 1 for d in c.shape[:-1]) and (self.rank(x) or 0) >= c.ndim:
+                bias = c.reshape(-1)
+                group.append(nxt)
+                y = nxt.outputs[0]
+        tail = self._gelu_tail(y)
+        if tail is not None:
+            y, nodes = tail
+            group += nodes
+            act = 2
+        else:
+            nxt = self.only_use(y)
+            if nxt is not None and ((nxt.op_type == "Relu" and nxt.domain == "") or
+                                    (nxt.op_type == "Gelu" and nxt.domain in ("", GRAPHOPT_DOMAIN))):
+                approx = _s(nxt.attr("approximate", "none"))
+                act = 1 if nxt.op_type == "Relu" else (3 if approx == "tanh" else 2)
+                group.append(nxt)
+                y = nxt.outputs[0]
+        qdq = None
+        if qinfo is not None and self.precision == "int8":
+            aq = self._act_qdq(x)
+            if aq is not None:
+                x, a_scale, a_zp, _ = aq
+                qdq = dict(qinfo, a_scale=a_scale, a_zp=a_zp)
+        # Gemm's ONNX rank-2 contract is kept by the Linear kernel (it flattens leading dims).
+        out = y
+        anchor = group[-1]
+        for g in group[:-1]:
+            self.absorbed.add(g)
+        origin = [g.label() for g in group]
+        name = n.name or n.outputs[0].name
+
+        def emit(x=x, w=w, bias=bias, act=act, out=out, origin=origin, name=name, qdq=qdq) -> None:
+            self._linear_step(x, w, bias, act, out, origin, name, qdq)
+        self.anchors[anchor] = emit
+
+    def _match_skip_ln(self, n: Node) -> bool:
+        if n.op_type != "LayerNormalization" or not _ln_native(self, n):
+            return False
+        add = n.inputs[0].producer()
+        if add is None or add.op_type != "Add" or add.domain != "" or add in self.absorbed or add in self.anchors:
+            return False
+        if self.only_use(add.outputs[0], n) is None:
+            return False
+        a, b = add.inputs
+        if self.dt(a) != DType.FLOAT or self.dt(b) != DType.FLOAT:
+            return False
+        self.absorbed.add(add)
+
+        def emit() -> None:
+            ins = [a, n.inputs[1], n.inputs[2] if len(n.inputs) > 2 else None, b]
+            s = self.emit("LayerNorm", n, ins, [n.outputs[0]], iattrs={"axis": int(n.attr("axis", -1))},
+                          fattrs={"epsilon": float(n.attr("epsilon", 1e-5))}, origin=[add.label(), n.label()])
+            s.detail = "skip+layernorm"
+        self.anchors[n] = emit
+        return True
+
+    def _match_gelu(self, n: Node) -> bool:
+        # Standalone erf-GELU chain (when no Linear precedes it): anchor at its Div.
+        if n.op_type != "Div" or n in self.absorbed:
+            return False
+        y = n.inputs[0]
+        if y is None or self.dt(y) != DType.FLOAT:
+            return False
+        tail = self._gelu_tail(y)
+        if tail is None or any(t in self.absorbed or t in self.anchors for t in tail[1]):
+            return False
+        out, nodes = tail
+        for t in nodes[:-1]:
+            self.absorbed.add(t)
+        self.anchors[nodes[-1]] = lambda: self.emit("Gelu", nodes[-1], [y], [out], origin=[t.label() for t in nodes])
+        return True
+
+    def _match_attention(self, sm: Node) -> None:
+        if sm.op_type != "Softmax" or self.dt(sm.inputs[0]) != DType.FLOAT:
+            return
+        r = self.rank(sm.inputs[0])
+        axis = int(sm.attr("axis", -1 if self.opset >= 13 else 1))
+        if r != 4 or axis not in (-1, 3):
+            return
+        pv = self.only_use(sm.outputs[0])
+        if pv is None or pv.op_type != "MatMul" or pv.inputs[0] is not sm.outputs[0]:
+            return
+        group = [sm, pv]
+        s = sm.inputs[0]
+        mask = None
+        p = s.producer()
+        if p is not None and p.op_type == "Add" and self.only_use(s, sm):
+            a, b = p.inputs
+            pa, pb = a.producer(), b.producer()
+            # the scores side comes from MatMul/Mul/Div; the other operand is the mask
+            if pa is not None and pa.op_type in ("MatMul", "Mul", "Div") and self.only_use(a, p):
+                s, mask = a, b
+            elif pb is not None and pb.op_type in ("MatMul", "Mul", "Div") and self.only_use(b, p):
+                s, mask = b, a
+            else:
+                return
+            if self.dt(mask) != DType.FLOAT or (self.rank(mask) or 5) > 4:
+                return
+            mshape = _static_shape(self, mask)
+            if mshape is not None and len(mshape) == 4 and mshape[1] not in (1, None):
+                return
+            group.append(p)
+        scale = 1.0
+        p = s.producer()
+        if p is not None and p.op_type in ("Mul", "Div") and self.only_use(s):
+            c = self.is_scalar_const(p.inputs[1])
+            if c is None or c == 0.0:
+                return
+            scale = c if p.op_type == "Mul" else 1.0 / c
+            group.append(p)
+            s = p.inputs[0]
+        qk = s.producer()
+        if qk is None or qk.op_type != "MatMul" or not self.only_use(s):
+            return
+        group.append(qk)
+        q, kt = qk.inputs
+        t = kt.producer()
+        if t is None or t.op_type != "Transpose" or not self.only_use(kt):
+            return
+        perm = list(t.attr("perm", []))
+        if perm == [0, 2, 3, 1]:
+            k_perm = [0, 2, 1, 3]  # K given as [B,S,H,D]
+        elif perm == [0, 1, 3, 2]:
+            k_perm = None  # K given as [B,H,S,D]
+        else:
+            return
+        group.append(t)
+        if any(self.dt(v) != DType.FLOAT for v in (q, pv.inputs[1])) or self.rank(q) not in (4, None):
+            return
+        k_src = t.inputs[0]
+        v = pv.inputs[1]
+        for g in group:
+            if g is not pv:
+                self.absorbed.add(g)
+        origin = [g.label() for g in reversed(group)]
+        name = pv.name or pv.outputs[0].name
+
+        def emit() -> None:
+            k = k_src
+            if k_perm is not None:
+                k = self.tmp(name + "/K")
+                self.emit("Transpose", name + "/K", [k_src], [k], iattrs={"perm": k_perm}, origin=[t.label()])
+            st = self.emit("Attention", name, [q, k, v, mask], [pv.outputs[0]], fattrs={"scale": scale}, origin=origin)
+            st.detail = "fused attention (fp32)"
+        self.anchors[pv] = emit
+
+
+def _static_shape(lw: _Lowerer, v: Value) -> tuple | None:
+    c = lw.const(v)
+    if c is not None:
+        return tuple(c.shape)
+    if v.shape is None:
+        return None
+    return tuple(d if isinstance(d, int) else None for d in v.shape)
+
+
+def _constant_value(n: Node) -> np.ndarray | None:
+    for k, a in n.attrs.items():
+        v = a.value
+        if k == "value" and isinstance(v, np.ndarray):
+            return v
+        if k == "value_float":
+            return np.array(v, np.float32)
+        if k == "value_floats":
+            return np.array(v, np.float32)
+        if k == "value_int":
+            return np.array(v, np.int64)
+        if k == "value_ints":
+            return np.array(v, np.int64)
+    return None
+
+
+def _ln_native(lw: _Lowerer, n: Node) -> bool:
+    if lw.dt(n.inputs[0]) != DType.FLOAT or any(o.num_uses() or o.is_graph_output() for o in n.outputs[1:]):
+        return False
+    g = lw.const(n.inputs[1])
+    axis = int(n.attr("axis", -1))
+    r = lw.rank(n.inputs[0])
+    if g is None:
+        return False
+    if axis < 0:
+        return g.ndim == -axis or g.size == 1 and axis == -1
+    return r is not None and g.ndim == r - axis
+
+
+# ---------------------------------------------------------------- per-op lowering (standard domain)
+
+def _same(lw: _Lowerer, n: Node, kind: str | None = None, **kw: Any) -> bool:
+    lw.emit(kind or n.op_type, n, list(n.inputs), list(n.outputs), **kw)
+    return True
+
+
+def _binary(lw: _Lowerer, n: Node) -> bool:
+    if len(n.inputs) != 2:
+        return False
+    a, b = (lw.dt(v) for v in n.inputs)
+    if n.op_type == "Pow":
+        if a == DType.FLOAT and (b == DType.FLOAT or (b in _INT_T and lw.const(n.inputs[1]) is not None
+                                                      and lw.const(n.inputs[1]).size == 1)):
+            return _same(lw, n)
+        return False
+    if n.op_type in ("And", "Or", "Xor"):
+        return a == b == DType.BOOL and _same(lw, n)
+    if n.op_type in ("Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual"):
+        return a == b and a in _NUM_T + (DType.BOOL,) and _same(lw, n)
+    return a == b and a in _NUM_T and _same(lw, n)
+
+
+def _unary_f32(lw: _Lowerer, n: Node) -> bool:
+    if lw.dt(n.inputs[0]) != DType.FLOAT:
+        return False
+    fa = {}
+    if n.op_type == "LeakyRelu":
+        fa["alpha"] = float(n.attr("alpha", 0.01))
+    ia = {}
+    if n.op_type == "Gelu":
+        ia["tanh"] = int(_s(n.attr("approximate", "none")) == "tanh")
+    return _same(lw, n, iattrs=ia, fattrs=fa)
+
+
+def _not(lw: _Lowerer, n: Node) -> bool:
+    return lw.dt(n.inputs[0]) == DType.BOOL and _same(lw, n)
+
+
+def _clip(lw: _Lowerer, n: Node) -> bool:
+    if lw.dt(n.inputs[0]) != DType.FLOAT:
+        return False
+    if lw.opset < 11:
+        return _same(lw, n, fattrs={"min": float(n.attr("min", -3.4e38)), "max": float(n.attr("max", 3.4e38))})
+    for v in n.inputs[1:]:
+        if v is not None and lw.dt(v) != DType.FLOAT:
+            return False
+    return _same(lw, n)
+
+
+def _where(lw: _Lowerer, n: Node) -> bool:
+    c, x, y = (lw.dt(v) for v in n.inputs)
+    return c == DType.BOOL and x == y and x in _SIZED and _same(lw, n)
+
+
+def _cast(lw: _Lowerer, n: Node) -> bool:
+    to = DType(int(n.attr("to")))
+    src = lw.dt(n.inputs[0])
+    return to in _CAST_T + (DType.BFLOAT16,) and src in _CAST_T and _same(lw, n, iattrs={"to": to.value})
+
+
+def _view(lw: _Lowerer, n: Node) -> bool:
+    ia: dict[str, Any] = {}
+    if n.op_type == "Reshape":
+        ia["allowzero"] = int(n.attr("allowzero", 0))
+        if len(n.inputs) < 2:
+            ia["shape"] = list(n.attr("shape", []))
+    elif n.op_type == "Flatten":
+        ia["axis"] = int(n.attr("axis", 1))
+    elif n.op_type in ("Squeeze", "Unsqueeze") and n.attr("axes") is not None:
+        ia["axes"] = list(n.attr("axes"))
+    lw.emit(n.op_type, n, list(n.inputs[:2]), [n.outputs[0]], iattrs=ia)
+    return True
+
+
+def _identity(lw: _Lowerer, n: Node) -> bool:
+    if n.op_type == "Dropout" and len(n.outputs) > 1 and (n.outputs[1].num_uses() or n.outputs[1].is_graph_output()):
+        return False
+    lw.emit("Identity", n, [n.inputs[0]], [n.outputs[0]])
+    return True
+
+
+def _sized(lw: _Lowerer, n: Node, **kw: Any) -> bool:
+    return lw.dt(n.inputs[0]) in _SIZED and _same(lw, n, **kw)
+
+
+def _transpose(lw: _Lowerer, n: Node) -> bool:
+    perm = n.attr("perm")
+    return _sized(lw, n, iattrs={"perm": list(perm)} if perm is not None else {})
+
+
+def _concat(lw: _Lowerer, n: Node) -> bool:
+    dts = {lw.dt(v) for v in n.inputs}
+    return len(dts) == 1 and dts.pop() in _SIZED and _same(lw, n, iattrs={"axis": int(n.attr("axis"))})
+
+
+def _slice(lw: _Lowerer, n: Node) -> bool:
+    if lw.opset < 10:
+        return _sized(lw, n, iattrs={k: list(n.attr(k)) for k in ("starts", "ends", "axes") if n.attr(k) is not None})
+    return all(lw.dt(v) in _INT_T for v in n.inputs[1:] if v is not None) and _sized(lw, n)
+
+
+def _gather(lw: _Lowerer, n: Node) -> bool:
+    return lw.dt(n.inputs[1]) in _INT_T and _sized(lw, n, iattrs={"axis": int(n.attr("axis", 0))})
+
+
+def _shape(lw: _Lowerer, n: Node) -> bool:
+    ia = {k: int(n.attr(k)) for k in ("start", "end") if n.attr(k) is not None}
+    return _same(lw, n, iattrs=ia)
+
+
+def _expand(lw: _Lowerer, n: Node) -> bool:
+    return lw.dt(n.inputs[1]) == DType.INT64 and _sized(lw, n)
+
+
+def _const_of_shape(lw: _Lowerer, n: Node) -> bool:
+    v = n.attr("value")
+    arr = np.zeros(1, np.float32) if v is None else np.asarray(v)
+    dt = DType.from_numpy(arr.dtype)
+    if dt not in (DType.FLOAT, DType.DOUBLE, DType.INT64, DType.INT32, DType.BOOL, DType.UINT8, DType.INT8):
+        return False
+    return _same(lw, n, iattrs={"dtype": dt.value}, fattrs={"value": float(arr.reshape(-1)[0])})
+
+
+def _range(lw: _Lowerer, n: Node) -> bool:
+    d = {lw.dt(v) for v in n.inputs}
+    return len(d) == 1 and d.pop() in (DType.FLOAT, DType.INT64, DType.INT32) and _same(lw, n)
+
+
+def _split(lw: _Lowerer, n: Node) -> bool:
+    ia: dict[str, Any] = {"axis": int(n.attr("axis", 0))}
+    if n.attr("split") is not None:
+        ia["split"] = list(n.attr("split"))
+    if n.attr("num_outputs") is not None:
+        nout = int(n.attr("num_outputs"))
+        if nout != len(n.outputs):
+            return False
+    return _sized(lw, n, iattrs=ia)
+
+
+def _matmul(lw: _Lowerer, n: Node) -> bool:
+    # MatMul with a constant 2-D B was taken by the Linear fusion; this is the batched path.
+    return lw.dt(n.inputs[0]) == DType.FLOAT and lw.dt(n.inputs[1]) == DType.FLOAT and _same(lw, n)
+
+
+def _gemm(lw: _Lowerer, n: Node) -> bool:
+    return False  # non-constant B (constant B is a Linear): rare, onnxruntime handles it
+
+
+def _layernorm(lw: _Lowerer, n: Node) -> bool:
+    if not _ln_native(lw, n):
+        return False
+    ins = [n.inputs[0], n.inputs[1], n.inputs[2] if len(n.inputs) > 2 else None]
+    lw.emit("LayerNorm", n, ins, [n.outputs[0]], iattrs={"axis": int(n.attr("axis", -1))},
+            fattrs={"epsilon": float(n.attr("epsilon", 1e-5))})
+    return True
+
+
+def _softmax(lw: _Lowerer, n: Node) -> bool:
+    if lw.dt(n.inputs[0]) != DType.FLOAT:
+        return False
+    r = lw.rank(n.inputs[0])
+    axis = int(n.attr("axis", -1 if lw.opset >= 13 else 1))
+    if not (axis == -1 or (r is not None and axis == r - 1)):
+        return False
+    return _same(lw, n, iattrs={"axis": -1})
+
+
+def _reduce(lw: _Lowerer, n: Node) -> bool:
+    if lw.dt(n.inputs[0]) != DType.FLOAT:
+        return False
+    ia: dict[str, Any] = {"keepdims": int(n.attr("keepdims", 1)),
+                          "noop_with_empty_axes": int(n.attr("noop_with_empty_axes", 0))}
+    if n.attr("axes") is not None:
+        ia["axes"] = list(n.attr("axes"))
+    if len(n.inputs) > 1 and n.inputs[1] is not None and lw.dt(n.inputs[1]) != DType.INT64:
+        return False
+    return _same(lw, n, iattrs=ia)
+
+
+def _window_attrs(n: Node) -> dict[str, Any]:
+    ap = {"NOTSET": 0, "SAME_UPPER": 1, "SAME_LOWER": 2, "VALID": 3}[_s(n.attr("auto_pad", "NOTSET"))]
+    ia: dict[str, Any] = {"auto_pad": ap, "ceil_mode": int(n.attr("ceil_mode", 0)),
+                          "count_include_pad": int(n.attr("count_include_pad", 0))}
+    for k in ("strides", "pads", "dilations", "kernel_shape"):
+        if n.attr(k) is not None:
+            ia[k] = list(n.attr(k))
+    return ia
+
+
+def _conv(lw: _Lowerer, n: Node, act: int = 0) -> bool:
+    x, w = n.inputs[0], n.inputs[1]
+    W = lw.const(w)
+    if lw.dt(x) != DType.FLOAT or W is None or W.ndim != 4 or W.dtype != np.float32:
+        return False
+    if lw.rank(x) not in (4, None):
+        return False
+    ia = _window_attrs(n)
+    pads = ia.get("pads")
+    if pads is not None and len(pads) != 4:
+        return False
+    G = int(n.attr("group", 1))
+    M, Cg, kh, kw = W.shape
+    if M % G:
+        return False
+    ia.update(group=G, kh=kh, kw=kw, M=M, act=act)
+    ins = [x]
+    if len(n.inputs) > 2 and n.inputs[2] is not None:
+        b = lw.const(n.inputs[2])
+        if b is None:
+            return False
+        t = Tmp((n.name or n.outputs[0].name) + "/bias")
+        lw.consts[t] = np.ascontiguousarray(b.astype(np.float32).reshape(-1))
+        ins.append(t)
+    s = lw.emit("Conv", n, ins, [n.outputs[0]], iattrs=ia)
+    Mg = M // G
+    for g in range(G):
+        wg = np.ascontiguousarray(W[g * Mg:(g + 1) * Mg].reshape(Mg, Cg * kh * kw))
+        s.weights.append((wg, "f32", True, None))
+    s.detail = "im2col + fp32 GEMM" + (" + relu" if act == 1 else "")
+    return True
+
+
+def _conv_relu(lw: _Lowerer, n: Node) -> bool:
+    return _conv(lw, n)
+
+
+def _pool(lw: _Lowerer, n: Node) -> bool:
+    if lw.dt(n.inputs[0]) != DType.FLOAT or lw.rank(n.inputs[0]) not in (4, None):
+        return False
+    if len(n.outputs) > 1 and (n.outputs[1].num_uses() or n.outputs[1].is_graph_output()):
+        return False
+    if int(n.attr("storage_order", 0)):
+        return False
+    ia = _window_attrs(n)
+    if len(ia.get("kernel_shape", [])) != 2:
+        return False
+    lw.emit(n.op_type, n, [n.inputs[0]], [n.outputs[0]], iattrs=ia)
+    return True
+
+
+def _global_pool(lw: _Lowerer, n: Node) -> bool:
+    return lw.dt(n.inputs[0]) == DType.FLOAT and _same(lw, n)
+
+
+def _batchnorm(lw: _Lowerer, n: Node) -> bool:
+    if lw.dt(n.inputs[0]) != DType.FLOAT or int(n.attr("training_mode", 0)):
+        return False
+    if any(o.num_uses() or o.is_graph_output() for o in n.outputs[1:]):
+        return False
+    if any(lw.dt(v) != DType.FLOAT for v in n.inputs[1:5]):
+        return False
+    lw.emit("BatchNormalization", n, list(n.inputs[:5]), [n.outputs[0]], fattrs={"epsilon": float(n.attr("epsilon", 1e-5))})
+    return True
+
+
+def _qdq(lw: _Lowerer, n: Node) -> bool:
+    if int(n.attr("block_size", 0) or 0) or n.attr("output_dtype"):
+        return False
+    if lw.dt(n.inputs[1]) != DType.FLOAT:
+        return False
+    zp = n.inputs[2] if len(n.inputs) > 2 else None
+    if n.op_type == "QuantizeLinear":
+        if lw.dt(n.inputs[0]) != DType.FLOAT or (zp is not None and lw.dt(zp) not in (DType.UINT8, DType.INT8)):
+            return False
+    elif lw.dt(n.inputs[0]) not in (DType.UINT8, DType.INT8):
+        return False
+    return _same(lw, n, iattrs={"axis": int(n.attr("axis", 1))})
+
+
+_STANDARD: dict[str, Callable[[_Lowerer, Node], bool]] = {
+    **{k: _binary for k in ("Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Equal", "Less", "Greater",
+                            "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor")},
+    **{k: _unary_f32 for k in ("Sqrt", "Exp", "Log", "Tanh", "Erf", "Abs", "Neg", "Reciprocal", "Relu", "Sigmoid",
+                               "Floor", "Ceil", "Sin", "Cos", "Gelu", "LeakyRelu", "Softplus", "Round")},
+    "Not": _not, "Clip": _clip, "Where": _where, "Cast": _cast,
+    **{k: _view for k in ("Reshape", "Flatten", "Squeeze", "Unsqueeze")},
+    "Identity": _identity, "Dropout": _identity,
+    "Transpose": _transpose, "Concat": _concat, "Slice": _slice, "Gather": _gather, "Shape": _shape,
+    "Expand": _expand, "ConstantOfShape": _const_of_shape, "Range": _range, "Split": _split,
+    "MatMul": _matmul, "Gemm": _gemm, "LayerNormalization": _layernorm, "Softmax": _softmax,
+    "ReduceMean": _reduce, "ReduceSum": _reduce, "ReduceMax": _reduce,
+    "Conv": _conv, "MaxPool": _pool, "AveragePool": _pool,
+    "GlobalAveragePool": _global_pool, "GlobalMaxPool": _global_pool, "BatchNormalization": _batchnorm,
+    "QuantizeLinear": _qdq, "DequantizeLinear": _qdq,
+}
+# Reduce ops with more than one input in old opsets, Max/Min with >2 inputs etc. are checked per node above.
+
+
+# ---------------------------------------------------------------- graphopt-domain fused ops
+
+def _g_linear(lw: _Lowerer, n: Node) -> bool:
+    x = n.inputs[0]
+    wq = lw._weight_of(n.inputs[1])
+    if lw.dt(x) != DType.FLOAT or wq is None:
+        return False
+    act_name = _s(n.attr("activation", ""))
+    if act_name not in _ACT or list(n.attr("activation_params", []) or []):
+        return False
+    b = lw.const(n.inputs[2]) if len(n.inputs) > 2 and n.inputs[2] is not None else None
+    if len(n.inputs) > 2 and n.inputs[2] is not None and b is None:
+        return False
+    w, qinfo = wq
+    qdq = None
+    if qinfo is not None and lw.precision == "int8":
+        aq = lw._act_qdq(x)
+        if aq is not None:
+            x, a_scale, a_zp, _ = aq
+            qdq = dict(qinfo, a_scale=a_scale, a_zp=a_zp)
+    lw._linear_step(x, w, b, _ACT[act_name], n.outputs[0], [n.label()], n.name or n.outputs[0].name, qdq)
+    return True
+
+
+def _g_gelu(lw: _Lowerer, n: Node) -> bool:
+    if lw.dt(n.inputs[0]) != DType.FLOAT:
+        return False
+    lw.emit("Gelu", n, [n.inputs[0]], [n.outputs[0]], iattrs={"tanh": int(_s(n.attr("approximate", "none")) == "tanh")})
+    return True
+
+
+def _g_bias_gelu(lw: _Lowerer, n: Node) -> bool:
+    if lw.dt(n.inputs[0]) != DType.FLOAT or lw.dt(n.inputs[1]) != DType.FLOAT:
+        return False
+    t = lw.tmp(n.outputs[0].name + "/biased")
+    lw.emit("Add", n.name + "/add", [n.inputs[0], n.inputs[1]], [t], origin=[n.label()])
+    lw.emit("Gelu", n, [t], [n.outputs[0]], iattrs={"tanh": int(_s(n.attr("approximate", "none")) == "tanh")})
+    return True
+
+
+def _g_skip_ln(lw: _Lowerer, n: Node) -> bool:
+    ins = list(n.inputs) + [None] * (5 - len(n.inputs))
+    x, skip, gamma, beta, bias = ins[:5]
+    if any(lw.dt(v) != DType.FLOAT for v in (x, skip, gamma)) or lw.const(gamma) is None or lw.const(gamma).ndim != 1:
+        return False
+    outs = [n.outputs[0], n.outputs[1] if len(n.outputs) > 1 and (n.outputs[1].num_uses() or n.outputs[1].is_graph_output()) else None]
+    if bias is not None:
+        t = lw.tmp(n.outputs[0].name + "/biased")
+        lw.emit("Add", n.name + "/bias", [x, bias], [t], origin=[n.label()])
+        x = t
+    s = lw.emit("LayerNorm", n, [x, gamma, beta, skip], outs, iattrs={"axis": -1},
+                fattrs={"epsilon": float(n.attr("epsilon", 1e-5))})
+    s.detail = "skip+layernorm"
+    return True
+
+
+def _g_mha(lw: _Lowerer, n: Node) -> bool:
+    ins = list(n.inputs) + [None] * (5 - len(n.inputs))
+    x, w, b, kpm, bias = ins[:5]
+    W = lw.const(w)
+    if lw.dt(x) != DType.FLOAT or W is None or W.ndim != 2 or W.dtype != np.float32:
+        return False
+    if b is not None and lw.const(b) is None:
+        return False
+    heads = int(n.attr("num_heads"))
+    hidden = W.shape[1] // 3
+    if hidden % heads:
+        return False
+    if bias is not None:
+        bs = _static_shape(lw, bias)
+        if lw.dt(bias) != DType.FLOAT or bs is None or len(bs) != 4 or bs[1] != 1:
+            return False
+    if kpm is not None and lw.dt(kpm) not in (DType.INT64, DType.INT32, DType.BOOL):
+        return False
+    scale = float(n.attr("scale", 0.0)) or 1.0 / math.sqrt(hidden // heads)
+    base = n.name or n.outputs[0].name
+    qkv = lw.tmp(base + "/qkv")
+    lw._linear_step(x, W, lw.const(b), 0, qkv, [n.label()], base + "/qkv")
+    q, k, v = (lw.tmp(base + s) for s in ("/q", "/k", "/v"))
+    lw.emit("QKVSplit", base + "/split", [qkv], [q, k, v], iattrs={"heads": heads}, origin=[n.label()])
+    mask = None
+    if kpm is not None:
+        mask = lw.tmp(base + "/mask")
+        lw.emit("PaddingMask", base + "/mask", [kpm], [mask], fattrs={"value": float(n.attr("mask_filter_value", -10000.0))},
+                origin=[n.label()])
+    if bias is not None:
+        if mask is None:
+            mask = bias
+        else:
+            m2 = lw.tmp(base + "/mask2")
+            lw.emit("Add", base + "/mask2", [mask, bias], [m2], origin=[n.label()])
+            mask = m2
+    ctx = lw.tmp(base + "/ctx")
+    s = lw.emit("Attention", base, [q, k, v, mask], [ctx], fattrs={"scale": scale}, origin=[n.label()])
+    s.detail = "fused attention (fp32)"
+    lw.emit("MergeHeads", base + "/merge", [ctx], [n.outputs[0]], origin=[n.label()])
+    return True
+
+
+def _g_fused_conv(lw: _Lowerer, n: Node) -> bool:
+    act = _s(n.attr("activation", ""))
+    if act not in ("", "Relu") or list(n.attr("activation_params", []) or []):
+        return False
+    return _conv(lw, n, act=1 if act == "Relu" else 0)
+
+
+def _g_embed_ln(lw: _Lowerer, n: Node) -> bool:
+    ins = list(n.inputs) + [None] * (8 - len(n.inputs))
+    ids, seg, word, pos, segw, gamma, beta, pos_ids = ins[:8]
+    if lw.dt(ids) not in _INT_T or lw.dt(word) != DType.FLOAT or lw.const(gamma) is None or lw.const(gamma).ndim != 1:
+        return False
+    base = n.name or n.outputs[0].name
+    e = lw.tmp(base + "/word")
+    lw.emit("Gather", base + "/word", [word, ids], [e], iattrs={"axis": 0}, origin=[n.label()])
+    if pos_ids is None:
+        pos_ids = lw.tmp(base + "/pos_ids", DType.INT64)
+        lw.emit("PositionIds", base + "/pos_ids", [ids], [pos_ids], origin=[n.label()])
+    p = lw.tmp(base + "/pos")
+    lw.emit("Gather", base + "/pos", [pos, pos_ids], [p], iattrs={"axis": 0}, origin=[n.label()])
+    acc = lw.tmp(base + "/sum")
+    lw.emit("Add", base + "/sum", [e, p], [acc], origin=[n.label()])
+    if seg is not None and segw is not None:
+        sg = lw.tmp(base + "/seg")
+        lw.emit("Gather", base + "/seg", [segw, seg], [sg], iattrs={"axis": 0}, origin=[n.label()])
+        lw.emit("LayerNorm", n, [acc, gamma, beta, sg], [n.outputs[0]], iattrs={"axis": -1},
+                fattrs={"epsilon": float(n.attr("epsilon", 1e-12))})
+    else:
+        lw.emit("LayerNorm", n, [acc, gamma, beta, None], [n.outputs[0]], iattrs={"axis": -1},
+                fattrs={"epsilon": float(n.attr("epsilon", 1e-12))})
+    return True
+
+
+_GRAPHOPT: dict[str, Callable[[_Lowerer, Node], bool]] = {
+    "Linear": _g_linear, "Gelu": _g_gelu, "BiasGelu": _g_bias_gelu, "SkipLayerNorm": _g_skip_ln,
+    "MultiHeadAttention": _g_mha, "FusedConv": _g_fused_conv, "EmbedLayerNorm": _g_embed_ln,
+}
+
+
+def lower(model: Model, precision: str, fallback_factory: Callable[[Node], Callable[[list], list]]
+          ) -> tuple[list[StepSpec], dict[Key, np.ndarray]]:
+    """Map every node of ``model`` to executor steps; returns (steps, extra constants).
+
+    ``fallback_factory(node)`` returns the Python callable a fallback step runs.
+    """
+    if precision not in PRECISIONS:
+        raise UnsupportedError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    lw = _Lowerer(model, precision, fallback_factory)
+    steps = lw.run()
+    return steps, lw.consts
