@@ -14,14 +14,29 @@ from .errors import (
     UnsupportedError,
     VerificationError,
 )
-from .io import from_onnx, infer_shapes, load, save, to_onnx
+from .io import from_onnx, from_torch, infer_shapes, load, save, to_onnx  # from_torch imports torch lazily
+from .backends import export_openvino  # imports openvino lazily
 from .ir import DType, Graph, Model, Node, TensorType, Value
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "load", "save", "from_onnx", "to_onnx", "infer_shapes", "cpu_info", "set_num_threads",
+    "load", "save", "from_onnx", "to_onnx", "infer_shapes", "from_torch", "export_openvino", "cpu_info", "set_num_threads",
     "Graph", "Model", "Node", "Value", "DType", "TensorType",
     "GraphoptError", "ModelLoadError", "PassError", "ShapeInferenceError", "UnsupportedError",
     "VerificationError",
 ]
+
+
+def compile(model, precision: str = "fp32", num_threads: int | None = None, **kwargs):  # noqa: A001 - the public name
+    """Compile ``model`` for graphopt's native runtime; see :func:`graphopt.runtime.compile.compile`.
+
+    >>> sess = graphopt.compile(model, precision="int8")   # doctest: +SKIP
+    >>> outputs = sess.run(feeds)                           # doctest: +SKIP
+    """
+    from .runtime.compile import compile as _compile
+
+    return _compile(model, precision, num_threads, **kwargs)
+
+
+__all__.append("compile")

@@ -3,5 +3,6 @@
 from .onnx_export import save, to_onnx
 from .onnx_import import from_onnx, load
 from .shape_inference import infer_shapes, register_shape_rule
+from .torch_import import from_torch
 
-__all__ = ["load", "save", "from_onnx", "to_onnx", "infer_shapes", "register_shape_rule"]
+__all__ = ["load", "save", "from_onnx", "to_onnx", "infer_shapes", "register_shape_rule", "from_torch"]

@@ -206,8 +206,21 @@ def torch_to_onnx(module: Any, example_inputs: Any, *, dynamic_shapes: Any = Non
         if not isinstance(a, torch.Tensor):
             raise GraphoptError(f"example input {n!r} is a {type(a).__name__}; from_torch takes tensors")
 
-    module = module.eval()
-    adapter = _make_adapter(torch, module, names, keyword)
+    was_training = module.training
+    try:
+        return _export_eval(torch, module, args, names, keyword, dynamic_shapes, output_names, opset, exporter)
+    finally:
+        module.train(was_training)  # export must not change the caller's module
+
+
+def _export_eval(torch: Any, module: Any, args: tuple, names: list[str], keyword: bool, dynamic_shapes: Any,
+                 output_names: Sequence[str] | None, opset: int, exporter: str) -> Any:
+    module.eval()
+    # The adapter must be in eval mode too: the TorchScript exporter puts the
+    # exported module in eval for tracing and afterwards restores the mode it
+    # found *recursively*, which would leave a fresh (training) adapter's inner
+    # module in training mode (BatchNorm then uses batch statistics).
+    adapter = _make_adapter(torch, module, names, keyword).eval()
     try:
         with torch.no_grad():
             sample = module(**dict(zip(names, args))) if keyword else module(*args)

@@ -1,0 +1,182 @@
+"""graphopt.from_torch: torch.nn.Module -> ONNX (dynamo exporter, TorchScript fallback) -> IR."""
+
+import logging
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import graphopt
+from graphopt.errors import GraphoptError
+
+torch = pytest.importorskip("torch")
+
+
+def _ort(model, feeds):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(graphopt.to_onnx(model).SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+def _close(got, want, tol=1e-4):
+    want = want.detach().numpy() if hasattr(want, "detach") else want
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() <= tol * max(1.0, float(np.abs(want).max()))
+
+
+def _cnn():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                              torch.nn.MaxPool2d(2), torch.nn.Conv2d(8, 16, 3), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, 10))
+    with torch.no_grad():  # non-trivial BN statistics
+        net[1].running_mean.uniform_(-0.5, 0.5)
+        net[1].running_var.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_cnn_matches_torch_with_dynamic_batch(exporter):
+    net = _cnn()
+    model = graphopt.from_torch(net, (torch.randn(2, 3, 32, 32),), input_names=["image"], output_names=["logits"],
+                                dynamic_shapes={"image": {0: "batch"}}, exporter=exporter)
+    model.verify()
+    (inp,) = [v for v in model.graph.inputs if not v.is_initializer]
+    assert inp.name == "image" and inp.shape[0] == "batch"
+    assert [v.name for v in model.graph.outputs] == ["logits"]
+    x = torch.randn(5, 3, 32, 32)
+    _close(_ort(model, {"image": x.numpy()})[0], net(x))
+
+
+def test_single_tensor_and_default_names():
+    model = graphopt.from_torch(torch.nn.Linear(4, 3).eval(), torch.randn(2, 4))
+    assert [v.name for v in model.graph.inputs if not v.is_initializer] == ["input"]
+    assert [v.name for v in model.graph.outputs] == ["output"]
+
+
+def _bert(kind, **cfg):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    if kind == "bert":
+        config = transformers.BertConfig(attn_implementation="eager", **cfg)
+        return transformers.BertModel(config).eval()
+    config = transformers.DistilBertConfig(attn_implementation="eager", **cfg)
+    return transformers.DistilBertModel(config).eval()
+
+
+def _token_feeds(batch, seq, names, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(100, 1000, (batch, seq), generator=g)
+    mask = torch.ones(batch, seq, dtype=torch.long)
+    mask[0, seq // 2:] = 0  # padding in the first row
+    feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros(batch, seq, dtype=torch.long)}
+    return {n: feeds[n] for n in names}
+
+
+AXES = {"batch": 0, "seq": 1}
+
+
+@pytest.mark.parametrize("kind,names,cfg", [
+    ("bert", ("input_ids", "attention_mask", "token_type_ids"),
+     dict(num_hidden_layers=2, hidden_size=128, num_attention_heads=4, intermediate_size=256)),
+    ("distilbert", ("input_ids", "attention_mask"), dict(n_layers=2, dim=128, n_heads=4, hidden_dim=256)),
+])
+def test_transformers_match_torch_at_other_shapes(kind, names, cfg):
+    module = _bert(kind, **cfg)
+    model = graphopt.from_torch(module, _token_feeds(2, 16, names),
+                                dynamic_shapes={n: {0: "batch", 1: "seq"} for n in names})
+    assert [v.name for v in model.graph.inputs if not v.is_initializer] == list(names)
+    assert model.graph.outputs[0].name == "last_hidden_state"
+    assert model.graph.outputs[0].shape[:2] == ("batch", "seq")
+    feeds = _token_feeds(3, 24, names, seed=1)  # a batch and length the export never saw
+    want = module(**feeds)
+    got = _ort(model, {k: v.numpy() for k, v in feeds.items()})
+    _close(got[0], want.last_hidden_state)
+
+
+@pytest.mark.slow
+def test_minilm_real_weights_match_torch():
+    pytest.importorskip("transformers")
+    from transformers import AutoModel
+
+    from graphopt.models import minilm_path, minilm_tokenizer
+
+    module = AutoModel.from_pretrained(str(minilm_path()), attn_implementation="eager").eval()
+    tok = minilm_tokenizer()
+    enc = tok(["The quick brown fox jumps over the lazy dog.", "Graph compilers fuse operators."],
+              padding=True, return_tensors="pt")
+    names = ("input_ids", "attention_mask", "token_type_ids")
+    model = graphopt.from_torch(module, {n: enc[n] for n in names},
+                                dynamic_shapes={n: {0: "batch", 1: "seq"} for n in names})
+    enc2 = tok(["She planted tomatoes in the garden after the last frost of spring.",
+                "Quantization trades a little accuracy for a large gain in speed.", "Short one."],
+               padding=True, return_tensors="pt")
+    want = module(**{n: enc2[n] for n in names})
+    got = _ort(model, {n: enc2[n].numpy() for n in names})
+    _close(got[0], want.last_hidden_state)
+    _close(got[1], want.pooler_output)
+
+
+class _DataDependent(torch.nn.Module):
+    def forward(self, x):
+        if x.sum() > 0:  # Python control flow on a value: torch.export refuses, TorchScript traces
+            return x * 2
+        return x - 1
+
+
+def test_auto_falls_back_to_torchscript_with_a_logged_reason(caplog):
+    x = torch.ones(2, 3)
+    with caplog.at_level(logging.WARNING, logger="graphopt.io.torch_import"):
+        model = graphopt.from_torch(_DataDependent(), (x,), input_names=["x"])
+    assert "falling back to the torchscript exporter" in caplog.text
+    _close(_ort(model, {"x": x.numpy()})[0], x * 2)
+
+
+class _Unexportable(torch.nn.Module):
+    def forward(self, x):
+        return torch.linalg.eigvals(x).real  # complex intermediate, no ONNX symbolic
+
+
+def test_unexportable_module_names_module_and_op():
+    with pytest.raises(GraphoptError) as ei:
+        graphopt.from_torch(_Unexportable(), (torch.randn(3, 3),))
+    msg = str(ei.value)
+    assert "_Unexportable" in msg
+    assert "dynamo exporter" in msg and "torchscript exporter" in msg
+    assert "eig" in msg
+    assert ei.value.__cause__ is not None
+
+
+def test_bad_arguments():
+    with pytest.raises(GraphoptError, match="exporter must be one of"):
+        graphopt.from_torch(torch.nn.ReLU(), torch.randn(2), exporter="onnx")
+    with pytest.raises(GraphoptError, match="torch.nn.Module"):
+        graphopt.from_torch(lambda x: x, torch.randn(2))
+    with pytest.raises(GraphoptError, match="1 input_names for 2"):
+        graphopt.from_torch(torch.nn.Bilinear(2, 2, 1), (torch.randn(1, 2), torch.randn(1, 2)), input_names=["a"])
+    with pytest.raises(GraphoptError, match="unknown input"):
+        graphopt.from_torch(torch.nn.ReLU(), torch.randn(2, 2), input_names=["x"], dynamic_shapes={"y": {0: "b"}},
+                            exporter="dynamo")
+
+
+_NO_TORCH = """
+import sys
+sys.modules['torch'] = None  # any 'import torch' now raises ImportError
+import graphopt
+assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]
+try:
+    graphopt.from_torch(object(), ())
+except graphopt.GraphoptError as e:
+    print('ERR', e)
+"""
+
+
+def test_graphopt_imports_without_torch_and_says_how_to_install():
+    out = subprocess.run([sys.executable, "-c", _NO_TORCH], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "pip install 'graphopt[torch]'" in out.stdout
+    assert "torch==2.13.0" in out.stdout
