@@ -157,10 +157,11 @@ class PassManager:
 
         ctx = ctx if ctx is not None else PassContext.current()
         timing = Timing()
-        instruments: list[Instrument] = [timing]
-        if self.verify_each:
-            instruments.append(Verify())
+        instruments: list[Instrument] = [Verify()] if self.verify_each else []
         instruments += self.instruments + [i for i in ctx.instruments if i not in self.instruments]
+        # Timing runs last before and first after the pass, so it measures the
+        # pass alone (not NumericGuard's onnxruntime runs or verification).
+        instruments.append(timing)
         t0 = time.perf_counter()
         nodes_before = len(model.graph)
         if self.atomic:
@@ -189,6 +190,7 @@ class PassManager:
 class _Run:
     def __init__(self, instruments: list[Instrument], ctx: PassContext) -> None:
         self.instruments = instruments
+        self.after_order = instruments[-1:] + instruments[:-1]  # the Timing instrument first
         self.ctx = ctx
         self.index = 0
         self.previous: str | None = None
@@ -237,7 +239,7 @@ class _Run:
             err.pass_name = name  # type: ignore[attr-defined]
             raise err from e
         try:
-            for inst in self.instruments:
+            for inst in self.after_order:
                 inst.after(model, info, result)
         except Exception as e:
             self._on_error(model, info, e)
