@@ -14,6 +14,7 @@ COMMANDS: tuple[str, ...] = (
     "info",
     "inspect",
     "run", "optimize", "passes",
+    "export", "convert",
     "bench_kernels",
     "bench_ort",
 )
