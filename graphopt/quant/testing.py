@@ -48,7 +48,7 @@ def mlp_model(d: int = 16, hidden: int = 32, seed: int = 0, outlier: float = 20.
         helper.make_node("Add", ["h2", "b2"], ["h2b"], name="fc2_bias"),
         helper.make_node("MatMul", ["ln", "w3"], ["h3"], name="side"),
         helper.make_node("Add", ["h2b", "h3"], ["s"], name="merge"),
-        helper.make_node("Add", ["s", "x"], ["y"], name="residual"),
+        helper.make_node("Add", ["s", "ln"], ["y"], name="residual"),
     ]
     g = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["b", "s", d])],
                           [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["b", "s", d])],

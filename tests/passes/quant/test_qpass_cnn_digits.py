@@ -1,0 +1,68 @@
+"""A small CNN trained here in seconds on scikit-learn's digits, exported to ONNX, quantized
+static int8 by graphopt: top-1 accuracy drops by at most 1 point (QDQ and QOperator forms)."""
+
+import numpy as np
+import pytest
+
+import graphopt
+from graphopt.quant import QuantConfig, quantize
+
+torch = pytest.importorskip("torch", reason="the CNN is trained with torch (optional extra graphopt[torch])")
+datasets = pytest.importorskip("sklearn.datasets", reason="the digits data set ships with scikit-learn")
+
+
+@pytest.fixture(scope="module")
+def digits_cnn(tmp_path_factory):
+    d = datasets.load_digits()
+    x = (d.images / 16.0).astype(np.float32)[:, None]  # [N, 1, 8, 8]
+    y = d.target.astype(np.int64)
+    rng = np.random.default_rng(0)
+    idx = rng.permutation(len(x))
+    tr, te = idx[:1400], idx[1400:]
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(), torch.nn.Linear(16 * 4 * 4, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    xt, yt = torch.from_numpy(x[tr]), torch.from_numpy(y[tr])
+    for epoch in range(10):
+        for b in torch.randperm(len(tr)).split(100):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(xt[b]), yt[b]).backward()
+            opt.step()
+    path = tmp_path_factory.mktemp("cnn") / "digits_cnn.onnx"
+    import warnings
+
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net.eval(), torch.from_numpy(x[:1]), str(path), input_names=["image"],
+                          output_names=["logits"], dynamic_axes={"image": {0: "n"}, "logits": {0: "n"}},
+                          opset_version=17, dynamo=False)
+    return path, x[tr], x[te], y[te]
+
+
+def _accuracy(model_path, x, y):
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    return float((sess.run(None, {"image": x})[0].argmax(1) == y).mean())
+
+
+@pytest.mark.parametrize("fmt", ["qdq", "qoperator"])
+def test_int8_accuracy_drop_at_most_one_point(digits_cnn, tmp_path, fmt):
+    path, x_train, x_test, y_test = digits_cnn
+    acc32 = _accuracy(path, x_test, y_test)
+    assert acc32 > 0.95, "the float CNN did not train"
+    calib = [{"image": x_train[i:i + 50]} for i in range(0, 200, 50)]
+    m, rep = quantize(graphopt.load(path), QuantConfig.cnn(), calib, fmt=fmt, progress=False)
+    counts = m.graph.op_counts()
+    if fmt == "qdq":
+        assert counts["QuantizeLinear"] >= 4 and "QLinearConv" not in counts
+    else:
+        assert counts.get("QLinearConv", 0) >= 1
+    out = graphopt.save(m, tmp_path / f"digits_int8_{fmt}.onnx")
+    acc8 = _accuracy(out, x_test, y_test)
+    print(f"digits CNN top-1: fp32 {acc32:.4f}, int8 {fmt} {acc8:.4f} ({len(y_test)} test images)")
+    assert acc32 - acc8 <= 0.01
+    assert out.stat().st_size < 0.4 * path.stat().st_size
