@@ -52,6 +52,17 @@ def test_export_openvino(tmp_path, precision):
     np.testing.assert_allclose(got, _ort(src, {"x": x})[0], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("level", ["O1", "O2"])
+def test_export_runs_the_pass_pipeline(tmp_path, capsys, level):
+    src = _onnx_model(tmp_path)
+    out = tmp_path / f"m.{level}.onnx"
+    assert main(["export", str(src), "--to", "onnx", "-o", str(out), "--level", level]) == 0
+    assert f"{level}: " in capsys.readouterr().out
+    assert "Identity" not in {n.op_type for n in onnx.load(str(out)).graph.node}  # cleanup ran
+    x = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
+    np.testing.assert_allclose(_ort(out, {"x": x})[0], _ort(src, {"x": x})[0], rtol=1e-6)
+
+
 def test_export_bad_arguments(tmp_path, capsys):
     src = _onnx_model(tmp_path)
     assert main(["export", str(src), "--to", "openvino", "-o", str(tmp_path / "m.onnx")]) == 2

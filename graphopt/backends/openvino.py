@@ -139,11 +139,11 @@ def _decompose_fused(model: Model) -> Model:
         raise UnsupportedError(
             f"node {n.name!r} ({FUSED_DOMAIN}::{n.op_type}) has no OpenVINO mapping and no decomposition to "
             f"standard ONNX is available (graphopt.ops); {len(fused)} fused node(s) in the graph")
-    from ..io import from_onnx, to_onnx
+    from ..ir.clone import clone as clone_model
 
-    clone = from_onnx(to_onnx(model, value_info=False))
-    result = decompose(clone)
-    out = result if isinstance(result, Model) else clone
+    copy = clone_model(model)
+    result = decompose(copy)  # graphopt.ops.decompose_all rewrites in place
+    out = result if isinstance(result, Model) else copy
     left = _fused_nodes(out)
     if left:
         raise UnsupportedError(f"node {left[0].name!r} ({FUSED_DOMAIN}::{left[0].op_type}) could not be "

@@ -23,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--to", choices=("openvino", "onnx"), required=True, help="target format")
     p.add_argument("-o", "--out", required=True, help="output path (.xml for openvino, .onnx for onnx)")
     p.add_argument("--level", choices=LEVELS, default="O1",
-                   help="optimization level before export (O0: as imported; default O1)")
+                   help="pass pipeline before export (O0: as imported; default O1). Fused graphopt ops "
+                        "(O2) are lowered to onnxruntime contrib ops for --to onnx and decomposed to "
+                        "standard ONNX for --to openvino")
     p.add_argument("--precision", choices=("fp32", "bf16"), default=None,
                    help="OpenVINO execution precision recorded in the IR (INFERENCE_PRECISION_HINT)")
     p.add_argument("--compress-to-fp16", action="store_true",
@@ -32,19 +34,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def optimize(model: Any, level: str) -> tuple[Any, str]:
-    """Run the pass pipeline for ``level`` if the PassManager is available.
+    """Run the preset pipeline for ``level`` (graphopt.pm's PassManager) in place.
     Returns the model and a one-line description of what ran."""
     if level == "O0":
         return model, "O0: no passes"
-    try:
-        from ..pm import PassManager  # type: ignore[attr-defined]
-        from ..pm import pipeline_for_level  # type: ignore[attr-defined]
-    except ImportError:
-        logger.warning("no PassManager/pipeline_for_level in graphopt.pm yet: exporting %s as imported", level)
-        return model, f"{level}: pass manager not available, exported as imported"
-    pm = PassManager(pipeline_for_level(level))
-    pm(model)
-    return model, f"{level}: {pm}"
+    from ..pm import PassManager
+
+    pm = PassManager.from_text(level)
+    result = pm(model)
+    logger.info("%s", result.table())
+    return model, f"{level}: {pm.pipeline_text()}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,7 +64,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"{what} -> {len(model.graph)} nodes ({time.perf_counter() - t:.2f} s)")
     t = time.perf_counter()
     if args.to == "onnx":
-        dst = save(model, out)
+        from ..io import from_onnx
+        from .optimize import onnx_for_onnxruntime  # fused graphopt ops -> contrib/standard ONNX
+
+        dst = save(from_onnx(onnx_for_onnxruntime(model)), out)
     else:
         from ..backends.openvino import export_openvino
 
