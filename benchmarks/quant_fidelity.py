@@ -187,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
               f"(per-channel SmoothQuant pass + histogram pass)")
     if args.report and "qdq" in state:
         args.report.mkdir(parents=True, exist_ok=True)
-        errs = layer_errors(graphopt.load(spec.path), state["qdq"][0], evalb[:2])
+        # unpadded batches: padded positions are masked out of the embedding, so their error is noise
+        unpadded = tokenize(tok, spec.input_names, eval_s[:32], 1, "longest")
+        errs = layer_errors(graphopt.load(spec.path), state["qdq"][0], unpadded)
         png = plot_layer_errors(errs, args.report / "layer_errors.png",
                                 "graphopt static int8 (SmoothQuant, QDQ): per-layer error vs fp32")
         print("\nper-layer error (worst 10):\n" + format_layer_table(errs, top=10))
