@@ -346,6 +346,22 @@ void bind_kernels(py::module_& m) {
     return q;
   }, py::arg("x"), py::arg("scale"), py::arg("zero_point"), py::arg("dtype") = "u8", py::arg("axis") = py::none());
 
+  m.def("requantize", [](py::array x, py::array scale, py::array zero_point, const std::string& dtype, py::object axis) {
+    check(x, "x", DT::s32);
+    check(zero_point, "zero_point", DT::s32);
+    if (dtype != "u8" && dtype != "s8") throw py::value_error("dtype must be u8 or s8, got '" + dtype + "'");
+    const kernels::QuantAxis ax = quant_axis(x, scale, zero_point, axis);
+    const bool u8 = dtype == "u8";
+    py::array q = u8 ? py::array(py::array_t<std::uint8_t>(shape_of(x))) : py::array(py::array_t<std::int8_t>(shape_of(x)));
+    Status st;
+    {
+      py::gil_scoped_release nogil;
+      st = kernels::requantize(static_cast<const std::int32_t*>(x.data()), ax, u8, q.mutable_data());
+    }
+    ok(st);
+    return q;
+  }, py::arg("x"), py::arg("scale"), py::arg("zero_point"), py::arg("dtype") = "u8", py::arg("axis") = py::none());
+
   m.def("dequantize", [](py::array q, py::array scale, py::array zero_point, py::object axis) {
     const bool u8 = is_dt(q, DT::u8);
     if (!u8 && !is_dt(q, DT::s8)) throw py::type_error("q: expected a uint8 or int8 array, got " + describe(q));

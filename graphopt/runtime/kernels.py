@@ -38,6 +38,7 @@ __all__ = [
     "gemm_f32",
     "quantize",
     "dequantize",
+    "requantize",
     "layernorm",
     "softmax",
     "gelu",
@@ -118,6 +119,12 @@ def quantize(x: np.ndarray, scale: ScaleLike, zero_point: ZeroPointLike = 0,
              dtype: Literal["u8", "s8"] = "u8", axis: int | None = None) -> np.ndarray:
     """``saturate(round_half_even(x / scale) + zero_point)``; per-channel along ``axis``."""
     return _C.quantize(x, _scales(scale), _zero_points(zero_point), dtype, axis)
+
+
+def requantize(x: np.ndarray, scale: ScaleLike, zero_point: ZeroPointLike = 0,
+               dtype: Literal["u8", "s8"] = "u8", axis: int | None = None) -> np.ndarray:
+    """int32 ``x`` -> ``saturate(round_half_even(x * scale) + zero_point)`` (scale = combined multiplier)."""
+    return _C.requantize(x, _scales(scale), _zero_points(zero_point), dtype, axis)
 
 
 def dequantize(q: np.ndarray, scale: ScaleLike, zero_point: ZeroPointLike = 0,

@@ -44,6 +44,21 @@ def test_quantize_dequantize(eltwise_isa: str, shape: tuple[int, ...], dtype: st
     np.testing.assert_array_equal(y, ((q.astype(np.int32) - z_b).astype(np.float32) * s_b).astype(np.float32))
 
 
+@PROFILE
+@given(shape=SHAPES, dtype=st.sampled_from(["u8", "s8"]), per_channel=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_requantize(eltwise_isa: str, shape: tuple[int, ...], dtype: str, per_channel: bool, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-2**31, 2**31 - 1, shape, dtype=np.int64).astype(np.int32) >> int(rng.integers(0, 31))
+    lo, hi = (0, 255) if dtype == "u8" else (-128, 127)
+    axis = -1 if per_channel else None
+    n = shape[-1] if per_channel else 1
+    scale = (rng.random(n) * 1e-3 + 1e-6).astype(np.float32)
+    zp = rng.integers(lo, hi + 1, n).astype(np.int32)
+    got = gk.requantize(x, scale, zp, dtype=dtype, axis=axis)
+    want = np.clip(np.round(x.astype(np.float32) * scale) + zp, lo, hi)
+    np.testing.assert_array_equal(got, want.astype(got.dtype))
+
+
 def test_quantize_rounds_half_to_even(eltwise_isa: str) -> None:
     x = np.array([0.5, 1.5, 2.5, -0.5, -1.5, 254.5, 1e9, -1e9, 3.4e38], np.float32)
     np.testing.assert_array_equal(gk.quantize(x, 1.0, 0, "u8"), [0, 2, 2, 0, 0, 254, 255, 0, 255])

@@ -23,6 +23,7 @@ Dispatch<Fn> table(Fn r, Fn a2, Fn a512) {
   }
 GRAPHOPT_TABLE(quantize, QuantJob)
 GRAPHOPT_TABLE(dequantize, DequantJob)
+GRAPHOPT_TABLE(requantize, RequantJob)
 GRAPHOPT_TABLE(layernorm, LayerNormJob)
 GRAPHOPT_TABLE(softmax, SoftmaxJob)
 GRAPHOPT_TABLE(gelu, GeluJob)
@@ -41,14 +42,19 @@ Status check_axis(const QuantAxis& a) {
 
 }  // namespace
 
-Status quantize(const float* x, const QuantAxis& ax, bool is_u8, void* q) {
-  if (Status s = check_axis(ax); !s) return s;
+static Status check_zp(const QuantAxis& ax, bool is_u8) {
   if (ax.zero_point)
     for (index_t i = 0; i < ax.n_param; ++i) {
       const std::int32_t z = ax.zero_point[i];
       if (is_u8 ? (z < 0 || z > 255) : (z < -128 || z > 127))
         return Status::invalid("zero point " + std::to_string(z) + " is outside the " + (is_u8 ? "u8" : "s8") + " range");
     }
+  return Status::ok();
+}
+
+Status quantize(const float* x, const QuantAxis& ax, bool is_u8, void* q) {
+  if (Status s = check_axis(ax); !s) return s;
+  if (Status s = check_zp(ax, is_u8); !s) return s;
   quantize_table().get()(QuantJob{x, q, ax, is_u8});
   return Status::ok();
 }
@@ -56,6 +62,13 @@ Status quantize(const float* x, const QuantAxis& ax, bool is_u8, void* q) {
 Status dequantize(const void* q, bool is_u8, const QuantAxis& ax, float* y) {
   if (Status s = check_axis(ax); !s) return s;
   dequantize_table().get()(DequantJob{q, y, ax, is_u8});
+  return Status::ok();
+}
+
+Status requantize(const std::int32_t* x, const QuantAxis& ax, bool is_u8, void* q) {
+  if (Status s = check_axis(ax); !s) return s;
+  if (Status s = check_zp(ax, is_u8); !s) return s;
+  requantize_table().get()(RequantJob{x, q, ax, is_u8});
   return Status::ok();
 }
 

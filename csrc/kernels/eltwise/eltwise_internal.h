@@ -6,6 +6,7 @@ namespace graphopt::kernels {
 
 struct QuantJob { const float* x; void* q; QuantAxis ax; bool is_u8; };
 struct DequantJob { const void* q; float* y; QuantAxis ax; bool is_u8; };
+struct RequantJob { const std::int32_t* x; void* q; QuantAxis ax; bool is_u8; };
 struct LayerNormJob { const float* x; const float* res; const float* gamma; const float* beta; float eps; index_t rows, N; float* y; float* sum_out; };
 struct SoftmaxJob { const float* x; const float* mask; index_t mask_rows, rows, N; float* y; };
 struct GeluJob { const float* x; float* y; index_t n; bool tanh_approx; };
@@ -14,6 +15,7 @@ struct CvtJob { const void* x; void* y; index_t n; bool to_bf16; };
 #define GRAPHOPT_ELTWISE_DECLS                \
   void quantize(const QuantJob&);             \
   void dequantize(const DequantJob&);         \
+  void requantize(const RequantJob&);         \
   void layernorm(const LayerNormJob&);        \
   void softmax(const SoftmaxJob&);            \
   void gelu(const GeluJob&);                  \

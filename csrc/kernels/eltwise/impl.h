@@ -26,6 +26,21 @@ void quantize_row(const float* __restrict x, index_t n, float scale, std::int32_
 }
 
 template <bool U8>
+void requantize_row(const std::int32_t* __restrict x, index_t n, float scale, std::int32_t zp, void* qv) {
+  const float lo = U8 ? 0.f : -128.f, hi = U8 ? 255.f : 127.f;
+  const float fzp = static_cast<float>(zp);
+  using Q = typename std::conditional<U8, std::uint8_t, std::int8_t>::type;
+  Q* __restrict q = static_cast<Q*>(qv);
+  for (index_t i = 0; i < n; ++i) {
+    float v = static_cast<float>(x[i]) * scale;
+    v = !(v >= -4194304.f) ? -4194304.f : (v > 4194304.f ? 4194304.f : v);
+    v = round_even(v) + fzp;
+    v = v < lo ? lo : (v > hi ? hi : v);
+    q[i] = static_cast<Q>(static_cast<std::int32_t>(v));
+  }
+}
+
+template <bool U8>
 void dequantize_row(const void* qv, index_t n, float scale, std::int32_t zp, float* __restrict y) {
   using Q = typename std::conditional<U8, std::uint8_t, std::int8_t>::type;
   const Q* __restrict q = static_cast<const Q*>(qv);
@@ -70,6 +85,18 @@ void dequantize(const DequantJob& j) {
     const void* src = static_cast<const std::uint8_t*>(j.q) + off;
     if (j.is_u8) dequantize_row<true>(src, c1 - c0, a.scale[p], zp, j.y + off);
     else dequantize_row<false>(src, c1 - c0, a.scale[p], zp, j.y + off);
+  });
+}
+
+void requantize(const RequantJob& j) {
+  const QuantAxis& a = j.ax;
+  for_chunks(a.outer * a.C, a.inner, [&](index_t r, index_t c0, index_t c1) {
+    const index_t c = r % a.C, p = a.n_param == 1 ? 0 : c;
+    const std::int32_t zp = a.zero_point ? a.zero_point[p] : 0;
+    const index_t off = r * a.inner + c0;
+    void* dst = static_cast<std::uint8_t*>(j.q) + off;
+    if (j.is_u8) requantize_row<true>(j.x + off, c1 - c0, a.scale[p], zp, dst);
+    else requantize_row<false>(j.x + off, c1 - c0, a.scale[p], zp, dst);
   });
 }
 

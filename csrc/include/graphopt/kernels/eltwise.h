@@ -21,6 +21,9 @@ struct QuantAxis {
 Status quantize(const float* x, const QuantAxis& ax, bool is_u8, void* q);
 // y = (q - zero_point) * scale.
 Status dequantize(const void* q, bool is_u8, const QuantAxis& ax, float* y);
+// int32 accumulators to 8 bits: q = saturate(round_half_even(float(x) * scale) + zero_point),
+// where scale is the combined multiplier (e.g. a_scale * w_scale / out_scale).
+Status requantize(const std::int32_t* x, const QuantAxis& ax, bool is_u8, void* q);
 
 // LayerNorm over the last dimension N of a [rows, N] array:
 //   s = x (+ residual);  y = (s - mean(s)) / sqrt(var(s) + eps) * gamma + beta.
