@@ -110,7 +110,21 @@ class Rule:
     ...         p, q = m.attr("p"), m.attr("q")
     ...         return b.Transpose(m["x"], perm=[p[i] for i in q])
     >>> RULES = RuleSet([MergeTransposes()])
-    >>> # apply_rules(model, RULES) -> {"merge-transposes": 3}
+    >>> from graphopt.pattern.testing import parse_model
+    >>> m = parse_model('''<ir_version: 8, opset_import: ["" : 17]>
+    ...   g (float[2,3,4] x) => (float[4,3,2] y) {
+    ...     t = Transpose<perm=[1,0,2]>(x)
+    ...     y = Transpose<perm=[2,0,1]>(t) }''')
+    >>> apply_rules(m, RULES)
+    {'merge-transposes': 1}
+    >>> [(n.op_type, n.attr("perm"), n.meta["origin"]) for n in m.graph]
+    [('Transpose', [2, 1, 0], 'merge-transposes')]
+    >>> from graphopt.pattern import explain
+    >>> print(explain(MergeTransposes(), m))        # why it no longer matches
+    rule merge-transposes: 1 candidate root(s), 0 would rewrite
+      best partial match at Transpose -> %y: 1 pattern node(s) matched
+        Transpose -> %y
+      failed because: Transpose(...) bind='inner' wanted, but %x is a graph input
 
     ``check`` must not stash state for ``rewrite``: recompute from the match.
     Set ``commutative = True`` to let every Add/Mul/... of the pattern match

@@ -241,13 +241,18 @@ class NumericGuard(Instrument):
 
     ``exporter`` turns the IR into a ModelProto onnxruntime can run (default
     :func:`graphopt.to_onnx`); pass the backend exporter when the pipeline
-    creates fused ops that need mapping.
+    creates fused ops that need mapping. With ``compare="previous"`` each pass
+    is compared with the one before it (a per-pass bound) instead of with the
+    original model (an end-to-end bound, the default).
 
     >>> pm = PassManager(passes, instruments=[NumericGuard(feeds, rtol=1e-5, atol=1e-5)])  # doctest: +SKIP
     """
 
     def __init__(self, feeds: Mapping[str, np.ndarray], *, rtol: float = 1e-5, atol: float = 1e-5,
-                 exporter: Callable[[Model], Any] | None = None) -> None:
+                 exporter: Callable[[Model], Any] | None = None, compare: str = "original") -> None:
+        if compare not in ("original", "previous"):
+            raise GraphoptError(f"NumericGuard compare must be 'original' or 'previous', got {compare!r}")
+        self.compare = compare
         self.feeds = dict(feeds)
         self.rtol = rtol
         self.atol = atol
@@ -295,7 +300,10 @@ class NumericGuard(Instrument):
             problem = _compare(np.asarray(want), np.asarray(have), self.rtol, self.atol)
             if problem is not None:
                 raise NumericMismatch(f"NumericGuard: pass '{info.name}' is the first that changed the outputs: "
-                                      f"output {i}: {problem} (rtol={self.rtol}, atol={self.atol})")
+                                      f"output {i}: {problem} (rtol={self.rtol}, atol={self.atol}, "
+                                      f"compared with the {self.compare} model)")
+        if self.compare == "previous":
+            self.reference = got
 
 
 def _compare(want: np.ndarray, have: np.ndarray, rtol: float, atol: float) -> str | None:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from graphopt.errors import PassError
+from graphopt.ir import DType
 from graphopt.pattern import (
     A,
     AnyOf,
@@ -240,3 +241,51 @@ def test_dce_of_dead_constant_leaves():
     apply_rules(m2, [r])
     assert set(m2.graph.initializers) == {"w"}
     assert np.asarray(m2.graph.initializers["w"].const).shape == (3, 4)
+
+
+def test_multi_output_root_rewrite_returns_one_value_per_output():
+    text = HDR + """
+    g (float[4,3] x) => (float[2,3] y, float[2,3] z)
+    <int64[2] sp = {2, 2}>
+    { a, b = Split<axis=0>(x, sp)
+      y = Relu(a)
+      z = Relu(b) }
+    """
+    m = parse_model(text)
+    before = parse_model(text)
+
+    def to_slices(b, m):
+        x = m["x"]
+        s0 = b.Slice(x, np.array([0], np.int64), np.array([2], np.int64), np.array([0], np.int64))
+        s1 = b.Slice(x, np.array([2], np.int64), np.array([4], np.int64), np.array([0], np.int64))
+        return [s0, s1]
+
+    r = rule("split-to-slices", P.Split(Var("x"), Const("sp")), to_slices)
+    assert apply_rules(m, [r]) == {"split-to-slices": 1}
+    assert_op_counts(m, Split=0, Slice=2, Relu=2)
+    m.verify()
+    assert_numerically_close(before, m)
+
+
+def test_wildcard_root_rule_is_tried_on_every_op():
+    text = HDR + "g (float[2] x) => (float[2] y) { a = Neg(x)\n b = Neg(a)\n y = Relu(b) }"
+    seen = []
+
+    def probe(m):
+        seen.append(m.root.producer().op_type)
+        return None
+
+    r = rule("probe", Var("v").dtype(DType.FLOAT), probe)
+    apply_rules(parse_model(text), [r, rule("neg-neg", P.Neg(P.Neg(Var("x"))), lambda m: m["x"])])
+    assert seen.count("Neg") == 2 and "Relu" in seen  # Relu again after its input was rewritten
+
+
+def test_pattern_predicates_report_reasons():
+    text = HDR + "g (float[2,3] x) => (float[2,3] y) { a = Relu(x)\n y = Neg(a) }"
+    m = parse_model(text)
+    r = rule("r4", P.Neg(P.Relu(Var("x").rank(4))), lambda m: m["x"])
+    assert "rank is not 4" in explain(r, m).reason
+    r2 = rule("f16", P.Neg(P.Relu(Var("x")).dtype(DType.FLOAT16)), lambda m: m["x"])
+    assert "dtype is not f16" in explain(r2, m).reason
+    r3 = rule("attr", P.Neg(P.Relu(Var("x"), alpha=A(eq=0.5))), lambda m: m["x"])
+    assert "attribute alpha is missing" in explain(r3, m).reason

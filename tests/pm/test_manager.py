@@ -291,3 +291,34 @@ def test_analysis_passes_are_really_unchanged():
     for name in ("remove-noops", "cse", "remove-unused", "fold-constants", "fold-shape-chains", "merge-reshapes",
                  "merge-transposes", "infer-shapes"):
         assert_unchanged(parse_pipeline(name)[0], m)
+
+
+class NudgeAdd(Pass):
+    """Adds a small constant to the output each time it runs (a drifting pass)."""
+
+    name = "nudge"
+
+    def run(self, model, ctx):
+        g = model.graph
+        y = g.outputs[0]
+        c = g.add_initializer(g.unique_name("eps"), np.array(0.004, np.float32))
+        n = g.append(Node("Add", [y, c]))
+        n.outputs[0].type = y.type
+        y.replace_all_uses_with(n.outputs[0], outputs=True)
+        n.set_input(0, y)
+        return PassResult(True)
+
+
+def test_numeric_guard_original_vs_previous():
+    m = parse_model(TEXT)
+    feeds = random_feeds(m)
+    # Each nudge alone is within 5e-3, three in a row are not.
+    PassManager([NudgeAdd()], instruments=[NumericGuard(feeds, rtol=0, atol=5e-3, compare="previous")])(
+        parse_model(TEXT))
+    passes = [NudgeAdd(), NudgeAdd(), NudgeAdd()]
+    guard = NumericGuard(feeds, rtol=0, atol=5e-3, compare="previous")
+    PassManager(passes, instruments=[guard])(m)
+    assert len(guard.checked) == 3
+    with pytest.raises(NumericMismatch, match="compared with the original"):
+        PassManager([NudgeAdd(), NudgeAdd()], instruments=[NumericGuard(feeds, rtol=0, atol=5e-3)])(
+            parse_model(TEXT))
