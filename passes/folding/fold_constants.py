@@ -65,6 +65,33 @@ def _expected_size(v: Value) -> int | None:
     return None if s is None else int(np.prod(s))
 
 
+_UNKNOWN_SIZE_INPUT_LIMIT = 1024
+
+
+def _predicted_size(n: Node, ins: list[np.ndarray | None]) -> int | None:
+    """Elements of the largest output, computed before evaluating, for the ops
+    that create big tensors from small inputs; None if it cannot be bounded."""
+    sizes = [_expected_size(o) for o in n.outputs]
+    if all(s is not None for s in sizes):
+        return max(sizes, default=0)  # type: ignore[type-var]
+    try:
+        if n.op_type == "ConstantOfShape":
+            return int(np.prod(ins[0])) if ins and ins[0] is not None else 1
+        if n.op_type == "Expand":
+            return int(np.prod(np.broadcast_shapes(ins[0].shape, tuple(int(d) for d in ins[1]))))
+        if n.op_type == "Tile":
+            return int(ins[0].size * np.prod(ins[1]))
+        if n.op_type == "Range":
+            start, limit, delta = (float(np.asarray(a).reshape(())) for a in ins[:3])
+            return max(int(np.ceil((limit - start) / delta)), 0)
+    except (TypeError, ValueError, IndexError, ZeroDivisionError, OverflowError, AttributeError):
+        return None
+    # Any other op: small inputs cannot make a huge output (an outer product of
+    # 1024 elements is at most 2**18); larger ones need a known output shape.
+    total = sum(a.size for a in ins if a is not None)
+    return total if total <= _UNKNOWN_SIZE_INPUT_LIMIT else None
+
+
 class _Folder:
     def __init__(self, model: Model, max_elements: int, shared_limit: int) -> None:
         self.model = model
@@ -95,10 +122,9 @@ class _Folder:
         ins = [None if v is None else const_value(v) for v in n.inputs]
         if not n.inputs or any(v is not None and a is None for v, a in zip(n.inputs, ins)):
             return
-        for o in n.outputs:
-            size = _expected_size(o)
-            if size is not None and size > self.max_elements:
-                return
+        size = _predicted_size(n, ins)
+        if size is None or size > self.max_elements:
+            return  # never materialise (or even compute) an unbounded or huge constant
         # Would the result duplicate a big constant that stays alive?
         for v, a in zip(n.inputs, ins):
             if v is not None and a is not None and a.size > self.shared_limit:

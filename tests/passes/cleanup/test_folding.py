@@ -153,3 +153,26 @@ def test_shape_chain_with_two_unknown_dims_is_kept():
     r = PassManager.from_text("fold-shape-chains")(m)
     assert not r.modified
     assert m.graph.op_counts()["Concat"] == 1
+
+
+def test_huge_outputs_are_not_even_evaluated():
+    # 4e10 elements: evaluating this would exhaust memory; the size is predicted first.
+    text = HDR + """
+    g (float[2] x) => (float[2] y)
+    <int64[2] shp = {200000, 200000}, float[1] v = {1}, int64[2] rep = {100000, 100000},
+     float[2,2] small = {1, 2, 3, 4}, int64[2] big = {300000, 2}>
+    { a = ConstantOfShape<value = float[1] {1}>(shp)
+      b = Tile(small, rep)
+      c = Expand(small, big)
+      sa = ReduceSum<keepdims=0>(a)
+      sb = ReduceSum<keepdims=0>(b)
+      sc = ReduceSum<keepdims=0>(c)
+      s1 = Add(sa, sb)
+      s = Add(s1, sc)
+      y = Mul(x, s) }
+    """
+    m = parse_model(text, infer_shapes=False)
+    r = PassManager.from_text("fold-constants")(m)
+    ops = m.graph.op_counts()
+    assert ops["ConstantOfShape"] == 1 and ops["Tile"] == 1 and ops["Expand"] == 1
+    assert r.records[0].stats.get("folded", 0) == 0
