@@ -106,6 +106,7 @@ class _Lowerer:
         self.consts: dict[Key, np.ndarray] = {}
         self.absorbed: set[Node] = set()
         self.anchors: dict[Node, Callable[[], None]] = {}
+        self.skip_bias_taken: set[Node] = set()
         self._n = 0
 
     # ------------------------------------------------------------- helpers
@@ -357,8 +358,25 @@ class _Lowerer:
                 bias = c.reshape(-1)
                 group.append(nxt)
                 y = nxt.outputs[0]
-        tail = self._gelu_tail(y)
-        if tail is not None:
+        nxt = self.only_use(y)
+        if bias is None and nxt is not None and nxt.domain == GRAPHOPT_DOMAIN and nxt not in self.anchors:
+            # O2 output: MatMul -> graphopt::BiasGelu(bias) / SkipLayerNorm(..., Bias): take the bias
+            # (and the GELU) into the GEMM epilogue.
+            if nxt.op_type == "BiasGelu" and nxt.inputs[0] is y and self.const(nxt.inputs[1]) is not None \
+                    and self.const(nxt.inputs[1]).size == w.shape[1]:
+                bias = self.const(nxt.inputs[1]).reshape(-1)
+                act = 3 if _s(nxt.attr("approximate", "none")) == "tanh" else 2
+                group.append(nxt)
+                y = nxt.outputs[0]
+            elif nxt.op_type == "SkipLayerNorm" and len(nxt.inputs) > 4 and nxt.inputs[4] is not None \
+                    and y in nxt.inputs[:2] and self.const(nxt.inputs[4]) is not None \
+                    and self.const(nxt.inputs[4]).size == w.shape[1]:
+                bias = self.const(nxt.inputs[4]).reshape(-1)
+                self.skip_bias_taken.add(nxt)
+        tail = self._gelu_tail(y) if act == 0 else None
+        if act:
+            pass
+        elif tail is not None:
             y, nodes = tail
             group += nodes
             act = 2
@@ -873,7 +891,7 @@ def _g_skip_ln(lw: _Lowerer, n: Node) -> bool:
     if any(lw.dt(v) != DType.FLOAT for v in (x, skip, gamma)) or lw.const(gamma) is None or lw.const(gamma).ndim != 1:
         return False
     outs = [n.outputs[0], n.outputs[1] if len(n.outputs) > 1 and (n.outputs[1].num_uses() or n.outputs[1].is_graph_output()) else None]
-    if bias is not None:
+    if bias is not None and n not in lw.skip_bias_taken:
         t = lw.tmp(n.outputs[0].name + "/biased")
         lw.emit("Add", n.name + "/bias", [x, bias], [t], origin=[n.label()])
         x = t
@@ -905,8 +923,6 @@ def _g_mha(lw: _Lowerer, n: Node) -> bool:
     base = n.name or n.outputs[0].name
     qkv = lw.tmp(base + "/qkv")
     lw._linear_step(x, W, lw.const(b), 0, qkv, [n.label()], base + "/qkv")
-    q, k, v = (lw.tmp(base + s) for s in ("/q", "/k", "/v"))
-    lw.emit("QKVSplit", base + "/split", [qkv], [q, k, v], iattrs={"heads": heads}, origin=[n.label()])
     mask = None
     if kpm is not None:
         mask = lw.tmp(base + "/mask")
@@ -919,10 +935,9 @@ def _g_mha(lw: _Lowerer, n: Node) -> bool:
             m2 = lw.tmp(base + "/mask2")
             lw.emit("Add", base + "/mask2", [mask, bias], [m2], origin=[n.label()])
             mask = m2
-    ctx = lw.tmp(base + "/ctx")
-    s = lw.emit("Attention", base, [q, k, v, mask], [ctx], fattrs={"scale": scale}, origin=[n.label()])
-    s.detail = "fused attention (fp32)"
-    lw.emit("MergeHeads", base + "/merge", [ctx], [n.outputs[0]], origin=[n.label()])
+    s = lw.emit("Attention", base, [qkv, mask], [n.outputs[0]], fattrs={"scale": scale},
+                iattrs={"heads": heads, "packed": 1, "in_bsh": 1, "out_bsh": 1}, origin=[n.label()])
+    s.detail = "fused attention on packed QKV (fp32 GEMMs, no transposes)"
     return True
 
 

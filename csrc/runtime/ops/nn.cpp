@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstring>
 
+#include <omp.h>
+
 #include "../plan.h"
 #include "graphopt/kernels/attention.h"
 #include "graphopt/kernels/eltwise.h"
@@ -206,42 +208,109 @@ Status softmax(ExecCtx& c, const Step& s) {
   return wrap(s, kernels::softmax(x.as<float>(), nullptr, 1, x.numel() / N, N, y.as<float>()));
 }
 
-// Fused attention on Q [B,H,Sq,D], K and V [B,H,Sk,D], optional additive mask
-// broadcastable as [1|B, 1, 1|Sq, Sk].
+// Multi-head attention, per (batch, head) in parallel, on the packed GEMM kernels:
+//   S = (scale*Q) K^T  (K^T packed per head),  P = softmax(S + mask),  O = P V  (V packed per head).
+// Layouts are read through strides, so no transposes are materialised:
+//   in_bsh=0: Q, K, V are [B, N, S, D];   in_bsh=1: [B, S, C] rows holding the heads side by side
+//   (packed=1: one [B, S, 3H] tensor with Q | K | V, as a fused QKV projection produces it);
+//   out_bsh=0: O is [B, N, S, D];  out_bsh=1: O is [B, S, N*D] (ready for the output projection).
+// mask: additive fp32 broadcastable as [1|B, 1, 1|Sq, Sk].
+struct HeadView {
+  const float* base;
+  index_t sb, sh, ss;  // strides of batch, head, sequence (elements); d is contiguous
+};
+
 Status attention(ExecCtx& c, const Step& s) {
+  const bool in_bsh = s.i("in_bsh", 0) != 0, out_bsh = s.i("out_bsh", 0) != 0, packed = s.i("packed", 0) != 0;
   const Tensor& q = c.in(s, 0);
-  const Tensor& k = c.in(s, 1);
-  const Tensor& v = c.in(s, 2);
-  if (q.shape.size() != 4 || k.shape.size() != 4 || v.shape.size() != 4)
-    return bad(s, "Q, K, V must be rank 4 [B,H,S,D]");
+  const Tensor& k = packed ? q : c.in(s, 1);
+  const Tensor& v = packed ? q : c.in(s, 2);
   if (q.dt != DType::f32 || k.dt != DType::f32 || v.dt != DType::f32) return bad(s, "Q, K, V must be float32");
-  kernels::AttentionArgs a;
-  a.B = q.shape[0];
-  a.H = q.shape[1];
-  a.Sq = q.shape[2];
-  a.D = q.shape[3];
-  a.Sk = k.shape[2];
-  if (k.shape[0] != a.B || k.shape[1] != a.H || k.shape[3] != a.D || v.shape != k.shape)
-    return bad(s, "K/V shapes " + shape_str(k.shape) + "/" + shape_str(v.shape) + " do not match Q " + shape_str(q.shape));
-  a.q = q.data;
-  a.k = k.data;
-  a.v = v.data;
-  a.scale = static_cast<float>(s.f("scale", 1.0 / std::sqrt(static_cast<double>(a.D))));
-  if (c.has(s, 3)) {
-    const Tensor& m = c.in(s, 3);
+  index_t B, N, Sq, Sk, D;
+  HeadView hq, hk, hv;
+  if (!in_bsh) {
+    if (q.shape.size() != 4 || k.shape.size() != 4 || v.shape.size() != 4) return bad(s, "Q, K, V must be rank 4 [B,N,S,D]");
+    B = q.shape[0]; N = q.shape[1]; Sq = q.shape[2]; D = q.shape[3]; Sk = k.shape[2];
+    if (k.shape[0] != B || k.shape[1] != N || k.shape[3] != D || v.shape != k.shape)
+      return bad(s, "K/V shapes " + shape_str(k.shape) + "/" + shape_str(v.shape) + " do not match Q " + shape_str(q.shape));
+    hq = {q.as<float>(), N * Sq * D, Sq * D, D};
+    hk = {k.as<float>(), N * Sk * D, Sk * D, D};
+    hv = {v.as<float>(), N * Sk * D, Sk * D, D};
+  } else {
+    N = s.i("heads", 1);
+    if (q.shape.size() != 3) return bad(s, "input must be [B, S, C], got " + shape_str(q.shape));
+    B = q.shape[0]; Sq = q.shape[1];
+    const index_t C = q.shape[2];
+    if (packed) {
+      if (C % (3 * N)) return bad(s, "packed QKV width " + std::to_string(C) + " is not divisible by 3*heads");
+      D = C / 3 / N;
+      Sk = Sq;
+      hq = {q.as<float>(), Sq * C, D, C};
+      hk = {q.as<float>() + N * D, Sq * C, D, C};
+      hv = {q.as<float>() + 2 * N * D, Sq * C, D, C};
+    } else {
+      if (C % N || k.shape.size() != 3 || v.shape != k.shape || k.shape[2] != C || k.shape[0] != B)
+        return bad(s, "Q/K/V must be [B, S, H] with H divisible by heads");
+      D = C / N;
+      Sk = k.shape[1];
+      hq = {q.as<float>(), Sq * C, D, C};
+      hk = {k.as<float>(), Sk * C, D, C};
+      hv = {v.as<float>(), Sk * C, D, C};
+    }
+  }
+  const float scale = static_cast<float>(s.f("scale", 1.0 / std::sqrt(static_cast<double>(D))));
+  const float* mask = nullptr;
+  index_t mb = 1, mq = 1;
+  const int mi = packed ? 1 : 3;
+  if (c.has(s, mi)) {
+    const Tensor& m = c.in(s, mi);
     if (m.dt != DType::f32) return bad(s, "mask must be float32");
     Shape ms = m.shape;
     while (ms.size() < 4) ms.insert(ms.begin(), 1);
-    if (ms.size() != 4 || ms[1] != 1 || ms[3] != a.Sk || (ms[0] != 1 && ms[0] != a.B) || (ms[2] != 1 && ms[2] != a.Sq))
+    if (ms.size() != 4 || ms[1] != 1 || ms[3] != Sk || (ms[0] != 1 && ms[0] != B) || (ms[2] != 1 && ms[2] != Sq))
       return bad(s, "mask shape " + shape_str(m.shape) + " is not [1|B, 1, 1|Sq, Sk]");
-    a.mask = m.as<float>();
-    a.mask_b = ms[0];
-    a.mask_q = ms[2];
+    mask = m.as<float>();
+    mb = ms[0];
+    mq = ms[2];
   }
-  Tensor& o = c.out(s, 0, q.shape, DType::f32);
-  a.out = o.data;
-  if (q.numel() == 0) return Status::ok();
-  return wrap(s, kernels::attention(a));
+  Tensor& o = out_bsh ? c.out(s, 0, {B, Sq, N * D}, DType::f32) : c.out(s, 0, {B, N, Sq, D}, DType::f32);
+  const HeadView ho = out_bsh ? HeadView{o.as<float>(), Sq * N * D, D, N * D} : HeadView{o.as<float>(), N * Sq * D, Sq * D, D};
+  if (B * N * Sq == 0) return Status::ok();
+  const index_t BN = B * N;
+  // Per-thread scratch: scaled Q [Sq,D], dense K/V [Sk,D], scores [Sq,Sk].
+  const std::size_t per = static_cast<std::size_t>(Sq * D + 2 * Sk * D + Sq * Sk + 64);
+  const int nt = omp_get_max_threads();
+  float* buf = scratch<float>(s, per * static_cast<std::size_t>(nt));
+  std::vector<Status> errs(static_cast<std::size_t>(nt));
+#pragma omp parallel for schedule(dynamic, 1) num_threads(static_cast<int>(std::min<index_t>(nt, BN)))
+  for (index_t bh = 0; bh < BN; ++bh) {
+    const int tid = omp_get_thread_num();
+    float* qs = buf + per * static_cast<std::size_t>(tid);
+    float* kd = qs + Sq * D;
+    float* vd = kd + Sk * D;
+    float* sc = vd + Sk * D;
+    const index_t b = bh / N, h = bh % N;
+    const float* qp = hq.base + b * hq.sb + h * hq.sh;
+    const float* kp = hk.base + b * hk.sb + h * hk.sh;
+    const float* vp = hv.base + b * hv.sb + h * hv.sh;
+    for (index_t i = 0; i < Sq; ++i)
+      for (index_t d = 0; d < D; ++d) qs[i * D + d] = qp[i * hq.ss + d] * scale;
+    for (index_t j = 0; j < Sk; ++j) {
+      std::memcpy(kd + j * D, kp + j * hk.ss, static_cast<std::size_t>(D) * 4);
+      std::memcpy(vd + j * D, vp + j * hv.ss, static_cast<std::size_t>(D) * 4);
+    }
+    PackedWeights Wk, Wv;
+    Status st = PackedWeights::pack_f32(kd, D, Sk, true, &Wk);
+    if (st) st = PackedWeights::pack_f32(vd, Sk, D, false, &Wv);
+    Epilogue e;
+    if (st) st = kernels::gemm_f32(qs, Sq, D, Wk, e, sc, Sk);
+    if (st) st = kernels::softmax(sc, mask ? mask + (mb > 1 ? b : 0) * mq * Sk : nullptr, mq, Sq, Sk, sc);
+    if (st) st = kernels::gemm_f32(sc, Sq, Sk, Wv, e, const_cast<float*>(ho.base) + b * ho.sb + h * ho.sh, ho.ss);
+    if (!st) errs[tid] = st;
+  }
+  for (auto& e : errs)
+    if (!e) return bad(s, e.message());
+  return Status::ok();
 }
 
 // ReduceMean / ReduceSum / ReduceMax over `axes` (attribute or input), keepdims.
