@@ -45,6 +45,8 @@ class FuseConvBatchNorm(Rule):
             if m.const(name).size != c:
                 return MatchResult.fail(f"BatchNormalization {name} has {m.const(name).size} values, "
                                         f"the Conv has {c} output channels", m[name])
+        if np.any(m.const("var").astype(np.float64) + float(m.attr("epsilon")) <= 0):
+            return MatchResult.fail("BatchNormalization variance + epsilon is not positive", m["var"])
         if w.dtype.kind != "f":
             return MatchResult.fail("Conv weight is not floating point", m["w"])
         return MatchResult.ok()

@@ -43,9 +43,13 @@ def run_pass(m: Model, name: str) -> dict:
 
 
 def fuse(text: str, name: str, feeds: dict[str, np.ndarray], inits: dict | None = None, *,
-         atol: float = 1e-5, rtol: float = 1e-5) -> tuple[Model, dict]:
-    """before -> pass -> (numerics via lowering and decomposition, idempotence). Returns (after, stats)."""
+         atol: float = 1e-5, rtol: float = 1e-5, pre: tuple[str, ...] = ()) -> tuple[Model, dict]:
+    """before -> pass -> (numerics via lowering and decomposition, idempotence). Returns (after, stats).
+
+    ``pre`` passes run first and are part of "before" (for passes that rewrite fused ops)."""
     before = load(text, inits)
+    for p in pre:
+        run_pass(before, p)
     after = copy(before)
     stats = run_pass(after, name)
     reference = copy(before)
