@@ -16,7 +16,7 @@ __all__ = ["evaluate_node"]
 logger = logging.getLogger(__name__)
 
 
-def _one_node_model(node: Node, inputs: list[np.ndarray | None], opsets: dict[str, int]) -> Model:
+def _one_node_model(node: Node, inputs: list[np.ndarray | None], opsets: dict[str, int], ir_version: int) -> Model:
     g = Graph("fold")
     ins: list[Value | None] = []
     for i, arr in enumerate(inputs):
@@ -28,15 +28,16 @@ def _one_node_model(node: Node, inputs: list[np.ndarray | None], opsets: dict[st
     g.outputs = list(n.outputs)
     for o in g.outputs:
         o.type = None  # let the runtime decide (a stale declared type must not mask a mismatch)
-    return Model(g, opset_imports=dict(opsets), ir_version=8 if max(opsets.values(), default=17) < 21 else 10)
+    return Model(g, opset_imports=dict(opsets), ir_version=ir_version)
 
 
-def evaluate_node(node: Node, inputs: list[np.ndarray | None], opsets: dict[str, int]) -> list[np.ndarray] | None:
+def evaluate_node(node: Node, inputs: list[np.ndarray | None], opsets: dict[str, int],
+                  ir_version: int = 8) -> list[np.ndarray] | None:
     """The node's outputs, or None if neither runtime can compute them."""
     from graphopt.io import to_onnx
 
     try:
-        proto = to_onnx(_one_node_model(node, inputs, opsets), value_info=False)
+        proto = to_onnx(_one_node_model(node, inputs, opsets, max(ir_version, 4)), value_info=False)
     except Exception as e:  # noqa: BLE001
         logger.debug("fold: cannot export %s: %s", node.label(), e)
         return None

@@ -130,7 +130,7 @@ class _Folder:
             if v is not None and a is not None and a.size > self.shared_limit:
                 if v.is_graph_output() or any(u is not n for u in v.consumers()):
                     return
-        outs = eval_int_node(n, ins) or evaluate_node(n, ins, self.model.opset_imports)
+        outs = eval_int_node(n, ins) or evaluate_node(n, ins, self.model.opset_imports, self.model.ir_version)
         if outs is None or len(outs) != len(n.outputs):
             return
         for o, arr in zip(n.outputs, outs):
