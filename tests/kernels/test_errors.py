@@ -76,3 +76,9 @@ def test_empty_and_scalar_inputs() -> None:
         gk.gemm_f32(np.ones((), np.float32), w)
     with pytest.raises(ValueError, match="weights must be non-empty"):
         gk.pack_f32(np.zeros((0, 3), np.float32))
+
+
+def test_int8_k_beyond_exact_int32_range_is_rejected() -> None:
+    w = gk.pack_int8(np.ones((33026, 1), np.int8))
+    with pytest.raises(ValueError, match="K=33026 > 33025 could overflow"):
+        gk.gemm_int8(np.ones((1, 33026), np.uint8), w)

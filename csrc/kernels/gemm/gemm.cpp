@@ -267,6 +267,9 @@ Status check_gemm(const void* A, index_t M, index_t lda, const PackedWeights& W,
   return Status::ok();
 }
 
+// Largest K for which sum_k (a - a_zp)(w - w_zp) always fits in int32.
+constexpr index_t kMaxExactK = 2147483647LL / (255 * 255);
+
 struct Scratch {
   std::vector<float> scale, zeros;
   std::vector<std::int32_t> coff;
@@ -301,6 +304,9 @@ Status gemm_s8(const std::uint8_t* A, index_t M, index_t lda, const PackedWeight
   if (W.layout() != PackLayout::s8_k4 && W.layout() != PackLayout::s16_k2)
     return Status::invalid(std::string("gemm_s8 needs int8 packed weights, got layout ") + layout_name(W.layout()));
   if (Status s = check_gemm(A, M, lda, W, e, C, ldc, true); !s) return s;
+  if (W.K() > kMaxExactK)
+    return Status::invalid("int8 GEMM with K=" + std::to_string(W.K()) + " > " + std::to_string(kMaxExactK) +
+                           " could overflow its int32 accumulators (|a - a_zp| * |w - w_zp| <= 255 * 255 per term)");
   if (M == 0) return Status::ok();
   EpiResolved r = resolve_float(W, e);
   Scratch& s = scratch();
@@ -310,7 +316,7 @@ Status gemm_s8(const std::uint8_t* A, index_t M, index_t lda, const PackedWeight
   const std::vector<float>& ws = W.scale();
   for (index_t n = 0; n < N; ++n) {
     s.scale[n] = e.a_scale * ws[ws.size() == 1 ? 0 : n];
-    s.coff[n] = static_cast<std::int32_t>(K) * e.a_zp * W.zero_point()[n] - e.a_zp * W.col_sum()[n];
+    s.coff[n] = static_cast<std::int32_t>(K * e.a_zp * W.zero_point()[n] - static_cast<index_t>(e.a_zp) * W.col_sum()[n]);
   }
   r.scale = s.scale.data();
   r.coff = s.coff.data();
