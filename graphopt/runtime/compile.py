@@ -92,6 +92,13 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
         raise GraphoptError(f"num_threads must be >= 1, got {num_threads}")
     m = prepare(model, optimize)
     g = m.graph
+    from ..ir import DType
+
+    strings = [v.name for v in (*g.inputs, *g.outputs) if v.dtype == DType.STRING]
+    strings += [o.name for n in g for o in n.outputs if o.dtype == DType.STRING]
+    if strings:
+        raise UnsupportedError(f"the native runtime has no string tensors (value '{strings[0]}'); "
+                               "run this model with onnxruntime")
 
     proto_nodes: dict[str, onnx.NodeProto] | None = None
 

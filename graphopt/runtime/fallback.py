@@ -48,7 +48,8 @@ class OrtNodeRunner:
                 continue
             seen.add(name)
             et = helper.np_dtype_to_tensor_dtype(a.dtype)
-            inputs.append(helper.make_tensor_value_info(name, et, [f"d{i}" for i in range(a.ndim)]))
+            # distinct symbolic dims per input: shared names would assert equal sizes
+            inputs.append(helper.make_tensor_value_info(name, et, [f"{len(inputs)}_d{i}" for i in range(a.ndim)]))
         outputs = [helper.make_empty_tensor_value_info(o) if o else None for o in self.out_names]
         graph = helper.make_graph([self.proto], "fallback", inputs, [o for o in outputs if o is not None])
         ops = [helper.make_opsetid(d, v) for d, v in self.opsets.items()]
@@ -84,7 +85,20 @@ class OrtNodeRunner:
         sess = self._session(arrays)
         feeds = {n: a for n, a in zip(self.in_names, arrays) if n and a is not None}
         names = [o for o in self.out_names if o]
-        outs = dict(zip(names, sess.run(names, feeds)))
+        try:
+            res = sess.run(names, feeds)
+        except Exception as e:  # noqa: BLE001 - ORT may reject a node alone that it runs in context
+            if isinstance(sess, _RefSession):
+                raise
+            logger.info("%s: onnxruntime failed on the node alone (%s); retrying with onnx.reference", self.label, e)
+            from onnx.reference import ReferenceEvaluator
+
+            sess = _RefSession(ReferenceEvaluator(self._model(arrays)))
+            key = tuple(None if a is None else (a.dtype.str, a.ndim) for a in arrays)
+            self._sessions[key] = sess
+            self.engine = "onnx.reference"
+            res = sess.run(names, feeds)
+        outs = dict(zip(names, res))
         return [np.require(outs[o], requirements="C") if o else np.zeros(0, np.float32) for o in self.out_names]
 
 

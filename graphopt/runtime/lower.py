@@ -632,8 +632,12 @@ def _view(lw: _Lowerer, n: Node) -> bool:
 
 
 def _identity(lw: _Lowerer, n: Node) -> bool:
-    if n.op_type == "Dropout" and len(n.outputs) > 1 and (n.outputs[1].num_uses() or n.outputs[1].is_graph_output()):
-        return False
+    if n.op_type == "Dropout":
+        if len(n.outputs) > 1 and (n.outputs[1].num_uses() or n.outputs[1].is_graph_output()):
+            return False
+        tm = n.inputs[2] if len(n.inputs) > 2 else None
+        if tm is not None and (lw.const(tm) is None or bool(lw.const(tm).reshape(-1)[0])):
+            return False  # training mode: random, leave it to onnxruntime
     lw.emit("Identity", n, [n.inputs[0]], [n.outputs[0]])
     return True
 

@@ -253,7 +253,7 @@ Status clip(ExecCtx& c, const Step& s) {
   if (c.has(s, 2)) hi = c.in(s, 2).as<float>()[0];
   const float* x = a.as<float>();
   float* y = c.out(s, 0, a.shape, DType::f32).as<float>();
-  for (index_t i = 0, n = a.numel(); i < n; ++i) y[i] = x[i] < lo ? lo : (x[i] > hi ? hi : x[i]);
+  for (index_t i = 0, n = a.numel(); i < n; ++i) y[i] = std::fmin(std::fmax(x[i], lo), hi);  // min > max gives max, as numpy
   return Status::ok();
 }
 
