@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import UnsupportedError
 from ..io import register_shape_rule
-from ..ir import Graph, Model, Node, Value, ValueType
+from ..ir import Graph, Model, Node, Value, ValueType  # noqa: F401  (ValueType: in annotations)
 
 __all__ = ["DOMAIN", "OpDef", "OPS", "register_op", "Emitter", "get_op", "opset_of"]
 

@@ -62,7 +62,6 @@ def probe_feed(v: Value, b: int, s: int) -> np.ndarray | None:
 
 
 def evaluate(model: Model | Graph, nodes: list[Node], mask: Value, feeds_for: dict[Value, np.ndarray]) -> np.ndarray:
-    import onnx
     import onnxruntime as ort
     from onnx import helper
 

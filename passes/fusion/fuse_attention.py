@@ -92,6 +92,39 @@ def _head_size(heads: Value, shape: Value) -> int | None:
     return None
 
 
+def _leading_dims_kept(shape: Value, x: Value) -> bool:
+    """The head Reshape's first two target dims are x's [batch, seq] (0 = copy, the static
+    size, or Unsqueeze(Gather(Shape(t), i)) for dim i), so heads are split per token."""
+    xs = x.shape or ()
+
+    def ok(i: int, dim: object) -> bool:
+        if isinstance(dim, (int, np.integer)):
+            return int(dim) == 0 or (len(xs) > i and isinstance(xs[i], int) and int(dim) == xs[i])
+        return False
+
+    c = const_value(shape)
+    if c is not None:
+        return c.size == 4 and ok(0, c[0]) and ok(1, c[1])
+    p = shape.producer()
+    if p is None or p.op_type != "Concat" or len(p.inputs) != 4:
+        return False
+    for i, piece in enumerate(p.inputs[:2]):
+        pc = const_value(piece)
+        if pc is not None:
+            if pc.size != 1 or not ok(i, pc.reshape(-1)[0]):
+                return False
+            continue
+        u = piece.producer()
+        gather = u.inputs[0].producer() if u is not None and u.op_type == "Unsqueeze" else None
+        if gather is None or gather.op_type != "Gather" or gather.inputs[0].producer() is None \
+                or gather.inputs[0].producer().op_type != "Shape":
+            return False
+        idx = const_value(gather.inputs[1])
+        if idx is None or idx.size != 1 or int(idx.reshape(-1)[0]) != i:
+            return False
+    return True
+
+
 class FuseAttention(Rule):
     """Self-attention subgraph -> MultiHeadAttention(X, Wqkv, bqkv, AttentionBias=mask)."""
 
@@ -123,6 +156,9 @@ class FuseAttention(Rule):
         for t in "qkv":
             if m[f"heads_{t}"].rank not in (None, 4):
                 return MatchResult.fail("head Reshape is not 4-D", m.node(f"heads_{t}"))
+            if not _leading_dims_kept(m[f"heads_shape_{t}"], x):
+                return MatchResult.fail("head Reshape does not provably keep [batch, seq] as its leading dims",
+                                        m.node(f"heads_{t}"))
         out = m["out"]
         od = last_dim(out)
         if out.rank not in (None, 3) or (isinstance(od, int) and od != hidden) or \

@@ -101,3 +101,8 @@ def test_mask_not_4d():
 
 def test_negative_scale():
     assert_not_fused(_text(), "fuse-attention", FuseAttention(), "not a positive scalar", _inits(scale=-0.5))
+
+
+def test_head_reshape_that_mixes_batch_and_sequence():
+    inits = {**_inits(), "hs": np.array([S, B, N, D], np.int64)}
+    assert_not_fused(_text(), "fuse-attention", FuseAttention(), "keep [batch, seq]", inits)

@@ -1,7 +1,6 @@
 """fuse-attention-mask: the additive padding mask computed from a 2-D attention_mask."""
 
 import numpy as np
-import pytest
 
 from fusion_testlib import f32, fuse, load, run_pass
 from graphopt.passes.fusion.fuse_attention_mask import padding_mask_source
