@@ -36,6 +36,7 @@ def test_o1_minilm_keeps_outputs(minilm_spec, capsys):
     ops = m.graph.op_counts()
     assert "Constant" not in ops and "Identity" not in ops
     assert ops["MatMul"] == 48 and ops["LayerNormalization"] == 13  # compute is untouched
+    assert not PassManager.from_text("O1")(m).modified  # idempotent
 
 
 @pytest.mark.slow
