@@ -94,6 +94,7 @@ def machine_info() -> dict[str, object]:
         "features": feats,
         "isa_selected": info["isa_selected"],
         "logical_cpus": os.cpu_count(),
+        "caches_bytes": _caches(),
         "python": platform.python_version(),
         "numpy": np.__version__,
     }
@@ -102,6 +103,31 @@ def machine_info() -> dict[str, object]:
             out[mod] = __import__(mod).__version__
         except ImportError:
             out[mod] = None
+    return out
+
+
+def _caches() -> dict[str, int]:
+    """Per-level data/unified cache sizes of CPU 0 from sysfs (Linux), in bytes."""
+    out: dict[str, int] = {}
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        entries = sorted(os.listdir(base))
+    except OSError:
+        return out
+    for e in entries:
+        try:
+            with open(os.path.join(base, e, "level")) as f:
+                level = f.read().strip()
+            with open(os.path.join(base, e, "type")) as f:
+                kind = f.read().strip()
+            with open(os.path.join(base, e, "size")) as f:
+                size = f.read().strip()
+        except OSError:
+            continue
+        if kind == "Instruction":
+            continue
+        mult = {"K": 1 << 10, "M": 1 << 20}.get(size[-1:], 1)
+        out[f"l{level}"] = int(size.rstrip("KM")) * mult
     return out
 
 
