@@ -322,3 +322,27 @@ def test_numeric_guard_original_vs_previous():
     with pytest.raises(NumericMismatch, match="compared with the original"):
         PassManager([NudgeAdd(), NudgeAdd()], instruments=[NumericGuard(feeds, rtol=0, atol=5e-3)])(
             parse_model(TEXT))
+
+
+def test_o2_includes_passes_tagged_with_preset():
+    from graphopt.pm import register_pass
+    from graphopt.pm.registry import _REGISTRY
+
+    @register_pass
+    class TaggedForO2(Pass):
+        name = "test-tagged-o2"
+        description = "test only"
+        preset = "O2"
+
+        def run(self, model, ctx):
+            return PassResult(False)
+
+    try:
+        o2 = preset_text("O2")
+        assert "test-tagged-o2" in o2
+        assert "test-tagged-o2" not in preset_text("O1")
+        assert "test-tagged-o2" in preset_text("O3")
+        names = [p.name for p in parse_pipeline("O2")]
+        assert "test-tagged-o2" in names
+    finally:
+        _REGISTRY.pop("test-tagged-o2", None)
