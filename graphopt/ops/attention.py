@@ -63,6 +63,15 @@ def _ins(node: Node) -> list[Value | None]:
     return list(node.inputs) + [None] * (5 - len(node.inputs))
 
 
+def _bias_is_full(x: Value, bias: Value) -> bool:
+    """True if the bias is known to be [.., .., S, S] with S the sequence length of x."""
+    xs, bs = x.shape, bias.shape
+    if xs is None or bs is None or len(xs) != 3 or len(bs) != 4:
+        return False
+    seq = xs[1]
+    return seq is not None and bs[2] == seq and bs[3] == seq and (isinstance(seq, int) or isinstance(seq, str))
+
+
 def _to_ort(node: Node, e: Emitter) -> list[Value | None]:
     x, w, b, kpm, bias = _ins(node)[:5]
     if b is None:
@@ -74,6 +83,12 @@ def _to_ort(node: Node, e: Emitter) -> list[Value | None]:
                              "mask_filter_value": float(node.attr("mask_filter_value", -10000.0))}
     if node.attr("scale", 0.0):
         attrs["scale"] = float(node.attr("scale"))
+    if bias is not None and not _bias_is_full(x, bias):
+        # com.microsoft Attention broadcasts attention_bias over batch and heads only: expand the
+        # query and key dims to [.., .., S, S] (BERT 4.x masks are [B, 1, 1, S])
+        seq = e.op("Slice", [e.op("Shape", [x]), e.const("s0", [1], np.int64), e.const("s1", [2], np.int64)])
+        shape = e.op("Concat", [e.const("ones", [1, 1], np.int64), seq, seq], {"axis": 0})
+        bias = e.op("Expand", [bias, shape])
     ins = [x, w, b, mask, None, bias]
     while ins[-1] is None:
         ins.pop()

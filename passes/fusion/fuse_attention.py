@@ -8,7 +8,9 @@ The pattern is built from named sub-patterns, each the shape exporters emit:
 * ``key_t()``         Transpose perm (0, 2, 3, 1), or (0, 2, 1, 3) then (0, 1, 3, 2)
 * ``scores()``        MatMul(q, k^T), then Mul by scale or Div by 1/scale (optional)
 * ``masked()``        Add of an additive mask (optional; the mask is any value: the
-                      Where/Cast/Sub/Mul mask subgraph stays and feeds AttentionBias)
+                      Where/Cast/Sub/Mul mask subgraph stays and feeds AttentionBias),
+                      or masked_fill ``Where(cond, finfo.min, scores)``, which becomes the
+                      additive ``Where(cond, finfo.min, 0)`` (the same numbers: s + min == min)
 * ``context()``       Softmax(-1) @ v, Transpose (0, 2, 1, 3), Reshape to [B, S, H]
 
 The rewrite packs W_q|W_k|W_v and b_q|b_k|b_v into one weight and bias.
@@ -63,7 +65,7 @@ def scores():
 
 def masked():
     s = scores()
-    return AnyOf(P.Add(s, Var("mask"), bind="masked"), s)
+    return AnyOf(P.Add(s, Var("mask"), bind="masked"), P.Where(Var("cond"), Const("fill"), s, bind="masked_fill"), s)
 
 
 def context():
@@ -166,6 +168,12 @@ class FuseAttention(Rule):
             return MatchResult.fail(f"output Reshape does not give [batch, seq, {hidden}]", m.node("out"))
         if "scaled" in m and self._scale(m) is None:
             return MatchResult.fail("attention scale is not a positive scalar constant", m.node("scaled"))
+        if "masked_fill" in m:
+            fill = scalar(m.const("fill"))
+            if fill is None or not fill <= -1e30:
+                return MatchResult.fail("masked_fill value is not a scalar <= -1e30 (finfo.min or -inf)", m["fill"])
+            if m["cond"].rank != 4:
+                return MatchResult.fail("masked_fill condition is not 4-D", m["cond"])
         mask = m.get_or_none("mask")
         if mask is not None and (mask.rank not in (None, 4) or
                                  (mask.dtype is not None and mask.dtype.value and mask.dtype != x.dtype)):
@@ -192,7 +200,12 @@ class FuseAttention(Rule):
             scale = 0.0  # the default: stated by omission, as onnxruntime does
         w = b.initializer(np.concatenate(ws, axis=1), name=f"{m.node('mm_q').name or 'attn'}/qkv_weight")
         bias = b.initializer(np.concatenate(bs, axis=0), name=f"{m.node('mm_q').name or 'attn'}/qkv_bias")
-        return b.MultiHeadAttention(m["x"], w, bias, None, m.get_or_none("mask"), num_heads=hidden // d,
+        mask = m.get_or_none("mask")
+        if "masked_fill" in m:
+            dt = m.const("w_q").dtype
+            fill = max(scalar(m.const("fill")), float(np.finfo(dt).min))  # -inf -> finfo.min: no inf - inf
+            mask = b.Where(m["cond"], np.array(fill, dt), np.array(0.0, dt))
+        return b.MultiHeadAttention(m["x"], w, bias, None, mask, num_heads=hidden // d,
                                     scale=float(scale), _domain=GRAPHOPT)
 
 

@@ -117,7 +117,7 @@ def test_embed_layer_norm(segment, positions):
     _check("EmbedLayerNorm", inputs, consts, {"epsilon": 1e-12}, order)
 
 
-@pytest.mark.parametrize("mask", ["none", "bias", "padding", "both"])
+@pytest.mark.parametrize("mask", ["none", "bias", "padding", "both", "key_bias"])
 def test_multi_head_attention(mask):
     b, s, hin, h, n = 2, 6, 32, 32, 4
     inputs = {"x": _f32(b, s, hin)}
@@ -128,10 +128,10 @@ def test_multi_head_attention(mask):
         kpm[1, 4:] = 0
         inputs["kpm"] = kpm
         order.append("kpm")
-    if mask in ("bias", "both"):
-        if mask == "bias":
+    if mask in ("bias", "both", "key_bias"):
+        if mask != "both":
             order.append(None)
-        ab = np.zeros((b, 1, s, s), np.float32)
+        ab = np.zeros((b, 1, 1 if mask == "key_bias" else s, s), np.float32)
         ab[0, :, :, 5] = np.finfo(np.float32).min  # BERT/DistilBERT exports' additive mask value
         inputs["ab"] = ab
         order.append("ab")

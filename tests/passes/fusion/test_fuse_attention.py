@@ -12,13 +12,13 @@ D = H // N
 
 
 def _text(*, k_two_transposes=False, scale="sc = Mul(s, scale)", mask=True, mask_shape=f"{B}, 1, {S}, {S}",
-          heads_input=False):
+          heads_input=False, masked_fill=False):
     kt = ("kr2 = Transpose<perm=[0, 2, 1, 3]>(kr)\n kt = Transpose<perm=[0, 1, 3, 2]>(kr2)" if k_two_transposes
           else "kt = Transpose<perm=[0, 2, 3, 1]>(kr)")
-    masked = "am = Add(sc, mask)"
+    masked = "am = Where(mask, fill, sc)" if masked_fill else "am = Add(sc, mask)"
     if not mask:
         scale, masked = scale.replace("sc =", "am ="), ""
-    extra = f", float[{mask_shape}] mask" if mask else ""
+    extra = f", {'bool' if masked_fill else 'float'}[{mask_shape}] mask" if mask else ""
     extra += ", int64[4] hs" if heads_input else ""
     body = f"""
  q0 = MatMul(x, wq)
@@ -49,7 +49,7 @@ def _inits(wv_width=H, scale=1 / math.sqrt(D), heads=True):
     d = {"wq": f32(H, H, scale=0.4), "wk": f32(H, H, scale=0.4), "wv": f32(H, wv_width, scale=0.4),
          "bq": f32(H, scale=0.1), "bk": f32(H, scale=0.1), "bv": f32(wv_width, scale=0.1),
          "scale": np.array(scale, np.float32), "inv": np.array(1 / scale, np.float32),
-         "os": np.array([0, 0, H], np.int64)}
+         "os": np.array([0, 0, H], np.int64), "fill": np.array(np.finfo(np.float32).min, np.float32)}
     if heads:
         d["hs"] = np.array([0, 0, N, D], np.int64)
     return d
@@ -106,3 +106,20 @@ def test_negative_scale():
 def test_head_reshape_that_mixes_batch_and_sequence():
     inits = {**_inits(), "hs": np.array([S, B, N, D], np.int64)}
     assert_not_fused(_text(), "fuse-attention", FuseAttention(), "keep [batch, seq]", inits)
+
+
+@pytest.mark.parametrize("fill", [float(np.finfo(np.float32).min), -np.inf])
+def test_masked_fill(fill):
+    mask = np.zeros((B, 1, 1, S), bool)
+    mask[1, ..., 4:] = True
+    inits = {**_inits(), "fill": np.array(fill, np.float32)}
+    after, stats = fuse(_text(masked_fill=True, mask_shape=f"{B}, 1, 1, {S}"), "fuse-attention",
+                        {"x": f32(B, S, H), "mask": mask}, inits, atol=2e-5, rtol=1e-4)
+    assert stats == {"fuse-attention": 1}
+    assert_op_counts(after, graphopt__MultiHeadAttention=1, Where=1, Softmax=0)
+
+
+def test_masked_fill_with_small_value():
+    inits = {**_inits(), "fill": np.array(-100.0, np.float32)}
+    assert_not_fused(_text(masked_fill=True, mask_shape=f"{B}, 1, 1, {S}"), "fuse-attention", FuseAttention(),
+                     "masked_fill value", inits)
