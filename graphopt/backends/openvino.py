@@ -335,7 +335,9 @@ def infer(compiled: ov.CompiledModel, feeds: Mapping[str, np.ndarray] | list[np.
         for i, port in enumerate(compiled.inputs):
             # a port carries every tensor name the frontend merged into it
             name = next((n for n in port.get_names() if n in feeds), None)
-            if name is None:
+            if name is None:  # an input passed straight to an output carries the output's
+                name = port.get_node().get_friendly_name()  # tensor name; the Parameter keeps its own
+            if name not in feeds:
                 raise GraphoptError(f"no feed for OpenVINO model input {sorted(port.get_names())} "
                                     f"(fed: {sorted(feeds)})")
             args[i] = _contiguous(feeds[name])

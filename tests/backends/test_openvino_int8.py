@@ -107,46 +107,47 @@ def test_static_int8_mlp_needs_snippets_off(qdq_pair, tmp_path):
         pytest.xfail("OpenVINO's snippets no longer mis-compute this graph: the workaround can go")
 
 
-@pytest.mark.slow
-def test_minilm_qdq_int8_fidelity(minilm_spec, tmp_path):
-    """all-MiniLM-L6-v2 quantized by onnxruntime's quantize_static (QDQ, MatMul,
-    per-channel weights, MinMax on 64 shipped calibration sentences), run by
-    OpenVINO: every MatMul executes in int8, and the sentence embeddings are as
-    close to fp32 as onnxruntime's own int8 run of the same graph."""
-    from graphopt.data import sentences
-    from graphopt.models import sample_feeds
+def _embed(hidden, mask):
+    m = mask[..., None].astype(np.float32)
+    e = (hidden * m).sum(1) / m.sum(1)
+    return e / np.linalg.norm(e, axis=1, keepdims=True)
 
-    calib, evals = sentences("calib", limit=64), sentences("eval", limit=200)
-    reader = _Reader([sample_feeds(minilm_spec, calib[i:i + 16], seq=64) for i in range(0, len(calib), 16)])
-    qpath = tmp_path / "minilm_int8.onnx"
-    quantization.quantize_static(str(minilm_spec.path), str(qpath), reader,
-                                 quant_format=quantization.QuantFormat.QDQ,
-                                 activation_type=quantization.QuantType.QUInt8,
-                                 weight_type=quantization.QuantType.QInt8, op_types_to_quantize=["MatMul"],
-                                 per_channel=True)
-    xml = export_openvino(graphopt.load(qpath), tmp_path / "minilm_int8.xml")
+
+@pytest.mark.slow
+def test_minilm_graphopt_int8_runs_int8_in_openvino_within_the_quant_bound(minilm_spec, tmp_path):
+    """all-MiniLM-L6-v2 quantized by graphopt (QuantConfig.transformer(): SmoothQuant + static
+    int8 QDQ, calibrated on 100 shipped sentences), exported to OpenVINO IR: every quantized
+    MatMul executes in int8, and on 200 shipped eval sentences (disjoint from calibration) the
+    sentence embeddings meet the quantization issue's bound against fp32: mean cosine >= 0.99,
+    min >= 0.97. Measured (openvino 2026.4): mean 0.9981, min 0.9906 -- the same as onnxruntime
+    running the same QDQ graph (OpenVINO vs onnxruntime int8: mean 0.9997, min 0.9986)."""
+    from graphopt.data import sentences
+    from graphopt.models import minilm_tokenizer
+    from graphopt.quant import QuantConfig, quantize
+
+    tok = minilm_tokenizer()
+
+    def batches(texts, size):
+        out = []
+        for i in range(0, len(texts), size):
+            enc = tok(texts[i:i + size], padding="longest", truncation=True, max_length=128, return_tensors="np")
+            out.append({k: enc[k].astype(np.int64) for k in minilm_spec.input_names})
+        return out
+
+    qmodel, _ = quantize(graphopt.load(minilm_spec.path), QuantConfig.transformer(),
+                         batches(sentences("calib", 100), 10), progress=False)
+    qdq = sum(1 for n in qmodel.graph if n.op_type == "QuantizeLinear")
+    xml = export_openvino(qmodel, tmp_path / "minilm_int8.xml")
     cm = compile_for_cpu(xml, "fp32")
     layers = int8_layers(cm)
-    assert len(layers.get("u8", []) + layers.get("i8", [])) == 36, layers  # 6 layers x (Q,K,V,O,FFN1,FFN2)
-    q = onnx.load(str(qpath))
+    n_int8 = len(layers.get("u8", []) + layers.get("i8", []))
+    assert qdq > 0 and n_int8 == 36, layers  # 6 layers x (Q, K, V, out, FFN1, FFN2)
 
-    def embed(h, mask):
-        m = mask[..., None].astype(np.float32)
-        e = (h * m).sum(1) / m.sum(1)
-        return e / np.linalg.norm(e, axis=1, keepdims=True)
-
-    cos_ov, cos_ort = [], []
     fp = onnx.load(str(minilm_spec.path))
-    for i in range(0, len(evals), 50):
-        f = sample_feeds(minilm_spec, evals[i:i + 50], seq=64)
-        a = embed(_ort(fp, f)[0], f["attention_mask"])
-        b = embed(_ort(q, f)[0], f["attention_mask"])
-        c = embed(infer(cm, f)[0], f["attention_mask"])
-        cos_ov += list((a * c).sum(1))
-        cos_ort += list((a * b).sum(1))
-    # Measured (2026.4, 200 eval sentences): OpenVINO mean 0.942 / min 0.867; onnxruntime 0.943 / 0.867.
-    # The backend bound: OpenVINO's int8 is within 0.01 (mean) / 0.03 (min) of onnxruntime's on the
-    # same QDQ graph. (The issue-5 bound, mean >= 0.99 / min >= 0.97, is a property of the
-    # quantization recipe, which plain MinMax quantize_static does not reach.)
-    assert np.mean(cos_ov) >= np.mean(cos_ort) - 0.01
-    assert np.min(cos_ov) >= np.min(cos_ort) - 0.03
+    cos = []
+    for b in batches(sentences("eval", 200), 25):
+        ref = _embed(_ort(fp, b)[0], b["attention_mask"])
+        got = _embed(infer(cm, b)[0], b["attention_mask"])
+        cos += list((ref * got).sum(1))
+    assert len(cos) == 200
+    assert np.mean(cos) >= 0.99 and np.min(cos) >= 0.97, (np.mean(cos), np.min(cos))
