@@ -195,6 +195,15 @@ def _session(model: Model, outputs: Sequence[Value]):
         proto = to_onnx(model)
     finally:
         g.outputs = saved
+    if any(n.domain == "graphopt" for n in g.walk()):
+        # graphopt's fused ops (e.g. graphopt::Linear) run in onnxruntime after lowering a copy;
+        # the observed values are graph outputs of the copy, so lowering keeps their names
+        from ..io import from_onnx
+        from ..ops.lowering import lower_to_onnxruntime
+
+        copy = from_onnx(proto)
+        lower_to_onnxruntime(copy)
+        proto = to_onnx(copy)
     so = ort.SessionOptions()
     so.log_severity_level = 3
     # basic rewrites only: the fetched values must exist as computed by the graph as written

@@ -132,3 +132,23 @@ def test_fold_qdq_qlinear_matmul_when_output_is_quantized(data):
     assert rep.stats["fold-qdq"]["qlinear_matmul"] == 1
     assert m.graph.op_counts()["QLinearMatMul"] == 1
     assert _rel(run_ort(m, feeds)[0], ref) < 0.05
+
+
+def test_fused_linear_from_fusion_is_quantized(data):
+    """graphopt::Linear (fuse-matmul-add) is annotated, calibrated (lowered copy) and runs after lowering."""
+    from graphopt.errors import GraphoptError
+
+    try:
+        fuse = get_pass("fuse-matmul-add")
+        from graphopt.ops.lowering import lower_to_onnxruntime
+    except (GraphoptError, ImportError):
+        pytest.skip("graphopt::Linear fusion not available")
+    calib, feeds = data
+    ref = run_ort(mlp_model(), feeds)[0]
+    m = mlp_model()
+    fuse().run(m, CTX)
+    assert "graphopt::Linear" in m.graph.op_counts()
+    m, rep = quantize(m, QuantConfig(smoothquant=0.5), calib, progress=False)
+    assert rep.stats["quant-annotate"]["annotated"] == 3 and rep.stats["smoothquant"]["smoothed"] == 2
+    lower_to_onnxruntime(m)
+    assert _rel(run_ort(m, feeds)[0], ref) < 0.03
