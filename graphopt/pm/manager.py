@@ -216,7 +216,7 @@ class _Run:
 
     def one(self, p: Pass, model: Model, iteration: int) -> bool:
         name = p.name
-        if name in self.ctx.disabled:
+        if name in self.ctx.disabled and name not in self.ctx.required:
             return False
         self.index += 1
         info = PassInfo(self.index, name, p, self.previous, iteration)
