@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rtol", type=float, default=1e-4, help="--check relative tolerance (default 1e-4)")
     p.add_argument("--atol", type=float, default=1e-4, help="--check absolute tolerance (default 1e-4)")
     p.add_argument("--dim", type=int, default=8, help="--check: size of symbolic input dims (default 8)")
+    p.add_argument("--disable", default="", help="comma-separated pass names to skip, e.g. fuse-attention")
+    p.add_argument("--reproducer", metavar="DIR",
+                   help="on failure, write the input model and the pipeline that fails to DIR")
     p.set_defaults(func=run)
 
 
@@ -46,7 +49,7 @@ def onnx_for_onnxruntime(model: Any) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from ..io import load
-    from ..pm import DumpIR, NumericGuard, PassManager
+    from ..pm import DumpIR, NumericGuard, PassContext, PassManager, Reproducer
     from ..pattern.testing import random_feeds
 
     t0 = time.perf_counter()
@@ -55,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     instruments: list[Any] = []
     if args.dump_ir:
         instruments.append(DumpIR(args.dump_ir))
+    if args.reproducer:
+        instruments.append(Reproducer(args.reproducer))
     if args.check:
         from ..io import infer_shapes
 
@@ -63,7 +68,17 @@ def run(args: argparse.Namespace) -> int:
         instruments.append(NumericGuard(feeds, rtol=args.rtol, atol=args.atol, exporter=onnx_for_onnxruntime))
     pm = PassManager.from_text(text, instruments=instruments)
     t1 = time.perf_counter()
-    result = pm(model)
+    disabled = {n.strip() for n in args.disable.split(",") if n.strip()}
+    if disabled:
+        from ..pm import registered_passes
+
+        unknown = disabled - set(registered_passes())
+        if unknown:
+            from ..errors import GraphoptError
+
+            raise GraphoptError(f"--disable: unknown pass(es) {sorted(unknown)}")
+    with PassContext(disabled=frozenset(disabled)):
+        result = pm(model)
     t2 = time.perf_counter()
     print(f"pipeline: {pm.pipeline_text()}")
     print(result.table())

@@ -177,11 +177,18 @@ class DumpIR(Instrument):
 
 
 class PrintIR(Instrument):
-    """Log the IR (INFO) after the named passes (all if ``after`` is None)."""
+    """Log the IR (INFO) before the passes named in ``before`` and after those
+    in ``after`` (None: after every pass)."""
 
-    def __init__(self, after: set[str] | None = None, *, only_on_change: bool = True) -> None:
+    def __init__(self, after: set[str] | None = None, *, before: set[str] | None = frozenset(),
+                 only_on_change: bool = True) -> None:
         self.names = after
+        self.before_names = before
         self.only_on_change = only_on_change
+
+    def before(self, model: Model, info: PassInfo) -> None:
+        if self.before_names is None or info.name in self.before_names:
+            logger.info("IR before %s:\n%s", info.name, model)
 
     def after(self, model: Model, info: PassInfo, result: PassResult) -> None:
         if (self.names is None or info.name in self.names) and (result.modified or not self.only_on_change):

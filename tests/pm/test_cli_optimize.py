@@ -45,3 +45,13 @@ def test_passes_lists_descriptions(capsys):
     assert main(["passes"]) == 0
     text = capsys.readouterr().out
     assert "fold-constants" in text and "dead-code elimination" in text and "O1:" in text
+
+
+def test_optimize_disable_and_reproducer(tmp_path, capsys):
+    src = _model(tmp_path)
+    out = tmp_path / "o.onnx"
+    assert main(["optimize", str(src), "-o", str(out), "--level", "O1", "--disable", "fold-constants"]) == 0
+    mp = onnx.load(out)
+    assert "Constant" in [n.op_type for n in mp.graph.node]
+    assert main(["optimize", str(src), "-o", str(out), "--disable", "nope"]) == 2
+    assert "unknown pass" in capsys.readouterr().err
