@@ -193,10 +193,20 @@ void run_gemm(const GemmArgs& g) {
     const index_t mb0 = 8 * MK::MR < mb_cache ? 8 * MK::MR : mb_cache;
     MB = M <= mb0 ? M : mb0;
     const index_t n_mb = (M + MB - 1) / MB;
-    GP = (P * n_mb) / (4 * nt);  // aim for >= 4 tasks per thread
-    if (GP > nc) GP = nc;
-    if (GP >= MK::NP) GP -= GP % MK::NP;
-    if (GP < 1) GP = 1;
+    // Panel group: the widest (multiple of NP, <= nc) whose tasks spread evenly over the
+    // threads: estimated makespan ceil(tasks / nt) * GP against the ideal P * n_mb / nt.
+    // At least 4 tasks per thread where the shape allows, so a thread that loses its
+    // core for a while only delays a small piece of the work.
+    GP = 1;
+    double best = -1.0;
+    const index_t top = P < nc ? P : nc;
+    const index_t min_tasks = 4 * nt < P * n_mb ? 4 * nt : P * n_mb;
+    for (index_t gp = top; gp >= 1; gp = gp > MK::NP ? gp - (gp % MK::NP ? gp % MK::NP : MK::NP) : gp - 1) {
+      const index_t tasks = n_mb * ((P + gp - 1) / gp);
+      if (tasks < min_tasks) continue;
+      const double eff = static_cast<double>(P * n_mb) / static_cast<double>(((tasks + nt - 1) / nt) * nt * gp);
+      if (eff > best + 0.02) { best = eff; GP = gp; }
+    }
   }
   const index_t n_mb = (M + MB - 1) / MB, n_pg = (P + GP - 1) / GP;
   const index_t ntasks = n_mb * n_pg;
