@@ -289,3 +289,33 @@ def test_pattern_predicates_report_reasons():
     assert "dtype is not f16" in explain(r2, m).reason
     r3 = rule("attr", P.Neg(P.Relu(Var("x"), alpha=A(eq=0.5))), lambda m: m["x"])
     assert "attribute alpha is missing" in explain(r3, m).reason
+
+
+def test_dag_pattern_reuses_a_subpattern():
+    text = '<ir_version: 8, opset_import: ["" : 18]>' + """
+    g (float[2,4] x) => (float[2,4] y)
+    <float eps = {1e-5}, int64[1] ax = {-1}>
+    { mu = ReduceMean(x, ax)
+      d = Sub(x, mu)
+      sq = Mul(d, d)
+      var = ReduceMean(sq, ax)
+      ve = Add(var, eps)
+      sd = Sqrt(ve)
+      y = Div(d, sd) }
+    """
+    m = parse_model(text)
+    before = parse_model(text)
+    d = P.Sub(Var("x"), P.ReduceMean(Var("x"), Const("ax")), bind="d")
+    var = P.ReduceMean(P.Mul(d, d), Const("ax2"))
+    pat = P.Div(d, P.Sqrt(P.Add(var, Const("eps"))))
+
+    def to_ln(b, m):
+        n = m["x"].shape[-1]
+        return b.LayerNormalization(m["x"], np.ones(n, np.float32), np.zeros(n, np.float32), axis=-1,
+                                    epsilon=float(m.const("eps")))
+
+    r = rule("ln", pat, to_ln)
+    assert apply_rules(m, [r]) == {"ln": 1}
+    assert_op_counts(m, LayerNormalization=1, Sub=0, Mul=0, ReduceMean=0)
+    m.verify()
+    assert_numerically_close(before, m, rtol=1e-5, atol=1e-5)
