@@ -271,7 +271,12 @@ def evaluate_targets(report: BenchReport) -> list[Target]:
     v, d = worst(small, lambda r: r.ratio_best_peer)
     targets.append(Target("int8 M=1 vs best int8 peer", v, 1.5, v >= 1.5, d))
     bf = [r for r in res if r.system == "ours_bf16"]
-    v, d = worst([r for r in bf if r.M >= 32], lambda r: r.ratio_best_peer)
+    peers = {(r.system, r.threads, r.M, r.K, r.N): r for r in res if not r.ours}
+
+    def vs_torch_bf16(r: Measurement) -> float | None:
+        t = peers.get(("torch_bf16", r.threads, r.M, r.K, r.N))
+        return r.gops / t.gops if t else None
+    v, d = worst([r for r in bf if r.M >= 32], vs_torch_bf16)
     targets.append(Target("bf16 vs torch bf16, M>=32", v, 0.9, v >= 0.9, d))
 
     def vs_fp32(r: Measurement) -> float | None:

@@ -188,6 +188,41 @@ def _quiet_logging() -> Iterator[None]:
         root.setLevel(level)
 
 
+# ------------------------------------------------------------------ openvino
+
+def _openvino(p: Problem, threads: int, precision: str) -> Call | None:
+    model = _onnx_matmul(p, "fp32")
+    if model is None:
+        return None
+    try:
+        import openvino as ov
+    except ImportError:
+        return None
+    core = ov.Core()
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "fp32.onnx")
+        with open(path, "wb") as f:
+            f.write(model)
+        m = core.read_model(path)
+    compiled = core.compile_model(m, "CPU", {"INFERENCE_NUM_THREADS": threads,
+                                             "INFERENCE_PRECISION_HINT": precision,
+                                             "PERFORMANCE_HINT": "LATENCY"})
+    req = compiled.create_infer_request()
+    a = p.a_f32
+    return lambda: req.infer({0: a})
+
+
+def _openvino_fp32(p: Problem, threads: int) -> Call | None:
+    return _openvino(p, threads, "f32")
+
+
+def _openvino_bf16(p: Problem, threads: int) -> Call | None:
+    from .._native import cpu_info
+    if not cpu_info().get("avx512_bf16"):
+        return None
+    return _openvino(p, threads, "bf16")
+
+
 # ------------------------------------------------------------------ torch
 
 def _torch() -> object | None:
@@ -254,10 +289,12 @@ SYSTEMS: tuple[System, ...] = (
     System("torch_dynquant", "int8", False, _torch_dynquant, "torch dynamic quantized Linear, fp32 in/out"),
     System("ours_bf16", "bf16", True, _ours_bf16, "bf16 in, fp32 out"),
     System("torch_bf16", "bf16", False, _torch_bf16, "torch.matmul bf16"),
+    System("openvino_bf16", "bf16", False, _openvino_bf16, "OpenVINO MatMul, bf16 inference precision, fp32 in/out"),
     System("ours_fp32", "fp32", True, _ours_fp32, "fp32"),
     System("numpy_fp32", "fp32", False, _numpy_fp32, "numpy @ (BLAS)"),
     System("torch_fp32", "fp32", False, _torch_fp32, "torch.matmul fp32"),
     System("ort_fp32", "fp32", False, _ort_fp32, "onnxruntime MatMul fp32"),
+    System("openvino_fp32", "fp32", False, _openvino_fp32, "OpenVINO MatMul, f32 inference precision"),
 )
 
 
