@@ -77,6 +77,15 @@ def quantize(model: Model, config: QuantConfig | None = None, data: DataSource |
     if cfg.mode == "dynamic":
         report.stats["quantize-dynamic"] = dict(pq.DynamicQuantPass(cfg).run(model, ctx).stats)
     elif cfg.mode == "weight-only":
+        if cfg.gptq:
+            if data is None:
+                raise GraphoptError("GPTQ needs calibration data (the Gram matrix of each layer's input)")
+            from graphopt.passes.quant.smoothquant import smoothquant_targets
+
+            res = calibrate(model, prepare_batches(model, data), smoothquant_targets(model), kind="gram",
+                            progress=progress)
+            res.attach(model)
+            report.calibration_seconds, report.calibration_batches = res.seconds, res.batches
         report.stats["quantize-weight-only"] = dict(pq.WeightOnlyQuantPass(cfg).run(model, ctx).stats)
     else:
         needs_data = calibration is None or cfg.smoothquant is not None

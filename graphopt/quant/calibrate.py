@@ -33,7 +33,8 @@ import numpy as np
 from ..errors import GraphoptError
 from ..ir import DType, Model, Value
 from .observers import ChannelAbsMaxObserver, HistogramObserver, observer_from_dict
-from .specs import CALIB, CHANNEL_MAX, QUANT_INPUTS
+from .gptq import GramObserver
+from .specs import CALIB, CHANNEL_MAX, GRAM, QUANT_INPUTS
 
 __all__ = ["CalibrationDataReader", "CalibrationResult", "calibrate", "iter_batches", "check_feeds",
            "quant_targets", "DataSource"]
@@ -50,7 +51,7 @@ class CalibrationDataReader(Protocol):
 
 
 DataSource = Union[Feeds, Iterable[Feeds], CalibrationDataReader, str, os.PathLike]
-Observer = Union[HistogramObserver, ChannelAbsMaxObserver]
+Observer = Union[HistogramObserver, ChannelAbsMaxObserver, GramObserver]
 
 
 def _reader_iter(reader: CalibrationDataReader) -> Iterator[Feeds]:
@@ -158,6 +159,8 @@ class CalibrationResult:
         for k, o in self.stats.items():
             if isinstance(o, ChannelAbsMaxObserver):
                 values[k].meta[CHANNEL_MAX] = o.absmax
+            elif isinstance(o, GramObserver):
+                values[k].meta[GRAM] = o.gram
             else:
                 values[k].meta[CALIB] = o
         return len(self.stats)
@@ -219,13 +222,13 @@ def calibrate(model: Model, data: DataSource, targets: Sequence[str] | None = No
               max_outputs: int = 160) -> CalibrationResult:
     """Run ``data`` through ``model`` and observe ``targets`` (default: :func:`quant_targets`).
 
-    ``kind`` is "histogram" (ranges for every observer method) or
-    "channel_absmax" (per-channel |x| max, for SmoothQuant).
+    ``kind`` is "histogram" (ranges for every observer method),
+    "channel_absmax" (per-channel |x| max, for SmoothQuant) or "gram" (X^T X, for GPTQ).
 
     >>> res = calibrate(model, batches, progress=False)   # doctest: +SKIP
     >>> res.attach(model)                                 # doctest: +SKIP
     """
-    if kind not in ("histogram", "channel_absmax"):
+    if kind not in ("histogram", "channel_absmax", "gram"):
         raise GraphoptError(f"unknown observer kind '{kind}'")
     names = list(targets) if targets is not None else quant_targets(model)
     values = {v.name: v for v in model.graph.all_values()}
@@ -243,7 +246,8 @@ def calibrate(model: Model, data: DataSource, targets: Sequence[str] | None = No
             raise GraphoptError("the calibration set is empty")
         for i, b in enumerate(batches):
             check_feeds(model, b, i)
-    factory = (lambda: HistogramObserver(bins)) if kind == "histogram" else ChannelAbsMaxObserver
+    factory = {"histogram": lambda: HistogramObserver(bins), "channel_absmax": ChannelAbsMaxObserver,
+               "gram": GramObserver}[kind]
     stats: dict[str, Observer] = {n: factory() for n in names}
     t0 = time.perf_counter()
     count = 0

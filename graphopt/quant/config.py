@@ -93,6 +93,7 @@ class QuantConfig:
     weight_bits: int = 8          # weight-only: 8 or 4
     group_size: int = 32          # weight-only int4: block size along K
     per_channel_dynamic: bool = True
+    gptq: bool = False            # weight-only: GPTQ error compensation (needs calibration data)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -224,4 +225,4 @@ class QuantConfig:
                 "node_patterns": {k: ov(v) for k, v in self.node_patterns.items()},
                 "nodes": {k: ov(v) for k, v in self.nodes.items()}, "smoothquant": self.smoothquant,
                 "weight_bits": self.weight_bits, "group_size": self.group_size,
-                "per_channel_dynamic": self.per_channel_dynamic}
+                "per_channel_dynamic": self.per_channel_dynamic, "gptq": self.gptq}

@@ -248,7 +248,10 @@ class ChannelAbsMaxObserver:
 
 
 def observer_from_dict(d: dict[str, Any]) -> HistogramObserver | ChannelAbsMaxObserver:
-    kinds = {HistogramObserver.kind: HistogramObserver, ChannelAbsMaxObserver.kind: ChannelAbsMaxObserver}
+    from .gptq import GramObserver
+
+    kinds = {HistogramObserver.kind: HistogramObserver, ChannelAbsMaxObserver.kind: ChannelAbsMaxObserver,
+             GramObserver.kind: GramObserver}
     try:
         return kinds[d["kind"]].from_dict(d)
     except KeyError as e:

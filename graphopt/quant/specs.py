@@ -23,7 +23,7 @@ from ..errors import GraphoptError
 from ..ir import DType, MetaKey
 
 __all__ = ["QType", "QuantSpec", "QParams", "qparams_from_range", "quantize_array", "dequantize_array",
-           "QUANT_INPUTS", "CALIB", "CHANNEL_MAX", "QPARAMS", "PRECISION", "OBSERVERS"]
+           "QUANT_INPUTS", "CALIB", "CHANNEL_MAX", "GRAM", "QPARAMS", "PRECISION", "OBSERVERS"]
 
 #: Range methods a spec can name (all computed from one histogram observer).
 OBSERVERS = ("minmax", "percentile", "entropy", "mse")
@@ -176,6 +176,8 @@ QUANT_INPUTS: MetaKey[dict[int, QuantSpec]] = MetaKey("quant_inputs")
 CALIB: MetaKey[Any] = MetaKey("calib")
 #: value meta: per-channel (last axis) abs max of an activation, for SmoothQuant.
 CHANNEL_MAX: MetaKey[np.ndarray] = MetaKey("channel_max")
+#: value meta: the Gram matrix X^T X of a linear layer's input (GPTQ).
+GRAM: MetaKey[np.ndarray] = MetaKey("gram")
 #: value meta: the quantization parameters insert-qdq used for the value.
 QPARAMS: MetaKey[QParams] = MetaKey("qparams")
 #: node meta: the precision a node runs in: "int8", "fp32", "bf16", "fp16".

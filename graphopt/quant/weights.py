@@ -13,7 +13,7 @@ import numpy as np
 
 from .specs import QParams, QType, QuantSpec, dequantize_array, qparams_from_range, quantize_array
 
-__all__ = ["quantize_weight", "quantize_int4_blocks", "weight_error"]
+__all__ = ["quantize_weight", "quantize_int4_blocks", "pack_int4", "weight_error"]
 
 
 def _reduce_axes(ndim: int, axis: int | None) -> tuple[int, ...]:
@@ -70,3 +70,15 @@ def quantize_int4_blocks(w: np.ndarray, block: int = 32) -> tuple[np.ndarray, np
     return packed, scale.reshape(-1), np.ascontiguousarray(deq)
 
 
+
+
+def pack_int4(q: np.ndarray, scales: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pack signed 4-bit codes ``q[K, N]`` and group scales ``[ceil(K/block), N]`` (e.g. from GPTQ)
+    into MatMulNBits' ``B[N, K/block, block/2]`` and ``scales[N * K/block]``."""
+    k, n = q.shape
+    kp = -(-k // block) * block
+    codes = np.full((n, kp), 8, np.uint8)  # padding rows: code 8 = 0.0
+    codes[:, :k] = (q.astype(np.int16).T + 8).astype(np.uint8)
+    codes = codes.reshape(n, kp // block, block)
+    packed = (codes[..., 0::2] | (codes[..., 1::2] << 4)).astype(np.uint8)
+    return packed, np.ascontiguousarray(scales.T).reshape(-1).astype(np.float32)

@@ -3,6 +3,9 @@
 int8: ``DequantizeLinear(Wq, scale, axis=1) -> MatMul`` (standard ONNX).
 int4: onnxruntime's ``com.microsoft::MatMulNBits`` (bits=4, block_size =
 ``config.group_size``), which reads the packed weight directly.
+With ``config.gptq`` and a layer input carrying ``meta[GRAM]`` (from
+``calibrate(kind="gram")``), rounding uses GPTQ error compensation instead of
+round-to-nearest.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from graphopt.pm import Pass, PassContext, PassResult, register_pass
 from graphopt.quant._build import add_node, const
 from graphopt.quant.annotate import annotate_node
 from graphopt.quant.config import QuantConfig
-from graphopt.quant.specs import PRECISION, QUANT_INPUTS, QType, QuantSpec
-from graphopt.quant.weights import quantize_int4_blocks, quantize_weight
+from graphopt.quant.gptq import gptq_quantize
+from graphopt.quant.specs import GRAM, PRECISION, QUANT_INPUTS, QType, QuantSpec
+from graphopt.quant.weights import pack_int4, quantize_int4_blocks, quantize_weight
 
 from .insert_qdq import InsertQDQPass
 
@@ -47,7 +51,18 @@ class WeightOnlyQuantPass(Pass):
                     or w.const.ndim != 2 or node.inputs[0].const is not None:
                 continue
             wf = w.const.astype(np.float32)
-            if cfg.weight_bits == 8:
+            gram = node.inputs[0].meta.get(GRAM) if cfg.gptq else None
+            if gram is not None and gram.shape != (wf.shape[0],) * 2:
+                gram = None
+            if cfg.weight_bits == 8 and gram is not None:
+                qc, sc = gptq_quantize(wf, gram, bits=8, group=wf.shape[0])
+                dq = add_node(g, node, "DequantizeLinear",
+                              [const(g, f"{w.name}_quantized", qc), const(g, f"{w.name}_scale", sc.reshape(-1)),
+                               const(g, f"{w.name}_zero_point", np.zeros(qc.shape[1], np.int8))], {"axis": 1},
+                              out_name=f"{w.name}_dequantized", out_type=TensorType(DType.FLOAT, wf.shape))
+                node.set_input(1, dq.output)
+                node.meta[PRECISION] = "int8-weight"
+            elif cfg.weight_bits == 8:
                 spec = QuantSpec(QType.S8, symmetric=True, per_channel=True, axis=1,
                                  observer=plan.weight.observer)
                 q, qp = quantize_weight(wf, spec)
@@ -59,7 +74,11 @@ class WeightOnlyQuantPass(Pass):
                 node.meta[PRECISION] = "int8-weight"
             else:
                 k, n = wf.shape
-                packed, scales, _ = quantize_int4_blocks(wf, cfg.group_size)
+                if gram is not None:
+                    packed, scales = pack_int4(*gptq_quantize(wf, gram, bits=4, group=cfg.group_size),
+                                               cfg.group_size)
+                else:
+                    packed, scales, _ = quantize_int4_blocks(wf, cfg.group_size)
                 out = node.output
                 new = add_node(g, node, "MatMulNBits",
                                [node.inputs[0], const(g, f"{w.name}_int4", packed), const(g, f"{w.name}_scales", scales)],

@@ -63,3 +63,27 @@ def test_int4_packing_layout():
     codes = np.stack([packed & 0xF, packed >> 4], axis=-1).reshape(2, 16)  # low nibble = even k
     np.testing.assert_array_equal(codes[0], np.clip(np.rint(w[:, 0] / (8 / 7)), -8, 7) + 8)
     np.testing.assert_allclose(deq, w, atol=scales.max() / 2 + 1e-6)
+
+
+def test_pack_int4_matches_rtn_packing():
+    from graphopt.quant.gptq import rtn_quantize
+    from graphopt.quant.weights import pack_int4
+
+    w = np.random.default_rng(0).standard_normal((64, 8)).astype(np.float32)
+    packed, scales, _ = quantize_int4_blocks(w, 32)
+    p2, s2 = pack_int4(*rtn_quantize(w, bits=4, group=32), 32)
+    np.testing.assert_array_equal(p2, packed)
+    np.testing.assert_allclose(s2, scales, rtol=1e-6)
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_gptq_beats_round_to_nearest(bits):
+    calib = random_batches(40, d=64)  # GPTQ needs rows >> K for a Gram matrix that generalises
+    x = random_batches(1, d=64, seed=11)[0]
+    ref = run_ort(mlp_model(d=64, hidden=128), x)[0]
+    errs = {}
+    for gptq in (False, True):
+        cfg = QuantConfig(mode="weight-only", weight_bits=bits, group_size=16, gptq=gptq)
+        m, rep = quantize(mlp_model(d=64, hidden=128), cfg, calib if gptq else None, progress=False)
+        errs[gptq] = _rel(run_ort(m, x)[0], ref)
+    assert errs[True] < errs[False]

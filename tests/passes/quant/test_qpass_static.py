@@ -152,3 +152,20 @@ def test_fused_linear_from_fusion_is_quantized(data):
     assert rep.stats["quant-annotate"]["annotated"] == 3 and rep.stats["smoothquant"]["smoothed"] == 2
     lower_to_onnxruntime(m)
     assert _rel(run_ort(m, feeds)[0], ref) < 0.03
+
+
+def test_onnxruntime_runs_the_qdq_graph_with_integer_kernels(data, tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    import graphopt
+
+    calib, _ = data
+    m, _ = quantize(mlp_model(), QuantConfig(), calib, progress=False)
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    so.log_severity_level = 3
+    ort.InferenceSession(str(graphopt.save(m, tmp_path / "q.onnx")), so, providers=["CPUExecutionProvider"])
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node}
+    assert "MatMulIntegerToFloat" in ops or "QLinearMatMul" in ops
+    assert "MatMul" not in ops and "DequantizeLinear" not in ops
