@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import UnsupportedError
 from ..io.onnx_import import OMITTED
 from ..ir import DType, Node, TensorType, Value
 from ._registry import MS_DOMAIN, Emitter, OpDef, register_op
@@ -128,6 +129,11 @@ def _embed_ln_ort(node: Node, e: Emitter) -> list[Value | None]:
     def i32(v: Value | None) -> Value | None:
         return None if v is None or v.dtype == DType.INT32 else e.op("Cast", [v], {"to": DType.INT32.value})
 
+    if beta is None:  # onnxruntime's kernel requires beta
+        width = word.shape[-1] if word.shape is not None else None
+        if not isinstance(width, int):
+            raise UnsupportedError(f"{node.label()}: no Beta and the embedding width is unknown")
+        beta = e.const("beta", np.zeros(width, e.dtype_np(word)))
     ort_ins = [i32(ids), i32(seg), word, pos, segw, gamma, beta, None, i32(pos_ids)]
     while ort_ins and ort_ins[-1] is None:
         ort_ins.pop()

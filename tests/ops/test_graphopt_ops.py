@@ -101,8 +101,9 @@ def test_skip_layer_norm(beta, bias, opset):
            num_outputs=2, opset=opset)
 
 
-@pytest.mark.parametrize("segment,positions", [(True, True), (False, True), (True, False)])
-def test_embed_layer_norm(segment, positions):
+@pytest.mark.parametrize("segment,positions,beta", [(True, True, True), (False, True, True), (True, False, True),
+                                                    (False, False, False)])
+def test_embed_layer_norm(segment, positions, beta):
     b, s, h = 2, 7, 32
     inputs = {"ids": RNG.integers(0, 50, (b, s)).astype(np.int64)}
     consts = {"word": _f32(50, h), "pos": _f32(16, h), "seg": _f32(2, h), "g": _f32(h), "beta": _f32(h)}
@@ -110,8 +111,8 @@ def test_embed_layer_norm(segment, positions):
         inputs["tt"] = RNG.integers(0, 2, (b, s)).astype(np.int64)
     if positions:
         inputs["pid"] = np.arange(s, dtype=np.int64)[None, ::-1].copy()  # not the default 0..S-1
-    order = ["ids", "tt" if segment else None, "word", "pos", "seg" if segment else None, "g", "beta",
-             "pid" if positions else None]
+    order = ["ids", "tt" if segment else None, "word", "pos", "seg" if segment else None, "g",
+             "beta" if beta else None, "pid" if positions else None]
     while order[-1] is None:
         order.pop()
     _check("EmbedLayerNorm", inputs, consts, {"epsilon": 1e-12}, order)
