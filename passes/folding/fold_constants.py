@@ -100,25 +100,28 @@ class _Folder:
         self.shared_limit = shared_limit
         self.stats = {"folded": 0, "constants": 0, "shapes": 0}
 
-    def run(self) -> None:
-        for n in list(self.graph):
-            if n.graph is not self.graph:
+    def run(self, g: Graph | None = None) -> None:
+        g = self.graph if g is None else g
+        for n in list(g):
+            if n.graph is not g:
                 continue
+            for sg in n.subgraphs():  # If/Loop/Scan bodies: their constants fold in place
+                self.run(sg)
             if n.op_type == "Constant" and n.domain == "":
                 arr = const_value(n.outputs[0])
-                if arr is not None and self._replace(n, [arr]):
+                if arr is not None and self._replace(g, n, [arr]):
                     self.stats["constants"] += 1
                 continue
             if n.domain != "" or n.op_type in _SKIP or n.subgraphs():
                 continue
             if n.op_type in _STATIC_SHAPE_OPS:
                 outs = _shape_fold(n)
-                if outs is not None and self._replace(n, outs):
+                if outs is not None and self._replace(g, n, outs):
                     self.stats["shapes"] += 1
                     continue
-            self._try_eval(n)
+            self._try_eval(g, n)
 
-    def _try_eval(self, n: Node) -> None:
+    def _try_eval(self, g: Graph, n: Node) -> None:
         ins = [None if v is None else const_value(v) for v in n.inputs]
         if not n.inputs or any(v is not None and a is None for v, a in zip(n.inputs, ins)):
             return
@@ -147,11 +150,10 @@ class _Folder:
             if s is not None and (len(s) != arr.ndim or any(isinstance(d, int) and d != k
                                                             for d, k in zip(s, arr.shape))):
                 return
-        if self._replace(n, outs):
+        if self._replace(g, n, outs):
             self.stats["folded"] += 1
 
-    def _replace(self, n: Node, arrays: list[np.ndarray]) -> bool:
-        g = self.graph
+    def _replace(self, g: Graph, n: Node, arrays: list[np.ndarray]) -> bool:
         news: list[tuple[Value, Value]] = []
         for o, arr in zip(n.outputs, arrays):
             if not o.num_uses() and not o.is_graph_output():

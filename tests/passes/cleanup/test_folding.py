@@ -176,3 +176,25 @@ def test_huge_outputs_are_not_even_evaluated():
     ops = m.graph.op_counts()
     assert ops["ConstantOfShape"] == 1 and ops["Tile"] == 1 and ops["Expand"] == 1
     assert r.records[0].stats.get("folded", 0) == 0
+
+
+def test_constants_fold_inside_subgraphs():
+    text = HDR + """
+    g (bool c, float[2] x) => (float[2] y)
+    <float[2] w = {1, 2}>
+    { y = If(c) <then_branch = t () => (float[2] a) { k = Constant<value = float[2] {3, 4}>()
+                                                      kw = Mul(k, w)
+                                                      a = Add(x, kw) },
+                 else_branch = e () => (float[2] b) { b = Neg(x) }> }
+    """
+    m = parse_model(text)
+    before = parse_model(text)
+    PassManager.from_text("fold-constants,remove-unused")(m)
+    then = m.graph.nodes[0].attrs["then_branch"].value
+    assert [n.op_type for n in then] == ["Add"]
+    assert then.nodes[0].inputs[1].const.tolist() == [3.0, 8.0]
+    from graphopt.pattern.testing import run_ort
+
+    for c in (True, False):
+        feeds = {"c": np.array(c), "x": np.array([1, 1], np.float32)}
+        np.testing.assert_array_equal(run_ort(m, feeds)[0], run_ort(before, feeds)[0])
