@@ -94,11 +94,15 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
     g = m.graph
     from ..ir import DType
 
-    strings = [v.name for v in (*g.inputs, *g.outputs) if v.dtype == DType.STRING]
-    strings += [o.name for n in g for o in n.outputs if o.dtype == DType.STRING]
-    if strings:
-        raise UnsupportedError(f"the native runtime has no string tensors (value '{strings[0]}'); "
-                               "run this model with onnxruntime")
+    from ..ir import TensorType
+
+    values = [*g.inputs, *g.outputs, *(o for n in g for o in n.outputs)]
+    odd = [v.name for v in values if v.dtype == DType.STRING or (v.type is not None and not isinstance(v.type, TensorType))]
+    if odd:
+        # String / sequence / optional / map values have no slot in the native plan: the whole graph
+        # runs in onnxruntime instead (and summary() says so), so such models still run.
+        logger.warning("%s: value '%s' is not a numeric tensor; the whole graph runs in onnxruntime", g.name, odd[0])
+        return _whole_graph_session(m, precision, num_threads, odd[0])
 
     proto_nodes: dict[str, onnx.NodeProto] | None = None
 
@@ -137,3 +141,20 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
     sess = Session(plan, specs, [v.name for v in g.outputs], steps, precision, num_threads, g.name)
     logger.info("compiled %s: %d steps, %d fallbacks", g.name, len(steps), len(sess.fallbacks))
     return sess
+
+
+def _whole_graph_session(m: Model, precision: str, num_threads: int | None, why: str) -> Session:
+    from ..io import to_onnx
+    from .fallback import WholeGraphRunner
+    from .lower import StepSpec
+
+    g = m.graph
+    inputs = [v for v in g.inputs if not v.is_initializer]
+    runner = WholeGraphRunner(to_onnx(m), [v.name for v in inputs], [v.name for v in g.outputs])
+    step = StepSpec("PyCall", g.name or "graph", list(inputs), list(g.outputs), callback=runner,
+                    origin=[f"whole graph ({len(g)} nodes; non-tensor value '{why}')"], native=False,
+                    detail="whole graph in onnxruntime")
+    specs = [InputSpec(v.name, np.dtype(_NP_OF[v.dtype]) if v.dtype in _NP_OF else None,
+                       None if v.shape is None else tuple(d if isinstance(d, (int, str)) else None for d in v.shape))
+             for v in inputs]
+    return Session(None, specs, [v.name for v in g.outputs], [step], precision, num_threads, g.name, runner=runner)

@@ -23,7 +23,7 @@ from onnx import helper
 from ..errors import UnsupportedError
 from ..ir import Node
 
-__all__ = ["make_fallback", "OrtNodeRunner"]
+__all__ = ["make_fallback", "OrtNodeRunner", "WholeGraphRunner"]
 
 logger = logging.getLogger(__name__)
 
@@ -136,3 +136,18 @@ def make_fallback(node: Node, node_proto: onnx.NodeProto | None, opsets: dict[st
         raise UnsupportedError(f"{node.label()}: no native kernel and the node cannot be exported for onnxruntime")
     implicit = [v.name for v in node.implicit_inputs()] if node.subgraphs() else []
     return OrtNodeRunner(node_proto, opsets, implicit, node.label())
+
+
+class WholeGraphRunner:
+    """Runs a whole model in onnxruntime (for graphs with string/sequence values the plan cannot hold)."""
+
+    def __init__(self, proto: onnx.ModelProto, inputs: list[str], outputs: list[str]) -> None:
+        import onnxruntime as ort
+
+        self.inputs, self.outputs = list(inputs), list(outputs)
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        self.sess = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+    def __call__(self, arrays: list[Any]) -> list[Any]:
+        return self.sess.run(self.outputs, dict(zip(self.inputs, arrays)))

@@ -123,6 +123,20 @@ class _Lowerer:
             if arr is not None:
                 self.consts[v] = arr
             return arr
+        if p is not None and p.op_type == "Identity" and p.domain == "" and p.inputs[0] is not None:
+            arr = self.const(p.inputs[0])  # exporters alias tied/shared weights through Identity
+            if arr is not None:
+                self.consts[v] = arr
+            return arr
+        if p is not None and p.op_type == "ConstantOfShape" and p.domain == "":
+            # Fold at compile time (e.g. weights of ONNX's "light" models): Conv/Gemm then see constants.
+            shape = self.const(p.inputs[0]) if p.inputs and p.inputs[0] is not None else np.zeros(0, np.int64)
+            if shape is not None and shape.size <= 8 and int(np.prod(shape)) <= (1 << 26):
+                fill = p.attr("value")
+                fill = np.zeros(1, np.float32) if fill is None else np.asarray(fill).reshape(-1)
+                arr = np.full(tuple(int(d) for d in shape.reshape(-1)), fill[0], dtype=fill.dtype)
+                self.consts[v] = arr
+                return arr
         return None
 
     def dt(self, v: Value | None) -> DType | None:
@@ -184,7 +198,8 @@ class _Lowerer:
                 self.anchors[n]()
             elif n in self.absorbed:
                 continue
-            elif n.op_type == "Constant" and n.domain == "" and self.const(n.outputs[0]) is not None:
+            elif n.op_type in ("Constant", "ConstantOfShape", "Identity") and n.domain == "" \
+                    and self.const(n.outputs[0]) is not None:
                 continue
             else:
                 self.lower_node(n)
@@ -579,6 +594,22 @@ def _binary(lw: _Lowerer, n: Node) -> bool:
     return a == b and a in _NUM_T and _same(lw, n)
 
 
+def _sum(lw: _Lowerer, n: Node) -> bool:
+    ins = [v for v in n.inputs if v is not None]
+    dts = {lw.dt(v) for v in ins}
+    if not ins or len(dts) != 1 or dts.pop() not in _NUM_T:
+        return False
+    if len(ins) == 1:
+        lw.emit("Copy", n, ins, [n.outputs[0]])
+        return True
+    acc = ins[0]
+    for i, v in enumerate(ins[1:]):
+        out = n.outputs[0] if i == len(ins) - 2 else lw.tmp(n.outputs[0].name + "/sum")
+        lw.emit("Add", n if out is n.outputs[0] else f"{n.name}/{i}", [acc, v], [out], origin=[n.label()])
+        acc = out
+    return True
+
+
 def _unary_f32(lw: _Lowerer, n: Node) -> bool:
     if lw.dt(n.inputs[0]) != DType.FLOAT:
         return False
@@ -835,7 +866,7 @@ _STANDARD: dict[str, Callable[[_Lowerer, Node], bool]] = {
                             "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor")},
     **{k: _unary_f32 for k in ("Sqrt", "Exp", "Log", "Tanh", "Erf", "Abs", "Neg", "Reciprocal", "Relu", "Sigmoid",
                                "Floor", "Ceil", "Sin", "Cos", "Gelu", "LeakyRelu", "Softplus", "Round")},
-    "Not": _not, "Clip": _clip, "Where": _where, "Cast": _cast,
+    "Sum": _sum, "Not": _not, "Clip": _clip, "Where": _where, "Cast": _cast,
     **{k: _view for k in ("Reshape", "Flatten", "Squeeze", "Unsqueeze")},
     "Identity": _identity, "Dropout": _identity,
     "Transpose": _transpose, "Concat": _concat, "Slice": _slice, "Gather": _gather, "Shape": _shape,

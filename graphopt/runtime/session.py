@@ -77,8 +77,9 @@ class Session:
     """
 
     def __init__(self, plan: Any, inputs: Sequence[InputSpec], output_names: Sequence[str], steps: list[StepSpec],
-                 precision: str, num_threads: int | None, name: str = "") -> None:
+                 precision: str, num_threads: int | None, name: str = "", runner: Any = None) -> None:
         self._plan = plan
+        self._runner = runner  # whole-graph fallback (no plan) for graphs with non-tensor values
         self.inputs = list(inputs)
         self.output_names = list(output_names)
         self._steps = steps
@@ -101,6 +102,9 @@ class Session:
         dims: dict[str, tuple[int, str]] = {}
         for spec in self.inputs:
             a = feeds[spec.name]
+            if self._runner is not None and not isinstance(a, np.ndarray):
+                arrays.append(a)  # sequences etc. go to onnxruntime as given
+                continue
             if not isinstance(a, np.ndarray):
                 a = np.asarray(a, dtype=spec.dtype)
             if spec.dtype is not None and a.dtype != spec.dtype:
@@ -126,7 +130,7 @@ class Session:
         """Run one inference; returns the outputs (all, or ``output_names``) as numpy arrays."""
         arrays = self._check(feeds)
         try:
-            outs = self._plan.run(arrays, self.num_threads or 0)
+            outs = self._runner(arrays) if self._runner is not None else self._plan.run(arrays, self.num_threads or 0)
         except ValueError as e:
             raise GraphoptError(f"native run failed: {e}") from e
         if output_names is None:
@@ -148,10 +152,12 @@ class Session:
     @property
     def peak_bytes(self) -> int:
         """Arena peak of the last run (intermediate tensors only)."""
-        return int(self._plan.last_peak_bytes)
+        return int(self._plan.last_peak_bytes) if self._plan is not None else 0
 
     def profile(self, feeds: Mapping[str, Any], repeats: int = 10) -> list[tuple[str, str, float]]:
         """Median microseconds per step over ``repeats`` runs: [(kind, name, us)], slowest first."""
+        if self._plan is None:
+            raise GraphoptError("profile() needs a native plan; this graph runs whole in onnxruntime")
         self._plan.set_profile(True)
         try:
             times = []
@@ -168,6 +174,10 @@ class Session:
         """Kernel per step (with the graph nodes it implements), fallbacks, and memory."""
         from .. import _C
 
+        if self._plan is None:
+            st = self._steps[0]
+            return Summary(self.precision, self.num_threads or _C.get_num_threads(), _C.isa_selected(),
+                           [("PyCall", st.name, st.detail, st.origin[0])], self.fallbacks, 0, {}, 0, 0, {"PyCall": 1})
         kernels = self._plan.step_kernels()
         rows = []
         for st, (kind, name, detail) in zip(self._steps, kernels):
