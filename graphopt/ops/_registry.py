@@ -64,6 +64,8 @@ class OpDef:
 
 OPS: dict[str, OpDef] = {}
 
+_LOWERED = "graphopt.ops.lowered"  # node meta flag: created by a lowering (see Emitter.cast_once)
+
 
 def register_op(op: OpDef) -> OpDef:
     """Add ``op`` to :data:`OPS` and register its shape rule with graphopt.io."""
@@ -118,6 +120,18 @@ class Emitter:
         self.graph.insert_before(self.anchor, n)
         self.nodes.append(n)
         return n.outputs[0]
+
+    def cast_once(self, v: Value, to: Any) -> Value:
+        """``Cast(v, to)``, shared with an earlier lowering's identical Cast (six attention
+        layers read one int32 mask). Only Casts a lowering created, hence placed before an
+        earlier anchor, are reused, so the graph stays in topological order."""
+        for u in v.consumers():
+            if u.op_type == "Cast" and u.domain == "" and u.attr("to") == to.value and u.meta.get(_LOWERED) \
+                    and u.graph is self.graph:
+                return u.outputs[0]
+        out = self.op("Cast", [v], {"to": to.value})
+        self.nodes[-1].meta[_LOWERED] = True
+        return out
 
     def const(self, base: str, array: Any, dtype: Any = None) -> Value:
         """A new initializer (name made unique from ``base``)."""

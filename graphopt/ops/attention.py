@@ -78,7 +78,7 @@ def _to_ort(node: Node, e: Emitter) -> list[Value | None]:
         raise UnsupportedError(f"{node.label()}: com.microsoft Attention needs the QKV bias input")
     mask = None
     if kpm is not None:
-        mask = kpm if kpm.dtype == DType.INT32 else e.op("Cast", [kpm], {"to": DType.INT32.value})
+        mask = kpm if kpm.dtype == DType.INT32 else e.cast_once(kpm, DType.INT32)
     attrs: dict[str, Any] = {"num_heads": int(node.attr("num_heads")),
                              "mask_filter_value": float(node.attr("mask_filter_value", -10000.0))}
     if node.attr("scale", 0.0):

@@ -127,7 +127,7 @@ def _embed_ln_ort(node: Node, e: Emitter) -> list[Value | None]:
     ids, seg, word, pos, segw, gamma, beta, pos_ids = ins[:8]
 
     def i32(v: Value | None) -> Value | None:
-        return None if v is None or v.dtype == DType.INT32 else e.op("Cast", [v], {"to": DType.INT32.value})
+        return None if v is None or v.dtype == DType.INT32 else e.cast_once(v, DType.INT32)
 
     if beta is None:  # onnxruntime's kernel requires beta
         width = word.shape[-1] if word.shape is not None else None
