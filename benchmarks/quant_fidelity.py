@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--alpha", type=float, default=None, help="SmoothQuant alpha (default: the preset's)")
     ap.add_argument("--runs", type=int, default=30, help="timed runs per system")
     ap.add_argument("--no-ort", action="store_true", help="skip onnxruntime's quantizers")
+    ap.add_argument("--fallback", type=int, default=0, metavar="K",
+                    help="also a row keeping the K most sensitive nodes fp32 (sensitivity on calib sentences)")
     ap.add_argument("--report", type=Path, help="folder for results.json and the per-layer error PNG")
     ap.add_argument("--workdir", type=Path, help="where quantized models are written (default: a temp dir)")
     args = ap.parse_args(argv)
@@ -154,6 +156,29 @@ def main(argv: list[str] | None = None) -> int:
     measure("graphopt dynamic int8 per-channel", go_mode("dynamic"))
     measure("graphopt weight-only int8", go_mode("weight-only", weight_bits=8))
     measure("graphopt weight-only int4 g32", go_mode("weight-only", weight_bits=4, group_size=32))
+
+    def go_gptq() -> Path:
+        m = graphopt.load(spec.path)
+        quantize(m, QuantConfig(mode="weight-only", weight_bits=4, group_size=32, gptq=True), calib, progress=False)
+        return graphopt.save(m, work / "graphopt_int4_gptq.onnx")
+
+    measure("graphopt weight-only int4 g32 GPTQ", go_gptq)
+
+    if args.fallback and "qdq" in state:
+        from graphopt.quant.sensitivity import fallback_overrides, node_sensitivity
+
+        def go_fallback() -> Path:
+            # sensitivity on calibration sentences only (the eval split stays unseen)
+            probe = tokenize(tok, spec.input_names, calib_s[:16], 16, "longest")[0]
+            ref_out = session(spec.path).run(None, probe)
+            sens = node_sensitivity(state["qdq"][0], ref_out, probe)
+            keep = fallback_overrides(sens, args.fallback)
+            extra["fallback_nodes"] = keep
+            m = graphopt.load(spec.path)
+            m, _ = quantize(m, QuantConfig.transformer(nodes=keep, **cfg_kw), calib, progress=False)
+            return graphopt.save(m, work / "graphopt_static_fallback.onnx")
+
+        measure(f"graphopt static int8 SmoothQuant + {args.fallback} fp32 fallbacks", go_fallback)
 
     if not args.no_ort:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_dynamic, quantize_static

@@ -169,3 +169,18 @@ def test_onnxruntime_runs_the_qdq_graph_with_integer_kernels(data, tmp_path):
     ops = {n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node}
     assert "MatMulIntegerToFloat" in ops or "QLinearMatMul" in ops
     assert "MatMul" not in ops and "DequantizeLinear" not in ops
+
+
+def test_sensitivity_ranks_nodes_and_fallback_reduces_error(data):
+    from graphopt.quant.sensitivity import fallback_overrides, node_sensitivity, output_error
+
+    calib, feeds = data
+    ref = run_ort(mlp_model(outlier=60.0), feeds)
+    q, _ = quantize(mlp_model(outlier=60.0), QuantConfig(), calib, progress=False)
+    before = str(q.graph)
+    sens = node_sensitivity(q, ref, feeds)
+    assert set(sens) == {"fc1", "fc2", "side"} and str(q.graph) == before  # restored after each trial
+    err_all = output_error(ref, run_ort(q, feeds))
+    cfg = QuantConfig(nodes=fallback_overrides(sens, 1))
+    q1, _ = quantize(mlp_model(outlier=60.0), cfg, calib, progress=False)
+    assert output_error(ref, run_ort(q1, feeds)) < err_all
