@@ -13,6 +13,7 @@ Method:
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import os
@@ -98,11 +99,11 @@ def machine_info() -> dict[str, object]:
         "python": platform.python_version(),
         "numpy": np.__version__,
     }
-    for mod in ("onnxruntime", "torch", "openvino"):
-        try:
-            out[mod] = __import__(mod).__version__
-        except ImportError:
-            out[mod] = None
+    for dist in ("onnxruntime", "torch", "openvino"):
+        try:  # the installed version, without paying for the import
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = None
     return out
 
 

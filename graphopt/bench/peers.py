@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -225,16 +226,17 @@ def _openvino_bf16(p: Problem, threads: int) -> Call | None:
 
 # ------------------------------------------------------------------ torch
 
-def _torch() -> object | None:
+def _torch(threads: int) -> object | None:
     try:
         import torch
     except ImportError:
         return None
+    torch.set_num_threads(threads)
     return torch
 
 
 def _torch_fp32(p: Problem, threads: int) -> Call | None:
-    torch = _torch()
+    torch = _torch(threads)
     if torch is None:
         return None
     a, b = torch.from_numpy(p.a_f32), torch.from_numpy(p.b_f32)  # type: ignore[attr-defined]
@@ -246,7 +248,7 @@ def _torch_fp32(p: Problem, threads: int) -> Call | None:
 
 
 def _torch_bf16(p: Problem, threads: int) -> Call | None:
-    torch = _torch()
+    torch = _torch(threads)
     if torch is None:
         return None
     a = torch.from_numpy(p.a_f32).to(torch.bfloat16)  # type: ignore[attr-defined]
@@ -259,7 +261,7 @@ def _torch_bf16(p: Problem, threads: int) -> Call | None:
 
 
 def _torch_dynquant(p: Problem, threads: int) -> Call | None:
-    torch = _torch()
+    torch = _torch(threads)
     if torch is None:
         return None
     try:
@@ -302,6 +304,6 @@ def set_threads(n: int) -> None:
     """Set every library's thread count that can be set at run time."""
     gk_native = gk._C  # noqa: SLF001 - the module object behind the wrappers
     gk_native.set_num_threads(n)
-    torch = _torch()
+    torch = sys.modules.get("torch")  # never import torch just to set its threads
     if torch is not None:
-        torch.set_num_threads(n)  # type: ignore[attr-defined]
+        torch.set_num_threads(n)

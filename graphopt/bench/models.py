@@ -1,0 +1,387 @@
+"""Model benchmark: graphopt's native runtime against onnxruntime, OpenVINO and PyTorch.
+
+For each (batch, threads) configuration every system is built once, checked
+for fidelity against the fp32 reference (onnxruntime on the original model:
+cosine of the attention-mask mean-pooled embeddings, and max abs error), then
+timed in interleaved rounds: each round visits every system, pausing ~150 ms
+before each system's block so the previous system's spinning thread pool
+has gone quiet. Medians over all timed runs are reported.
+
+Systems (those whose package is missing are skipped with a note):
+
+- ``graphopt-fp32|bf16|int8``: :func:`graphopt.compile` (O2, then native kernels);
+- ``ort-fp32``: onnxruntime, ORT_ENABLE_ALL;
+- ``ort-fp32-opt``: onnxruntime after its transformers optimizer (fused Attention etc.);
+- ``ort-int8`` / ``ort-int8-pc``: ``quantize_dynamic`` (per tensor / per channel) of the optimized model;
+- ``ov-fp32`` / ``ov-bf16``: OpenVINO CPU with INFERENCE_PRECISION_HINT f32 (explicit: it defaults to
+  bf16 on AVX512-BF16 CPUs) / bf16;
+- ``torch-fp32`` / ``torch-int8``: PyTorch eager, and ``quantize_dynamic`` on its Linear layers.
+
+>>> report = run_model_bench(BenchConfig(model="minilm", batches=(1,), threads=(2,)))   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["BenchConfig", "SystemResult", "BenchReport", "run_model_bench", "evaluate_targets", "plot", "SYSTEMS"]
+
+logger = logging.getLogger(__name__)
+
+SYSTEMS = ("graphopt-fp32", "graphopt-bf16", "graphopt-int8", "ort-fp32", "ort-fp32-opt", "ort-int8", "ort-int8-pc",
+           "ov-fp32", "ov-bf16", "torch-fp32", "torch-int8")
+
+
+@dataclass
+class BenchConfig:
+    """What to run. ``threads`` None means (1, all cores)."""
+
+    model: str = "minilm"  # minilm | distilbert | a path to an ONNX encoder
+    batches: tuple[int, ...] = (1, 8)
+    seq: int = 128
+    threads: tuple[int, ...] | None = None
+    rounds: int = 5
+    per_round: int = 3
+    pause_s: float = 0.15
+    systems: tuple[str, ...] = SYSTEMS
+
+    @classmethod
+    def quick(cls, model: str = "minilm") -> BenchConfig:
+        return cls(model=model, batches=(1,), rounds=3, per_round=2)
+
+
+@dataclass
+class SystemResult:
+    system: str
+    batch: int
+    threads: int
+    median_ms: float | None = None
+    runs: int = 0
+    cosine: float | None = None  # mean over the batch of the pooled-embedding cosine to fp32
+    min_cosine: float | None = None
+    max_abs_err: float | None = None
+    rss_mb: float | None = None  # resident-memory growth while building and warming this system
+    size_mb: float | None = None  # weights on disk / packed
+    note: str = ""
+
+
+@dataclass
+class BenchReport:
+    model: str
+    seq: int
+    machine: dict[str, Any]
+    results: list[SystemResult] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    graphopt_summary: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "seq": self.seq, "machine": self.machine, "skipped": self.skipped,
+                "results": [asdict(r) for r in self.results], "targets": evaluate_targets(self)}
+
+
+# ---------------------------------------------------------------- models and inputs
+
+def _spec(model: str):
+    from ..models import ModelSpec, distilbert_onnx, minilm_onnx
+
+    if model == "minilm":
+        return minilm_onnx()
+    if model == "distilbert":
+        return distilbert_onnx()
+    p = Path(model)
+    if not p.exists():
+        from ..errors import GraphoptError
+
+        raise GraphoptError(f"model '{model}' is neither 'minilm', 'distilbert' nor an ONNX file")
+    import onnx
+
+    names = tuple(i.name for i in onnx.load(str(p), load_external_data=False).graph.input)
+    return ModelSpec(p, names, p.stem)
+
+
+def _feeds(spec, batch: int, seq: int) -> dict[str, np.ndarray]:
+    from ..data import sentences
+    from ..models import sample_feeds
+
+    sents = sentences("eval")[:batch]
+    try:
+        f = sample_feeds(spec, sents, batch=batch, seq=seq)
+    except Exception:  # noqa: BLE001 - no tokenizer for a user model: random ids
+        f = sample_feeds(spec, None, batch=batch, seq=seq)
+    return {k: v for k, v in f.items() if k in spec.input_names}
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except OSError:
+        return float("nan")
+
+
+# ---------------------------------------------------------------- systems
+
+Runner = Callable[[dict[str, np.ndarray]], np.ndarray]
+
+
+class _Builder:
+    """Builds one system's runner for a thread count; shared artifacts are made once."""
+
+    def __init__(self, spec, workdir: Path) -> None:
+        self.spec = spec
+        self.workdir = workdir
+        self._opt: Path | None = None
+        self._int8: dict[bool, Path] = {}
+        self.graphopt_summary = ""
+
+    def _ort_session(self, path: Path, threads: int) -> Runner:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        return lambda f: sess.run(None, f)[0]
+
+    def optimized(self) -> Path:
+        if self._opt is None:
+            from onnxruntime.transformers.optimizer import optimize_model
+
+            out = self.workdir / "ort_opt.onnx"
+            m = optimize_model(str(self.spec.path), model_type="bert", num_heads=0, hidden_size=0, opt_level=1)
+            m.save_model_to_file(str(out))
+            self._opt = out
+        return self._opt
+
+    def int8(self, per_channel: bool) -> Path:
+        if per_channel not in self._int8:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            src = self.optimized()
+            out = self.workdir / f"ort_int8{'_pc' if per_channel else ''}.onnx"
+            quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, per_channel=per_channel)
+            self._int8[per_channel] = out
+        return self._int8[per_channel]
+
+    def torch_model(self):
+        import torch
+        import transformers
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        if self.spec.name == "all-MiniLM-L6-v2":
+            from ..models import minilm_path
+
+            return transformers.AutoModel.from_pretrained(str(minilm_path())).eval()
+        if self.spec.name == "distilbert":
+            torch.manual_seed(0)  # the same construction as graphopt.models.distilbert_onnx()
+            cfg = transformers.DistilBertConfig()
+            cfg._attn_implementation = "eager"
+            m = transformers.DistilBertModel(cfg).eval()
+            m.config._attn_implementation = "sdpa"
+            return m
+        raise RuntimeError("no PyTorch module for a user-supplied ONNX file")
+
+    def build(self, system: str, threads: int) -> tuple[Runner, float | None, str]:
+        """(runner, size in MB or None, note)."""
+        spec = self.spec
+        if system.startswith("graphopt-"):
+            import graphopt
+
+            sess = graphopt.compile(spec, precision=system.split("-")[1], num_threads=threads)
+            s = sess.summary()
+            if system == "graphopt-int8" and not self.graphopt_summary:
+                self.graphopt_summary = str(s)
+            note = f"fallbacks={len(s.fallbacks)}"
+            return (lambda f: sess.run(f)[0]), s.packed_bytes / 1e6, note
+        if system == "ort-fp32":
+            return self._ort_session(spec.path, threads), Path(spec.path).stat().st_size / 1e6, "ORT_ENABLE_ALL"
+        if system == "ort-fp32-opt":
+            p = self.optimized()
+            return self._ort_session(p, threads), p.stat().st_size / 1e6, "transformers optimizer"
+        if system in ("ort-int8", "ort-int8-pc"):
+            p = self.int8(system.endswith("pc"))
+            return self._ort_session(p, threads), p.stat().st_size / 1e6, \
+                "quantize_dynamic " + ("per-channel" if system.endswith("pc") else "per-tensor")
+        if system in ("ov-fp32", "ov-bf16"):
+            import openvino as ov
+
+            core = ov.Core()
+            cfg = {"INFERENCE_PRECISION_HINT": system.split("-")[1], "INFERENCE_NUM_THREADS": threads,
+                   "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+            cm = core.compile_model(str(spec.path), "CPU", cfg)
+            req = cm.create_infer_request()
+            out = cm.outputs[0]
+            return (lambda f: req.infer(f)[out]), None, f"INFERENCE_PRECISION_HINT={cfg['INFERENCE_PRECISION_HINT']}"
+        if system in ("torch-fp32", "torch-int8"):
+            import torch
+
+            torch.set_num_threads(threads)
+            m = self.torch_model()
+            if system == "torch-int8":
+                m = torch.ao.quantization.quantize_dynamic(m, {torch.nn.Linear}, dtype=torch.qint8)
+
+            def run(f: dict[str, np.ndarray]) -> np.ndarray:
+                with torch.inference_mode():
+                    return m(**{k: torch.from_numpy(v) for k, v in f.items()}).last_hidden_state.numpy()
+            return run, None, "eager" + (" + quantize_dynamic(Linear)" if system == "torch-int8" else "")
+        raise ValueError(f"unknown system {system}")
+
+
+def _pooled(h: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    if mask is None:
+        return h.mean(1)
+    m = mask[..., None].astype(np.float32)
+    return (h * m).sum(1) / np.maximum(m.sum(1), 1.0)
+
+
+def _fidelity(out: np.ndarray, ref: np.ndarray, mask: np.ndarray | None) -> tuple[float, float, float]:
+    a, b = _pooled(out.astype(np.float32), mask), _pooled(ref, mask)
+    cos = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)
+    return float(cos.mean()), float(cos.min()), float(np.abs(out - ref).max())
+
+
+def _machine(threads: tuple[int, ...]) -> dict[str, Any]:
+    import platform
+
+    from .. import _C
+
+    info: dict[str, Any] = {"cpu": _C.cpu_features().get("brand", platform.processor()), "logical_cpus": os.cpu_count(),
+                            "isa_selected": _C.isa_selected(), "threads": list(threads)}
+    for mod in ("onnxruntime", "openvino", "torch", "numpy"):
+        try:
+            info[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001
+            info[mod] = None
+    return info
+
+
+# ---------------------------------------------------------------- driver
+
+def run_model_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> BenchReport:
+    """Run the benchmark described by ``cfg`` (see the module docstring)."""
+    say = progress or (lambda s: None)
+    spec = _spec(cfg.model)
+    threads = cfg.threads or tuple(sorted({1, os.cpu_count() or 1}))
+    report = BenchReport(spec.name, cfg.seq, _machine(threads))
+    with tempfile.TemporaryDirectory(prefix="graphopt-bench-") as tmp:
+        builder = _Builder(spec, Path(tmp))
+        for batch in cfg.batches:
+            feeds = _feeds(spec, batch, cfg.seq)
+            mask = feeds.get("attention_mask")
+            ref = builder._ort_session(spec.path, max(threads))(feeds)
+            for th in threads:
+                say(f"batch {batch}, {th} thread(s): building")
+                runners: dict[str, Runner] = {}
+                results: dict[str, SystemResult] = {}
+                for name in cfg.systems:
+                    r = SystemResult(name, batch, th)
+                    rss0 = _rss_mb()
+                    try:
+                        fn, size, note = builder.build(name, th)
+                        out = fn(feeds)
+                        r.cosine, r.min_cosine, r.max_abs_err = _fidelity(np.asarray(out), ref, mask)
+                        r.size_mb, r.note = size, note
+                        runners[name] = fn
+                    except Exception as e:  # noqa: BLE001 - a missing peer must not stop the benchmark
+                        msg = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+                        report.skipped.setdefault(name, msg)
+                        logger.info("skipping %s: %s", name, msg)
+                        continue
+                    r.rss_mb = _rss_mb() - rss0
+                    results[name] = r
+                times: dict[str, list[float]] = {n: [] for n in runners}
+                for fn in runners.values():  # warm-up
+                    fn(feeds)
+                for rnd in range(cfg.rounds):
+                    say(f"batch {batch}, {th} thread(s): round {rnd + 1}/{cfg.rounds}")
+                    for name, fn in runners.items():
+                        time.sleep(cfg.pause_s)
+                        for _ in range(cfg.per_round):
+                            t0 = time.perf_counter()
+                            fn(feeds)
+                            times[name].append((time.perf_counter() - t0) * 1e3)
+                for name, r in results.items():
+                    r.median_ms = float(np.median(times[name]))
+                    r.runs = len(times[name])
+                    report.results.append(r)
+                runners.clear()
+                gc.collect()
+        report.graphopt_summary = builder.graphopt_summary
+    return report
+
+
+def _get(report: BenchReport, system: str, batch: int, threads: int) -> SystemResult | None:
+    for r in report.results:
+        if r.system == system and r.batch == batch and r.threads == threads and r.median_ms is not None:
+            return r
+    return None
+
+
+def evaluate_targets(report: BenchReport) -> list[dict[str, Any]]:
+    """Issue-6 targets per (batch, threads): graphopt int8 <= 0.8x fastest ORT int8 (cosine >= 0.99),
+    bf16 <= 0.7x ORT fp32, fp32 <= 1.0x the faster of ORT fp32 / ORT transformers-optimized."""
+    out = []
+    keys = sorted({(r.batch, r.threads) for r in report.results})
+    for b, t in keys:
+        def ms(s: str) -> float | None:
+            r = _get(report, s, b, t)
+            return r.median_ms if r else None
+
+        rows = []
+        ort_int8 = [x for x in (ms("ort-int8"), ms("ort-int8-pc")) if x]
+        ort_fp32 = [x for x in (ms("ort-fp32"), ms("ort-fp32-opt")) if x]
+        g8, g16, g32 = _get(report, "graphopt-int8", b, t), ms("graphopt-bf16"), ms("graphopt-fp32")
+        if g8 and ort_int8:
+            ratio = g8.median_ms / min(ort_int8)
+            rows.append(("int8 vs fastest ORT int8", ratio, 0.8, ratio <= 0.8 and (g8.cosine or 0) >= 0.99,
+                         f"cosine {g8.cosine:.4f}"))
+        if g16 and ms("ort-fp32"):
+            ratio = g16 / ms("ort-fp32")
+            rows.append(("bf16 vs ORT fp32", ratio, 0.7, ratio <= 0.7, ""))
+        if g32 and ort_fp32:
+            ratio = g32 / min(ort_fp32)
+            rows.append(("fp32 vs ORT fp32 (optimized)", ratio, 1.0, ratio <= 1.0, ""))
+        for name, ratio, target, met, extra in rows:
+            out.append({"batch": b, "threads": t, "target": name, "ratio": round(ratio, 3), "bound": target,
+                        "met": bool(met), "note": extra})
+    return out
+
+
+def plot(report: BenchReport, path: str | os.PathLike) -> None:
+    """Bar chart of median latency per system, one panel per (batch, threads)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted({(r.batch, r.threads) for r in report.results})
+    if not keys:
+        return
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4.5), squeeze=False)
+    for ax, (b, t) in zip(axes[0], keys):
+        rs = [r for r in report.results if r.batch == b and r.threads == t and r.median_ms]
+        names = [r.system for r in rs]
+        vals = [r.median_ms for r in rs]
+        colors = ["#1f77b4" if n.startswith("graphopt") else "#ff7f0e" if n.startswith("ort") else
+                  "#2ca02c" if n.startswith("ov") else "#7f7f7f" for n in names]
+        ax.barh(names, vals, color=colors)
+        ax.invert_yaxis()
+        ax.set_title(f"{report.model}: batch {b}, seq {report.seq}, {t} thread(s)")
+        ax.set_xlabel("median latency (ms), lower is better")
+        for i, v in enumerate(vals):
+            ax.text(v, i, f" {v:.1f}", va="center", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
