@@ -43,13 +43,13 @@ from .driver import RewritePass, RuleIndex, apply_rules
 from .dsl import COMMUTATIVE_OPS, A, AnyOf, Const, OpPattern, Optional, P, PatternBuilder, ValuePattern, Var
 from .match import Match, MatchError, MatchResult
 from .matcher import Matcher, Tracer
-from .rule import Builder, Rule, RuleSet, rule
+from .rule import Builder, Rule, RuleSet, get_rule, register_rule, registered_rules, rule
 from .tracer import Explanation, explain
 from .values import can_replace, const_value, is_constant, remove_dead, replace_value
 
 __all__ = [
     "A", "AnyOf", "Const", "OpPattern", "Optional", "P", "PatternBuilder", "ValuePattern", "Var",
     "COMMUTATIVE_OPS", "Match", "MatchError", "MatchResult", "Matcher", "Tracer", "Builder", "Rule", "RuleSet",
-    "rule", "RewritePass", "RuleIndex", "apply_rules", "explain", "Explanation", "const_value", "is_constant",
+    "rule", "register_rule", "get_rule", "registered_rules", "RewritePass", "RuleIndex", "apply_rules", "explain", "Explanation", "const_value", "is_constant",
     "can_replace", "replace_value", "remove_dead",
 ]

@@ -86,6 +86,10 @@ class Match:
             return n.outputs[0]
         raise self._missing(name, "value")
 
+    def value(self, name: str) -> Value:
+        """Same as ``m[name]``."""
+        return self[name]
+
     def get(self, name: str) -> Value | None:
         """Like ``m[name]`` but ``None`` for an unmatched :class:`Optional`."""
         if name in self.values:

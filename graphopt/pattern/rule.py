@@ -12,7 +12,7 @@ from ..ir import Graph, Node, Value
 from .dsl import P, PatternBuilder, ValuePattern
 from .match import Match, MatchResult
 
-__all__ = ["Rule", "RuleSet", "Builder", "rule", "CheckResult"]
+__all__ = ["Rule", "RuleSet", "Builder", "rule", "CheckResult", "register_rule", "get_rule", "registered_rules"]
 
 #: What ``check`` may return: a MatchResult, or None/True (ok), or a reason string / False (fail).
 CheckResult = Union[MatchResult, str, bool, None]
@@ -266,3 +266,46 @@ class RuleSet:
 
     def __repr__(self) -> str:
         return f"RuleSet({self.name!r}, {[r.rule_name for r in self.rules]})"
+
+
+_RULES: dict[str, Rule] = {}
+
+
+def register_rule(cls: type[Rule]) -> type[Rule]:
+    """Class decorator: make a rule findable by name (``explain("fuse-conv-bn", model)``).
+
+    >>> @register_rule
+    ... class DropIdentity(Rule):
+    ...     name = "doc-drop-identity"
+    ...     def pattern(self, p):
+    ...         from graphopt.pattern import Var
+    ...         return p.Identity(Var("x"))
+    ...     def rewrite(self, b, m):
+    ...         return m["x"]
+    >>> get_rule("doc-drop-identity").rule_name
+    'doc-drop-identity'
+    """
+    inst = cls()
+    name = inst.rule_name
+    other = _RULES.get(name)
+    if other is not None and type(other).__qualname__ != cls.__qualname__:
+        raise ValueError(f"rule name {name!r} registered twice ({type(other).__name__} and {cls.__name__})")
+    _RULES[name] = inst
+    return cls
+
+
+def registered_rules() -> dict[str, Rule]:
+    """Every rule registered with :func:`register_rule` (after importing the shipped passes)."""
+    import graphopt.passes  # noqa: F401  (registers the shipped rules)
+
+    return dict(sorted(_RULES.items()))
+
+
+def get_rule(name: str) -> Rule:
+    if name not in _RULES:
+        rules = registered_rules()
+        if name not in rules:
+            from ..errors import GraphoptError
+
+            raise GraphoptError(f"unknown rule {name!r}; registered: {', '.join(rules) or 'none'}")
+    return _RULES[name]

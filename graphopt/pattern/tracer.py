@@ -42,7 +42,7 @@ class Explanation:
         return "\n".join(lines)
 
 
-def explain(rule: Rule, model: Model | Graph) -> Explanation:
+def explain(rule: Rule | str, model: Model | Graph) -> Explanation:
     """Try ``rule`` at every candidate root without rewriting; report the
     matches and the deepest failure.
 
@@ -52,6 +52,10 @@ def explain(rule: Rule, model: Model | Graph) -> Explanation:
         BatchNormalization -> %y
       failed because: Relu -> %r is not Conv
     """
+    if isinstance(rule, str):
+        from .rule import get_rule
+
+        rule = get_rule(rule)
     graph = model.graph if isinstance(model, Model) else model
     index = RuleIndex([rule])
     tracer = Tracer()

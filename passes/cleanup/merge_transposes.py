@@ -5,12 +5,13 @@ The composed permutation may be the identity; remove-noops then drops it.
 
 from __future__ import annotations
 
-from graphopt.pattern import A, MatchResult, Rule, RuleSet, RewritePass, Var
+from graphopt.pattern import A, MatchResult, Rule, RuleSet, RewritePass, Var, register_rule
 from graphopt.pm import register_pass
 
 __all__ = ["MergeTransposePair", "MERGE_TRANSPOSES", "MergeTransposes"]
 
 
+@register_rule
 class MergeTransposePair(Rule):
     """Two Transposes in a row become one (the inner must have no other user)."""
 

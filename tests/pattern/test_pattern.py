@@ -319,3 +319,13 @@ def test_dag_pattern_reuses_a_subpattern():
     assert_op_counts(m, LayerNormalization=1, Sub=0, Mul=0, ReduceMean=0)
     m.verify()
     assert_numerically_close(before, m, rtol=1e-5, atol=1e-5)
+
+
+def test_explain_by_registered_name():
+    from graphopt.errors import GraphoptError
+
+    text = HDR + "g (float[2,3] x) => (float[3,2] y) { y = Transpose<perm=[1,0]>(x) }"
+    ex = explain("merge-transpose-pair", parse_model(text))
+    assert ex.candidates == 1 and "graph input" in ex.reason
+    with pytest.raises(GraphoptError, match="unknown rule 'nope'"):
+        explain("nope", parse_model(text))
