@@ -186,31 +186,31 @@ def _unsupported_report(fe: Any, load: Any, proto: onnx.ModelProto) -> str:
 
 def _convert(proto: onnx.ModelProto) -> ov.Model:
     fe = _frontend()
-    with tempfile.TemporaryDirectory(prefix="graphopt-ov-") as tmp:
-        if proto.ByteSize() > _PROTOBUF_LIMIT - 64 * 2**20:
-            import onnx
+    if proto.ByteSize() > _PROTOBUF_LIMIT - 64 * 2**20:
+        # past protobuf's limit: through a file with external data. OpenVINO may
+        # memory-map the weights; removing the files after conversion is safe on
+        # POSIX (the mapping keeps the inode alive).
+        import onnx
 
+        with tempfile.TemporaryDirectory(prefix="graphopt-ov-") as tmp:
             path = os.path.join(tmp, "model.onnx")
             onnx.save_model(proto, path, save_as_external_data=True, all_tensors_to_one_file=True,
                             location="model.onnx.data")
+            return _convert_with(fe, lambda: fe.load(path), proto)
+    data = proto.SerializeToString()  # the common case: in memory, no temporary files
+    return _convert_with(fe, lambda: fe.load(io.BytesIO(data)), proto)
 
-            def load() -> Any:
-                return fe.load(path)
-        else:
-            data = proto.SerializeToString()
 
-            def load() -> Any:
-                return fe.load(io.BytesIO(data))
-
-        try:
-            return fe.convert(load())
-        except Exception as e:  # noqa: BLE001 - OpConversionFailure, GeneralFailure, RuntimeError ...
-            where = _unsupported_report(fe, load, proto)
-            msg = str(e).strip()
-            raise UnsupportedError(
-                "OpenVINO's ONNX frontend cannot convert the model"
-                + (f": unsupported node(s) {where}" if where else "")
-                + f"\n--- OpenVINO says:\n{msg}") from e
+def _convert_with(fe: Any, load: Any, proto: onnx.ModelProto) -> ov.Model:
+    try:
+        return fe.convert(load())
+    except Exception as e:  # noqa: BLE001 - OpConversionFailure, GeneralFailure, RuntimeError ...
+        where = _unsupported_report(fe, load, proto)
+        msg = str(e).strip()
+        raise UnsupportedError(
+            "OpenVINO's ONNX frontend cannot convert the model"
+            + (f": unsupported node(s) {where}" if where else "")
+            + f"\n--- OpenVINO says:\n{msg}") from e
 
 
 def to_openvino(model: Model | Graph | onnx.ModelProto | str | os.PathLike, *,
