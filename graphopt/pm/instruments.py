@@ -32,7 +32,7 @@ from .context import PassContext
 from .pass_ import Pass, PassResult
 
 __all__ = ["Instrument", "PassInfo", "PassRecord", "Timing", "Verify", "DumpIR", "PrintIR", "NumericGuard",
-           "NumericMismatch", "Reproducer"]
+           "NumericMismatch", "Reproducer", "CheckUnmodified"]
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +143,28 @@ class Verify(Instrument):
     def after(self, model: Model, info: PassInfo, result: PassResult) -> None:
         if result.modified:
             model.graph.verify()
+
+
+class CheckUnmodified(Instrument):
+    """A pass that reports ``modified=False`` must not have changed the model
+    (TVM's immutable-module check): compares the printed IR and the constant
+    data before and after. Costs a print per pass; meant for tests."""
+
+    def __init__(self) -> None:
+        self._before: tuple[str, int] | None = None
+
+    @staticmethod
+    def _fingerprint(model: Model) -> tuple[str, int]:
+        data = hash(tuple((k, v.const.tobytes() if v.const is not None and v.const.dtype != object else b"")
+                          for k, v in model.graph.initializers.items()))
+        return str(model), data
+
+    def before(self, model: Model, info: PassInfo) -> None:
+        self._before = self._fingerprint(model)
+
+    def after(self, model: Model, info: PassInfo, result: PassResult) -> None:
+        if not result.modified and self._before is not None and self._fingerprint(model) != self._before:
+            raise PassError(f"pass '{info.name}' reported no change but modified the model")
 
 
 def _slug(name: str) -> str:

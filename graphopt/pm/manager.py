@@ -164,6 +164,12 @@ class PassManager:
         instruments.append(timing)
         t0 = time.perf_counter()
         nodes_before = len(model.graph)
+        if self.verify_each:
+            try:
+                model.graph.verify()
+            except VerificationError as e:
+                # Blame the input, not the first pass.
+                raise VerificationError(f"the input model is invalid (before any pass): {e}", e.problems) from e
         if self.atomic:
             from ..ir.clone import clone
 

@@ -346,3 +346,29 @@ def test_o2_includes_passes_tagged_with_preset():
         assert "test-tagged-o2" in names
     finally:
         _REGISTRY.pop("test-tagged-o2", None)
+
+
+class Liar(Pass):
+    name = "liar"
+
+    def run(self, model, ctx):
+        next(iter(model.graph)).op_type = "Neg"
+        return PassResult(False)
+
+
+def test_check_unmodified_catches_a_lying_pass():
+    from graphopt.pm import CheckUnmodified
+
+    with pytest.raises(PassError, match="pass 'liar' reported no change but modified"):
+        PassManager([Liar()], instruments=[CheckUnmodified()])(parse_model(TEXT))
+    PassManager.from_text("O1", instruments=[CheckUnmodified()])(parse_model(TEXT))
+
+
+def test_invalid_input_is_blamed_on_the_input():
+    from graphopt.errors import VerificationError
+
+    m = parse_model(TEXT)
+    relu = next(n for n in m.graph if n.op_type == "Relu")
+    m.graph.remove(relu, safe=False)
+    with pytest.raises(VerificationError, match="input model is invalid"):
+        PassManager.from_text("cse")(m)
