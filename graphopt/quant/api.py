@@ -111,7 +111,29 @@ def quantize(model: Model, config: QuantConfig | None = None, data: DataSource |
         report.stats["insert-qdq"] = dict(pq.InsertQDQPass().run(model, ctx).stats)
         if fmt == "qoperator":
             report.stats["fold-qdq"] = dict(pq.FoldQDQPass().run(model, ctx).stats)
+    _low_precision_nodes(model, cfg, ctx, report)
     model.graph.verify()
     report.seconds = time.perf_counter() - t0
     logger.info("quantized (%s) in %.1f s: %s", cfg.mode, report.seconds, report.stats)
     return model, report
+
+
+def _low_precision_nodes(model: Model, cfg: QuantConfig, ctx: PassContext, report: QuantReport) -> None:
+    """Nodes the config puts in "bf16"/"fp16" go through assign-precision (casts at their boundaries)."""
+    wanted: dict[str, set[str]] = {}
+    for n in model.graph:
+        if n.name and n.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            p = cfg.plan(n).precision
+            if p in ("bf16", "fp16"):
+                wanted.setdefault(p, set()).add(n.name)
+    if not wanted:
+        return
+    from graphopt.passes.precision import AssignPrecisionPass
+
+    from ..io import infer_shapes
+
+    infer_shapes(model)
+    for dtype, names in sorted(wanted.items()):
+        res = AssignPrecisionPass(dtype, target=ctx.target, allow=frozenset(), inherit=frozenset(),
+                                  force_nodes=frozenset(names)).run(model, ctx)
+        report.stats[f"assign-precision-{dtype}"] = dict(res.stats)

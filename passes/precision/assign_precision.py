@@ -77,7 +77,7 @@ class AssignPrecisionPass(Pass):
 
     def __init__(self, dtype: str = "bf16", *, target: str = "onnxruntime", allow: frozenset[str] = ALLOW,
                  deny: frozenset[str] = DENY, inherit: frozenset[str] = INHERIT,
-                 keep_fp32_nodes: frozenset[str] = frozenset()) -> None:
+                 keep_fp32_nodes: frozenset[str] = frozenset(), force_nodes: frozenset[str] = frozenset()) -> None:
         if dtype not in ("bf16", "fp16"):
             raise GraphoptError(f"assign-precision: dtype must be bf16 or fp16, got {dtype!r}")
         if target not in ("onnxruntime", "native", "openvino"):
@@ -85,6 +85,7 @@ class AssignPrecisionPass(Pass):
         self.dtype, self.target = dtype, target
         self.allow, self.deny, self.inherit = frozenset(allow), frozenset(deny), frozenset(inherit)
         self.keep = frozenset(keep_fp32_nodes)
+        self.force = frozenset(force_nodes)  # named nodes in low precision whatever their op (QuantConfig "bf16")
 
     @property
     def low(self) -> DType:
@@ -123,7 +124,7 @@ class AssignPrecisionPass(Pass):
             return False
         if any(id(o) in outputs for o in node.outputs):
             return False  # final outputs stay fp32
-        if op in self.allow:
+        if op in self.allow or node.name in self.force:
             want = True
         elif op in self.inherit:
             acts = [v for _, v in fins if v.const is None]

@@ -19,14 +19,17 @@ import logging
 
 import numpy as np
 
-from graphopt.ir import DType, Model, Node, TensorType, Value
+from graphopt.ir import DType, MetaKey, Model, Node, TensorType, Value
 from graphopt.pm import Pass, PassContext, PassResult, register_pass
 from graphopt.quant._build import add_node, const
 from graphopt.quant.specs import CHANNEL_MAX
 
-__all__ = ["SmoothQuantPass", "smoothquant_targets"]
+__all__ = ["SmoothQuantPass", "smoothquant_targets", "SMOOTHED_MAX"]
 
 logger = logging.getLogger(__name__)
+
+#: value meta: per-channel |x| max after smoothing (CHANNEL_MAX is consumed, so a rerun is a no-op).
+SMOOTHED_MAX: MetaKey[np.ndarray] = MetaKey("smoothed_channel_max")
 
 
 def _linear_consumers(x: Value) -> list[tuple[Node, int]]:
@@ -92,7 +95,7 @@ class SmoothQuantPass(Pass):
             x.meta.pop(CHANNEL_MAX, None)
             if self._fold_into_layernorm(x, s, {id(n) for n, _ in cons}):
                 stats["folded_into_layernorm"] += 1
-                x.meta[CHANNEL_MAX] = amax / s
+                x.meta[SMOOTHED_MAX] = amax / s
             else:
                 first = min((n for n, _ in cons), key=lambda n: _position(g, n))
                 inv = const(g, f"{x.name}_smooth_inv", (1.0 / s).astype(np.float32))
@@ -100,7 +103,7 @@ class SmoothQuantPass(Pass):
                                out_type=TensorType(DType.FLOAT, x.shape))
                 for n, _ in cons:
                     n.set_input(0, mul.output)
-                mul.output.meta[CHANNEL_MAX] = amax / s
+                mul.output.meta[SMOOTHED_MAX] = amax / s
                 stats["muls"] += 1
             stats["smoothed"] += 1
         return PassResult(stats["smoothed"] > 0, stats)

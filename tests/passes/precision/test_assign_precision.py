@@ -128,3 +128,16 @@ def mlp_model_untyped():
         for o in n.outputs:
             o.type = None
     return m
+
+
+def test_quant_config_can_put_named_nodes_in_fp16():
+    from graphopt.quant import QuantConfig, quantize
+
+    feeds = random_batches(1)[0]
+    ref = run_ort(mlp_model(), feeds)[0]
+    m, rep = quantize(mlp_model(), QuantConfig(nodes={"fc2": "fp16"}), random_batches(3), progress=False)
+    assert m.graph.node("fc2").meta[PRECISION] == "fp16"
+    assert rep.stats["assign-precision-fp16"]["casts"] >= 2
+    assert m.graph.node("fc1").meta[PRECISION] == "int8"
+    got = run_ort(m, feeds)[0]
+    assert np.linalg.norm(got - ref) / np.linalg.norm(ref) < 0.03

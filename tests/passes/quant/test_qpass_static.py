@@ -80,8 +80,12 @@ def test_smoothquant_is_exact_in_fp32_and_flattens_channels(data, alpha):
     assert res.stats == {"smoothed": 2, "folded_into_layernorm": 0, "muls": 2}
     m.graph.verify()
     np.testing.assert_allclose(run_ort(m, feeds)[0], ref, rtol=1e-4, atol=1e-4)
-    new = m.graph.node("fc1").inputs[0].meta[CHANNEL_MAX]
+    from graphopt.passes.quant.smoothquant import SMOOTHED_MAX
+
+    new = m.graph.node("fc1").inputs[0].meta[SMOOTHED_MAX]
     assert new.max() / np.median(new) < amax.max() / np.median(amax)
+    before = str(m.graph)
+    assert not pq.SmoothQuantPass(alpha).run(m, CTX).modified and str(m.graph) == before  # idempotent
 
 
 def test_smoothquant_folds_into_layernorm_when_exclusive(data):
