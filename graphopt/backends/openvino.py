@@ -37,7 +37,13 @@ Precision
   explicitly. Note the CPU plugin's default on a CPU with AVX512-BF16/AMX is
   **bf16**: fp32 comparisons must set ``f32``, as :func:`compile_for_cpu` does.
 * int8 comes from QDQ in the graph (see above), independent of the hint; the
-  hint governs the layers left in floating point.
+  hint governs the layers left in floating point. :func:`int8_layers` groups
+  the executed Convolution/FullyConnected/MatMul layers of a compiled model by
+  runtime precision (``u8``/``i8`` = OpenVINO's int8 kernels); the tests use it
+  to check that every quantized MatMul of MiniLM runs in int8.
+* OpenVINO 2026.4's CPU "snippets" mis-compute some static-shape int8 MLP
+  chains; :func:`compile_for_cpu` turns snippets off for static-shape
+  quantized models only (see ``_needs_snippets_off``).
 
 >>> import graphopt
 >>> from graphopt.backends.openvino import export_openvino, compile_for_cpu
