@@ -177,3 +177,14 @@ def test_fused_op_without_decomposition_is_unsupported(monkeypatch):
 def test_unknown_fused_op_is_an_error():
     with pytest.raises(GraphoptError, match="NoSuchFusedOp"):
         to_openvino(_unknown_fused())
+
+
+def test_compile_for_cpu_takes_onnx_paths_and_graphopt_models(tmp_path):
+    mp = _mlp()
+    onnx.save(mp, str(tmp_path / "mlp.onnx"))
+    want = _ort(mp, {"x": _x()})[0]
+    for src in (tmp_path / "mlp.onnx", graphopt.load(mp)):
+        got = infer(compile_for_cpu(src), {"x": _x()})[0]
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    with pytest.raises(GraphoptError, match="no feed for OpenVINO model input"):
+        infer(compile_for_cpu(tmp_path / "mlp.onnx"), {"wrong": _x()})

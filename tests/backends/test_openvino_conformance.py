@@ -53,3 +53,18 @@ def test_conformance_matching_count_does_not_regress():
     summary = report.summary()
     assert report.counted >= 1700, summary
     assert report.matched >= MEASURED_MATCH - MARGIN, summary
+
+
+def test_summary_groups_reasons():
+    from graphopt.backends.ov_conformance import MISMATCH, OVCaseResult, OVSuiteReport
+
+    rep = OVSuiteReport([
+        OVCaseResult("a", "node", MATCH),
+        OVCaseResult("b", "node", REJECTED, "UnsupportedError: ... unsupported node(s) 'n1' (Det)\n--- x"),
+        OVCaseResult("c", "node", REJECTED, "UnsupportedError: ... unsupported node(s) <unnamed, output 'y'> (Det)"),
+        OVCaseResult("d", "node", MISMATCH, "outputs differ"),
+        OVCaseResult("e", "node", "skip", "onnxruntime cannot run it"),
+    ])
+    assert (rep.counted, rep.accepted, rep.matched) == (4, 2, 1)
+    assert rep.reasons()[(REJECTED, "frontend: no conversion for Det")] == 2
+    assert "mismatched: d" in rep.summary()
