@@ -169,9 +169,19 @@ class _Builder:
         if per_channel not in self._int8:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            src = self.optimized()
             out = self.workdir / f"ort_int8{'_pc' if per_channel else ''}.onnx"
-            quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, per_channel=per_channel)
+            try:
+                # The strongest ORT int8 path: quantize the transformers-optimized graph (fused
+                # Attention, SkipLayerNorm, ...). Its intermediate types must be inferred first.
+                import onnx
+
+                opt = onnx.shape_inference.infer_shapes(onnx.load(str(self.optimized())))
+                src = self.workdir / "ort_opt_typed.onnx"
+                onnx.save(opt, str(src))
+                quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, per_channel=per_channel)
+            except Exception as e:  # noqa: BLE001 - fall back to quantizing the original graph
+                logger.info("quantize_dynamic on the optimized graph failed (%s); using the original", e)
+                quantize_dynamic(str(self.spec.path), str(out), weight_type=QuantType.QInt8, per_channel=per_channel)
             self._int8[per_channel] = out
         return self._int8[per_channel]
 
@@ -218,7 +228,8 @@ class _Builder:
             import openvino as ov
 
             core = ov.Core()
-            cfg = {"INFERENCE_PRECISION_HINT": system.split("-")[1], "INFERENCE_NUM_THREADS": threads,
+            cfg = {"INFERENCE_PRECISION_HINT": {"fp32": "f32", "bf16": "bf16"}[system.split("-")[1]],
+                   "INFERENCE_NUM_THREADS": threads,
                    "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
             cm = core.compile_model(str(spec.path), "CPU", cfg)
             req = cm.create_infer_request()

@@ -17,6 +17,7 @@ COMMANDS: tuple[str, ...] = (
     "export", "convert",
     "bench_kernels",
     "bench_ort",
+    "bench",
     "quantize",
 )
 

@@ -1,0 +1,84 @@
+"""``graphopt bench [MODEL]``: graphopt's native runtime against onnxruntime, OpenVINO and PyTorch.
+
+MODEL is ``minilm`` (default, the bundled all-MiniLM-L6-v2), ``distilbert`` or a path to an
+ONNX encoder (``--model`` works too). Prints a table per (batch, threads) with medians, ratios,
+fidelity to fp32 and memory, the issue-6 targets, and writes results.json and latency.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmark a transformer end to end: graphopt native vs onnxruntime, "
+                                     "OpenVINO, PyTorch (table, JSON, PNG)")
+    p.add_argument("model", nargs="?", default=None, help="minilm (default), distilbert, or an ONNX path")
+    p.add_argument("--model", dest="model_opt", default=None, help="same as the positional MODEL")
+    p.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="batch sizes (default: 1 8)")
+    p.add_argument("--seq", type=int, default=128, help="sequence length (default: 128)")
+    p.add_argument("--threads", type=int, nargs="+", help="thread counts (default: 1 and all cores)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default: 5)")
+    p.add_argument("--per-round", type=int, default=3, help="timed runs per system per round (default: 3)")
+    p.add_argument("--systems", nargs="+", help="only these systems (see graphopt.bench.models.SYSTEMS)")
+    p.add_argument("--out", default="out/bench", help="directory for results.json and latency.png")
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    p.add_argument("--quick", action="store_true", help="batch 1 only, fewer rounds")
+    p.set_defaults(func=run)
+
+
+def _f(v, spec=".2f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bench.models import SYSTEMS, BenchConfig, evaluate_targets, plot, run_model_bench
+
+    model = args.model_opt or args.model or "minilm"
+    cfg = BenchConfig.quick(model) if args.quick else BenchConfig(model=model, batches=tuple(args.batch),
+                                                                   rounds=args.rounds, per_round=args.per_round)
+    cfg.seq = args.seq
+    if args.threads:
+        cfg.threads = tuple(args.threads)
+    if args.systems:
+        unknown = [s for s in args.systems if s not in SYSTEMS]
+        if unknown:
+            print(f"unknown systems {unknown}; choose from {', '.join(SYSTEMS)}")
+            return 2
+        cfg.systems = tuple(args.systems)
+    rep = run_model_bench(cfg, progress=lambda s: print(f"  .. {s}", flush=True))
+    m = rep.machine
+    print(f"\n{rep.model}, seq {rep.seq} | {m['cpu']} ({m['logical_cpus']} logical CPUs, isa {m['isa_selected']}) | "
+          f"onnxruntime {m['onnxruntime']}, openvino {m['openvino']}, torch {m['torch']}")
+    for k, v in rep.skipped.items():
+        print(f"skipped {k}: {v}")
+    keys = sorted({(r.batch, r.threads) for r in rep.results})
+    for b, t in keys:
+        rows = [r for r in rep.results if r.batch == b and r.threads == t]
+        base = {r.system: r.median_ms for r in rows}
+        g = {p: base.get(f"graphopt-{p}") for p in ("fp32", "bf16", "int8")}
+        print(f"\nbatch {b}, {t} thread(s): median ms over {rows[0].runs if rows else 0} runs")
+        hdr = (f"{'system':<15} {'median ms':>9} {'x g-fp32':>8} {'x g-bf16':>8} {'x g-int8':>8} {'cosine':>7} "
+               f"{'min cos':>7} {'max|err|':>9} {'RSS MB':>7} {'size MB':>7}  note")
+        print(hdr)
+        print("-" * len(hdr))
+        for r in rows:
+            ratios = [(r.median_ms / g[p]) if g[p] and r.median_ms else None for p in ("fp32", "bf16", "int8")]
+            print(f"{r.system:<15} {_f(r.median_ms):>9} {_f(ratios[0]):>8} {_f(ratios[1]):>8} {_f(ratios[2]):>8} "
+                  f"{_f(r.cosine, '.4f'):>7} {_f(r.min_cosine, '.4f'):>7} {_f(r.max_abs_err, '.3g'):>9} "
+                  f"{_f(r.rss_mb, '.0f'):>7} {_f(r.size_mb, '.1f'):>7}  {r.note}")
+    print("\ntargets (issue 6; ratio = graphopt / peer, lower is better):")
+    for t in evaluate_targets(rep):
+        print(f"  batch {t['batch']}, {t['threads']} thr: {t['target']:<30} {t['ratio']:.3f} (<= {t['bound']}) "
+              f"{'MET' if t['met'] else 'not met'} {t['note']}")
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "results.json"), "w") as fh:
+        json.dump(rep.to_json(), fh, indent=1)
+    print(f"\nwrote {os.path.join(args.out, 'results.json')}")
+    if not args.no_plot:
+        png = os.path.join(args.out, "latency.png")
+        plot(rep, png)
+        print(f"wrote {png}")
+    return 0
