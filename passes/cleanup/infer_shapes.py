@@ -15,7 +15,7 @@ __all__ = ["InferShapes"]
 @register_pass
 class InferShapes(Pass):
     """Refine ``Value.type`` where inference knows more. Only types change,
-    never the computation, so it reports ``modified=False``."""
+    never the computation; ``modified`` says whether any type did."""
 
     name = "infer-shapes"
     description = "infer value dtypes and shapes (onnx inference + registered rules)"
@@ -23,5 +23,8 @@ class InferShapes(Pass):
     def run(self, model: Model, ctx: PassContext) -> PassResult:
         from graphopt.io import infer_shapes
 
+        before = [v.type for n in model.graph.walk() for v in n.outputs]
         infer_shapes(model)
-        return PassResult(False)
+        after = [v.type for n in model.graph.walk() for v in n.outputs]
+        changed = sum(a != b for a, b in zip(before, after))
+        return PassResult(bool(changed), {"typed": changed} if changed else {})
