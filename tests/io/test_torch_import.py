@@ -52,6 +52,25 @@ def test_cnn_matches_torch_with_dynamic_batch(exporter):
     _close(_ort(model, {"image": x.numpy()})[0], net(x))
 
 
+def test_torch_export_dim_spec():
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU()).eval()
+    batch = torch.export.Dim("batch")
+    model = graphopt.from_torch(net, (torch.randn(2, 4),), input_names=["x"], dynamic_shapes=({0: batch},),
+                                exporter="dynamo")
+    assert model.graph.inputs[0].shape[0] == "batch"
+    x = torch.randn(7, 4)
+    _close(_ort(model, {"x": x.numpy()})[0], net(x))
+
+
+def test_export_leaves_the_module_mode_alone():
+    net = _cnn().train()
+    graphopt.from_torch(net, torch.randn(2, 3, 16, 16), exporter="torchscript")
+    assert net.training and net[1].training
+    net.eval()
+    graphopt.from_torch(net, torch.randn(2, 3, 16, 16), exporter="torchscript")
+    assert not net.training and not net[1].training
+
+
 def test_single_tensor_and_default_names():
     model = graphopt.from_torch(torch.nn.Linear(4, 3).eval(), torch.randn(2, 4))
     assert [v.name for v in model.graph.inputs if not v.is_initializer] == ["input"]
