@@ -84,9 +84,6 @@ def iter_batches(data: DataSource) -> Iterable[Feeds]:
     raise GraphoptError(f"unsupported calibration data of type {type(data).__name__}")
 
 
-_NP_OK = {DType.FLOAT, DType.INT64, DType.INT32, DType.BOOL, DType.UINT8, DType.INT8, DType.FLOAT16, DType.DOUBLE}
-
-
 def check_feeds(model: Model, feeds: Any, index: int = 0) -> None:
     """Raise GraphoptError if ``feeds`` (batch ``index``) does not fit the model's inputs."""
     if not isinstance(feeds, Mapping):

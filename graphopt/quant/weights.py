@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .specs import QParams, QType, QuantSpec, dequantize_array, qparams_from_range, quantize_array
+from .specs import QParams, QType, QuantSpec, dequantize_array, qparams_from_range, quantize_array  # noqa: F401 (QType: doctest)
 
 __all__ = ["quantize_weight", "quantize_int4_blocks", "pack_int4", "weight_error"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphopt.ir import DType, Model, Node, TensorType
+from graphopt.ir import DType, Model, TensorType
 from graphopt.pm import Pass, PassContext, PassResult, register_pass
 from graphopt.quant._build import add_node, const
 from graphopt.quant.annotate import annotate_node

@@ -67,10 +67,8 @@ class FoldQDQPass(Pass):
 
     def _matmul(self, g: Graph, node: Node, stats: dict[str, int]) -> None:
         da, db = _dq(node.inputs[0]), _dq(node.inputs[1])
-        if da is None or db is None or da.attr("axis", 1) != 1 and np.size(da.inputs[1].const) > 1:
-            return
-        if np.size(da.inputs[1].const) != 1:
-            return  # per-channel activations are not expressible in these ops
+        if da is None or db is None or np.size(da.inputs[1].const) != 1:
+            return  # both inputs must be dequantized, and A per tensor (what these ops express)
         bq = db.inputs[0]
         if np.size(db.inputs[1].const) > 1 and (bq.rank != 2 or db.attr("axis", 1) % 2 != 1):
             return  # only per-column weight scales
@@ -99,9 +97,10 @@ class FoldQDQPass(Pass):
 
     def _conv(self, g: Graph, node: Node, stats: dict[str, int]) -> None:
         dx, dw = _dq(node.inputs[0]), _dq(node.inputs[1])
-        if dx is None or dw is None or np.size(dx.inputs[1].const) != 1 or dw.attr("axis", 1) != 0 and \
-                np.size(dw.inputs[1].const) > 1:
+        if dx is None or dw is None or np.size(dx.inputs[1].const) != 1:
             return
+        if np.size(dw.inputs[1].const) > 1 and dw.attr("axis", 1) != 0:
+            return  # per-channel conv weights must be per output channel
         out = node.output
         relu = None
         q = _only_q(out)
