@@ -123,3 +123,9 @@ def test_masked_fill_with_small_value():
     inits = {**_inits(), "fill": np.array(-100.0, np.float32)}
     assert_not_fused(_text(masked_fill=True, mask_shape=f"{B}, 1, 1, {S}"), "fuse-attention", FuseAttention(),
                      "masked_fill value", inits)
+
+
+def test_output_not_merged_back():
+    inits = {**_inits(), "os": np.array([0, 0, 2, 8], np.int64)}
+    text = _text().replace(f"=> (float[{B}, {S}, {H}] y)", f"=> (float[{B}, {S}, 2, 8] y)")
+    assert_not_fused(text, "fuse-attention", FuseAttention(), "output Reshape does not give", inits)

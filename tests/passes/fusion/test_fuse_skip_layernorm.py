@@ -45,3 +45,14 @@ def test_not_last_axis():
 def test_broadcast_first_operand():
     assert_not_fused(_text("s = Add(x, r)", xshape=f"1, 5, {H}", rshape=f"2, 1, {H}"), "fuse-skip-layernorm", FuseSkipLayerNorm(),
                      "broadcast", INITS)
+
+
+def test_four_d_residual():
+    text = _text("s = Add(x, r)", xshape=f"2, 1, 5, {H}", rshape=f"2, 1, 5, {H}").replace(
+        f"=> (float[2, 5, {H}] y)", f"=> (float[2, 1, 5, {H}] y)")
+    assert_not_fused(text, "fuse-skip-layernorm", FuseSkipLayerNorm(), "need 2-D or 3-D", INITS)
+
+
+def test_gamma_of_other_width():
+    inits = {**INITS, "g": f32(1), "b": f32(1)}
+    assert_not_fused(_text("s = Add(x, r)"), "fuse-skip-layernorm", FuseSkipLayerNorm(), "hidden sizes", inits)
