@@ -109,6 +109,9 @@ class AssignPrecisionPass(Pass):
             node.meta[PRECISION] = self.dtype if decided else node.meta.get(PRECISION, "fp32")
         casts = self._materialise(model, low)
         folded = _fold_casts(model)
+        for v in list(g.initializers.values()):  # fp32 originals of constants converted offline
+            if v.num_uses() == 0 and not v.is_graph_input and not v.is_graph_output():
+                g.remove_initializer(v)
         stats = {"low_precision_nodes": len(low), "casts": casts, "casts_folded": folded,
                  **{f"kept_fp32_no_ort_kernel:{k}": v for k, v in sorted(no_kernel.items())}}
         if no_kernel:
