@@ -98,6 +98,10 @@ class QuantConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise GraphoptError(f"unknown quantization mode '{self.mode}'; choose one of {', '.join(MODES)}")
+        for what, spec in (("weight", self.weight), ("activation", self.activation)):
+            if spec.dtype in (QType.S4, QType.U4) and self.mode != "weight-only":
+                raise GraphoptError(f"{what} dtype {spec.dtype.value} is only for mode 'weight-only' "
+                                    "(set weight_bits: 4); static and dynamic modes use s8/u8")
         if self.weight_bits not in (4, 8):
             raise GraphoptError(f"weight_bits must be 4 or 8, got {self.weight_bits}")
         if self.smoothquant is not None and not 0.0 <= self.smoothquant <= 1.0:

@@ -52,6 +52,7 @@ def test_resolution_order():
     ({"nodes": {"fc1": "int2"}}, "unknown precision"),
     ({"node_patterns": {"(": "fp32"}}, "bad regex"),
     ({"smoothquant": 2.0}, "alpha"),
+    ({"weight": {"dtype": "s4"}}, "only for mode 'weight-only'"),
 ])
 def test_bad_config(bad, match):
     with pytest.raises(GraphoptError, match=match):
