@@ -158,7 +158,22 @@ class _Folder:
         self.g: Graph = model.graph
         self.stats = {"constants": 0, "reshapes": 0}
 
+    def has_work(self) -> bool:
+        """Shape inference costs the most here: skip it when no Shape/Size is
+        read and no Reshape takes a computed target."""
+        for n in self.g:
+            if n.domain:
+                continue
+            if n.op_type in ("Shape", "Size") and (n.outputs[0].num_uses() or n.outputs[0].is_graph_output()):
+                return True
+            if n.op_type == "Reshape" and len(n.inputs) > 1 and n.inputs[1] is not None \
+                    and const_value(n.inputs[1]) is None:
+                return True
+        return False
+
     def run(self) -> None:
+        if not self.has_work():
+            return
         sym = _Sym(infer_local_shapes(self.model))
         for n in list(self.g):
             if n.graph is not self.g:
