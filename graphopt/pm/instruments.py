@@ -32,7 +32,7 @@ from .context import PassContext
 from .pass_ import Pass, PassResult
 
 __all__ = ["Instrument", "PassInfo", "PassRecord", "Timing", "Verify", "DumpIR", "PrintIR", "NumericGuard",
-           "NumericMismatch", "Reproducer", "CheckUnmodified"]
+           "NumericMismatch", "Reproducer", "CheckUnmodified", "Stats"]
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +132,22 @@ class Timing(Instrument):
             lines.append(f"{'':3}  {'total':28s} {self.total_seconds * 1e3:9.1f} {first.nodes_before:7d} {'->':>2} "
                          f"{last.nodes_after:6d} {last.nodes_after - first.nodes_before:+6d}")
         return "\n".join(lines)
+
+
+class Stats(Instrument):
+    """Sums ``PassResult.stats`` over a run, keyed ``pass.counter`` (for a
+    RewritePass the counters are rewrites per rule): ``stats.totals``."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, int] = {}
+
+    def enter(self, ctx: PassContext) -> None:
+        self.totals = {}
+
+    def after(self, model: Model, info: PassInfo, result: PassResult) -> None:
+        for k, v in result.stats.items():
+            key = f"{info.name}.{k}"
+            self.totals[key] = self.totals.get(key, 0) + int(v)
 
 
 class Verify(Instrument):

@@ -372,3 +372,12 @@ def test_invalid_input_is_blamed_on_the_input():
     m.graph.remove(relu, safe=False)
     with pytest.raises(VerificationError, match="input model is invalid"):
         PassManager.from_text("cse")(m)
+
+
+def test_stats_instrument_sums_counters():
+    from graphopt.pm import Stats
+
+    st = Stats()
+    r = PassManager.from_text("remove-noops,cse", instruments=[st])(parse_model(TEXT))
+    assert st.totals == {"remove-noops.identity": 2, "cse.nodes": 1}
+    assert r.stats() == st.totals
