@@ -160,10 +160,26 @@ class _Builder:
             from onnxruntime.transformers.optimizer import optimize_model
 
             out = self.workdir / "ort_opt.onnx"
-            m = optimize_model(str(self.spec.path), model_type="bert", num_heads=0, hidden_size=0, opt_level=1)
+            heads, hidden = self.heads_hidden()
+            m = optimize_model(str(self.spec.path), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=1)
             m.save_model_to_file(str(out))
             self._opt = out
         return self._opt
+
+    def heads_hidden(self) -> tuple[int, int]:
+        """(num_heads, hidden) for ORT's optimizer, which cannot detect them on these exports:
+        read from the MultiHeadAttention our O2 pipeline fuses (0, 0 = let ORT try)."""
+        try:
+            from ..runtime.compile import prepare
+
+            m = prepare(self.spec)
+            for n in m.graph:
+                if n.op_type == "MultiHeadAttention" and n.domain == "graphopt":
+                    w = n.inputs[1].const
+                    return int(n.attr("num_heads")), int(w.shape[0])
+        except Exception as e:  # noqa: BLE001
+            logger.info("could not read num_heads/hidden (%s)", e)
+        return 0, 0
 
     def int8(self, per_channel: bool) -> Path:
         if per_channel not in self._int8:

@@ -404,11 +404,18 @@ class _Lowerer:
                 group.append(nxt)
                 y = nxt.outputs[0]
         qdq = None
-        if qinfo is not None and self.precision == "int8":
-            aq = self._act_qdq(x)
-            if aq is not None:
-                x, a_scale, a_zp, _ = aq
-                qdq = dict(qinfo, a_scale=a_scale, a_zp=a_zp)
+        if qinfo is not None:
+            dq = qinfo["dq"]
+            if self.only_use(dq.outputs[0], n) is not None:
+                group.insert(0, dq)  # the weight's DequantizeLinear is folded into the packed weights
+            if self.precision == "int8":
+                aq = self._act_qdq(x)
+                if aq is not None:
+                    x0, a_scale, a_zp, (qn, dqn) = aq
+                    qdq = dict(qinfo, a_scale=a_scale, a_zp=a_zp)
+                    if self.only_use(dqn.outputs[0], n) is not None and self.only_use(qn.outputs[0], dqn) is not None:
+                        group[:0] = [qn, dqn]  # Q/DQ of the activation become the GEMM's input quantization
+                    x = x0
         # Gemm's ONNX rank-2 contract is kept by the Linear kernel (it flattens leading dims).
         out = y
         anchor = group[-1]
@@ -528,8 +535,10 @@ class _Lowerer:
             if k_perm is not None:
                 k = self.tmp(name + "/K")
                 self.emit("Transpose", name + "/K", [k_src], [k], iattrs={"perm": k_perm}, origin=[t.label()])
-            st = self.emit("Attention", name, [q, k, v, mask], [pv.outputs[0]], fattrs={"scale": scale}, origin=origin)
-            st.detail = "fused attention (fp32)"
+            bf16 = int(self.precision != "fp32")
+            st = self.emit("Attention", name, [q, k, v, mask], [pv.outputs[0]], fattrs={"scale": scale},
+                           iattrs={"bf16": bf16}, origin=origin)
+            st.detail = f"fused attention ({'bf16' if bf16 else 'fp32'} GEMMs)"
         self.anchors[pv] = emit
 
 
@@ -970,9 +979,10 @@ def _g_mha(lw: _Lowerer, n: Node) -> bool:
             m2 = lw.tmp(base + "/mask2")
             lw.emit("Add", base + "/mask2", [mask, bias], [m2], origin=[n.label()])
             mask = m2
+    bf16 = int(lw.precision != "fp32")
     s = lw.emit("Attention", base, [qkv, mask], [n.outputs[0]], fattrs={"scale": scale},
-                iattrs={"heads": heads, "packed": 1, "in_bsh": 1, "out_bsh": 1}, origin=[n.label()])
-    s.detail = "fused attention on packed QKV (fp32 GEMMs, no transposes)"
+                iattrs={"heads": heads, "packed": 1, "in_bsh": 1, "out_bsh": 1, "bf16": bf16}, origin=[n.label()])
+    s.detail = f"fused attention on packed QKV ({'bf16' if bf16 else 'fp32'} GEMMs, no transposes)"
     return True
 
 

@@ -27,26 +27,25 @@ T* scratch(const Step& s, std::size_t n) {
   return reinterpret_cast<T*>((p + 63) / 64 * 64);
 }
 
-// min/max with 16 independent lanes (vectorises without -ffast-math), parallel over chunks.
+// min/max with 16 independent lanes over full blocks (vectorises without -ffast-math),
+// parallel over chunks; the range always includes 0 (exact zero padding).
 void minmax(const float* x, index_t n, float* lo, float* hi) {
-  float mn = 0.f, mx = 0.f;  // the range always includes 0 (exact zero padding)
-#pragma omp parallel if (n >= 4 * kParMin)
+  const index_t nb = n / 16;
+  float mn = 0.f, mx = 0.f;
+#pragma omp parallel if (n >= 8 * kParMin) reduction(min : mn) reduction(max : mx)
   {
-    float l[16], h[16];
-    for (int j = 0; j < 16; ++j) l[j] = h[j] = 0.f;
+    float l[16] = {0}, h[16] = {0};
 #pragma omp for schedule(static)
-    for (index_t b = 0; b < (n + 15) / 16; ++b) {
-      const index_t i0 = b * 16;
-      if (i0 + 16 <= n)
-        for (int j = 0; j < 16; ++j) { const float v = x[i0 + j]; l[j] = v < l[j] ? v : l[j]; h[j] = v > h[j] ? v : h[j]; }
-      else
-        for (index_t i = i0; i < n; ++i) { l[0] = std::min(l[0], x[i]); h[0] = std::max(h[0], x[i]); }
+    for (index_t b = 0; b < nb; ++b) {
+      const float* p = x + b * 16;
+      for (int j = 0; j < 16; ++j) {
+        l[j] = p[j] < l[j] ? p[j] : l[j];
+        h[j] = p[j] > h[j] ? p[j] : h[j];
+      }
     }
-    float a = l[0], b = h[0];
-    for (int j = 1; j < 16; ++j) { a = std::min(a, l[j]); b = std::max(b, h[j]); }
-#pragma omp critical
-    { mn = std::min(mn, a); mx = std::max(mx, b); }
+    for (int j = 0; j < 16; ++j) { mn = std::min(mn, l[j]); mx = std::max(mx, h[j]); }
   }
+  for (index_t i = nb * 16; i < n; ++i) { mn = std::min(mn, x[i]); mx = std::max(mx, x[i]); }
   *lo = mn;
   *hi = mx;
 }
@@ -277,8 +276,24 @@ Status attention(ExecCtx& c, const Step& s) {
   const HeadView ho = out_bsh ? HeadView{o.as<float>(), Sq * N * D, D, N * D} : HeadView{o.as<float>(), N * Sq * D, Sq * D, D};
   if (B * N * Sq == 0) return Status::ok();
   const index_t BN = B * N;
+  // Keys masked out for every query of a batch row (padding: additive mask <= -5000, whose exp
+  // underflows to exactly 0 next to any unmasked score) are skipped: exact, and with padded real
+  // sentences most of the sequence. A row with no unmasked key keeps all keys (uniform softmax).
+  std::vector<index_t> skb(static_cast<std::size_t>(B), Sk);
+  if (mask) {
+    for (index_t b = 0; b < B; ++b) {
+      const float* mb_ = mask + (mb > 1 ? b : 0) * mq * Sk;
+      index_t last = 0;
+      for (index_t i = 0; i < mq; ++i)
+        for (index_t j = Sk; j > last; --j)
+          if (mb_[i * Sk + j - 1] > -5000.f) { last = j; break; }
+      skb[b] = last > 0 ? last : Sk;
+    }
+  }
   // Per-thread scratch: scaled Q [Sq,D], dense K/V [Sk,D], scores [Sq,Sk].
-  const std::size_t per = static_cast<std::size_t>(Sq * D + 2 * Sk * D + Sq * Sk + 64);
+  const bool use_bf16 = s.i("bf16", 0) != 0;
+  // (+ bf16 copies of Q and P when use_bf16, counted in floats: half size each)
+  const std::size_t per = static_cast<std::size_t>(Sq * D + 2 * Sk * D + Sq * Sk + (Sq * D + Sq * Sk) / 2 + 128);
   const int nt = omp_get_max_threads();
   float* buf = scratch<float>(s, per * static_cast<std::size_t>(nt));
   std::vector<Status> errs(static_cast<std::size_t>(nt));
@@ -295,17 +310,44 @@ Status attention(ExecCtx& c, const Step& s) {
     const float* vp = hv.base + b * hv.sb + h * hv.sh;
     for (index_t i = 0; i < Sq; ++i)
       for (index_t d = 0; d < D; ++d) qs[i * D + d] = qp[i * hq.ss + d] * scale;
-    for (index_t j = 0; j < Sk; ++j) {
+    const index_t L = skb[b];
+    for (index_t j = 0; j < L; ++j) {
       std::memcpy(kd + j * D, kp + j * hk.ss, static_cast<std::size_t>(D) * 4);
       std::memcpy(vd + j * D, vp + j * hv.ss, static_cast<std::size_t>(D) * 4);
     }
     PackedWeights Wk, Wv;
-    Status st = PackedWeights::pack_f32(kd, D, Sk, true, &Wk);
-    if (st) st = PackedWeights::pack_f32(vd, Sk, D, false, &Wv);
     Epilogue e;
-    if (st) st = kernels::gemm_f32(qs, Sq, D, Wk, e, sc, Sk);
-    if (st) st = kernels::softmax(sc, mask ? mask + (mb > 1 ? b : 0) * mq * Sk : nullptr, mq, Sq, Sk, sc);
-    if (st) st = kernels::gemm_f32(sc, Sq, Sk, Wv, e, const_cast<float*>(ho.base) + b * ho.sb + h * ho.sh, ho.ss);
+    float* op = const_cast<float*>(ho.base) + b * ho.sb + h * ho.sh;
+    const float* mrow = mask ? mask + (mb > 1 ? b : 0) * mq * Sk : nullptr;
+    Status st;
+    // scores -> + mask (first L keys) -> softmax, rows of width L
+    auto softmax_rows = [&]() -> Status {
+      if (mrow)
+        for (index_t i = 0; i < Sq; ++i) {
+          const float* m = mrow + (mq > 1 ? i : 0) * Sk;
+          float* r = sc + i * L;
+          for (index_t j = 0; j < L; ++j) r[j] += m[j];
+        }
+      return kernels::softmax(sc, nullptr, 1, Sq, L, sc);
+    };
+    if (use_bf16) {
+      // bf16 operands, fp32 accumulation and softmax (the bf16/int8 precisions).
+      bf16_t* qb = reinterpret_cast<bf16_t*>(sc + Sq * Sk);
+      bf16_t* pb = qb + Sq * D;
+      st = kernels::f32_to_bf16(qs, Sq * D, qb);
+      if (st) st = PackedWeights::pack_bf16_from_f32(kd, D, L, true, &Wk);
+      if (st) st = PackedWeights::pack_bf16_from_f32(vd, L, D, false, &Wv);
+      if (st) st = kernels::gemm_bf16(qb, Sq, D, Wk, e, sc, L);
+      if (st) st = softmax_rows();
+      if (st) st = kernels::f32_to_bf16(sc, Sq * L, pb);
+      if (st) st = kernels::gemm_bf16(pb, Sq, L, Wv, e, op, ho.ss);
+    } else {
+      st = PackedWeights::pack_f32(kd, D, L, true, &Wk);
+      if (st) st = PackedWeights::pack_f32(vd, L, D, false, &Wv);
+      if (st) st = kernels::gemm_f32(qs, Sq, D, Wk, e, sc, L);
+      if (st) st = softmax_rows();
+      if (st) st = kernels::gemm_f32(sc, Sq, L, Wv, e, op, ho.ss);
+    }
     if (!st) errs[tid] = st;
   }
   for (auto& e : errs)
