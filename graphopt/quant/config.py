@@ -108,10 +108,8 @@ class QuantConfig:
             raise GraphoptError(f"smoothquant alpha must be in [0, 1], got {self.smoothquant}")
         if self.group_size < 16 or self.group_size & (self.group_size - 1):
             raise GraphoptError(f"group_size must be a power of two >= 16, got {self.group_size}")
-        for label, table in (("op_types", self.op_types), ("node_patterns", self.node_patterns),
-                             ("nodes", self.nodes)):
-            for k, v in list(table.items()):
-                table[k] = Override.parse(v, f"{label}[{k!r}]")
+        for label in ("op_types", "node_patterns", "nodes"):  # copies: the caller's dicts stay as given
+            setattr(self, label, {k: Override.parse(v, f"{label}[{k!r}]") for k, v in getattr(self, label).items()})
         for pat in self.node_patterns:
             try:
                 re.compile(pat)
