@@ -9,7 +9,10 @@ has gone quiet. Medians over all timed runs are reported.
 
 Systems (those whose package is missing are skipped with a note):
 
-- ``graphopt-fp32|bf16|int8``: :func:`graphopt.compile` (O2, then native kernels);
+- ``graphopt-fp32|bf16|int8``: :func:`graphopt.compile` (O2, then native kernels; int8 quantizes
+  activations dynamically per tensor);
+- ``graphopt-int8s``: static int8: O2, then :func:`graphopt.quant.api.quantize` (QDQ, calibrated on 32 of
+  the shipped calibration sentences), then compile (calibrated activation scales, no run-time range pass);
 - ``ort-fp32``: onnxruntime, ORT_ENABLE_ALL;
 - ``ort-fp32-opt``: onnxruntime after its transformers optimizer (fused Attention etc.);
 - ``ort-int8`` / ``ort-int8-pc``: ``quantize_dynamic`` (per tensor / per channel) of the optimized model;
@@ -38,7 +41,7 @@ __all__ = ["BenchConfig", "SystemResult", "BenchReport", "run_model_bench", "eva
 
 logger = logging.getLogger(__name__)
 
-SYSTEMS = ("graphopt-fp32", "graphopt-bf16", "graphopt-int8", "ort-fp32", "ort-fp32-opt", "ort-int8", "ort-int8-pc",
+SYSTEMS = ("graphopt-fp32", "graphopt-bf16", "graphopt-int8", "graphopt-int8s", "ort-fp32", "ort-fp32-opt", "ort-int8", "ort-int8-pc",
            "ov-fp32", "ov-bf16", "torch-fp32", "torch-int8")
 
 
@@ -118,6 +121,13 @@ def _feeds(spec, batch: int, seq: int) -> dict[str, np.ndarray]:
         f = sample_feeds(spec, sents, batch=batch, seq=seq)
     except Exception:  # noqa: BLE001 - no tokenizer for a user model: random ids
         f = sample_feeds(spec, None, batch=batch, seq=seq)
+    return {k: v for k, v in f.items() if k in spec.input_names}
+
+
+def _feeds_for(spec, sents: list[str], seq: int) -> dict[str, np.ndarray]:
+    from ..models import sample_feeds
+
+    f = sample_feeds(spec, sents, batch=len(sents), seq=seq)
     return {k: v for k, v in f.items() if k in spec.input_names}
 
 
@@ -219,9 +229,30 @@ class _Builder:
             return m
         raise RuntimeError("no PyTorch module for a user-supplied ONNX file")
 
+    def static_int8(self):
+        """The O2 graph statically quantized (QDQ) with graphopt.quant on shipped calibration sentences."""
+        if getattr(self, "_static", None) is None:
+            from ..data import sentences
+            from ..quant.api import quantize
+            from ..quant.config import QuantConfig
+            from ..runtime.compile import prepare
+
+            cal = sentences("calib")[:32]
+            batches = [_feeds_for(self.spec, cal[i:i + 8], 128) for i in range(0, len(cal), 8)]
+            m = prepare(self.spec, "O2")
+            quantize(m, QuantConfig(quantize_act_matmul=False, embeddings=False), batches, progress=False)
+            self._static = m
+        return self._static
+
     def build(self, system: str, threads: int) -> tuple[Runner, float | None, str]:
         """(runner, size in MB or None, note)."""
         spec = self.spec
+        if system == "graphopt-int8s":
+            import graphopt
+
+            sess = graphopt.compile(self.static_int8(), precision="int8", num_threads=threads, optimize=None)
+            s = sess.summary()
+            return (lambda f: sess.run(f)[0]), s.packed_bytes / 1e6, f"static QDQ, fallbacks={len(s.fallbacks)}"
         if system.startswith("graphopt-"):
             import graphopt
 
@@ -369,11 +400,13 @@ def evaluate_targets(report: BenchReport) -> list[dict[str, Any]]:
         rows = []
         ort_int8 = [x for x in (ms("ort-int8"), ms("ort-int8-pc")) if x]
         ort_fp32 = [x for x in (ms("ort-fp32"), ms("ort-fp32-opt")) if x]
-        g8, g16, g32 = _get(report, "graphopt-int8", b, t), ms("graphopt-bf16"), ms("graphopt-fp32")
-        if g8 and ort_int8:
-            ratio = g8.median_ms / min(ort_int8)
-            rows.append(("int8 vs fastest ORT int8", ratio, 0.8, ratio <= 0.8 and (g8.cosine or 0) >= 0.99,
-                         f"cosine {g8.cosine:.4f}"))
+        g16, g32 = ms("graphopt-bf16"), ms("graphopt-fp32")
+        for sysname, label in (("graphopt-int8", "int8 (dynamic)"), ("graphopt-int8s", "int8 (static)")):
+            g8 = _get(report, sysname, b, t)
+            if g8 and ort_int8:
+                ratio = g8.median_ms / min(ort_int8)
+                rows.append((f"{label} vs fastest ORT int8", ratio, 0.8, ratio <= 0.8 and (g8.cosine or 0) >= 0.99,
+                             f"cosine {g8.cosine:.4f}"))
         if g16 and ms("ort-fp32"):
             ratio = g16 / ms("ort-fp32")
             rows.append(("bf16 vs ORT fp32", ratio, 0.7, ratio <= 0.7, ""))
