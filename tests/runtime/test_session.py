@@ -162,3 +162,28 @@ def test_threads_and_summary():
     s = sess.summary()
     assert s.peak_arena_bytes >= 0 and s.packed_bytes >= 48 * 40 * 4
     assert "arena peak" in str(s) and "Linear" in str(s)
+
+
+def test_qdq_matmul_becomes_static_int8_linear():
+    # x -> Q/DQ (static scale) -> MatMul(DQ(int8 W, per-channel)) + bias: one int8 Linear, no Q/DQ steps.
+    rng = np.random.default_rng(5)
+    k, n = 32, 24
+    w = rng.standard_normal((k, n)).astype(np.float32)
+    ws = (np.abs(w).max(0) / 127).astype(np.float32)
+    wq = np.clip(np.rint(w / ws), -127, 127).astype(np.int8)
+    inits = [numpy_helper.from_array(wq, "wq"), numpy_helper.from_array(ws, "ws"),
+             numpy_helper.from_array(np.zeros(n, np.int8), "wz"), numpy_helper.from_array(np.array(0.02, np.float32), "xs"),
+             numpy_helper.from_array(np.array(128, np.uint8), "xz"), numpy_helper.from_array(rng.standard_normal(n).astype(np.float32), "b")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], axis=1),
+             helper.make_node("MatMul", ["xd", "wd"], ["h"]), helper.make_node("Add", ["h", "b"], ["y"])]
+    m = _model(nodes, [helper.make_tensor_value_info("x", F, ["n", k])], [helper.make_tensor_value_info("y", F, None)],
+               inits, opset=13)
+    x = rng.standard_normal((7, k)).astype(np.float32)
+    want = _ort(m, {"x": x})[0]
+    sess = graphopt.compile(m, precision="int8", optimize=None)
+    assert [r[0] for r in sess.summary().rows] == ["Linear"]
+    np.testing.assert_allclose(sess.run({"x": x})[0], want, rtol=1e-4, atol=1e-4)
+    # fp32 precision keeps the fake-quant semantics of the QDQ graph
+    np.testing.assert_allclose(graphopt.compile(m, optimize=None).run({"x": x})[0], want, rtol=1e-4, atol=1e-4)
