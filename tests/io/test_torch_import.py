@@ -138,21 +138,42 @@ def test_minilm_real_weights_match_torch():
     got = _ort(model, {n: enc2[n].numpy() for n in names})
     _close(got[0], want.last_hidden_state)
     _close(got[1], want.pooler_output)
+    # why "auto" prefers TorchScript: O2 fuses every attention block of its graph
+    from graphopt.pm import PassManager
+
+    PassManager.from_text("O2")(model)
+    assert model.graph.op_counts().get("graphopt::MultiHeadAttention") == 6
+
+
+class _RMSNorm(torch.nn.Module):
+    def forward(self, x):
+        return torch.nn.functional.rms_norm(x, (x.shape[-1],))  # no TorchScript symbolic at opset 17
+
+
+def test_auto_falls_back_to_dynamo_with_a_logged_reason(caplog):
+    x = torch.randn(2, 3, 8)
+    with caplog.at_level(logging.WARNING, logger="graphopt.io.torch_import"):
+        model = graphopt.from_torch(_RMSNorm(), (x,), input_names=["x"])
+    assert "the torchscript exporter failed on _RMSNorm" in caplog.text
+    assert "falling back to the dynamo exporter" in caplog.text
+    _close(_ort(model, {"x": x.numpy()})[0], _RMSNorm()(x))
 
 
 class _DataDependent(torch.nn.Module):
     def forward(self, x):
-        if x.sum() > 0:  # Python control flow on a value: torch.export refuses, TorchScript traces
+        if x.sum() > 0:  # Python control flow on a value: TorchScript freezes it, torch.export refuses
             return x * 2
         return x - 1
 
 
-def test_auto_falls_back_to_torchscript_with_a_logged_reason(caplog):
+def test_traced_value_branch_is_logged_and_dynamo_refuses_it(caplog):
     x = torch.ones(2, 3)
     with caplog.at_level(logging.WARNING, logger="graphopt.io.torch_import"):
         model = graphopt.from_torch(_DataDependent(), (x,), input_names=["x"])
-    assert "falling back to the torchscript exporter" in caplog.text
+    assert "tracer warning" in caplog.text and "_DataDependent" in caplog.text
     _close(_ort(model, {"x": x.numpy()})[0], x * 2)
+    with pytest.raises(GraphoptError, match="cannot export _DataDependent"):
+        graphopt.from_torch(_DataDependent(), (x,), exporter="dynamo")
 
 
 class _Unexportable(torch.nn.Module):
