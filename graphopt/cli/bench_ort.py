@@ -65,6 +65,8 @@ class ModelReport:
     max_abs_diff: dict[str, float] = field(default_factory=dict)
     median_ms: dict[str, dict[str, float]] = field(default_factory=dict)  # "b1" -> system -> ms
     samples: dict[str, int] = field(default_factory=dict)
+    # 95% bootstrap interval of median(graphopt) / median(ort-opt): how much of a ratio is noise
+    ratio_ci: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def _specs() -> dict[str, Callable[[], Any]]:
@@ -149,6 +151,15 @@ def time_interleaved(sessions: dict[str, Any], feeds: dict[str, np.ndarray], cfg
     return times
 
 
+def _ratio_ci(a: list[float], b: list[float], n: int = 2000, seed: int = 0) -> tuple[float, float]:
+    rng = np.random.default_rng(seed)
+    aa, bb = np.asarray(a), np.asarray(b)
+    ra = np.median(rng.choice(aa, (n, aa.size)), axis=1)
+    rb = np.median(rng.choice(bb, (n, bb.size)), axis=1)
+    lo, hi = np.percentile(ra / rb, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
 def bench_model(name: str, cfg: BenchConfig, progress: Callable[[str], None]) -> ModelReport:
     spec = _specs()[name]()
     paths, o2_s = build_variants(spec, Path(cfg.out), progress)
@@ -167,18 +178,20 @@ def bench_model(name: str, cfg: BenchConfig, progress: Callable[[str], None]) ->
         times = time_interleaved(sessions, feeds, cfg)
         rep.median_ms[f"b{b}"] = {s: statistics.median(v) for s, v in times.items()}
         rep.samples[f"b{b}"] = len(times["original"])
+        rep.ratio_ci[f"b{b}"] = _ratio_ci(times["graphopt"], times["ort-opt"])
     return rep
 
 
 def table(reports: list[ModelReport]) -> str:
     lines = [f"{'model':<18} {'batch':>5} {'original':>10} {'ort-opt':>10} {'graphopt':>10} "
-             f"{'graphopt/ort-opt':>17} {'graphopt/original':>18}",
-             "-" * 94]
+             f"{'graphopt/ort-opt':>17} {'(95% CI)':>16} {'graphopt/original':>18}",
+             "-" * 111]
     for r in reports:
         for b, med in r.median_ms.items():
+            lo, hi = r.ratio_ci.get(b, (float("nan"), float("nan")))
             lines.append(f"{r.name:<18} {b[1:]:>5} {med['original']:>8.2f}ms {med['ort-opt']:>8.2f}ms "
                          f"{med['graphopt']:>8.2f}ms {med['graphopt'] / med['ort-opt']:>16.3f}x "
-                         f"{med['graphopt'] / med['original']:>17.3f}x")
+                         f"{f'[{lo:.3f}, {hi:.3f}]':>16} {med['graphopt'] / med['original']:>17.3f}x")
     lines.append("")
     lines.append("nodes (original -> ort-opt | graphopt), O2 time, max |diff| vs original:")
     for r in reports:

@@ -179,3 +179,17 @@ def test_synthetic_encoder_numerics():
     mask[1, ..., 5:] = -10000.0
     feeds = {"x": rng.standard_normal((2, 8, 32)).astype(np.float32), "mask": mask}
     np.testing.assert_allclose(_run(m, feeds), _run(mp.SerializeToString(), feeds), atol=1e-4)
+
+
+def test_bench_ort_smoke(minilm_spec, tmp_path, capsys):
+    from graphopt.cli import main
+
+    assert main(["bench-ort", "--models", "minilm", "--batches", "1", "--seq", "32", "--rounds", "1",
+                 "--block", "1", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "graphopt/ort-opt" in out and "all-MiniLM-L6-v2" in out
+    import json
+
+    rep = json.loads((tmp_path / "results.json").read_text())["models"][0]
+    assert rep["nodes"]["graphopt"] <= rep["nodes"]["ort-opt"]
+    assert max(rep["max_abs_diff"].values()) < 1e-4
