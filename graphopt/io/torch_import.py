@@ -83,7 +83,7 @@ def _flatten_outputs(out: Any) -> tuple[list[Any], list[str] | None]:
     return [out], None
 
 
-def _make_adapter(torch: Any, module: Any, names: Sequence[str], keyword: bool) -> Any:
+def _make_adapter(torch: Any, module: Any, keyword: Sequence[str] | None) -> Any:
     class _Adapter(torch.nn.Module):
         """Calls ``module`` by keyword (if asked) and returns a flat tuple."""
 
@@ -92,7 +92,7 @@ def _make_adapter(torch: Any, module: Any, names: Sequence[str], keyword: bool) 
             self.inner = module
 
         def forward(self, *args: Any) -> Any:
-            out = self.inner(**dict(zip(names, args))) if keyword else self.inner(*args)
+            out = self.inner(**dict(zip(keyword, args))) if keyword is not None else self.inner(*args)
             flat, _ = _flatten_outputs(out)
             return tuple(flat)
 
@@ -240,9 +240,10 @@ def torch_to_onnx(module: Any, example_inputs: Any, *, dynamic_shapes: Any = Non
     if not isinstance(module, torch.nn.Module):
         raise GraphoptError(f"from_torch needs a torch.nn.Module, got {type(module).__name__}")
 
-    keyword = isinstance(example_inputs, Mapping)
-    if keyword:
-        names = list(example_inputs)
+    # keyword names call the module; ``names`` name the ONNX inputs (input_names may rename them)
+    keyword: list[str] | None = [str(k) for k in example_inputs] if isinstance(example_inputs, Mapping) else None
+    if keyword is not None:
+        names = list(keyword)
         args = tuple(example_inputs.values())
     else:
         args = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
@@ -262,17 +263,18 @@ def torch_to_onnx(module: Any, example_inputs: Any, *, dynamic_shapes: Any = Non
         module.train(was_training)  # export must not change the caller's module
 
 
-def _export_eval(torch: Any, module: Any, args: tuple, names: list[str], keyword: bool, dynamic_shapes: Any,
+def _export_eval(torch: Any, module: Any, args: tuple, names: list[str], keyword: list[str] | None,
+                 dynamic_shapes: Any,
                  output_names: Sequence[str] | None, opset: int, exporter: str) -> Any:
     module.eval()
     # The adapter must be in eval mode too: the TorchScript exporter puts the
     # exported module in eval for tracing and afterwards restores the mode it
     # found *recursively*, which would leave a fresh (training) adapter's inner
     # module in training mode (BatchNorm then uses batch statistics).
-    adapter = _make_adapter(torch, module, names, keyword).eval()
+    adapter = _make_adapter(torch, module, keyword).eval()
     try:
         with torch.no_grad():
-            sample = module(**dict(zip(names, args))) if keyword else module(*args)
+            sample = module(**dict(zip(keyword, args))) if keyword is not None else module(*args)
     except Exception as e:  # noqa: BLE001
         raise GraphoptError(f"{_module_name(module)} fails on the example inputs: {type(e).__name__}: {e}") from e
     flat, keys = _flatten_outputs(sample)

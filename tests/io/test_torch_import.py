@@ -71,6 +71,21 @@ def test_export_leaves_the_module_mode_alone():
     assert not net.training and not net[1].training
 
 
+class _Keyword(torch.nn.Module):
+    def forward(self, *, a, b):
+        return {"total": a + 2 * b, "diff": a - b}
+
+
+def test_dict_inputs_call_by_keyword_and_can_be_renamed():
+    a, b = torch.randn(2, 3), torch.randn(2, 3)
+    model = graphopt.from_torch(_Keyword(), {"a": a, "b": b}, input_names=["x", "y"])
+    assert [v.name for v in model.graph.inputs] == ["x", "y"]
+    assert [v.name for v in model.graph.outputs] == ["total", "diff"]
+    total, diff = _ort(model, {"x": a.numpy(), "y": b.numpy()})
+    _close(total, a + 2 * b)
+    _close(diff, a - b)
+
+
 def test_single_tensor_and_default_names():
     model = graphopt.from_torch(torch.nn.Linear(4, 3).eval(), torch.randn(2, 4))
     assert [v.name for v in model.graph.inputs if not v.is_initializer] == ["input"]
