@@ -43,7 +43,8 @@ def optimize(model: Any, level: str) -> tuple[Any, str]:
     pm = PassManager.from_text(level)
     result = pm(model)
     logger.info("%s", result.table())
-    return model, f"{level}: {pm.pipeline_text()}"
+    text = pm.pipeline_text()
+    return model, f"{level}: {text if len(text) <= 100 else text[:97] + '...'}"
 
 
 def run(args: argparse.Namespace) -> int:
