@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "../common/math.h"
+#include "../common/thread_pool.h"
 #include "gemm_internal.h"
 
 namespace graphopt::kernels {
@@ -161,6 +162,53 @@ inline Range thread_range(index_t M, index_t P, int mr, int nth, int tid) {
   return r;
 }
 
+template <class MK>
+struct GemmTaskCtx {
+  const typename MK::AType* A;
+  index_t lda;
+  const PackedWeights* W;
+  const EpiResolved* e;
+  void* C;
+  index_t ldc;
+  EpiFn<typename MK::AccT> epi;
+  index_t M, K, N, P, MB, GP, n_mb;
+  bool rowsums;
+};
+
+// One task: rows [m0, m1) x panels [p0, p1), micro-tile by micro-tile, each
+// accumulator tile finished by the fused epilogue while it is hot.
+template <class MK>
+void gemm_task(void* vctx, std::int64_t t) {
+  using AType = typename MK::AType;
+  using AccT = typename MK::AccT;
+  const GemmTaskCtx<MK>& c = *static_cast<const GemmTaskCtx<MK>*>(vctx);
+  alignas(64) AccT tile[MK::MR * kTileLd];
+  std::int32_t rs[MK::MR];
+  const index_t p0 = (t / c.n_mb) * c.GP, p1 = p0 + c.GP < c.P ? p0 + c.GP : c.P;
+  const index_t m0 = (t % c.n_mb) * c.MB, m1 = m0 + c.MB < c.M ? m0 + c.MB : c.M;
+  const index_t pb = c.W->panel_bytes();
+  for (index_t m = m0; m < m1; m += MK::MR) {
+    const int mr = static_cast<int>(m1 - m < MK::MR ? m1 - m : MK::MR);
+    const AType* Am = c.A + m * c.lda;
+    if (c.rowsums) {
+      for (int i = 0; i < mr; ++i) {
+        std::int32_t s = 0;
+        const AType* a = Am + i * c.lda;
+        for (index_t k = 0; k < c.K; ++k) s += static_cast<std::int32_t>(a[k]);
+        rs[i] = s;
+      }
+    }
+    const int npmax = mr <= 2 ? MK::NP_SMALL : MK::NP;
+    for (index_t p = p0; p < p1; p += npmax) {
+      const int np = static_cast<int>(p1 - p < npmax ? p1 - p : npmax);
+      MK::micro(mr, np, Am, c.lda, c.W->panel(p), pb, c.K, tile);
+      const index_t n0 = p * 16;
+      const int cols = static_cast<int>(c.N - n0 < np * 16 ? c.N - n0 : np * 16);
+      c.epi(tile, mr, cols, m, n0, c.rowsums ? rs : nullptr, *c.e, c.C, c.ldc);
+    }
+  }
+}
+
 // MK (micro-kernel traits) provides:
 //   using AType, AccT;  static constexpr int MR, NP, NP_SMALL (for mr <= 2);
 //   static void micro(int mr, int np, const AType* A, index_t lda, const std::uint8_t* panel,
@@ -182,8 +230,9 @@ void run_gemm(const GemmArgs& g) {
   index_t nc = (cache_info().l2 / 2) / (pb > 0 ? pb : 1);
   nc = nc < 8 ? 8 : nc - nc % 8;
   const int nt = gemm_threads(M, N, K);
-  // Work is split into tasks of (GP panels) x (MB rows), handed out dynamically
-  // so a thread that loses its core to another process does not stall the GEMM.
+  // Work is split into tasks of (GP panels) x (MB rows), claimed dynamically from
+  // a caller-participating pool (common/thread_pool.h), so a thread that loses its
+  // core to another process does not stall the GEMM.
   // One thread: L2-sized panel groups (plain blocking).
   // Row block: A rows of one task stay within a quarter of L2 next to the weight chunk.
   index_t mb_cache = (cache_info().l2 / 4) / (K * static_cast<index_t>(sizeof(AType)) + 1);
@@ -211,36 +260,8 @@ void run_gemm(const GemmArgs& g) {
   const index_t n_mb = (M + MB - 1) / MB, n_pg = (P + GP - 1) / GP;
   const index_t ntasks = n_mb * n_pg;
 
-#pragma omp parallel num_threads(nt < ntasks ? nt : static_cast<int>(ntasks))
-  {
-    alignas(64) AccT tile[MK::MR * kTileLd];
-    std::int32_t rs[MK::MR];
-#pragma omp for schedule(dynamic, 1)
-    for (index_t t = 0; t < ntasks; ++t) {
-      const index_t p0 = (t / n_mb) * GP, p1 = p0 + GP < P ? p0 + GP : P;
-      const index_t m0 = (t % n_mb) * MB, m1 = m0 + MB < M ? m0 + MB : M;
-      for (index_t m = m0; m < m1; m += MK::MR) {
-        const int mr = static_cast<int>(m1 - m < MK::MR ? m1 - m : MK::MR);
-        const AType* Am = A + m * lda;
-        if (rowsums) {
-          for (int i = 0; i < mr; ++i) {
-            std::int32_t s = 0;
-            const AType* a = Am + i * lda;
-            for (index_t k = 0; k < K; ++k) s += static_cast<std::int32_t>(a[k]);
-            rs[i] = s;
-          }
-        }
-        const int npmax = mr <= 2 ? MK::NP_SMALL : MK::NP;
-        for (index_t p = p0; p < p1; p += npmax) {
-          const int np = static_cast<int>(p1 - p < npmax ? p1 - p : npmax);
-          MK::micro(mr, np, Am, lda, W.panel(p), pb, K, tile);
-          const index_t n0 = p * 16;
-          const int cols = static_cast<int>(N - n0 < np * 16 ? N - n0 : np * 16);
-          epi(tile, mr, cols, m, n0, rowsums ? rs : nullptr, e, g.C, g.ldc);
-        }
-      }
-    }
-  }
+  GemmTaskCtx<MK> ctx{A, lda, &W, &e, g.C, g.ldc, epi, M, K, N, P, MB, GP, n_mb, rowsums};
+  parallel_tasks(ntasks, nt, &gemm_task<MK>, &ctx);
 }
 
 // Function-pointer table of micro<MR, NP> for 1 <= mr <= MRMAX, 1 <= np <= NPMAX.

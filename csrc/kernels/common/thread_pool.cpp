@@ -1,0 +1,162 @@
+// Caller-participating thread pool (see thread_pool.h).
+#include "thread_pool.h"
+
+#include <pthread.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define GRAPHOPT_PAUSE() _mm_pause()
+#else
+#define GRAPHOPT_PAUSE() std::this_thread::yield()
+#endif
+
+namespace graphopt::kernels {
+namespace {
+
+struct Job {
+  std::int64_t ntasks = 0;
+  TaskFn fn = nullptr;
+  void* ctx = nullptr;
+  int max_workers = 0;                 // workers allowed to join (threads - 1)
+  std::atomic<std::int64_t> next{0};   // next unclaimed task
+  std::atomic<std::int64_t> done{0};   // finished tasks
+  std::atomic<int> joined{0};          // workers that took a reference (<= max_workers)
+  std::atomic<int> refs{0};            // workers still touching this Job
+};
+
+class Pool {
+ public:
+  void run(std::int64_t ntasks, int threads, TaskFn fn, void* ctx) {
+    std::unique_lock<std::mutex> busy(run_mu_, std::try_to_lock);
+    if (!busy.owns_lock() || threads <= 1 || ntasks <= 1 || tls_in_task) {
+      serial(ntasks, fn, ctx);
+      return;
+    }
+    ensure_workers(threads - 1);
+    Job job;
+    job.ntasks = ntasks;
+    job.fn = fn;
+    job.ctx = ctx;
+    job.max_workers = threads - 1;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      job_ = &job;
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    cv_.notify_all();
+    work(job);
+    // Wait only for tasks that workers claimed and are still running.
+    wait_until([&] { return job.done.load(std::memory_order_acquire) >= ntasks; });
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      job_ = nullptr;  // late workers now find nothing
+    }
+    wait_until([&] { return job.refs.load(std::memory_order_acquire) == 0; });
+  }
+
+ private:
+  static thread_local bool tls_in_task;
+
+  // Spin briefly, then yield the core (the thread we wait for may need it).
+  template <class Pred>
+  static void wait_until(Pred done) {
+    for (int i = 0; !done(); ++i) {
+      if (i < 4000) GRAPHOPT_PAUSE();
+      else std::this_thread::yield();
+    }
+  }
+
+  static void serial(std::int64_t ntasks, TaskFn fn, void* ctx) {
+    const bool was = tls_in_task;
+    tls_in_task = true;
+    for (std::int64_t t = 0; t < ntasks; ++t) fn(ctx, t);
+    tls_in_task = was;
+  }
+
+  static void work(Job& job) {
+    const bool was = tls_in_task;
+    tls_in_task = true;
+    for (;;) {
+      const std::int64_t t = job.next.fetch_add(1, std::memory_order_relaxed);
+      if (t >= job.ntasks) break;
+      job.fn(job.ctx, t);
+      job.done.fetch_add(1, std::memory_order_release);
+    }
+    tls_in_task = was;
+  }
+
+  void ensure_workers(int n) {
+    while (static_cast<int>(workers_started_) < n) {
+      std::thread(&Pool::worker_loop, this).detach();
+      ++workers_started_;
+    }
+  }
+
+  void worker_loop() {
+    std::uint64_t seen = 0;
+    for (;;) {
+      Job* job = nullptr;
+      // Back-to-back calls (a plan running layer after layer) find the worker
+      // still spinning for ~50 us; after that it sleeps on the condition variable.
+      for (int i = 0; i < 4000 && generation_.load(std::memory_order_acquire) == seen; ++i) GRAPHOPT_PAUSE();
+      {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, [&] { return generation_.load(std::memory_order_relaxed) != seen; });
+        seen = generation_.load(std::memory_order_relaxed);
+        job = job_;
+        if (job && job->joined.fetch_add(1, std::memory_order_relaxed) < job->max_workers)
+          job->refs.fetch_add(1, std::memory_order_acq_rel);
+        else
+          job = nullptr;
+      }
+      if (!job) continue;
+      work(*job);
+      job->refs.fetch_sub(1, std::memory_order_acq_rel);
+    }
+  }
+
+  std::mutex run_mu_;  // one parallel job at a time
+  std::mutex mu_;
+  std::condition_variable cv_;
+  Job* job_ = nullptr;
+  std::atomic<std::uint64_t> generation_{0};
+  unsigned workers_started_ = 0;
+};
+
+thread_local bool Pool::tls_in_task = false;
+
+std::atomic<Pool*> g_pool{nullptr};
+
+void reset_after_fork() {
+  // The child has no worker threads; the parent's pool (and its mutexes) is abandoned.
+  g_pool.store(nullptr);
+}
+
+Pool& pool() {
+  Pool* p = g_pool.load(std::memory_order_acquire);
+  if (p) return *p;
+  static std::once_flag once;
+  std::call_once(once, [] { pthread_atfork(nullptr, nullptr, &reset_after_fork); });
+  Pool* fresh = new Pool();  // never deleted: detached workers may outlive static destruction
+  Pool* expected = nullptr;
+  if (!g_pool.compare_exchange_strong(expected, fresh)) {
+    delete fresh;
+    return *expected;
+  }
+  return *fresh;
+}
+
+}  // namespace
+
+void parallel_tasks(std::int64_t ntasks, int threads, TaskFn fn, void* ctx) {
+  if (ntasks <= 0) return;
+  pool().run(ntasks, threads, fn, ctx);
+}
+
+}  // namespace graphopt::kernels
