@@ -104,7 +104,8 @@ struct Epilogue {
 };
 
 // A: M x K (lda >= K) u8 / bf16 / fp32; C: M x N with ldc (in elements of the output type).
-// Threads: OpenMP, up to omp_get_max_threads(). Safe to call concurrently.
+// Threads: up to omp_get_max_threads() (graphopt.set_num_threads), via the caller-participating
+// pool in csrc/kernels/common/thread_pool.h. Safe to call concurrently from several threads.
 // int8: K must be <= 33025 so the int32 accumulation is exact for any inputs.
 Status gemm_s8(const std::uint8_t* A, index_t M, index_t lda, const PackedWeights& W,
                const Epilogue& e, void* C, index_t ldc);
