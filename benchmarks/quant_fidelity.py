@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         # quantize the additive attention-mask Add/Mul chain, whose huge range wrecks the activations)
         from onnxruntime.quantization import QuantType
 
-        measure("onnxruntime quantize_static QDQ MinMax per-channel, MatMul only, u8 act",
+        measure("onnxruntime quantize_static QDQ MinMax pc MatMul-only",
                 ort_static(CalibrationMethod.MinMax, "minmax_pc_mm", True, op_types_to_quantize=["MatMul"],
                            activation_type=QuantType.QUInt8))
         measure("onnxruntime quantize_static QDQ Entropy", ort_static(CalibrationMethod.Entropy, "entropy"))
