@@ -127,6 +127,59 @@ def _leading_dims_kept(shape: Value, x: Value) -> bool:
     return True
 
 
+def _check_projections(m) -> MatchResult:
+    ws = [m.const(f"w_{t}") for t in "qkv"]
+    bs = [m.const(f"b_{t}") for t in "qkv"]
+    if len({w.shape for w in ws}) != 1 or len({b.shape for b in bs}) != 1:
+        return MatchResult.fail("Q, K and V projections have different shapes", m.node("mm_k"))
+    if bs[0].shape[0] != ws[0].shape[1]:
+        return MatchResult.fail("projection bias length differs from the projection width", m["b_q"])
+    return MatchResult.ok()
+
+
+def _check_heads(m) -> MatchResult:
+    hidden = m.const("w_q").shape[1]
+    ds = {t: _head_size(m[f"heads_{t}"], m[f"heads_shape_{t}"]) for t in "qkv"}
+    if None in ds.values():
+        bad = next(t for t, d in ds.items() if d is None)
+        return MatchResult.fail("head size is unknown (the head Reshape's shape is not static)",
+                                m.node(f"heads_{bad}"))
+    if len(set(ds.values())) != 1 or hidden % ds["q"]:
+        return MatchResult.fail(f"head sizes {ds} do not split hidden size {hidden}", m.node("heads_q"))
+    for t in "qkv":
+        if m[f"heads_{t}"].rank not in (None, 4):
+            return MatchResult.fail("head Reshape is not 4-D", m.node(f"heads_{t}"))
+        if not _leading_dims_kept(m[f"heads_shape_{t}"], m["x"]):
+            return MatchResult.fail("head Reshape does not provably keep [batch, seq] as its leading dims",
+                                    m.node(f"heads_{t}"))
+    return MatchResult.ok()
+
+
+def _check_output(m) -> MatchResult:
+    hidden = m.const("w_q").shape[1]
+    out = m["out"]
+    od = last_dim(out)
+    if out.rank not in (None, 3) or (isinstance(od, int) and od != hidden) or \
+            (not isinstance(od, int) and not _out_shape_is(m["out_shape"], hidden)):
+        return MatchResult.fail(f"output Reshape does not give [batch, seq, {hidden}]", m.node("out"))
+    return MatchResult.ok()
+
+
+def _check_mask(m) -> MatchResult:
+    if "masked_fill" in m:
+        fill = scalar(m.const("fill"))
+        if fill is None or not fill <= -1e30:
+            return MatchResult.fail("masked_fill value is not a scalar <= -1e30 (finfo.min or -inf)", m["fill"])
+        if m["cond"].rank != 4:
+            return MatchResult.fail("masked_fill condition is not 4-D", m["cond"])
+    mask = m.get_or_none("mask")
+    x = m["x"]
+    if mask is not None and (mask.rank != 4 or
+                             (mask.dtype is not None and mask.dtype.value and mask.dtype != x.dtype)):
+        return MatchResult.fail("additive mask is not a 4-D tensor of the input's type", mask)
+    return MatchResult.ok()
+
+
 class FuseAttention(Rule):
     """Self-attention subgraph -> MultiHeadAttention(X, Wqkv, bqkv, AttentionBias=mask)."""
 
@@ -139,45 +192,17 @@ class FuseAttention(Rule):
 
     def check(self, m):
         x = m["x"]
-        if x.rank is not None and x.rank != 3:
-            return MatchResult.fail(f"attention input has rank {x.rank}, expected [batch, seq, hidden]", x)
-        ws = [m.const(f"w_{t}") for t in "qkv"]
-        bs = [m.const(f"b_{t}") for t in "qkv"]
-        if len({w.shape for w in ws}) != 1 or len({b.shape for b in bs}) != 1:
-            return MatchResult.fail("Q, K and V projections have different shapes", m.node("mm_k"))
-        hidden = ws[0].shape[1]
-        if bs[0].shape[0] != hidden:
-            return MatchResult.fail("projection bias length differs from the projection width", m["b_q"])
-        ds = {t: _head_size(m[f"heads_{t}"], m[f"heads_shape_{t}"]) for t in "qkv"}
-        if None in ds.values():
-            bad = next(t for t, d in ds.items() if d is None)
-            return MatchResult.fail("head size is unknown (the head Reshape's shape is not static)",
-                                    m.node(f"heads_{bad}"))
-        if len(set(ds.values())) != 1 or hidden % ds["q"]:
-            return MatchResult.fail(f"head sizes {ds} do not split hidden size {hidden}", m.node("heads_q"))
-        for t in "qkv":
-            if m[f"heads_{t}"].rank not in (None, 4):
-                return MatchResult.fail("head Reshape is not 4-D", m.node(f"heads_{t}"))
-            if not _leading_dims_kept(m[f"heads_shape_{t}"], x):
-                return MatchResult.fail("head Reshape does not provably keep [batch, seq] as its leading dims",
-                                        m.node(f"heads_{t}"))
-        out = m["out"]
-        od = last_dim(out)
-        if out.rank not in (None, 3) or (isinstance(od, int) and od != hidden) or \
-                (not isinstance(od, int) and not _out_shape_is(m["out_shape"], hidden)):
-            return MatchResult.fail(f"output Reshape does not give [batch, seq, {hidden}]", m.node("out"))
+        if x.rank != 3:
+            return MatchResult.fail(f"attention input rank is {x.rank}, expected [batch, seq, hidden]", x)
+        for part in (_check_projections, _check_heads, _check_output, self._check_scale, _check_mask):
+            res = part(m)
+            if not res:
+                return res
+        return MatchResult.ok()
+
+    def _check_scale(self, m) -> MatchResult:
         if "scaled" in m and self._scale(m) is None:
             return MatchResult.fail("attention scale is not a positive scalar constant", m.node("scaled"))
-        if "masked_fill" in m:
-            fill = scalar(m.const("fill"))
-            if fill is None or not fill <= -1e30:
-                return MatchResult.fail("masked_fill value is not a scalar <= -1e30 (finfo.min or -inf)", m["fill"])
-            if m["cond"].rank != 4:
-                return MatchResult.fail("masked_fill condition is not 4-D", m["cond"])
-        mask = m.get_or_none("mask")
-        if mask is not None and (mask.rank not in (None, 4) or
-                                 (mask.dtype is not None and mask.dtype.value and mask.dtype != x.dtype)):
-            return MatchResult.fail("additive mask is not a 4-D tensor of the input's type", mask)
         return MatchResult.ok()
 
     @staticmethod
