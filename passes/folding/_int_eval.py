@@ -91,4 +91,4 @@ def eval_int_node(n: Node, ins: list[np.ndarray | None]) -> list[np.ndarray] | N
         return None
     if n.op_type in ("Add", "Sub", "Mul", "Neg") and out.dtype != ins[0].dtype:
         return None
-    return [np.ascontiguousarray(out)]
+    return [np.array(out, copy=True)]  # (ascontiguousarray would turn a 0-d result into 1-d)

@@ -21,6 +21,7 @@ from graphopt.pattern import can_replace, const_value, remove_dead
 from graphopt.pm import Pass, PassContext, PassResult, register_config, register_pass
 
 from ._evaluate import evaluate_node
+from ._inline_if import inline_constant_if
 from ._int_eval import eval_int_node
 
 __all__ = ["FoldConstants"]
@@ -107,6 +108,9 @@ class _Folder:
                 continue
             for sg in n.subgraphs():  # If/Loop/Scan bodies: their constants fold in place
                 self.run(sg)
+            if n.op_type == "If" and n.domain == "" and inline_constant_if(g, n):
+                self.stats["if_inlined"] = self.stats.get("if_inlined", 0) + 1
+                continue
             if n.op_type == "Constant" and n.domain == "":
                 arr = const_value(n.outputs[0])
                 if arr is not None and self._replace(g, n, [arr]):

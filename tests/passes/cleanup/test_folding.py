@@ -198,3 +198,30 @@ def test_constants_fold_inside_subgraphs():
     for c in (True, False):
         feeds = {"c": np.array(c), "x": np.array([1, 1], np.float32)}
         np.testing.assert_array_equal(run_ort(m, feeds)[0], run_ort(before, feeds)[0])
+
+
+def test_integer_fast_path_keeps_scalar_shapes():
+    from graphopt.ir import Node
+    from graphopt.passes.folding._int_eval import eval_int_node
+
+    n = Node("Equal", [], {})
+    (out,) = eval_int_node(n, [np.array(0), np.array(0)])
+    assert out.shape == () and out.dtype == np.bool_
+    n = Node("Unsqueeze", [], {})
+    (out,) = eval_int_node(n, [np.array(3), np.array([0])])
+    assert out.shape == (1,)
+
+
+def test_if_with_constant_condition_is_inlined():
+    text = HDR + """
+    g (float[2] x) => (float[2] y, float[2] z)
+    <bool c = {1}, float[2] w = {1, 2}>
+    { y, z = If(c) <then_branch = t () => (float[2] a, float[2] b) { k = Constant<value = float[2] {3, 4}>()
+                                                                     a = Add(x, k)
+                                                                     b = Mul(a, w) },
+                    else_branch = e () => (float[2] a2, float[2] b2) { a2 = Neg(x)
+                                                                       b2 = Abs(x) }> }
+    """
+    m, r = check_pipeline(text, "fold-constants,remove-unused", If=0, Add=1, Mul=1, Neg=0)
+    assert r.records[0].stats["if_inlined"] == 1
+    assert [v.name for v in m.graph.outputs] == ["y", "z"]
