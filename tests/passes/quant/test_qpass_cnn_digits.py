@@ -20,6 +20,8 @@ def digits_cnn(tmp_path_factory):
     idx = rng.permutation(len(x))
     tr, te = idx[:1400], idx[1400:]
     torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: one thread is fastest and does not fight other work on the box
     net = torch.nn.Sequential(
         torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(),
         torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
@@ -31,6 +33,7 @@ def digits_cnn(tmp_path_factory):
             opt.zero_grad()
             torch.nn.functional.cross_entropy(net(xt[b]), yt[b]).backward()
             opt.step()
+    torch.set_num_threads(threads)
     path = tmp_path_factory.mktemp("cnn") / "digits_cnn.onnx"
     import warnings
 
