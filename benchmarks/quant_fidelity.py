@@ -54,16 +54,27 @@ def embed(sess: Any, batches: list[dict[str, np.ndarray]]) -> np.ndarray:
     return np.concatenate(outs)
 
 
-def latency_ms(sess: Any, feeds: dict[str, np.ndarray], runs: int) -> float:
+def latency_block(sess: Any, feeds: dict[str, np.ndarray], runs: int) -> list[float]:
     time.sleep(0.15)  # let other thread pools wind down before this system's block
-    for _ in range(3):
-        sess.run(None, feeds)
+    sess.run(None, feeds)
     ts = []
     for _ in range(runs):
         t = time.perf_counter()
         sess.run(None, feeds)
         ts.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(ts)
+    return ts
+
+
+def interleaved_latency(sessions: dict[str, Any], feeds: dict[str, np.ndarray], runs: int,
+                        rounds: int = 5) -> dict[str, float]:
+    """Median latency per system over ``rounds`` round-robin blocks of ``runs // rounds`` runs, so
+    load drifting on a shared machine hits every system alike."""
+    per = max(1, runs // rounds)
+    times: dict[str, list[float]] = {k: [] for k in sessions}
+    for _ in range(rounds):
+        for k, sess in sessions.items():
+            times[k] += latency_block(sess, feeds, per)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 class Reader:
@@ -81,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval", type=int, default=300, help="eval sentences (>= 200 for the issue's figure)")
     ap.add_argument("--calib", type=int, default=100, help="calibration sentences (<= 100)")
     ap.add_argument("--alpha", type=float, default=None, help="SmoothQuant alpha (default: the preset's)")
-    ap.add_argument("--runs", type=int, default=30, help="timed runs per system")
+    ap.add_argument("--runs", type=int, default=50, help="timed runs per system (in 5 interleaved rounds)")
     ap.add_argument("--no-ort", action="store_true", help="skip onnxruntime's quantizers")
     ap.add_argument("--fallback", type=int, default=0, metavar="K",
                     help="also a row keeping the K most sensitive nodes fp32 (sensitivity on calib sentences)")
@@ -108,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     fp32_size = spec.path.stat().st_size
     ref = embed(session(spec.path), evalb)
     rows: list[dict[str, Any]] = []
+    sessions: dict[str, Any] = {}
     extra: dict[str, Any] = {"eval_sentences": len(eval_s), "calib_sentences": len(calib_s)}
 
     def measure(name: str, build: Callable[[], Path]) -> None:
@@ -121,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
             sess = session(path)
             cos = (embed(sess, evalb) * ref).sum(1)
             row.update(mean_cos=float(cos.mean()), min_cos=float(cos.min()), size_mb=path.stat().st_size / 2**20,
-                       size_ratio=path.stat().st_size / fp32_size, latency_ms=latency_ms(sess, lat_feeds, args.runs))
+                       size_ratio=path.stat().st_size / fp32_size)
+            sessions[name] = sess
         except Exception as e:  # noqa: BLE001 - a peer crashing is a result, not a failure of the script
             row["error"] = f"crashed: {type(e).__name__}: {str(e).splitlines()[0][:120]}"
             traceback.print_exc(limit=1, file=sys.stderr)
@@ -215,6 +228,16 @@ def main(argv: list[str] | None = None) -> int:
         measure("onnxruntime quantize_dynamic per-tensor", ort_dynamic(False))
         measure("onnxruntime quantize_dynamic per_channel=True", ort_dynamic(True))
 
+    print(f"\nlatency (batch 1, seq 128, onnxruntime CPU, median of {args.runs} runs per system in 5 "
+          "interleaved rounds):", flush=True)
+    lat = interleaved_latency(sessions, lat_feeds, args.runs)
+    base = lat.get("fp32 (onnxruntime)")
+    print(_header(), flush=True)
+    for r in rows:
+        if r["system"] in lat:
+            r["latency_ms"] = lat[r["system"]]
+            r["speedup_vs_fp32"] = base / lat[r["system"]] if base else None
+        print(_fmt(r), flush=True)
     # calibration time of graphopt on the calib split alone (both SmoothQuant and range passes)
     if "qdq" in state:
         extra["calibration_seconds"] = state["qdq"][1].calibration_seconds
@@ -242,8 +265,9 @@ def _header() -> str:
 def _fmt(r: dict[str, Any]) -> str:
     if "error" in r:
         return f"{r['system']:<52} {r['error']}"
+    lat = f"{r['latency_ms']:7.2f}" if "latency_ms" in r else f"{'…':>7}"
     return (f"{r['system']:<52} {r['mean_cos']:9.4f} {r['min_cos']:9.4f} {r['size_mb']:9.1f} "
-            f"{r['size_ratio']:6.1%} {r['latency_ms']:7.2f}")
+            f"{r['size_ratio']:6.1%} {lat}")
 
 
 if __name__ == "__main__":
