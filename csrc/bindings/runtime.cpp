@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "../runtime/plan.h"
+#include "../runtime/pool.h"
 #include "graphopt/kernels/gemm.h"
 
 namespace py = pybind11;
@@ -173,14 +174,17 @@ py::list run(Plan& p, const std::vector<py::array>& inputs, int num_threads) {
   Status st;
   {
     py::gil_scoped_release nogil;
+    // The plan's own pool parallelises steps; kernels inside a step run single-threaded.
     const int prev = omp_get_max_threads();
-    if (num_threads > 0) omp_set_num_threads(num_threads);
+    runtime::set_pool_threads(num_threads > 0 ? num_threads : prev);
+    omp_set_num_threads(1);
     st = p.run(ts, [&](int k, const Tensor& t) {
       void* buf = std::malloc(std::max<std::size_t>(t.nbytes(), 1));
       if (t.nbytes()) std::memcpy(buf, t.data, t.nbytes());
       outs[k] = Out{t.shape, t.dt, buf};
     });
-    if (num_threads > 0) omp_set_num_threads(prev);
+    omp_set_num_threads(prev);
+    runtime::set_pool_threads(1);
   }
   py::list res;
   for (auto& o : outs) {

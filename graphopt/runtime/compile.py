@@ -125,7 +125,7 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
     def factory(n: Node):
         return make_fallback(n, node_proto(n) if n.domain != "graphopt" else None, m.opset_imports)
 
-    steps, consts = lower(m, precision, factory)
+    steps, consts = lower(m, precision, factory, threads=num_threads or os.cpu_count() or 1)
     inputs = [v for v in g.inputs if not v.is_initializer]
 
     def const_of(k: Any) -> np.ndarray | None:

@@ -96,8 +96,10 @@ def _s(v: Any) -> str:
 
 
 class _Lowerer:
-    def __init__(self, model: Model, precision: str, fallback_factory: Callable[[Node], Callable[[list], list]]):
+    def __init__(self, model: Model, precision: str, fallback_factory: Callable[[Node], Callable[[list], list]],
+                 threads: int = 1):
         self.model = model
+        self.threads = max(1, int(threads))
         self.g = model.graph
         self.precision = precision
         self.opset = model.opset_imports.get("", 17)
@@ -238,7 +240,8 @@ class _Lowerer:
         if qdq is not None:
             s = self.emit("Linear", name, ins, [out], iattrs={"act": act, "mode": 2, "a_zp": qdq["a_zp"]},
                           fattrs={"a_scale": qdq["a_scale"]}, origin=origin)
-            s.weights.append((qdq["w"], "s8", False, qdq["w_scale"]))
+            for c0, c1 in self._col_parts(qdq["w"].shape[1]):
+                s.weights.append((np.ascontiguousarray(qdq["w"][:, c0:c1]), "s8", False, qdq["w_scale"][c0:c1].copy()))
             s.detail = "int8 static (QDQ)"
             return
         mode = {"fp32": 0, "bf16": 1, "int8": 2}[self.precision]
@@ -246,11 +249,22 @@ class _Lowerer:
         w = np.ascontiguousarray(w.astype(np.float32))
         if mode == 2:
             q, sc = quantize_weight_s8(w)
-            s.weights.append((q, "s8", False, sc))
+            for c0, c1 in self._col_parts(w.shape[1]):
+                s.weights.append((np.ascontiguousarray(q[:, c0:c1]), "s8", False, sc[c0:c1].copy()))
             s.detail = "int8 dynamic per-tensor act, per-channel s8 weights"
         else:
-            s.weights.append((w, "f32" if mode == 0 else "bf16", False, None))
+            for c0, c1 in self._col_parts(w.shape[1]):
+                s.weights.append((np.ascontiguousarray(w[:, c0:c1]), "f32" if mode == 0 else "bf16", False, None))
             s.detail = self.precision
+
+    def _col_parts(self, n: int) -> list[tuple[int, int]]:
+        """Column slices (multiples of 16) packed separately so threads split N: one per thread."""
+        parts = max(1, min(self.threads, n // 64))
+        if parts == 1:
+            return [(0, n)]
+        size = -(-n // parts)
+        size = -(-size // 16) * 16
+        return [(c, min(n, c + size)) for c in range(0, n, size)]
 
     def _gelu_tail(self, y: Value) -> tuple[Value, list[Node]] | None:
         """Match the erf-GELU of HF exports on y: y*0.5*(1+erf(y/sqrt2)) in its usual orders."""
@@ -1025,14 +1039,14 @@ _GRAPHOPT: dict[str, Callable[[_Lowerer, Node], bool]] = {
 }
 
 
-def lower(model: Model, precision: str, fallback_factory: Callable[[Node], Callable[[list], list]]
-          ) -> tuple[list[StepSpec], dict[Key, np.ndarray]]:
+def lower(model: Model, precision: str, fallback_factory: Callable[[Node], Callable[[list], list]],
+          threads: int = 1) -> tuple[list[StepSpec], dict[Key, np.ndarray]]:
     """Map every node of ``model`` to executor steps; returns (steps, extra constants).
 
     ``fallback_factory(node)`` returns the Python callable a fallback step runs.
     """
     if precision not in PRECISIONS:
         raise UnsupportedError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    lw = _Lowerer(model, precision, fallback_factory)
+    lw = _Lowerer(model, precision, fallback_factory, threads)
     steps = lw.run()
     return steps, lw.consts

@@ -4,7 +4,10 @@
 #include <cmath>
 #include <cstring>
 
+#include <mutex>
+
 #include "../plan.h"
+#include "../pool.h"
 #include "graphopt/kernels/gemm.h"
 
 namespace graphopt::runtime {
@@ -83,25 +86,33 @@ Status conv(ExecCtx& c, const Step& s) {
   for (index_t n = 0; n < N; ++n)
     for (index_t gi = 0; gi < G; ++gi) {
       const float* xi = x.as<float>() + (n * C + gi * Cg) * H * W;
-#pragma omp parallel for schedule(static) if (P * K >= kParMin)
-      for (index_t p = 0; p < P; ++p) {
-        const index_t oh = p / g.OW, ow = p % g.OW;
-        float* row = col + p * K;
-        for (index_t ci = 0; ci < Cg; ++ci)
-          for (index_t a = 0; a < kh; ++a) {
-            const index_t ih = oh * g.sh - g.pt + a * g.dh;
-            for (index_t b = 0; b < kw; ++b) {
-              const index_t iw = ow * g.sw - g.pl + b * g.dw;
-              *row++ = (ih >= 0 && ih < H && iw >= 0 && iw < W) ? xi[(ci * H + ih) * W + iw] : 0.f;
+      std::mutex mu;
+      Status err;
+      // im2col, GEMM (rows = output pixels) and the NCHW transpose, in row ranges on the pool.
+      parallel_ranges(P, pool_threads() * 2, 64, 1, [&](index_t p0, index_t p1) {
+        for (index_t p = p0; p < p1; ++p) {
+          const index_t oh = p / g.OW, ow = p % g.OW;
+          float* row = col + p * K;
+          for (index_t ci = 0; ci < Cg; ++ci)
+            for (index_t a = 0; a < kh; ++a) {
+              const index_t ih = oh * g.sh - g.pt + a * g.dh;
+              for (index_t b = 0; b < kw; ++b) {
+                const index_t iw = ow * g.sw - g.pl + b * g.dw;
+                *row++ = (ih >= 0 && ih < H && iw >= 0 && iw < W) ? xi[(ci * H + ih) * W + iw] : 0.f;
+              }
             }
-          }
-      }
-      e.bias = bias ? bias + gi * Mg : nullptr;
-      if (Status st = kernels::gemm_f32(col, P, K, *s.packed[gi], e, tmp, Mg); !st) return bad(s, st.message());
+        }
+        kernels::Epilogue ep = e;
+        ep.bias = bias ? bias + gi * Mg : nullptr;
+        Status st = kernels::gemm_f32(col + p0 * K, p1 - p0, K, *s.packed[gi], ep, tmp + p0 * Mg, Mg);
+        if (!st) { std::lock_guard<std::mutex> lk(mu); err = st; }
+      });
+      if (!err) return bad(s, err.message());
       float* yo = y.as<float>() + (n * M + gi * Mg) * P;
-#pragma omp parallel for schedule(static) if (P * Mg >= kParMin)
-      for (index_t m = 0; m < Mg; ++m)
-        for (index_t p = 0; p < P; ++p) yo[m * P + p] = tmp[p * Mg + m];
+      parallel_ranges(Mg, pool_threads(), 8, 1, [&](index_t m0, index_t m1) {
+        for (index_t m = m0; m < m1; ++m)
+          for (index_t p = 0; p < P; ++p) yo[m * P + p] = tmp[p * Mg + m];
+      });
     }
   return Status::ok();
 }

@@ -7,7 +7,10 @@
 
 #include <omp.h>
 
+#include <mutex>
+
 #include "../plan.h"
+#include "../pool.h"
 #include "graphopt/kernels/attention.h"
 #include "graphopt/kernels/eltwise.h"
 #include "graphopt/kernels/gemm.h"
@@ -21,79 +24,127 @@ using kernels::PackedWeights;
 Status wrap(const Step& s, const Status& st) { return st ? Status::ok() : bad(s, st.message()); }
 
 template <class T>
-T* scratch(const Step& s, std::size_t n) {
+T* scratch(const Step& s, std::size_t n) {  // NOLINT: defined before its first use below
   if (s.scratch.size() < n * sizeof(T) + 64) s.scratch.resize(n * sizeof(T) + 64);
   auto p = reinterpret_cast<std::uintptr_t>(s.scratch.data());
   return reinterpret_cast<T*>((p + 63) / 64 * 64);
 }
 
-// min/max with 16 independent lanes over full blocks (vectorises without -ffast-math),
-// parallel over chunks; the range always includes 0 (exact zero padding).
-void minmax(const float* x, index_t n, float* lo, float* hi) {
+// min/max with 16 independent lanes over full blocks (vectorises without -ffast-math).
+void minmax_serial(const float* x, index_t n, float* lo, float* hi) {
   const index_t nb = n / 16;
-  float mn = 0.f, mx = 0.f;
-#pragma omp parallel if (n >= 8 * kParMin) reduction(min : mn) reduction(max : mx)
-  {
-    float l[16] = {0}, h[16] = {0};
-#pragma omp for schedule(static)
-    for (index_t b = 0; b < nb; ++b) {
-      const float* p = x + b * 16;
-      for (int j = 0; j < 16; ++j) {
-        l[j] = p[j] < l[j] ? p[j] : l[j];
-        h[j] = p[j] > h[j] ? p[j] : h[j];
-      }
+  float l[16] = {0}, h[16] = {0};  // the range always includes 0 (exact zero padding)
+  for (index_t b = 0; b < nb; ++b) {
+    const float* p = x + b * 16;
+    for (int j = 0; j < 16; ++j) {
+      l[j] = p[j] < l[j] ? p[j] : l[j];
+      h[j] = p[j] > h[j] ? p[j] : h[j];
     }
-    for (int j = 0; j < 16; ++j) { mn = std::min(mn, l[j]); mx = std::max(mx, h[j]); }
   }
+  float mn = l[0], mx = h[0];
+  for (int j = 1; j < 16; ++j) { mn = std::min(mn, l[j]); mx = std::max(mx, h[j]); }
   for (index_t i = nb * 16; i < n; ++i) { mn = std::min(mn, x[i]); mx = std::max(mx, x[i]); }
   *lo = mn;
   *hi = mx;
 }
 
-// Linear: y[..., N] = act(x[..., K] @ W + bias), W packed at compile time.
-// mode 0 fp32, 1 bf16 (x converted once per call), 2 int8 (x quantized to u8
-// per tensor: statically from a_scale/a_zp when given, else dynamically from its range).
+void minmax(const float* x, index_t n, float* lo, float* hi) {
+  const int t = pool_threads();
+  if (t <= 1 || n < 4 * kParMin) { minmax_serial(x, n, lo, hi); return; }
+  std::vector<float> l(static_cast<std::size_t>(t), 0.f), h(static_cast<std::size_t>(t), 0.f);
+  const index_t size = (n + t - 1) / t;
+  parallel_for(t, [&](index_t i) {
+    const index_t b = i * size, e = std::min(n, b + size);
+    if (b < e) minmax_serial(x + b, e - b, &l[i], &h[i]);
+  });
+  *lo = *std::min_element(l.begin(), l.end());
+  *hi = *std::max_element(h.begin(), h.end());
+}
+
+// Linear: y[..., N] = act(x[..., K] @ W + bias), W packed at compile time, possibly as several
+// column slices (ia "cols": first column of each slice) so threads split N without sharing panels.
+// mode 0 fp32, 1 bf16 (x converted once per call), 2 int8 (x quantized to u8 per tensor:
+// statically from a_scale/a_zp when given, else dynamically from its range).
 Status linear(ExecCtx& c, const Step& s) {
   const Tensor& x = c.in(s, 0);
-  const PackedWeights& W = *s.packed.at(0);
+  const PackedWeights& W0 = *s.packed.at(0);
+  const index_t K = W0.K();
+  index_t N = 0;
+  for (auto& w : s.packed) N += w->N();
   if (x.dt != DType::f32) return bad(s, std::string("input must be float32, got ") + dtype_name(x.dt));
-  if (x.shape.empty() || x.shape.back() != W.K())
-    return bad(s, "input " + shape_str(x.shape) + " does not end in K=" + std::to_string(W.K()));
-  const index_t M = x.numel() / W.K();
+  if (x.shape.empty() || x.shape.back() != K)
+    return bad(s, "input " + shape_str(x.shape) + " does not end in K=" + std::to_string(K));
+  const index_t M = x.numel() / K;
   Shape os = x.shape;
-  os.back() = W.N();
-  Epilogue e;
-  e.bias = c.has(s, 1) ? c.in(s, 1).as<float>() : nullptr;
-  e.act = static_cast<kernels::Act>(s.i("act", 0));
-  e.out = kernels::OutType::f32;
+  os.back() = N;
+  const float* bias = c.has(s, 1) ? c.in(s, 1).as<float>() : nullptr;
+  const auto act = static_cast<kernels::Act>(s.i("act", 0));
   Tensor& y = c.out(s, 0, os, DType::f32);
   const int mode = static_cast<int>(s.i("mode", 0));
   if (M == 0) return Status::ok();
-  if (mode == 0) return wrap(s, kernels::gemm_f32(x.as<float>(), M, W.K(), W, e, y.data, W.N()));
+  const void* A = x.data;
+  float a_scale = 1.f;
+  std::int32_t a_zp = 0;
   if (mode == 1) {
     auto* xb = scratch<bf16_t>(s, static_cast<std::size_t>(x.numel()));
-    if (Status st = kernels::f32_to_bf16(x.as<float>(), x.numel(), xb); !st) return bad(s, st.message());
-    return wrap(s, kernels::gemm_bf16(xb, M, W.K(), W, e, y.data, W.N()));
+    std::vector<Status> errs(1);
+    parallel_ranges(x.numel(), pool_threads(), 8192, 16, [&](index_t b, index_t e) {
+      Status st = kernels::f32_to_bf16(x.as<float>() + b, e - b, xb + b);
+      if (!st) errs[0] = st;
+    });
+    if (!errs[0]) return bad(s, errs[0].message());
+    A = xb;
+  } else if (mode == 2) {
+    a_scale = static_cast<float>(s.f("a_scale", 0.0));
+    a_zp = static_cast<std::int32_t>(s.i("a_zp", 0));
+    if (!(a_scale > 0.f)) {
+      float lo, hi;
+      minmax(x.as<float>(), x.numel(), &lo, &hi);
+      a_scale = (hi - lo) / 255.f;
+      if (!(a_scale > 0.f)) a_scale = 1.f;
+      a_zp = std::clamp(static_cast<std::int32_t>(std::nearbyint(-lo / a_scale)), 0, 255);
+    }
+    auto* xq = scratch<std::uint8_t>(s, static_cast<std::size_t>(x.numel()));
+    std::vector<Status> errs(1);
+    parallel_ranges(x.numel(), pool_threads(), 8192, 64, [&](index_t b, index_t e) {
+      kernels::QuantAxis ax;
+      ax.inner = e - b;
+      ax.scale = &a_scale;
+      ax.zero_point = &a_zp;
+      Status st = kernels::quantize(x.as<float>() + b, ax, true, xq + b);
+      if (!st) errs[0] = st;
+    });
+    if (!errs[0]) return bad(s, errs[0].message());
+    A = xq;
   }
-  float scale = static_cast<float>(s.f("a_scale", 0.0));
-  std::int32_t zp = static_cast<std::int32_t>(s.i("a_zp", 0));
-  if (!(scale > 0.f)) {
-    float lo, hi;
-    minmax(x.as<float>(), x.numel(), &lo, &hi);
-    scale = (hi - lo) / 255.f;
-    if (!(scale > 0.f)) scale = 1.f;
-    zp = static_cast<std::int32_t>(std::nearbyint(-lo / scale));
-    zp = std::clamp(zp, 0, 255);
-  }
-  auto* xq = scratch<std::uint8_t>(s, static_cast<std::size_t>(x.numel()));
-  kernels::QuantAxis ax;
-  ax.inner = x.numel();
-  ax.scale = &scale;
-  ax.zero_point = &zp;
-  if (Status st = kernels::quantize(x.as<float>(), ax, true, xq); !st) return bad(s, st.message());
-  e.a_scale = scale;
-  e.a_zp = zp;
-  return wrap(s, kernels::gemm_s8(xq, M, W.K(), W, e, y.data, W.N()));
+  // Chunks: column slices x row blocks (row blocks only when M is large).
+  const index_t P = static_cast<index_t>(s.packed.size());
+  const int t = pool_threads();
+  const index_t mblock = M >= 256 && t > 1 ? std::max<index_t>(64, (M + t - 1) / t) : M;
+  const index_t MB = (M + mblock - 1) / mblock;
+  std::vector<index_t> col0(static_cast<std::size_t>(P), 0);
+  for (index_t p = 1; p < P; ++p) col0[p] = col0[p - 1] + s.packed[p - 1]->N();
+  std::mutex mu;
+  Status err;
+  parallel_for(P * MB, [&](index_t ci) {
+    const index_t p = ci % P, r0 = (ci / P) * mblock, rows = std::min(mblock, M - r0);
+    const PackedWeights& W = *s.packed[p];
+    Epilogue e;
+    e.bias = bias ? bias + col0[p] : nullptr;
+    e.act = act;
+    e.out = kernels::OutType::f32;
+    float* C = y.as<float>() + r0 * N + col0[p];
+    Status st;
+    if (mode == 0) st = kernels::gemm_f32(static_cast<const float*>(A) + r0 * K, rows, K, W, e, C, N);
+    else if (mode == 1) st = kernels::gemm_bf16(static_cast<const bf16_t*>(A) + r0 * K, rows, K, W, e, C, N);
+    else {
+      e.a_scale = a_scale;
+      e.a_zp = a_zp;
+      st = kernels::gemm_s8(static_cast<const std::uint8_t*>(A) + r0 * K, rows, K, W, e, C, N);
+    }
+    if (!st) { std::lock_guard<std::mutex> lk(mu); err = st; }
+  });
+  return err ? Status::ok() : bad(s, err.message());
 }
 
 // MatMul of two run-time tensors (numpy semantics, batch broadcasting). Each
@@ -191,8 +242,16 @@ Status layernorm(ExecCtx& c, const Step& s) {
   Tensor& y = c.out(s, 0, ys, DType::f32);
   float* sum = s.out.size() > 1 && s.out[1] >= 0 ? c.out(s, 1, ys, DType::f32).as<float>() : nullptr;
   const index_t rows = N ? numel(ys) / N : 0;
-  return wrap(s, kernels::layernorm(xin, res, g.as<float>(), beta, static_cast<float>(s.f("epsilon", 1e-5)),
-                                    rows, N, y.as<float>(), sum));
+  const float eps = static_cast<float>(s.f("epsilon", 1e-5));
+  std::mutex mu;
+  Status err;
+  parallel_ranges(rows, pool_threads(), 16, 1, [&](index_t b, index_t e) {
+    const index_t o = b * N;
+    Status st = kernels::layernorm(xin + o, res ? res + o : nullptr, g.as<float>(), beta, eps, e - b, N,
+                                   y.as<float>() + o, sum ? sum + o : nullptr);
+    if (!st) { std::lock_guard<std::mutex> lk(mu); err = st; }
+  });
+  return wrap(s, err);
 }
 
 Status softmax(ExecCtx& c, const Step& s) {
@@ -294,13 +353,12 @@ Status attention(ExecCtx& c, const Step& s) {
   const bool use_bf16 = s.i("bf16", 0) != 0;
   // (+ bf16 copies of Q and P when use_bf16, counted in floats: half size each)
   const std::size_t per = static_cast<std::size_t>(Sq * D + 2 * Sk * D + Sq * Sk + (Sq * D + Sq * Sk) / 2 + 128);
-  const int nt = omp_get_max_threads();
-  float* buf = scratch<float>(s, per * static_cast<std::size_t>(nt));
-  std::vector<Status> errs(static_cast<std::size_t>(nt));
-#pragma omp parallel for schedule(dynamic, 1) num_threads(static_cast<int>(std::min<index_t>(nt, BN)))
-  for (index_t bh = 0; bh < BN; ++bh) {
-    const int tid = omp_get_thread_num();
-    float* qs = buf + per * static_cast<std::size_t>(tid);
+  std::mutex mu;
+  Status err;
+  parallel_for(BN, [&](index_t bh) {
+    thread_local std::vector<float> tbuf;
+    if (tbuf.size() < per + 16) tbuf.resize(per + 16);
+    float* qs = reinterpret_cast<float*>((reinterpret_cast<std::uintptr_t>(tbuf.data()) + 63) / 64 * 64);
     float* kd = qs + Sq * D;
     float* vd = kd + Sk * D;
     float* sc = vd + Sk * D;
@@ -348,11 +406,9 @@ Status attention(ExecCtx& c, const Step& s) {
       if (st) st = softmax_rows();
       if (st) st = kernels::gemm_f32(sc, Sq, L, Wv, e, op, ho.ss);
     }
-    if (!st) errs[tid] = st;
-  }
-  for (auto& e : errs)
-    if (!e) return bad(s, e.message());
-  return Status::ok();
+    if (!st) { std::lock_guard<std::mutex> lk(mu); err = st; }
+  });
+  return wrap(s, err);
 }
 
 // ReduceMean / ReduceSum / ReduceMax over `axes` (attribute or input), keepdims.
