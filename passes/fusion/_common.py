@@ -88,9 +88,15 @@ class FusionPass(RewritePass):
     def run(self, model: Model, ctx: PassContext) -> PassResult:
         if opset_of(model) < self.min_opset:
             return PassResult(False, {"skipped_opset_below_%d" % self.min_opset: 1})
-        if self.needs_shapes:
-            infer_shapes(model)
+        if self.needs_shapes and _untyped(model):
+            infer_shapes(model)  # only when something lacks a type: O1 ends typed and rewrites keep types
         return super().run(model, ctx)
+
+
+def _untyped(model: Model) -> bool:
+    """Some used value lacks a type or shape (unused outputs, e.g. SkipLayerNorm's sum, do not count)."""
+    return any(o.type is None or getattr(o.type, "shape", 0) is None
+               for n in model.graph for o in n.outputs if o.num_uses() or o.is_graph_output())
 
 
 
