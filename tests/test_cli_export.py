@@ -63,6 +63,15 @@ def test_export_runs_the_pass_pipeline(tmp_path, capsys, level):
     np.testing.assert_allclose(_ort(out, {"x": x})[0], _ort(src, {"x": x})[0], rtol=1e-6)
 
 
+@pytest.mark.parametrize("to,out", [("onnx", "c.onnx"), ("openvino", "c.xml")])
+def test_export_check(tmp_path, capsys, to, out):
+    if to == "openvino":
+        pytest.importorskip("openvino")
+    src = _onnx_model(tmp_path)
+    assert main(["export", str(src), "--to", to, "-o", str(tmp_path / out), "--level", "O2", "--check"]) == 0
+    assert "-> ok" in capsys.readouterr().out
+
+
 def test_export_bad_arguments(tmp_path, capsys):
     src = _onnx_model(tmp_path)
     assert main(["export", str(src), "--to", "openvino", "-o", str(tmp_path / "m.onnx")]) == 2

@@ -30,6 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="OpenVINO execution precision recorded in the IR (INFERENCE_PRECISION_HINT)")
     p.add_argument("--compress-to-fp16", action="store_true",
                    help="OpenVINO: store fp32 weights as fp16 (off by default: keeps graphopt's precisions)")
+    p.add_argument("--check", action="store_true",
+                   help="run the original (onnxruntime, rewrites off) and the export on the same random inputs "
+                        "and fail if max|diff|/max|ref| exceeds --tol")
+    p.add_argument("--tol", type=float, default=None,
+                   help="--check bound (default 1e-4; 3e-2 for --precision bf16)")
     p.set_defaults(func=run)
 
 
@@ -74,4 +79,41 @@ def run(args: argparse.Namespace) -> int:
 
         dst = export_openvino(model, out, precision=args.precision, compress_to_fp16=args.compress_to_fp16)
     print(f"wrote {dst} ({time.perf_counter() - t:.2f} s)")
+    if args.check:
+        return check(Path(args.model), dst, args)
     return 0
+
+
+def check(src: Path, dst: Path, args: argparse.Namespace) -> int:
+    """Compare the export with the original on random inputs (symbolic dims = 2)."""
+    import numpy as np
+
+    from ..io import load
+    from ..pattern.testing import random_feeds
+
+    feeds = random_feeds(load(src), dim=2)
+    want = _ort(src, feeds)
+    if args.to == "onnx":
+        got = _ort(dst, feeds)
+    else:
+        from ..backends.openvino import compile_for_cpu, infer
+
+        got = infer(compile_for_cpu(dst, precision=args.precision or "fp32"), feeds)
+    rel = max((float(np.abs(g.astype(np.float64) - w).max() / max(float(np.abs(w).max()), 1e-30))
+               for g, w in zip(got, want) if w.size and w.dtype.kind == "f"), default=0.0)
+    exact = all(np.array_equal(g, w) for g, w in zip(got, want) if w.dtype.kind != "f")
+    tol = args.tol if args.tol is not None else (3e-2 if args.precision == "bf16" else 1e-4)
+    ok = rel <= tol and exact and len(got) == len(want)
+    print(f"check: {len(want)} output(s), max|diff|/max|ref| = {rel:.3g} (bound {tol:g})"
+          f"{'' if exact else ', integer outputs differ'} -> {'ok' if ok else 'FAILED'}")
+    return 0 if ok else 1
+
+
+def _ort(path: Path, feeds: dict[str, Any]) -> list[Any]:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # compare graphs as written
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
