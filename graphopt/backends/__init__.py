@@ -1,18 +1,12 @@
-"""Exporters to other runtimes. Each backend module imports its runtime lazily,
-so ``import graphopt.backends`` never needs openvino installed.
+"""Exporters to other runtimes. Each backend imports its runtime lazily (inside
+the functions), so ``import graphopt.backends`` never needs openvino installed.
 
->>> from graphopt.backends.openvino import export_openvino   # doctest: +SKIP
+>>> from graphopt.backends import export_openvino
+>>> export_openvino(model, "out/model.xml")    # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-from typing import Any
+from .openvino import compile_for_cpu, export_openvino, to_openvino
 
-__all__ = ["export_openvino"]
-
-
-def export_openvino(*args: Any, **kwargs: Any) -> Any:
-    """See :func:`graphopt.backends.openvino.export_openvino`."""
-    from .openvino import export_openvino as _export
-
-    return _export(*args, **kwargs)
+__all__ = ["export_openvino", "to_openvino", "compile_for_cpu"]
