@@ -15,6 +15,7 @@ namespace graphopt::runtime {
 namespace {
 
 thread_local int t_threads = 1;
+thread_local bool t_in_pool = false;  // a chunk that calls parallel_for again runs it serially
 
 class Pool {
  public:
@@ -107,11 +108,13 @@ void set_pool_threads(int n) { t_threads = n < 1 ? 1 : n; }
 void parallel_for(index_t n, const std::function<void(index_t)>& fn) {
   if (n <= 0) return;
   const int t = pool_threads();
-  if (t <= 1 || n == 1) {
+  if (t <= 1 || n == 1 || t_in_pool) {
     for (index_t i = 0; i < n; ++i) fn(i);
     return;
   }
+  t_in_pool = true;
   Pool::get().run(t, n, fn);
+  t_in_pool = false;
 }
 
 void parallel_ranges(index_t total, index_t parts, index_t min_size, index_t align,
