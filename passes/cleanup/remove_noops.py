@@ -1,9 +1,10 @@
 """remove-noops: nodes that compute their input unchanged.
 
 Identity; Dropout in inference; Cast to the type it already has; Reshape to
-the shape it already has; Transpose with the identity permutation; Squeeze
-with nothing to squeeze; Unsqueeze/Concat/Sum/Max/Min/Mean of one thing; Pad
-with all-zero pads; Expand to the shape it already has. All written as
+the shape it already has (a constant, or ``Shape(x)`` itself); Transpose with
+the identity permutation; Squeeze with nothing to squeeze, or of an
+Unsqueeze on the same axes; Unsqueeze/Concat/Sum/Max/Min/Mean of one thing;
+Pad with all-zero pads; Expand to the shape it already has. All written as
 pattern rules; checks that need shapes use the inferred ``Value.type``.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphopt.pattern import A, Const, MatchResult, Optional, P, RewritePass, RuleSet, Var, const_value, rule
+from graphopt.pattern import A, Const, MatchResult, Optional, P, RewritePass, Rule, RuleSet, Var, const_value, rule
 from graphopt.pm import register_pass
 
 __all__ = ["NOOP_RULES", "RemoveNoOps"]
@@ -123,6 +124,59 @@ def _check_expand(m) -> MatchResult:
 
 _SHAPE = Const("shape").where(lambda v: const_value(v).ndim == 1, "shape is not 1-D")
 
+
+class ReshapeToOwnShape(Rule):
+    """Reshape(x, Shape(x)) and Expand(x, Shape(x)) are x. The Shape node may
+    have other users (it is kept for them), so shared intermediates are fine."""
+
+    name = "reshape-to-own-shape"
+    allow_shared_intermediates = True
+
+    def pattern(self, p):
+        own = p.Shape(X, start=A(eq=0, default=0), end=A(eq=None, default=None))
+        return p.op(("Reshape", "Expand"), X, own, allowzero=A("allowzero", default=0))
+
+    def rewrite(self, b, m):
+        return m["x"]
+
+
+def _axes_of(node) -> list[int] | None:
+    if len(node.inputs) > 1 and node.inputs[1] is not None:
+        c = const_value(node.inputs[1])
+        return None if c is None else [int(a) for a in np.asarray(c).reshape(-1)]
+    a = node.attr("axes")
+    return None if a is None else [int(x) for x in a]
+
+
+class SqueezeOfUnsqueeze(Rule):
+    """Squeeze(Unsqueeze(x, axes), axes) is x (the same, non-negative axes)."""
+
+    name = "squeeze-of-unsqueeze"
+    allow_shared_intermediates = True
+
+    def pattern(self, p):
+        inner = p.Unsqueeze(X, Optional(Var("ua")), extra_inputs=True, bind="unsq")
+        return p.Squeeze(inner, Optional(Var("sa")), extra_inputs=True, bind="sq")
+
+    def check(self, m) -> MatchResult:
+        ua, sa = _axes_of(m.node("unsq")), _axes_of(m.node("sq"))
+        sq = m.node("sq")
+        if sa is None and len(sq.inputs) < 2 and sq.attr("axes") is None:  # squeeze every 1
+            xs = m["x"].shape
+            if ua is not None and xs is not None and all(isinstance(d, int) and d != 1 for d in xs):
+                return MatchResult.ok()
+            return MatchResult.fail("Squeeze without axes and x may have dims of size 1", sq)
+        if ua is None or sa is None:
+            return MatchResult.fail("axes are not constant", sq)
+        r = None if m["x"].rank is None else m["x"].rank + len(ua)
+        norm = (lambda axes: sorted(a + r if a < 0 else a for a in axes)) if r is not None else sorted
+        if norm(ua) != norm(sa) or (r is None and any(a < 0 for a in ua + sa)):
+            return MatchResult.fail(f"squeezes {sa}, not the unsqueezed {ua}", m.node("sq"))
+        return MatchResult.ok()
+
+    def rewrite(self, b, m):
+        return m["x"]
+
 NOOP_RULES = RuleSet([
     rule("identity", P.Identity(X), _identity),
     rule("dropout-inference", P.Dropout(X, Optional(Var("ratio")), Optional(Const("training")), bind="drop"),
@@ -139,6 +193,8 @@ NOOP_RULES = RuleSet([
          _identity, check=_check_pad),
     rule("expand-same-shape", P.Expand(X, _SHAPE), _identity, check=_check_expand),
     rule("single-input-variadic", P.op(("Concat", "Sum", "Max", "Min", "Mean"), X), _identity),
+    ReshapeToOwnShape(),
+    SqueezeOfUnsqueeze(),
 ], name="noops")
 
 

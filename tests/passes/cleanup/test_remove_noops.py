@@ -1,5 +1,6 @@
 """remove-noops: one positive case per rule, and a negative case per check reason."""
 
+import numpy as np
 import pytest
 
 from graphopt.pattern import explain
@@ -107,3 +108,37 @@ def test_expand_that_broadcasts_is_kept():
     ex = explain(_rule("expand-same-shape"), parse_model(text))
     assert "changes input shape" in ex.reason
     check_pipeline(text, "remove-noops", Expand=1)
+
+
+def test_reshape_and_expand_to_own_shape():
+    text = HDR + """
+    g (float[N,3] x) => (float[N,3] y, int64[2] s)
+    { s = Shape(x)
+      a = Reshape(x, s)
+      b = Expand(a, s)
+      y = Relu(b) }
+    """
+    feeds = {"x": np.ones((5, 3), np.float32)}
+    check_pipeline(text, "remove-noops", feeds=feeds, Reshape=0, Expand=0, Shape=1)
+
+
+def test_squeeze_of_unsqueeze():
+    text = HDR + """
+    g (float[2,3] x) => (float[2,3] y, float[2,3] z)
+    <int64[2] a = {0, 3}, int64[2] a2 = {-4, 3}, int64[1] other = {0}>
+    { u = Unsqueeze(x, a)
+      s = Squeeze(u, a2)
+      y = Relu(s)
+      u2 = Unsqueeze(x, other)
+      q = Squeeze(u2)
+      z = Neg(q) }
+    """
+    check_pipeline(text, "remove-noops", Unsqueeze=0, Squeeze=0, Relu=1, Neg=1)
+    text2 = HDR + """
+    g (float[2,1] x) => (float[2] y)
+    <int64[1] a = {0}, int64[1] b = {2}>
+    { u = Unsqueeze(x, a)
+      y = Squeeze(u, b) }
+    """
+    rule = next(r for r in NOOP_RULES if r.rule_name == "squeeze-of-unsqueeze")
+    assert "not the unsqueezed" in explain(rule, parse_model(text2)).reason
