@@ -187,3 +187,17 @@ def test_qdq_matmul_becomes_static_int8_linear():
     np.testing.assert_allclose(sess.run({"x": x})[0], want, rtol=1e-4, atol=1e-4)
     # fp32 precision keeps the fake-quant semantics of the QDQ graph
     np.testing.assert_allclose(graphopt.compile(m, optimize=None).run({"x": x})[0], want, rtol=1e-4, atol=1e-4)
+
+
+def test_concurrent_runs_from_python_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    m = _mlp(k=64, n=96)
+    sess_a = graphopt.compile(m, optimize=None, num_threads=2)
+    sess_b = graphopt.compile(m, precision="bf16", optimize=None, num_threads=2)
+    x = np.random.default_rng(6).standard_normal((4, 33, 64)).astype(np.float32)
+    want_a, want_b = sess_a.run({"x": x})[0], sess_b.run({"x": x})[0]
+    with ThreadPoolExecutor(4) as ex:
+        futs = [ex.submit((sess_a if i % 2 == 0 else sess_b).run, {"x": x}) for i in range(16)]
+        for i, f in enumerate(futs):
+            np.testing.assert_array_equal(f.result()[0], want_a if i % 2 == 0 else want_b)
