@@ -7,8 +7,7 @@ replacement. Rules compose into a :class:`RuleSet` with ``+`` and run with
 
 A complete rule, MatMul + bias Add -> Gemm for 2-D operands::
 
-    import numpy as np
-    from graphopt.pattern import Const, MatchResult, Rule, RuleSet, RewritePass, Var, explain
+    from graphopt.pattern import Const, MatchResult, Rule, RuleSet, RewritePass, Var, apply_rules, explain
 
     class FuseMatMulAddToGemm(Rule):
         name = "fuse-matmul-add-gemm"
@@ -32,6 +31,9 @@ A complete rule, MatMul + bias Add -> Gemm for 2-D operands::
     RULES = RuleSet([FuseMatMulAddToGemm()])
     counts = apply_rules(model, RULES)               # {"fuse-matmul-add-gemm": 6}
     print(explain(FuseMatMulAddToGemm(), model))     # best partial match + reason
+    GEMM_PASS = RewritePass(RULES, name="fuse-gemm") # or subclass + @register_pass
+
+A runnable version with its output is in the docstring of :class:`Rule`.
 
 The driver deletes the matched nodes when they become dead, refuses matches
 whose intermediate values are used outside the match (``m.escaping()``),
