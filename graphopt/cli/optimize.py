@@ -35,16 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def onnx_for_onnxruntime(model: Any) -> Any:
     """A ModelProto onnxruntime can run: graphopt-domain ops are lowered first (on a copy)."""
-    from ..io import to_onnx
+    from ..pm.instruments import _default_export
 
-    if any(n.domain == "graphopt" for n in model.graph.walk()):
-        from ..ir.clone import clone
-        from ..ops.lowering import lower_to_onnxruntime
-
-        m = clone(model)
-        lower_to_onnxruntime(m)
-        return to_onnx(m)
-    return to_onnx(model)
+    return _default_export(model)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,7 +57,12 @@ def run(args: argparse.Namespace) -> int:
         from ..io import infer_shapes
 
         infer_shapes(model)
-        feeds = random_feeds(model, dim=args.dim)
+        try:
+            feeds = random_feeds(model, dim=args.dim)
+        except ValueError as e:
+            from ..errors import GraphoptError
+
+            raise GraphoptError(f"--check cannot make inputs: {e}") from e
         instruments.append(NumericGuard(feeds, rtol=args.rtol, atol=args.atol, exporter=onnx_for_onnxruntime))
     pm = PassManager.from_text(text, instruments=instruments)
     t1 = time.perf_counter()

@@ -273,8 +273,20 @@ class NumericMismatch(PassError):
 
 
 def _default_export(model: Model) -> Any:
+    """to_onnx, with graphopt-domain fused ops lowered first (on a copy) so
+    onnxruntime can run the model mid-pipeline."""
     from ..io import to_onnx
 
+    if any(n.domain == "graphopt" for n in model.graph.walk()):
+        try:  # the fused-op library is optional for the pass manager (imported lazily)
+            from ..ops.lowering import lower_to_onnxruntime
+        except ImportError:
+            return to_onnx(model)
+        from ..ir.clone import clone
+
+        lowered = clone(model)
+        lower_to_onnxruntime(lowered)
+        return to_onnx(lowered)
     return to_onnx(model)
 
 
@@ -284,9 +296,9 @@ class NumericGuard(Instrument):
     pass whose outputs differ from the original beyond ``rtol``/``atol``
     raises :class:`NumericMismatch` naming that pass.
 
-    ``exporter`` turns the IR into a ModelProto onnxruntime can run (default
-    :func:`graphopt.to_onnx`); pass the backend exporter when the pipeline
-    creates fused ops that need mapping. With ``compare="previous"`` each pass
+    ``exporter`` turns the IR into a ModelProto onnxruntime can run (default:
+    :func:`graphopt.to_onnx`, after lowering graphopt-domain fused ops to
+    onnxruntime ops on a copy). With ``compare="previous"`` each pass
     is compared with the one before it (a per-pass bound) instead of with the
     original model (an end-to-end bound, the default).
 
