@@ -381,3 +381,22 @@ def test_stats_instrument_sums_counters():
     r = PassManager.from_text("remove-noops,cse", instruments=[st])(parse_model(TEXT))
     assert st.totals == {"remove-noops.identity": 2, "cse.nodes": 1}
     assert r.stats() == st.totals
+
+
+def test_numeric_guard_default_exporter_lowers_fused_ops():
+    """O2 creates graphopt-domain ops (here a fused GELU); the guard still runs them in onnxruntime."""
+    text = HDR + """
+    g (float[2,8] x) => (float[2,8] y)
+    <float r2 = {1.4142135}, float one = {1.0}, float half = {0.5}>
+    { d = Div(x, r2)
+      e = Erf(d)
+      p = Add(e, one)
+      m = Mul(x, p)
+      y = Mul(m, half) }
+    """
+    m = parse_model(text)
+    guard = NumericGuard(random_feeds(m), rtol=1e-5, atol=1e-5)
+    PassManager.from_text("O2", instruments=[guard])(m)
+    if not any(n.domain == "graphopt" for n in m.graph):
+        pytest.skip("no fusion fired on this graph (fusion passes changed)")
+    assert guard.checked

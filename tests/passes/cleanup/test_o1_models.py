@@ -71,13 +71,3 @@ def test_o1_distilbert_is_fast():
     np.testing.assert_allclose(run_ort(m, feeds)[0], run_ort(base, feeds)[0], rtol=0, atol=1e-5)
     assert r.nodes_after < r.nodes_before
 
-
-@pytest.mark.slow
-def test_numeric_guard_default_exporter_lowers_fused_ops(minilm_spec):
-    """O2 creates graphopt-domain ops; NumericGuard's default exporter lowers them."""
-    from graphopt.models import sample_feeds
-
-    m = graphopt.load(minilm_spec.path)
-    guard = NumericGuard(sample_feeds(minilm_spec, SENTENCES[:1], seq=16), rtol=1e-4, atol=1e-4)
-    PassManager.from_text("O2", instruments=[guard])(m)
-    assert any(n.domain == "graphopt" for n in m.graph)
