@@ -134,6 +134,12 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
         return getattr(k, "const", None)
 
     plan, _ = build_plan(steps, consts, inputs, list(g.outputs), const_of)
+    for st in steps:
+        # The plan owns packed copies now: drop the fp32/int8 arrays and the graph references so
+        # the session does not keep the model's weights alive twice.
+        st.weights = []
+        st.inputs = []
+        st.outputs = []
     specs = []
     for v in inputs:
         shape = None if v.shape is None else tuple(d if isinstance(d, (int, str)) else None for d in v.shape)
