@@ -65,3 +65,11 @@ def test_config_naming_missing_nodes_fails_before_work():
         QuantConfig(nodes={"fc9": "fp32"}).validate(m)
     with pytest.raises(GraphoptError, match="matches no node"):
         QuantConfig(node_patterns={"attention": "fp32"}).validate(m)
+
+
+@pytest.mark.parametrize("name", ["transformer", "cnn"])
+def test_shipped_yaml_configs_equal_presets(name):
+    from importlib import resources
+
+    path = resources.files("graphopt.quant").joinpath("configs", f"{name}.yaml")
+    assert QuantConfig.load(str(path)).to_dict() == getattr(QuantConfig, name)().to_dict()
