@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--eval", type=int, default=300, help="eval sentences (>= 200 for the issue's figure)")
     ap.add_argument("--calib", type=int, default=100, help="calibration sentences (<= 100)")
-    ap.add_argument("--alpha", type=float, default=None, help="SmoothQuant alpha (default: the preset's)")
+    ap.add_argument("--alpha", type=float, default=None, help="SmoothQuant alpha (default: the preset's; negative: off)")
     ap.add_argument("--runs", type=int, default=50, help="timed runs per system (in 5 interleaved rounds)")
     ap.add_argument("--no-ort", action="store_true", help="skip onnxruntime's quantizers")
     ap.add_argument("--fallback", type=int, default=0, metavar="K",
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     print(_header(), flush=True)
     measure("fp32 (onnxruntime)", lambda: spec.path)
 
-    cfg_kw = {} if args.alpha is None else {"smoothquant": args.alpha}
+    cfg_kw = {} if args.alpha is None else {"smoothquant": None if args.alpha < 0 else args.alpha}
     state: dict[str, Any] = {}
 
     def go_static(fmt: str) -> Callable[[], Path]:
