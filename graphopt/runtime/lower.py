@@ -194,7 +194,7 @@ class _Lowerer:
                 self._match_linear(n)
         for n in nodes:
             if n not in self.absorbed and n.domain == "":
-                self._match_skip_ln(n) or self._match_gelu(n)
+                self._match_skip_ln(n) or self._match_gelu(n) or self._match_conv_relu(n)
         for n in nodes:
             if n in self.anchors:
                 self.anchors[n]()
@@ -461,6 +461,23 @@ class _Lowerer:
                           fattrs={"epsilon": float(n.attr("epsilon", 1e-5))}, origin=[add.label(), n.label()])
             s.detail = "skip+layernorm"
         self.anchors[n] = emit
+        return True
+
+    def _match_conv_relu(self, n: Node) -> bool:
+        # Conv -> Relu (single use): ReLU in the GEMM epilogue.
+        if n.op_type != "Conv" or n in self.anchors:
+            return False
+        r = self.only_use(n.outputs[0])
+        if r is None or r.op_type != "Relu" or r.domain != "" or r in self.absorbed or r in self.anchors:
+            return False
+        mark = len(self.steps)
+        if not _conv(self, n, act=1, out=r.outputs[0]):
+            del self.steps[mark:]
+            return False
+        st = self.steps.pop()  # built now to validate; emitted at the Relu's position
+        self.absorbed.add(n)
+        st.origin = [n.label(), r.label()]
+        self.anchors[r] = lambda: self.steps.append(st)
         return True
 
     def _match_gelu(self, n: Node) -> bool:
@@ -804,7 +821,7 @@ def _window_attrs(n: Node) -> dict[str, Any]:
     return ia
 
 
-def _conv(lw: _Lowerer, n: Node, act: int = 0) -> bool:
+def _conv(lw: _Lowerer, n: Node, act: int = 0, out: Value | None = None) -> bool:
     x, w = n.inputs[0], n.inputs[1]
     W = lw.const(w)
     if lw.dt(x) != DType.FLOAT or W is None or W.ndim != 4 or W.dtype != np.float32:
@@ -828,7 +845,7 @@ def _conv(lw: _Lowerer, n: Node, act: int = 0) -> bool:
         t = Tmp((n.name or n.outputs[0].name) + "/bias")
         lw.consts[t] = np.ascontiguousarray(b.astype(np.float32).reshape(-1))
         ins.append(t)
-    s = lw.emit("Conv", n, ins, [n.outputs[0]], iattrs=ia)
+    s = lw.emit("Conv", n, ins, [out if out is not None else n.outputs[0]], iattrs=ia)
     Mg = M // G
     for g in range(G):
         wg = np.ascontiguousarray(W[g * Mg:(g + 1) * Mg].reshape(Mg, Cg * kh * kw))
