@@ -50,6 +50,7 @@ class BenchConfig:
     warmup: int = 3
     threads: int = 0  # 0: onnxruntime's default (all cores)
     out: str = "out/bench-ort"
+    final_graphs: bool = False  # also record the op histogram of onnxruntime's own optimized graph
 
     @classmethod
     def quick(cls) -> BenchConfig:
@@ -61,6 +62,7 @@ class ModelReport:
     name: str
     nodes: dict[str, int] = field(default_factory=dict)
     ops: dict[str, dict[str, int]] = field(default_factory=dict)
+    ort_final_ops: dict[str, dict[str, int]] = field(default_factory=dict)  # after ORT_ENABLE_ALL
     o2_seconds: float = 0.0
     max_abs_diff: dict[str, float] = field(default_factory=dict)
     median_ms: dict[str, dict[str, float]] = field(default_factory=dict)  # "b1" -> system -> ms
@@ -115,10 +117,12 @@ def build_variants(spec: Any, workdir: Path, progress: Callable[[str], None]) ->
     return paths, o2_s
 
 
-def _session(path: Path, threads: int) -> Any:
+def _session(path: Path, threads: int, final_graph: Path | None = None) -> Any:
     import onnxruntime as ort
 
     so = ort.SessionOptions()
+    if final_graph is not None:
+        so.optimized_model_filepath = str(final_graph)
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
     if threads:
@@ -167,7 +171,10 @@ def bench_model(name: str, cfg: BenchConfig, progress: Callable[[str], None]) ->
     for s, p in paths.items():
         rep.ops[s] = _onnx_ops(p)
         rep.nodes[s] = sum(rep.ops[s].values())
-    sessions = {s: _session(paths[s], cfg.threads) for s in SYSTEMS}
+    final = {s: Path(cfg.out) / f"{spec.name}.{s}.ort-final.onnx" for s in SYSTEMS} if cfg.final_graphs else {}
+    sessions = {s: _session(paths[s], cfg.threads, final.get(s)) for s in SYSTEMS}
+    for s, p in final.items():
+        rep.ort_final_ops[s] = _onnx_ops(p)
     for b in cfg.batches:
         feeds = _feeds(spec, b, cfg.seq)
         ref = sessions["original"].run(None, feeds)[0]
@@ -200,6 +207,8 @@ def table(reports: list[ModelReport]) -> str:
                      f"O2 {r.o2_seconds:.2f}s; {diffs}")
         lines.append(f"    graphopt ops: {r.ops['graphopt']}")
         lines.append(f"    ort-opt ops:  {r.ops['ort-opt']}")
+        for s, ops in r.ort_final_ops.items():
+            lines.append(f"    after onnxruntime's ORT_ENABLE_ALL, {s}: {ops}")
     return "\n".join(lines)
 
 
@@ -221,6 +230,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--block", type=int, help="inferences per system per round (default 5; --quick 3)")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: default)")
     p.add_argument("--quick", action="store_true", help="fewer rounds")
+    p.add_argument("--final-graphs", action="store_true",
+                   help="also save and count onnxruntime's own optimized graph of each system")
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
@@ -228,6 +239,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     cfg.out = args.out
     cfg.seq = args.seq
     cfg.threads = args.threads
+    cfg.final_graphs = args.final_graphs
     if args.models:
         cfg.models = tuple(args.models)
     if args.batches:
