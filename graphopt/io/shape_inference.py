@@ -4,6 +4,7 @@ ops onnx does not know (the ``graphopt`` domain, contrib ops)."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from collections.abc import Callable
 
 import onnx
@@ -61,10 +62,19 @@ def infer_shapes(model: Model, *, max_rounds: int = 4, strict: bool = False) -> 
     return model
 
 
+def _forget_generated_dims(t: ValueType | None) -> ValueType | None:
+    """onnx names unknown dims ``unk__N`` afresh on every run; two such names from
+    different runs say nothing about equality, so keep them as unknown (None)."""
+    shape = getattr(t, "shape", None)
+    if shape is None or not any(isinstance(d, str) and d.startswith("unk__") for d in shape):
+        return t
+    return replace(t, shape=tuple(None if isinstance(d, str) and d.startswith("unk__") else d for d in shape))
+
+
 def _apply(g: Graph, types: dict[str, ValueType | None]) -> None:
     for n in g:
         for o in n.outputs:
-            t = types.get(o.name)
+            t = _forget_generated_dims(types.get(o.name))
             if t is not None and (o.type is None or _better(t, o.type)):
                 o.type = t
 

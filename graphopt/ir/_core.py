@@ -536,10 +536,21 @@ class Graph:
                 if o.is_graph_output():
                     raise ValueError(f"cannot remove {node.label()}: output %{o.name} is a graph output")
         node.set_inputs([])
+        for sg in node.subgraphs():  # nodes inside the bodies hold uses of outer values too
+            sg._drop_outer_uses()
         self._unlink(node)
         node._removed = True
         node.graph = None
         self._count -= 1
+
+    def _drop_outer_uses(self) -> None:
+        local = {id(v) for v in self.all_values()}
+        for n in self:
+            for i, v in enumerate(n.inputs):
+                if v is not None and id(v) not in local:
+                    v._uses.pop((n, i), None)
+            for sg in n.subgraphs():
+                sg._drop_outer_uses()
 
     def move_before(self, ref: Node, node: Node) -> None:
         """Relocate a node of this graph before ``ref``; its uses are untouched."""
@@ -677,4 +688,7 @@ class Model:
         return format_model(self)
 
     def verify(self) -> None:
-        self.graph.verify()
+        """Check the graph's invariants, with op arity checked against this model's opsets."""
+        from .verify import assert_valid
+
+        assert_valid(self.graph, self.opset_imports)

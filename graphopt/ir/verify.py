@@ -7,12 +7,36 @@
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 from ..errors import VerificationError
 from ._core import Graph, Node, Value
 from ._types import DType, TensorType
 
-__all__ = ["verify", "assert_valid", "topological_order"]
+__all__ = ["verify", "assert_valid", "topological_order", "OpArity", "set_schema_provider"]
+
+
+class OpArity(NamedTuple):
+    """What an op schema says about a node's shape: input/output counts and required attributes."""
+
+    min_inputs: int
+    max_inputs: int
+    min_outputs: int
+    max_outputs: int
+    required_attrs: frozenset[str]
+
+
+#: (domain, op_type, opset version or None) -> OpArity, or None when the op is unknown.
+SchemaProvider = Callable[[str, str, "int | None"], "OpArity | None"]
+_schema_provider: SchemaProvider | None = None
+
+
+def set_schema_provider(fn: SchemaProvider | None) -> None:
+    """Install the op-schema lookup verify() uses for arity checks. The IR knows
+    no schemas itself; graphopt.io installs onnx's (so ``graphopt.ir`` stays free of onnx)."""
+    global _schema_provider
+    _schema_provider = fn
 
 # Ops whose listed inputs must share one element type (ONNX type constraint T).
 _SAME_DTYPE_INPUTS: dict[str, tuple[int, ...]] = {
@@ -30,6 +54,29 @@ def _dtype(v: Value | None) -> DType | None:
         return None
     d = v.type.dtype
     return None if d is DType.UNDEFINED else d
+
+
+def _check_arity(node: Node, opsets: Mapping[str, int] | None, problems: list[str]) -> None:
+    if _schema_provider is None or opsets is None:
+        return  # arity depends on the opset version, known only at model level
+    version = opsets.get(node.domain)
+    arity = _schema_provider(node.domain, node.op_type, version)
+    if arity is None:
+        return
+    n_in = len(node.inputs)
+    while n_in and node.inputs[n_in - 1] is None:
+        n_in -= 1
+    if not arity.min_inputs <= n_in <= arity.max_inputs:
+        want = (f"{arity.min_inputs}" if arity.min_inputs == arity.max_inputs
+                else f"{arity.min_inputs}..{arity.max_inputs if arity.max_inputs < 2**30 else 'n'}")
+        problems.append(f"node {node.label()}: has {n_in} inputs, its schema takes {want}")
+    n_out = len(node.outputs)
+    if not arity.min_outputs <= n_out <= arity.max_outputs:
+        problems.append(f"node {node.label()}: has {n_out} outputs, its schema gives "
+                        f"{arity.min_outputs}..{arity.max_outputs}")
+    missing = sorted(a for a in arity.required_attrs if a not in node.attrs)
+    if missing:
+        problems.append(f"node {node.label()}: missing required attribute(s) {', '.join(missing)}")
 
 
 def _check_node_types(node: Node, problems: list[str]) -> None:
@@ -64,7 +111,8 @@ def _check_const(v: Value, where: str, problems: list[str]) -> None:
         problems.append(f"{where} %{v.name}: declared {v.type.dtype.short} but data is numpy {v.const.dtype}")
 
 
-def _verify_graph(g: Graph, outer: set[int], problems: list[str], path: str) -> None:
+def _verify_graph(g: Graph, outer: set[int], problems: list[str], path: str,
+                  opsets: Mapping[str, int] | None = None) -> None:
     scope = set(outer)
     names: dict[str, Value] = {}
 
@@ -111,7 +159,7 @@ def _verify_graph(g: Graph, outer: set[int], problems: list[str], path: str) -> 
         for sg in n.subgraphs():
             if sg.parent is not n:
                 problems.append(f"node {n.label()}: subgraph {sg.name!r} does not point back at its node")
-            _verify_graph(sg, scope, problems, f"{path}/{n.label()}/{sg.name}")
+            _verify_graph(sg, scope, problems, f"{path}/{n.label()}/{sg.name}", opsets)
         for j, o in enumerate(n.outputs):
             if o.producer() is not n or o.index() != j:
                 problems.append(f"node {n.label()}: output {j} %{o.name} does not point back at it")
@@ -122,15 +170,18 @@ def _verify_graph(g: Graph, outer: set[int], problems: list[str], path: str) -> 
                     problems.append(f"value %{o.name}: stale use ({user.label()}, input {k})")
             define(o, f"output of {n.label()}")
         _check_node_types(n, problems)
+        _check_arity(n, opsets, problems)
     for v in g.outputs:
         if id(v) not in scope:
             problems.append(f"{path}: graph output %{v.name} is not defined")
 
 
-def verify(graph: Graph) -> list[str]:
-    """Check the IR invariants; return one message per problem."""
+def verify(graph: Graph, opsets: Mapping[str, int] | None = None) -> list[str]:
+    """Check the IR invariants; return one message per problem. With ``opsets``
+    (the model's opset imports; ``Model.verify`` passes them) op arity and
+    required attributes are checked against that opset's schemas too."""
     problems: list[str] = []
-    _verify_graph(graph, set(), problems, graph.name or "main")
+    _verify_graph(graph, set(), problems, graph.name or "main", opsets)
     if any("produced later" in p for p in problems):
         try:
             topological_order(graph)
@@ -139,8 +190,8 @@ def verify(graph: Graph) -> list[str]:
     return problems
 
 
-def assert_valid(graph: Graph) -> None:
-    problems = verify(graph)
+def assert_valid(graph: Graph, opsets: Mapping[str, int] | None = None) -> None:
+    problems = verify(graph, opsets)
     if problems:
         head = problems[0] if len(problems) == 1 else f"{len(problems)} problems, first: {problems[0]}"
         raise VerificationError(f"graph {graph.name!r} is invalid: {head}", problems)

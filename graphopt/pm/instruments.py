@@ -158,7 +158,7 @@ class Verify(Instrument):
 
     def after(self, model: Model, info: PassInfo, result: PassResult) -> None:
         if result.modified:
-            model.graph.verify()
+            model.verify()
 
 
 class CheckUnmodified(Instrument):

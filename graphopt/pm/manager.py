@@ -166,7 +166,7 @@ class PassManager:
         nodes_before = len(model.graph)
         if self.verify_each:
             try:
-                model.graph.verify()
+                model.verify()
             except VerificationError as e:
                 # Blame the input, not the first pass.
                 raise VerificationError(f"the input model is invalid (before any pass): {e}", e.problems) from e

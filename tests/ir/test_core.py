@@ -166,3 +166,37 @@ def test_ir_package_imports_neither_onnx_nor_torch():
     sources = "\n".join(p.read_text() for p in ir_dir.glob("*.py"))
     assert "import onnx" not in sources and "import torch" not in sources
     assert out.strip() == "False"
+
+
+def test_removing_a_node_drops_uses_inside_its_subgraphs():
+    g = Graph("main")
+    cond = g.add_input("cond", TensorType(DType.BOOL, ()))
+    x = g.add_input("x", f32(2))
+    body = Graph("then")
+    body.outputs = [body.append(Node("Neg", [x])).output]
+    other = Graph("else")
+    other.outputs = [other.append(Node("Abs", [x])).output]
+    node = g.append(Node("If", [cond], {"then_branch": body, "else_branch": other}))
+    g.remove(node)
+    assert x.num_uses() == 0 and cond.num_uses() == 0
+
+
+def test_arity_is_checked_against_onnx_schemas():
+    import graphopt.io  # noqa: F401  (installs onnx's schemas as the arity source)
+    from graphopt.ir import Model
+
+    g = Graph("g")
+    x = g.add_input("x", f32(2))
+    g.append(Node("Identity", [], name="empty"))
+    g.append(Node("Add", [x], name="half"))
+    g.append(Node("Transpose", [x], name="t"))
+    g.append(Node("Gather", [x, x], name="ok"))
+    g.append(Node("Cast", [x], name="nocast"))
+    g.outputs = []
+    problems = verify(g, {"": 17})
+    assert any("'empty'" in p and "0 inputs" in p for p in problems)
+    assert any("'half'" in p and "schema takes 2" in p for p in problems)
+    assert any("'nocast'" in p and "required attribute(s) to" in p for p in problems)
+    assert not any("'t'" in p or "'ok'" in p for p in problems)
+    with pytest.raises(VerificationError, match="'empty'"):
+        Model(g, opset_imports={"": 17}).verify()
