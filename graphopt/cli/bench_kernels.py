@@ -39,10 +39,16 @@ def run(args: argparse.Namespace) -> int:
         cfg.systems = tuple(args.systems)
     report = run_kernel_bench(cfg, progress=lambda s: print(f"  .. {s}", flush=True))
     m = report.machine
-    print(f"\nmachine: {m['cpu']}; {m['logical_cpus']} logical CPUs; isa={m['isa_selected']}; "
+    caches = ", ".join(f"{k} {v >> 10} KiB" for k, v in m.get("caches_bytes", {}).items())  # type: ignore[union-attr]
+    print(f"\nmachine: {m['cpu']}; {m['logical_cpus']} logical CPUs; {caches}; isa={m['isa_selected']}; "
           f"onnxruntime {m['onnxruntime']}, torch {m['torch']}, numpy {m['numpy']}")
     pk = report.peaks_gops_per_core
     print(f"measured per-core peak GOPS: int8 {pk['int8']:.0f}, bf16 {pk['bf16']:.0f}, fp32 {pk['fp32']:.0f}")
+    from ..bench.peers import SYSTEMS
+    measured = {r.system for r in report.results}
+    for sysd in SYSTEMS:
+        if sysd.name in measured:
+            print(f"  {sysd.name:>17}: {sysd.note}")
     for k, v in report.skipped.items():
         print(f"skipped/note: {k}: {v}")
     names = [s for s in dict.fromkeys(r.system for r in report.results)]
