@@ -13,6 +13,7 @@
 #include "../pool.h"
 #include "graphopt/kernels/attention.h"
 #include "graphopt/kernels/eltwise.h"
+#include "graphopt/isa.h"
 #include "graphopt/kernels/gemm.h"
 
 namespace graphopt::runtime {
@@ -30,8 +31,15 @@ T* scratch(const Step& s, std::size_t n) {  // NOLINT: defined before its first 
   return reinterpret_cast<T*>((p + 63) / 64 * 64);
 }
 
+}  // namespace
+namespace avx512 {
+void minmax(const float* x, index_t n, float* lo, float* hi);  // ops/minmax_avx512.cpp
+}
+namespace {
+
 // min/max with 16 independent lanes over full blocks (vectorises without -ffast-math).
 void minmax_serial(const float* x, index_t n, float* lo, float* hi) {
+  if (may_use(Isa::avx512)) { avx512::minmax(x, n, lo, hi); return; }
   const index_t nb = n / 16;
   float l[16] = {0}, h[16] = {0};  // the range always includes 0 (exact zero padding)
   for (index_t b = 0; b < nb; ++b) {
