@@ -688,6 +688,14 @@ def _cast(lw: _Lowerer, n: Node) -> bool:
     return to in _CAST_T + (DType.BFLOAT16,) and src in _CAST_T and _same(lw, n, iattrs={"to": to.value})
 
 
+def _cast_like(lw: _Lowerer, n: Node) -> bool:
+    to, src = lw.dt(n.inputs[1]), lw.dt(n.inputs[0])
+    if to not in _CAST_T + (DType.BFLOAT16,) or src not in _CAST_T:
+        return False
+    lw.emit("Cast", n, [n.inputs[0]], [n.outputs[0]], iattrs={"to": to.value})
+    return True
+
+
 def _view(lw: _Lowerer, n: Node) -> bool:
     ia: dict[str, Any] = {}
     if n.op_type == "Reshape":
@@ -906,7 +914,7 @@ _STANDARD: dict[str, Callable[[_Lowerer, Node], bool]] = {
                             "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor")},
     **{k: _unary_f32 for k in ("Sqrt", "Exp", "Log", "Tanh", "Erf", "Abs", "Neg", "Reciprocal", "Relu", "Sigmoid",
                                "Floor", "Ceil", "Sin", "Cos", "Gelu", "LeakyRelu", "Softplus", "Round")},
-    "Sum": _sum, "Not": _not, "Clip": _clip, "Where": _where, "Cast": _cast,
+    "Sum": _sum, "Not": _not, "Clip": _clip, "Where": _where, "Cast": _cast, "CastLike": _cast_like,
     **{k: _view for k in ("Reshape", "Flatten", "Squeeze", "Unsqueeze")},
     "Identity": _identity, "Dropout": _identity,
     "Transpose": _transpose, "Concat": _concat, "Slice": _slice, "Gather": _gather, "Shape": _shape,
