@@ -48,7 +48,7 @@ def format_summary(s: dict[str, Any]) -> str:
     lines += [f"  {v['name']}: {v['type']}" for v in s["outputs"]]
     lines.append(f"nodes: {s['nodes']} ({s['nodes_including_subgraphs']} with subgraphs)")
     for op, n in s["op_counts"].items():
-        lines.append(f"  {op:32s} {n:6d}")
+        lines.append(f"  {op:44s} {n:6d}")
     lines.append(f"parameters: {s['parameters']:,} ({s['parameter_bytes'] / 2**20:.2f} MiB)")
     for dt, p in s["parameters_by_dtype"].items():
         lines.append(f"  {dt:6s} {p['tensors']:5d} tensors {p['elements']:14,d} elements {p['bytes'] / 2**20:10.2f} MiB")
