@@ -696,6 +696,18 @@ def _cast_like(lw: _Lowerer, n: Node) -> bool:
     return True
 
 
+def _mod(lw: _Lowerer, n: Node) -> bool:
+    a, b = lw.dt(n.inputs[0]), lw.dt(n.inputs[1])
+    fmod = int(n.attr("fmod", 0))
+    if a != b or a not in _NUM_T or (a in (DType.FLOAT, DType.DOUBLE) and not fmod):
+        return False
+    return _same(lw, n, iattrs={"fmod": fmod})
+
+
+def _log_softmax(lw: _Lowerer, n: Node) -> bool:
+    return _softmax(lw, n, kind="LogSoftmax")
+
+
 def _view(lw: _Lowerer, n: Node) -> bool:
     ia: dict[str, Any] = {}
     if n.op_type == "Reshape":
@@ -797,14 +809,14 @@ def _layernorm(lw: _Lowerer, n: Node) -> bool:
     return True
 
 
-def _softmax(lw: _Lowerer, n: Node) -> bool:
+def _softmax(lw: _Lowerer, n: Node, kind: str = "Softmax") -> bool:
     if lw.dt(n.inputs[0]) != DType.FLOAT:
         return False
     r = lw.rank(n.inputs[0])
     axis = int(n.attr("axis", -1 if lw.opset >= 13 else 1))
     if not (axis == -1 or (r is not None and axis == r - 1)):
         return False
-    return _same(lw, n, iattrs={"axis": -1})
+    return _same(lw, n, kind, iattrs={"axis": -1})
 
 
 def _reduce(lw: _Lowerer, n: Node) -> bool:
@@ -915,6 +927,7 @@ _STANDARD: dict[str, Callable[[_Lowerer, Node], bool]] = {
     **{k: _unary_f32 for k in ("Sqrt", "Exp", "Log", "Tanh", "Erf", "Abs", "Neg", "Reciprocal", "Relu", "Sigmoid",
                                "Floor", "Ceil", "Sin", "Cos", "Gelu", "LeakyRelu", "Softplus", "Round")},
     "Sum": _sum, "Not": _not, "Clip": _clip, "Where": _where, "Cast": _cast, "CastLike": _cast_like,
+    "Mod": _mod, "Size": lambda lw, n: _same(lw, n), "LogSoftmax": _log_softmax,
     **{k: _view for k in ("Reshape", "Flatten", "Squeeze", "Unsqueeze")},
     "Identity": _identity, "Dropout": _identity,
     "Transpose": _transpose, "Concat": _concat, "Slice": _slice, "Gather": _gather, "Shape": _shape,

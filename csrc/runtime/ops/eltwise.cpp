@@ -1,7 +1,9 @@
 // Element-wise ops with numpy broadcasting: arithmetic, comparisons, logic,
 // Where, Cast and fp32 unary math. Memory-bound, so plain loops the compiler
 // vectorises; OpenMP above kParMin elements.
+#include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <cstring>
 
 #include "../plan.h"
@@ -341,6 +343,69 @@ Status cast_op(ExecCtx& c, const Step& s) {
   return st ? Status::ok() : bad(s, st.message());
 }
 
+// Mod: fmod=1 -> C fmod (sign of the dividend); fmod=0 (integers) -> sign of the divisor, as Python.
+template <class T>
+void mod_loop(const T* a, const Shape& sa, const T* b, const Shape& sb, T* o, const Shape& so, bool cmod) {
+  auto f = [cmod](T x, T y) -> T {
+    if constexpr (std::is_floating_point<T>::value) {
+      const T r = std::fmod(x, y);
+      return (cmod || r == T(0) || ((r < 0) == (y < 0))) ? r : r + y;
+    } else {
+      if (y == 0) return 0;
+      const T r = x % y;
+      return (cmod || r == 0 || ((r < 0) == (y < 0))) ? r : static_cast<T>(r + y);
+    }
+  };
+  const Shape* in[2] = {&sa, &sb};
+  for_bcast<2>(so, in, [&](index_t base, const index_t* off, const index_t* last, index_t inner = 1) {
+    if (!last) { o[0] = f(a[off[0]], b[off[1]]); return; }
+    for (index_t j = 0; j < inner; ++j) o[base + j] = f(a[off[0] + j * last[0]], b[off[1] + j * last[1]]);
+  });
+}
+
+Status mod_op(ExecCtx& c, const Step& s) {
+  const Tensor& a = c.in(s, 0);
+  const Tensor& b = c.in(s, 1);
+  Shape so;
+  if (a.dt != b.dt || !broadcast_shape(a.shape, b.shape, &so)) return bad(s, "Mod needs same-typed broadcastable inputs");
+  const bool cmod = s.i("fmod", 0) != 0;
+  Tensor& o = c.out(s, 0, so, a.dt);
+  switch (a.dt) {
+    case DType::f32: mod_loop(a.as<float>(), a.shape, b.as<float>(), b.shape, o.as<float>(), so, cmod); break;
+    case DType::f64: mod_loop(a.as<double>(), a.shape, b.as<double>(), b.shape, o.as<double>(), so, cmod); break;
+    case DType::s64: mod_loop(a.as<std::int64_t>(), a.shape, b.as<std::int64_t>(), b.shape, o.as<std::int64_t>(), so, cmod); break;
+    case DType::s32: mod_loop(a.as<std::int32_t>(), a.shape, b.as<std::int32_t>(), b.shape, o.as<std::int32_t>(), so, cmod); break;
+    default: return bad(s, std::string("unsupported type ") + dtype_name(a.dt));
+  }
+  return Status::ok();
+}
+
+// Size: number of elements as an int64 scalar.
+Status size_op(ExecCtx& c, const Step& s) {
+  const index_t n = c.in(s, 0).numel();
+  c.out(s, 0, {}, DType::s64).as<std::int64_t>()[0] = n;
+  return Status::ok();
+}
+
+// LogSoftmax over the last axis (fp32).
+Status log_softmax(ExecCtx& c, const Step& s) {
+  const Tensor& x = c.in(s, 0);
+  if (x.dt != DType::f32 || x.shape.empty()) return bad(s, "needs a float32 tensor of rank >= 1");
+  const index_t N = x.shape.back(), rows = N ? x.numel() / N : 0;
+  float* y = c.out(s, 0, x.shape, DType::f32).as<float>();
+  const float* xp = x.as<float>();
+  for (index_t r = 0; r < rows; ++r) {
+    const float* xr = xp + r * N;
+    float m = -INFINITY;
+    for (index_t j = 0; j < N; ++j) m = std::max(m, xr[j]);
+    double sum = 0.0;
+    for (index_t j = 0; j < N; ++j) sum += std::exp(static_cast<double>(xr[j] - m));
+    const float lse = m + static_cast<float>(std::log(sum));
+    for (index_t j = 0; j < N; ++j) y[r * N + j] = xr[j] - lse;
+  }
+  return Status::ok();
+}
+
 }  // namespace
 
 void register_eltwise_ops(std::map<std::string, OpFn>& r) {
@@ -382,6 +447,9 @@ void register_eltwise_ops(std::map<std::string, OpFn>& r) {
   r["Clip"] = &clip;
   r["Where"] = &where_op;
   r["Cast"] = &cast_op;
+  r["Mod"] = &mod_op;
+  r["Size"] = &size_op;
+  r["LogSoftmax"] = &log_softmax;
 }
 
 }  // namespace graphopt::runtime
