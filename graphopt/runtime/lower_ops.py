@@ -1,0 +1,490 @@
+"""Per-op lowering rules: one function per ONNX / ``graphopt`` op type, returning True when
+it emitted native steps (False: the node runs through the fallback). Used by
+:mod:`graphopt.runtime.lower`; each rule checks dtypes and attributes before it
+commits, so the executor never meets an input it cannot handle.
+
+>>> STANDARD_OPS["Softmax"]    # doctest: +ELLIPSIS
+<function _softmax at ...>
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..ir import DType, Node, Value
+from .lower import (_ACT, _CAST_T, _INT_T, _NUM_T, _SIZED, Tmp, _ln_native, _Lowerer, _s,
+                    _static_shape)
+
+__all__ = ["STANDARD_OPS", "GRAPHOPT_OPS"]
+
+
+# ---------------------------------------------------------------- per-op lowering (standard domain)
+
+def _same(lw: _Lowerer, n: Node, kind: str | None = None, **kw: Any) -> bool:
+    lw.emit(kind or n.op_type, n, list(n.inputs), list(n.outputs), **kw)
+    return True
+
+
+def _binary(lw: _Lowerer, n: Node) -> bool:
+    if len(n.inputs) != 2:
+        return False
+    a, b = (lw.dt(v) for v in n.inputs)
+    if n.op_type == "Pow":
+        if a == DType.FLOAT and (b == DType.FLOAT or (b in _INT_T and lw.const(n.inputs[1]) is not None
+                                                      and lw.const(n.inputs[1]).size == 1)):
+            return _same(lw, n)
+        return False
+    if n.op_type in ("And", "Or", "Xor"):
+        return a == b == DType.BOOL and _same(lw, n)
+    if n.op_type in ("Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual"):
+        return a == b and a in _NUM_T + (DType.BOOL,) and _same(lw, n)
+    return a == b and a in _NUM_T and _same(lw, n)
+
+
+def _sum(lw: _Lowerer, n: Node) -> bool:
+    ins = [v for v in n.inputs if v is not None]
+    dts = {lw.dt(v) for v in ins}
+    if not ins or len(dts) != 1 or dts.pop() not in _NUM_T:
+        return False
+    if len(ins) == 1:
+        lw.emit("Copy", n, ins, [n.outputs[0]])
+        return True
+    acc = ins[0]
+    for i, v in enumerate(ins[1:]):
+        out = n.outputs[0] if i == len(ins) - 2 else lw.tmp(n.outputs[0].name + "/sum")
+        lw.emit("Add", n if out is n.outputs[0] else f"{n.name}/{i}", [acc, v], [out], origin=[n.label()])
+        acc = out
+    return True
+
+
+def _unary_f32(lw: _Lowerer, n: Node) -> bool:
+    if lw.dt(n.inputs[0]) != DType.FLOAT:
+        return False
+    fa = {}
+    if n.op_type == "LeakyRelu":
+        fa["alpha"] = float(n.attr("alpha", 0.01))
+    ia = {}
+    if n.op_type == "Gelu":
+        ia["tanh"] = int(_s(n.attr("approximate", "none")) == "tanh")
+    return _same(lw, n, iattrs=ia, fattrs=fa)
+
+
+def _not(lw: _Lowerer, n: Node) -> bool:
+    return lw.dt(n.inputs[0]) == DType.BOOL and _same(lw, n)
+
+
+def _clip(lw: _Lowerer, n: Node) -> bool:
+    if lw.dt(n.inputs[0]) != DType.FLOAT:
+        return False
+    if lw.opset < 11:
+        return _same(lw, n, fattrs={"min": float(n.attr("min", -3.4e38)), "max": float(n.attr("max", 3.4e38))})
+    for v in n.inputs[1:]:
+        if v is not None and lw.dt(v) != DType.FLOAT:
+            return False
+    return _same(lw, n)
+
+
+def _where(lw: _Lowerer, n: Node) -> bool:
+    c, x, y = (lw.dt(v) for v in n.inputs)
+    return c == DType.BOOL and x == y and x in _SIZED and _same(lw, n)
+
+
+def _cast(lw: _Lowerer, n: Node) -> bool:
+    to = DType(int(n.attr("to")))
+    src = lw.dt(n.inputs[0])
+    return to in _CAST_T + (DType.BFLOAT16,) and src in _CAST_T and _same(lw, n, iattrs={"to": to.value})
+
+
+def _cast_like(lw: _Lowerer, n: Node) -> bool:
+    to, src = lw.dt(n.inputs[1]), lw.dt(n.inputs[0])
+    if to not in _CAST_T + (DType.BFLOAT16,) or src not in _CAST_T:
+        return False
+    lw.emit("Cast", n, [n.inputs[0]], [n.outputs[0]], iattrs={"to": to.value})
+    return True
+
+
+def _mod(lw: _Lowerer, n: Node) -> bool:
+    a, b = lw.dt(n.inputs[0]), lw.dt(n.inputs[1])
+    fmod = int(n.attr("fmod", 0))
+    if a != b or a not in _NUM_T or (a in (DType.FLOAT, DType.DOUBLE) and not fmod):
+        return False
+    return _same(lw, n, iattrs={"fmod": fmod})
+
+
+def _log_softmax(lw: _Lowerer, n: Node) -> bool:
+    return _softmax(lw, n, kind="LogSoftmax")
+
+
+def _view(lw: _Lowerer, n: Node) -> bool:
+    ia: dict[str, Any] = {}
+    if n.op_type == "Reshape":
+        ia["allowzero"] = int(n.attr("allowzero", 0))
+        if len(n.inputs) < 2:
+            ia["shape"] = list(n.attr("shape", []))
+    elif n.op_type == "Flatten":
+        ia["axis"] = int(n.attr("axis", 1))
+    elif n.op_type in ("Squeeze", "Unsqueeze") and n.attr("axes") is not None:
+        ia["axes"] = list(n.attr("axes"))
+    lw.emit(n.op_type, n, list(n.inputs[:2]), [n.outputs[0]], iattrs=ia)
+    return True
+
+
+def _identity(lw: _Lowerer, n: Node) -> bool:
+    if n.op_type == "Dropout":
+        if len(n.outputs) > 1 and (n.outputs[1].num_uses() or n.outputs[1].is_graph_output()):
+            return False
+        tm = n.inputs[2] if len(n.inputs) > 2 else None
+        if tm is not None and (lw.const(tm) is None or bool(lw.const(tm).reshape(-1)[0])):
+            return False  # training mode: random, leave it to onnxruntime
+    lw.emit("Identity", n, [n.inputs[0]], [n.outputs[0]])
+    return True
+
+
+def _sized(lw: _Lowerer, n: Node, **kw: Any) -> bool:
+    return lw.dt(n.inputs[0]) in _SIZED and _same(lw, n, **kw)
+
+
+def _transpose(lw: _Lowerer, n: Node) -> bool:
+    perm = n.attr("perm")
+    return _sized(lw, n, iattrs={"perm": list(perm)} if perm is not None else {})
+
+
+def _concat(lw: _Lowerer, n: Node) -> bool:
+    dts = {lw.dt(v) for v in n.inputs}
+    return len(dts) == 1 and dts.pop() in _SIZED and _same(lw, n, iattrs={"axis": int(n.attr("axis"))})
+
+
+def _slice(lw: _Lowerer, n: Node) -> bool:
+    if lw.opset < 10:
+        return _sized(lw, n, iattrs={k: list(n.attr(k)) for k in ("starts", "ends", "axes") if n.attr(k) is not None})
+    return all(lw.dt(v) in _INT_T for v in n.inputs[1:] if v is not None) and _sized(lw, n)
+
+
+def _gather(lw: _Lowerer, n: Node) -> bool:
+    return lw.dt(n.inputs[1]) in _INT_T and _sized(lw, n, iattrs={"axis": int(n.attr("axis", 0))})
+
+
+def _shape(lw: _Lowerer, n: Node) -> bool:
+    ia = {k: int(n.attr(k)) for k in ("start", "end") if n.attr(k) is not None}
+    return _same(lw, n, iattrs=ia)
+
+
+def _expand(lw: _Lowerer, n: Node) -> bool:
+    return lw.dt(n.inputs[1]) == DType.INT64 and _sized(lw, n)
+
+
+def _const_of_shape(lw: _Lowerer, n: Node) -> bool:
+    v = n.attr("value")
+    arr = np.zeros(1, np.float32) if v is None else np.asarray(v)
+    dt = DType.from_numpy(arr.dtype)
+    if dt not in (DType.FLOAT, DType.DOUBLE, DType.INT64, DType.INT32, DType.BOOL, DType.UINT8, DType.INT8):
+        return False
+    return _same(lw, n, iattrs={"dtype": dt.value}, fattrs={"value": float(arr.reshape(-1)[0])})
+
+
+def _range(lw: _Lowerer, n: Node) -> bool:
+    d = {lw.dt(v) for v in n.inputs}
+    return len(d) == 1 and d.pop() in (DType.FLOAT, DType.INT64, DType.INT32) and _same(lw, n)
+
+
+def _split(lw: _Lowerer, n: Node) -> bool:
+    ia: dict[str, Any] = {"axis": int(n.attr("axis", 0))}
+    if n.attr("split") is not None:
+        ia["split"] = list(n.attr("split"))
+    if n.attr("num_outputs") is not None:
+        nout = int(n.attr("num_outputs"))
+        if nout != len(n.outputs):
+            return False
+    return _sized(lw, n, iattrs=ia)
+
+
+def _matmul(lw: _Lowerer, n: Node) -> bool:
+    # MatMul with a constant 2-D B was taken by the Linear fusion; this is the batched path.
+    return lw.dt(n.inputs[0]) == DType.FLOAT and lw.dt(n.inputs[1]) == DType.FLOAT and _same(lw, n)
+
+
+def _gemm(lw: _Lowerer, n: Node) -> bool:
+    return False  # non-constant B (constant B is a Linear): rare, onnxruntime handles it
+
+
+def _layernorm(lw: _Lowerer, n: Node) -> bool:
+    if not _ln_native(lw, n):
+        return False
+    ins = [n.inputs[0], n.inputs[1], n.inputs[2] if len(n.inputs) > 2 else None]
+    lw.emit("LayerNorm", n, ins, [n.outputs[0]], iattrs={"axis": int(n.attr("axis", -1))},
+            fattrs={"epsilon": float(n.attr("epsilon", 1e-5))})
+    return True
+
+
+def _softmax(lw: _Lowerer, n: Node, kind: str = "Softmax") -> bool:
+    if lw.dt(n.inputs[0]) != DType.FLOAT:
+        return False
+    r = lw.rank(n.inputs[0])
+    axis = int(n.attr("axis", -1 if lw.opset >= 13 else 1))
+    if not (axis == -1 or (r is not None and axis == r - 1)):
+        return False
+    return _same(lw, n, kind, iattrs={"axis": -1})
+
+
+def _reduce(lw: _Lowerer, n: Node) -> bool:
+    if lw.dt(n.inputs[0]) != DType.FLOAT:
+        return False
+    ia: dict[str, Any] = {"keepdims": int(n.attr("keepdims", 1)),
+                          "noop_with_empty_axes": int(n.attr("noop_with_empty_axes", 0))}
+    if n.attr("axes") is not None:
+        ia["axes"] = list(n.attr("axes"))
+    if len(n.inputs) > 1 and n.inputs[1] is not None and lw.dt(n.inputs[1]) != DType.INT64:
+        return False
+    return _same(lw, n, iattrs=ia)
+
+
+def _window_attrs(n: Node) -> dict[str, Any]:
+    ap = {"NOTSET": 0, "SAME_UPPER": 1, "SAME_LOWER": 2, "VALID": 3}[_s(n.attr("auto_pad", "NOTSET"))]
+    ia: dict[str, Any] = {"auto_pad": ap, "ceil_mode": int(n.attr("ceil_mode", 0)),
+                          "count_include_pad": int(n.attr("count_include_pad", 0))}
+    for k in ("strides", "pads", "dilations", "kernel_shape"):
+        if n.attr(k) is not None:
+            ia[k] = list(n.attr(k))
+    return ia
+
+
+def _conv(lw: _Lowerer, n: Node, act: int = 0, out: Value | None = None) -> bool:
+    x, w = n.inputs[0], n.inputs[1]
+    W = lw.const(w)
+    if lw.dt(x) != DType.FLOAT or W is None or W.ndim != 4 or W.dtype != np.float32:
+        return False
+    if lw.rank(x) not in (4, None):
+        return False
+    ia = _window_attrs(n)
+    pads = ia.get("pads")
+    if pads is not None and len(pads) != 4:
+        return False
+    G = int(n.attr("group", 1))
+    M, Cg, kh, kw = W.shape
+    if M % G:
+        return False
+    ia.update(group=G, kh=kh, kw=kw, M=M, act=act)
+    ins = [x]
+    if len(n.inputs) > 2 and n.inputs[2] is not None:
+        b = lw.const(n.inputs[2])
+        if b is None:
+            return False
+        t = Tmp((n.name or n.outputs[0].name) + "/bias")
+        lw.consts[t] = np.ascontiguousarray(b.astype(np.float32).reshape(-1))
+        ins.append(t)
+    s = lw.emit("Conv", n, ins, [out if out is not None else n.outputs[0]], iattrs=ia)
+    Mg = M // G
+    for g in range(G):
+        wg = np.ascontiguousarray(W[g * Mg:(g + 1) * Mg].reshape(Mg, Cg * kh * kw))
+        s.weights.append((wg, "f32", True, None))
+    s.detail = "im2col + fp32 GEMM" + (" + relu" if act == 1 else "")
+    return True
+
+
+def _conv_relu(lw: _Lowerer, n: Node) -> bool:
+    return _conv(lw, n)
+
+
+def _pool(lw: _Lowerer, n: Node) -> bool:
+    if lw.dt(n.inputs[0]) != DType.FLOAT or lw.rank(n.inputs[0]) not in (4, None):
+        return False
+    if len(n.outputs) > 1 and (n.outputs[1].num_uses() or n.outputs[1].is_graph_output()):
+        return False
+    if int(n.attr("storage_order", 0)):
+        return False
+    ia = _window_attrs(n)
+    if len(ia.get("kernel_shape", [])) != 2:
+        return False
+    lw.emit(n.op_type, n, [n.inputs[0]], [n.outputs[0]], iattrs=ia)
+    return True
+
+
+def _global_pool(lw: _Lowerer, n: Node) -> bool:
+    return lw.dt(n.inputs[0]) == DType.FLOAT and _same(lw, n)
+
+
+def _batchnorm(lw: _Lowerer, n: Node) -> bool:
+    if lw.dt(n.inputs[0]) != DType.FLOAT or int(n.attr("training_mode", 0)):
+        return False
+    if any(o.num_uses() or o.is_graph_output() for o in n.outputs[1:]):
+        return False
+    if any(lw.dt(v) != DType.FLOAT for v in n.inputs[1:5]):
+        return False
+    lw.emit("BatchNormalization", n, list(n.inputs[:5]), [n.outputs[0]], fattrs={"epsilon": float(n.attr("epsilon", 1e-5))})
+    return True
+
+
+def _qdq(lw: _Lowerer, n: Node) -> bool:
+    if int(n.attr("block_size", 0) or 0) or n.attr("output_dtype"):
+        return False
+    if lw.dt(n.inputs[1]) != DType.FLOAT:
+        return False
+    zp = n.inputs[2] if len(n.inputs) > 2 else None
+    if n.op_type == "QuantizeLinear":
+        if lw.dt(n.inputs[0]) != DType.FLOAT or (zp is not None and lw.dt(zp) not in (DType.UINT8, DType.INT8)):
+            return False
+    elif lw.dt(n.inputs[0]) not in (DType.UINT8, DType.INT8):
+        return False
+    return _same(lw, n, iattrs={"axis": int(n.attr("axis", 1))})
+
+
+STANDARD_OPS: dict[str, Callable[[_Lowerer, Node], bool]] = {
+    **{k: _binary for k in ("Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Equal", "Less", "Greater",
+                            "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor")},
+    **{k: _unary_f32 for k in ("Sqrt", "Exp", "Log", "Tanh", "Erf", "Abs", "Neg", "Reciprocal", "Relu", "Sigmoid",
+                               "Floor", "Ceil", "Sin", "Cos", "Gelu", "LeakyRelu", "Softplus", "Round")},
+    "Sum": _sum, "Not": _not, "Clip": _clip, "Where": _where, "Cast": _cast, "CastLike": _cast_like,
+    "Mod": _mod, "Size": lambda lw, n: _same(lw, n), "LogSoftmax": _log_softmax,
+    **{k: _view for k in ("Reshape", "Flatten", "Squeeze", "Unsqueeze")},
+    "Identity": _identity, "Dropout": _identity,
+    "Transpose": _transpose, "Concat": _concat, "Slice": _slice, "Gather": _gather, "Shape": _shape,
+    "Expand": _expand, "ConstantOfShape": _const_of_shape, "Range": _range, "Split": _split,
+    "MatMul": _matmul, "Gemm": _gemm, "LayerNormalization": _layernorm, "Softmax": _softmax,
+    "ReduceMean": _reduce, "ReduceSum": _reduce, "ReduceMax": _reduce,
+    "Conv": _conv, "MaxPool": _pool, "AveragePool": _pool,
+    "GlobalAveragePool": _global_pool, "GlobalMaxPool": _global_pool, "BatchNormalization": _batchnorm,
+    "QuantizeLinear": _qdq, "DequantizeLinear": _qdq,
+}
+# Reduce ops with more than one input in old opsets, Max/Min with >2 inputs etc. are checked per node above.
+
+
+# ---------------------------------------------------------------- graphopt-domain fused ops
+
+def _g_linear(lw: _Lowerer, n: Node) -> bool:
+    x = n.inputs[0]
+    wq = lw._weight_of(n.inputs[1])
+    if lw.dt(x) != DType.FLOAT or wq is None:
+        return False
+    act_name = _s(n.attr("activation", ""))
+    if act_name not in _ACT or list(n.attr("activation_params", []) or []):
+        return False
+    b = lw.const(n.inputs[2]) if len(n.inputs) > 2 and n.inputs[2] is not None else None
+    if len(n.inputs) > 2 and n.inputs[2] is not None and b is None:
+        return False
+    w, qinfo = wq
+    qdq = None
+    if qinfo is not None and lw.precision == "int8":
+        aq = lw._act_qdq(x)
+        if aq is not None:
+            x, a_scale, a_zp, _ = aq
+            qdq = dict(qinfo, a_scale=a_scale, a_zp=a_zp)
+    lw._linear_step(x, w, b, _ACT[act_name], n.outputs[0], [n.label()], n.name or n.outputs[0].name, qdq)
+    return True
+
+
+def _g_gelu(lw: _Lowerer, n: Node) -> bool:
+    if lw.dt(n.inputs[0]) != DType.FLOAT:
+        return False
+    lw.emit("Gelu", n, [n.inputs[0]], [n.outputs[0]], iattrs={"tanh": int(_s(n.attr("approximate", "none")) == "tanh")})
+    return True
+
+
+def _g_bias_gelu(lw: _Lowerer, n: Node) -> bool:
+    if lw.dt(n.inputs[0]) != DType.FLOAT or lw.dt(n.inputs[1]) != DType.FLOAT:
+        return False
+    t = lw.tmp(n.outputs[0].name + "/biased")
+    lw.emit("Add", n.name + "/add", [n.inputs[0], n.inputs[1]], [t], origin=[n.label()])
+    lw.emit("Gelu", n, [t], [n.outputs[0]], iattrs={"tanh": int(_s(n.attr("approximate", "none")) == "tanh")})
+    return True
+
+
+def _g_skip_ln(lw: _Lowerer, n: Node) -> bool:
+    ins = list(n.inputs) + [None] * (5 - len(n.inputs))
+    x, skip, gamma, beta, bias = ins[:5]
+    if any(lw.dt(v) != DType.FLOAT for v in (x, skip, gamma)) or lw.const(gamma) is None or lw.const(gamma).ndim != 1:
+        return False
+    outs = [n.outputs[0], n.outputs[1] if len(n.outputs) > 1 and (n.outputs[1].num_uses() or n.outputs[1].is_graph_output()) else None]
+    if bias is not None and n not in lw.skip_bias_taken:
+        t = lw.tmp(n.outputs[0].name + "/biased")
+        lw.emit("Add", n.name + "/bias", [x, bias], [t], origin=[n.label()])
+        x = t
+    s = lw.emit("LayerNorm", n, [x, gamma, beta, skip], outs, iattrs={"axis": -1},
+                fattrs={"epsilon": float(n.attr("epsilon", 1e-5))})
+    s.detail = "skip+layernorm"
+    return True
+
+
+def _g_mha(lw: _Lowerer, n: Node) -> bool:
+    ins = list(n.inputs) + [None] * (5 - len(n.inputs))
+    x, w, b, kpm, bias = ins[:5]
+    W = lw.const(w)
+    if lw.dt(x) != DType.FLOAT or W is None or W.ndim != 2 or W.dtype != np.float32:
+        return False
+    if b is not None and lw.const(b) is None:
+        return False
+    heads = int(n.attr("num_heads"))
+    hidden = W.shape[1] // 3
+    if hidden % heads:
+        return False
+    if bias is not None:
+        bs = _static_shape(lw, bias)
+        if lw.dt(bias) != DType.FLOAT or bs is None or len(bs) != 4 or bs[1] != 1:
+            return False
+    if kpm is not None and lw.dt(kpm) not in (DType.INT64, DType.INT32, DType.BOOL):
+        return False
+    scale = float(n.attr("scale", 0.0)) or 1.0 / math.sqrt(hidden // heads)
+    base = n.name or n.outputs[0].name
+    qkv = lw.tmp(base + "/qkv")
+    lw._linear_step(x, W, lw.const(b), 0, qkv, [n.label()], base + "/qkv")
+    mask = None
+    if kpm is not None:
+        mask = lw.tmp(base + "/mask")
+        lw.emit("PaddingMask", base + "/mask", [kpm], [mask], fattrs={"value": float(n.attr("mask_filter_value", -10000.0))},
+                origin=[n.label()])
+    if bias is not None:
+        if mask is None:
+            mask = bias
+        else:
+            m2 = lw.tmp(base + "/mask2")
+            lw.emit("Add", base + "/mask2", [mask, bias], [m2], origin=[n.label()])
+            mask = m2
+    bf16 = int(lw.precision != "fp32")
+    s = lw.emit("Attention", base, [qkv, mask], [n.outputs[0]], fattrs={"scale": scale},
+                iattrs={"heads": heads, "packed": 1, "in_bsh": 1, "out_bsh": 1, "bf16": bf16}, origin=[n.label()])
+    s.detail = f"fused attention on packed QKV ({'bf16' if bf16 else 'fp32'} GEMMs, no transposes)"
+    return True
+
+
+def _g_fused_conv(lw: _Lowerer, n: Node) -> bool:
+    act = _s(n.attr("activation", ""))
+    if act not in ("", "Relu") or list(n.attr("activation_params", []) or []):
+        return False
+    return _conv(lw, n, act=1 if act == "Relu" else 0)
+
+
+def _g_embed_ln(lw: _Lowerer, n: Node) -> bool:
+    ins = list(n.inputs) + [None] * (8 - len(n.inputs))
+    ids, seg, word, pos, segw, gamma, beta, pos_ids = ins[:8]
+    if lw.dt(ids) not in _INT_T or lw.dt(word) != DType.FLOAT or lw.const(gamma) is None or lw.const(gamma).ndim != 1:
+        return False
+    base = n.name or n.outputs[0].name
+    e = lw.tmp(base + "/word")
+    lw.emit("Gather", base + "/word", [word, ids], [e], iattrs={"axis": 0}, origin=[n.label()])
+    if pos_ids is None:
+        pos_ids = lw.tmp(base + "/pos_ids", DType.INT64)
+        lw.emit("PositionIds", base + "/pos_ids", [ids], [pos_ids], origin=[n.label()])
+    p = lw.tmp(base + "/pos")
+    lw.emit("Gather", base + "/pos", [pos, pos_ids], [p], iattrs={"axis": 0}, origin=[n.label()])
+    acc = lw.tmp(base + "/sum")
+    lw.emit("Add", base + "/sum", [e, p], [acc], origin=[n.label()])
+    if seg is not None and segw is not None:
+        sg = lw.tmp(base + "/seg")
+        lw.emit("Gather", base + "/seg", [segw, seg], [sg], iattrs={"axis": 0}, origin=[n.label()])
+        lw.emit("LayerNorm", n, [acc, gamma, beta, sg], [n.outputs[0]], iattrs={"axis": -1},
+                fattrs={"epsilon": float(n.attr("epsilon", 1e-12))})
+    else:
+        lw.emit("LayerNorm", n, [acc, gamma, beta, None], [n.outputs[0]], iattrs={"axis": -1},
+                fattrs={"epsilon": float(n.attr("epsilon", 1e-12))})
+    return True
+
+
+GRAPHOPT_OPS: dict[str, Callable[[_Lowerer, Node], bool]] = {
+    "Linear": _g_linear, "Gelu": _g_gelu, "BiasGelu": _g_bias_gelu, "SkipLayerNorm": _g_skip_ln,
+    "MultiHeadAttention": _g_mha, "FusedConv": _g_fused_conv, "EmbedLayerNorm": _g_embed_ln,
+}
+
+
