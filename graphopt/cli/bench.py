@@ -33,22 +33,10 @@ def _f(v, spec=".2f") -> str:
     return "-" if v is None else format(v, spec)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..bench.models import SYSTEMS, BenchConfig, evaluate_targets, plot, run_model_bench
+def print_report(rep) -> None:
+    """Print a model-bench report: one table per (batch, threads), then the issue's targets."""
+    from ..bench.models import evaluate_targets
 
-    model = args.model_opt or args.model or "minilm"
-    cfg = BenchConfig.quick(model) if args.quick else BenchConfig(model=model, batches=tuple(args.batch),
-                                                                   rounds=args.rounds, per_round=args.per_round)
-    cfg.seq = args.seq
-    if args.threads:
-        cfg.threads = tuple(args.threads)
-    if args.systems:
-        unknown = [s for s in args.systems if s not in SYSTEMS]
-        if unknown:
-            print(f"unknown systems {unknown}; choose from {', '.join(SYSTEMS)}")
-            return 2
-        cfg.systems = tuple(args.systems)
-    rep = run_model_bench(cfg, progress=lambda s: print(f"  .. {s}", flush=True))
     m = rep.machine
     print(f"\n{rep.model}, seq {rep.seq} | {m['cpu']} ({m['logical_cpus']} logical CPUs, isa {m['isa_selected']}) | "
           f"onnxruntime {m['onnxruntime']}, openvino {m['openvino']}, torch {m['torch']}")
@@ -73,6 +61,25 @@ def run(args: argparse.Namespace) -> int:
     for t in evaluate_targets(rep):
         print(f"  batch {t['batch']}, {t['threads']} thr: {t['target']:<30} {t['ratio']:.3f} (<= {t['bound']}) "
               f"{'MET' if t['met'] else 'not met'} {t['note']}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bench.models import SYSTEMS, BenchConfig, evaluate_targets, plot, run_model_bench
+
+    model = args.model_opt or args.model or "minilm"
+    cfg = BenchConfig.quick(model) if args.quick else BenchConfig(model=model, batches=tuple(args.batch),
+                                                                   rounds=args.rounds, per_round=args.per_round)
+    cfg.seq = args.seq
+    if args.threads:
+        cfg.threads = tuple(args.threads)
+    if args.systems:
+        unknown = [s for s in args.systems if s not in SYSTEMS]
+        if unknown:
+            print(f"unknown systems {unknown}; choose from {', '.join(SYSTEMS)}")
+            return 2
+        cfg.systems = tuple(args.systems)
+    rep = run_model_bench(cfg, progress=lambda s: print(f"  .. {s}", flush=True))
+    print_report(rep)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as fh:
         json.dump(rep.to_json(), fh, indent=1)

@@ -31,5 +31,7 @@ def test_minilm_roundtrip_is_exact(minilm_spec, tmp_path):
 def test_main_job_runs(minilm_spec, tmp_path, capsys):
     from graphopt.cli import main
 
-    assert main(["run", "-o", str(tmp_path), "--seq", "32"]) == 0
-    assert "identical" in capsys.readouterr().out
+    assert main(["run", "-o", str(tmp_path), "--seq", "32", "--eval", "24", "--no-bench"]) == 0
+    out = capsys.readouterr().out
+    assert "bit-identical" in out and "MultiHeadAttention×6" in out
+    assert (tmp_path / "all-MiniLM-L6-v2-op17.int8.onnx").exists()
