@@ -136,22 +136,19 @@ def _onnx_matmul(p: Problem, kind: str) -> bytes | None:
     return m.SerializeToString()
 
 
-def _ort_matmulinteger(p: Problem, threads: int) -> Call | None:
-    model = _onnx_matmul(p, "mmi")
+def _ort_call(model: bytes | None, threads: int, feeds: dict[str, np.ndarray]) -> Call | None:
     sess = _ort_session(model, threads) if model else None
     if sess is None:
         return None
-    feeds = {"A": p.a_u8}
     return lambda: sess.run(None, feeds)  # type: ignore[attr-defined]
+
+
+def _ort_matmulinteger(p: Problem, threads: int) -> Call | None:
+    return _ort_call(_onnx_matmul(p, "mmi"), threads, {"A": p.a_u8})
 
 
 def _ort_fp32(p: Problem, threads: int) -> Call | None:
-    model = _onnx_matmul(p, "fp32")
-    sess = _ort_session(model, threads) if model else None
-    if sess is None:
-        return None
-    feeds = {"A": p.a_f32}
-    return lambda: sess.run(None, feeds)  # type: ignore[attr-defined]
+    return _ort_call(_onnx_matmul(p, "fp32"), threads, {"A": p.a_f32})
 
 
 def _ort_dynquant(p: Problem, threads: int) -> Call | None:
@@ -171,11 +168,7 @@ def _ort_dynquant(p: Problem, threads: int) -> Call | None:
             quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
         with open(dst, "rb") as f:
             qmodel = f.read()
-    sess = _ort_session(qmodel, threads)
-    if sess is None:
-        return None
-    feeds = {"A": p.a_f32}
-    return lambda: sess.run(None, feeds)  # type: ignore[attr-defined]
+    return _ort_call(qmodel, threads, {"A": p.a_f32})
 
 
 @contextlib.contextmanager
