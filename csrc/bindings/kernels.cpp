@@ -187,6 +187,28 @@ kernels::QuantAxis quant_axis(const py::array& x, const py::array& scale, const 
 
 }  // namespace
 
+// The bf16 and fp32 GEMM bindings differ only in A's element type and the kernel.
+template <typename T, DT kDt,
+          Status (*Kernel)(const T*, index_t, index_t, const PackedWeights&, const kernels::Epilogue&, void*, index_t)>
+py::array float_gemm(py::array A, const PackedWeights& W, py::object bias, const std::string& activation,
+                     const std::string& out_dtype, double out_scale, int out_zero_point) {
+  check(A, "A", kDt, 1);
+  std::vector<py::ssize_t> oshape;
+  const index_t M = gemm_rows(A, W, &oshape);
+  py::array bias_keep;
+  kernels::Epilogue e = make_epilogue(activation, out_dtype, out_scale, out_zero_point);
+  e.bias = optional_bias(bias, W, &bias_keep);
+  if (e.out == OutType::s32) throw py::value_error("out_dtype s32 is only available for gemm_s8");
+  py::array C = alloc_out(e.out, oshape);
+  Status st;
+  {
+    py::gil_scoped_release nogil;
+    st = Kernel(static_cast<const T*>(A.data()), M, W.K(), W, e, C.mutable_data(), W.N());
+  }
+  ok(st);
+  return C;
+}
+
 void bind_kernels(py::module_& m) {
   py::class_<PackedWeights, std::shared_ptr<PackedWeights>>(m, "PackedWeights",
       "GEMM weights packed once into the layout the selected micro-kernel reads.")
@@ -290,45 +312,12 @@ void bind_kernels(py::module_& m) {
   }, py::arg("A"), py::arg("W"), py::arg("a_scale") = 1.0, py::arg("a_zero_point") = 0, py::arg("bias") = py::none(),
      py::arg("activation") = "none", py::arg("out_dtype") = "f32", py::arg("out_scale") = 1.0, py::arg("out_zero_point") = 0);
 
-  m.def("gemm_bf16", [](py::array A, const PackedWeights& W, py::object bias, const std::string& activation,
-                        const std::string& out_dtype, double out_scale, int out_zero_point) {
-    check(A, "A", DT::u16, 1);
-    std::vector<py::ssize_t> oshape;
-    const index_t M = gemm_rows(A, W, &oshape);
-    py::array bias_keep;
-    kernels::Epilogue e = make_epilogue(activation, out_dtype, out_scale, out_zero_point);
-    e.bias = optional_bias(bias, W, &bias_keep);
-    if (e.out == OutType::s32) throw py::value_error("out_dtype s32 is only available for gemm_s8");
-    py::array C = alloc_out(e.out, oshape);
-    Status st;
-    {
-      py::gil_scoped_release nogil;
-      st = kernels::gemm_bf16(static_cast<const bf16_t*>(A.data()), M, W.K(), W, e, C.mutable_data(), W.N());
-    }
-    ok(st);
-    return C;
-  }, py::arg("A"), py::arg("W"), py::arg("bias") = py::none(), py::arg("activation") = "none",
-     py::arg("out_dtype") = "f32", py::arg("out_scale") = 1.0, py::arg("out_zero_point") = 0);
-
-  m.def("gemm_f32", [](py::array A, const PackedWeights& W, py::object bias, const std::string& activation,
-                       const std::string& out_dtype, double out_scale, int out_zero_point) {
-    check(A, "A", DT::f32, 1);
-    std::vector<py::ssize_t> oshape;
-    const index_t M = gemm_rows(A, W, &oshape);
-    py::array bias_keep;
-    kernels::Epilogue e = make_epilogue(activation, out_dtype, out_scale, out_zero_point);
-    e.bias = optional_bias(bias, W, &bias_keep);
-    if (e.out == OutType::s32) throw py::value_error("out_dtype s32 is only available for gemm_s8");
-    py::array C = alloc_out(e.out, oshape);
-    Status st;
-    {
-      py::gil_scoped_release nogil;
-      st = kernels::gemm_f32(static_cast<const float*>(A.data()), M, W.K(), W, e, C.mutable_data(), W.N());
-    }
-    ok(st);
-    return C;
-  }, py::arg("A"), py::arg("W"), py::arg("bias") = py::none(), py::arg("activation") = "none",
-     py::arg("out_dtype") = "f32", py::arg("out_scale") = 1.0, py::arg("out_zero_point") = 0);
+  m.def("gemm_bf16", float_gemm<bf16_t, DT::u16, kernels::gemm_bf16>, py::arg("A"), py::arg("W"),
+        py::arg("bias") = py::none(), py::arg("activation") = "none", py::arg("out_dtype") = "f32",
+        py::arg("out_scale") = 1.0, py::arg("out_zero_point") = 0);
+  m.def("gemm_f32", float_gemm<float, DT::f32, kernels::gemm_f32>, py::arg("A"), py::arg("W"),
+        py::arg("bias") = py::none(), py::arg("activation") = "none", py::arg("out_dtype") = "f32",
+        py::arg("out_scale") = 1.0, py::arg("out_zero_point") = 0);
 
   m.def("quantize", [](py::array x, py::array scale, py::array zero_point, const std::string& dtype, py::object axis) {
     check(x, "x", DT::f32);
