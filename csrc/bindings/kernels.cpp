@@ -209,6 +209,24 @@ py::array float_gemm(py::array A, const PackedWeights& W, py::object bias, const
   return C;
 }
 
+// quantize (fp32 in) and requantize (int32 in) bindings differ only in the input type and kernel.
+template <typename T, DT kDt, Status (*Kernel)(const T*, const kernels::QuantAxis&, bool, void*)>
+py::array to_int8(py::array x, py::array scale, py::array zero_point, const std::string& dtype, py::object axis) {
+  check(x, "x", kDt);
+  check(zero_point, "zero_point", DT::s32);
+  if (dtype != "u8" && dtype != "s8") throw py::value_error("dtype must be u8 or s8, got '" + dtype + "'");
+  const kernels::QuantAxis ax = quant_axis(x, scale, zero_point, axis);
+  const bool u8 = dtype == "u8";
+  py::array q = u8 ? py::array(py::array_t<std::uint8_t>(shape_of(x))) : py::array(py::array_t<std::int8_t>(shape_of(x)));
+  Status st;
+  {
+    py::gil_scoped_release nogil;
+    st = Kernel(static_cast<const T*>(x.data()), ax, u8, q.mutable_data());
+  }
+  ok(st);
+  return q;
+}
+
 void bind_kernels(py::module_& m) {
   py::class_<PackedWeights, std::shared_ptr<PackedWeights>>(m, "PackedWeights",
       "GEMM weights packed once into the layout the selected micro-kernel reads.")
@@ -319,37 +337,10 @@ void bind_kernels(py::module_& m) {
         py::arg("bias") = py::none(), py::arg("activation") = "none", py::arg("out_dtype") = "f32",
         py::arg("out_scale") = 1.0, py::arg("out_zero_point") = 0);
 
-  m.def("quantize", [](py::array x, py::array scale, py::array zero_point, const std::string& dtype, py::object axis) {
-    check(x, "x", DT::f32);
-    check(zero_point, "zero_point", DT::s32);
-    if (dtype != "u8" && dtype != "s8") throw py::value_error("dtype must be u8 or s8, got '" + dtype + "'");
-    const kernels::QuantAxis ax = quant_axis(x, scale, zero_point, axis);
-    const bool u8 = dtype == "u8";
-    py::array q = u8 ? py::array(py::array_t<std::uint8_t>(shape_of(x))) : py::array(py::array_t<std::int8_t>(shape_of(x)));
-    Status st;
-    {
-      py::gil_scoped_release nogil;
-      st = kernels::quantize(static_cast<const float*>(x.data()), ax, u8, q.mutable_data());
-    }
-    ok(st);
-    return q;
-  }, py::arg("x"), py::arg("scale"), py::arg("zero_point"), py::arg("dtype") = "u8", py::arg("axis") = py::none());
-
-  m.def("requantize", [](py::array x, py::array scale, py::array zero_point, const std::string& dtype, py::object axis) {
-    check(x, "x", DT::s32);
-    check(zero_point, "zero_point", DT::s32);
-    if (dtype != "u8" && dtype != "s8") throw py::value_error("dtype must be u8 or s8, got '" + dtype + "'");
-    const kernels::QuantAxis ax = quant_axis(x, scale, zero_point, axis);
-    const bool u8 = dtype == "u8";
-    py::array q = u8 ? py::array(py::array_t<std::uint8_t>(shape_of(x))) : py::array(py::array_t<std::int8_t>(shape_of(x)));
-    Status st;
-    {
-      py::gil_scoped_release nogil;
-      st = kernels::requantize(static_cast<const std::int32_t*>(x.data()), ax, u8, q.mutable_data());
-    }
-    ok(st);
-    return q;
-  }, py::arg("x"), py::arg("scale"), py::arg("zero_point"), py::arg("dtype") = "u8", py::arg("axis") = py::none());
+  m.def("quantize", to_int8<float, DT::f32, kernels::quantize>, py::arg("x"), py::arg("scale"),
+        py::arg("zero_point"), py::arg("dtype") = "u8", py::arg("axis") = py::none());
+  m.def("requantize", to_int8<std::int32_t, DT::s32, kernels::requantize>, py::arg("x"), py::arg("scale"),
+        py::arg("zero_point"), py::arg("dtype") = "u8", py::arg("axis") = py::none());
 
   m.def("dequantize", [](py::array q, py::array scale, py::array zero_point, py::object axis) {
     const bool u8 = is_dt(q, DT::u8);

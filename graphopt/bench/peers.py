@@ -228,29 +228,26 @@ def _torch(threads: int) -> object | None:
     return torch
 
 
-def _torch_fp32(p: Problem, threads: int) -> Call | None:
+def _torch_matmul(p: Problem, threads: int, bf16: bool) -> Call | None:
     torch = _torch(threads)
     if torch is None:
         return None
     a, b = torch.from_numpy(p.a_f32), torch.from_numpy(p.b_f32)  # type: ignore[attr-defined]
+    if bf16:
+        a, b = a.to(torch.bfloat16), b.to(torch.bfloat16)  # type: ignore[attr-defined]
 
     def call() -> object:
         with torch.inference_mode():  # type: ignore[attr-defined]
             return torch.matmul(a, b)  # type: ignore[attr-defined]
     return call
+
+
+def _torch_fp32(p: Problem, threads: int) -> Call | None:
+    return _torch_matmul(p, threads, bf16=False)
 
 
 def _torch_bf16(p: Problem, threads: int) -> Call | None:
-    torch = _torch(threads)
-    if torch is None:
-        return None
-    a = torch.from_numpy(p.a_f32).to(torch.bfloat16)  # type: ignore[attr-defined]
-    b = torch.from_numpy(p.b_f32).to(torch.bfloat16)  # type: ignore[attr-defined]
-
-    def call() -> object:
-        with torch.inference_mode():  # type: ignore[attr-defined]
-            return torch.matmul(a, b)  # type: ignore[attr-defined]
-    return call
+    return _torch_matmul(p, threads, bf16=True)
 
 
 def _torch_dynquant(p: Problem, threads: int) -> Call | None:
