@@ -1,0 +1,91 @@
+// AVX-512F vector math: the same formulas as the scalar math.h (so results
+// agree to rounding), written with intrinsics because GCC's auto-vectoriser
+// leaves conversions and saturating narrows on the table. Include only from
+// translation units built with -mavx512f (-mavx512bw -mavx512dq -mavx512vl);
+// internal linkage for the reason given in math.h.
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+
+namespace graphopt::kernels {
+namespace {
+
+// exp(x), ~1-2 ulp on [-87, 88]; 0 below -87.33, finite (not inf) above 88.37.
+inline __m512 exp_v(__m512 x) {
+  const __m512 xc = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.33654f)), _mm512_set1_ps(88.37626f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 y = _mm512_set1_ps(1.9875691500E-4f);
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507E-3f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073E-3f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894E-2f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459E-1f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201E-1f));
+  y = _mm512_fmadd_ps(_mm512_mul_ps(y, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.f)));
+  const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+  y = _mm512_mul_ps(y, _mm512_castsi512_ps(e));
+  const __mmask16 under = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.33654f), _CMP_LT_OQ);
+  return _mm512_mask_blend_ps(under, y, _mm512_setzero_ps());
+}
+
+// erf(x), Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7), as erf_f in math.h.
+inline __m512 erf_v(__m512 x) {
+  const __m512 ax = _mm512_abs_ps(x);
+  const __m512 t = _mm512_div_ps(_mm512_set1_ps(1.f), _mm512_fmadd_ps(ax, _mm512_set1_ps(0.3275911f), _mm512_set1_ps(1.f)));
+  __m512 p = _mm512_set1_ps(1.061405429f);
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
+  const __m512 e = exp_v(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), ax), ax));
+  const __m512 y = _mm512_fnmadd_ps(_mm512_mul_ps(p, t), e, _mm512_set1_ps(1.f));
+  // copy the sign of x onto y (y >= 0)
+  const __m512i sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(static_cast<int>(0x80000000u)));
+  return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(y), sign));
+}
+
+inline __m512 tanh_v(__m512 x) {
+  const __m512 e = exp_v(_mm512_add_ps(x, x));
+  return _mm512_sub_ps(_mm512_set1_ps(1.f), _mm512_div_ps(_mm512_set1_ps(2.f), _mm512_add_ps(e, _mm512_set1_ps(1.f))));
+}
+
+inline __m512 gelu_erf_v(__m512 x) {
+  const __m512 h = _mm512_mul_ps(x, _mm512_set1_ps(0.5f));
+  return _mm512_fmadd_ps(h, erf_v(_mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752f))), h);
+}
+
+inline __m512 gelu_tanh_v(__m512 x) {
+  const __m512 x3 = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
+  const __m512 u = _mm512_mul_ps(_mm512_set1_ps(0.79788456080286536f), _mm512_fmadd_ps(x3, _mm512_set1_ps(0.044715f), x));
+  const __m512 h = _mm512_mul_ps(x, _mm512_set1_ps(0.5f));
+  return _mm512_fmadd_ps(h, tanh_v(u), h);
+}
+
+// saturate(round_half_even(y) + zp) to u8 / s8 for 16 lanes (y already divided by the scale).
+// cvtps rounds to nearest even (default MXCSR); out-of-int32-range lanes saturate like the
+// scalar path's clamp to +-2^22 does after narrowing.
+inline __m128i to_u8_v(__m512 y, __m512i zp) {
+  const __m512 c = _mm512_min_ps(_mm512_max_ps(y, _mm512_set1_ps(-4194304.f)), _mm512_set1_ps(4194304.f));
+  const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(c), zp);
+  return _mm512_cvtusepi32_epi8(_mm512_max_epi32(q, _mm512_setzero_si512()));
+}
+inline __m128i to_s8_v(__m512 y, __m512i zp) {
+  const __m512 c = _mm512_min_ps(_mm512_max_ps(y, _mm512_set1_ps(-4194304.f)), _mm512_set1_ps(4194304.f));
+  return _mm512_cvtsepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(c), zp));
+}
+
+// fp32 -> bf16 bits, round to nearest even, NaN stays NaN (as f32_to_bf16 in math.h).
+inline __m256i to_bf16_v(__m512 x) {
+  const __m512i u = _mm512_castps_si512(x);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb), 16);
+  const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+  const __m512i qn = _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+  return _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, r, qn));
+}
+
+}  // namespace
+}  // namespace graphopt::kernels
