@@ -83,6 +83,15 @@ def _fused_linear(node: Node, plan: NodePlan, cfg: QuantConfig) -> dict[int, Qua
     return {0: plan.activation, 1: _weight_spec(plan, w, axis)}
 
 
+@register_annotator("graphopt::MultiHeadAttention")
+def _mha(node: Node, plan: NodePlan, cfg: QuantConfig) -> dict[int, QuantSpec]:
+    # the fused QKV projection x @ W[K, 3H]: quantized like a MatMul; attention itself stays float
+    x, w = node.inputs[0], node.inputs[1] if len(node.inputs) > 1 else None
+    if not (_is_float_act(x) and is_weight(w) and w.const.ndim == 2):
+        return {}
+    return {0: plan.activation, 1: _weight_spec(plan, w, -1)}
+
+
 @register_annotator("Gather")
 def _gather(node: Node, plan: NodePlan, cfg: QuantConfig) -> dict[int, QuantSpec]:
     # embedding tables: weight-only, one scale per row (rows are what Gather picks)

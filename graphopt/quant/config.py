@@ -31,7 +31,7 @@ __all__ = ["QuantConfig", "Override", "NodePlan", "MODES", "PRECISIONS"]
 MODES = ("static", "dynamic", "weight-only")
 PRECISIONS = ("int8", "fp32", "bf16", "fp16")
 #: ops whose inputs graphopt quantizes by default (standard ONNX and the fused linear op)
-DEFAULT_OPS = ("MatMul", "Gemm", "Conv", "graphopt::FusedLinear", "graphopt::Linear")
+DEFAULT_OPS = ("MatMul", "Gemm", "Conv", "graphopt::FusedLinear", "graphopt::Linear", "graphopt::MultiHeadAttention")
 
 
 @dataclass(frozen=True)

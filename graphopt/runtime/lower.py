@@ -192,6 +192,10 @@ class _Lowerer:
         for n in nodes:
             if n not in self.absorbed and n.domain == "":
                 self._match_linear(n)
+            elif n.domain == GRAPHOPT_DOMAIN and n.op_type == "MultiHeadAttention":
+                from .lower_ops import mha_plan
+
+                self.absorbed.update((mha_plan(self, n) or {}).get("absorb", []))
         for n in nodes:
             if n not in self.absorbed and n.domain == "":
                 self._match_skip_ln(n) or self._match_gelu(n) or self._match_conv_relu(n)
@@ -625,4 +629,41 @@ def lower(model: Model, precision: str, fallback_factory: Callable[[Node], Calla
         raise UnsupportedError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     lw = _Lowerer(model, precision, fallback_factory, threads)
     steps = lw.run()
+    chain_linears(steps, set(map(id, model.graph.outputs)))
     return steps, lw.consts
+
+
+def chain_linears(steps: list[StepSpec], graph_outputs: set[int]) -> int:
+    """Linear -> Linear through a private tensor: the first writes what the second reads.
+
+    bf16 GEMMs pass bf16 (no fp32 round trip); a static int8 GEMM's input quantization
+    moves into the producer's epilogue (requantize to u8 on the consumer's grid). Returns
+    the number of chained pairs.
+    """
+    uses: dict[int, list[StepSpec]] = {}
+    for st in steps:
+        for k in st.inputs:
+            if k is not None:
+                uses.setdefault(id(k), []).append(st)
+    n = 0
+    for st in steps:
+        if st.kind != "Linear" or st.iattrs.get("out", 0) or len(st.outputs) != 1:
+            continue
+        y = st.outputs[0]
+        cons = uses.get(id(y), [])
+        if id(y) in graph_outputs or len(cons) != 1 or cons[0].kind != "Linear" or cons[0].inputs[0] is not y \
+                or any(k is y for k in cons[0].inputs[1:]):
+            continue
+        nxt = cons[0]
+        mode = nxt.iattrs.get("mode", 0)
+        if mode == 1:
+            st.iattrs["out"] = 1
+            st.detail += " -> bf16 out"
+        elif mode == 2 and nxt.fattrs.get("a_scale", 0.0) > 0.0:
+            st.iattrs.update(out=2, out_zp=int(nxt.iattrs.get("a_zp", 0)))
+            st.fattrs["out_scale"] = float(nxt.fattrs["a_scale"])
+            st.detail += " -> u8 out (requantized for the next GEMM)"
+        else:
+            continue
+        n += 1
+    return n

@@ -408,28 +408,51 @@ def _g_skip_ln(lw: _Lowerer, n: Node) -> bool:
     return True
 
 
-def _g_mha(lw: _Lowerer, n: Node) -> bool:
+def mha_plan(lw: _Lowerer, n: Node) -> dict[str, Any] | None:
+    """What the native MultiHeadAttention lowering needs, or None when it does not apply.
+
+    A statically quantized QKV projection (x through Q/DQ, the weight through DQ of int8)
+    reports the Q/DQ nodes it folds into its GEMM under ``absorb``.
+    """
     ins = list(n.inputs) + [None] * (5 - len(n.inputs))
     x, w, b, kpm, bias = ins[:5]
-    W = lw.const(w)
-    if lw.dt(x) != DType.FLOAT or W is None or W.ndim != 2 or W.dtype != np.float32:
-        return False
-    if b is not None and lw.const(b) is None:
-        return False
+    wq = lw._weight_of(w) if w is not None else None
+    if lw.dt(x) != DType.FLOAT or wq is None:
+        return None
+    W, qinfo = wq
     heads = int(n.attr("num_heads"))
-    hidden = W.shape[1] // 3
-    if hidden % heads:
-        return False
+    if W.shape[1] % 3 or (W.shape[1] // 3) % heads:
+        return None
+    if b is not None and lw.const(b) is None:
+        return None
     if bias is not None:
         bs = _static_shape(lw, bias)
         if lw.dt(bias) != DType.FLOAT or bs is None or len(bs) != 4 or bs[1] != 1:
-            return False
+            return None
     if kpm is not None and lw.dt(kpm) not in (DType.INT64, DType.INT32, DType.BOOL):
+        return None
+    plan: dict[str, Any] = {"x": x, "W": W, "b": lw.const(b), "kpm": kpm, "bias": bias, "heads": heads,
+                            "qdq": None, "absorb": []}
+    if qinfo is not None and lw.precision == "int8" and (aq := lw._act_qdq(x)) is not None:
+        x0, a_scale, a_zp, (qn, dqn) = aq
+        plan["x"], plan["qdq"] = x0, dict(qinfo, a_scale=a_scale, a_zp=a_zp)
+        for node in (qinfo["dq"], dqn, qn):
+            if all(c is n or c in plan["absorb"] for c in node.outputs[0].consumers()) \
+                    and not node.outputs[0].is_graph_output():
+                plan["absorb"].append(node)
+    return plan
+
+
+def _g_mha(lw: _Lowerer, n: Node) -> bool:
+    p = mha_plan(lw, n)
+    if p is None:
         return False
+    x, W, kpm, bias, heads = p["x"], p["W"], p["kpm"], p["bias"], p["heads"]
+    hidden = W.shape[1] // 3
     scale = float(n.attr("scale", 0.0)) or 1.0 / math.sqrt(hidden // heads)
     base = n.name or n.outputs[0].name
     qkv = lw.tmp(base + "/qkv")
-    lw._linear_step(x, W, lw.const(b), 0, qkv, [n.label()], base + "/qkv")
+    lw._linear_step(x, W, p["b"], 0, qkv, [n.label()], base + "/qkv", p["qdq"])
     mask = None
     if kpm is not None:
         mask = lw.tmp(base + "/mask")

@@ -117,3 +117,57 @@ def test_resnet50_random_weights_fp32():
     sess = graphopt.compile(spec)
     assert _rel(sess.run({"image": x})[0], _ort(spec.path, {"image": x})[0]) <= 1e-4
     assert sess.fallbacks == []
+
+
+@pytest.fixture(scope="module")
+def minilm_static(minilm_spec):
+    """MiniLM after O2, statically quantized (QDQ) on shipped calibration sentences."""
+    from graphopt.data import sentences
+    from graphopt.models import sample_feeds
+    from graphopt.quant.api import quantize
+    from graphopt.quant.config import QuantConfig
+    from graphopt.runtime.compile import prepare
+
+    cal = sample_feeds(minilm_spec, sentences("calib")[:16], batch=16, seq=128)
+    cal = {k: v for k, v in cal.items() if k in minilm_spec.input_names}
+    m = prepare(minilm_spec, "O2")
+    quantize(m, QuantConfig(quantize_act_matmul=False, embeddings=False),
+             [{k: v[i:i + 8] for k, v in cal.items()} for i in (0, 8)], progress=False)
+    return m
+
+
+def test_minilm_static_int8_every_gemm_static(minilm, minilm_static):
+    spec, feeds, want = minilm
+    sess = graphopt.compile(minilm_static, precision="int8", optimize=None)
+    linears = [st for st in sess._steps if st.kind == "Linear"]
+    # QKV projections of the fused attention included: no GEMM measures its input range at run time
+    assert len(linears) == 24 and all("static" in st.detail for st in linears), [st.detail for st in linears]
+    assert sum("u8 out" in st.detail for st in linears) == 6  # FFN up -> down keeps u8 between the GEMMs
+    assert not any(st.kind in ("QuantizeLinear", "DequantizeLinear") for st in sess._steps)
+    ref = _pooled(want, feeds["attention_mask"])
+    cos = _cos(_pooled(sess.run(feeds)[0], feeds["attention_mask"]), ref)
+    assert cos.mean() >= 0.99 and cos.min() >= 0.98, cos
+    # the same QDQ graph (quantized QKV weights feeding com.microsoft.Attention) runs in onnxruntime
+    from graphopt.ir.clone import clone
+    from graphopt.ops import lower_to_onnxruntime
+
+    lowered = clone(minilm_static)
+    lower_to_onnxruntime(lowered)
+    cos_ort = _cos(_pooled(_ort(graphopt.to_onnx(lowered), feeds)[0], feeds["attention_mask"]), ref)
+    assert cos_ort.mean() >= 0.99, cos_ort
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_chained_linears_equal_unchained(minilm, minilm_static, monkeypatch, precision):
+    """Handing bf16 / u8 from one GEMM's epilogue to the next is the same arithmetic as converting after."""
+    from graphopt.runtime import lower
+
+    spec, feeds, _ = minilm
+    model = minilm_static if precision == "int8" else spec
+    opt = None if precision == "int8" else "O2"
+    chained = graphopt.compile(model, precision=precision, optimize=opt)
+    monkeypatch.setattr(lower, "chain_linears", lambda steps, outs: 0)
+    plain = graphopt.compile(model, precision=precision, optimize=opt)
+    assert any(" out" in st.detail for st in chained._steps)
+    assert not any(" out" in st.detail for st in plain._steps)
+    np.testing.assert_allclose(chained.run(feeds)[0], plain.run(feeds)[0], rtol=1e-5, atol=1e-5)

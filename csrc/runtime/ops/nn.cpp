@@ -73,13 +73,18 @@ void minmax(const float* x, index_t n, float* lo, float* hi) {
 // column slices (ia "cols": first column of each slice) so threads split N without sharing panels.
 // mode 0 fp32, 1 bf16 (x converted once per call), 2 int8 (x quantized to u8 per tensor:
 // statically from a_scale/a_zp when given, else dynamically from its range).
+// Chained Linears skip the conversions: x may already be bf16 (mode 1) or u8 on the static
+// grid a_scale/a_zp (mode 2), and "out" asks for 1 bf16 / 2 u8 (out_scale, out_zp) outputs.
 Status linear(ExecCtx& c, const Step& s) {
   const Tensor& x = c.in(s, 0);
   const PackedWeights& W0 = *s.packed.at(0);
   const index_t K = W0.K();
   index_t N = 0;
   for (auto& w : s.packed) N += w->N();
-  if (x.dt != DType::f32) return bad(s, std::string("input must be float32, got ") + dtype_name(x.dt));
+  const int mode = static_cast<int>(s.i("mode", 0));
+  const bool pre = (mode == 1 && x.dt == DType::bf16) ||
+                   (mode == 2 && x.dt == DType::u8 && s.f("a_scale", 0.0) > 0.0);  // already converted
+  if (x.dt != DType::f32 && !pre) return bad(s, std::string("input must be float32, got ") + dtype_name(x.dt));
   if (x.shape.empty() || x.shape.back() != K)
     return bad(s, "input " + shape_str(x.shape) + " does not end in K=" + std::to_string(K));
   const index_t M = x.numel() / K;
@@ -87,13 +92,17 @@ Status linear(ExecCtx& c, const Step& s) {
   os.back() = N;
   const float* bias = c.has(s, 1) ? c.in(s, 1).as<float>() : nullptr;
   const auto act = static_cast<kernels::Act>(s.i("act", 0));
-  Tensor& y = c.out(s, 0, os, DType::f32);
-  const int mode = static_cast<int>(s.i("mode", 0));
+  const int out_kind = static_cast<int>(s.i("out", 0));
+  const DType ydt = out_kind == 2 ? DType::u8 : out_kind == 1 ? DType::bf16 : DType::f32;
+  Tensor& y = c.out(s, 0, os, ydt);
   if (M == 0) return Status::ok();
   const void* A = x.data;
   float a_scale = 1.f;
   std::int32_t a_zp = 0;
-  if (mode == 1) {
+  if (pre) {
+    a_scale = static_cast<float>(s.f("a_scale", 1.0));
+    a_zp = static_cast<std::int32_t>(s.i("a_zp", 0));
+  } else if (mode == 1) {
     auto* xb = scratch<bf16_t>(s, static_cast<std::size_t>(x.numel()));
     std::vector<Status> errs(1);
     parallel_ranges(x.numel(), pool_threads(), 8192, 16, [&](index_t b, index_t e) {
@@ -140,8 +149,10 @@ Status linear(ExecCtx& c, const Step& s) {
     Epilogue e;
     e.bias = bias ? bias + col0[p] : nullptr;
     e.act = act;
-    e.out = kernels::OutType::f32;
-    float* C = y.as<float>() + r0 * N + col0[p];
+    e.out = out_kind == 2 ? kernels::OutType::u8 : out_kind == 1 ? kernels::OutType::bf16 : kernels::OutType::f32;
+    e.out_scale = static_cast<float>(s.f("out_scale", 1.0));
+    e.out_zp = static_cast<std::int32_t>(s.i("out_zp", 0));
+    void* C = static_cast<char*>(y.data) + (r0 * N + col0[p]) * static_cast<index_t>(dtype_size(ydt));
     Status st;
     if (mode == 0) st = kernels::gemm_f32(static_cast<const float*>(A) + r0 * K, rows, K, W, e, C, N);
     else if (mode == 1) st = kernels::gemm_bf16(static_cast<const bf16_t*>(A) + r0 * K, rows, K, W, e, C, N);
