@@ -57,6 +57,7 @@ class BenchConfig:
     per_round: int = 3
     pause_s: float = 0.15
     systems: tuple[str, ...] = SYSTEMS
+    memory: bool = False  # measure each system's memory alone in a child process (graphopt.bench.memory)
 
     @classmethod
     def quick(cls, model: str = "minilm") -> BenchConfig:
@@ -73,7 +74,8 @@ class SystemResult:
     cosine: float | None = None  # mean over the batch of the pooled-embedding cosine to fp32
     min_cosine: float | None = None
     max_abs_err: float | None = None
-    rss_mb: float | None = None  # resident-memory growth while building and warming this system
+    rss_mb: float | None = None  # resident-set growth of this system alone after build + one run (--memory)
+    peak_mb: float | None = None  # peak resident-set growth while building and running it (--memory)
     size_mb: float | None = None  # weights on disk / packed
     note: str = ""
 
@@ -129,14 +131,6 @@ def _feeds_for(spec, sents: list[str], seq: int) -> dict[str, np.ndarray]:
 
     f = sample_feeds(spec, sents, batch=len(sents), seq=seq)
     return {k: v for k, v in f.items() if k in spec.input_names}
-
-
-def _rss_mb() -> float:
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
-    except OSError:
-        return float("nan")
 
 
 # ---------------------------------------------------------------- systems
@@ -345,7 +339,6 @@ def run_model_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = N
                 results: dict[str, SystemResult] = {}
                 for name in cfg.systems:
                     r = SystemResult(name, batch, th)
-                    rss0 = _rss_mb()
                     try:
                         fn, size, note = builder.build(name, th)
                         out = fn(feeds)
@@ -357,7 +350,6 @@ def run_model_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = N
                         report.skipped.setdefault(name, msg)
                         logger.info("skipping %s: %s", name, msg)
                         continue
-                    r.rss_mb = _rss_mb() - rss0
                     results[name] = r
                 times: dict[str, list[float]] = {n: [] for n in runners}
                 for fn in runners.values():  # warm-up
@@ -376,8 +368,36 @@ def run_model_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = N
                     report.results.append(r)
                 runners.clear()
                 gc.collect()
+            if cfg.memory:
+                _measure_memory(cfg, builder, [r for r in report.results if r.batch == batch], batch, max(threads), say)
         report.graphopt_summary = builder.graphopt_summary
     return report
+
+
+def _measure_memory(cfg: BenchConfig, builder: _Builder, rows: list[SystemResult], batch: int, threads: int,
+                    say: Callable[[str], None]) -> None:
+    """Fill rss_mb / peak_mb of ``rows``: each system measured alone in a child process."""
+    from .memory import measure
+
+    for name in dict.fromkeys(r.system for r in rows):
+        say(f"batch {batch}: memory of {name} (alone, in a child process)")
+        artifact = None
+        if name == "ort-fp32-opt":
+            artifact = builder.optimized()
+        elif name in ("ort-int8", "ort-int8-pc"):
+            artifact = builder.int8(name.endswith("pc"))
+        elif name == "graphopt-int8s":
+            import graphopt
+
+            artifact = builder.workdir / "graphopt-int8s.onnx"
+            if not artifact.exists():
+                graphopt.save(builder.static_int8(), artifact)
+        m = measure(name, str(cfg.model), batch=batch, seq=cfg.seq, threads=threads, artifact=artifact)
+        if m.error:
+            logger.info("memory of %s not measured: %s", name, m.error)
+        for r in rows:
+            if r.system == name:
+                r.rss_mb, r.peak_mb = m.resident_mb, m.peak_mb
 
 
 def _get(report: BenchReport, system: str, batch: int, threads: int) -> SystemResult | None:

@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="out/bench", help="directory for results.json and latency.png")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG")
     p.add_argument("--quick", action="store_true", help="batch 1 only, fewer rounds")
+    p.add_argument("--memory", action="store_true",
+                   help="also measure each system's memory alone in a child process (mem MB: resident growth "
+                        "after build + one run; peak MB: peak growth, building included)")
     p.set_defaults(func=run)
 
 
@@ -49,14 +52,14 @@ def print_report(rep) -> None:
         g = {p: base.get(f"graphopt-{p}") for p in ("fp32", "bf16", "int8")}
         print(f"\nbatch {b}, {t} thread(s): median ms over {rows[0].runs if rows else 0} runs")
         hdr = (f"{'system':<15} {'median ms':>9} {'x g-fp32':>8} {'x g-bf16':>8} {'x g-int8':>8} {'cosine':>7} "
-               f"{'min cos':>7} {'max|err|':>9} {'RSS MB':>7} {'size MB':>7}  note")
+               f"{'min cos':>7} {'max|err|':>9} {'mem MB':>7} {'peak MB':>7} {'size MB':>7}  note")
         print(hdr)
         print("-" * len(hdr))
         for r in rows:
             ratios = [(r.median_ms / g[p]) if g[p] and r.median_ms else None for p in ("fp32", "bf16", "int8")]
             print(f"{r.system:<15} {_f(r.median_ms):>9} {_f(ratios[0]):>8} {_f(ratios[1]):>8} {_f(ratios[2]):>8} "
                   f"{_f(r.cosine, '.4f'):>7} {_f(r.min_cosine, '.4f'):>7} {_f(r.max_abs_err, '.3g'):>9} "
-                  f"{_f(r.rss_mb, '.0f'):>7} {_f(r.size_mb, '.1f'):>7}  {r.note}")
+                  f"{_f(r.rss_mb, '.0f'):>7} {_f(r.peak_mb, '.0f'):>7} {_f(r.size_mb, '.1f'):>7}  {r.note}")
     print("\ntargets (issue 6; ratio = graphopt / peer, lower is better):")
     for t in evaluate_targets(rep):
         print(f"  batch {t['batch']}, {t['threads']} thr: {t['target']:<30} {t['ratio']:.3f} (<= {t['bound']}) "
@@ -70,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = BenchConfig.quick(model) if args.quick else BenchConfig(model=model, batches=tuple(args.batch),
                                                                    rounds=args.rounds, per_round=args.per_round)
     cfg.seq = args.seq
+    cfg.memory = args.memory
     if args.threads:
         cfg.threads = tuple(args.threads)
     if args.systems:

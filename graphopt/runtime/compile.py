@@ -11,8 +11,10 @@ bf16 pairs or per-channel int8); build the C++ plan with its liveness lists.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -146,7 +148,22 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
         specs.append(InputSpec(v.name, np.dtype(_NP_OF[v.dtype]) if v.dtype in _NP_OF else None, shape))
     sess = Session(plan, specs, [v.name for v in g.outputs], steps, precision, num_threads, g.name)
     logger.info("compiled %s: %d steps, %d fallbacks", g.name, len(steps), len(sess.fallbacks))
+    _return_freed_memory()
     return sess
+
+
+def _return_freed_memory() -> None:
+    """Hand the heap that importing, optimising and packing freed back to the OS (glibc only).
+
+    Those transients are mostly weight-sized arrays below glibc's (adaptive) mmap threshold;
+    freed, they stay in the process heap: on MiniLM fp32 ~70 MB of resident memory beyond
+    the 90 MB the plan holds.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc (musl): nothing to trim
+            pass
 
 
 def _whole_graph_session(m: Model, precision: str, num_threads: int | None, why: str) -> Session:

@@ -29,3 +29,15 @@ def test_bench_rejects_unknown_system(capsys):
     from graphopt.cli import main
 
     assert main(["bench", "--systems", "nope"]) == 2
+
+
+@pytest.mark.slow
+def test_memory_measured_alone_in_a_child(minilm_spec):
+    """A compiled int8 MiniLM holds its packed weights (~11 MB) and the fp32 embedding table (~47 MB)."""
+    from graphopt.bench.memory import measure
+
+    r = measure("graphopt-int8", "minilm", batch=1, seq=16, threads=1)
+    assert not r.error, r.error
+    assert 40 < r.resident_mb < 400 and r.peak_mb >= r.resident_mb
+    bad = measure("no-such-system", "minilm", batch=1, seq=16, threads=1)
+    assert bad.resident_mb is None and "unknown system" in bad.error
