@@ -358,41 +358,102 @@ void bind_kernels(py::module_& m) {
     return y;
   }, py::arg("q"), py::arg("scale"), py::arg("zero_point"), py::arg("axis") = py::none());
 
-  m.def("layernorm", [](py::array x, py::array gamma, py::object beta, double eps, py::object residual, bool return_sum) -> py::object {
-    check(x, "x", DT::f32, 1);
-    check(gamma, "gamma", DT::f32);
-    const index_t N = x.shape(x.ndim() - 1), rows = N ? x.size() / N : 0;
-    if (gamma.ndim() != 1 || gamma.shape(0) != N)
-      throw py::value_error("gamma of shape " + shape_str(gamma) + " does not match x of shape " + shape_str(x));
+  // layernorm and layernorm_quantize share the argument checks.
+  struct LnArgs {
     py::array b, r;  // default-constructed arrays are empty, not null: track pointers explicitly
     const float* bp = nullptr;
     const float* rp = nullptr;
+    index_t N = 0, rows = 0;
+  };
+  auto ln_args = [](const py::array& x, const py::array& gamma, const py::object& beta, const py::object& residual,
+                    bool return_sum) {
+    check(x, "x", DT::f32, 1);
+    check(gamma, "gamma", DT::f32);
+    LnArgs a;
+    a.N = x.shape(x.ndim() - 1);
+    a.rows = a.N ? x.size() / a.N : 0;
+    if (gamma.ndim() != 1 || gamma.shape(0) != a.N)
+      throw py::value_error("gamma of shape " + shape_str(gamma) + " does not match x of shape " + shape_str(x));
     if (!beta.is_none()) {
-      b = py::reinterpret_borrow<py::array>(beta);
-      check(b, "beta", DT::f32);
-      if (b.ndim() != 1 || b.shape(0) != N) throw py::value_error("beta of shape " + shape_str(b) + " does not match x of shape " + shape_str(x));
-      bp = static_cast<const float*>(b.data());
+      a.b = py::reinterpret_borrow<py::array>(beta);
+      check(a.b, "beta", DT::f32);
+      if (a.b.ndim() != 1 || a.b.shape(0) != a.N)
+        throw py::value_error("beta of shape " + shape_str(a.b) + " does not match x of shape " + shape_str(x));
+      a.bp = static_cast<const float*>(a.b.data());
     }
     if (!residual.is_none()) {
-      r = py::reinterpret_borrow<py::array>(residual);
-      check(r, "residual", DT::f32);
-      if (shape_of(r) != shape_of(x)) throw py::value_error("residual of shape " + shape_str(r) + " does not match x of shape " + shape_str(x));
-      rp = static_cast<const float*>(r.data());
+      a.r = py::reinterpret_borrow<py::array>(residual);
+      check(a.r, "residual", DT::f32);
+      if (shape_of(a.r) != shape_of(x))
+        throw py::value_error("residual of shape " + shape_str(a.r) + " does not match x of shape " + shape_str(x));
+      a.rp = static_cast<const float*>(a.r.data());
     }
     if (return_sum && residual.is_none()) throw py::value_error("return_sum=True needs a residual");
+    return a;
+  };
+
+  m.def("layernorm", [ln_args](py::array x, py::array gamma, py::object beta, double eps, py::object residual,
+                               bool return_sum) -> py::object {
+    const LnArgs a = ln_args(x, gamma, beta, residual, return_sum);
     py::array_t<float> y(shape_of(x));
     py::array_t<float> s(return_sum ? shape_of(x) : std::vector<py::ssize_t>{0});
     Status st;
     {
       py::gil_scoped_release nogil;
-      st = kernels::layernorm(static_cast<const float*>(x.data()), rp, static_cast<const float*>(gamma.data()), bp,
-                              static_cast<float>(eps), rows, N, y.mutable_data(), return_sum ? s.mutable_data() : nullptr);
+      st = kernels::layernorm(static_cast<const float*>(x.data()), a.rp, static_cast<const float*>(gamma.data()), a.bp,
+                              static_cast<float>(eps), a.rows, a.N, y.mutable_data(), return_sum ? s.mutable_data() : nullptr);
     }
     ok(st);
     if (return_sum) return py::make_tuple(y, s);
     return std::move(y);
   }, py::arg("x"), py::arg("gamma"), py::arg("beta") = py::none(), py::arg("eps") = 1e-5,
      py::arg("residual") = py::none(), py::arg("return_sum") = false);
+
+  m.def("layernorm_quantize", [ln_args](py::array x, py::array gamma, py::object beta, double eps, py::object residual,
+                                        bool return_sum, double q_scale, int q_zero_point) -> py::tuple {
+    const LnArgs a = ln_args(x, gamma, beta, residual, return_sum);
+    py::array_t<float> y(shape_of(x));
+    py::array_t<std::uint8_t> q(shape_of(x));
+    py::array_t<float> s(return_sum ? shape_of(x) : std::vector<py::ssize_t>{0});
+    Status st;
+    {
+      py::gil_scoped_release nogil;
+      st = kernels::layernorm_quantize(static_cast<const float*>(x.data()), a.rp, static_cast<const float*>(gamma.data()),
+                                       a.bp, static_cast<float>(eps), a.rows, a.N, y.mutable_data(),
+                                       return_sum ? s.mutable_data() : nullptr, static_cast<float>(q_scale), q_zero_point,
+                                       q.mutable_data());
+    }
+    ok(st);
+    if (return_sum) return py::make_tuple(y, q, s);
+    return py::make_tuple(y, q);
+  }, py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("eps"), py::arg("residual"), py::arg("return_sum"),
+     py::arg("q_scale"), py::arg("q_zero_point"));
+
+  m.def("minmax", [](py::array x) {
+    check(x, "x", DT::f32);
+    float lo = 0.f, hi = 0.f;
+    Status st;
+    {
+      py::gil_scoped_release nogil;
+      st = kernels::minmax(static_cast<const float*>(x.data()), x.size(), &lo, &hi);
+    }
+    ok(st);
+    return py::make_tuple(lo, hi);
+  }, py::arg("x"), "(min(0, x.min()), max(0, x.max())) as floats.");
+
+  m.def("quantize_dynamic_u8", [](py::array x) {
+    check(x, "x", DT::f32);
+    py::array_t<std::uint8_t> q(shape_of(x));
+    float scale = 1.f, lo = 0.f, hi = 0.f;
+    std::int32_t zp = 0;
+    Status st;
+    {
+      py::gil_scoped_release nogil;
+      st = kernels::quantize_dynamic_u8(static_cast<const float*>(x.data()), x.size(), q.mutable_data(), &scale, &zp, &lo, &hi);
+    }
+    ok(st);
+    return py::make_tuple(q, scale, zp, lo, hi);
+  }, py::arg("x"), "Dynamic per-tensor u8 quantization: (q, scale, zero_point, lo, hi).");
 
   m.def("softmax", [](py::array x, py::object mask) {
     check(x, "x", DT::f32, 1);
@@ -442,6 +503,22 @@ void bind_kernels(py::module_& m) {
     ok(st);
     return y;
   }, py::arg("x"), py::arg("approximate") = "none");
+
+  for (const char* name : {"erf", "tanh"}) {
+    const bool is_erf = name[0] == 'e';
+    m.def(name, [is_erf](py::array x) {
+      check(x, "x", DT::f32);
+      py::array_t<float> y(shape_of(x));
+      Status st;
+      {
+        py::gil_scoped_release nogil;
+        const auto* xp = static_cast<const float*>(x.data());
+        st = is_erf ? kernels::erf(xp, x.size(), y.mutable_data()) : kernels::tanh(xp, x.size(), y.mutable_data());
+      }
+      ok(st);
+      return y;
+    }, py::arg("x"), is_erf ? "erf(x) in float32 (max abs error ~6e-8)." : "tanh(x) in float32 (max abs error ~1e-7).");
+  }
 
   m.def("to_bf16", [](py::array x) {
     check(x, "x", DT::f32);

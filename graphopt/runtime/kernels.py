@@ -40,8 +40,13 @@ __all__ = [
     "dequantize",
     "requantize",
     "layernorm",
+    "layernorm_quantize",
     "softmax",
     "gelu",
+    "erf",
+    "tanh",
+    "minmax",
+    "quantize_dynamic",
     "attention",
     "to_bf16",
     "from_bf16",
@@ -140,6 +145,33 @@ def layernorm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray | None = None, 
     return _C.layernorm(x, gamma, beta, float(eps), residual, bool(return_sum))
 
 
+def layernorm_quantize(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray | None = None, eps: float = 1e-5,
+                       residual: np.ndarray | None = None, return_sum: bool = False, *, scale: float,
+                       zero_point: int) -> tuple[np.ndarray, ...]:
+    """:func:`layernorm` that also returns its u8 copy ``quantize(y, scale, zero_point)`` from the same pass.
+
+    Returns ``(y, q)``, or ``(y, q, x + residual)`` with ``return_sum``; ``q`` is bit-identical to
+    ``quantize(y, scale, zero_point, "u8")``.
+    """
+    return _C.layernorm_quantize(x, gamma, beta, float(eps), residual, bool(return_sum), float(scale),
+                                 int(zero_point))
+
+
+def minmax(x: np.ndarray) -> tuple[float, float]:
+    """``(min(0, x.min()), max(0, x.max()))``: the range dynamic quantization covers."""
+    return _C.minmax(x)
+
+
+def quantize_dynamic(x: np.ndarray) -> tuple[np.ndarray, float, int]:
+    """Per-tensor u8 quantization with the range of ``x``: returns ``(q, scale, zero_point)``.
+
+    ``scale = (hi - lo) / 255`` (1.0 for an all-zero ``x``) and
+    ``zero_point = clip(round(-lo / scale), 0, 255)`` with ``lo, hi = minmax(x)``.
+    """
+    q, scale, zp, _, _ = _C.quantize_dynamic_u8(x)
+    return q, scale, zp
+
+
 def softmax(x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Softmax over the last axis of ``x + mask`` (mask broadcasts as numpy does).
 
@@ -159,6 +191,16 @@ def softmax(x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
 def gelu(x: np.ndarray, approximate: Literal["none", "tanh"] = "none") -> np.ndarray:
     """GELU: exact (erf) or the tanh approximation."""
     return _C.gelu(x, approximate)
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """erf in float32 (max abs error about 6e-8, i.e. 1 ulp of 1)."""
+    return _C.erf(x)
+
+
+def tanh(x: np.ndarray) -> np.ndarray:
+    """tanh in float32 (max abs error about 1e-7)."""
+    return _C.tanh(x)
 
 
 def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None = None,

@@ -1,5 +1,5 @@
-// AVX-512F vector math: the same formulas as the scalar math.h (so results
-// agree to rounding), written with intrinsics because GCC's auto-vectoriser
+// AVX-512F vector math: the same formulas and tables as the scalar math.h (so
+// results agree to rounding; the vector code uses FMA), written with intrinsics because GCC's auto-vectoriser
 // leaves conversions and saturating narrows on the table. Include only from
 // translation units built with -mavx512f (-mavx512bw -mavx512dq -mavx512vl);
 // internal linkage for the reason given in math.h.
@@ -7,6 +7,8 @@
 #include <immintrin.h>
 
 #include <cstdint>
+
+#include "math.h"
 
 namespace graphopt::kernels {
 namespace {
@@ -31,26 +33,26 @@ inline __m512 exp_v(__m512 x) {
   return _mm512_mask_blend_ps(under, y, _mm512_setzero_ps());
 }
 
-// erf(x), Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7), as erf_f in math.h.
-inline __m512 erf_v(__m512 x) {
+// odd_piecewise (math.h) for 16 lanes: each coefficient of the lane's interval
+// comes from one vpermps of a 16-entry table row; Horner with FMA.
+template <int NC>
+inline __m512 odd_piecewise_v(__m512 x, const float (&c)[NC][16], float w, float inv_w, float one_at) {
   const __m512 ax = _mm512_abs_ps(x);
-  const __m512 t = _mm512_div_ps(_mm512_set1_ps(1.f), _mm512_fmadd_ps(ax, _mm512_set1_ps(0.3275911f), _mm512_set1_ps(1.f)));
-  __m512 p = _mm512_set1_ps(1.061405429f);
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
-  const __m512 e = exp_v(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), ax), ax));
-  const __m512 y = _mm512_fnmadd_ps(_mm512_mul_ps(p, t), e, _mm512_set1_ps(1.f));
-  // copy the sign of x onto y (y >= 0)
+  const __m512 a = _mm512_min_ps(_mm512_set1_ps(16.f * w * (1.f - 1.1920929e-7f)), ax);  // NaN (2nd operand) stays
+  // NaN converts to INT_MIN, whose low 4 bits (all vpermps reads) are 0; d is NaN anyway.
+  const __m512i i = _mm512_min_epi32(_mm512_cvttps_epi32(_mm512_mul_ps(a, _mm512_set1_ps(inv_w))), _mm512_set1_epi32(15));
+  const __m512 d = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(i), _mm512_set1_ps(w), a);
+  __m512 p = _mm512_permutexvar_ps(i, _mm512_loadu_ps(c[NC - 1]));
+  for (int k = NC - 2; k >= 0; --k) p = _mm512_fmadd_ps(p, d, _mm512_permutexvar_ps(i, _mm512_loadu_ps(c[k])));
+  const __m512 one = _mm512_set1_ps(1.f);
+  p = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(ax, _mm512_set1_ps(one_at), _CMP_GE_OQ), _mm512_min_ps(one, p), one);
   const __m512i sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(static_cast<int>(0x80000000u)));
-  return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(y), sign));
+  return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(p), sign));
 }
 
-inline __m512 tanh_v(__m512 x) {
-  const __m512 e = exp_v(_mm512_add_ps(x, x));
-  return _mm512_sub_ps(_mm512_set1_ps(1.f), _mm512_div_ps(_mm512_set1_ps(2.f), _mm512_add_ps(e, _mm512_set1_ps(1.f))));
-}
+// erf(x) and tanh(x), as erf_f / tanh_f in math.h (same tables; max abs error ~1 ulp of 1).
+inline __m512 erf_v(__m512 x) { return odd_piecewise_v(x, kErfTab, kErfW, kErfInvW, kErfOne); }
+inline __m512 tanh_v(__m512 x) { return odd_piecewise_v(x, kTanhTab, kTanhW, kTanhInvW, kTanhOne); }
 
 inline __m512 gelu_erf_v(__m512 x) {
   const __m512 h = _mm512_mul_ps(x, _mm512_set1_ps(0.5f));
@@ -65,16 +67,26 @@ inline __m512 gelu_tanh_v(__m512 x) {
 }
 
 // saturate(round_half_even(y) + zp) to u8 / s8 for 16 lanes (y already divided by the scale).
-// cvtps rounds to nearest even (default MXCSR); out-of-int32-range lanes saturate like the
+// Rounds to nearest even explicitly (not via MXCSR); out-of-int32-range lanes saturate like the
 // scalar path's clamp to +-2^22 does after narrowing.
 inline __m128i to_u8_v(__m512 y, __m512i zp) {
   const __m512 c = _mm512_min_ps(_mm512_max_ps(y, _mm512_set1_ps(-4194304.f)), _mm512_set1_ps(4194304.f));
-  const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(c), zp);
+  const __m512i q = _mm512_add_epi32(_mm512_cvt_roundps_epi32(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zp);
   return _mm512_cvtusepi32_epi8(_mm512_max_epi32(q, _mm512_setzero_si512()));
 }
 inline __m128i to_s8_v(__m512 y, __m512i zp) {
   const __m512 c = _mm512_min_ps(_mm512_max_ps(y, _mm512_set1_ps(-4194304.f)), _mm512_set1_ps(4194304.f));
-  return _mm512_cvtsepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(c), zp));
+  return _mm512_cvtsepi32_epi8(_mm512_add_epi32(_mm512_cvt_roundps_epi32(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zp));
+}
+
+// The same result as to_u8_v / to_s8_v with the bounds folded in once per row:
+// lo = qmin - zp and hi = qmax - zp (integers, so clamping before rounding equals
+// clamping after). NaN takes lo (vmaxps returns its second operand), as the scalar
+// path does. The sum is in range, so the plain truncating narrow is exact.
+inline __m128i quant_v(__m512 y, __m512 lo, __m512 hi, __m512i zp) {
+  const __m512 c = _mm512_min_ps(_mm512_max_ps(y, lo), hi);
+  return _mm512_cvtepi32_epi8(
+      _mm512_add_epi32(_mm512_cvt_roundps_epi32(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zp));
 }
 
 // fp32 -> bf16 bits, round to nearest even, NaN stays NaN (as f32_to_bf16 in math.h).

@@ -7,8 +7,10 @@
 
 #include "../common/math.h"
 #include "../common/rowops.h"
+#include "../common/thread_pool.h"
 #include "eltwise_internal.h"
 
 namespace graphopt::kernels::avx2 {
+#include "rows_generic.h"
 #include "impl.h"
 }  // namespace graphopt::kernels::avx2

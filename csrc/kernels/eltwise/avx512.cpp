@@ -7,8 +7,11 @@
 
 #include "../common/math.h"
 #include "../common/rowops.h"
+#include "../common/thread_pool.h"
+#include "../common/vmath_avx512.h"
 #include "eltwise_internal.h"
 
 namespace graphopt::kernels::avx512 {
+#include "rows_avx512.h"
 #include "impl.h"
 }  // namespace graphopt::kernels::avx512

@@ -1,4 +1,6 @@
 // Element-wise front: argument checks and ISA dispatch (ISA-neutral TU).
+#include <algorithm>
+#include <cmath>
 #include <string>
 
 #include "eltwise_internal.h"
@@ -26,9 +28,15 @@ GRAPHOPT_TABLE(dequantize, DequantJob)
 GRAPHOPT_TABLE(requantize, RequantJob)
 GRAPHOPT_TABLE(layernorm, LayerNormJob)
 GRAPHOPT_TABLE(softmax, SoftmaxJob)
-GRAPHOPT_TABLE(gelu, GeluJob)
+GRAPHOPT_TABLE(unary, UnaryJob)
 GRAPHOPT_TABLE(convert, CvtJob)
+GRAPHOPT_TABLE(minmax, MinMaxJob)
 #undef GRAPHOPT_TABLE
+
+Status check_scale(float s, const std::string& what) {
+  if (!(s > 0.f)) return Status::invalid(what + "=" + std::to_string(s) + " must be > 0");
+  return Status::ok();
+}
 
 Status check_axis(const QuantAxis& a) {
   if (a.outer < 0 || a.C < 1 || a.inner < 0) return Status::invalid("bad quantization axis view");
@@ -36,13 +44,11 @@ Status check_axis(const QuantAxis& a) {
     return Status::invalid("scale/zero_point must have 1 or " + std::to_string(a.C) + " entries, got " + std::to_string(a.n_param));
   if (!a.scale) return Status::invalid("scale is null");
   for (index_t i = 0; i < a.n_param; ++i)
-    if (!(a.scale[i] > 0.f)) return Status::invalid("scale[" + std::to_string(i) + "]=" + std::to_string(a.scale[i]) + " must be > 0");
+    if (Status s = check_scale(a.scale[i], "scale[" + std::to_string(i) + "]"); !s) return s;
   return Status::ok();
 }
 
-}  // namespace
-
-static Status check_zp(const QuantAxis& ax, bool is_u8) {
+Status check_zp(const QuantAxis& ax, bool is_u8) {
   if (ax.zero_point)
     for (index_t i = 0; i < ax.n_param; ++i) {
       const std::int32_t z = ax.zero_point[i];
@@ -51,6 +57,15 @@ static Status check_zp(const QuantAxis& ax, bool is_u8) {
     }
   return Status::ok();
 }
+
+Status check_layernorm(const float* gamma, float eps, index_t rows, index_t N) {
+  if (rows < 0 || N < 1) return Status::invalid("layernorm needs N >= 1, got rows=" + std::to_string(rows) + ", N=" + std::to_string(N));
+  if (!gamma) return Status::invalid("layernorm gamma is null");
+  if (!(eps >= 0.f)) return Status::invalid("layernorm eps must be >= 0");
+  return Status::ok();
+}
+
+}  // namespace
 
 Status quantize(const float* x, const QuantAxis& ax, bool is_u8, void* q) {
   if (Status s = check_axis(ax); !s) return s;
@@ -72,12 +87,49 @@ Status requantize(const std::int32_t* x, const QuantAxis& ax, bool is_u8, void* 
   return Status::ok();
 }
 
+Status minmax(const float* x, index_t n, float* lo, float* hi) {
+  if (n < 0) return Status::invalid("minmax: negative size");
+  if (!lo || !hi) return Status::invalid("minmax: null output");
+  minmax_table().get()(MinMaxJob{x, n, lo, hi});
+  return Status::ok();
+}
+
+Status quantize_dynamic_u8(const float* x, index_t n, std::uint8_t* q, float* scale, std::int32_t* zero_point,
+                           float* lo, float* hi) {
+  if (!scale || !zero_point) return Status::invalid("quantize_dynamic_u8: null scale/zero_point output");
+  float l = 0.f, h = 0.f;
+  if (Status s = minmax(x, n, &l, &h); !s) return s;
+  float sc = (h - l) / 255.f;
+  if (!(sc > 0.f)) sc = 1.f;  // all-zero (or non-finite) range: any scale represents it
+  const std::int32_t zp = std::clamp(static_cast<std::int32_t>(std::nearbyint(-l / sc)), 0, 255);
+  *scale = sc;
+  *zero_point = zp;
+  if (lo) *lo = l;
+  if (hi) *hi = h;
+  QuantAxis ax;
+  ax.inner = n;
+  ax.scale = scale;
+  ax.zero_point = zero_point;
+  quantize_table().get()(QuantJob{x, q, ax, true});
+  return Status::ok();
+}
+
 Status layernorm(const float* x, const float* residual, const float* gamma, const float* beta, float eps,
                  index_t rows, index_t N, float* y, float* sum_out) {
-  if (rows < 0 || N < 1) return Status::invalid("layernorm needs N >= 1, got rows=" + std::to_string(rows) + ", N=" + std::to_string(N));
-  if (!gamma) return Status::invalid("layernorm gamma is null");
-  if (!(eps >= 0.f)) return Status::invalid("layernorm eps must be >= 0");
-  layernorm_table().get()(LayerNormJob{x, residual, gamma, beta, eps, rows, N, y, sum_out});
+  if (Status s = check_layernorm(gamma, eps, rows, N); !s) return s;
+  layernorm_table().get()(LayerNormJob{x, residual, gamma, beta, eps, rows, N, y, sum_out, QuantOut{nullptr, 1.f, 0}});
+  return Status::ok();
+}
+
+Status layernorm_quantize(const float* x, const float* residual, const float* gamma, const float* beta, float eps,
+                          index_t rows, index_t N, float* y, float* sum_out, float q_scale, std::int32_t q_zero_point,
+                          std::uint8_t* q) {
+  if (Status s = check_layernorm(gamma, eps, rows, N); !s) return s;
+  if (Status s = check_scale(q_scale, "q_scale"); !s) return s;
+  if (q_zero_point < 0 || q_zero_point > 255)
+    return Status::invalid("q_zero_point " + std::to_string(q_zero_point) + " is outside the u8 range");
+  if (!y || !q) return Status::invalid("layernorm_quantize: null output");
+  layernorm_table().get()(LayerNormJob{x, residual, gamma, beta, eps, rows, N, y, sum_out, QuantOut{q, q_scale, q_zero_point}});
   return Status::ok();
 }
 
@@ -89,11 +141,17 @@ Status softmax(const float* x, const float* mask, index_t mask_rows, index_t row
   return Status::ok();
 }
 
-Status gelu(const float* x, index_t n, bool tanh_approx, float* y) {
-  if (n < 0) return Status::invalid("gelu: negative size");
-  gelu_table().get()(GeluJob{x, y, n, tanh_approx});
+static Status unary(const char* name, UnaryOp op, const float* x, index_t n, float* y) {
+  if (n < 0) return Status::invalid(std::string(name) + ": negative size");
+  unary_table().get()(UnaryJob{x, y, n, op});
   return Status::ok();
 }
+
+Status gelu(const float* x, index_t n, bool tanh_approx, float* y) {
+  return unary("gelu", tanh_approx ? UnaryOp::gelu_tanh : UnaryOp::gelu_erf, x, n, y);
+}
+Status erf(const float* x, index_t n, float* y) { return unary("erf", UnaryOp::erf, x, n, y); }
+Status tanh(const float* x, index_t n, float* y) { return unary("tanh", UnaryOp::tanh, x, n, y); }
 
 Status f32_to_bf16(const float* x, index_t n, bf16_t* y) {
   convert_table().get()(CvtJob{x, y, n, true});

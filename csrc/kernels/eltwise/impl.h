@@ -1,170 +1,140 @@
-// Element-wise kernels written once as plain loops that the compiler
-// vectorises under each ISA TU's flags. Include inside exactly one
-// `namespace graphopt::kernels::<isa> {` block per TU, after the std headers.
+// Element-wise kernel drivers: split the work into tasks and call the row
+// kernels of the including TU (rows_generic.h for ref/avx2, rows_avx512.h for
+// avx512). Include inside exactly one `namespace graphopt::kernels::<isa> {`
+// block per TU, after the row kernels.
 //
-// Reductions use 16 independent lanes so they vectorise without
-// -ffast-math (which the build never uses: rounding must stay IEEE).
+// Parallelism: the caller-participating pool (common/thread_pool.h), not an
+// OpenMP region, whose closing barrier stalls on a descheduled thread when
+// the machine is shared. Tasks hold >= kTask elements, and inputs under
+// kParallelMin run on the caller alone: waking a worker costs more than a
+// MiniLM-sized (128 x 384) row op.
 
 namespace {
 
-constexpr index_t kChunk = 1 << 14;  // elements per parallel task
-constexpr double kParallelMin = 1 << 15;
+constexpr index_t kTask = 1 << 14;         // elements per task (at least; whole rows where rows are atomic)
+constexpr index_t kParallelMin = 1 << 16;  // total elements below which everything runs on the caller
 
-template <bool U8>
-void quantize_row(const float* __restrict x, index_t n, float scale, std::int32_t zp, void* qv) {
-  const float lo = U8 ? 0.f : -128.f, hi = U8 ? 255.f : 127.f;
-  const float fzp = static_cast<float>(zp);
-  using Q = typename std::conditional<U8, std::uint8_t, std::int8_t>::type;
-  Q* __restrict q = static_cast<Q*>(qv);
-  for (index_t i = 0; i < n; ++i) {
-    float v = x[i] / scale;
-    v = !(v >= -4194304.f) ? -4194304.f : (v > 4194304.f ? 4194304.f : v);
-    v = round_even(v) + fzp;
-    v = v < lo ? lo : (v > hi ? hi : v);
-    q[i] = static_cast<Q>(static_cast<std::int32_t>(v));
-  }
-}
-
-template <bool U8>
-void requantize_row(const std::int32_t* __restrict x, index_t n, float scale, std::int32_t zp, void* qv) {
-  const float lo = U8 ? 0.f : -128.f, hi = U8 ? 255.f : 127.f;
-  const float fzp = static_cast<float>(zp);
-  using Q = typename std::conditional<U8, std::uint8_t, std::int8_t>::type;
-  Q* __restrict q = static_cast<Q*>(qv);
-  for (index_t i = 0; i < n; ++i) {
-    float v = static_cast<float>(x[i]) * scale;
-    v = !(v >= -4194304.f) ? -4194304.f : (v > 4194304.f ? 4194304.f : v);
-    v = round_even(v) + fzp;
-    v = v < lo ? lo : (v > hi ? hi : v);
-    q[i] = static_cast<Q>(static_cast<std::int32_t>(v));
-  }
-}
-
-template <bool U8>
-void dequantize_row(const void* qv, index_t n, float scale, std::int32_t zp, float* __restrict y) {
-  using Q = typename std::conditional<U8, std::uint8_t, std::int8_t>::type;
-  const Q* __restrict q = static_cast<const Q*>(qv);
-  for (index_t i = 0; i < n; ++i) y[i] = static_cast<float>(static_cast<std::int32_t>(q[i]) - zp) * scale;
-}
-
-// Runs f(row, begin, end) over [rows, inner] split into chunks, in parallel when large.
 template <class F>
-void for_chunks(index_t rows, index_t inner, F f) {
-  const index_t per_row = (inner + kChunk - 1) / kChunk;
-  const index_t tasks = rows * per_row;
-  const bool par = static_cast<double>(rows) * static_cast<double>(inner) >= kParallelMin && tasks > 1;
-#pragma omp parallel for schedule(static) if (par)
-  for (index_t t = 0; t < tasks; ++t) {
-    const index_t r = t / per_row, c0 = (t % per_row) * kChunk;
-    const index_t c1 = c0 + kChunk < inner ? c0 + kChunk : inner;
-    f(r, c0, c1);
+void run_tasks(index_t ntasks, index_t total, const F& f) {
+  const int threads = total >= kParallelMin && ntasks > 1 ? omp_get_max_threads() : 1;
+  if (threads <= 1) {
+    for (index_t t = 0; t < ntasks; ++t) f(t);
+    return;
+  }
+  parallel_tasks(ntasks, threads, [](void* ctx, std::int64_t t) { (*static_cast<const F*>(ctx))(t); },
+                 const_cast<F*>(&f));
+}
+
+// f(r, c0, c1) over the pieces of a [rows, len] grid: long rows split into
+// column chunks, short rows grouped so each task holds >= kTask elements.
+template <class F>
+void for_grid(index_t rows, index_t len, const F& f) {
+  if (rows <= 0 || len <= 0) return;
+  const index_t total = rows * len;
+  if (len >= kTask) {
+    const index_t per_row = (len + kTask - 1) / kTask;
+    run_tasks(rows * per_row, total, [&](index_t t) {
+      const index_t r = t / per_row, c0 = (t % per_row) * kTask;
+      f(r, c0, c0 + kTask < len ? c0 + kTask : len);
+    });
+  } else {
+    const index_t rpt = kTask / len;  // >= 1
+    run_tasks((rows + rpt - 1) / rpt, total, [&](index_t t) {
+      const index_t r1 = (t + 1) * rpt < rows ? (t + 1) * rpt : rows;
+      for (index_t r = t * rpt; r < r1; ++r) f(r, index_t{0}, len);
+    });
+  }
+}
+
+// The three quantization kernels walk x as [outer, C, inner] the same way:
+// per-tensor -> one long row; per-channel with inner == 1 (the last axis) ->
+// rows of C elements with per-element parameters; otherwise rows of `inner`
+// elements sharing channel c's parameters. row(off, n, scale*, zp*, per_element).
+template <class Row>
+void for_quant_axis(const QuantAxis& a, const Row& row) {
+  const std::int32_t* zp = a.zero_point;
+  if (a.n_param == 1) {
+    for_grid(1, a.outer * a.C * a.inner, [&](index_t, index_t c0, index_t c1) { row(c0, c1 - c0, a.scale, zp, false); });
+  } else if (a.inner == 1) {
+    for_grid(a.outer, a.C, [&](index_t r, index_t c0, index_t c1) {
+      row(r * a.C + c0, c1 - c0, a.scale + c0, zp ? zp + c0 : nullptr, true);
+    });
+  } else {
+    for_grid(a.outer * a.C, a.inner, [&](index_t r, index_t c0, index_t c1) {
+      const index_t c = r % a.C;
+      row(r * a.inner + c0, c1 - c0, a.scale + c, zp ? zp + c : nullptr, false);
+    });
   }
 }
 
 }  // namespace
 
 void quantize(const QuantJob& j) {
-  const QuantAxis& a = j.ax;
-  const std::size_t esz = 1;
-  for_chunks(a.outer * a.C, a.inner, [&](index_t r, index_t c0, index_t c1) {
-    const index_t c = r % a.C, p = a.n_param == 1 ? 0 : c;
-    const std::int32_t zp = a.zero_point ? a.zero_point[p] : 0;
-    const index_t off = r * a.inner + c0;
-    void* dst = static_cast<std::uint8_t*>(j.q) + off * esz;
-    if (j.is_u8) quantize_row<true>(j.x + off, c1 - c0, a.scale[p], zp, dst);
-    else quantize_row<false>(j.x + off, c1 - c0, a.scale[p], zp, dst);
-  });
-}
-
-void dequantize(const DequantJob& j) {
-  const QuantAxis& a = j.ax;
-  for_chunks(a.outer * a.C, a.inner, [&](index_t r, index_t c0, index_t c1) {
-    const index_t c = r % a.C, p = a.n_param == 1 ? 0 : c;
-    const std::int32_t zp = a.zero_point ? a.zero_point[p] : 0;
-    const index_t off = r * a.inner + c0;
-    const void* src = static_cast<const std::uint8_t*>(j.q) + off;
-    if (j.is_u8) dequantize_row<true>(src, c1 - c0, a.scale[p], zp, j.y + off);
-    else dequantize_row<false>(src, c1 - c0, a.scale[p], zp, j.y + off);
+  auto* q = static_cast<std::uint8_t*>(j.q);
+  for_quant_axis(j.ax, [&](index_t off, index_t n, const float* s, const std::int32_t* z, bool pe) {
+    if (j.is_u8) (pe ? quantize_row<true, true> : quantize_row<true, false>)(j.x + off, n, s, z, q + off);
+    else (pe ? quantize_row<false, true> : quantize_row<false, false>)(j.x + off, n, s, z, q + off);
   });
 }
 
 void requantize(const RequantJob& j) {
-  const QuantAxis& a = j.ax;
-  for_chunks(a.outer * a.C, a.inner, [&](index_t r, index_t c0, index_t c1) {
-    const index_t c = r % a.C, p = a.n_param == 1 ? 0 : c;
-    const std::int32_t zp = a.zero_point ? a.zero_point[p] : 0;
-    const index_t off = r * a.inner + c0;
-    void* dst = static_cast<std::uint8_t*>(j.q) + off;
-    if (j.is_u8) requantize_row<true>(j.x + off, c1 - c0, a.scale[p], zp, dst);
-    else requantize_row<false>(j.x + off, c1 - c0, a.scale[p], zp, dst);
+  auto* q = static_cast<std::uint8_t*>(j.q);
+  for_quant_axis(j.ax, [&](index_t off, index_t n, const float* s, const std::int32_t* z, bool pe) {
+    if (j.is_u8) (pe ? requantize_row<true, true> : requantize_row<true, false>)(j.x + off, n, s, z, q + off);
+    else (pe ? requantize_row<false, true> : requantize_row<false, false>)(j.x + off, n, s, z, q + off);
+  });
+}
+
+void dequantize(const DequantJob& j) {
+  const auto* q = static_cast<const std::uint8_t*>(j.q);
+  for_quant_axis(j.ax, [&](index_t off, index_t n, const float* s, const std::int32_t* z, bool pe) {
+    if (j.is_u8) (pe ? dequantize_row<true, true> : dequantize_row<true, false>)(q + off, n, s, z, j.y + off);
+    else (pe ? dequantize_row<false, true> : dequantize_row<false, false>)(q + off, n, s, z, j.y + off);
   });
 }
 
 void layernorm(const LayerNormJob& j) {
   const index_t N = j.N;
-  const bool par = static_cast<double>(j.rows) * static_cast<double>(N) >= kParallelMin && j.rows > 1;
-#pragma omp parallel for schedule(static) if (par)
-  for (index_t r = 0; r < j.rows; ++r) {
-    const float* __restrict x = j.x + r * N;
-    float* y = j.y + r * N;  // may alias s (residual without sum_out)
-    const float* s = x;
-    if (j.res) {
-      const float* __restrict rr = j.res + r * N;
-      float* t = j.sum_out ? j.sum_out + r * N : y;
-      for (index_t i = 0; i < N; ++i) t[i] = x[i] + rr[i];
-      s = t;
-    }
-    const float mean = row_sum(s, N) / static_cast<float>(N);
-    const float var = row_sq_dev(s, N, mean) / static_cast<float>(N);
-    const float inv = 1.f / std::sqrt(var + j.eps);
-    const float* __restrict g = j.gamma;
-    if (j.beta) {
-      const float* __restrict b = j.beta;
-      for (index_t i = 0; i < N; ++i) y[i] = (s[i] - mean) * inv * g[i] + b[i];
-    } else {
-      for (index_t i = 0; i < N; ++i) y[i] = (s[i] - mean) * inv * g[i];
-    }
-  }
+  for_grid(j.rows, N < kTask ? N : kTask, [&](index_t r, index_t, index_t) {  // rows are atomic
+    const index_t o = r * N;
+    layernorm_row(j.x + o, j.res ? j.res + o : nullptr, j.gamma, j.beta, j.eps, N, j.y + o,
+                  j.sum_out ? j.sum_out + o : nullptr, j.qo, j.qo.q ? j.qo.q + o : nullptr);
+  });
 }
 
 void softmax(const SoftmaxJob& j) {
   const index_t N = j.N, group = j.mask ? j.rows / j.mask_rows : 1;
-  const bool par = static_cast<double>(j.rows) * static_cast<double>(N) >= kParallelMin && j.rows > 1;
-#pragma omp parallel for schedule(static) if (par)
-  for (index_t r = 0; r < j.rows; ++r) {
-    const float* __restrict x = j.x + r * N;
-    float* __restrict y = j.y + r * N;
-    if (j.mask) {
-      const float* __restrict m = j.mask + (r / group) * N;
-      for (index_t i = 0; i < N; ++i) y[i] = x[i] + m[i];
-    } else if (y != x) {
-      for (index_t i = 0; i < N; ++i) y[i] = x[i];
-    }
-    softmax_row(y, N);
-  }
+  for_grid(j.rows, N < kTask ? N : kTask, [&](index_t r, index_t, index_t) {  // rows are atomic
+    softmax_masked_row(j.x + r * N, j.mask ? j.mask + (r / group) * N : nullptr, N, j.y + r * N);
+  });
 }
 
-void gelu(const GeluJob& j) {
-  for_chunks(1, j.n, [&](index_t, index_t c0, index_t c1) {
-    const float* __restrict x = j.x + c0;
-    float* __restrict y = j.y + c0;
-    const index_t n = c1 - c0;
-    if (j.tanh_approx) for (index_t i = 0; i < n; ++i) y[i] = gelu_tanh_f(x[i]);
-    else for (index_t i = 0; i < n; ++i) y[i] = gelu_erf_f(x[i]);
-  });
+void unary(const UnaryJob& j) {
+  for_grid(1, j.n, [&](index_t, index_t c0, index_t c1) { unary_row(j.op, j.x + c0, c1 - c0, j.y + c0); });
 }
 
 void convert(const CvtJob& j) {
-  for_chunks(1, j.n, [&](index_t, index_t c0, index_t c1) {
-    const index_t n = c1 - c0;
-    if (j.to_bf16) {
-      const float* __restrict x = static_cast<const float*>(j.x) + c0;
-      std::uint16_t* __restrict y = static_cast<std::uint16_t*>(j.y) + c0;
-      for (index_t i = 0; i < n; ++i) y[i] = f32_to_bf16(x[i]);
-    } else {
-      const std::uint16_t* __restrict x = static_cast<const std::uint16_t*>(j.x) + c0;
-      float* __restrict y = static_cast<float*>(j.y) + c0;
-      for (index_t i = 0; i < n; ++i) y[i] = bf16_to_f32(x[i]);
-    }
+  for_grid(1, j.n, [&](index_t, index_t c0, index_t c1) {
+    if (j.to_bf16) to_bf16_row(static_cast<const float*>(j.x) + c0, c1 - c0, static_cast<std::uint16_t*>(j.y) + c0);
+    else from_bf16_row(static_cast<const std::uint16_t*>(j.x) + c0, c1 - c0, static_cast<float*>(j.y) + c0);
   });
+}
+
+void minmax(const MinMaxJob& j) {
+  // Fixed partition (at most 64 parts) so the per-part results need no lock.
+  const index_t parts = j.n >= kParallelMin ? (j.n + kTask - 1) / kTask < 64 ? (j.n + kTask - 1) / kTask : 64 : 1;
+  const index_t size = (j.n + parts - 1) / parts;
+  float lo[64], hi[64];
+  run_tasks(parts, j.n, [&](index_t t) {
+    const index_t b = t * size, e = b + size < j.n ? b + size : j.n;
+    lo[t] = hi[t] = 0.f;
+    if (b < e) minmax_row(j.x + b, e - b, &lo[t], &hi[t]);
+  });
+  float l = 0.f, h = 0.f;
+  for (index_t t = 0; t < parts; ++t) {
+    l = lo[t] < l ? lo[t] : l;
+    h = hi[t] > h ? hi[t] : h;
+  }
+  *j.lo = l;
+  *j.hi = h;
 }

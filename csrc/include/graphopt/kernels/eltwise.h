@@ -1,4 +1,7 @@
-// Element-wise and normalisation kernels (fp32 compute, OpenMP over rows/chunks).
+// Element-wise and normalisation kernels (fp32 compute). Large inputs are split
+// into tasks of >= 16K elements (whole rows for LayerNorm/softmax) and run on
+// the caller-participating pool (common/thread_pool.h) with up to
+// omp_get_max_threads() threads; inputs under 64K elements run on the caller.
 // All arrays are dense row-major; functions return a non-ok Status on bad arguments.
 #pragma once
 #include <cstdint>
@@ -25,11 +28,28 @@ Status dequantize(const void* q, bool is_u8, const QuantAxis& ax, float* y);
 // where scale is the combined multiplier (e.g. a_scale * w_scale / out_scale).
 Status requantize(const std::int32_t* x, const QuantAxis& ax, bool is_u8, void* q);
 
+// The range of x widened to include 0 (what asymmetric dynamic quantization needs):
+// lo = min(0, min x), hi = max(0, max x).
+Status minmax(const float* x, index_t n, float* lo, float* hi);
+
+// Dynamic per-tensor u8 quantization in two vectorised passes (range, then quantize):
+//   lo, hi = minmax(x); scale = (hi - lo) / 255 (1 when that is not > 0);
+//   zero_point = clamp(nearbyint(-lo / scale), 0, 255); q = quantize(x, scale, zero_point).
+// lo and hi may be null.
+Status quantize_dynamic_u8(const float* x, index_t n, std::uint8_t* q, float* scale, std::int32_t* zero_point,
+                           float* lo = nullptr, float* hi = nullptr);
+
 // LayerNorm over the last dimension N of a [rows, N] array:
 //   s = x (+ residual);  y = (s - mean(s)) / sqrt(var(s) + eps) * gamma + beta.
 // residual, beta and sum_out may be null; sum_out receives s (SkipLayerNorm's second output).
 Status layernorm(const float* x, const float* residual, const float* gamma, const float* beta, float eps,
                  index_t rows, index_t N, float* y, float* sum_out);
+
+// layernorm() that also writes q = saturate(round_half_even(y / q_scale) + q_zero_point) as u8,
+// in the same pass (bit-identical to quantize() applied to y afterwards). y must not be null.
+Status layernorm_quantize(const float* x, const float* residual, const float* gamma, const float* beta, float eps,
+                          index_t rows, index_t N, float* y, float* sum_out, float q_scale, std::int32_t q_zero_point,
+                          std::uint8_t* q);
 
 // Softmax over the last dimension of [rows, N], with an optional additive mask of
 // [mask_rows, N] where rows % mask_rows == 0; row r uses mask row r / (rows / mask_rows).
@@ -38,6 +58,9 @@ Status softmax(const float* x, const float* mask, index_t mask_rows, index_t row
 
 // GELU, exact (erf) or tanh approximation; y may alias x.
 Status gelu(const float* x, index_t n, bool tanh_approx, float* y);
+// erf and tanh in float (max abs error about 1 ulp of 1: 6e-8 and 1e-7); y may alias x.
+Status erf(const float* x, index_t n, float* y);
+Status tanh(const float* x, index_t n, float* y);
 
 // fp32 <-> bf16 (round to nearest even).
 Status f32_to_bf16(const float* x, index_t n, bf16_t* y);
