@@ -629,8 +629,49 @@ def lower(model: Model, precision: str, fallback_factory: Callable[[Node], Calla
         raise UnsupportedError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     lw = _Lowerer(model, precision, fallback_factory, threads)
     steps = lw.run()
-    chain_linears(steps, set(map(id, model.graph.outputs)))
+    outs = set(map(id, model.graph.outputs))
+    chain_linears(steps, outs)
+    quantize_in_layernorm(steps, outs)
     return steps, lw.consts
+
+
+def _uses(steps: list[StepSpec]) -> dict[int, list[StepSpec]]:
+    uses: dict[int, list[StepSpec]] = {}
+    for st in steps:
+        for k in st.inputs:
+            if k is not None:
+                uses.setdefault(id(k), []).append(st)
+    return uses
+
+
+def quantize_in_layernorm(steps: list[StepSpec], graph_outputs: set[int]) -> int:
+    """LayerNorm -> static int8 Linears: the LayerNorm also writes their u8 input in its pass.
+
+    The fp32 output stays (the residual path reads it); the Linears read the u8 copy instead of
+    quantizing y again. Returns the number of LayerNorm steps changed.
+    """
+    uses = _uses(steps)
+    n = 0
+    for st in steps:
+        if st.kind != "LayerNorm" or len(st.outputs) > 2 or st.outputs[0] is None:
+            continue
+        y = st.outputs[0]
+        lin = [c for c in uses.get(id(y), []) if c.kind == "Linear" and c.inputs[0] is y
+               and c.iattrs.get("mode") == 2 and c.fattrs.get("a_scale", 0.0) > 0.0
+               and not any(k is y for k in c.inputs[1:])]
+        grids = {(float(c.fattrs["a_scale"]), int(c.iattrs.get("a_zp", 0))) for c in lin}
+        if len(grids) != 1:
+            continue
+        scale, zp = grids.pop()
+        q = Tmp(f"{st.name}/u8", DType.UINT8)
+        st.outputs = [y, st.outputs[1] if len(st.outputs) > 1 else None, q]
+        st.fattrs["q_scale"] = scale
+        st.iattrs["q_zp"] = zp
+        st.detail = (st.detail + " " if st.detail else "") + "+ u8 copy for the next GEMM"
+        for c in lin:
+            c.inputs[0] = q
+        n += 1
+    return n
 
 
 def chain_linears(steps: list[StepSpec], graph_outputs: set[int]) -> int:
@@ -640,11 +681,7 @@ def chain_linears(steps: list[StepSpec], graph_outputs: set[int]) -> int:
     moves into the producer's epilogue (requantize to u8 on the consumer's grid). Returns
     the number of chained pairs.
     """
-    uses: dict[int, list[StepSpec]] = {}
-    for st in steps:
-        for k in st.inputs:
-            if k is not None:
-                uses.setdefault(id(k), []).append(st)
+    uses = _uses(steps)
     n = 0
     for st in steps:
         if st.kind != "Linear" or st.iattrs.get("out", 0) or len(st.outputs) != 1:

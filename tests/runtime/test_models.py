@@ -144,6 +144,8 @@ def test_minilm_static_int8_every_gemm_static(minilm, minilm_static):
     assert len(linears) == 24 and all("static" in st.detail for st in linears), [st.detail for st in linears]
     assert sum("u8 out" in st.detail for st in linears) == 6  # FFN up -> down keeps u8 between the GEMMs
     assert not any(st.kind in ("QuantizeLinear", "DequantizeLinear") for st in sess._steps)
+    # every LayerNorm feeding a GEMM (embeddings, then 2 per layer but the last) also writes its u8 input
+    assert sum("u8 copy" in st.detail for st in sess._steps if st.kind == "LayerNorm") == 12
     ref = _pooled(want, feeds["attention_mask"])
     cos = _cos(_pooled(sess.run(feeds)[0], feeds["attention_mask"]), ref)
     assert cos.mean() >= 0.99 and cos.min() >= 0.98, cos
@@ -159,7 +161,8 @@ def test_minilm_static_int8_every_gemm_static(minilm, minilm_static):
 
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
 def test_chained_linears_equal_unchained(minilm, minilm_static, monkeypatch, precision):
-    """Handing bf16 / u8 from one GEMM's epilogue to the next is the same arithmetic as converting after."""
+    """Handing bf16 / u8 to a GEMM from the producer's pass (GEMM epilogue, LayerNorm) is the same
+    arithmetic as converting afterwards."""
     from graphopt.runtime import lower
 
     spec, feeds, _ = minilm
@@ -167,7 +170,8 @@ def test_chained_linears_equal_unchained(minilm, minilm_static, monkeypatch, pre
     opt = None if precision == "int8" else "O2"
     chained = graphopt.compile(model, precision=precision, optimize=opt)
     monkeypatch.setattr(lower, "chain_linears", lambda steps, outs: 0)
+    monkeypatch.setattr(lower, "quantize_in_layernorm", lambda steps, outs: 0)
     plain = graphopt.compile(model, precision=precision, optimize=opt)
     assert any(" out" in st.detail for st in chained._steps)
-    assert not any(" out" in st.detail for st in plain._steps)
+    assert not any(" out" in st.detail or "u8 copy" in st.detail for st in plain._steps)
     np.testing.assert_allclose(chained.run(feeds)[0], plain.run(feeds)[0], rtol=1e-5, atol=1e-5)

@@ -260,14 +260,20 @@ Status layernorm(ExecCtx& c, const Step& s) {
   }
   Tensor& y = c.out(s, 0, ys, DType::f32);
   float* sum = s.out.size() > 1 && s.out[1] >= 0 ? c.out(s, 1, ys, DType::f32).as<float>() : nullptr;
+  // Output 2 (static int8 consumers): y quantized to u8 on their grid in the same pass.
+  std::uint8_t* q = s.out.size() > 2 && s.out[2] >= 0 ? c.out(s, 2, ys, DType::u8).as<std::uint8_t>() : nullptr;
+  const float q_scale = static_cast<float>(s.f("q_scale", 1.0));
+  const auto q_zp = static_cast<std::int32_t>(s.i("q_zp", 0));
   const index_t rows = N ? numel(ys) / N : 0;
   const float eps = static_cast<float>(s.f("epsilon", 1e-5));
   std::mutex mu;
   Status err;
   parallel_ranges(rows, pool_threads(), 16, 1, [&](index_t b, index_t e) {
     const index_t o = b * N;
-    Status st = kernels::layernorm(xin + o, res ? res + o : nullptr, g.as<float>(), beta, eps, e - b, N,
-                                   y.as<float>() + o, sum ? sum + o : nullptr);
+    Status st = q ? kernels::layernorm_quantize(xin + o, res ? res + o : nullptr, g.as<float>(), beta, eps, e - b, N,
+                                                y.as<float>() + o, sum ? sum + o : nullptr, q_scale, q_zp, q + o)
+                  : kernels::layernorm(xin + o, res ? res + o : nullptr, g.as<float>(), beta, eps, e - b, N,
+                                       y.as<float>() + o, sum ? sum + o : nullptr);
     if (!st) { std::lock_guard<std::mutex> lk(mu); err = st; }
   });
   return wrap(s, err);
