@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "../common/math.h"
 #include "../common/thread_pool.h"
@@ -133,6 +134,31 @@ EpiFn<AccT> pick_epilogue(const EpiResolved& e) {
   return nullptr;
 }
 
+// Where one micro-tile's results go: rows [m0, m0 + mr) and columns
+// [n0, n0 + cols) of C, finished with epilogue e (rowsum: int8 with weight zero
+// points, else null).
+struct TileDst {
+  const EpiResolved* e;
+  void* C;
+  index_t ldc, m0, n0;
+  int cols;
+  const std::int32_t* rowsum;
+};
+
+// Micro-kernel traits with a `Plan` (the AVX-512 ones, see epilogue_avx512.h)
+// finish full tiles in registers: Plan has full(A, lda, P, pb, K, TileDst) for
+// MR x NP tiles and edge(tile, mr, np, TileDst) for the rest.
+template <class MK, class = void>
+struct FusedPlanOf {
+  using type = std::nullptr_t;
+  static constexpr bool value = false;
+};
+template <class MK>
+struct FusedPlanOf<MK, std::void_t<typename MK::Plan>> {
+  using type = typename MK::Plan;
+  static constexpr bool value = true;
+};
+
 struct Range { index_t m0, m1, p0, p1; };
 
 // Split M (in units of mr) x panels over nth threads on a tm x tn grid that
@@ -171,6 +197,7 @@ struct GemmTaskCtx {
   void* C;
   index_t ldc;
   EpiFn<typename MK::AccT> epi;
+  typename FusedPlanOf<MK>::type plan;
   index_t M, K, N, P, MB, GP, n_mb;
   bool rowsums;
 };
@@ -201,10 +228,20 @@ void gemm_task(void* vctx, std::int64_t t) {
     const int npmax = mr <= 2 ? MK::NP_SMALL : MK::NP;
     for (index_t p = p0; p < p1; p += npmax) {
       const int np = static_cast<int>(p1 - p < npmax ? p1 - p : npmax);
-      MK::micro(mr, np, Am, c.lda, c.W->panel(p), pb, c.K, tile);
       const index_t n0 = p * 16;
       const int cols = static_cast<int>(c.N - n0 < np * 16 ? c.N - n0 : np * 16);
-      c.epi(tile, mr, cols, m, n0, c.rowsums ? rs : nullptr, *c.e, c.C, c.ldc);
+      if constexpr (FusedPlanOf<MK>::value) {
+        const TileDst d{c.e, c.C, c.ldc, m, n0, cols, c.rowsums ? rs : nullptr};
+        if (mr == MK::MR && np == MK::NP) {
+          c.plan.full(Am, c.lda, c.W->panel(p), pb, c.K, d);
+        } else {
+          MK::micro(mr, np, Am, c.lda, c.W->panel(p), pb, c.K, tile);
+          c.plan.edge(tile, mr, np, d);
+        }
+      } else {
+        MK::micro(mr, np, Am, c.lda, c.W->panel(p), pb, c.K, tile);
+        c.epi(tile, mr, cols, m, n0, c.rowsums ? rs : nullptr, *c.e, c.C, c.ldc);
+      }
     }
   }
 }
@@ -223,7 +260,10 @@ void run_gemm(const GemmArgs& g) {
   if (M <= 0 || N <= 0) return;
   const AType* A = static_cast<const AType*>(g.A);
   const index_t lda = g.lda;
-  const EpiFn<AccT> epi = pick_epilogue<AccT>(e);
+  EpiFn<AccT> epi = nullptr;
+  typename FusedPlanOf<MK>::type plan{};
+  if constexpr (FusedPlanOf<MK>::value) plan = MK::plan(e);
+  else epi = pick_epilogue<AccT>(e);
   const index_t pb = W.panel_bytes();
   const bool rowsums = e.need_rowsum;
   // Weight chunk per pass over M: about half the per-core L2, in panels.
@@ -260,7 +300,7 @@ void run_gemm(const GemmArgs& g) {
   const index_t n_mb = (M + MB - 1) / MB, n_pg = (P + GP - 1) / GP;
   const index_t ntasks = n_mb * n_pg;
 
-  GemmTaskCtx<MK> ctx{A, lda, &W, &e, g.C, g.ldc, epi, M, K, N, P, MB, GP, n_mb, rowsums};
+  GemmTaskCtx<MK> ctx{A, lda, &W, &e, g.C, g.ldc, epi, plan, M, K, N, P, MB, GP, n_mb, rowsums};
   parallel_tasks(ntasks, nt, &gemm_task<MK>, &ctx);
 }
 
