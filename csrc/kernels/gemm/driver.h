@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "../common/math.h"
 #include "../common/thread_pool.h"
@@ -42,6 +43,31 @@ inline void store_f(void* C, index_t idx, float y, float out_scale, float qlo, f
 inline void out_range(OutType o, float* lo, float* hi) {
   if (o == OutType::u8) { *lo = 0.f; *hi = 255.f; }
   else { *lo = -128.f; *hi = 127.f; }
+}
+
+// Per-column arrays the tile-buffer epilogues below read (the AVX-512 one
+// derives them per panel instead): e with scale, coff and bias all set.
+struct ColumnBuf {
+  std::vector<float> scale, bias;
+  std::vector<std::int32_t> coff;
+};
+inline EpiResolved with_columns(const EpiResolved& e, index_t N, ColumnBuf* buf) {
+  EpiResolved r = e;
+  if (!e.bias) {
+    buf->bias.assign(static_cast<std::size_t>(N), 0.f);
+    r.bias = buf->bias.data();
+  }
+  if (e.wterm) {  // int8
+    buf->scale.resize(static_cast<std::size_t>(N));
+    buf->coff.resize(static_cast<std::size_t>(N));
+    for (index_t n = 0; n < N; ++n) {
+      buf->scale[n] = e.a_scale * e.wscale[n];
+      buf->coff[n] = static_cast<std::int32_t>(static_cast<std::int64_t>(e.a_zp) * e.wterm[n]);
+    }
+    r.scale = buf->scale.data();
+    r.coff = buf->coff.data();
+  }
+  return r;
 }
 
 // acc: rows x cols tile (row stride kTileLd); writes C rows m0.., cols n0..
@@ -255,15 +281,20 @@ void run_gemm(const GemmArgs& g) {
   using AType = typename MK::AType;
   using AccT = typename MK::AccT;
   const PackedWeights& W = *g.W;
-  const EpiResolved& e = *g.e;
   const index_t M = g.M, K = W.K(), N = W.N(), P = W.panels();
   if (M <= 0 || N <= 0) return;
   const AType* A = static_cast<const AType*>(g.A);
   const index_t lda = g.lda;
   EpiFn<AccT> epi = nullptr;
   typename FusedPlanOf<MK>::type plan{};
-  if constexpr (FusedPlanOf<MK>::value) plan = MK::plan(e);
-  else epi = pick_epilogue<AccT>(e);
+  ColumnBuf cols;
+  EpiResolved e = *g.e;
+  if constexpr (FusedPlanOf<MK>::value) {
+    plan = MK::plan(e);
+  } else {
+    e = with_columns(e, N, &cols);
+    epi = pick_epilogue<AccT>(e);
+  }
   const index_t pb = W.panel_bytes();
   const bool rowsums = e.need_rowsum;
   // Weight chunk per pass over M: about half the per-core L2, in panels.
@@ -289,7 +320,10 @@ void run_gemm(const GemmArgs& g) {
     GP = 1;
     double best = -1.0;
     const index_t top = P < nc ? P : nc;
-    const index_t min_tasks = 4 * nt < P * n_mb ? 4 * nt : P * n_mb;
+    // A single row block (GEMV-like, memory-bound) gets 8 per thread: finer
+    // pieces to hand over when the other thread starts late.
+    const index_t per_thread = n_mb == 1 ? 8 : 4;
+    const index_t min_tasks = per_thread * nt < P * n_mb ? per_thread * nt : P * n_mb;
     for (index_t gp = top; gp >= 1; gp = gp > MK::NP ? gp - (gp % MK::NP ? gp % MK::NP : MK::NP) : gp - 1) {
       const index_t tasks = n_mb * ((P + gp - 1) / gp);
       if (tasks < min_tasks) continue;

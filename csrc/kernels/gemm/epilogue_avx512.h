@@ -73,13 +73,19 @@ struct S8Cols {
   __m512 scale, bias;
 };
 
+// Masked loads: the per-column arrays have exactly N entries.
+inline __m512 bias_v(const EpiResolved& e, index_t n, __mmask16 k) {
+  return e.bias ? _mm512_maskz_loadu_ps(k, e.bias + n) : _mm512_setzero_ps();
+}
+
+// coff = a_zp * (K*w_zp - colsum) wraps mod 2^32 exactly as the scalar int64 -> int32
+// cast does; scale = a_scale * w_scale is one rounding, as in with_columns.
 inline S8Cols s8_cols(const EpiResolved& e, index_t n, __mmask16 k) {
-  // Masked loads: the per-column arrays have exactly N entries.
   S8Cols c;
-  c.coff = _mm512_maskz_loadu_epi32(k, e.coff + n);
+  c.coff = _mm512_mullo_epi32(_mm512_maskz_loadu_epi32(k, e.wterm + n), _mm512_set1_epi32(e.a_zp));
   c.wzp = e.need_rowsum ? _mm512_maskz_loadu_epi32(k, e.wzp + n) : _mm512_setzero_si512();
-  c.scale = _mm512_maskz_loadu_ps(k, e.scale + n);
-  c.bias = _mm512_maskz_loadu_ps(k, e.bias + n);
+  c.scale = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, e.wscale + n), _mm512_set1_ps(e.a_scale));
+  c.bias = bias_v(e, n, k);
   return c;
 }
 
@@ -146,7 +152,7 @@ inline void finish_f_regs(const __m512 (&acc)[MR][NP], const TileDst& d) {
   for (int j = 0; j < NP; ++j) {
     const int cols = d.cols - 16 * j;
     const __mmask16 k = col_mask(cols);
-    const __m512 bias = _mm512_maskz_loadu_ps(k, d.e->bias + d.n0 + 16 * j);
+    const __m512 bias = bias_v(*d.e, d.n0 + 16 * j, k);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i)
       f_out<A, O>(acc[i][j], bias, d.C, (d.m0 + i) * d.ldc + d.n0 + 16 * j, k, cols >= 16, oc);
@@ -159,7 +165,7 @@ void finish_f_tile(const float* tile, int mr, int np, const TileDst& d) {
   for (int j = 0; j < np; ++j) {
     const int cols = d.cols - 16 * j;
     const __mmask16 k = col_mask(cols);
-    const __m512 bias = _mm512_maskz_loadu_ps(k, d.e->bias + d.n0 + 16 * j);
+    const __m512 bias = bias_v(*d.e, d.n0 + 16 * j, k);
     for (int i = 0; i < mr; ++i)
       f_out<A, O>(_mm512_load_ps(tile + i * kTileLd + 16 * j), bias, d.C, (d.m0 + i) * d.ldc + d.n0 + 16 * j, k,
                   cols >= 16, oc);
