@@ -66,13 +66,13 @@ struct Traits {
   using AType = std::uint16_t;
   using AccT = float;
   static constexpr int MR = 6, NP = 4, NP_SMALL = 8;
-  // Full 6 x 4-panel tiles: the epilogue runs on the accumulator registers.
-  template <Act A, OutType O>
+  // Full tiles (and the 1-2 row GEMV tiles): the epilogue runs on the accumulator registers.
+  template <Act A, OutType O, int R, int C>
   static void full(const std::uint16_t* Am, index_t lda, const std::uint8_t* P, index_t pb, index_t K,
                    const TileDst& d) {
-    __m512 acc[MR][NP];
-    accumulate<MR, NP>(Am, lda, P, pb, K, acc);
-    finish_f_regs<A, O, MR, NP>(acc, d);
+    __m512 acc[R][C];
+    accumulate<R, C>(Am, lda, P, pb, K, acc);
+    finish_f_regs<A, O, R, C>(acc, d);
   }
   using Plan = FusedFns<AType, AccT>;
   static Plan plan(const EpiResolved& e) { return fused_fns<Traits>(e); }

@@ -172,8 +172,9 @@ struct TileDst {
 };
 
 // Micro-kernel traits with a `Plan` (the AVX-512 ones, see epilogue_avx512.h)
-// finish full tiles in registers: Plan has full(A, lda, P, pb, K, TileDst) for
-// MR x NP tiles and edge(tile, mr, np, TileDst) for the rest.
+// finish tiles in registers: Plan has full(A, lda, P, pb, K, TileDst) for MR x NP
+// tiles, rows[r - 1] for r x NP_SMALL tiles (r <= 2) and edge(tile, mr, np, TileDst)
+// for the rest.
 template <class MK, class = void>
 struct FusedPlanOf {
   using type = std::nullptr_t;
@@ -260,6 +261,8 @@ void gemm_task(void* vctx, std::int64_t t) {
         const TileDst d{c.e, c.C, c.ldc, m, n0, cols, c.rowsums ? rs : nullptr};
         if (mr == MK::MR && np == MK::NP) {
           c.plan.full(Am, c.lda, c.W->panel(p), pb, c.K, d);
+        } else if (mr <= 2 && np == MK::NP_SMALL) {
+          c.plan.rows[mr - 1](Am, c.lda, c.W->panel(p), pb, c.K, d);
         } else {
           MK::micro(mr, np, Am, c.lda, c.W->panel(p), pb, c.K, tile);
           c.plan.edge(tile, mr, np, d);

@@ -174,23 +174,27 @@ void finish_f_tile(const float* tile, int mr, int np, const TileDst& d) {
 
 // ---------------------------------------------------------------- per-call selection
 
-// The two entry points of a fused AVX-512 GEMM for one (activation, output) pair:
-// `full` runs a whole MR x NP micro-tile with the epilogue in registers; `edge`
-// finishes a ragged tile that a generic micro-kernel left in the tile buffer.
+// The entry points of a fused AVX-512 GEMM for one (activation, output) pair:
+// `full` runs a whole MR x NP micro-tile with the epilogue in registers, `rows[r-1]`
+// an r x NP_SMALL tile (r = 1, 2: GEMV-like calls and the last rows), and `edge`
+// finishes any other ragged tile that a generic micro-kernel left in the tile buffer.
 template <class AType, class AccT>
 struct FusedFns {
   using Full = void (*)(const AType* A, index_t lda, const std::uint8_t* P, index_t pb, index_t K, const TileDst& d);
   using Edge = void (*)(const AccT* tile, int mr, int np, const TileDst& d);
   Full full = nullptr;
+  Full rows[2] = {nullptr, nullptr};
   Edge edge = nullptr;
 };
 
-// Instantiates Kernel::template full<A, O> and the matching tile finisher for the
-// (act, out) of this call. s32 output (int8 only) ignores the activation.
+// Kernel provides template <Act, OutType, int MR, int NP> static void full(...) and the
+// MR, NP, NP_SMALL constants. s32 output (int8 only) ignores the activation.
 template <class Kernel, Act A, OutType O>
 FusedFns<typename Kernel::AType, typename Kernel::AccT> fused_pair() {
   FusedFns<typename Kernel::AType, typename Kernel::AccT> f;
-  f.full = &Kernel::template full<A, O>;
+  f.full = &Kernel::template full<A, O, Kernel::MR, Kernel::NP>;
+  f.rows[0] = &Kernel::template full<A, O, 1, Kernel::NP_SMALL>;
+  f.rows[1] = &Kernel::template full<A, O, 2, Kernel::NP_SMALL>;
   if constexpr (std::is_same_v<typename Kernel::AccT, std::int32_t>) f.edge = &finish_s8_tile<A, O>;
   else f.edge = &finish_f_tile<A, O>;
   return f;
