@@ -92,3 +92,22 @@ def test_bf16_conversions_roundtrip() -> None:
     h = gk.to_bf16(x)
     np.testing.assert_array_equal(h, refs.bf16_round(x))
     np.testing.assert_array_equal(gk.from_bf16(h), refs.bf16_to_f32(h))
+
+
+@pytest.mark.parametrize("M", [1, 2, 3, 6, 7])
+@pytest.mark.parametrize("N", [1, 17, 129, 200])
+@pytest.mark.parametrize("out", ["f32", "bf16", "u8", "s8"])
+def test_small_m_ragged_n(bf16_isa: str, M: int, N: int, out: str) -> None:
+    """GEMV-like tiles, full tiles and edge tiles with masked stores; no bias (adds +0)."""
+    rng = np.random.default_rng(M * 100 + N)
+    K = 77
+    a = gk.to_bf16(rng.standard_normal((M, K)).astype(np.float32))
+    b = gk.to_bf16(rng.standard_normal((K, N)).astype(np.float32))
+    got = gk.gemm_bf16(a, gk.pack_bf16(b), activation="relu", out_dtype=out, out_scale=0.25, out_zero_point=3)
+    assert got.shape == (M, N)
+    af, bf = refs.bf16_to_f32(a), refs.bf16_to_f32(b)
+    if out in ("u8", "s8"):
+        want = refs.requant(np.maximum(af.astype(np.float64) @ bf, 0).astype(np.float32), 0.25, 3, out)
+        assert np.max(np.abs(got.astype(np.int32) - want.astype(np.int32))) <= 1
+    else:
+        check(got, af, bf, None, "relu", out)

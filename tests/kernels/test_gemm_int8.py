@@ -196,3 +196,48 @@ def test_amx_path_exact() -> None:
                                           exact(a, b, 7, np.zeros(N, np.int32)))
     finally:
         it.close()
+
+
+@pytest.mark.parametrize("M", [1, 2, 3, 4, 6, 7, 12])
+@pytest.mark.parametrize("N", [1, 15, 17, 127, 129, 200])
+@pytest.mark.parametrize("out", OUTS)
+def test_small_m_ragged_n_all_outputs(int8_isa: str, M: int, N: int, out: str) -> None:
+    """GEMV-like tiles (1-2 rows x 8 panels), full 6-row tiles and edge tiles, with masked
+    stores on the last panel, weight zero points (row sums) and no bias."""
+    rng = np.random.default_rng(M * 1000 + N)
+    K = 203
+    a = rng.integers(0, 256, (M, K), dtype=np.uint8)
+    b = rng.integers(-128, 128, (K, N), dtype=np.int8)
+    w_scale = (rng.random(N) * 0.01 + 1e-4).astype(np.float32)
+    w_zp = rng.integers(-3, 4, N).astype(np.int32)
+    w = gk.pack_int8(b, w_scale, w_zp)
+    for act in ("none", "relu"):
+        got = gk.gemm_int8(a, w, a_scale=0.02, a_zero_point=131, activation=act, out_dtype=out, out_scale=0.05,
+                          out_zero_point=100 if out == "u8" else -5)
+        v = exact(a, b, 131, w_zp)
+        want = epilogue_ref(v, 0.02, w_scale, None, act, out, 0.05, 100 if out == "u8" else -5)
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("M,K,N", [(1, 768, 3072), (1, 3072, 768), (2, 384, 1000), (4, 300, 333), (128, 384, 384),
+                                   (37, 129, 515)])
+@pytest.mark.parametrize("out", ["s32", "u8"])
+def test_two_threads_bit_exact(M: int, K: int, N: int, out: str) -> None:
+    """The 2-thread split (N across threads, dynamic hand-over) gives the 1-thread result bit for bit."""
+    rng = np.random.default_rng(M + K + N)
+    a = rng.integers(0, 256, (M, K), dtype=np.uint8)
+    b = rng.integers(-128, 128, (K, N), dtype=np.int8)
+    w = gk.pack_int8(b, 0.003, 2)
+    n = _C.get_num_threads()
+    try:
+        outs = []
+        for t in (1, 2):
+            _C.set_num_threads(t)
+            outs.append([gk.gemm_int8(a, w, a_scale=0.01, a_zero_point=128, activation=act, out_dtype=out,
+                                      out_scale=0.1, out_zero_point=128) for act in ("none", "gelu")])
+    finally:
+        _C.set_num_threads(n)
+    for one, two in zip(outs[0], outs[1]):
+        np.testing.assert_array_equal(one, two)
+    if out == "s32":
+        np.testing.assert_array_equal(outs[0][0], exact(a, b, 128, np.full(N, 2, np.int32)))

@@ -19,12 +19,19 @@
 namespace graphopt::kernels {
 namespace {
 
+// Tasks [begin, end) are first offered to one participant; `next` is claimed
+// with fetch_add by the owner and, once they run out of their own, by the others.
+struct alignas(64) TaskRange {
+  std::atomic<std::int64_t> next{0};
+  std::int64_t end = 0;
+};
+
 struct Job {
   std::int64_t ntasks = 0;
   TaskFn fn = nullptr;
   void* ctx = nullptr;
   int max_workers = 0;                 // workers allowed to join (threads - 1)
-  std::atomic<std::int64_t> next{0};   // next unclaimed task
+  std::vector<TaskRange> ranges;       // one per participant (caller = 0)
   std::atomic<std::int64_t> done{0};   // finished tasks
   std::atomic<int> joined{0};          // workers that took a reference (<= max_workers)
   std::atomic<int> refs{0};            // workers still touching this Job
@@ -44,13 +51,18 @@ class Pool {
     job.fn = fn;
     job.ctx = ctx;
     job.max_workers = threads - 1;
+    job.ranges = std::vector<TaskRange>(static_cast<std::size_t>(threads));
+    for (int r = 0; r < threads; ++r) {
+      job.ranges[r].next.store(ntasks * r / threads, std::memory_order_relaxed);
+      job.ranges[r].end = ntasks * (r + 1) / threads;
+    }
     {
       std::lock_guard<std::mutex> g(mu_);
       job_ = &job;
       generation_.fetch_add(1, std::memory_order_release);
     }
     cv_.notify_all();
-    work(job);
+    work(job, 0);
     // Wait only for tasks that workers claimed and are still running.
     wait_until([&] { return job.done.load(std::memory_order_acquire) >= ntasks; });
     {
@@ -79,14 +91,23 @@ class Pool {
     tls_in_task = was;
   }
 
-  static void work(Job& job) {
+  // Own range first, then help the others. With callers that number tasks so
+  // that neighbours share data (the GEMM: consecutive tasks = the same weight
+  // panels), each thread keeps working on the same part of the data from call
+  // to call while nobody is delayed, and work still flows to whoever is free
+  // when a thread loses its core.
+  static void work(Job& job, int self) {
     const bool was = tls_in_task;
     tls_in_task = true;
-    for (;;) {
-      const std::int64_t t = job.next.fetch_add(1, std::memory_order_relaxed);
-      if (t >= job.ntasks) break;
-      job.fn(job.ctx, t);
-      job.done.fetch_add(1, std::memory_order_release);
+    const int n = static_cast<int>(job.ranges.size());
+    for (int k = 0; k < n; ++k) {
+      TaskRange& r = job.ranges[(self + k) % n];
+      for (;;) {
+        const std::int64_t t = r.next.fetch_add(1, std::memory_order_relaxed);
+        if (t >= r.end) break;
+        job.fn(job.ctx, t);
+        job.done.fetch_add(1, std::memory_order_release);
+      }
     }
     tls_in_task = was;
   }
@@ -102,6 +123,7 @@ class Pool {
     std::uint64_t seen = 0;
     for (;;) {
       Job* job = nullptr;
+      int self = 0;
       // Back-to-back calls (a plan running layer after layer) find the worker
       // still spinning for ~50 us; after that it sleeps on the condition variable.
       for (int i = 0; i < 4000 && generation_.load(std::memory_order_acquire) == seen; ++i) GRAPHOPT_PAUSE();
@@ -110,13 +132,16 @@ class Pool {
         cv_.wait(lk, [&] { return generation_.load(std::memory_order_relaxed) != seen; });
         seen = generation_.load(std::memory_order_relaxed);
         job = job_;
-        if (job && job->joined.fetch_add(1, std::memory_order_relaxed) < job->max_workers)
+        const int j = job ? job->joined.fetch_add(1, std::memory_order_relaxed) : 0;
+        if (job && j < job->max_workers) {
           job->refs.fetch_add(1, std::memory_order_acq_rel);
-        else
+          self = j + 1;
+        } else {
           job = nullptr;
+        }
       }
       if (!job) continue;
-      work(*job);
+      work(*job, self);
       job->refs.fetch_sub(1, std::memory_order_acq_rel);
     }
   }

@@ -18,7 +18,9 @@ namespace graphopt::kernels {
 using TaskFn = void (*)(void* ctx, std::int64_t task);
 
 // Runs fn(ctx, t) for every t in [0, ntasks) on up to `threads` threads
-// (the caller included) and returns when all have finished. Re-entrant and
+// (the caller included) and returns when all have finished. Thread i first
+// runs the i-th contiguous block of tasks, then takes unclaimed tasks from the
+// other blocks, so number tasks such that neighbours share data. Re-entrant and
 // safe to call from several threads: a call that finds the pool busy (or is
 // nested inside a task) runs its tasks on the calling thread alone.
 void parallel_tasks(std::int64_t ntasks, int threads, TaskFn fn, void* ctx);

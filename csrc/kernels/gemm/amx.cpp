@@ -31,8 +31,9 @@ struct alignas(64) TileConfig {
 
 void gemm_s8(const GemmArgs& g) {
   const PackedWeights& W = *g.W;
-  const EpiResolved& e = *g.e;
   const index_t M = g.M, K = W.K(), N = W.N(), P = W.panels();
+  ColumnBuf cols;
+  const EpiResolved e = with_columns(*g.e, N, &cols);
   if (M <= 0 || N <= 0) return;
   const std::uint8_t* A = static_cast<const std::uint8_t*>(g.A);
   const index_t lda = g.lda;

@@ -2,38 +2,82 @@
 // AVX512-BF16 (bf16 pairs widened to fp32 by shifts, then FMA). Built with
 // -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma.
 //
-// Micro-kernel: 6 rows x 4 panels (64 columns) of zmm accumulators.
+// Micro-kernel: 6 rows x 4 panels (64 columns) of zmm accumulators; full tiles
+// finish with the epilogue in registers (epilogue_avx512.h).
 #include <immintrin.h>
 
-#include "driver.h"
+#include "epilogue_avx512.h"
 
 namespace graphopt::kernels::avx512 {
 namespace {
 
 template <int MR, int NP>
+__attribute__((always_inline)) inline void accumulate_f32(const float* A, index_t lda, const std::uint8_t* P,
+                                                          index_t pb, index_t K, __m512 (&acc)[MR][NP]) {
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_setzero_ps();
+  const std::uint8_t* b = P;
+  for (index_t k = 0; k < K; ++k, b += 64) {
+    __m512 bv[NP];
+#pragma GCC unroll 8
+    for (int j = 0; j < NP; ++j) bv[j] = _mm512_load_ps(reinterpret_cast<const float*>(b + j * pb));
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const __m512 av = _mm512_set1_ps(A[i * lda + k]);
+#pragma GCC unroll 8
+      for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
+    }
+  }
+}
+
+template <int MR, int NP>
+__attribute__((always_inline)) inline void accumulate_bf16(const std::uint16_t* A, index_t lda,
+                                                           const std::uint8_t* P, index_t pb, index_t K,
+                                                           __m512 (&acc)[MR][NP]) {
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_setzero_ps();
+  const __m512i hi_mask = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
+  const std::uint8_t* b = P;
+  for (index_t k = 0; k < K; k += 2, b += 64) {
+    __m512 b0[NP], b1[NP];
+#pragma GCC unroll 8
+    for (int j = 0; j < NP; ++j) {
+      const __m512i v = _mm512_load_si512(reinterpret_cast<const void*>(b + j * pb));
+      b0[j] = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+      b1[j] = _mm512_castsi512_ps(_mm512_and_si512(v, hi_mask));
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const __m512 a0 = _mm512_set1_ps(bf16_to_f32(A[i * lda + k]));
+      const __m512 a1 = _mm512_set1_ps(k + 1 < K ? bf16_to_f32(A[i * lda + k + 1]) : 0.f);
+#pragma GCC unroll 8
+      for (int j = 0; j < NP; ++j) {
+        acc[i][j] = _mm512_fmadd_ps(a0, b0[j], acc[i][j]);
+        acc[i][j] = _mm512_fmadd_ps(a1, b1[j], acc[i][j]);
+      }
+    }
+  }
+}
+
+template <int MR, int NP>
+inline void store_tile(const __m512 (&acc)[MR][NP], float* tile) {
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < NP; ++j) _mm512_store_ps(tile + i * kTileLd + j * 16, acc[i][j]);
+}
+
+// Any mr x np tile, stored to the tile buffer (edge tiles).
+template <int MR, int NP>
 struct MicroF32 {
   static void run(const float* A, index_t lda, const std::uint8_t* P, index_t pb, index_t K, float* tile) {
     __m512 acc[MR][NP];
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 8
-      for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_setzero_ps();
-    const std::uint8_t* b = P;
-    for (index_t k = 0; k < K; ++k, b += 64) {
-      __m512 bv[NP];
-#pragma GCC unroll 8
-      for (int j = 0; j < NP; ++j) bv[j] = _mm512_load_ps(reinterpret_cast<const float*>(b + j * pb));
-#pragma GCC unroll 8
-      for (int i = 0; i < MR; ++i) {
-        const __m512 av = _mm512_set1_ps(A[i * lda + k]);
-#pragma GCC unroll 8
-        for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
-      }
-    }
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 8
-      for (int j = 0; j < NP; ++j) _mm512_store_ps(tile + i * kTileLd + j * 16, acc[i][j]);
+    accumulate_f32<MR, NP>(A, lda, P, pb, K, acc);
+    store_tile<MR, NP>(acc, tile);
   }
 };
 
@@ -41,35 +85,8 @@ template <int MR, int NP>
 struct MicroBf16 {
   static void run(const std::uint16_t* A, index_t lda, const std::uint8_t* P, index_t pb, index_t K, float* tile) {
     __m512 acc[MR][NP];
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 8
-      for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_setzero_ps();
-    const __m512i hi_mask = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
-    const std::uint8_t* b = P;
-    for (index_t k = 0; k < K; k += 2, b += 64) {
-      __m512 b0[NP], b1[NP];
-#pragma GCC unroll 8
-      for (int j = 0; j < NP; ++j) {
-        const __m512i v = _mm512_load_si512(reinterpret_cast<const void*>(b + j * pb));
-        b0[j] = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
-        b1[j] = _mm512_castsi512_ps(_mm512_and_si512(v, hi_mask));
-      }
-#pragma GCC unroll 8
-      for (int i = 0; i < MR; ++i) {
-        const __m512 a0 = _mm512_set1_ps(bf16_to_f32(A[i * lda + k]));
-        const __m512 a1 = _mm512_set1_ps(k + 1 < K ? bf16_to_f32(A[i * lda + k + 1]) : 0.f);
-#pragma GCC unroll 8
-        for (int j = 0; j < NP; ++j) {
-          acc[i][j] = _mm512_fmadd_ps(a0, b0[j], acc[i][j]);
-          acc[i][j] = _mm512_fmadd_ps(a1, b1[j], acc[i][j]);
-        }
-      }
-    }
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 8
-      for (int j = 0; j < NP; ++j) _mm512_store_ps(tile + i * kTileLd + j * 16, acc[i][j]);
+    accumulate_bf16<MR, NP>(A, lda, P, pb, K, acc);
+    store_tile<MR, NP>(acc, tile);
   }
 };
 
@@ -80,6 +97,15 @@ struct F32Traits {
   using AType = float;
   using AccT = float;
   static constexpr int MR = 6, NP = 4, NP_SMALL = 8;
+  // Full tiles (and the 1-2 row GEMV tiles): the epilogue runs on the accumulator registers.
+  template <Act A, OutType O, int R, int C>
+  static void full(const float* Am, index_t lda, const std::uint8_t* P, index_t pb, index_t K, const TileDst& d) {
+    __m512 acc[R][C];
+    accumulate_f32<R, C>(Am, lda, P, pb, K, acc);
+    finish_f_regs<A, O, R, C>(acc, d);
+  }
+  using Plan = FusedFns<AType, AccT>;
+  static Plan plan(const EpiResolved& e) { return fused_fns<F32Traits>(e); }
   static void micro(int mr, int np, const float* A, index_t lda, const std::uint8_t* P, index_t pb, index_t K,
                     float* tile) {
     static const MicroTable<F32Fn, MicroF32, 6, 4> big;
@@ -92,6 +118,15 @@ struct Bf16Traits {
   using AType = std::uint16_t;
   using AccT = float;
   static constexpr int MR = 6, NP = 2, NP_SMALL = 4;
+  template <Act A, OutType O, int R, int C>
+  static void full(const std::uint16_t* Am, index_t lda, const std::uint8_t* P, index_t pb, index_t K,
+                   const TileDst& d) {
+    __m512 acc[R][C];
+    accumulate_bf16<R, C>(Am, lda, P, pb, K, acc);
+    finish_f_regs<A, O, R, C>(acc, d);
+  }
+  using Plan = FusedFns<AType, AccT>;
+  static Plan plan(const EpiResolved& e) { return fused_fns<Bf16Traits>(e); }
   static void micro(int mr, int np, const std::uint16_t* A, index_t lda, const std::uint8_t* P, index_t pb,
                     index_t K, float* tile) {
     static const MicroTable<Bf16Fn, MicroBf16, 6, 2> big;

@@ -4,10 +4,11 @@
 // Micro-kernel: MR=6 rows x NP=4 panels (64 columns) of zmm accumulators
 // (24 zmm), K consumed in groups of 4 (one vpdpbusd per row x panel). Each
 // k-group loads one 64-byte zmm per panel and broadcasts 4 activation bytes
-// per row. For mr <= 2 the kernel widens to 8 panels to hide latency.
+// per row. For mr <= 2 the kernel widens to 8 panels to hide latency. Full
+// tiles finish with the epilogue in registers (epilogue_avx512.h).
 #include <immintrin.h>
 
-#include "driver.h"
+#include "epilogue_avx512.h"
 
 namespace graphopt::kernels::avx512_vnni {
 namespace {
@@ -18,45 +19,52 @@ namespace {
 typedef int v16si __attribute__((vector_size(64)));
 
 template <int MR, int NP>
+__attribute__((always_inline)) inline void accumulate(const std::uint8_t* A, index_t lda, const std::uint8_t* P,
+                                                      index_t pb, index_t K, v16si (&acc)[MR][NP]) {
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < NP; ++j) acc[i][j] = v16si{};
+  const index_t KG = K >> 2;
+  const std::uint8_t* b = P;
+  for (index_t g = 0; g < KG; ++g, b += 64) {
+    v16si bv[NP];
+#pragma GCC unroll 8
+    for (int j = 0; j < NP; ++j) bv[j] = *reinterpret_cast<const v16si*>(b + j * pb);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      std::int32_t x;
+      std::memcpy(&x, A + i * lda + 4 * g, 4);
+      const v16si av = v16si{} + x;
+#pragma GCC unroll 8
+      for (int j = 0; j < NP; ++j) acc[i][j] = __builtin_ia32_vpdpbusd_v16si(acc[i][j], av, bv[j]);
+    }
+  }
+  if (K & 3) {  // ragged K: the packed weights are zero-padded; read only valid A bytes
+    v16si bv[NP];
+#pragma GCC unroll 8
+    for (int j = 0; j < NP; ++j) bv[j] = *reinterpret_cast<const v16si*>(b + j * pb);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      // Byte-wise (no memcpy call: a call would force the accumulators out of registers).
+      const std::uint8_t* a = A + i * lda + 4 * KG;
+      std::uint32_t x = a[0];
+      if ((K & 3) > 1) x |= static_cast<std::uint32_t>(a[1]) << 8;
+      if ((K & 3) > 2) x |= static_cast<std::uint32_t>(a[2]) << 16;
+      const v16si av = v16si{} + static_cast<int>(x);
+#pragma GCC unroll 8
+      for (int j = 0; j < NP; ++j) acc[i][j] = __builtin_ia32_vpdpbusd_v16si(acc[i][j], av, bv[j]);
+    }
+  }
+}
+
+// Any mr x np tile, stored to the tile buffer (edge tiles).
+template <int MR, int NP>
 struct Micro {
   static void run(const std::uint8_t* A, index_t lda, const std::uint8_t* P, index_t pb, index_t K,
                   std::int32_t* tile) {
     v16si acc[MR][NP];
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 8
-      for (int j = 0; j < NP; ++j) acc[i][j] = v16si{};
-    const index_t KG = K >> 2;
-    const std::uint8_t* b = P;
-    for (index_t g = 0; g < KG; ++g, b += 64) {
-      v16si bv[NP];
-#pragma GCC unroll 8
-      for (int j = 0; j < NP; ++j) bv[j] = *reinterpret_cast<const v16si*>(b + j * pb);
-#pragma GCC unroll 8
-      for (int i = 0; i < MR; ++i) {
-        std::int32_t x;
-        std::memcpy(&x, A + i * lda + 4 * g, 4);
-        const v16si av = v16si{} + x;
-#pragma GCC unroll 8
-        for (int j = 0; j < NP; ++j) acc[i][j] = __builtin_ia32_vpdpbusd_v16si(acc[i][j], av, bv[j]);
-      }
-    }
-    if (K & 3) {  // ragged K: the packed weights are zero-padded; read only valid A bytes
-      v16si bv[NP];
-#pragma GCC unroll 8
-      for (int j = 0; j < NP; ++j) bv[j] = *reinterpret_cast<const v16si*>(b + j * pb);
-#pragma GCC unroll 8
-      for (int i = 0; i < MR; ++i) {
-        // Byte-wise (no memcpy call: a call would force the accumulators out of registers).
-        const std::uint8_t* a = A + i * lda + 4 * KG;
-        std::uint32_t x = a[0];
-        if ((K & 3) > 1) x |= static_cast<std::uint32_t>(a[1]) << 8;
-        if ((K & 3) > 2) x |= static_cast<std::uint32_t>(a[2]) << 16;
-        const v16si av = v16si{} + static_cast<int>(x);
-#pragma GCC unroll 8
-        for (int j = 0; j < NP; ++j) acc[i][j] = __builtin_ia32_vpdpbusd_v16si(acc[i][j], av, bv[j]);
-      }
-    }
+    accumulate<MR, NP>(A, lda, P, pb, K, acc);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
@@ -66,11 +74,20 @@ struct Micro {
 
 using MicroFn = void (*)(const std::uint8_t*, index_t, const std::uint8_t*, index_t, index_t, std::int32_t*);
 
-
 struct Traits {
   using AType = std::uint8_t;
   using AccT = std::int32_t;
   static constexpr int MR = 6, NP = 4, NP_SMALL = 8;
+  // Full tiles (and the 1-2 row GEMV tiles): the epilogue runs on the accumulator registers.
+  template <Act A, OutType O, int R, int C>
+  static void full(const std::uint8_t* Am, index_t lda, const std::uint8_t* P, index_t pb, index_t K,
+                   const TileDst& d) {
+    v16si acc[R][C];
+    accumulate<R, C>(Am, lda, P, pb, K, acc);
+    finish_s8_regs<A, O, R, C>(acc, d);
+  }
+  using Plan = FusedFns<AType, AccT>;
+  static Plan plan(const EpiResolved& e) { return fused_fns<Traits>(e); }
   static void micro(int mr, int np, const std::uint8_t* A, index_t lda, const std::uint8_t* P, index_t pb,
                     index_t K, std::int32_t* tile) {
     static const MicroTable<MicroFn, Micro, 6, 4> big;

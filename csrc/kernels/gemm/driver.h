@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
+#include <vector>
 
 #include "../common/math.h"
 #include "../common/thread_pool.h"
@@ -41,6 +43,31 @@ inline void store_f(void* C, index_t idx, float y, float out_scale, float qlo, f
 inline void out_range(OutType o, float* lo, float* hi) {
   if (o == OutType::u8) { *lo = 0.f; *hi = 255.f; }
   else { *lo = -128.f; *hi = 127.f; }
+}
+
+// Per-column arrays the tile-buffer epilogues below read (the AVX-512 one
+// derives them per panel instead): e with scale, coff and bias all set.
+struct ColumnBuf {
+  std::vector<float> scale, bias;
+  std::vector<std::int32_t> coff;
+};
+inline EpiResolved with_columns(const EpiResolved& e, index_t N, ColumnBuf* buf) {
+  EpiResolved r = e;
+  if (!e.bias) {
+    buf->bias.assign(static_cast<std::size_t>(N), 0.f);
+    r.bias = buf->bias.data();
+  }
+  if (e.wterm) {  // int8
+    buf->scale.resize(static_cast<std::size_t>(N));
+    buf->coff.resize(static_cast<std::size_t>(N));
+    for (index_t n = 0; n < N; ++n) {
+      buf->scale[n] = e.a_scale * e.wscale[n];
+      buf->coff[n] = static_cast<std::int32_t>(static_cast<std::int64_t>(e.a_zp) * e.wterm[n]);
+    }
+    r.scale = buf->scale.data();
+    r.coff = buf->coff.data();
+  }
+  return r;
 }
 
 // acc: rows x cols tile (row stride kTileLd); writes C rows m0.., cols n0..
@@ -133,6 +160,32 @@ EpiFn<AccT> pick_epilogue(const EpiResolved& e) {
   return nullptr;
 }
 
+// Where one micro-tile's results go: rows [m0, m0 + mr) and columns
+// [n0, n0 + cols) of C, finished with epilogue e (rowsum: int8 with weight zero
+// points, else null).
+struct TileDst {
+  const EpiResolved* e;
+  void* C;
+  index_t ldc, m0, n0;
+  int cols;
+  const std::int32_t* rowsum;
+};
+
+// Micro-kernel traits with a `Plan` (the AVX-512 ones, see epilogue_avx512.h)
+// finish tiles in registers: Plan has full(A, lda, P, pb, K, TileDst) for MR x NP
+// tiles, rows[r - 1] for r x NP_SMALL tiles (r <= 2) and edge(tile, mr, np, TileDst)
+// for the rest.
+template <class MK, class = void>
+struct FusedPlanOf {
+  using type = std::nullptr_t;
+  static constexpr bool value = false;
+};
+template <class MK>
+struct FusedPlanOf<MK, std::void_t<typename MK::Plan>> {
+  using type = typename MK::Plan;
+  static constexpr bool value = true;
+};
+
 struct Range { index_t m0, m1, p0, p1; };
 
 // Split M (in units of mr) x panels over nth threads on a tm x tn grid that
@@ -171,6 +224,7 @@ struct GemmTaskCtx {
   void* C;
   index_t ldc;
   EpiFn<typename MK::AccT> epi;
+  typename FusedPlanOf<MK>::type plan;
   index_t M, K, N, P, MB, GP, n_mb;
   bool rowsums;
 };
@@ -201,10 +255,22 @@ void gemm_task(void* vctx, std::int64_t t) {
     const int npmax = mr <= 2 ? MK::NP_SMALL : MK::NP;
     for (index_t p = p0; p < p1; p += npmax) {
       const int np = static_cast<int>(p1 - p < npmax ? p1 - p : npmax);
-      MK::micro(mr, np, Am, c.lda, c.W->panel(p), pb, c.K, tile);
       const index_t n0 = p * 16;
       const int cols = static_cast<int>(c.N - n0 < np * 16 ? c.N - n0 : np * 16);
-      c.epi(tile, mr, cols, m, n0, c.rowsums ? rs : nullptr, *c.e, c.C, c.ldc);
+      if constexpr (FusedPlanOf<MK>::value) {
+        const TileDst d{c.e, c.C, c.ldc, m, n0, cols, c.rowsums ? rs : nullptr};
+        if (mr == MK::MR && np == MK::NP) {
+          c.plan.full(Am, c.lda, c.W->panel(p), pb, c.K, d);
+        } else if (mr <= 2 && np == MK::NP_SMALL) {
+          c.plan.rows[mr - 1](Am, c.lda, c.W->panel(p), pb, c.K, d);
+        } else {
+          MK::micro(mr, np, Am, c.lda, c.W->panel(p), pb, c.K, tile);
+          c.plan.edge(tile, mr, np, d);
+        }
+      } else {
+        MK::micro(mr, np, Am, c.lda, c.W->panel(p), pb, c.K, tile);
+        c.epi(tile, mr, cols, m, n0, c.rowsums ? rs : nullptr, *c.e, c.C, c.ldc);
+      }
     }
   }
 }
@@ -218,12 +284,20 @@ void run_gemm(const GemmArgs& g) {
   using AType = typename MK::AType;
   using AccT = typename MK::AccT;
   const PackedWeights& W = *g.W;
-  const EpiResolved& e = *g.e;
   const index_t M = g.M, K = W.K(), N = W.N(), P = W.panels();
   if (M <= 0 || N <= 0) return;
   const AType* A = static_cast<const AType*>(g.A);
   const index_t lda = g.lda;
-  const EpiFn<AccT> epi = pick_epilogue<AccT>(e);
+  EpiFn<AccT> epi = nullptr;
+  typename FusedPlanOf<MK>::type plan{};
+  ColumnBuf cols;
+  EpiResolved e = *g.e;
+  if constexpr (FusedPlanOf<MK>::value) {
+    plan = MK::plan(e);
+  } else {
+    e = with_columns(e, N, &cols);
+    epi = pick_epilogue<AccT>(e);
+  }
   const index_t pb = W.panel_bytes();
   const bool rowsums = e.need_rowsum;
   // Weight chunk per pass over M: about half the per-core L2, in panels.
@@ -249,7 +323,10 @@ void run_gemm(const GemmArgs& g) {
     GP = 1;
     double best = -1.0;
     const index_t top = P < nc ? P : nc;
-    const index_t min_tasks = 4 * nt < P * n_mb ? 4 * nt : P * n_mb;
+    // A single row block (GEMV-like, memory-bound) gets 8 per thread: finer
+    // pieces to hand over when the other thread starts late.
+    const index_t per_thread = n_mb == 1 ? 8 : 4;
+    const index_t min_tasks = per_thread * nt < P * n_mb ? per_thread * nt : P * n_mb;
     for (index_t gp = top; gp >= 1; gp = gp > MK::NP ? gp - (gp % MK::NP ? gp % MK::NP : MK::NP) : gp - 1) {
       const index_t tasks = n_mb * ((P + gp - 1) / gp);
       if (tasks < min_tasks) continue;
@@ -260,7 +337,7 @@ void run_gemm(const GemmArgs& g) {
   const index_t n_mb = (M + MB - 1) / MB, n_pg = (P + GP - 1) / GP;
   const index_t ntasks = n_mb * n_pg;
 
-  GemmTaskCtx<MK> ctx{A, lda, &W, &e, g.C, g.ldc, epi, M, K, N, P, MB, GP, n_mb, rowsums};
+  GemmTaskCtx<MK> ctx{A, lda, &W, &e, g.C, g.ldc, epi, plan, M, K, N, P, MB, GP, n_mb, rowsums};
   parallel_tasks(ntasks, nt, &gemm_task<MK>, &ctx);
 }
 

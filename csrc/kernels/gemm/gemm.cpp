@@ -147,6 +147,12 @@ Status PackedWeights::pack_s8(const std::int8_t* B, index_t K, index_t N, bool t
   W.zp_.assign(static_cast<std::size_t>(N), 0);
   for (index_t n = 0; n < N; ++n) W.zp_[n] = n_zp == 0 ? 0 : (n_zp == 1 ? zp[0] : zp[n]);
   W.has_zp_ = std::any_of(W.zp_.begin(), W.zp_.end(), [](std::int32_t v) { return v != 0; });
+  W.col_scale_.resize(static_cast<std::size_t>(N));
+  W.col_term_.resize(static_cast<std::size_t>(N));
+  for (index_t n = 0; n < N; ++n) {
+    W.col_scale_[n] = W.scale_[W.scale_.size() == 1 ? 0 : n];
+    W.col_term_[n] = static_cast<std::int32_t>(K * W.zp_[n] - W.col_sum_[n]);  // |.| <= 2 * 128 * K: fits
+  }
   for (std::int32_t v : W.zp_)
     if (v < -128 || v > 127) return Status::invalid("weight zero point " + std::to_string(v) + " is outside the s8 range");
   *out = std::move(W);
@@ -270,28 +276,13 @@ Status check_gemm(const void* A, index_t M, index_t lda, const PackedWeights& W,
 // Largest K for which sum_k (a - a_zp)(w - w_zp) always fits in int32.
 constexpr index_t kMaxExactK = 2147483647LL / (255 * 255);
 
-struct Scratch {
-  std::vector<float> scale, zeros;
-  std::vector<std::int32_t> coff;
-};
-Scratch& scratch() {
-  static thread_local Scratch s;
-  return s;
-}
-
-EpiResolved resolve_float(const PackedWeights& W, const Epilogue& e) {
-  Scratch& s = scratch();
+EpiResolved resolve_float(const Epilogue& e) {
   EpiResolved r;
   r.act = e.act;
   r.out = e.out;
   r.out_scale = e.out_scale;
   r.out_zp = e.out_zp;
-  if (!e.bias) {
-    s.zeros.assign(static_cast<std::size_t>(W.N()), 0.f);
-    r.bias = s.zeros.data();
-  } else {
-    r.bias = e.bias;
-  }
+  r.bias = e.bias;
   return r;
 }
 
@@ -308,18 +299,12 @@ Status gemm_s8(const std::uint8_t* A, index_t M, index_t lda, const PackedWeight
     return Status::invalid("int8 GEMM with K=" + std::to_string(W.K()) + " > " + std::to_string(kMaxExactK) +
                            " could overflow its int32 accumulators (|a - a_zp| * |w - w_zp| <= 255 * 255 per term)");
   if (M == 0) return Status::ok();
-  EpiResolved r = resolve_float(W, e);
-  Scratch& s = scratch();
-  const index_t N = W.N(), K = W.K();
-  s.scale.resize(static_cast<std::size_t>(N));
-  s.coff.resize(static_cast<std::size_t>(N));
-  const std::vector<float>& ws = W.scale();
-  for (index_t n = 0; n < N; ++n) {
-    s.scale[n] = e.a_scale * ws[ws.size() == 1 ? 0 : n];
-    s.coff[n] = static_cast<std::int32_t>(K * e.a_zp * W.zero_point()[n] - static_cast<index_t>(e.a_zp) * W.col_sum()[n]);
-  }
-  r.scale = s.scale.data();
-  r.coff = s.coff.data();
+  // O(1) per call: the kernels derive the per-column terms from W's (driver.h).
+  EpiResolved r = resolve_float(e);
+  r.a_scale = e.a_scale;
+  r.a_zp = e.a_zp;
+  r.wscale = W.col_scale().data();
+  r.wterm = W.col_term().data();
   r.wzp = W.zero_point().data();
   r.need_rowsum = W.has_zero_point();
   GemmArgs g{A, M, lda, &W, &r, C, ldc};
@@ -333,7 +318,7 @@ Status gemm_bf16(const bf16_t* A, index_t M, index_t lda, const PackedWeights& W
     return Status::invalid(std::string("gemm_bf16 needs bf16 packed weights, got layout ") + layout_name(W.layout()));
   if (Status s = check_gemm(A, M, lda, W, e, C, ldc, false); !s) return s;
   if (M == 0) return Status::ok();
-  const EpiResolved r = resolve_float(W, e);
+  const EpiResolved r = resolve_float(e);
   GemmArgs g{A, M, lda, &W, &r, C, ldc};
   table_for(W).get()(g);
   return Status::ok();
@@ -345,7 +330,7 @@ Status gemm_f32(const float* A, index_t M, index_t lda, const PackedWeights& W, 
     return Status::invalid(std::string("gemm_f32 needs fp32 packed weights, got layout ") + layout_name(W.layout()));
   if (Status s = check_gemm(A, M, lda, W, e, C, ldc, false); !s) return s;
   if (M == 0) return Status::ok();
-  const EpiResolved r = resolve_float(W, e);
+  const EpiResolved r = resolve_float(e);
   GemmArgs g{A, M, lda, &W, &r, C, ldc};
   table_for(W).get()(g);
   return Status::ok();

@@ -7,18 +7,25 @@
 
 namespace graphopt::kernels {
 
-// The epilogue with every per-call vector expanded to length >= Np (16-padded N),
-// so inner loops have no branches on optional arguments.
+// The epilogue of one call, built in O(1) by the front (gemm.cpp). Per-column
+// int8 terms come from the packed weights: the AVX-512 kernels combine them
+// with a_zp/a_scale per 16-column panel; the scalar/AVX2 epilogues expand them
+// into scale/coff arrays first (with_columns in driver.h).
 struct EpiResolved {
   Act act = Act::none;
   OutType out = OutType::f32;
   float out_scale = 1.f;
   std::int32_t out_zp = 0;
-  const float* scale = nullptr;      // int8: a_scale * w_scale[n]
-  const float* bias = nullptr;       // zeros when no bias
-  const std::int32_t* coff = nullptr;  // int8: K*a_zp*w_zp[n] - a_zp*colsum[n]
-  const std::int32_t* wzp = nullptr;   // int8: w_zp[n]
-  bool need_rowsum = false;            // int8: any w_zp != 0
+  const float* bias = nullptr;          // N entries, or null (adds +0.f like a zero bias)
+  float a_scale = 1.f;                  // int8
+  std::int32_t a_zp = 0;                // int8
+  const float* wscale = nullptr;        // int8: w_scale[n], N entries
+  const std::int32_t* wterm = nullptr;  // int8: K*w_zp[n] - colsum[n]
+  const std::int32_t* wzp = nullptr;    // int8: w_zp[n]
+  bool need_rowsum = false;             // int8: any w_zp != 0
+  // Expanded per column (set by with_columns): a_scale * w_scale[n], a_zp * wterm[n], bias or 0.
+  const float* scale = nullptr;
+  const std::int32_t* coff = nullptr;
 };
 
 struct GemmArgs {

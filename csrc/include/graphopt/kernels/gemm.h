@@ -58,6 +58,10 @@ class PackedWeights {
   const std::vector<std::int32_t>& col_sum() const { return col_sum_; }
   const std::vector<float>& scale() const { return scale_; }
   const std::vector<std::int32_t>& zero_point() const { return zp_; }
+  // The same per column, ready for the epilogue: scale expanded to N entries and
+  // K*w_zp[n] - col_sum[n] (times a_zp, the activation zero-point correction).
+  const std::vector<float>& col_scale() const { return col_scale_; }
+  const std::vector<std::int32_t>& col_term() const { return col_term_; }
   bool per_channel() const { return scale_.size() > 1; }
   bool has_zero_point() const { return has_zp_; }
 
@@ -81,8 +85,8 @@ class PackedWeights {
   PackLayout layout_ = PackLayout::f32_k1;
   index_t K_ = 0, N_ = 0, Kp_ = 0;
   AlignedBuffer buf_;
-  std::vector<std::int32_t> col_sum_, zp_;
-  std::vector<float> scale_;
+  std::vector<std::int32_t> col_sum_, zp_, col_term_;
+  std::vector<float> scale_, col_scale_;
   bool has_zp_ = false;
   void alloc(PackLayout l, index_t K, index_t N);
 };
