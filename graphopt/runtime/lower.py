@@ -192,10 +192,16 @@ class _Lowerer:
         for n in nodes:
             if n not in self.absorbed and n.domain == "":
                 self._match_linear(n)
-            elif n.domain == GRAPHOPT_DOMAIN and n.op_type == "MultiHeadAttention":
-                from .lower_ops import mha_plan
+        from .lower_ops import conv_plan, mha_plan
 
-                self.absorbed.update((mha_plan(self, n) or {}).get("absorb", []))
+        for n in nodes:  # static int8 ops whose input Q/DQ fold into their GEMM (before those lower)
+            if n in self.absorbed:
+                continue
+            plan = mha_plan if n.domain == GRAPHOPT_DOMAIN and n.op_type == "MultiHeadAttention" else \
+                conv_plan if (n.op_type == "Conv" and n.domain == "") or \
+                (n.op_type == "FusedConv" and n.domain == GRAPHOPT_DOMAIN) else None
+            if plan is not None:
+                self.absorbed.update((plan(self, n) or {}).get("absorb", []))
         for n in nodes:
             if n not in self.absorbed and n.domain == "":
                 self._match_skip_ln(n) or self._match_gelu(n) or self._match_conv_relu(n)
@@ -312,11 +318,12 @@ class _Lowerer:
             return None
         return half.outputs[0], [div, erf, add, mul, half]
 
-    def _weight_of(self, b: Value) -> tuple[np.ndarray, dict | None] | None:
-        """fp32 weights of a MatMul's B: a constant, or DequantizeLinear(int8 const) from a QDQ model."""
+    def _weight_of(self, b: Value, transposed: bool = False) -> tuple[np.ndarray, dict | None] | None:
+        """fp32 weights [K, N] of a MatMul's / Gemm's B: a constant, or DequantizeLinear(int8 const)
+        from a QDQ model. ``transposed``: B is stored [N, K] (Gemm transB=1)."""
         c = self.const(b)
         if c is not None:
-            return (c, None) if c.ndim == 2 and c.dtype == np.float32 else None
+            return ((c.T if transposed else c), None) if c.ndim == 2 and c.dtype == np.float32 else None
         p = b.producer()
         if p is None or p.op_type != "DequantizeLinear" or p.domain != "":
             return None
@@ -324,8 +331,11 @@ class _Lowerer:
         zp = self.const(p.inputs[2]) if len(p.inputs) > 2 and p.inputs[2] is not None else None
         if q is None or sc is None or q.ndim != 2 or q.dtype != np.int8 or (zp is not None and np.any(zp != 0)):
             return None
-        axis = int(p.attr("axis", 1))
-        if sc.size != 1 and not (sc.size == q.shape[1] and axis in (1, -1)):
+        axis = int(p.attr("axis", 1)) % 2
+        if transposed:
+            q = q.T  # channel (N) axis 0 of [N, K] is axis 1 of [K, N]
+            axis = 1 - axis
+        if sc.size != 1 and not (sc.size == q.shape[1] and axis == 1):
             return None
         if int(p.attr("block_size", 0) or 0):
             return None
@@ -360,7 +370,8 @@ class _Lowerer:
         if self.dt(x) != DType.FLOAT:
             return
         bias: np.ndarray | None = None
-        wq = self._weight_of(b)
+        trans_b = n.op_type == "Gemm" and bool(int(n.attr("transB", 0)))
+        wq = self._weight_of(b, trans_b)
         if wq is None:
             return
         w, qinfo = wq
@@ -368,10 +379,6 @@ class _Lowerer:
         if n.op_type == "Gemm":
             if int(n.attr("transA", 0)) or self.rank(x) != 2:
                 return
-            if int(n.attr("transB", 0)):
-                w = w.T
-                if qinfo is not None:
-                    return
             alpha, beta = float(n.attr("alpha", 1.0)), float(n.attr("beta", 1.0))
             if alpha != 1.0:
                 if qinfo is not None:

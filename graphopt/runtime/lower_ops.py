@@ -17,7 +17,7 @@ import numpy as np
 
 from ..ir import DType, Node, Value
 from .lower import (_ACT, _CAST_T, _INT_T, _NUM_T, _SIZED, Tmp, _ln_native, _Lowerer, _s,
-                    _static_shape)
+                    _static_shape, quantize_weight_s8)
 
 __all__ = ["STANDARD_OPS", "GRAPHOPT_OPS"]
 
@@ -252,36 +252,90 @@ def _window_attrs(n: Node) -> dict[str, Any]:
     return ia
 
 
-def _conv(lw: _Lowerer, n: Node, act: int = 0, out: Value | None = None) -> bool:
+def _conv_weight(lw: _Lowerer, w: Value) -> tuple[np.ndarray, dict | None] | None:
+    """fp32 Conv weights [M, Cg, kh, kw]: a constant, or DequantizeLinear(int8, scale per M or per tensor)."""
+    c = lw.const(w)
+    if c is not None:
+        return (c, None) if c.ndim == 4 and c.dtype == np.float32 else None
+    p = w.producer()
+    if p is None or p.op_type != "DequantizeLinear" or p.domain != "":
+        return None
+    q, sc = lw.const(p.inputs[0]), lw.const(p.inputs[1])
+    zp = lw.const(p.inputs[2]) if len(p.inputs) > 2 and p.inputs[2] is not None else None
+    if q is None or sc is None or q.ndim != 4 or q.dtype != np.int8 or (zp is not None and np.any(zp != 0)):
+        return None
+    if sc.size != 1 and not (sc.size == q.shape[0] and int(p.attr("axis", 1)) == 0):
+        return None
+    scale = np.broadcast_to(sc.astype(np.float32).reshape(-1), (q.shape[0],)).copy()
+    return q.astype(np.float32) * scale[:, None, None, None], {"q": q, "w_scale": scale, "dq": p}
+
+
+def conv_plan(lw: _Lowerer, n: Node) -> dict[str, Any] | None:
+    """What the native Conv lowering needs, or None; a static int8 Conv (x through Q/DQ, int8
+    weights through DQ) reports the Q/DQ nodes it folds into its GEMM under ``absorb``."""
+    if n.op_type == "FusedConv" and (_s(n.attr("activation", "")) not in ("", "Relu")
+                                     or list(n.attr("activation_params", []) or [])):
+        return None
     x, w = n.inputs[0], n.inputs[1]
-    W = lw.const(w)
-    if lw.dt(x) != DType.FLOAT or W is None or W.ndim != 4 or W.dtype != np.float32:
-        return False
-    if lw.rank(x) not in (4, None):
-        return False
-    ia = _window_attrs(n)
-    pads = ia.get("pads")
+    wq = _conv_weight(lw, w) if w is not None else None
+    if lw.dt(x) != DType.FLOAT or wq is None or lw.rank(x) not in (4, None):
+        return None
+    pads = n.attr("pads")
     if pads is not None and len(pads) != 4:
-        return False
+        return None
+    W, qinfo = wq
     G = int(n.attr("group", 1))
-    M, Cg, kh, kw = W.shape
-    if M % G:
-        return False
-    ia.update(group=G, kh=kh, kw=kw, M=M, act=act)
-    ins = [x]
+    if W.shape[0] % G:
+        return None
+    b = None
     if len(n.inputs) > 2 and n.inputs[2] is not None:
         b = lw.const(n.inputs[2])
         if b is None:
-            return False
+            return None
+    plan: dict[str, Any] = {"x": x, "W": W, "b": b, "G": G, "qdq": None, "absorb": []}
+    if qinfo is not None and lw.precision == "int8" and (aq := lw._act_qdq(x)) is not None:
+        x0, a_scale, a_zp, (qn, dqn) = aq
+        plan["x"], plan["qdq"] = x0, dict(qinfo, a_scale=a_scale, a_zp=a_zp)
+        for node in (qinfo["dq"], dqn, qn):
+            if all(c is n or c in plan["absorb"] for c in node.outputs[0].consumers()) \
+                    and not node.outputs[0].is_graph_output():
+                plan["absorb"].append(node)
+    return plan
+
+
+def _conv(lw: _Lowerer, n: Node, act: int = 0, out: Value | None = None) -> bool:
+    p = conv_plan(lw, n)
+    if p is None:
+        return False
+    W, G, qdq = p["W"], p["G"], p["qdq"]
+    ia = _window_attrs(n)
+    M, Cg, kh, kw = W.shape
+    mode = {"fp32": 0, "bf16": 1, "int8": 2}[lw.precision]
+    ia.update(group=G, kh=kh, kw=kw, M=M, act=act, mode=mode)
+    fa: dict[str, float] = {}
+    if qdq is not None:
+        ia["a_zp"] = qdq["a_zp"]
+        fa["a_scale"] = qdq["a_scale"]
+    ins = [p["x"]]
+    if p["b"] is not None:
         t = Tmp((n.name or n.outputs[0].name) + "/bias")
-        lw.consts[t] = np.ascontiguousarray(b.astype(np.float32).reshape(-1))
+        lw.consts[t] = np.ascontiguousarray(p["b"].astype(np.float32).reshape(-1))
         ins.append(t)
-    s = lw.emit("Conv", n, ins, [out if out is not None else n.outputs[0]], iattrs=ia)
+    s = lw.emit("Conv", n, ins, [out if out is not None else n.outputs[0]], iattrs=ia, fattrs=fa)
     Mg = M // G
     for g in range(G):
-        wg = np.ascontiguousarray(W[g * Mg:(g + 1) * Mg].reshape(Mg, Cg * kh * kw))
-        s.weights.append((wg, "f32", True, None))
-    s.detail = "im2col + fp32 GEMM" + (" + relu" if act == 1 else "")
+        if mode == 2:
+            if qdq is not None:  # the calibrated int8 weights as they are: [K, Mg] with per-channel scales
+                q = np.ascontiguousarray(qdq["q"][g * Mg:(g + 1) * Mg].reshape(Mg, -1).T)
+                sc = qdq["w_scale"][g * Mg:(g + 1) * Mg].copy()
+            else:
+                q, sc = quantize_weight_s8(np.ascontiguousarray(W[g * Mg:(g + 1) * Mg].reshape(Mg, -1).T))
+            s.weights.append((q, "s8", False, sc))
+        else:
+            wg = np.ascontiguousarray(W[g * Mg:(g + 1) * Mg].reshape(Mg, Cg * kh * kw))
+            s.weights.append((wg, "f32" if mode == 0 else "bf16", True, None))
+    what = {0: "fp32", 1: "bf16", 2: "int8 static (QDQ)" if qdq is not None else "int8 dynamic per-tensor act, per-channel s8 weights"}
+    s.detail = f"im2col + {what[mode]} GEMM" + (" + relu" if act == 1 else "")
     return True
 
 
@@ -473,10 +527,7 @@ def _g_mha(lw: _Lowerer, n: Node) -> bool:
 
 
 def _g_fused_conv(lw: _Lowerer, n: Node) -> bool:
-    act = _s(n.attr("activation", ""))
-    if act not in ("", "Relu") or list(n.attr("activation_params", []) or []):
-        return False
-    return _conv(lw, n, act=1 if act == "Relu" else 0)
+    return _conv(lw, n, act=1 if _s(n.attr("activation", "")) == "Relu" else 0)  # conv_plan checks the rest
 
 
 def _g_embed_ln(lw: _Lowerer, n: Node) -> bool:

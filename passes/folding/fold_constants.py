@@ -33,8 +33,10 @@ register_config("fold_constants.max_elements", int, 1 << 20,
 register_config("fold_constants.shared_input_elements", int, 1 << 16,
                 "a folded node may not copy a still-used constant bigger than this")
 
-# Not folded: random or stateful ops, and ops whose result is not a tensor.
-_SKIP = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+# Not folded: random or stateful ops, ops whose result is not a tensor, and DequantizeLinear
+# (DQ of a constant is how a QDQ graph stores a quantized weight: folding it would turn the
+# weight back into fp32 and lose the int8 GEMM downstream).
+_SKIP = frozenset({"DequantizeLinear", "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
                    "Bernoulli", "SequenceConstruct", "SequenceEmpty", "SequenceInsert", "SequenceErase",
                    "SequenceAt", "SplitToSequence", "ConcatFromSequence", "Optional", "OptionalGetElement",
                    "OptionalHasElement", "If", "Loop", "Scan", "Identity", "Dropout"})

@@ -1,4 +1,4 @@
-// CNN ops on NCHW fp32: Conv (im2col + packed GEMM with fused bias/ReLU),
+// CNN ops on NCHW fp32: Conv (im2col + packed fp32 / bf16 / int8 GEMM with fused bias/ReLU),
 // MaxPool, AveragePool, Global{Average,Max}Pool, BatchNormalization.
 #include <algorithm>
 #include <cmath>
@@ -8,6 +8,7 @@
 
 #include "../plan.h"
 #include "../pool.h"
+#include "graphopt/kernels/eltwise.h"
 #include "graphopt/kernels/gemm.h"
 
 namespace graphopt::runtime {
@@ -62,6 +63,29 @@ bool geometry(const Step& s, index_t H, index_t W, index_t kh, index_t kw, Geo* 
 }
 
 // Conv: in = (x [N,C,H,W], bias?), packed[g] = W_g^T as [K=Cg*kh*kw, N=Mg].
+// Rows p0..p1 of the im2col matrix of one image/group: row p holds the Cg*kh*kw inputs
+// under output pixel p; taps in the padding read `pad` (the encoding of 0.0).
+template <class T>
+void im2col(const T* xi, const Geo& g, index_t Cg, index_t H, index_t W, index_t p0, index_t p1, T pad, T* col) {
+  const index_t K = Cg * g.kh * g.kw;
+  for (index_t p = p0; p < p1; ++p) {
+    const index_t oh = p / g.OW, ow = p % g.OW;
+    T* row = col + p * K;
+    for (index_t ci = 0; ci < Cg; ++ci)
+      for (index_t a = 0; a < g.kh; ++a) {
+        const index_t ih = oh * g.sh - g.pt + a * g.dh;
+        const bool in_h = ih >= 0 && ih < H;
+        for (index_t b = 0; b < g.kw; ++b) {
+          const index_t iw = ow * g.sw - g.pl + b * g.dw;
+          *row++ = (in_h && iw >= 0 && iw < W) ? xi[(ci * H + ih) * W + iw] : pad;
+        }
+      }
+  }
+}
+
+// Conv as im2col + packed GEMM per image and group. mode 0 fp32; 1 bf16 (x converted once);
+// 2 int8: x quantized to u8 per tensor (static a_scale/a_zp, or dynamically from its range)
+// and padded with the zero point, s8 weights per output channel.
 Status conv(ExecCtx& c, const Step& s) {
   const Tensor& x = c.in(s, 0);
   if (x.dt != DType::f32 || x.shape.size() != 4) return bad(s, "needs float32 NCHW input, got " + shape_str(x.shape));
@@ -77,34 +101,61 @@ Status conv(ExecCtx& c, const Step& s) {
   Tensor& y = c.out(s, 0, {N, M, g.OH, g.OW}, DType::f32);
   if (y.numel() == 0) return Status::ok();
   const float* bias = c.has(s, 1) ? c.in(s, 1).as<float>() : nullptr;
-  const std::size_t need = static_cast<std::size_t>(P * K + P * Mg + 32) * sizeof(float);
+  const int mode = static_cast<int>(s.i("mode", 0));
+  const std::size_t esz = mode == 2 ? 1 : mode == 1 ? 2 : 4;
+  const index_t nx = x.numel();
+  // scratch: [converted x (bf16 / u8)] [im2col P x K] [GEMM out P x Mg fp32], 64-byte aligned pieces
+  auto up = [](std::size_t b) { return (b + 63) / 64 * 64; };
+  const std::size_t xbytes = mode == 0 ? 0 : up(static_cast<std::size_t>(nx) * esz);
+  const std::size_t cbytes = up(static_cast<std::size_t>(P * K) * esz);
+  const std::size_t need = xbytes + cbytes + static_cast<std::size_t>(P * Mg) * 4 + 64;
   if (s.scratch.size() < need) s.scratch.resize(need);
-  float* col = reinterpret_cast<float*>((reinterpret_cast<std::uintptr_t>(s.scratch.data()) + 63) / 64 * 64);
-  float* tmp = col + P * K;
+  auto* base = reinterpret_cast<std::uint8_t*>((reinterpret_cast<std::uintptr_t>(s.scratch.data()) + 63) / 64 * 64);
+  void* xc = base;
+  void* col = base + xbytes;
+  float* tmp = reinterpret_cast<float*>(base + xbytes + cbytes);
   kernels::Epilogue e;
   e.act = static_cast<kernels::Act>(s.i("act", 0));
+  if (mode == 1) {
+    if (Status st = kernels::f32_to_bf16(x.as<float>(), nx, static_cast<bf16_t*>(xc)); !st) return bad(s, st.message());
+  } else if (mode == 2) {
+    e.a_scale = static_cast<float>(s.f("a_scale", 0.0));
+    e.a_zp = static_cast<std::int32_t>(s.i("a_zp", 0));
+    if (!(e.a_scale > 0.f)) {
+      if (Status st = kernels::quantize_dynamic_u8(x.as<float>(), nx, static_cast<std::uint8_t*>(xc), &e.a_scale, &e.a_zp); !st)
+        return bad(s, st.message());
+    } else {
+      kernels::QuantAxis ax;
+      ax.inner = nx;
+      ax.scale = &e.a_scale;
+      ax.zero_point = &e.a_zp;
+      if (Status st = kernels::quantize(x.as<float>(), ax, true, xc); !st) return bad(s, st.message());
+    }
+  }
   for (index_t n = 0; n < N; ++n)
     for (index_t gi = 0; gi < G; ++gi) {
-      const float* xi = x.as<float>() + (n * C + gi * Cg) * H * W;
+      const index_t xoff = (n * C + gi * Cg) * H * W;
       std::mutex mu;
       Status err;
       // im2col, GEMM (rows = output pixels) and the NCHW transpose, in row ranges on the pool.
       parallel_ranges(P, pool_threads() * 2, 64, 1, [&](index_t p0, index_t p1) {
-        for (index_t p = p0; p < p1; ++p) {
-          const index_t oh = p / g.OW, ow = p % g.OW;
-          float* row = col + p * K;
-          for (index_t ci = 0; ci < Cg; ++ci)
-            for (index_t a = 0; a < kh; ++a) {
-              const index_t ih = oh * g.sh - g.pt + a * g.dh;
-              for (index_t b = 0; b < kw; ++b) {
-                const index_t iw = ow * g.sw - g.pl + b * g.dw;
-                *row++ = (ih >= 0 && ih < H && iw >= 0 && iw < W) ? xi[(ci * H + ih) * W + iw] : 0.f;
-              }
-            }
-        }
         kernels::Epilogue ep = e;
         ep.bias = bias ? bias + gi * Mg : nullptr;
-        Status st = kernels::gemm_f32(col + p0 * K, p1 - p0, K, *s.packed[gi], ep, tmp + p0 * Mg, Mg);
+        const kernels::PackedWeights& Wp = *s.packed[gi];
+        Status st;
+        if (mode == 0) {
+          float* cl = static_cast<float*>(col);
+          im2col(x.as<float>() + xoff, g, Cg, H, W, p0, p1, 0.f, cl);
+          st = kernels::gemm_f32(cl + p0 * K, p1 - p0, K, Wp, ep, tmp + p0 * Mg, Mg);
+        } else if (mode == 1) {
+          bf16_t* cl = static_cast<bf16_t*>(col);
+          im2col(static_cast<const bf16_t*>(xc) + xoff, g, Cg, H, W, p0, p1, bf16_t(0), cl);
+          st = kernels::gemm_bf16(cl + p0 * K, p1 - p0, K, Wp, ep, tmp + p0 * Mg, Mg);
+        } else {
+          std::uint8_t* cl = static_cast<std::uint8_t*>(col);
+          im2col(static_cast<const std::uint8_t*>(xc) + xoff, g, Cg, H, W, p0, p1, static_cast<std::uint8_t>(e.a_zp), cl);
+          st = kernels::gemm_s8(cl + p0 * K, p1 - p0, K, Wp, ep, tmp + p0 * Mg, Mg);
+        }
         if (!st) { std::lock_guard<std::mutex> lk(mu); err = st; }
       });
       if (!err) return bad(s, err.message());

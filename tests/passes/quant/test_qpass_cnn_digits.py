@@ -69,3 +69,22 @@ def test_int8_accuracy_drop_at_most_one_point(digits_cnn, tmp_path, fmt):
     print(f"digits CNN top-1: fp32 {acc32:.4f}, int8 {fmt} {acc8:.4f} ({len(y_test)} test images)")
     assert acc32 - acc8 <= 0.01
     assert out.stat().st_size < 0.4 * path.stat().st_size
+
+
+@pytest.mark.parametrize("precision", ["int8", "bf16"])
+def test_native_runtime_runs_the_quantized_cnn(digits_cnn, precision):
+    """The QDQ graph compiles natively: int8 Convs and GEMMs take the calibrated scales and int8
+    weights as they are (no Q/DQ steps, no fallbacks); bf16 runs the same graph's float weights."""
+    path, x_train, x_test, y_test = digits_cnn
+    calib = [{"image": x_train[i:i + 50]} for i in range(0, 200, 50)]
+    m, _ = quantize(graphopt.load(path), QuantConfig.cnn(), calib, progress=False)
+    sess = graphopt.compile(m, precision=precision)
+    assert sess.fallbacks == []
+    convs = [st for st in sess._steps if st.kind == "Conv"]
+    assert len(convs) == 2 and all(precision in st.detail for st in convs)
+    if precision == "int8":
+        assert all("static" in st.detail for st in convs)
+        assert not any(st.kind in ("QuantizeLinear", "DequantizeLinear") for st in sess._steps)
+    acc32 = _accuracy(path, x_test, y_test)
+    acc = float((sess.run({"image": x_test})[0].argmax(1) == y_test).mean())
+    assert acc32 - acc <= 0.01, (acc32, acc)
