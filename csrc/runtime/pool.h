@@ -1,5 +1,5 @@
-// The executor's thread pool: parallel_for with caller participation and
-// dynamic chunk claiming.
+// The executor's parallel loops: parallel_for with caller participation and
+// dynamic chunk claiming, on the kernels' pool (csrc/kernels/common/thread_pool.h).
 //
 // Why not OpenMP here: an OpenMP region ends in a barrier that waits for every
 // team thread to *arrive*, so on a busy machine one descheduled thread stalls

@@ -182,28 +182,29 @@ Status pool(ExecCtx& c, const Step& s) {
   Tensor& y = c.out(s, 0, {x.shape[0], x.shape[1], g.OH, g.OW}, DType::f32);
   const float* xp = x.as<float>();
   float* yp = y.as<float>();
-#pragma omp parallel for schedule(static) if (y.numel() >= kParMin / 4)
-  for (index_t nc = 0; nc < NC; ++nc)
-    for (index_t oh = 0; oh < g.OH; ++oh)
-      for (index_t ow = 0; ow < g.OW; ++ow) {
-        float acc = MAX ? -INFINITY : 0.f;
-        index_t cnt = 0;
-        for (index_t a = 0; a < g.kh; ++a) {
-          const index_t ih = oh * g.sh - g.pt + a * g.dh;
-          for (index_t b = 0; b < g.kw; ++b) {
-            const index_t iw = ow * g.sw - g.pl + b * g.dw;
-            const bool inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
-            if (inside) {
-              const float v = xp[(nc * H + ih) * W + iw];
-              acc = MAX ? std::max(acc, v) : acc + v;
-              ++cnt;
-            } else if (!MAX && incl && ih < H + g.pb && iw < W + g.pr) {
-              ++cnt;  // padded positions count, beyond-pad (ceil_mode) ones do not
+  parallel_ranges(NC, (y.numel() >= kParMin / 4) ? pool_threads() : 1, 1, 1, [&](index_t nc0, index_t nc1) {
+    for (index_t nc = nc0; nc < nc1; ++nc)
+      for (index_t oh = 0; oh < g.OH; ++oh)
+        for (index_t ow = 0; ow < g.OW; ++ow) {
+          float acc = MAX ? -INFINITY : 0.f;
+          index_t cnt = 0;
+          for (index_t a = 0; a < g.kh; ++a) {
+            const index_t ih = oh * g.sh - g.pt + a * g.dh;
+            for (index_t b = 0; b < g.kw; ++b) {
+              const index_t iw = ow * g.sw - g.pl + b * g.dw;
+              const bool inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
+              if (inside) {
+                const float v = xp[(nc * H + ih) * W + iw];
+                acc = MAX ? std::max(acc, v) : acc + v;
+                ++cnt;
+              } else if (!MAX && incl && ih < H + g.pb && iw < W + g.pr) {
+                ++cnt;  // padded positions count, beyond-pad (ceil_mode) ones do not
+              }
             }
           }
+          yp[(nc * g.OH + oh) * g.OW + ow] = MAX ? acc : (cnt ? acc / static_cast<float>(cnt) : 0.f);
         }
-        yp[(nc * g.OH + oh) * g.OW + ow] = MAX ? acc : (cnt ? acc / static_cast<float>(cnt) : 0.f);
-      }
+  });
   return Status::ok();
 }
 
@@ -216,12 +217,13 @@ Status global_pool(ExecCtx& c, const Step& s) {
   for (std::size_t d = 2; d < os.size(); ++d) os[d] = 1;
   float* yp = c.out(s, 0, os, DType::f32).as<float>();
   const float* xp = x.as<float>();
-#pragma omp parallel for schedule(static) if (x.numel() >= kParMin)
-  for (index_t i = 0; i < NC; ++i) {
-    float acc = MAX ? -INFINITY : 0.f;
-    for (index_t j = 0; j < S; ++j) acc = MAX ? std::max(acc, xp[i * S + j]) : acc + xp[i * S + j];
-    yp[i] = MAX ? acc : acc / static_cast<float>(S);
-  }
+  parallel_ranges(NC, (x.numel() >= kParMin) ? pool_threads() : 1, 1, 1, [&](index_t i0, index_t i1) {
+    for (index_t i = i0; i < i1; ++i) {
+      float acc = MAX ? -INFINITY : 0.f;
+      for (index_t j = 0; j < S; ++j) acc = MAX ? std::max(acc, xp[i * S + j]) : acc + xp[i * S + j];
+      yp[i] = MAX ? acc : acc / static_cast<float>(S);
+    }
+  });
   return Status::ok();
 }
 
@@ -235,12 +237,13 @@ Status batchnorm(ExecCtx& c, const Step& s) {
   const float eps = static_cast<float>(s.f("epsilon", 1e-5));
   float* yp = c.out(s, 0, x.shape, DType::f32).as<float>();
   const float* xp = x.as<float>();
-#pragma omp parallel for schedule(static) if (x.numel() >= kParMin)
-  for (index_t nc = 0; nc < N * C; ++nc) {
-    const index_t ch = nc % C;
-    const float a = sc[ch] / std::sqrt(var[ch] + eps), t = b[ch] - mu[ch] * a;
-    for (index_t j = 0; j < S; ++j) yp[nc * S + j] = xp[nc * S + j] * a + t;
-  }
+  parallel_ranges(N * C, (x.numel() >= kParMin) ? pool_threads() : 1, 1, 1, [&](index_t nc0, index_t nc1) {
+    for (index_t nc = nc0; nc < nc1; ++nc) {
+      const index_t ch = nc % C;
+      const float a = sc[ch] / std::sqrt(var[ch] + eps), t = b[ch] - mu[ch] * a;
+      for (index_t j = 0; j < S; ++j) yp[nc * S + j] = xp[nc * S + j] * a + t;
+    }
+  });
   return Status::ok();
 }
 

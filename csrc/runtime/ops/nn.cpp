@@ -477,12 +477,13 @@ Status reduce(ExecCtx& c, const Step& s) {
   const index_t n = x.numel();
   if (r > 0 && red[r - 1] && std::count(red.begin(), red.end(), true) == 1) {
     const index_t N = x.shape[r - 1], rows = n / std::max<index_t>(N, 1);
-#pragma omp parallel for schedule(static) if (n >= kParMin)
-    for (index_t row = 0; row < rows; ++row) {
-      float acc = init;
-      for (index_t j = 0; j < N; ++j) acc = KIND == 2 ? std::max(acc, xp[row * N + j]) : acc + xp[row * N + j];
-      yp[row] = acc;
-    }
+    parallel_ranges(rows, (n >= kParMin) ? pool_threads() : 1, 1, 1, [&](index_t row0, index_t row1) {
+      for (index_t row = row0; row < row1; ++row) {
+        float acc = init;
+        for (index_t j = 0; j < N; ++j) acc = KIND == 2 ? std::max(acc, xp[row * N + j]) : acc + xp[row * N + j];
+        yp[row] = acc;
+      }
+    });
   } else {
     std::vector<index_t> idx(r, 0);
     for (index_t i = 0; i < n; ++i) {
@@ -563,13 +564,14 @@ Status qkv_split(ExecCtx& c, const Step& s) {
   float* out[3];
   for (int k = 0; k < 3; ++k) out[k] = c.out(s, k, {B, heads, S, D}, DType::f32).as<float>();
   const float* xp = x.as<float>();
-#pragma omp parallel for schedule(static) if (x.numel() >= kParMin)
-  for (index_t bs = 0; bs < B * S; ++bs) {
-    const index_t b = bs / S, t = bs % S;
-    for (int k = 0; k < 3; ++k)
-      for (index_t h = 0; h < heads; ++h)
-        std::memcpy(out[k] + ((b * heads + h) * S + t) * D, xp + bs * 3 * H + k * H + h * D, static_cast<std::size_t>(D) * 4);
-  }
+  parallel_ranges(B * S, (x.numel() >= kParMin) ? pool_threads() : 1, 1, 1, [&](index_t bs0, index_t bs1) {
+    for (index_t bs = bs0; bs < bs1; ++bs) {
+      const index_t b = bs / S, t = bs % S;
+      for (int k = 0; k < 3; ++k)
+        for (index_t h = 0; h < heads; ++h)
+          std::memcpy(out[k] + ((b * heads + h) * S + t) * D, xp + bs * 3 * H + k * H + h * D, static_cast<std::size_t>(D) * 4);
+    }
+  });
   return Status::ok();
 }
 
@@ -580,12 +582,13 @@ Status merge_heads(ExecCtx& c, const Step& s) {
   const index_t B = x.shape[0], N = x.shape[1], S = x.shape[2], D = x.shape[3];
   float* y = c.out(s, 0, {B, S, N * D}, DType::f32).as<float>();
   const float* xp = x.as<float>();
-#pragma omp parallel for schedule(static) if (x.numel() >= kParMin)
-  for (index_t bs = 0; bs < B * S; ++bs) {
-    const index_t b = bs / S, t = bs % S;
-    for (index_t h = 0; h < N; ++h)
-      std::memcpy(y + bs * N * D + h * D, xp + ((b * N + h) * S + t) * D, static_cast<std::size_t>(D) * 4);
-  }
+  parallel_ranges(B * S, (x.numel() >= kParMin) ? pool_threads() : 1, 1, 1, [&](index_t bs0, index_t bs1) {
+    for (index_t bs = bs0; bs < bs1; ++bs) {
+      const index_t b = bs / S, t = bs % S;
+      for (index_t h = 0; h < N; ++h)
+        std::memcpy(y + bs * N * D + h * D, xp + ((b * N + h) * S + t) * D, static_cast<std::size_t>(D) * 4);
+    }
+  });
   return Status::ok();
 }
 
