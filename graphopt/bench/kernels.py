@@ -237,6 +237,56 @@ def _add_ratios(report: BenchReport) -> None:
                 r.best_peer = best.system
 
 
+# ------------------------------------------------------------------ epilogue costs
+
+EPILOGUES: dict[str, dict[str, object]] = {
+    "s32": {"out_dtype": "s32"},
+    "f32+bias": {"bias": True, "out_dtype": "f32"},
+    "u8+bias": {"bias": True, "out_dtype": "u8", "out_scale": 0.1, "out_zero_point": 128},
+    "relu+u8": {"bias": True, "activation": "relu", "out_dtype": "u8", "out_scale": 0.1, "out_zero_point": 128},
+    "gelu+f32": {"bias": True, "activation": "gelu", "out_dtype": "f32"},
+    "gelu+u8": {"bias": True, "activation": "gelu", "out_dtype": "u8", "out_scale": 0.1, "out_zero_point": 128},
+    "gelu_tanh+bf16": {"bias": True, "activation": "gelu_tanh", "out_dtype": "bf16"},
+}
+
+
+def epilogue_costs(M: int = 128, K: int = 384, N: int = 1536, threads: int = 1, rounds: int = 15,
+                   block_s: float = 0.005) -> dict[str, float]:
+    """Median microseconds per int8 GEMM call for each fused epilogue in ``EPILOGUES``.
+
+    The epilogues are timed round-robin in short blocks (medians over ``rounds``),
+    so load from other processes hits them alike; compare each against ``s32``.
+    """
+    p = Problem.make(M, K, N)
+    w = gk.pack_int8(p.b_s8, np.full(N, 0.01, np.float32), 0)
+    calls: dict[str, Callable[[], object]] = {}
+    for name, kw in EPILOGUES.items():
+        args = dict(kw)
+        bias = p.bias if args.pop("bias", False) else None
+        calls[name] = lambda args=args, bias=bias: gk.gemm_int8(p.a_u8, w, a_scale=0.05, a_zero_point=128,
+                                                                 bias=bias, **args)
+    prev = gk._C.get_num_threads()  # noqa: SLF001
+    set_threads(threads)
+    try:
+        times: dict[str, list[float]] = {n: [] for n in calls}
+        for c in calls.values():
+            c()
+        for _ in range(rounds):
+            for name, c in calls.items():
+                c()
+                n, t0 = 0, time.perf_counter()
+                while True:
+                    c()
+                    n += 1
+                    t = time.perf_counter() - t0
+                    if t >= block_s and n >= 3:
+                        break
+                times[name].append(t / n * 1e6)
+    finally:
+        set_threads(prev)
+    return {n: statistics.median(ts) for n, ts in times.items()}
+
+
 # ------------------------------------------------------------------ summaries
 
 @dataclass

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from graphopt.bench.kernels import BenchConfig, evaluate_targets, plot, run_kernel_bench
+from graphopt.bench.kernels import EPILOGUES, BenchConfig, epilogue_costs, evaluate_targets, plot, run_kernel_bench
 from graphopt.cli import main
 
 
@@ -42,3 +42,8 @@ def test_cli_writes_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[
     out = capsys.readouterr().out
     assert "machine:" in out and "ours_int8" in out and "targets" in out
     assert (tmp_path / "results.json").exists() and (tmp_path / "gemm.png").exists()
+
+
+def test_epilogue_costs_cover_every_epilogue() -> None:
+    us = epilogue_costs(M=7, K=20, N=33, rounds=1, block_s=0.0)
+    assert set(us) == set(EPILOGUES) and all(v > 0 for v in us.values())

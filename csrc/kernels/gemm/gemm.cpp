@@ -151,7 +151,7 @@ Status PackedWeights::pack_s8(const std::int8_t* B, index_t K, index_t N, bool t
   W.col_term_.resize(static_cast<std::size_t>(N));
   for (index_t n = 0; n < N; ++n) {
     W.col_scale_[n] = W.scale_[W.scale_.size() == 1 ? 0 : n];
-    W.col_term_[n] = static_cast<std::int32_t>(K * W.zp_[n] - W.col_sum_[n]);  // |.| <= 2 * 128 * K: fits
+    W.col_term_[n] = static_cast<std::int32_t>(K * W.zp_[n] - W.col_sum_[n]);  // exact for any K gemm_s8 accepts
   }
   for (std::int32_t v : W.zp_)
     if (v < -128 || v > 127) return Status::invalid("weight zero point " + std::to_string(v) + " is outside the s8 range");
