@@ -4,8 +4,6 @@
 // inside the avx512 namespace after vmath_avx512.h. Internal linkage (see math.h).
 namespace {
 
-inline __mmask16 tail_mask(index_t r) { return static_cast<__mmask16>((1u << r) - 1u); }
-
 // Per-row quantization constants: zp (int) and the float clamp bounds qmin - zp, qmax - zp.
 template <bool U8>
 struct QBounds {
@@ -108,44 +106,7 @@ void unary_row(UnaryOp op, const float* x, index_t n, float* y) {
   }
 }
 
-void softmax_masked_row(const float* x, const float* mask, index_t n, float* y) {
-  const __m512 ninf = _mm512_set1_ps(-INFINITY);
-  __m512 mx = ninf;
-  for (index_t i = 0; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xffff) : tail_mask(n - i);
-    __m512 v = _mm512_mask_loadu_ps(ninf, m, x + i);
-    if (mask) v = _mm512_mask_add_ps(v, m, v, _mm512_maskz_loadu_ps(m, mask + i));
-    _mm512_mask_storeu_ps(y + i, m, v);
-    mx = _mm512_max_ps(mx, v);
-  }
-  const float rmax = _mm512_reduce_max_ps(mx);
-  if (!(rmax > -INFINITY)) {  // fully masked row
-    for (index_t i = 0; i < n; i += 16) {
-      const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xffff) : tail_mask(n - i);
-      _mm512_mask_storeu_ps(y + i, m, _mm512_setzero_ps());
-    }
-    return;
-  }
-  const __m512 vmax = _mm512_set1_ps(rmax);
-  __m512 s0 = _mm512_setzero_ps(), s1 = s0;
-  index_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    const __m512 a = exp_v(_mm512_sub_ps(_mm512_loadu_ps(y + i), vmax));
-    const __m512 b = exp_v(_mm512_sub_ps(_mm512_loadu_ps(y + i + 16), vmax));
-    _mm512_storeu_ps(y + i, a);
-    _mm512_storeu_ps(y + i + 16, b);
-    s0 = _mm512_add_ps(s0, a);
-    s1 = _mm512_add_ps(s1, b);
-  }
-  for (; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xffff) : tail_mask(n - i);
-    const __m512 a = _mm512_maskz_mov_ps(m, exp_v(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, y + i), vmax)));
-    _mm512_mask_storeu_ps(y + i, m, a);
-    s0 = _mm512_add_ps(s0, a);
-  }
-  const __m512 inv = _mm512_set1_ps(1.f / _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)));
-  map_row(y, n, y, [inv](__m512 v) { return _mm512_mul_ps(v, inv); });
-}
+void softmax_masked_row(const float* x, const float* mask, index_t n, float* y) { softmax_row_v(x, mask, n, y); }
 
 void layernorm_row(const float* x, const float* res, const float* g, const float* b, float eps, index_t N, float* y,
                    float* sum_out, const QuantOut& qo, std::uint8_t* qrow) {
