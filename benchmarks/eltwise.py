@@ -99,12 +99,14 @@ def time_calls(fns: dict[str, Callable[[], Any]], reps: int) -> dict[str, float]
     return res
 
 
-def child(so: str, sizes: list[int], reps: int, threads: int) -> None:
+def child(so: str, sizes: list[int], reps: int, threads: int, isa: str | None) -> None:
     if so == "numpy":
         json.dump({str(n): time_calls(numpy_cases(n), reps) for n in sizes}, sys.stdout)
         return
     C = load_ext(so)
     C.set_num_threads(threads)
+    if isa:
+        C.set_max_isa(isa)
     json.dump({str(n): time_calls(cases(C, n), reps) for n in sizes}, sys.stdout)
 
 
@@ -121,12 +123,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--reps", type=int, default=200)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--isa", help="cap the kernels at this ISA level (scalar|avx2|avx512), as set_max_isa")
     ap.add_argument("--cold", action="store_true", help="default allocator: fresh output pages on every call")
     ap.add_argument("--json", help="write the raw medians here")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        child(a.child, a.sizes, a.reps, a.threads)
+        child(a.child, a.sizes, a.reps, a.threads, a.isa)
         return
     variants = {"new": this_build()}
     if a.baseline:
@@ -141,14 +144,14 @@ def main() -> None:
         order = names if r % 2 == 0 else names[::-1]
         for v in order:
             cmd = [sys.executable, __file__, "--child", variants[v], "--reps", str(a.reps), "--threads", str(a.threads),
-                   "--sizes", *map(str, a.sizes)]
+                   *(["--isa", a.isa] if a.isa else []), "--sizes", *map(str, a.sizes)]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
             runs[v].append(json.loads(out))
     med = {v: {n: {k: statistics.median(run[n][k] for run in runs[v]) for k in runs[v][0][n]} for n in runs[v][0]}
            for v in names}
     np_res = med.pop("numpy")
     print(f"# load: {os.getloadavg()}, threads={a.threads}, rounds={a.rounds}, reps={a.reps}, "
-          f"{'cold' if a.cold else 'warm'} output pages")
+          f"{'cold' if a.cold else 'warm'} output pages, isa cap {a.isa or 'none'}")
     hdr = f"{'kernel':26s} {'n':>8s} " + ("  old us " if "old" in med else "") + "  new us  ns/elem" + (
         "  speedup" if "old" in med else "")
     print(hdr)

@@ -87,7 +87,27 @@ def build(name: str, f, w: float, deg: int) -> np.ndarray:
     return tab
 
 
+def fit_exp(deg: int) -> np.ndarray:
+    """exp(r) ~= 1 + r (c1 + r (c2 + ...)) on |r| <= ln2 / 2 (c0 = 1 keeps exp(0) = 1 exactly), relative error."""
+    h = 0.5 * np.log(2.0)
+    n = 64
+    r = -h + h * (1 - np.cos((np.arange(n) + 0.5) * np.pi / n))
+    y = np.exp(r)
+    V = np.stack([r**k / y for k in range(1, deg + 1)], 1)  # relative weighting
+    c = np.concatenate([[1.0], np.linalg.lstsq(V, (y - 1) / y, rcond=None)[0]]).astype(F32)
+    c[1:] = np.linalg.lstsq(V, (y - 1) / y, rcond=None)[0].astype(F32)
+    rr = np.linspace(-h, h, 200001)
+    p = np.zeros_like(rr, dtype=F32)
+    for k in c[::-1]:
+        p = (p * rr.astype(F32)).astype(F32) + k
+    err = np.abs(p / np.exp(rr) - 1).max()
+    print(f"// exp on |r| <= ln2/2, degree {deg}: max rel error (float32 Horner) {err:.3e}")
+    print(f"constexpr float kExpPoly[{deg + 1}] = {{" + ", ".join(_lit(v) for v in c) + "};")
+    return c
+
+
 if __name__ == "__main__":
     # 14.5 w >= the point where f rounds to 1: erfc(3.92) = 2.9e-8, 1 - tanh(9.01) = 2.9e-8 (< 2^-25)
     build("erf", erf, 3.92 / 14.5, 5)
     build("tanh", np.tanh, 9.01 / 14.5, 7)
+    fit_exp(5)

@@ -32,6 +32,26 @@ inline __m512 exp_v(__m512 x) {
   return _mm512_mask_blend_ps(under, y, _mm512_setzero_ps());
 }
 
+// exp for softmax arguments (x - row max <= 0; -inf allowed): cheaper than exp_v
+// (11 ops instead of 17) at a max relative error of 1.7e-7 (exp_v: ~1e-7).
+// Degree-5 polynomial with c0 = 1 (exp(0) is exactly 1; tools/fit_vmath.py);
+// scalef scales subnormal results correctly, and below -110 the result is
+// exactly 0 (2^-159 * p rounds to 0), so no masking is needed.
+inline __m512 softmax_exp_v(__m512 x) {
+  const __m512 xc = _mm512_max_ps(x, _mm512_set1_ps(-110.f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(0.00826153066f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.0418987311f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.166681141f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.499991417f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.999999523f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+  return _mm512_scalef_ps(p, n);
+}
+
 // odd_piecewise (math.h) for 16 lanes: the interval index is the low 4 bits of
 // |x| / w + 1.5 * 2^23 (vpermps reads only those), and each coefficient of the
 // lane's interval comes from one vpermps of a 16-entry table row; Horner with FMA.

@@ -110,48 +110,51 @@ void softmax_masked_row(const float* x, const float* mask, index_t n, float* y) 
 
 void layernorm_row(const float* x, const float* res, const float* g, const float* b, float eps, index_t N, float* y,
                    float* sum_out, const QuantOut& qo, std::uint8_t* qrow) {
+  // Four accumulators per pass: the row's dependency chain (sum -> mean ->
+  // deviations -> variance -> y), not the op count, bounds a 384-wide row.
   // Pass 1: s = x (+ residual), kept in sum_out or y when there is a residual; its sum.
   const float* s = x;
   float* t = sum_out ? sum_out : y;
-  __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
   index_t i = 0;
-  for (; i + 32 <= N; i += 32) {
-    __m512 u = _mm512_loadu_ps(x + i), v = _mm512_loadu_ps(x + i + 16);
-    if (res) {
-      u = _mm512_add_ps(u, _mm512_loadu_ps(res + i));
-      v = _mm512_add_ps(v, _mm512_loadu_ps(res + i + 16));
-      _mm512_storeu_ps(t + i, u);
-      _mm512_storeu_ps(t + i + 16, v);
+  for (; i + 64 <= N; i += 64)
+    for (int k = 0; k < 4; ++k) {
+      __m512 u = _mm512_loadu_ps(x + i + 16 * k);
+      if (res) {
+        u = _mm512_add_ps(u, _mm512_loadu_ps(res + i + 16 * k));
+        _mm512_storeu_ps(t + i + 16 * k, u);
+      }
+      acc[k] = _mm512_add_ps(acc[k], u);
     }
-    a0 = _mm512_add_ps(a0, u);
-    a1 = _mm512_add_ps(a1, v);
-  }
-  for (; i < N; i += 16) {
+  for (int k = 0; i < N; i += 16, k = (k + 1) & 3) {
     const __mmask16 m = N - i >= 16 ? static_cast<__mmask16>(0xffff) : tail_mask(N - i);
     __m512 u = _mm512_maskz_loadu_ps(m, x + i);
     if (res) {
       u = _mm512_add_ps(u, _mm512_maskz_loadu_ps(m, res + i));
       _mm512_mask_storeu_ps(t + i, m, u);
     }
-    a0 = _mm512_add_ps(a0, u);
+    acc[k] = _mm512_add_ps(acc[k], u);
   }
   if (res) s = t;
-  const float mean = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) / static_cast<float>(N);
+  auto total = [&acc] {
+    const float r = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+    for (auto& a : acc) a = _mm512_setzero_ps();
+    return r;
+  };
+  const float mean = total() / static_cast<float>(N);
   // Pass 2: the variance from deviations (two passes: no cancellation for large means).
   const __m512 vm = _mm512_set1_ps(mean);
-  a0 = _mm512_setzero_ps();
-  a1 = a0;
-  for (i = 0; i + 32 <= N; i += 32) {
-    const __m512 u = _mm512_sub_ps(_mm512_loadu_ps(s + i), vm), v = _mm512_sub_ps(_mm512_loadu_ps(s + i + 16), vm);
-    a0 = _mm512_fmadd_ps(u, u, a0);
-    a1 = _mm512_fmadd_ps(v, v, a1);
-  }
-  for (; i < N; i += 16) {
+  for (i = 0; i + 64 <= N; i += 64)
+    for (int k = 0; k < 4; ++k) {
+      const __m512 u = _mm512_sub_ps(_mm512_loadu_ps(s + i + 16 * k), vm);
+      acc[k] = _mm512_fmadd_ps(u, u, acc[k]);
+    }
+  for (int k = 0; i < N; i += 16, k = (k + 1) & 3) {
     const __mmask16 m = N - i >= 16 ? static_cast<__mmask16>(0xffff) : tail_mask(N - i);
     const __m512 u = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, s + i), vm);
-    a0 = _mm512_fmadd_ps(u, u, a0);
+    acc[k] = _mm512_fmadd_ps(u, u, acc[k]);
   }
-  const float var = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) / static_cast<float>(N);
+  const float var = total() / static_cast<float>(N);
   const __m512 vinv = _mm512_set1_ps(1.f / std::sqrt(var + eps));
   // Pass 3: y = (s - mean) * inv * gamma + beta, and its u8 copy.
   const QBounds<true> qb(_mm512_set1_epi32(qo.zero_point));
