@@ -107,16 +107,24 @@ inline float hsum8(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)));
 }
 
-// As softmax_row_v (rowops.h) for 8 lanes: masked tails load -inf / store nothing.
+// As softmax_row_v (rowops.h) for 8 lanes; masked loads/stores only in the tail
+// (the masked-off lanes are -inf in the max and 0 in the sum).
 void softmax_masked_row(const float* x, const float* mask, index_t n, float* y) {
   const __m256 ninf = _mm256_set1_ps(-INFINITY);
+  const index_t nv = n / 8 * 8;
+  const __m256i tm = tail_mask8(n - nv);
   __m256 mx = ninf;
-  for (index_t i = 0; i < n; i += 8) {
-    const __m256i m = tail_mask8(n - i);
-    __m256 v = _mm256_blendv_ps(ninf, _mm256_maskload_ps(x + i, m), _mm256_castsi256_ps(m));
-    if (mask) v = _mm256_add_ps(v, _mm256_maskload_ps(mask + i, m));
-    _mm256_maskstore_ps(y + i, m, v);
+  for (index_t i = 0; i < nv; i += 8) {
+    __m256 v = _mm256_loadu_ps(x + i);
+    if (mask) v = _mm256_add_ps(v, _mm256_loadu_ps(mask + i));
+    _mm256_storeu_ps(y + i, v);
     mx = _mm256_max_ps(mx, v);
+  }
+  if (nv < n) {
+    __m256 v = _mm256_maskload_ps(x + nv, tm);
+    if (mask) v = _mm256_add_ps(v, _mm256_maskload_ps(mask + nv, tm));
+    _mm256_maskstore_ps(y + nv, tm, v);
+    mx = _mm256_max_ps(mx, _mm256_blendv_ps(ninf, v, _mm256_castsi256_ps(tm)));
   }
   const float rmax = hmax8(mx);
   if (!(rmax > -INFINITY)) {
@@ -124,14 +132,27 @@ void softmax_masked_row(const float* x, const float* mask, index_t n, float* y) 
     return;
   }
   const __m256 vmax = _mm256_set1_ps(rmax);
-  __m256 acc = _mm256_setzero_ps();
-  for (index_t i = 0; i < n; i += 8) {
-    const __m256i m = tail_mask8(n - i);
-    const __m256 e = _mm256_and_ps(softmax_exp_v(_mm256_sub_ps(_mm256_maskload_ps(y + i, m), vmax)), _mm256_castsi256_ps(m));
-    _mm256_maskstore_ps(y + i, m, e);
-    acc = _mm256_add_ps(acc, e);
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+  index_t i = 0;
+  for (; i + 16 <= nv; i += 16) {
+    const __m256 e0 = softmax_exp_v(_mm256_sub_ps(_mm256_loadu_ps(y + i), vmax));
+    const __m256 e1 = softmax_exp_v(_mm256_sub_ps(_mm256_loadu_ps(y + i + 8), vmax));
+    _mm256_storeu_ps(y + i, e0);
+    _mm256_storeu_ps(y + i + 8, e1);
+    a0 = _mm256_add_ps(a0, e0);
+    a1 = _mm256_add_ps(a1, e1);
   }
-  const __m256 inv = _mm256_set1_ps(1.f / hsum8(acc));
+  for (; i < nv; i += 8) {
+    const __m256 e = softmax_exp_v(_mm256_sub_ps(_mm256_loadu_ps(y + i), vmax));
+    _mm256_storeu_ps(y + i, e);
+    a0 = _mm256_add_ps(a0, e);
+  }
+  if (nv < n) {
+    const __m256 e = _mm256_and_ps(softmax_exp_v(_mm256_sub_ps(_mm256_maskload_ps(y + nv, tm), vmax)), _mm256_castsi256_ps(tm));
+    _mm256_maskstore_ps(y + nv, tm, e);
+    a1 = _mm256_add_ps(a1, e);
+  }
+  const __m256 inv = _mm256_set1_ps(1.f / hsum8(_mm256_add_ps(a0, a1)));
   map_row8(y, n, y, [inv](__m256 v) { return _mm256_mul_ps(v, inv); });
 }
 
@@ -151,9 +172,63 @@ void minmax_row(const float* x, index_t n, float* lo, float* hi) {
   *hi = mx;
 }
 
+// As layernorm_row in rows_avx512.h: four accumulators per pass. Masked loads and
+// stores only in the tails (vmaskmovps stores are microcoded and slow on AMD).
 void layernorm_row(const float* x, const float* res, const float* g, const float* b, float eps, index_t N, float* y,
                    float* sum_out, const QuantOut& qo, std::uint8_t* qrow) {
-  generic::layernorm_row(x, res, g, b, eps, N, y, sum_out, qo, nullptr);
+  const float* s = x;
+  float* t = sum_out ? sum_out : y;
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  index_t i = 0;
+  for (; i + 32 <= N; i += 32)
+    for (int k = 0; k < 4; ++k) {
+      __m256 u = _mm256_loadu_ps(x + i + 8 * k);
+      if (res) {
+        u = _mm256_add_ps(u, _mm256_loadu_ps(res + i + 8 * k));
+        _mm256_storeu_ps(t + i + 8 * k, u);
+      }
+      acc[k] = _mm256_add_ps(acc[k], u);
+    }
+  for (int k = 0; i < N; i += 8, k = (k + 1) & 3) {
+    const __m256i m = tail_mask8(N - i);
+    __m256 u = _mm256_maskload_ps(x + i, m);
+    if (res) {
+      u = _mm256_add_ps(u, _mm256_maskload_ps(res + i, m));
+      _mm256_maskstore_ps(t + i, m, u);
+    }
+    acc[k] = _mm256_add_ps(acc[k], u);
+  }
+  if (res) s = t;
+  auto total = [&acc] {
+    const float r = hsum8(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    for (auto& a : acc) a = _mm256_setzero_ps();
+    return r;
+  };
+  const float mean = total() / static_cast<float>(N);
+  const __m256 vm = _mm256_set1_ps(mean);
+  for (i = 0; i + 32 <= N; i += 32)
+    for (int k = 0; k < 4; ++k) {
+      const __m256 u = _mm256_sub_ps(_mm256_loadu_ps(s + i + 8 * k), vm);
+      acc[k] = _mm256_fmadd_ps(u, u, acc[k]);
+    }
+  for (int k = 0; i < N; i += 8, k = (k + 1) & 3) {
+    const __m256i m = tail_mask8(N - i);
+    const __m256 u = _mm256_and_ps(_mm256_sub_ps(_mm256_maskload_ps(s + i, m), vm), _mm256_castsi256_ps(m));
+    acc[k] = _mm256_fmadd_ps(u, u, acc[k]);
+  }
+  const float var = total() / static_cast<float>(N);
+  const __m256 vinv = _mm256_set1_ps(1.f / std::sqrt(var + eps));
+  for (i = 0; i + 8 <= N; i += 8) {
+    const __m256 u = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(s + i), vm), vinv);
+    const __m256 gv = _mm256_loadu_ps(g + i);
+    _mm256_storeu_ps(y + i, b ? _mm256_fmadd_ps(u, gv, _mm256_loadu_ps(b + i)) : _mm256_mul_ps(u, gv));
+  }
+  if (i < N) {
+    const __m256i m = tail_mask8(N - i);
+    const __m256 u = _mm256_mul_ps(_mm256_sub_ps(_mm256_maskload_ps(s + i, m), vm), vinv);
+    const __m256 gv = _mm256_maskload_ps(g + i, m);
+    _mm256_maskstore_ps(y + i, m, b ? _mm256_fmadd_ps(u, gv, _mm256_maskload_ps(b + i, m)) : _mm256_mul_ps(u, gv));
+  }
   if (qrow) quantize_row<true, false>(y, N, &qo.scale, &qo.zero_point, qrow);
 }
 
