@@ -57,9 +57,9 @@ inline float exp_f(float x) {
 // constant 1 and starts where the function rounds to 1 in float; |x| is clamped
 // inside it, so large |x| gives exactly +-1 (GELU's 1 + erf(x) reaches 0).
 // Coefficients: tools/fit_vmath.py (least squares on Chebyshev nodes, rounded
-// to float). Max abs error, this scalar evaluation (no FMA): erf 6.4e-8, tanh
-// 5.6e-8; vmath_avx512.h evaluates the same tables with FMA; both are checked
-// on a dense grid by tests/kernels/test_eltwise.py.
+// to float). Max abs error over all floats, this scalar evaluation (no FMA)
+// and the FMA ones of vmath_avx2.h / vmath_avx512.h alike: erf 6.4e-8, tanh
+// 5.6e-8 (tools/check_vmath.py, exhaustive; tests/kernels/test_eltwise.py, grid).
 //   erf: w = 0.270344824f, degree 5: max abs error (float32, no FMA) 6.354e-08 at x=0.5432687
 constexpr float kErfTab[6][16] = {
     {0.f, 0.297779918f, 0.555520356f, 0.74860841f, 0.873810232f, 0.944075882f, 0.978206754f, 0.992555499f, 0.99777627f, 0.999420285f, 0.999868274f, 0.999973953f, 0.99999553f, 0.999999344f, 0.99999994f, 1.f},
