@@ -194,12 +194,12 @@ def gelu(x: np.ndarray, approximate: Literal["none", "tanh"] = "none") -> np.nda
 
 
 def erf(x: np.ndarray) -> np.ndarray:
-    """erf in float32 (max abs error about 6e-8, i.e. 1 ulp of 1)."""
+    """erf in float32 (max abs error 6.4e-8 over all floats, about 1 ulp of 1)."""
     return _C.erf(x)
 
 
 def tanh(x: np.ndarray) -> np.ndarray:
-    """tanh in float32 (max abs error about 1e-7)."""
+    """tanh in float32 (max abs error 5.6e-8 over all floats)."""
     return _C.tanh(x)
 
 

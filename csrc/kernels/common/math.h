@@ -49,58 +49,59 @@ inline float exp_f(float x) {
   return x < -87.33654f ? 0.f : y * s;
 }
 
-// erf and tanh: odd piecewise polynomials on 16 intervals of |x| (one AVX-512
-// vpermps fetches a coefficient for all lanes; no exp, no division). Interval
-// i covers [i w, (i+1) w) and holds a polynomial in d = |x| - i w (exact), whose
-// constant term carries most of the value, so rounding adds < 1 ulp. From
-// |x| >= one_at (where the function rounds to 1 in float) the result is exactly
-// +-1, and it never exceeds 1: GELU's 1 + erf(x) must reach exactly 0.
+// erf and tanh: odd piecewise polynomials on 16 intervals of |x| centred on
+// i w (one AVX-512 vpermps fetches a coefficient for all lanes; no exp, no
+// division). Interval i = round(|x| / w), read from the low mantissa bits of
+// |x| / w + 1.5 * 2^23, holds a polynomial in d = |x| - i w whose constant term
+// carries most of the value, so rounding adds < 1 ulp. Interval 15 is the
+// constant 1 and starts where the function rounds to 1 in float; |x| is clamped
+// inside it, so large |x| gives exactly +-1 (GELU's 1 + erf(x) reaches 0).
 // Coefficients: tools/fit_vmath.py (least squares on Chebyshev nodes, rounded
-// to float). Max abs error over all floats, this scalar evaluation (no FMA):
-// erf 5.8e-8, tanh 9.4e-8 (vmath_avx512.h evaluates the same tables with FMA;
-// tests/kernels/test_eltwise.py checks both on a dense grid).
-//   erf: 16 x degree 5 on width 0.25: max abs error (float32, no FMA) 5.758e-08 at x=2.500013
+// to float). Max abs error over all floats, this scalar evaluation (no FMA)
+// and the FMA ones of vmath_avx2.h / vmath_avx512.h alike: erf 6.4e-8, tanh
+// 5.6e-8 (tools/check_vmath.py, exhaustive; tests/kernels/test_eltwise.py, grid).
+//   erf: w = 0.270344824f, degree 5: max abs error (float32, no FMA) 6.354e-08 at x=0.5432687
 constexpr float kErfTab[6][16] = {
-    {0.f, 0.276326388f, 0.520499885f, 0.711155653f, 0.842700779f, 0.92290014f, 0.966105163f, 0.986671686f, 0.995322287f, 0.998537302f, 0.999593019f, 0.999899387f, 0.999977887f, 0.999995708f, 0.999999285f, 0.999999881f},
-    {1.12837863f, 1.06001306f, 0.878780961f, 0.642929196f, 0.415108949f, 0.236520708f, 0.118929334f, 0.0527739152f, 0.0206651799f, 0.00714075379f, 0.00218050671f, 0.000585505099f, 0.000141067198f, 2.8285498e-05f, 3.17094191e-06f, 1.31974639e-06f},
-    {2.69909142e-05f, -0.264939278f, -0.439318895f, -0.482145935f, -0.415151238f, -0.295660585f, -0.178386688f, -0.0923360884f, -0.0412923172f, -0.0160325747f, -0.00549354265f, -0.00159394648f, -0.000457982242f, -7.44885765e-05f, 3.10577125e-05f, -1.31148563e-05f},
-    {-0.376590222f, -0.31036973f, -0.14768298f, 0.0261256043f, 0.138934642f, 0.167901158f, 0.138871491f, 0.0900399685f, 0.0478254184f, 0.0213410705f, 0.00875705481f, 0.00257687503f, 0.00115027337f, 7.324134e-06f, -0.000415050657f, 9.75138828e-05f},
-    {0.00330944033f, 0.136565045f, 0.192539081f, 0.155023396f, 0.065727666f, -0.00986961368f, -0.0467369407f, -0.0482282303f, -0.0327475257f, -0.0172363017f, -0.0100001553f, -0.00238926895f, -0.00243301992f, 0.000486290402f, 0.00176697411f, -0.000370762049f},
-    {0.103766374f, 0.0460823849f, -0.0272510424f, -0.0684217215f, -0.0599405356f, -0.0320416801f, -0.00405567605f, 0.00985188968f, 0.0103597967f, 0.00662238803f, 0.00697889784f, 0.000856308965f, 0.00276554725f, -0.000903595821f, -0.00261316216f, 0.000531116384f},
+    {0.f, 0.297779918f, 0.555520356f, 0.74860841f, 0.873810232f, 0.944075882f, 0.978206754f, 0.992555499f, 0.99777627f, 0.999420285f, 0.999868274f, 0.999973953f, 0.99999553f, 0.999999344f, 0.99999994f, 1.f},
+    {1.12837911f, 1.04885161f, 0.842347145f, 0.58450228f, 0.350428373f, 0.181522444f, 0.0812418088f, 0.0314156972f, 0.0104961935f, 0.00302994903f, 0.000755712274f, 0.000162853263f, 3.03217967e-05f, 4.87788338e-06f, 6.77996752e-07f, 0.f},
+    {1.27939575e-06f, -0.283544689f, -0.455434024f, -0.474046379f, -0.378949523f, -0.245368138f, -0.131786436f, -0.0594529361f, -0.0226981398f, -0.00737362355f, -0.00203752704f, -0.000482923031f, -9.98261239e-05f, -1.99974729e-05f, -8.50008655e-06f, 0.f},
+    {-0.37616697f, -0.298508525f, -0.116614036f, 0.0614750981f, 0.156376705f, 0.160606161f, 0.115425147f, 0.0645340383f, 0.0292325076f, 0.0109480964f, 0.00343004707f, 0.000905714056f, 0.00020258734f, 3.8524151e-05f, 6.24477843e-06f, 0.f},
+    {0.000534393592f, 0.133748397f, 0.181794256f, 0.132501766f, 0.0421507657f, -0.0263374541f, -0.049117025f, -0.0411133133f, -0.024200663f, -0.0108560538f, -0.00423252629f, -0.00126098364f, -0.0002372694f, 6.15715689e-05f, 0.000248540571f, 0.f},
+    {0.110138424f, 0.0745059103f, -0.00439803302f, -0.0610131733f, -0.064605698f, -0.0337319076f, -0.00258578011f, 0.0117096733f, 0.0119838137f, 0.00729783252f, 0.00327001791f, 0.00115177687f, 0.000328768539f, 7.73596403e-05f, 1.5166338e-05f, 0.f},
 };
-//   tanh: 16 x degree 6 on width 0.5625: max abs error (float32, no FMA) 9.401e-08 at x=1.025734
-constexpr float kTanhTab[7][16] = {
-    {0.f, 0.509829998f, 0.809301078f, 0.933828056f, 0.978026092f, 0.992812812f, 0.997660995f, 0.999240041f, 0.999753237f, 0.999919891f, 0.999974012f, 0.999991536f, 0.999997258f, 0.999999106f, 0.999999702f, 0.999999881f},
-    {1.0000037f, 0.740067899f, 0.345032632f, 0.127964795f, 0.0434660278f, 0.0143218618f, 0.00467181159f, 0.00151886919f, 0.000492225983f, 0.000159315081f, 5.07020559e-05f, 1.77968177e-05f, 5.47879472e-06f, 1.97444751e-06f, 1.02734555e-06f, 1.45130548e-06f},
-    {-0.000139025229f, -0.377142757f, -0.279271513f, -0.119497165f, -0.0425252132f, -0.0142066805f, -0.0046506729f, -0.00151115551f, -0.000475008448f, -0.000146955659f, -3.31687297e-05f, -2.97694132e-05f, -5.41208192e-06f, -4.54091105e-06f, -6.9687735e-06f, -1.8159677e-05f},
-    {-0.331514508f, -0.0562483184f, 0.111428425f, 0.0689840168f, 0.0271780323f, 0.00925920438f, 0.00302466354f, 0.000967034022f, 0.00021649772f, 2.57985976e-05f, -8.02808572e-05f, 8.97500431e-05f, 3.21647258e-06f, 1.80125244e-05f, 3.93384325e-05f, 0.000109668828f},
-    {-0.0113513507f, 0.163998887f, 0.00079282932f, -0.0249646045f, -0.0125775589f, -0.00426607858f, -0.00132024568f, -0.00037162748f, 0.000169445833f, 0.000186969293f, 0.000323400775f, -0.000238156426f, -5.14648548e-07f, -5.04434756e-05f, -0.000115608069f, -0.000324636174f},
-    {0.171073347f, -0.0741386488f, -0.0253078509f, 0.00430174405f, 0.00432628393f, 0.00126164302f, 0.000273545011f, 3.06268316e-06f, -0.000412081921f, -0.000321509724f, -0.000478003261f, 0.000332849013f, -1.17134118e-06f, 7.1123919e-05f, 0.00016421976f, 0.000461639662f},
-    {-0.0670198351f, 0.00886360276f, 0.0102069732f, 0.000216943663f, -0.00092353113f, -0.000148185311f, 3.4402703e-05f, 5.89367482e-05f, 0.000245181756f, 0.00018229644f, 0.000263559719f, -0.000181393334f, 8.60836735e-07f, -3.88339322e-05f, -8.980641e-05f, -0.000252513302f},
+//   tanh: w = 0.621379316f, degree 7: max abs error (float32, no FMA) 5.578e-08 at x=6.215657
+constexpr float kTanhTab[8][16] = {
+    {0.f, 0.552087665f, 0.84624052f, 0.953059673f, 0.986223638f, 0.99600476f, 0.998845398f, 0.999666631f, 0.999903798f, 0.999972224f, 0.999992013f, 0.999997675f, 0.999999344f, 0.999999821f, 0.99999994f, 1.f},
+    {1.f, 0.695199251f, 0.283876956f, 0.0916772187f, 0.0273629818f, 0.00797456503f, 0.00230791187f, 0.000666580745f, 0.000192412146f, 5.553144e-05f, 1.60259679e-05f, 4.62491198e-06f, 1.3346928e-06f, 3.85174786e-07f, 1.11156545e-07f, 0.f},
+    {-1.44981198e-06f, -0.38381204f, -0.24022691f, -0.0873720795f, -0.0269879363f, -0.00794468168f, -0.00230698031f, -0.000664464431f, -0.000193123327f, -5.47294185e-05f, -1.81801024e-05f, -3.62021569e-06f, -2.30398814e-06f, -1.5266852e-06f, 2.22538688e-07f, 0.f},
+    {-0.333294183f, -0.0198393464f, 0.108665928f, 0.0527133495f, 0.0174932405f, 0.00525278319f, 0.00153328187f, 0.00044394299f, 0.000128237793f, 3.70178932e-05f, 1.0683726e-05f, 3.08325457e-06f, 8.89793796e-07f, 2.56783153e-07f, 7.41043991e-08f, 0.f},
+    {-0.000496983761f, 0.138936207f, -0.0118992273f, -0.0211560577f, -0.00821750052f, -0.00254316372f, -0.000727137376f, -0.000260905741f, -4.89709746e-05f, -3.50910632e-05f, 3.92936345e-05f, -2.23579518e-05f, 1.96383335e-05f, 2.35229891e-05f, -6.95100198e-06f, 0.f},
+    {0.136642545f, -0.0544852838f, -0.0198872779f, 0.00459255697f, 0.00292068487f, 0.00100018573f, 0.000302389206f, 8.84265901e-05f, 2.56158419e-05f, 7.4004929e-06f, 2.13636031e-06f, 6.16582099e-07f, 1.77942511e-07f, 5.13519183e-08f, 1.48193919e-08f, 0.f},
+    {-0.0115423528f, -0.0254322272f, 0.0154027203f, 0.00105075329f, -0.000955219788f, -0.000555990613f, -0.000312565069f, 0.00020266413f, -9.81280973e-05f, 9.56874937e-05f, -0.000264951435f, 0.000123021571f, -0.000118948912f, -0.000140029137f, 4.09243403e-05f, 0.f},
+    {-0.0362175889f, 0.0280783009f, -0.00423622504f, -0.00128436822f, 6.74203402e-05f, 7.65465666e-05f, 2.74439662e-05f, 8.38104552e-06f, 2.45743126e-06f, 7.12419535e-07f, 2.05864424e-07f, 5.94310485e-08f, 1.71524146e-08f, 4.95189134e-09f, 1.42990442e-09f, 0.f},
 };
 
-// copysign(min(poly_i(d), 1), x), or +-1 from one_at on; NaN propagates (d is NaN).
+// copysign(poly_i(d), x); NaN propagates (d is NaN, the index is clamped).
 template <int NC>
-inline float odd_piecewise(float x, const float (&c)[NC][16], float w, float inv_w, float one_at) {
+inline float odd_piecewise(float x, const float (&c)[NC][16], float w, float inv_w) {
   const std::uint32_t u = f32_to_bits(x);
-  const float hi = 16.f * w * (1.f - 1.1920929e-7f);  // just below 16 w: i <= 15
+  const float hi = 15.5f * w * (1.f - 9.5367432e-7f);  // round(|x| / w) <= 15
   const float ax = bits_to_f32(u & 0x7fffffffu);
   const float a = ax > hi ? hi : ax;
-  const float fi = a * inv_w;
-  const int i = fi < 15.f ? static_cast<int>(fi) : 15;  // also 15 for NaN
-  const float d = a - static_cast<float>(i) * w;
+  const float magic = 12582912.f;  // 1.5 * 2^23: adding it rounds to an integer
+  const float fi = (a * inv_w + magic) - magic;
+  const int i = fi >= 0.f && fi <= 15.f ? static_cast<int>(fi) : 0;
+  const float d = a - fi * w;
   float p = c[NC - 1][i];
   for (int k = NC - 2; k >= 0; --k) p = p * d + c[k][i];
-  p = ax >= one_at || p > 1.f ? 1.f : p;
   return bits_to_f32(f32_to_bits(p) | (u & 0x80000000u));
 }
 
-// one_at: erfc(3.92) = 2.9e-8 and 1 - tanh(9) = 3.0e-8, about half an ulp below 1.
-constexpr float kErfW = 0.25f, kErfInvW = 4.f, kErfOne = 3.92f;
-constexpr float kTanhW = 0.5625f, kTanhInvW = 1.f / 0.5625f, kTanhOne = 9.f;
+constexpr float kErfW = 0.270344824f, kErfInvW = 1.f / kErfW;
+constexpr float kTanhW = 0.621379316f, kTanhInvW = 1.f / kTanhW;
 
-inline float erf_f(float x) { return odd_piecewise(x, kErfTab, kErfW, kErfInvW, kErfOne); }
-inline float tanh_f(float x) { return odd_piecewise(x, kTanhTab, kTanhW, kTanhInvW, kTanhOne); }
+inline float erf_f(float x) { return odd_piecewise(x, kErfTab, kErfW, kErfInvW); }
+inline float tanh_f(float x) { return odd_piecewise(x, kTanhTab, kTanhW, kTanhInvW); }
 
 inline float gelu_erf_f(float x) { return 0.5f * x * (1.f + erf_f(x * 0.70710678118654752f)); }
 inline float gelu_tanh_f(float x) {

@@ -1,11 +1,15 @@
 // Row reductions and softmax shared by the element-wise and attention kernels.
-// Reductions use 16 independent lanes so they vectorise without -ffast-math.
+// Reductions use 16 independent lanes so they vectorise without -ffast-math;
+// in AVX-512 translation units softmax_row is written with intrinsics.
 // Internal linkage (anonymous namespace): one copy per ISA TU.
 #pragma once
 #include <cmath>
 
 #include "graphopt/tensor_view.h"
 #include "math.h"
+#if defined(__AVX512F__)
+#include "vmath_avx512.h"
+#endif
 
 namespace graphopt::kernels {
 namespace {
@@ -44,8 +48,60 @@ inline float row_max(const float* __restrict x, index_t n) {
   return m;
 }
 
+#if defined(__AVX512F__)
+inline __mmask16 tail_mask(index_t r) { return static_cast<__mmask16>((1u << r) - 1u); }
+
+// y = softmax(x + mask) over n entries (mask may be null, y may alias x), as
+// softmax_row below; -inf entries give 0, an all -inf row gives all 0.
+inline void softmax_row_v(const float* x, const float* mask, index_t n, float* y) {
+  const __m512 ninf = _mm512_set1_ps(-INFINITY);
+  __m512 mx = ninf;
+  for (index_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xffff) : tail_mask(n - i);
+    __m512 v = _mm512_mask_loadu_ps(ninf, m, x + i);
+    if (mask) v = _mm512_mask_add_ps(v, m, v, _mm512_maskz_loadu_ps(m, mask + i));
+    _mm512_mask_storeu_ps(y + i, m, v);
+    mx = _mm512_max_ps(mx, v);
+  }
+  const float rmax = _mm512_reduce_max_ps(mx);
+  if (!(rmax > -INFINITY)) {  // fully masked row
+    for (index_t i = 0; i < n; i += 16) {
+      const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xffff) : tail_mask(n - i);
+      _mm512_mask_storeu_ps(y + i, m, _mm512_setzero_ps());
+    }
+    return;
+  }
+  const __m512 vmax = _mm512_set1_ps(rmax);
+  __m512 s0 = _mm512_setzero_ps(), s1 = s0;
+  index_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m512 a = softmax_exp_v(_mm512_sub_ps(_mm512_loadu_ps(y + i), vmax));
+    const __m512 b = softmax_exp_v(_mm512_sub_ps(_mm512_loadu_ps(y + i + 16), vmax));
+    _mm512_storeu_ps(y + i, a);
+    _mm512_storeu_ps(y + i + 16, b);
+    s0 = _mm512_add_ps(s0, a);
+    s1 = _mm512_add_ps(s1, b);
+  }
+  for (; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xffff) : tail_mask(n - i);
+    const __m512 a = _mm512_maskz_mov_ps(m, softmax_exp_v(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, y + i), vmax)));
+    _mm512_mask_storeu_ps(y + i, m, a);
+    s0 = _mm512_add_ps(s0, a);
+  }
+  const __m512 inv = _mm512_set1_ps(1.f / _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)));
+  for (i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xffff) : tail_mask(n - i);
+    _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, y + i), inv));
+  }
+}
+
+#endif
+
 // In place: y = softmax(y) over n entries; -inf entries -> 0, all -inf -> all 0.
 inline void softmax_row(float* __restrict y, index_t n) {
+#if defined(__AVX512F__)
+  softmax_row_v(y, nullptr, n, y);
+#else
   const float m = row_max(y, n);
   if (!(m > -INFINITY)) {
     for (index_t j = 0; j < n; ++j) y[j] = 0.f;
@@ -55,6 +111,7 @@ inline void softmax_row(float* __restrict y, index_t n) {
   const float s = row_sum(y, n);
   const float inv = 1.f / s;
   for (index_t j = 0; j < n; ++j) y[j] *= inv;
+#endif
 }
 
 }  // namespace

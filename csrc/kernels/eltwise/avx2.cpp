@@ -8,9 +8,11 @@
 #include "../common/math.h"
 #include "../common/rowops.h"
 #include "../common/thread_pool.h"
+#include "../common/vmath_avx2.h"
 #include "eltwise_internal.h"
 
 namespace graphopt::kernels::avx2 {
 #include "rows_generic.h"
+#include "rows_avx2.h"
 #include "impl.h"
 }  // namespace graphopt::kernels::avx2

@@ -12,5 +12,6 @@
 
 namespace graphopt::kernels::ref {
 #include "rows_generic.h"
+using namespace generic;  // NOLINT: the scalar reference uses every generic row kernel
 #include "impl.h"
 }  // namespace graphopt::kernels::ref

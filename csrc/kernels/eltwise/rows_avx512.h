@@ -4,8 +4,6 @@
 // inside the avx512 namespace after vmath_avx512.h. Internal linkage (see math.h).
 namespace {
 
-inline __mmask16 tail_mask(index_t r) { return static_cast<__mmask16>((1u << r) - 1u); }
-
 // Per-row quantization constants: zp (int) and the float clamp bounds qmin - zp, qmax - zp.
 template <bool U8>
 struct QBounds {
@@ -108,89 +106,55 @@ void unary_row(UnaryOp op, const float* x, index_t n, float* y) {
   }
 }
 
-void softmax_masked_row(const float* x, const float* mask, index_t n, float* y) {
-  const __m512 ninf = _mm512_set1_ps(-INFINITY);
-  __m512 mx = ninf;
-  for (index_t i = 0; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xffff) : tail_mask(n - i);
-    __m512 v = _mm512_mask_loadu_ps(ninf, m, x + i);
-    if (mask) v = _mm512_mask_add_ps(v, m, v, _mm512_maskz_loadu_ps(m, mask + i));
-    _mm512_mask_storeu_ps(y + i, m, v);
-    mx = _mm512_max_ps(mx, v);
-  }
-  const float rmax = _mm512_reduce_max_ps(mx);
-  if (!(rmax > -INFINITY)) {  // fully masked row
-    for (index_t i = 0; i < n; i += 16) {
-      const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xffff) : tail_mask(n - i);
-      _mm512_mask_storeu_ps(y + i, m, _mm512_setzero_ps());
-    }
-    return;
-  }
-  const __m512 vmax = _mm512_set1_ps(rmax);
-  __m512 s0 = _mm512_setzero_ps(), s1 = s0;
-  index_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    const __m512 a = exp_v(_mm512_sub_ps(_mm512_loadu_ps(y + i), vmax));
-    const __m512 b = exp_v(_mm512_sub_ps(_mm512_loadu_ps(y + i + 16), vmax));
-    _mm512_storeu_ps(y + i, a);
-    _mm512_storeu_ps(y + i + 16, b);
-    s0 = _mm512_add_ps(s0, a);
-    s1 = _mm512_add_ps(s1, b);
-  }
-  for (; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xffff) : tail_mask(n - i);
-    const __m512 a = _mm512_maskz_mov_ps(m, exp_v(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, y + i), vmax)));
-    _mm512_mask_storeu_ps(y + i, m, a);
-    s0 = _mm512_add_ps(s0, a);
-  }
-  const __m512 inv = _mm512_set1_ps(1.f / _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)));
-  map_row(y, n, y, [inv](__m512 v) { return _mm512_mul_ps(v, inv); });
-}
+void softmax_masked_row(const float* x, const float* mask, index_t n, float* y) { softmax_row_v(x, mask, n, y); }
 
 void layernorm_row(const float* x, const float* res, const float* g, const float* b, float eps, index_t N, float* y,
                    float* sum_out, const QuantOut& qo, std::uint8_t* qrow) {
+  // Four accumulators per pass: the row's dependency chain (sum -> mean ->
+  // deviations -> variance -> y), not the op count, bounds a 384-wide row.
   // Pass 1: s = x (+ residual), kept in sum_out or y when there is a residual; its sum.
   const float* s = x;
   float* t = sum_out ? sum_out : y;
-  __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
   index_t i = 0;
-  for (; i + 32 <= N; i += 32) {
-    __m512 u = _mm512_loadu_ps(x + i), v = _mm512_loadu_ps(x + i + 16);
-    if (res) {
-      u = _mm512_add_ps(u, _mm512_loadu_ps(res + i));
-      v = _mm512_add_ps(v, _mm512_loadu_ps(res + i + 16));
-      _mm512_storeu_ps(t + i, u);
-      _mm512_storeu_ps(t + i + 16, v);
+  for (; i + 64 <= N; i += 64)
+    for (int k = 0; k < 4; ++k) {
+      __m512 u = _mm512_loadu_ps(x + i + 16 * k);
+      if (res) {
+        u = _mm512_add_ps(u, _mm512_loadu_ps(res + i + 16 * k));
+        _mm512_storeu_ps(t + i + 16 * k, u);
+      }
+      acc[k] = _mm512_add_ps(acc[k], u);
     }
-    a0 = _mm512_add_ps(a0, u);
-    a1 = _mm512_add_ps(a1, v);
-  }
-  for (; i < N; i += 16) {
+  for (int k = 0; i < N; i += 16, k = (k + 1) & 3) {
     const __mmask16 m = N - i >= 16 ? static_cast<__mmask16>(0xffff) : tail_mask(N - i);
     __m512 u = _mm512_maskz_loadu_ps(m, x + i);
     if (res) {
       u = _mm512_add_ps(u, _mm512_maskz_loadu_ps(m, res + i));
       _mm512_mask_storeu_ps(t + i, m, u);
     }
-    a0 = _mm512_add_ps(a0, u);
+    acc[k] = _mm512_add_ps(acc[k], u);
   }
   if (res) s = t;
-  const float mean = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) / static_cast<float>(N);
+  auto total = [&acc] {
+    const float r = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+    for (auto& a : acc) a = _mm512_setzero_ps();
+    return r;
+  };
+  const float mean = total() / static_cast<float>(N);
   // Pass 2: the variance from deviations (two passes: no cancellation for large means).
   const __m512 vm = _mm512_set1_ps(mean);
-  a0 = _mm512_setzero_ps();
-  a1 = a0;
-  for (i = 0; i + 32 <= N; i += 32) {
-    const __m512 u = _mm512_sub_ps(_mm512_loadu_ps(s + i), vm), v = _mm512_sub_ps(_mm512_loadu_ps(s + i + 16), vm);
-    a0 = _mm512_fmadd_ps(u, u, a0);
-    a1 = _mm512_fmadd_ps(v, v, a1);
-  }
-  for (; i < N; i += 16) {
+  for (i = 0; i + 64 <= N; i += 64)
+    for (int k = 0; k < 4; ++k) {
+      const __m512 u = _mm512_sub_ps(_mm512_loadu_ps(s + i + 16 * k), vm);
+      acc[k] = _mm512_fmadd_ps(u, u, acc[k]);
+    }
+  for (int k = 0; i < N; i += 16, k = (k + 1) & 3) {
     const __mmask16 m = N - i >= 16 ? static_cast<__mmask16>(0xffff) : tail_mask(N - i);
     const __m512 u = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, s + i), vm);
-    a0 = _mm512_fmadd_ps(u, u, a0);
+    acc[k] = _mm512_fmadd_ps(u, u, acc[k]);
   }
-  const float var = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) / static_cast<float>(N);
+  const float var = total() / static_cast<float>(N);
   const __m512 vinv = _mm512_set1_ps(1.f / std::sqrt(var + eps));
   // Pass 3: y = (s - mean) * inv * gamma + beta, and its u8 copy.
   const QBounds<true> qb(_mm512_set1_epi32(qo.zero_point));

@@ -1,8 +1,10 @@
 // Row kernels as plain loops, vectorised by the compiler under the including
-// TU's flags (ref: none, avx2: -mavx2 -mfma). rows_avx512.h has the same
-// functions with intrinsics. Include inside the ISA namespace, after math.h
-// and rowops.h. Internal linkage (see math.h).
+// TU's flags (ref: none, avx2: -mavx2 -mfma), in namespace `generic`: the ref
+// TU uses them all, the avx2 TU those rows_avx2.h does not replace.
+// rows_avx512.h has the same functions with intrinsics. Include inside the ISA
+// namespace, after math.h and rowops.h. Internal linkage (see math.h).
 namespace {
+namespace generic {
 
 template <bool U8>
 using QType = typename std::conditional<U8, std::uint8_t, std::int8_t>::type;
@@ -116,4 +118,5 @@ void minmax_row(const float* __restrict x, index_t n, float* lo, float* hi) {
   *hi = mx;
 }
 
+}  // namespace generic
 }  // namespace

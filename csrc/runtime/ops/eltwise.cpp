@@ -210,9 +210,10 @@ Status unary(ExecCtx& c, const Step& s) {
     const float* x = a.as<float>();
     float* y = c.out(s, 0, a.shape, DType::f32).as<float>();
     const index_t n = a.numel();
-    if constexpr (OP == Un::gelu) {
-      const bool tanh_approx = s.i("tanh", 0) != 0;
-      Status st = kernels::gelu(x, n, tanh_approx, y);
+    // erf/tanh/GELU: the vectorised kernels (max abs error ~1 ulp of 1, vs libm's 1 ulp of the result).
+    if constexpr (OP == Un::gelu || OP == Un::erf || OP == Un::tanh) {
+      Status st = OP == Un::gelu ? kernels::gelu(x, n, s.i("tanh", 0) != 0, y)
+                  : OP == Un::erf ? kernels::erf(x, n, y) : kernels::tanh(x, n, y);
       return st ? Status::ok() : bad(s, st.message());
     }
     const float alpha = static_cast<float>(s.f("alpha", 0.01));
