@@ -9,7 +9,7 @@ namespace {
 // st[r][0..16*NQ) = (K[r] . qt[:, panel]) * cs (+ key mask km[r]) for MK keys.
 template <int MK, int NQ>
 struct Scores {
-  static void run(const float* K, index_t ks, const float* qt, index_t D, __m512 cs, const float* km, float* st) {
+  static void run(const float* K, index_t ks, const float* qt, index_t D, __m512 cs, const float* km, float* st, float* mx) {
     __m512 acc[MK][NQ];
 #pragma GCC unroll 12
     for (int r = 0; r < MK; ++r)
@@ -26,12 +26,7 @@ struct Scores {
         for (int n = 0; n < NQ; ++n) acc[r][n] = _mm512_fmadd_ps(kb, q[n], acc[r][n]);
       }
     }
-#pragma GCC unroll 12
-    for (int r = 0; r < MK; ++r) {
-      const __m512 mb = km ? _mm512_set1_ps(km[r]) : _mm512_setzero_ps();
-#pragma GCC unroll 2
-      for (int n = 0; n < NQ; ++n) _mm512_store_ps(st + r * kQb + 16 * n, _mm512_fmadd_ps(acc[r][n], cs, mb));
-    }
+    store_scores(acc, cs, km, st, mx);
   }
 };
 
@@ -69,11 +64,12 @@ struct PV {
 
 template <int NQ>
 void scores_block(const float* K, index_t ks, const float* qt, index_t D, index_t L, float cs, const float* km,
-                  float* st) {
-  const __m512 c = _mm512_set1_ps(cs);
+                  float* st, float* mx) {
+  const __m512 c = _mm512_set1_ps(cs * kLog2e);
+  reset_max(mx);
   for (index_t j = 0; j < L; j += kKeyRows)
     ByRows<Scores, kKeyRows, NQ>::run(static_cast<int>(L - j < kKeyRows ? L - j : kKeyRows), K + j * ks, ks, qt, D, c,
-                                       km ? km + j : nullptr, st + j * kQb);
+                                       km ? km + j : nullptr, st + j * kQb, mx);
 }
 
 template <int NP>
@@ -92,12 +88,13 @@ void task_t(const AttnPlan& p, std::int64_t t) {
   const index_t D = a.D, L = tk.L, Sk = a.Sk;
   constexpr bool widen = !std::is_same<T, float>::value;
   Carve c;
-  const std::size_t o_s = c.take<float>(L * kQb), o_q = c.take<float>(D * kQb), o_i = c.take<float>(kQb),
+  const std::size_t o_s = c.take<float>(L * kQb), o_q = c.take<float>(D * kQb), o_i = c.take<float>(2 * kQb),
                     o_k = c.take<float>(widen ? L * D : 0), o_v = c.take<float>(widen ? L * D : 0);
   auto* base = static_cast<unsigned char*>(attn_scratch(c.off));
   float* st = reinterpret_cast<float*>(base + o_s);
   float* qt = reinterpret_cast<float*>(base + o_q);
   float* inv = reinterpret_cast<float*>(base + o_i);
+  float* mx = inv + kQb;
   const T* Kin = head_of<T>(a.k, a.k_st, tk.b, tk.h);
   const T* Vin = head_of<T>(a.v, a.v_st, tk.b, tk.h);
   const T* Q = head_of<T>(a.q, a.q_st, tk.b, tk.h);
@@ -126,11 +123,17 @@ void task_t(const AttnPlan& p, std::int64_t t) {
     for (index_t x = 0; x < D * kQb; x += 16) _mm512_store_ps(qt + x, _mm512_setzero_ps());
     for (index_t i = 0; i < nq; ++i)
       for (index_t d = 0; d < D; ++d) qt[d * kQb + i] = raw_f32(Q[(i0 + i) * a.q_st.seq + d]);
-    if (nq > 16) scores_block<2>(K, ks, qt, D, L, cs, km, st);
-    else scores_block<1>(K, ks, qt, D, L, cs, km, st);
-    if (mrow && a.mask_q > 1) add_query_mask(st, L, mrow + i0 * Sk, Sk, nq);
-    if (nq > 16) softmax_cols<2>(st, L, os, inv);
-    else softmax_cols<1>(st, L, os, inv);
+    if (nq > 16) scores_block<2>(K, ks, qt, D, L, cs, km, st, mx);
+    else scores_block<1>(K, ks, qt, D, L, cs, km, st, mx);
+    const bool full = mrow && a.mask_q > 1;
+    if (full) add_query_mask(st, L, mrow + i0 * Sk, Sk, nq);
+    // numerators back into st, in place
+    auto keep = [st, L](index_t j, int n, __m512 e0, __m512 e1) {
+      _mm512_store_ps(st + j * kQb + 16 * n, e0);
+      if (j + 1 < L) _mm512_store_ps(st + (j + 1) * kQb + 16 * n, e1);
+    };
+    if (nq > 16) softmax_cols<2, 5>(st, L, full ? nullptr : mx, os, inv, keep);
+    else softmax_cols<1, 5>(st, L, full ? nullptr : mx, os, inv, keep);
     // Output panels in groups of up to 4 (24 accumulators), the last group masked at D.
     const index_t off = out_off(a, tk, i0);
     for (index_t g = 0; g < panels; g += 4) {

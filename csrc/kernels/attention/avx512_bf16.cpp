@@ -20,9 +20,13 @@ inline __m512 load16(const std::int8_t* p, __mmask16 m) {
   return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, p)));
 }
 inline __m256i bf16x16(__m512 x) { return (__m256i)_mm512_cvtneps_pbh(x); }
+// 32 bf16: lo's 16 values, then hi's.
+inline __m512i bf16x32(__m512 lo, __m512 hi) { return (__m512i)_mm512_cvtne2ps_pbh(hi, lo); }
 // Lane i = (lo[i], hi[i]) as one bf16 pair.
 inline __m512i pairs(__m512 lo, __m512 hi) {
-  return _mm512_or_si512(_mm512_cvtepu16_epi32(bf16x16(lo)), _mm512_slli_epi32(_mm512_cvtepu16_epi32(bf16x16(hi)), 16));
+  const __m512i zip = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5,
+                                       20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  return _mm512_permutexvar_epi16(zip, bf16x32(lo, hi));
 }
 inline __mmask16 first(index_t n) { return n >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << n) - 1); }
 
@@ -31,7 +35,7 @@ struct Scores {
   // st[r][0..16*NQ) = (K[r] . Q[:, panel]) * cs (+ key mask km[r]); K rows bf16 (ks in elements,
   // Dh pairs each), qt [Dh][kQb] pairs.
   static void run(const std::uint16_t* K, index_t ks, const std::uint32_t* qt, index_t Dh, __m512 cs,
-                  const float* km, float* st) {
+                  const float* km, float* st, float* mx) {
     __m512 acc[MK][NQ];
 #pragma GCC unroll 12
     for (int r = 0; r < MK; ++r)
@@ -50,12 +54,7 @@ struct Scores {
         for (int n = 0; n < NQ; ++n) acc[r][n] = _mm512_dpbf16_ps(acc[r][n], kb, q[n]);
       }
     }
-#pragma GCC unroll 12
-    for (int r = 0; r < MK; ++r) {
-      const __m512 mb = km ? _mm512_set1_ps(km[r]) : _mm512_setzero_ps();
-#pragma GCC unroll 2
-      for (int n = 0; n < NQ; ++n) _mm512_store_ps(st + r * kQb + 16 * n, _mm512_fmadd_ps(acc[r][n], cs, mb));
-    }
+    store_scores(acc, cs, km, st, mx);
   }
 };
 
@@ -92,11 +91,12 @@ struct PV {
 
 template <int NQ>
 void scores_block(const std::uint16_t* K, index_t ks, const std::uint32_t* qt, index_t Dh, index_t L, float cs,
-                  const float* km, float* st) {
-  const __m512 c = _mm512_set1_ps(cs);
+                  const float* km, float* st, float* mx) {
+  const __m512 c = _mm512_set1_ps(cs * kLog2e);
+  reset_max(mx);
   for (index_t j = 0; j < L; j += kKeyRows)
     ByRows<Scores, kKeyRows, NQ>::run(static_cast<int>(L - j < kKeyRows ? L - j : kKeyRows), K + j * ks, ks, qt, Dh,
-                                       c, km ? km + j : nullptr, st + j * kQb);
+                                       c, km ? km + j : nullptr, st + j * kQb, mx);
 }
 
 template <int NP>
@@ -106,17 +106,6 @@ void pv_block(const std::uint32_t* pt, const std::uint32_t* vp, index_t vld, ind
   for (index_t i = 0; i < nq; i += MR)
     ByRows<PV, MR, NP>::run(static_cast<int>(nq - i < MR ? nq - i : MR), pt + i, vp, vld, Lh, tail, inv + i, out,
                             off + i * ostr, ostr, bf16);
-}
-
-// P^T pairs: pt[jh][i] = (p[2jh][i], p[2jh+1][i]), a zero partner past L.
-template <int NQ>
-void pack_probs(const float* st, index_t L, std::uint32_t* pt) {
-  for (index_t j = 0; j < L; j += 2)
-    for (int n = 0; n < NQ; ++n) {
-      const __m512 lo = _mm512_load_ps(st + j * kQb + 16 * n);
-      const __m512 hi = j + 1 < L ? _mm512_load_ps(st + (j + 1) * kQb + 16 * n) : _mm512_setzero_ps();
-      _mm512_store_si512(pt + (j / 2) * kQb + 16 * n, pairs(lo, hi));
-    }
 }
 
 template <class T>
@@ -129,12 +118,13 @@ void task_t(const AttnPlan& p, std::int64_t t) {
   // an even length, so the last pair never reads past a row).
   const bool k_in_place = std::is_same<T, std::uint16_t>::value && D % 2 == 0;
   Carve c;
-  const std::size_t o_s = c.take<float>(L * kQb), o_i = c.take<float>(kQb), o_q = c.take<std::uint32_t>(Dh * kQb),
+  const std::size_t o_s = c.take<float>(L * kQb), o_i = c.take<float>(2 * kQb), o_q = c.take<std::uint32_t>(Dh * kQb),
                     o_p = c.take<std::uint32_t>(Lh * kQb), o_v = c.take<std::uint32_t>(Lh * vld),
                     o_k = c.take<std::uint16_t>(k_in_place ? 0 : L * 2 * Dh);
   auto* base = static_cast<unsigned char*>(attn_scratch(c.off));
   float* st = reinterpret_cast<float*>(base + o_s);
   float* inv = reinterpret_cast<float*>(base + o_i);
+  float* mx = inv + kQb;
   auto* qt = reinterpret_cast<std::uint32_t*>(base + o_q);
   auto* pt = reinterpret_cast<std::uint32_t*>(base + o_p);
   auto* vp = reinterpret_cast<std::uint32_t*>(base + o_v);
@@ -178,17 +168,21 @@ void task_t(const AttnPlan& p, std::int64_t t) {
       for (index_t d = 0; d < D; d += 32) {
         const __m512 lo = load16(q + d, first(D - d));
         const __m512 hi = load16(q + d + 16, first(D - d - 16 > 0 ? D - d - 16 : 0));
-        const __m512i pr = _mm512_castsi256_si512(bf16x16(lo));
-        _mm512_store_si512(row, _mm512_inserti64x4(pr, bf16x16(hi), 1));
+        _mm512_store_si512(row, bf16x32(lo, hi));
         const index_t np = (D - d < 32 ? D - d + 1 : 32) / 2;
         for (index_t k = 0; k < np; ++k) qt[(d / 2 + k) * kQb + i] = row[k];
       }
     }
-    if (nq > 16) scores_block<2>(K, ks, qt, Dh, L, cs, km, st);
-    else scores_block<1>(K, ks, qt, Dh, L, cs, km, st);
-    if (mrow && a.mask_q > 1) add_query_mask(st, L, mrow + i0 * Sk, Sk, nq);
-    if (nq > 16) { softmax_cols<2>(st, L, os, inv); pack_probs<2>(st, L, pt); }
-    else { softmax_cols<1>(st, L, os, inv); pack_probs<1>(st, L, pt); }
+    if (nq > 16) scores_block<2>(K, ks, qt, Dh, L, cs, km, st, mx);
+    else scores_block<1>(K, ks, qt, Dh, L, cs, km, st, mx);
+    const bool full = mrow && a.mask_q > 1;
+    if (full) add_query_mask(st, L, mrow + i0 * Sk, Sk, nq);
+    // numerators straight to P^T pairs: pt[j/2][i] = (p[j][i], p[j+1][i])
+    auto pack = [pt](index_t j, int n, __m512 e0, __m512 e1) {
+      _mm512_store_si512(pt + (j / 2) * kQb + 16 * n, pairs(e0, e1));
+    };
+    if (nq > 16) softmax_cols<2, 3>(st, L, full ? nullptr : mx, os, inv, pack);
+    else softmax_cols<1, 3>(st, L, full ? nullptr : mx, os, inv, pack);
     const index_t off = out_off(a, tk, i0);
     for (index_t g = 0; g < panels; g += 4) {
       const int np = static_cast<int>(panels - g < 4 ? panels - g : 4);

@@ -14,7 +14,7 @@
 
 #include <cmath>
 
-#include "../common/vmath_avx512.h"
+#include "../common/vmath_avx512.h"  // to_bf16_v
 #include "task.h"
 
 namespace graphopt::kernels {
@@ -22,6 +22,7 @@ namespace {
 
 constexpr index_t kQb = 32;  // queries per block (two zmm panels)
 constexpr int kKeyRows = 12; // keys per score micro-tile: 12 x 2 zmm accumulators
+constexpr float kLog2e = 1.44269504088896341f;
 
 // Calls F<M, N>::run(args...) for the runtime m in [1, M] (micro-kernel remainders).
 template <template <int, int> class F, int M, int N>
@@ -36,32 +37,93 @@ struct ByRows {
 // Rows of P V per micro-tile for `np` output panels (<= 24 accumulators).
 constexpr int pv_rows(int np) { return np <= 2 ? 12 : np == 3 ? 8 : 6; }
 
-// Adds a full [Sq, Sk] mask (mask_q > 1) to the transposed scores of nq queries.
+// Adds a full [Sq, Sk] mask (mask_q > 1, in base 2) to the transposed scores of nq queries.
 inline void add_query_mask(float* st, index_t L, const float* m, index_t Sk, index_t nq) {
   for (index_t i = 0; i < nq; ++i)
-    for (index_t j = 0; j < L; ++j) st[j * kQb + i] += m[i * Sk + j];
+    for (index_t j = 0; j < L; ++j) st[j * kQb + i] += m[i * Sk + j] * kLog2e;
 }
 
-// Column softmax numerators of st [L, kQb] in place (first NQ panels); inv[i] = os / sum_i.
-// A query whose keys are all -inf gets max 0, exps of 0 and inv 0: a zero output row.
-template <int NQ>
-void softmax_cols(float* st, index_t L, float os, float* inv) {
+// The scores are kept in base 2 (scaled by log2(e) together with the logit scale, the mask
+// likewise), so a softmax numerator is 2^t with t = score - max <= 0 (or -inf), split into
+// n = round(t) and f in [-1/2, 1/2]; 2^f by a minimax polynomial (relative error
+// 2.3e-7 at degree 5; 7.5e-5 at degree 3, for bf16 products, where P is then rounded to bf16's
+// 2^-9 anyway); scalef applies 2^n. Below 2^-126 (and for -inf) the result is exactly 0, so a
+// query whose keys are all -inf sums to 0. Cheaper than exp_v (no range clamps or integer
+// exponent assembly are needed for t <= 0).
+template <int DEG>
+inline __m512 exp2_nonpos(__m512 t) {
+  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(t, n);
+  __m512 p;
+  if constexpr (DEG == 5) {
+    p = _mm512_fmadd_ps(_mm512_set1_ps(0.001327644451521337f), f, _mm512_set1_ps(0.00967553723603487f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.05550713464617729f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.24022120237350464f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.6931469440460205f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0000001192092896f));
+  } else {
+    static_assert(DEG == 3, "degree 3 or 5");
+    p = _mm512_fmadd_ps(_mm512_set1_ps(0.05517132207751274f), f, _mm512_set1_ps(0.24261054396629333f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.6932609677314758f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.9999281167984009f));
+  }
+  const __mmask16 live = _mm512_cmp_ps_mask(t, _mm512_set1_ps(-126.f), _CMP_GT_OQ);
+  return _mm512_maskz_scalef_ps(live, p, n);
+}
+
+// Column softmax numerators of st [L, kQb] (first NQ panels, base-2 scores), handed to
+// sink(j, n, e_j, e_j+1) two key rows at a time (e_L = 0 past an odd L); inv[i] = os / sum_i
+// (0 for an all -inf query). mx: the column maxima if the score pass kept them, else null.
+template <int NQ, int DEG, class Sink>
+void softmax_cols(const float* st, index_t L, const float* mx_in, float os, float* inv, Sink sink) {
   __m512 mx[NQ], sum[NQ];
-  for (int n = 0; n < NQ; ++n) { mx[n] = _mm512_set1_ps(-INFINITY); sum[n] = _mm512_setzero_ps(); }
-  for (index_t j = 0; j < L; ++j)
-    for (int n = 0; n < NQ; ++n) mx[n] = _mm512_max_ps(mx[n], _mm512_load_ps(st + j * kQb + 16 * n));
+  for (int n = 0; n < NQ; ++n) sum[n] = _mm512_setzero_ps();
+  if (mx_in) {
+    for (int n = 0; n < NQ; ++n) mx[n] = _mm512_load_ps(mx_in + 16 * n);
+  } else {
+    for (int n = 0; n < NQ; ++n) mx[n] = _mm512_set1_ps(-INFINITY);
+    for (index_t j = 0; j < L; ++j)
+      for (int n = 0; n < NQ; ++n) mx[n] = _mm512_max_ps(mx[n], _mm512_load_ps(st + j * kQb + 16 * n));
+  }
+  // an all -inf column: max 0, so its exps are exactly 0
   for (int n = 0; n < NQ; ++n)
     mx[n] = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(mx[n], _mm512_set1_ps(-INFINITY), _CMP_NEQ_OQ), mx[n]);
-  for (index_t j = 0; j < L; ++j)
+  for (index_t j = 0; j < L; j += 2)
     for (int n = 0; n < NQ; ++n) {
-      const __m512 e = exp_v(_mm512_sub_ps(_mm512_load_ps(st + j * kQb + 16 * n), mx[n]));
-      _mm512_store_ps(st + j * kQb + 16 * n, e);
-      sum[n] = _mm512_add_ps(sum[n], e);
+      const __m512 e0 = exp2_nonpos<DEG>(_mm512_sub_ps(_mm512_load_ps(st + j * kQb + 16 * n), mx[n]));
+      const __m512 e1 = j + 1 < L ? exp2_nonpos<DEG>(_mm512_sub_ps(_mm512_load_ps(st + (j + 1) * kQb + 16 * n), mx[n]))
+                                  : _mm512_setzero_ps();
+      sum[n] = _mm512_add_ps(sum[n], _mm512_add_ps(e0, e1));
+      sink(j, n, e0, e1);
     }
   for (int n = 0; n < NQ; ++n) {
     const __mmask16 pos = _mm512_cmp_ps_mask(sum[n], _mm512_setzero_ps(), _CMP_GT_OQ);
     _mm512_store_ps(inv + 16 * n, _mm512_maskz_div_ps(pos, _mm512_set1_ps(os), sum[n]));
   }
+}
+
+// Stores acc * cs + km (the key mask, base 2) as score rows and folds them into the column maxima.
+template <int MK, int NQ>
+inline void store_scores(__m512 (&acc)[MK][NQ], __m512 cs, const float* km, float* st, float* mx) {
+  __m512 m[NQ];
+#pragma GCC unroll 2
+  for (int n = 0; n < NQ; ++n) m[n] = _mm512_load_ps(mx + 16 * n);
+#pragma GCC unroll 12
+  for (int r = 0; r < MK; ++r) {
+    const __m512 mb = km ? _mm512_set1_ps(km[r] * kLog2e) : _mm512_setzero_ps();
+#pragma GCC unroll 2
+    for (int n = 0; n < NQ; ++n) {
+      const __m512 y = _mm512_fmadd_ps(acc[r][n], cs, mb);
+      _mm512_store_ps(st + r * kQb + 16 * n, y);
+      m[n] = _mm512_max_ps(m[n], y);
+    }
+  }
+#pragma GCC unroll 2
+  for (int n = 0; n < NQ; ++n) _mm512_store_ps(mx + 16 * n, m[n]);
+}
+
+inline void reset_max(float* mx) {
+  for (int n = 0; n < 2; ++n) _mm512_store_ps(mx + 16 * n, _mm512_set1_ps(-INFINITY));
 }
 
 // Stores 16 (or `tail`) outputs y at o, as fp32 or bf16.
