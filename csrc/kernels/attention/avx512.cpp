@@ -64,12 +64,14 @@ struct PV {
 
 template <int NQ>
 void scores_block(const float* K, index_t ks, const float* qt, index_t D, index_t L, float cs, const float* km,
-                  float* st, float* mx) {
+                  float* st, float* mx, NextRows& nx) {
   const __m512 c = _mm512_set1_ps(cs * kLog2e);
   reset_max(mx);
-  for (index_t j = 0; j < L; j += kKeyRows)
+  for (index_t j = 0; j < L; j += kKeyRows) {
+    nx.step();
     ByRows<Scores, kKeyRows, NQ>::run(static_cast<int>(L - j < kKeyRows ? L - j : kKeyRows), K + j * ks, ks, qt, D, c,
                                        km ? km + j : nullptr, st + j * kQb, mx);
+  }
 }
 
 template <int NP>
@@ -98,6 +100,8 @@ void task_t(const AttnPlan& p, std::int64_t t) {
   const T* Kin = head_of<T>(a.k, a.k_st, tk.b, tk.h);
   const T* Vin = head_of<T>(a.v, a.v_st, tk.b, tk.h);
   const T* Q = head_of<T>(a.q, a.q_st, tk.b, tk.h);
+  NextRows next;
+  next.init<T>(p, t);
   const float* K;
   const float* V;
   index_t ks, vs;
@@ -123,8 +127,8 @@ void task_t(const AttnPlan& p, std::int64_t t) {
     for (index_t x = 0; x < D * kQb; x += 16) _mm512_store_ps(qt + x, _mm512_setzero_ps());
     for (index_t i = 0; i < nq; ++i)
       for (index_t d = 0; d < D; ++d) qt[d * kQb + i] = raw_f32(Q[(i0 + i) * a.q_st.seq + d]);
-    if (nq > 16) scores_block<2>(K, ks, qt, D, L, cs, km, st, mx);
-    else scores_block<1>(K, ks, qt, D, L, cs, km, st, mx);
+    if (nq > 16) scores_block<2>(K, ks, qt, D, L, cs, km, st, mx, next);
+    else scores_block<1>(K, ks, qt, D, L, cs, km, st, mx, next);
     const bool full = mrow && a.mask_q > 1;
     if (full) add_query_mask(st, L, mrow + i0 * Sk, Sk, nq);
     // numerators back into st, in place

@@ -91,12 +91,14 @@ struct PV {
 
 template <int NQ>
 void scores_block(const std::uint16_t* K, index_t ks, const std::uint32_t* qt, index_t Dh, index_t L, float cs,
-                  const float* km, float* st, float* mx) {
+                  const float* km, float* st, float* mx, NextRows& nx) {
   const __m512 c = _mm512_set1_ps(cs * kLog2e);
   reset_max(mx);
-  for (index_t j = 0; j < L; j += kKeyRows)
+  for (index_t j = 0; j < L; j += kKeyRows) {
+    nx.step();
     ByRows<Scores, kKeyRows, NQ>::run(static_cast<int>(L - j < kKeyRows ? L - j : kKeyRows), K + j * ks, ks, qt, Dh,
                                        c, km ? km + j : nullptr, st + j * kQb, mx);
+  }
 }
 
 template <int NP>
@@ -131,6 +133,8 @@ void task_t(const AttnPlan& p, std::int64_t t) {
   const T* Kin = head_of<T>(a.k, a.k_st, tk.b, tk.h);
   const T* Vin = head_of<T>(a.v, a.v_st, tk.b, tk.h);
   const T* Q = head_of<T>(a.q, a.q_st, tk.b, tk.h);
+  NextRows next;
+  next.init<T>(p, t);
   const std::uint16_t* K;
   index_t ks;
   if (k_in_place) {
@@ -173,8 +177,8 @@ void task_t(const AttnPlan& p, std::int64_t t) {
         for (index_t k = 0; k < np; ++k) qt[(d / 2 + k) * kQb + i] = row[k];
       }
     }
-    if (nq > 16) scores_block<2>(K, ks, qt, Dh, L, cs, km, st, mx);
-    else scores_block<1>(K, ks, qt, Dh, L, cs, km, st, mx);
+    if (nq > 16) scores_block<2>(K, ks, qt, Dh, L, cs, km, st, mx, next);
+    else scores_block<1>(K, ks, qt, Dh, L, cs, km, st, mx, next);
     const bool full = mrow && a.mask_q > 1;
     if (full) add_query_mask(st, L, mrow + i0 * Sk, Sk, nq);
     // numerators straight to P^T pairs: pt[j/2][i] = (p[j][i], p[j+1][i])
