@@ -124,9 +124,9 @@ void task_t(const AttnPlan& p, std::int64_t t) {
   const __mmask16 tail = static_cast<__mmask16>(0xffffu >> ((16 - D % 16) % 16));
   for (index_t i0 = tk.r0; i0 < tk.r1; i0 += kQb) {
     const index_t nq = tk.r1 - i0 < kQb ? tk.r1 - i0 : kQb;
-    for (index_t x = 0; x < D * kQb; x += 16) _mm512_store_ps(qt + x, _mm512_setzero_ps());
-    for (index_t i = 0; i < nq; ++i)
-      for (index_t d = 0; d < D; ++d) qt[d * kQb + i] = raw_f32(Q[(i0 + i) * a.q_st.seq + d]);
+    transpose_rows(nq, D, qt, [&](index_t i, index_t c0) {
+      return _mm512_castps_si512(load16(Q + (i0 + i) * a.q_st.seq + c0, first(D - c0)));
+    });
     if (nq > 16) scores_block<2>(K, ks, qt, D, L, cs, km, st, mx, next);
     else scores_block<1>(K, ks, qt, D, L, cs, km, st, mx, next);
     const bool full = mrow && a.mask_q > 1;

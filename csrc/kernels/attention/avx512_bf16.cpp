@@ -11,14 +11,6 @@
 namespace graphopt::kernels::avx512_bf16 {
 namespace {
 
-// 16 values of a row as fp32 (raw int8 values for s8), the lanes outside `m` zero.
-inline __m512 load16(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
-inline __m512 load16(const std::uint16_t* p, __mmask16 m) {
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
-}
-inline __m512 load16(const std::int8_t* p, __mmask16 m) {
-  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, p)));
-}
 inline __m256i bf16x16(__m512 x) { return (__m256i)_mm512_cvtneps_pbh(x); }
 // 32 bf16: lo's 16 values, then hi's.
 inline __m512i bf16x32(__m512 lo, __m512 hi) { return (__m512i)_mm512_cvtne2ps_pbh(hi, lo); }
@@ -28,7 +20,6 @@ inline __m512i pairs(__m512 lo, __m512 hi) {
                                        20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
   return _mm512_permutexvar_epi16(zip, bf16x32(lo, hi));
 }
-inline __mmask16 first(index_t n) { return n >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << n) - 1); }
 
 template <int MK, int NQ>
 struct Scores {
@@ -162,21 +153,13 @@ void task_t(const AttnPlan& p, std::int64_t t) {
   const float* mrow = a.mask ? a.mask + (a.mask_b > 1 ? tk.b : 0) * a.mask_q * Sk : nullptr;
   const float* km = a.mask_q == 1 ? mrow : nullptr;
   const __mmask16 tail = static_cast<__mmask16>(0xffffu >> ((16 - D % 16) % 16));
-  alignas(64) std::uint32_t row[16];
   for (index_t i0 = tk.r0; i0 < tk.r1; i0 += kQb) {
     const index_t nq = tk.r1 - i0 < kQb ? tk.r1 - i0 : kQb;
-    for (index_t x = 0; x < Dh * kQb; x += 16) _mm512_store_si512(qt + x, _mm512_setzero_si512());
-    // Q^T pairs: 32 d of a query row -> 16 pairs, scattered down the block's column i.
-    for (index_t i = 0; i < nq; ++i) {
-      const T* q = Q + (i0 + i) * a.q_st.seq;
-      for (index_t d = 0; d < D; d += 32) {
-        const __m512 lo = load16(q + d, first(D - d));
-        const __m512 hi = load16(q + d + 16, first(D - d - 16 > 0 ? D - d - 16 : 0));
-        _mm512_store_si512(row, bf16x32(lo, hi));
-        const index_t np = (D - d < 32 ? D - d + 1 : 32) / 2;
-        for (index_t k = 0; k < np; ++k) qt[(d / 2 + k) * kQb + i] = row[k];
-      }
-    }
+    // Q^T pairs: qt[p][i] = (q[i][2p], q[i][2p+1])
+    transpose_rows(nq, Dh, qt, [&](index_t i, index_t c0) {
+      const T* q = Q + (i0 + i) * a.q_st.seq + 2 * c0;
+      return bf16x32(load16(q, first(D - 2 * c0)), load16(q + 16, first(D - 2 * c0 - 16)));
+    });
     if (nq > 16) scores_block<2>(K, ks, qt, Dh, L, cs, km, st, mx, next);
     else scores_block<1>(K, ks, qt, Dh, L, cs, km, st, mx, next);
     const bool full = mrow && a.mask_q > 1;

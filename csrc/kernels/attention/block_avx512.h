@@ -37,6 +37,59 @@ struct ByRows {
 // Rows of P V per micro-tile for `np` output panels (<= 24 accumulators).
 constexpr int pv_rows(int np) { return np <= 2 ? 12 : np == 3 ? 8 : 6; }
 
+inline __mmask16 first(index_t n) {
+  return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : static_cast<__mmask16>((1u << n) - 1);
+}
+
+// 16 values of a row as fp32 (raw int8 values for s8), the lanes outside `m` zero.
+inline __m512 load16(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+inline __m512 load16(const std::uint16_t* p, __mmask16 m) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+}
+inline __m512 load16(const std::int8_t* p, __mmask16 m) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, p)));
+}
+
+// r[i] lane j -> r[j] lane i for 16 x 16 32-bit lanes: pairs of rows interleaved by 32 then
+// 64 bits (4 x 4 blocks inside each 128-bit quarter), then the quarters exchanged.
+inline void transpose16(__m512i (&r)[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {  // r[i + e], quarter q: rows i..i+3 of column 4q + e
+    r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  for (int e = 0; e < 4; ++e) {
+    const __m512i x0 = _mm512_shuffle_i32x4(r[e], r[4 + e], 0x44), x1 = _mm512_shuffle_i32x4(r[e], r[4 + e], 0xee);
+    const __m512i x2 = _mm512_shuffle_i32x4(r[8 + e], r[12 + e], 0x44), x3 = _mm512_shuffle_i32x4(r[8 + e], r[12 + e], 0xee);
+    t[e] = _mm512_shuffle_i32x4(x0, x2, 0x88);
+    t[4 + e] = _mm512_shuffle_i32x4(x0, x2, 0xdd);
+    t[8 + e] = _mm512_shuffle_i32x4(x1, x3, 0x88);
+    t[12 + e] = _mm512_shuffle_i32x4(x1, x3, 0xdd);
+  }
+  for (int i = 0; i < 16; ++i) r[i] = t[i];
+}
+
+// The Q block transposed: dst[c * kQb + i] = row(i, c) for c < n 32-bit columns and i < nq
+// queries (lanes of rows past nq are zero). row(i, c0) gives columns c0..c0+15 of query i.
+template <class RowFn>
+inline void transpose_rows(index_t nq, index_t n, void* dst, RowFn row) {
+  auto* o = static_cast<std::uint32_t*>(dst);
+  for (index_t h = 0; h * 16 < nq; ++h)
+    for (index_t c0 = 0; c0 < n; c0 += 16) {
+      __m512i r[16];
+      for (int i = 0; i < 16; ++i) r[i] = h * 16 + i < nq ? row(h * 16 + i, c0) : _mm512_setzero_si512();
+      transpose16(r);
+      const index_t m = n - c0 < 16 ? n - c0 : 16;
+      for (index_t c = 0; c < m; ++c) _mm512_store_si512(o + (c0 + c) * kQb + 16 * h, r[c]);
+    }
+}
+
 // Adds a full [Sq, Sk] mask (mask_q > 1, in base 2) to the transposed scores of nq queries.
 inline void add_query_mask(float* st, index_t L, const float* m, index_t Sk, index_t nq) {
   for (index_t i = 0; i < nq; ++i)
