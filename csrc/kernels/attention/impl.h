@@ -1,10 +1,10 @@
-// Fused attention written once as plain loops vectorised under each ISA TU's flags
-// (include inside `namespace graphopt::kernels::<isa> {`); the scalar reference and the
-// AVX2 path. Same blocking as the AVX-512 kernels (see avx512.cpp), in 16-query blocks:
-// per task, K and V are widened once to fp32; per query block, Q is transposed to
-// [D, 16], the scores are built transposed (S^T [L, 16]: keys by rows, queries across the
-// lanes, so the column softmax is element-wise over rows), and P V is accumulated per
-// query with the 1/sum applied at the store. fp32 products at every precision.
+// Fused attention as plain loops: the scalar reference (ref.cpp; include inside
+// `namespace graphopt::kernels::<isa> {`). Same blocking and semantics as the vector kernels
+// (avx2.cpp, block_avx512.h), in 16-query blocks: per task, K and V are widened once to fp32;
+// per query block, Q is transposed to [D, 16], the scores are built transposed (S^T [L, 16]:
+// keys by rows, queries across the lanes, so the column softmax is element-wise over rows),
+// and P V is accumulated per query with the 1/sum applied at the store. fp32 products at
+// every precision.
 
 namespace {
 
