@@ -43,8 +43,13 @@ index_t keys_used(const AttentionArgs& a, index_t b) {
 
 void run_attention_tasks(const AttnPlan& p, AttnTaskFn fn, void* ctx) {
   const std::int64_t n = p.tasks();
-  if (p.a.run) p.a.run(p.a.run_user, n, fn, ctx);
-  else parallel_tasks(n, p.threads, fn, ctx);
+  if (p.threads > 1 && p.a.run) {
+    p.a.run(p.a.run_user, n, fn, ctx);
+  } else if (p.threads > 1) {
+    parallel_tasks(n, p.threads, fn, ctx);
+  } else {
+    for (std::int64_t t = 0; t < n; ++t) fn(ctx, t);
+  }
 }
 
 Status attention(const AttentionArgs& a) {

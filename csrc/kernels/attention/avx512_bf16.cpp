@@ -134,11 +134,9 @@ void task_t(const AttnPlan& p, std::int64_t t) {
   } else {
     auto* kb = reinterpret_cast<std::uint16_t*>(base + o_k);
     for (index_t j = 0; j < L; ++j)
-      for (index_t d = 0; d < 2 * Dh; d += 16) {
-        const index_t n = D - d < 16 ? D - d : 16;  // <= 0 only for the odd-D pad lane
+      for (index_t d = 0; d < 2 * Dh; d += 16)  // the odd-D pad lane is loaded as 0
         _mm256_mask_storeu_epi16(kb + j * 2 * Dh + d, first(2 * Dh - d),
-                                 bf16x16(load16(Kin + j * a.k_st.seq + d, first(n > 0 ? n : 0))));
-      }
+                                 bf16x16(load16(Kin + j * a.k_st.seq + d, first(D - d))));
     K = kb;
     ks = 2 * Dh;
   }
