@@ -78,6 +78,39 @@ std::vector<py::ssize_t> shape_of(const py::array& a) {
   return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
 }
 
+std::string strides_str(const py::array& a) {
+  std::ostringstream s;
+  s << "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s << (i ? ", " : "") << a.strides(i);
+  s << ")";
+  return s.str();
+}
+
+// (batch, head, seq) element strides of a 4-D [B, H, S, D] view whose rows (d) are contiguous;
+// views such as x.transpose(0, 2, 1, 3) of a [B, S, H, D] array are read in place. Strides of
+// size-1 dimensions are irrelevant and replaced by dense ones.
+kernels::HeadStrides head_strides(const py::array& a, const char* name) {
+  const py::ssize_t is = a.itemsize();
+  const py::ssize_t D = a.shape(3);
+  py::ssize_t st[3];
+  for (int i = 0; i < 3; ++i) {
+    const py::ssize_t s = a.strides(i);
+    if (s < 0 || s % is)
+      throw py::value_error(std::string(name) + ": strides " + strides_str(a) + " of shape " + shape_str(a) +
+                            " must be non-negative multiples of the item size");
+    st[i] = s / is;
+  }
+  if (D > 1 && a.strides(3) != is)
+    throw py::value_error(std::string(name) + ": the last dimension of shape " + shape_str(a) + " must be contiguous, strides " +
+                          strides_str(a));
+  if (a.shape(2) <= 1) st[2] = D;
+  if (a.shape(1) <= 1) st[1] = a.shape(2) * st[2];
+  if (a.shape(0) <= 1) st[0] = a.shape(1) * st[1];
+  if (st[2] < D)
+    throw py::value_error(std::string(name) + ": rows of shape " + shape_str(a) + " overlap (strides " + strides_str(a) + ")");
+  return kernels::HeadStrides{st[0], st[1], st[2]};
+}
+
 Act parse_act(const std::string& s) {
   if (s == "none") return Act::none;
   if (s == "relu") return Act::relu;
@@ -541,24 +574,27 @@ void bind_kernels(py::module_& m) {
   }, py::arg("x"), "bf16 bits (uint16) -> fp32.");
 
   m.def("attention", [](py::array q, py::array k, py::array v, py::object mask, double scale, double q_scale,
-                        double k_scale, double v_scale, const std::string& out_dtype) {
+                        double k_scale, double v_scale, const std::string& out_dtype, bool bf16_compute, py::object out) {
     kernels::AttentionArgs a;
     DT dt;
     if (is_dt(q, DT::f32)) { a.type = kernels::AttnType::f32; dt = DT::f32; }
     else if (is_dt(q, DT::u16)) { a.type = kernels::AttnType::bf16; dt = DT::u16; }
     else if (is_dt(q, DT::s8)) { a.type = kernels::AttnType::s8; dt = DT::s8; }
     else throw py::type_error("q: expected a float32, uint16 (bf16) or int8 array, got " + describe(q));
-    check(q, "q", dt);
-    check(k, "k", dt);
-    check(v, "v", dt);
+    if (!is_dt(k, dt) || !is_dt(v, dt))
+      throw py::type_error("q, k, v must share one dtype; got q " + describe(q) + ", k " + describe(k) + ", v " + describe(v));
     if (q.ndim() != 4 || k.ndim() != 4 || v.ndim() != 4)
       throw py::value_error("q, k, v must be [B, H, S, D]; got q " + shape_str(q) + ", k " + shape_str(k) + ", v " + shape_str(v));
     if (shape_of(k) != shape_of(v) || k.shape(0) != q.shape(0) || k.shape(1) != q.shape(1) || k.shape(3) != q.shape(3))
       throw py::value_error("mismatched attention shapes: q " + shape_str(q) + ", k " + shape_str(k) + ", v " + shape_str(v));
     a.B = q.shape(0); a.H = q.shape(1); a.Sq = q.shape(2); a.Sk = k.shape(2); a.D = q.shape(3);
+    a.q_st = head_strides(q, "q");
+    a.k_st = head_strides(k, "k");
+    a.v_st = head_strides(v, "v");
     a.q = q.data(); a.k = k.data(); a.v = v.data();
     a.scale = static_cast<float>(scale);
     a.q_scale = static_cast<float>(q_scale); a.k_scale = static_cast<float>(k_scale); a.v_scale = static_cast<float>(v_scale);
+    a.bf16_compute = bf16_compute;
     py::array mk;
     if (!mask.is_none()) {
       mk = py::reinterpret_borrow<py::array>(mask);
@@ -573,20 +609,33 @@ void bind_kernels(py::module_& m) {
       a.mask_b = mk.shape(0);
       a.mask_q = ok4 ? mk.shape(2) : 1;
     }
-    if (out_dtype != "f32" && out_dtype != "bf16") throw py::value_error("out_dtype must be f32 or bf16, got '" + out_dtype + "'");
-    a.out_bf16 = out_dtype == "bf16";
-    std::vector<py::ssize_t> os = shape_of(q);
-    py::array out = a.out_bf16 ? py::array(py::array_t<std::uint16_t>(os)) : py::array(py::array_t<float>(os));
-    a.out = out.mutable_data();
+    py::array o;
+    if (out.is_none()) {
+      if (out_dtype != "f32" && out_dtype != "bf16") throw py::value_error("out_dtype must be f32 or bf16, got '" + out_dtype + "'");
+      a.out_bf16 = out_dtype == "bf16";
+      std::vector<py::ssize_t> os = shape_of(q);
+      o = a.out_bf16 ? py::array(py::array_t<std::uint16_t>(os)) : py::array(py::array_t<float>(os));
+    } else {
+      o = py::reinterpret_borrow<py::array>(out);
+      if (!is_dt(o, DT::f32) && !is_dt(o, DT::u16))
+        throw py::type_error("out: expected a float32 or uint16 (bf16) array, got " + describe(o));
+      if (o.ndim() != 4 || o.shape(0) != a.B || o.shape(1) != a.H || o.shape(2) != a.Sq || o.shape(3) != a.D)
+        throw py::value_error("out of shape " + shape_str(o) + " must match q " + shape_str(q));
+      if (!o.writeable()) throw py::value_error("out is read-only");
+      a.out_bf16 = is_dt(o, DT::u16);
+      a.out_st = head_strides(o, "out");
+    }
+    a.out = o.mutable_data();
     Status st;
     {
       py::gil_scoped_release nogil;
       st = kernels::attention(a);
     }
     ok(st);
-    return out;
+    return o;
   }, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("mask") = py::none(), py::arg("scale") = 1.0,
-     py::arg("q_scale") = 1.0, py::arg("k_scale") = 1.0, py::arg("v_scale") = 1.0, py::arg("out_dtype") = "f32");
+     py::arg("q_scale") = 1.0, py::arg("k_scale") = 1.0, py::arg("v_scale") = 1.0, py::arg("out_dtype") = "f32",
+     py::arg("bf16_compute") = false, py::arg("out") = py::none());
 
   m.def("peak_gops", [](const std::string& kind, double seconds) {
     py::gil_scoped_release nogil;

@@ -1,91 +1,103 @@
-// Fused attention written once as plain loops vectorised under each ISA TU's
-// flags (include inside `namespace graphopt::kernels::<isa> {`).
-//
-// Per (batch, head), in parallel: K is transposed into an fp32 [D, Sk] block
-// and V widened into fp32 [Sk, D] once; each query row then computes its
-// scores as a sum of D vector AXPYs over Sk (vectorised over keys), adds the
-// mask, runs softmax in place, and accumulates P x V as Sk AXPYs over D.
-// bf16 and s8 inputs are widened to fp32 on load; nothing of size Sq x Sk
-// is materialised.
+// Fused attention as plain loops: the scalar reference (ref.cpp; include inside
+// `namespace graphopt::kernels::<isa> {`). Same blocking and semantics as the vector kernels
+// (avx2.cpp, block_avx512.h), in 16-query blocks: per task, K and V are widened once to fp32;
+// per query block, Q is transposed to [D, 16], the scores are built transposed (S^T [L, 16]:
+// keys by rows, queries across the lanes, so the column softmax is element-wise over rows),
+// and P V is accumulated per query with the 1/sum applied at the store. fp32 products at
+// every precision.
 
 namespace {
 
+constexpr index_t kQb = 16;
+
 template <class T>
-inline float widen(T v, float s) {
-  if constexpr (std::is_same<T, float>::value) return v;
-  else if constexpr (std::is_same<T, std::uint16_t>::value) return bf16_to_f32(v);
-  else return static_cast<float>(v) * s;
+void task_t(const AttnPlan& p, std::int64_t t) {
+  const AttentionArgs& a = p.a;
+  const AttnTask tk = attn_task(p, t);
+  const index_t D = a.D, L = tk.L, Sk = a.Sk;
+  Carve c;
+  const std::size_t o_k = c.take<float>(L * D), o_v = c.take<float>(L * D), o_q = c.take<float>(D * kQb),
+                    o_s = c.take<float>(L * kQb), o_o = c.take<float>(D);
+  auto* base = static_cast<unsigned char*>(attn_scratch(c.off));
+  float* kf = reinterpret_cast<float*>(base + o_k);
+  float* vf = reinterpret_cast<float*>(base + o_v);
+  float* qt = reinterpret_cast<float*>(base + o_q);
+  float* st = reinterpret_cast<float*>(base + o_s);
+  float* orow = reinterpret_cast<float*>(base + o_o);
+  const T* K = head_of<T>(a.k, a.k_st, tk.b, tk.h);
+  const T* V = head_of<T>(a.v, a.v_st, tk.b, tk.h);
+  const T* Q = head_of<T>(a.q, a.q_st, tk.b, tk.h);
+  for (index_t j = 0; j < L; ++j)
+    for (index_t d = 0; d < D; ++d) {
+      kf[j * D + d] = raw_f32(K[j * a.k_st.seq + d]);
+      vf[j * D + d] = raw_f32(V[j * a.v_st.seq + d]);
+    }
+  const float cs = logit_scale(a), os = out_scale(a);
+  const float* mrow = a.mask ? a.mask + (a.mask_b > 1 ? tk.b : 0) * a.mask_q * Sk : nullptr;
+  for (index_t i0 = tk.r0; i0 < tk.r1; i0 += kQb) {
+    const index_t nq = tk.r1 - i0 < kQb ? tk.r1 - i0 : kQb;
+    for (index_t x = 0; x < D * kQb; ++x) qt[x] = 0.f;
+    for (index_t i = 0; i < nq; ++i)
+      for (index_t d = 0; d < D; ++d) qt[d * kQb + i] = raw_f32(Q[(i0 + i) * a.q_st.seq + d]);
+    for (index_t j = 0; j < L; ++j) {
+      float acc[kQb] = {0};
+      for (index_t d = 0; d < D; ++d) {
+        const float kd = kf[j * D + d];
+        for (index_t i = 0; i < kQb; ++i) acc[i] += kd * qt[d * kQb + i];
+      }
+      float* s = st + j * kQb;
+      for (index_t i = 0; i < kQb; ++i) s[i] = acc[i] * cs;
+      if (mrow && a.mask_q == 1)
+        for (index_t i = 0; i < kQb; ++i) s[i] += mrow[j];
+      else if (mrow)
+        for (index_t i = 0; i < nq; ++i) s[i] += mrow[(i0 + i) * Sk + j];
+    }
+    // Column softmax numerators; a query whose keys are all -inf gets max 0, so every
+    // exp is 0, the sum is 0 and the row is written as zeros.
+    float mx[kQb], sum[kQb] = {0};
+    for (index_t i = 0; i < kQb; ++i) mx[i] = -INFINITY;
+    for (index_t j = 0; j < L; ++j)
+      for (index_t i = 0; i < kQb; ++i) mx[i] = st[j * kQb + i] > mx[i] ? st[j * kQb + i] : mx[i];
+    for (index_t i = 0; i < kQb; ++i) mx[i] = mx[i] > -INFINITY ? mx[i] : 0.f;
+    for (index_t j = 0; j < L; ++j)
+      for (index_t i = 0; i < kQb; ++i) {
+        const float e = exp_f(st[j * kQb + i] - mx[i]);
+        st[j * kQb + i] = e;
+        sum[i] += e;
+      }
+    for (index_t i = 0; i < nq; ++i) {
+      for (index_t d = 0; d < D; ++d) orow[d] = 0.f;
+      for (index_t j = 0; j < L; ++j) {
+        const float pj = st[j * kQb + i];
+        const float* __restrict vr = vf + j * D;
+        float* __restrict o = orow;
+        for (index_t d = 0; d < D; ++d) o[d] += pj * vr[d];
+      }
+      const float inv = sum[i] > 0.f ? os / sum[i] : 0.f;
+      const index_t off = tk.b * a.out_st.batch + tk.h * a.out_st.head + (i0 + i) * a.out_st.seq;
+      if (a.out_bf16) {
+        std::uint16_t* o = static_cast<std::uint16_t*>(a.out) + off;
+        for (index_t d = 0; d < D; ++d) o[d] = f32_to_bf16(orow[d] * inv);
+      } else {
+        float* o = static_cast<float*>(a.out) + off;
+        for (index_t d = 0; d < D; ++d) o[d] = orow[d] * inv;
+      }
+    }
+  }
 }
 
 template <class T>
-void attention_t(const AttentionArgs& a) {
-  const index_t B = a.B, H = a.H, Sq = a.Sq, Sk = a.Sk, D = a.D;
-  const T* Q = static_cast<const T*>(a.q);
-  const T* K = static_cast<const T*>(a.k);
-  const T* V = static_cast<const T*>(a.v);
-  const bool s8 = std::is_same<T, std::int8_t>::value;
-  const float qs = (s8 ? a.q_scale : 1.f) * a.scale, ks = s8 ? a.k_scale : 1.f, vs = s8 ? a.v_scale : 1.f;
-  const index_t BH = B * H;
-  const bool par = BH > 1 && static_cast<double>(BH) * Sq * Sk * D >= 65536.0;
-#pragma omp parallel if (par)
-  {
-    const std::size_t need = static_cast<std::size_t>(2 * Sk * D + Sk + 2 * D);
-    float* buf = static_cast<float*>(::operator new(need * sizeof(float)));
-    float* kt = buf;             // [D, Sk]
-    float* vf = kt + Sk * D;     // [Sk, D]
-    float* sc = vf + Sk * D;     // [Sk]
-    float* qr = sc + Sk;         // [D]
-    float* orow = qr + D;        // [D]
-#pragma omp for schedule(static)
-    for (index_t bh = 0; bh < BH; ++bh) {
-      const index_t b = bh / H;
-      const T* k = K + bh * Sk * D;
-      const T* v = V + bh * Sk * D;
-      for (index_t j = 0; j < Sk; ++j)
-        for (index_t d = 0; d < D; ++d) kt[d * Sk + j] = widen(k[j * D + d], ks);
-      for (index_t t = 0; t < Sk * D; ++t) vf[t] = widen(v[t], vs);
-      for (index_t i = 0; i < Sq; ++i) {
-        const T* q = Q + (bh * Sq + i) * D;
-        for (index_t d = 0; d < D; ++d) qr[d] = widen(q[d], 1.f) * qs;
-        for (index_t j = 0; j < Sk; ++j) sc[j] = 0.f;
-        for (index_t d = 0; d < D; ++d) {
-          const float qd = qr[d];
-          const float* __restrict kr = kt + d * Sk;
-          float* __restrict s = sc;
-          for (index_t j = 0; j < Sk; ++j) s[j] += qd * kr[j];
-        }
-        if (a.mask) {
-          const float* __restrict m = a.mask + ((a.mask_b > 1 ? b : 0) * a.mask_q + (a.mask_q > 1 ? i : 0)) * Sk;
-          for (index_t j = 0; j < Sk; ++j) sc[j] += m[j];
-        }
-        softmax_row(sc, Sk);
-        for (index_t d = 0; d < D; ++d) orow[d] = 0.f;
-        for (index_t j = 0; j < Sk; ++j) {
-          const float p = sc[j];
-          const float* __restrict vr = vf + j * D;
-          float* __restrict o = orow;
-          for (index_t d = 0; d < D; ++d) o[d] += p * vr[d];
-        }
-        const index_t off = (bh * Sq + i) * D;
-        if (a.out_bf16) {
-          std::uint16_t* o = static_cast<std::uint16_t*>(a.out) + off;
-          for (index_t d = 0; d < D; ++d) o[d] = f32_to_bf16(orow[d]);
-        } else {
-          float* o = static_cast<float*>(a.out) + off;
-          for (index_t d = 0; d < D; ++d) o[d] = orow[d];
-        }
-      }
-    }
-    ::operator delete(buf);
-  }
+void run_t(const AttnPlan& p) {
+  run_attention_tasks(p, [](void* ctx, std::int64_t t) { task_t<T>(*static_cast<const AttnPlan*>(ctx), t); },
+                      const_cast<AttnPlan*>(&p));
 }
 
 }  // namespace
 
-void attention(const AttentionArgs& a) {
-  switch (a.type) {
-    case AttnType::f32: attention_t<float>(a); break;
-    case AttnType::bf16: attention_t<std::uint16_t>(a); break;
-    case AttnType::s8: attention_t<std::int8_t>(a); break;
+void attention(const AttnPlan& p) {
+  switch (p.a.type) {
+    case AttnType::f32: run_t<float>(p); break;
+    case AttnType::bf16: run_t<std::uint16_t>(p); break;
+    case AttnType::s8: run_t<std::int8_t>(p); break;
   }
 }

@@ -1,14 +1,8 @@
 // Fused attention, ref build (see impl.h; flags set per file in CMakeLists.txt).
-#include <omp.h>
-
 #include <cmath>
 #include <cstdint>
-#include <new>
-#include <type_traits>
 
-#include "../common/math.h"
-#include "../common/rowops.h"
-#include "attention_internal.h"
+#include "task.h"
 
 namespace graphopt::kernels::ref {
 #include "impl.h"

@@ -291,17 +291,20 @@ Status softmax(ExecCtx& c, const Step& s) {
   return wrap(s, kernels::softmax(x.as<float>(), nullptr, 1, x.numel() / N, N, y.as<float>()));
 }
 
-// Multi-head attention, per (batch, head) in parallel, on the packed GEMM kernels:
-//   S = (scale*Q) K^T  (K^T packed per head),  P = softmax(S + mask),  O = P V  (V packed per head).
+// Multi-head attention on the fused kernel (kernels::attention: S = Q K^T, mask, softmax and
+// P V per head and query block, in registers and L1, with fp32 or bf16 products).
 // Layouts are read through strides, so no transposes are materialised:
 //   in_bsh=0: Q, K, V are [B, N, S, D];   in_bsh=1: [B, S, C] rows holding the heads side by side
 //   (packed=1: one [B, S, 3H] tensor with Q | K | V, as a fused QKV projection produces it);
 //   out_bsh=0: O is [B, N, S, D];  out_bsh=1: O is [B, S, N*D] (ready for the output projection).
-// mask: additive fp32 broadcastable as [1|B, 1, 1|Sq, Sk].
-struct HeadView {
-  const float* base;
-  index_t sb, sh, ss;  // strides of batch, head, sequence (elements); d is contiguous
-};
+// mask: additive fp32 broadcastable as [1|B, 1, 1|Sq, Sk]; trailing keys masked (<= -5000) for
+// every query of a batch row (padding) are skipped by the kernel.
+// bf16=1: bf16 products with fp32 accumulation and softmax (the bf16/int8 precisions).
+
+// Runs the kernel's tasks on the executor's pool, so a run keeps one set of worker threads.
+void attention_tasks(void*, std::int64_t n, kernels::AttnTaskFn fn, void* ctx) {
+  parallel_for(n, [&](index_t t) { fn(ctx, t); });
+}
 
 Status attention(ExecCtx& c, const Step& s) {
   const bool in_bsh = s.i("in_bsh", 0) != 0, out_bsh = s.i("out_bsh", 0) != 0, packed = s.i("packed", 0) != 0;
@@ -309,16 +312,16 @@ Status attention(ExecCtx& c, const Step& s) {
   const Tensor& k = packed ? q : c.in(s, 1);
   const Tensor& v = packed ? q : c.in(s, 2);
   if (q.dt != DType::f32 || k.dt != DType::f32 || v.dt != DType::f32) return bad(s, "Q, K, V must be float32");
+  kernels::AttentionArgs a;
   index_t B, N, Sq, Sk, D;
-  HeadView hq, hk, hv;
+  const float *qp = q.as<float>(), *kp = k.as<float>(), *vp = v.as<float>();
   if (!in_bsh) {
     if (q.shape.size() != 4 || k.shape.size() != 4 || v.shape.size() != 4) return bad(s, "Q, K, V must be rank 4 [B,N,S,D]");
     B = q.shape[0]; N = q.shape[1]; Sq = q.shape[2]; D = q.shape[3]; Sk = k.shape[2];
     if (k.shape[0] != B || k.shape[1] != N || k.shape[3] != D || v.shape != k.shape)
       return bad(s, "K/V shapes " + shape_str(k.shape) + "/" + shape_str(v.shape) + " do not match Q " + shape_str(q.shape));
-    hq = {q.as<float>(), N * Sq * D, Sq * D, D};
-    hk = {k.as<float>(), N * Sk * D, Sk * D, D};
-    hv = {v.as<float>(), N * Sk * D, Sk * D, D};
+    a.q_st = {N * Sq * D, Sq * D, D};
+    a.k_st = a.v_st = {N * Sk * D, Sk * D, D};
   } else {
     N = s.i("heads", 1);
     if (q.shape.size() != 3) return bad(s, "input must be [B, S, C], got " + shape_str(q.shape));
@@ -328,22 +331,19 @@ Status attention(ExecCtx& c, const Step& s) {
       if (C % (3 * N)) return bad(s, "packed QKV width " + std::to_string(C) + " is not divisible by 3*heads");
       D = C / 3 / N;
       Sk = Sq;
-      hq = {q.as<float>(), Sq * C, D, C};
-      hk = {q.as<float>() + N * D, Sq * C, D, C};
-      hv = {q.as<float>() + 2 * N * D, Sq * C, D, C};
+      kp = qp + N * D;
+      vp = qp + 2 * N * D;
+      a.q_st = a.k_st = a.v_st = {Sq * C, D, C};
     } else {
       if (C % N || k.shape.size() != 3 || v.shape != k.shape || k.shape[2] != C || k.shape[0] != B)
         return bad(s, "Q/K/V must be [B, S, H] with H divisible by heads");
       D = C / N;
       Sk = k.shape[1];
-      hq = {q.as<float>(), Sq * C, D, C};
-      hk = {k.as<float>(), Sk * C, D, C};
-      hv = {v.as<float>(), Sk * C, D, C};
+      a.q_st = {Sq * C, D, C};
+      a.k_st = a.v_st = {Sk * C, D, C};
     }
   }
   const float scale = static_cast<float>(s.f("scale", 1.0 / std::sqrt(static_cast<double>(D))));
-  const float* mask = nullptr;
-  index_t mb = 1, mq = 1;
   const int mi = packed ? 1 : 3;
   if (c.has(s, mi)) {
     const Tensor& m = c.in(s, mi);
@@ -352,88 +352,21 @@ Status attention(ExecCtx& c, const Step& s) {
     while (ms.size() < 4) ms.insert(ms.begin(), 1);
     if (ms.size() != 4 || ms[1] != 1 || ms[3] != Sk || (ms[0] != 1 && ms[0] != B) || (ms[2] != 1 && ms[2] != Sq))
       return bad(s, "mask shape " + shape_str(m.shape) + " is not [1|B, 1, 1|Sq, Sk]");
-    mask = m.as<float>();
-    mb = ms[0];
-    mq = ms[2];
+    a.mask = m.as<float>();
+    a.mask_b = ms[0];
+    a.mask_q = ms[2];
   }
   Tensor& o = out_bsh ? c.out(s, 0, {B, Sq, N * D}, DType::f32) : c.out(s, 0, {B, N, Sq, D}, DType::f32);
-  const HeadView ho = out_bsh ? HeadView{o.as<float>(), Sq * N * D, D, N * D} : HeadView{o.as<float>(), N * Sq * D, Sq * D, D};
   if (B * N * Sq == 0) return Status::ok();
-  const index_t BN = B * N;
-  // Keys masked out for every query of a batch row (padding: additive mask <= -5000, whose exp
-  // underflows to exactly 0 next to any unmasked score) are skipped: exact, and with padded real
-  // sentences most of the sequence. A row with no unmasked key keeps all keys (uniform softmax).
-  std::vector<index_t> skb(static_cast<std::size_t>(B), Sk);
-  if (mask) {
-    for (index_t b = 0; b < B; ++b) {
-      const float* mb_ = mask + (mb > 1 ? b : 0) * mq * Sk;
-      index_t last = 0;
-      for (index_t i = 0; i < mq; ++i)
-        for (index_t j = Sk; j > last; --j)
-          if (mb_[i * Sk + j - 1] > -5000.f) { last = j; break; }
-      skb[b] = last > 0 ? last : Sk;
-    }
-  }
-  // Per-thread scratch: scaled Q [Sq,D], dense K/V [Sk,D], scores [Sq,Sk].
-  const bool use_bf16 = s.i("bf16", 0) != 0;
-  // (+ bf16 copies of Q and P when use_bf16, counted in floats: half size each)
-  const std::size_t per = static_cast<std::size_t>(Sq * D + 2 * Sk * D + Sq * Sk + (Sq * D + Sq * Sk) / 2 + 128);
-  std::mutex mu;
-  Status err;
-  parallel_for(BN, [&](index_t bh) {
-    thread_local std::vector<float> tbuf;
-    if (tbuf.size() < per + 16) tbuf.resize(per + 16);
-    float* qs = reinterpret_cast<float*>((reinterpret_cast<std::uintptr_t>(tbuf.data()) + 63) / 64 * 64);
-    float* kd = qs + Sq * D;
-    float* vd = kd + Sk * D;
-    float* sc = vd + Sk * D;
-    const index_t b = bh / N, h = bh % N;
-    const float* qp = hq.base + b * hq.sb + h * hq.sh;
-    const float* kp = hk.base + b * hk.sb + h * hk.sh;
-    const float* vp = hv.base + b * hv.sb + h * hv.sh;
-    for (index_t i = 0; i < Sq; ++i)
-      for (index_t d = 0; d < D; ++d) qs[i * D + d] = qp[i * hq.ss + d] * scale;
-    const index_t L = skb[b];
-    for (index_t j = 0; j < L; ++j) {
-      std::memcpy(kd + j * D, kp + j * hk.ss, static_cast<std::size_t>(D) * 4);
-      std::memcpy(vd + j * D, vp + j * hv.ss, static_cast<std::size_t>(D) * 4);
-    }
-    PackedWeights Wk, Wv;
-    Epilogue e;
-    float* op = const_cast<float*>(ho.base) + b * ho.sb + h * ho.sh;
-    const float* mrow = mask ? mask + (mb > 1 ? b : 0) * mq * Sk : nullptr;
-    Status st;
-    // scores -> + mask (first L keys) -> softmax, rows of width L
-    auto softmax_rows = [&]() -> Status {
-      if (mrow)
-        for (index_t i = 0; i < Sq; ++i) {
-          const float* m = mrow + (mq > 1 ? i : 0) * Sk;
-          float* r = sc + i * L;
-          for (index_t j = 0; j < L; ++j) r[j] += m[j];
-        }
-      return kernels::softmax(sc, nullptr, 1, Sq, L, sc);
-    };
-    if (use_bf16) {
-      // bf16 operands, fp32 accumulation and softmax (the bf16/int8 precisions).
-      bf16_t* qb = reinterpret_cast<bf16_t*>(sc + Sq * Sk);
-      bf16_t* pb = qb + Sq * D;
-      st = kernels::f32_to_bf16(qs, Sq * D, qb);
-      if (st) st = PackedWeights::pack_bf16_from_f32(kd, D, L, true, &Wk);
-      if (st) st = PackedWeights::pack_bf16_from_f32(vd, L, D, false, &Wv);
-      if (st) st = kernels::gemm_bf16(qb, Sq, D, Wk, e, sc, L);
-      if (st) st = softmax_rows();
-      if (st) st = kernels::f32_to_bf16(sc, Sq * L, pb);
-      if (st) st = kernels::gemm_bf16(pb, Sq, L, Wv, e, op, ho.ss);
-    } else {
-      st = PackedWeights::pack_f32(kd, D, L, true, &Wk);
-      if (st) st = PackedWeights::pack_f32(vd, L, D, false, &Wv);
-      if (st) st = kernels::gemm_f32(qs, Sq, D, Wk, e, sc, L);
-      if (st) st = softmax_rows();
-      if (st) st = kernels::gemm_f32(sc, Sq, L, Wv, e, op, ho.ss);
-    }
-    if (!st) { std::lock_guard<std::mutex> lk(mu); err = st; }
-  });
-  return wrap(s, err);
+  a.out_st = out_bsh ? kernels::HeadStrides{Sq * N * D, D, N * D} : kernels::HeadStrides{N * Sq * D, Sq * D, D};
+  a.type = kernels::AttnType::f32;
+  a.q = qp; a.k = kp; a.v = vp; a.out = o.data;
+  a.B = B; a.H = N; a.Sq = Sq; a.Sk = Sk; a.D = D;
+  a.scale = scale;
+  a.bf16_compute = s.i("bf16", 0) != 0;
+  a.threads = pool_threads();
+  a.run = &attention_tasks;
+  return wrap(s, kernels::attention(a));
 }
 
 // ReduceMean / ReduceSum / ReduceMax over `axes` (attribute or input), keepdims.
