@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from graphopt import _C
@@ -19,7 +19,7 @@ from graphopt.runtime import kernels as gk
 
 from . import refs
 
-PROFILE = __import__("hypothesis").settings.get_profile("kernels")
+PROFILE = settings.get_profile("kernels")
 
 SIZES = st.one_of(st.sampled_from([1, 7, 16, 17, 31, 32, 33, 64, 127]), st.integers(1, 80))
 MASKS = ["none", "key2", "key4", "shared", "full", "full1", "pad", "inf_row"]
@@ -66,7 +66,8 @@ def _make_mask(kind: str, rng: np.random.Generator, B: int, Sq: int, Sk: int) ->
     return m
 
 
-def _layout(layout: str, q: np.ndarray, k: np.ndarray, v: np.ndarray):
+def _layout(layout: str, q: np.ndarray, k: np.ndarray,
+            v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The same [B, H, S, D] values as strided views of the layouts the runtime reads in place."""
     B, H, Sq, D = q.shape
     if layout == "bshd":  # [B, S, H*D] activations, heads side by side
@@ -79,7 +80,8 @@ def _layout(layout: str, q: np.ndarray, k: np.ndarray, v: np.ndarray):
     return q, k, v
 
 
-def _reference(rq, rk, rv, mask, scale) -> np.ndarray:
+def _reference(rq: np.ndarray, rk: np.ndarray, rv: np.ndarray, mask: np.ndarray | None,
+               scale: float) -> np.ndarray:
     """numpy attention; queries whose keys are all -inf are defined to give zeros."""
     if mask is None or mask.ndim != 4:
         return refs.attention(rq, rk, rv, mask, scale)
