@@ -584,7 +584,7 @@ class _Lowerer:
             bf16 = int(self.precision != "fp32")
             st = self.emit("Attention", name, [q, k, v, mask], [pv.outputs[0]], fattrs={"scale": scale},
                            iattrs={"bf16": bf16}, origin=origin)
-            st.detail = f"fused attention ({'bf16' if bf16 else 'fp32'} GEMMs)"
+            st.detail = f"fused attention kernel ({'bf16' if bf16 else 'fp32'} products, fp32 softmax)"
         self.anchors[pv] = emit
 
 

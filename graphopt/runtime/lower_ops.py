@@ -522,7 +522,7 @@ def _g_mha(lw: _Lowerer, n: Node) -> bool:
     bf16 = int(lw.precision != "fp32")
     s = lw.emit("Attention", base, [qkv, mask], [n.outputs[0]], fattrs={"scale": scale},
                 iattrs={"heads": heads, "packed": 1, "in_bsh": 1, "out_bsh": 1, "bf16": bf16}, origin=[n.label()])
-    s.detail = f"fused attention on packed QKV ({'bf16' if bf16 else 'fp32'} GEMMs, no transposes)"
+    s.detail = f"fused attention kernel on packed QKV ({'bf16' if bf16 else 'fp32'} products, read in place)"
     return True
 
 
