@@ -75,8 +75,8 @@ inline void softmax_row_v(const float* x, const float* mask, index_t n, float* y
   __m512 s0 = _mm512_setzero_ps(), s1 = s0;
   index_t i = 0;
   for (; i + 32 <= n; i += 32) {
-    const __m512 a = softmax_exp_v(_mm512_sub_ps(_mm512_loadu_ps(y + i), vmax));
-    const __m512 b = softmax_exp_v(_mm512_sub_ps(_mm512_loadu_ps(y + i + 16), vmax));
+    const __m512 a = exp_fast_v(_mm512_sub_ps(_mm512_loadu_ps(y + i), vmax));
+    const __m512 b = exp_fast_v(_mm512_sub_ps(_mm512_loadu_ps(y + i + 16), vmax));
     _mm512_storeu_ps(y + i, a);
     _mm512_storeu_ps(y + i + 16, b);
     s0 = _mm512_add_ps(s0, a);
@@ -84,7 +84,7 @@ inline void softmax_row_v(const float* x, const float* mask, index_t n, float* y
   }
   for (; i < n; i += 16) {
     const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xffff) : tail_mask(n - i);
-    const __m512 a = _mm512_maskz_mov_ps(m, softmax_exp_v(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, y + i), vmax)));
+    const __m512 a = _mm512_maskz_mov_ps(m, exp_fast_v(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, y + i), vmax)));
     _mm512_mask_storeu_ps(y + i, m, a);
     s0 = _mm512_add_ps(s0, a);
   }
