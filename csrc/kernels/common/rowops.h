@@ -55,14 +55,29 @@ inline __mmask16 tail_mask(index_t r) { return static_cast<__mmask16>((1u << r) 
 // softmax_row below; -inf entries give 0, an all -inf row gives all 0.
 inline void softmax_row_v(const float* x, const float* mask, index_t n, float* y) {
   const __m512 ninf = _mm512_set1_ps(-INFINITY);
-  __m512 mx = ninf;
-  for (index_t i = 0; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xffff) : tail_mask(n - i);
+  const index_t nv = n / 16 * 16;
+  const __mmask16 tm = tail_mask(n - nv);
+  __m512 mx = ninf, mx1 = ninf;
+  index_t i = 0;
+  for (; i + 32 <= nv; i += 32) {
+    __m512 v = _mm512_loadu_ps(x + i), w = _mm512_loadu_ps(x + i + 16);
+    if (mask) {
+      v = _mm512_add_ps(v, _mm512_loadu_ps(mask + i));
+      w = _mm512_add_ps(w, _mm512_loadu_ps(mask + i + 16));
+    }
+    _mm512_storeu_ps(y + i, v);
+    _mm512_storeu_ps(y + i + 16, w);
+    mx = _mm512_max_ps(mx, v);
+    mx1 = _mm512_max_ps(mx1, w);
+  }
+  for (; i < n; i += 16) {
+    const __mmask16 m = i < nv ? static_cast<__mmask16>(0xffff) : tm;
     __m512 v = _mm512_mask_loadu_ps(ninf, m, x + i);
     if (mask) v = _mm512_mask_add_ps(v, m, v, _mm512_maskz_loadu_ps(m, mask + i));
     _mm512_mask_storeu_ps(y + i, m, v);
     mx = _mm512_max_ps(mx, v);
   }
+  mx = _mm512_max_ps(mx, mx1);
   const float rmax = _mm512_reduce_max_ps(mx);
   if (!(rmax > -INFINITY)) {  // fully masked row
     for (index_t i = 0; i < n; i += 16) {
@@ -73,10 +88,9 @@ inline void softmax_row_v(const float* x, const float* mask, index_t n, float* y
   }
   const __m512 vmax = _mm512_set1_ps(rmax);
   __m512 s0 = _mm512_setzero_ps(), s1 = s0;
-  index_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    const __m512 a = softmax_exp_v(_mm512_sub_ps(_mm512_loadu_ps(y + i), vmax));
-    const __m512 b = softmax_exp_v(_mm512_sub_ps(_mm512_loadu_ps(y + i + 16), vmax));
+  for (i = 0; i + 32 <= n; i += 32) {
+    const __m512 a = exp_fast_v(_mm512_sub_ps(_mm512_loadu_ps(y + i), vmax));
+    const __m512 b = exp_fast_v(_mm512_sub_ps(_mm512_loadu_ps(y + i + 16), vmax));
     _mm512_storeu_ps(y + i, a);
     _mm512_storeu_ps(y + i + 16, b);
     s0 = _mm512_add_ps(s0, a);
@@ -84,15 +98,13 @@ inline void softmax_row_v(const float* x, const float* mask, index_t n, float* y
   }
   for (; i < n; i += 16) {
     const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xffff) : tail_mask(n - i);
-    const __m512 a = _mm512_maskz_mov_ps(m, softmax_exp_v(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, y + i), vmax)));
+    const __m512 a = _mm512_maskz_mov_ps(m, exp_fast_v(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, y + i), vmax)));
     _mm512_mask_storeu_ps(y + i, m, a);
     s0 = _mm512_add_ps(s0, a);
   }
   const __m512 inv = _mm512_set1_ps(1.f / _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)));
-  for (i = 0; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xffff) : tail_mask(n - i);
-    _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, y + i), inv));
-  }
+  for (i = 0; i < nv; i += 16) _mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_loadu_ps(y + i), inv));
+  if (nv < n) _mm512_mask_storeu_ps(y + nv, tm, _mm512_mul_ps(_mm512_maskz_loadu_ps(tm, y + nv), inv));
 }
 
 #endif

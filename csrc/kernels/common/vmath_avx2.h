@@ -45,17 +45,11 @@ inline __m256 gelu_erf_v(__m256 x) {
   return _mm256_fmadd_ps(h, erf_v(_mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f))), h);
 }
 
-inline __m256 gelu_tanh_v(__m256 x) {
-  const __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
-  const __m256 u = _mm256_mul_ps(_mm256_set1_ps(0.79788456080286536f), _mm256_fmadd_ps(x3, _mm256_set1_ps(0.044715f), x));
-  const __m256 h = _mm256_mul_ps(x, _mm256_set1_ps(0.5f));
-  return _mm256_fmadd_ps(h, tanh_v(u), h);
-}
 
-// softmax_exp_v of vmath_avx512.h for 8 lanes (x <= 0): AVX2 has no scalef, so
+// exp_fast_v of vmath_avx512.h for 8 lanes, x <= 88: AVX2 has no scalef, so
 // 2^n is built in the exponent field, which limits n to >= -126: below
 // -87.33 the result is 0 (as exp_f).
-inline __m256 softmax_exp_v(__m256 x) {
+inline __m256 exp_fast_v(__m256 x) {
   const __m256 lo = _mm256_set1_ps(-87.33654f);
   const __m256 xc = _mm256_max_ps(x, lo);
   const __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
@@ -70,6 +64,15 @@ inline __m256 softmax_exp_v(__m256 x) {
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
   const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), _mm256_cmp_ps(x, lo, _CMP_GE_OQ));
+}
+
+// As gelu_tanh_f in math.h: x / (1 + exp(-2u)), exp(-2u) = inf above 88.
+inline __m256 gelu_tanh_v(__m256 x) {
+  const __m256 v = _mm256_mul_ps(x, _mm256_fmadd_ps(_mm256_mul_ps(x, x), _mm256_set1_ps(-0.0713548162726f),
+                                                    _mm256_set1_ps(-1.59576912161f)));
+  const __m256 big = _mm256_cmp_ps(v, _mm256_set1_ps(88.f), _CMP_GT_OQ);
+  const __m256 e = _mm256_blendv_ps(exp_fast_v(_mm256_min_ps(v, _mm256_set1_ps(88.f))), _mm256_set1_ps(INFINITY), big);
+  return _mm256_div_ps(x, _mm256_add_ps(e, _mm256_set1_ps(1.f)));
 }
 
 // saturate(round_half_even(y) + zp) as int32 lanes, bounds folded in (see quant_v in vmath_avx512.h).

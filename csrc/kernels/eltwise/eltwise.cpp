@@ -101,7 +101,8 @@ Status quantize_dynamic_u8(const float* x, index_t n, std::uint8_t* q, float* sc
   if (Status s = minmax(x, n, &l, &h); !s) return s;
   float sc = (h - l) / 255.f;
   if (!(sc > 0.f)) sc = 1.f;  // all-zero (or non-finite) range: any scale represents it
-  const std::int32_t zp = std::clamp(static_cast<std::int32_t>(std::nearbyint(-l / sc)), 0, 255);
+  const float z = std::nearbyint(-l / sc);  // clamp in float first: a NaN range (NaN in x) gives 0, not UB
+  const std::int32_t zp = z >= 0.f ? (z <= 255.f ? static_cast<std::int32_t>(z) : 255) : 0;
   *scale = sc;
   *zero_point = zp;
   if (lo) *lo = l;

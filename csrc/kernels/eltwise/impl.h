@@ -1,7 +1,7 @@
 // Element-wise kernel drivers: split the work into tasks and call the row
-// kernels of the including TU (rows_generic.h for ref/avx2, rows_avx512.h for
-// avx512). Include inside exactly one `namespace graphopt::kernels::<isa> {`
-// block per TU, after the row kernels.
+// kernels of the including TU (ref: rows_generic.h; avx2: rows_avx2.h over
+// rows_generic.h; avx512: rows_avx512.h). Include inside exactly one
+// `namespace graphopt::kernels::<isa> {` block per TU, after the row kernels.
 //
 // Parallelism: the caller-participating pool (common/thread_pool.h), not an
 // OpenMP region, whose closing barrier stalls on a descheduled thread when

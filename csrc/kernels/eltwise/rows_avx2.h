@@ -135,20 +135,20 @@ void softmax_masked_row(const float* x, const float* mask, index_t n, float* y) 
   __m256 a0 = _mm256_setzero_ps(), a1 = a0;
   index_t i = 0;
   for (; i + 16 <= nv; i += 16) {
-    const __m256 e0 = softmax_exp_v(_mm256_sub_ps(_mm256_loadu_ps(y + i), vmax));
-    const __m256 e1 = softmax_exp_v(_mm256_sub_ps(_mm256_loadu_ps(y + i + 8), vmax));
+    const __m256 e0 = exp_fast_v(_mm256_sub_ps(_mm256_loadu_ps(y + i), vmax));
+    const __m256 e1 = exp_fast_v(_mm256_sub_ps(_mm256_loadu_ps(y + i + 8), vmax));
     _mm256_storeu_ps(y + i, e0);
     _mm256_storeu_ps(y + i + 8, e1);
     a0 = _mm256_add_ps(a0, e0);
     a1 = _mm256_add_ps(a1, e1);
   }
   for (; i < nv; i += 8) {
-    const __m256 e = softmax_exp_v(_mm256_sub_ps(_mm256_loadu_ps(y + i), vmax));
+    const __m256 e = exp_fast_v(_mm256_sub_ps(_mm256_loadu_ps(y + i), vmax));
     _mm256_storeu_ps(y + i, e);
     a0 = _mm256_add_ps(a0, e);
   }
   if (nv < n) {
-    const __m256 e = _mm256_and_ps(softmax_exp_v(_mm256_sub_ps(_mm256_maskload_ps(y + nv, tm), vmax)), _mm256_castsi256_ps(tm));
+    const __m256 e = _mm256_and_ps(exp_fast_v(_mm256_sub_ps(_mm256_maskload_ps(y + nv, tm), vmax)), _mm256_castsi256_ps(tm));
     _mm256_maskstore_ps(y + nv, tm, e);
     a1 = _mm256_add_ps(a1, e);
   }
