@@ -32,38 +32,17 @@ T* scratch(const Step& s, std::size_t n) {  // NOLINT: defined before its first 
 }
 
 }  // namespace
-namespace avx512 {
-void minmax(const float* x, index_t n, float* lo, float* hi);  // ops/minmax_avx512.cpp
-}
 namespace {
 
-// min/max with 16 independent lanes over full blocks (vectorises without -ffast-math).
-void minmax_serial(const float* x, index_t n, float* lo, float* hi) {
-  if (may_use(Isa::avx512)) { avx512::minmax(x, n, lo, hi); return; }
-  const index_t nb = n / 16;
-  float l[16] = {0}, h[16] = {0};  // the range always includes 0 (exact zero padding)
-  for (index_t b = 0; b < nb; ++b) {
-    const float* p = x + b * 16;
-    for (int j = 0; j < 16; ++j) {
-      l[j] = p[j] < l[j] ? p[j] : l[j];
-      h[j] = p[j] > h[j] ? p[j] : h[j];
-    }
-  }
-  float mn = l[0], mx = h[0];
-  for (int j = 1; j < 16; ++j) { mn = std::min(mn, l[j]); mx = std::max(mx, h[j]); }
-  for (index_t i = nb * 16; i < n; ++i) { mn = std::min(mn, x[i]); mx = std::max(mx, x[i]); }
-  *lo = mn;
-  *hi = mx;
-}
-
+// Range of x widened to include 0 (the kernels' vectorised minmax), split over the pool when large.
 void minmax(const float* x, index_t n, float* lo, float* hi) {
   const int t = pool_threads();
-  if (t <= 1 || n < 4 * kParMin) { minmax_serial(x, n, lo, hi); return; }
+  if (t <= 1 || n < 4 * kParMin) { kernels::minmax(x, n, lo, hi); return; }
   std::vector<float> l(static_cast<std::size_t>(t), 0.f), h(static_cast<std::size_t>(t), 0.f);
   const index_t size = (n + t - 1) / t;
   parallel_for(t, [&](index_t i) {
     const index_t b = i * size, e = std::min(n, b + size);
-    if (b < e) minmax_serial(x + b, e - b, &l[i], &h[i]);
+    if (b < e) kernels::minmax(x + b, e - b, &l[i], &h[i]);
   });
   *lo = *std::min_element(l.begin(), l.end());
   *hi = *std::max_element(h.begin(), h.end());
