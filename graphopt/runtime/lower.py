@@ -681,29 +681,37 @@ def quantize_in_layernorm(steps: list[StepSpec], graph_outputs: set[int]) -> int
     return n
 
 
-def chain_linears(steps: list[StepSpec], graph_outputs: set[int]) -> int:
-    """Linear -> Linear through a private tensor: the first writes what the second reads.
+def _reads_bf16(st: StepSpec) -> bool:
+    """A step that rounds its input 0 to bf16 anyway: a bf16 GEMM, or attention on packed QKV
+    with bf16 products (its K and V come from the same tensor)."""
+    if st.kind == "Linear":
+        return st.iattrs.get("mode", 0) == 1
+    return st.kind == "Attention" and bool(st.iattrs.get("bf16", 0)) and bool(st.iattrs.get("packed", 0))
 
-    bf16 GEMMs pass bf16 (no fp32 round trip); a static int8 GEMM's input quantization
-    moves into the producer's epilogue (requantize to u8 on the consumer's grid). Returns
-    the number of chained pairs.
+
+def chain_linears(steps: list[StepSpec], graph_outputs: set[int]) -> int:
+    """Producer -> consumer through a private tensor: the producer writes what the consumer reads.
+
+    Into bf16 GEMMs and bf16-product attention, Linear and Attention steps pass bf16 (no fp32
+    round trip); a static int8 GEMM's input quantization moves into the producing GEMM's
+    epilogue (requantize to u8 on the consumer's grid). Returns the number of chained pairs.
     """
     uses = _uses(steps)
     n = 0
     for st in steps:
-        if st.kind != "Linear" or st.iattrs.get("out", 0) or len(st.outputs) != 1:
+        if st.kind not in ("Linear", "Attention") or st.iattrs.get("out", 0) or len(st.outputs) != 1:
             continue
         y = st.outputs[0]
         cons = uses.get(id(y), [])
-        if id(y) in graph_outputs or len(cons) != 1 or cons[0].kind != "Linear" or cons[0].inputs[0] is not y \
+        if id(y) in graph_outputs or len(cons) != 1 or cons[0].inputs[0] is not y \
                 or any(k is y for k in cons[0].inputs[1:]):
             continue
         nxt = cons[0]
-        mode = nxt.iattrs.get("mode", 0)
-        if mode == 1:
+        if _reads_bf16(nxt):
             st.iattrs["out"] = 1
             st.detail += " -> bf16 out"
-        elif mode == 2 and nxt.fattrs.get("a_scale", 0.0) > 0.0:
+        elif st.kind == "Linear" and nxt.kind == "Linear" and nxt.iattrs.get("mode", 0) == 2 \
+                and nxt.fattrs.get("a_scale", 0.0) > 0.0:
             st.iattrs.update(out=2, out_zp=int(nxt.iattrs.get("a_zp", 0)))
             st.fattrs["out_scale"] = float(nxt.fattrs["a_scale"])
             st.detail += " -> u8 out (requantized for the next GEMM)"

@@ -290,10 +290,15 @@ Status attention(ExecCtx& c, const Step& s) {
   const Tensor& q = c.in(s, 0);
   const Tensor& k = packed ? q : c.in(s, 1);
   const Tensor& v = packed ? q : c.in(s, 2);
-  if (q.dt != DType::f32 || k.dt != DType::f32 || v.dt != DType::f32) return bad(s, "Q, K, V must be float32");
+  // Q, K, V: all float32, or all bf16 (a chained producer wrote them so); "out" 1 asks for bf16 out.
+  const DType dt = q.dt;
+  if ((dt != DType::f32 && dt != DType::bf16) || k.dt != dt || v.dt != dt)
+    return bad(s, std::string("Q, K, V must all be float32 or all bf16, got ") + dtype_name(q.dt) + ", " +
+                  dtype_name(k.dt) + ", " + dtype_name(v.dt));
+  const std::size_t es = dtype_size(dt);
   kernels::AttentionArgs a;
   index_t B, N, Sq, Sk, D;
-  const float *qp = q.as<float>(), *kp = k.as<float>(), *vp = v.as<float>();
+  const char *qp = static_cast<const char*>(q.data), *kp = static_cast<const char*>(k.data), *vp = static_cast<const char*>(v.data);
   if (!in_bsh) {
     if (q.shape.size() != 4 || k.shape.size() != 4 || v.shape.size() != 4) return bad(s, "Q, K, V must be rank 4 [B,N,S,D]");
     B = q.shape[0]; N = q.shape[1]; Sq = q.shape[2]; D = q.shape[3]; Sk = k.shape[2];
@@ -310,8 +315,8 @@ Status attention(ExecCtx& c, const Step& s) {
       if (C % (3 * N)) return bad(s, "packed QKV width " + std::to_string(C) + " is not divisible by 3*heads");
       D = C / 3 / N;
       Sk = Sq;
-      kp = qp + N * D;
-      vp = qp + 2 * N * D;
+      kp = qp + N * D * es;
+      vp = qp + 2 * N * D * es;
       a.q_st = a.k_st = a.v_st = {Sq * C, D, C};
     } else {
       if (C % N || k.shape.size() != 3 || v.shape != k.shape || k.shape[2] != C || k.shape[0] != B)
@@ -335,10 +340,12 @@ Status attention(ExecCtx& c, const Step& s) {
     a.mask_b = ms[0];
     a.mask_q = ms[2];
   }
-  Tensor& o = out_bsh ? c.out(s, 0, {B, Sq, N * D}, DType::f32) : c.out(s, 0, {B, N, Sq, D}, DType::f32);
+  const DType odt = s.i("out", 0) == 1 ? DType::bf16 : DType::f32;
+  Tensor& o = out_bsh ? c.out(s, 0, {B, Sq, N * D}, odt) : c.out(s, 0, {B, N, Sq, D}, odt);
   if (B * N * Sq == 0) return Status::ok();
   a.out_st = out_bsh ? kernels::HeadStrides{Sq * N * D, D, N * D} : kernels::HeadStrides{N * Sq * D, Sq * D, D};
-  a.type = kernels::AttnType::f32;
+  a.type = dt == DType::bf16 ? kernels::AttnType::bf16 : kernels::AttnType::f32;
+  a.out_bf16 = odt == DType::bf16;
   a.q = qp; a.k = kp; a.v = vp; a.out = o.data;
   a.B = B; a.H = N; a.Sq = Sq; a.Sk = Sk; a.D = D;
   a.scale = scale;
