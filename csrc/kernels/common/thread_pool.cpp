@@ -2,6 +2,9 @@
 #include "thread_pool.h"
 
 #include <pthread.h>
+#if defined(__linux__)
+#include <sched.h>
+#endif
 
 #include <atomic>
 #include <chrono>
@@ -36,7 +39,30 @@ struct Job {
   std::vector<TaskRange> ranges;       // one per participant (caller = 0)
   std::atomic<std::int64_t> done{0};   // finished tasks
   std::atomic<int> joined{0};          // workers that took a reference (<= max_workers)
+  int caller_cpu = -1;                 // where the caller runs (Linux), see leave_cpu
 };
+
+// A worker woken by the caller is often placed on the caller's own CPU (the
+// scheduler's wake-affine heuristic) even when another CPU is idle; there it
+// only time-shares with the caller, and the whole call runs at one-thread speed
+// (seen as 2-thread GEMMs at 1.0x for a whole burst of calls, until the load
+// balancer moves the worker). Such a worker steps off that CPU once: it drops
+// the CPU from its affinity mask, which migrates it immediately, and restores the
+// mask (so any user restriction is kept and later placement stays free).
+void leave_cpu(int cpu) {
+#if defined(__linux__)
+  if (cpu < 0 || sched_getcpu() != cpu) return;
+  cpu_set_t allowed;
+  if (pthread_getaffinity_np(pthread_self(), sizeof(allowed), &allowed) != 0 || !CPU_ISSET(cpu, &allowed)) return;
+  cpu_set_t others = allowed;
+  CPU_CLR(cpu, &others);
+  if (CPU_COUNT(&others) == 0) return;
+  if (pthread_setaffinity_np(pthread_self(), sizeof(others), &others) == 0)
+    pthread_setaffinity_np(pthread_self(), sizeof(allowed), &allowed);
+#else
+  (void)cpu;
+#endif
+}
 
 class Pool {
  public:
@@ -57,6 +83,9 @@ class Pool {
     job->fn = fn;
     job->ctx = ctx;  // only dereferenced through a claimed task, which the caller waits for
     job->max_workers = threads - 1;
+#if defined(__linux__)
+    job->caller_cpu = sched_getcpu();
+#endif
     job->ranges = std::vector<TaskRange>(static_cast<std::size_t>(threads));
     for (int r = 0; r < threads; ++r) {
       job->ranges[r].next.store(ntasks * r / threads, std::memory_order_relaxed);
@@ -144,6 +173,7 @@ class Pool {
         else job.reset();
       }
       if (!job) continue;
+      leave_cpu(job->caller_cpu);
       work(*job, self);
     }
   }
