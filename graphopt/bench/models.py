@@ -76,7 +76,7 @@ class SystemResult:
     max_abs_err: float | None = None
     rss_mb: float | None = None  # resident-set growth of this system alone after build + one run (--memory)
     peak_mb: float | None = None  # peak resident-set growth while building and running it (--memory)
-    size_mb: float | None = None  # weights on disk / packed
+    size_mb: float | None = None  # weights: the file for peers, packed weights + constants for graphopt
     note: str = ""
 
 
@@ -246,7 +246,8 @@ class _Builder:
 
             sess = graphopt.compile(self.static_int8(), precision="int8", num_threads=threads, optimize=None)
             s = sess.summary()
-            return (lambda f: sess.run(f)[0]), s.packed_bytes / 1e6, f"static QDQ, fallbacks={len(s.fallbacks)}"
+            return (lambda f: sess.run(f)[0]), (s.packed_bytes + s.const_bytes) / 1e6, \
+                f"static QDQ, fallbacks={len(s.fallbacks)}"
         if system.startswith("graphopt-"):
             import graphopt
 
@@ -255,7 +256,7 @@ class _Builder:
             if system == "graphopt-int8" and not self.graphopt_summary:
                 self.graphopt_summary = str(s)
             note = f"fallbacks={len(s.fallbacks)}"
-            return (lambda f: sess.run(f)[0]), s.packed_bytes / 1e6, note
+            return (lambda f: sess.run(f)[0]), (s.packed_bytes + s.const_bytes) / 1e6, note
         if system == "ort-fp32":
             return self._ort_session(spec.path, threads), Path(spec.path).stat().st_size / 1e6, "ORT_ENABLE_ALL"
         if system == "ort-fp32-opt":

@@ -537,7 +537,19 @@ def _g_embed_ln(lw: _Lowerer, n: Node) -> bool:
         return False
     base = n.name or n.outputs[0].name
     e = lw.tmp(base + "/word")
-    lw.emit("Gather", base + "/word", [word, ids], [e], iattrs={"axis": 0}, origin=[n.label()])
+    table = lw.const(word)
+    if lw.precision == "int8" and table is not None and table.ndim == 2 and table.size >= (1 << 20):
+        # int8 rows with one scale each (weight-only, like the other weights of an int8 model):
+        # the table is most of a small encoder's memory (MiniLM: 47 MB of fp32).
+        amax = np.abs(table).max(axis=1)
+        scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+        q, sc = Tmp(base + "/word_s8", DType.INT8), Tmp(base + "/word_scale")
+        lw.consts[q] = np.clip(np.rint(table / scale[:, None]), -127, 127).astype(np.int8)
+        lw.consts[sc] = scale
+        s = lw.emit("Gather", base + "/word", [q, ids, sc], [e], iattrs={"axis": 0, "dequant": 1}, origin=[n.label()])
+        s.detail = "int8 rows, per-row scales"
+    else:
+        lw.emit("Gather", base + "/word", [word, ids], [e], iattrs={"axis": 0}, origin=[n.label()])
     if pos_ids is None:
         pos_ids = lw.tmp(base + "/pos_ids", DType.INT64)
         lw.emit("PositionIds", base + "/pos_ids", [ids], [pos_ids], origin=[n.label()])

@@ -252,6 +252,23 @@ Status gather(ExecCtx& c, const Step& s) {
   const std::vector<std::int64_t> ids = read_ints(idx);
   for (auto v : ids)
     if (v < -dim || v >= dim) return bad(s, "index " + std::to_string(v) + " out of range for axis of size " + std::to_string(dim));
+  if (s.i("dequant", 0)) {
+    // Rows of an int8 table with one scale per row (weight-only int8 embeddings): y = q[v, :] * scale[v].
+    if (x.dt != DType::s8 || r != 2 || axis != 0 || !c.has(s, 2) || c.in(s, 2).numel() != dim)
+      return bad(s, "dequantizing gather needs an int8 [rows, dim] table and one scale per row");
+    const float* sc = c.in(s, 2).as<float>();
+    const index_t inner = x.shape[1], ni = static_cast<index_t>(ids.size());
+    Tensor& y = c.out(s, 0, out, DType::f32);
+    float* yp = y.as<float>();
+    const std::int8_t* xp = x.as<std::int8_t>();
+    for (index_t j = 0; j < ni; ++j) {
+      const index_t v = ids[j] < 0 ? ids[j] + dim : ids[j];
+      const float f = sc[v];
+      const std::int8_t* row = xp + v * inner;
+      for (index_t d = 0; d < inner; ++d) yp[j * inner + d] = static_cast<float>(row[d]) * f;
+    }
+    return Status::ok();
+  }
   Tensor& y = c.out(s, 0, out, x.dt);
   const std::size_t es = dtype_size(x.dt);
   index_t outer = 1, inner = 1;
