@@ -109,6 +109,7 @@ class _Lowerer:
         self.absorbed: set[Node] = set()
         self.anchors: dict[Node, Callable[[], None]] = {}
         self.skip_bias_taken: set[Node] = set()
+        self._plans: dict[Node, dict | None] = {}
         self._n = 0
 
     # ------------------------------------------------------------- helpers
@@ -201,7 +202,7 @@ class _Lowerer:
                 conv_plan if (n.op_type == "Conv" and n.domain == "") or \
                 (n.op_type == "FusedConv" and n.domain == GRAPHOPT_DOMAIN) else None
             if plan is not None:
-                self.absorbed.update((plan(self, n) or {}).get("absorb", []))
+                self.absorbed.update((self.plan(n, plan) or {}).get("absorb", []))
         for n in nodes:
             if n not in self.absorbed and n.domain == "":
                 self._match_skip_ln(n) or self._match_gelu(n) or self._match_conv_relu(n)
@@ -318,30 +319,54 @@ class _Lowerer:
             return None
         return half.outputs[0], [div, erf, add, mul, half]
 
+    def _int8_weight(self, v: Value, ndim: int, channel_axis: int) -> tuple[np.ndarray, np.ndarray, Node] | None:
+        """v = DequantizeLinear(int8 const of rank ``ndim``, scale per tensor or per ``channel_axis``,
+        zero point 0) -> (int8 weights, per-channel scales, the DQ node)."""
+        p = v.producer()
+        if p is None or p.op_type != "DequantizeLinear" or p.domain != "" or int(p.attr("block_size", 0) or 0):
+            return None
+        q, sc = self.const(p.inputs[0]), self.const(p.inputs[1])
+        zp = self.const(p.inputs[2]) if len(p.inputs) > 2 and p.inputs[2] is not None else None
+        if q is None or sc is None or q.ndim != ndim or q.dtype != np.int8 or (zp is not None and np.any(zp != 0)):
+            return None
+        channels = q.shape[channel_axis]
+        if sc.size != 1 and not (sc.size == channels and int(p.attr("axis", 1)) % ndim == channel_axis):
+            return None
+        return q, np.broadcast_to(sc.astype(np.float32).reshape(-1), (channels,)).copy(), p
+
     def _weight_of(self, b: Value, transposed: bool = False) -> tuple[np.ndarray, dict | None] | None:
         """fp32 weights [K, N] of a MatMul's / Gemm's B: a constant, or DequantizeLinear(int8 const)
         from a QDQ model. ``transposed``: B is stored [N, K] (Gemm transB=1)."""
         c = self.const(b)
         if c is not None:
             return ((c.T if transposed else c), None) if c.ndim == 2 and c.dtype == np.float32 else None
-        p = b.producer()
-        if p is None or p.op_type != "DequantizeLinear" or p.domain != "":
+        iw = self._int8_weight(b, 2, 0 if transposed else 1)
+        if iw is None:
             return None
-        q, sc = self.const(p.inputs[0]), self.const(p.inputs[1])
-        zp = self.const(p.inputs[2]) if len(p.inputs) > 2 and p.inputs[2] is not None else None
-        if q is None or sc is None or q.ndim != 2 or q.dtype != np.int8 or (zp is not None and np.any(zp != 0)):
-            return None
-        axis = int(p.attr("axis", 1)) % 2
+        q, scale, p = iw
         if transposed:
-            q = q.T  # channel (N) axis 0 of [N, K] is axis 1 of [K, N]
-            axis = 1 - axis
-        if sc.size != 1 and not (sc.size == q.shape[1] and axis == 1):
-            return None
-        if int(p.attr("block_size", 0) or 0):
-            return None
-        scale = np.broadcast_to(sc.astype(np.float32).reshape(-1), (q.shape[1],)).copy()
-        w = q.astype(np.float32) * scale
-        return w, {"w": np.ascontiguousarray(q), "w_scale": scale, "dq": p}
+            q = q.T
+        return q.astype(np.float32) * scale, {"w": np.ascontiguousarray(q), "w_scale": scale, "dq": p}
+
+    def static_input(self, n: Node, x: Value, qinfo: dict | None) -> tuple[Value, dict | None, list[Node]]:
+        """For a GEMM-based node ``n`` with int8 weights (``qinfo``) whose input ``x`` is Q/DQ'd per
+        tensor: (the float input, qinfo with the activation grid, the Q/DQ nodes only ``n`` reads, which
+        fold into its GEMM). Otherwise (x, None, [])."""
+        aq = self._act_qdq(x) if qinfo is not None and self.precision == "int8" else None
+        if aq is None:
+            return x, None, []
+        x0, a_scale, a_zp, (qn, dqn) = aq
+        absorb: list[Node] = []
+        for node in (qinfo["dq"], dqn, qn):
+            if all(c is n or c in absorb for c in node.outputs[0].consumers()) and not node.outputs[0].is_graph_output():
+                absorb.append(node)
+        return x0, dict(qinfo, a_scale=a_scale, a_zp=a_zp), absorb
+
+    def plan(self, n: Node, fn: Callable[[_Lowerer, Node], dict | None]) -> dict | None:
+        """``fn(self, n)``, computed once per node (plans are asked for before and while lowering)."""
+        if n not in self._plans:
+            self._plans[n] = fn(self, n)
+        return self._plans[n]
 
     def _act_qdq(self, x: Value) -> tuple[Value, float, int, list[Node]] | None:
         """x = DequantizeLinear(QuantizeLinear(f, s, z), s, z) with per-tensor constants -> (f, s, z as u8)."""

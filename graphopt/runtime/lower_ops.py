@@ -257,16 +257,10 @@ def _conv_weight(lw: _Lowerer, w: Value) -> tuple[np.ndarray, dict | None] | Non
     c = lw.const(w)
     if c is not None:
         return (c, None) if c.ndim == 4 and c.dtype == np.float32 else None
-    p = w.producer()
-    if p is None or p.op_type != "DequantizeLinear" or p.domain != "":
+    iw = lw._int8_weight(w, 4, 0)
+    if iw is None:
         return None
-    q, sc = lw.const(p.inputs[0]), lw.const(p.inputs[1])
-    zp = lw.const(p.inputs[2]) if len(p.inputs) > 2 and p.inputs[2] is not None else None
-    if q is None or sc is None or q.ndim != 4 or q.dtype != np.int8 or (zp is not None and np.any(zp != 0)):
-        return None
-    if sc.size != 1 and not (sc.size == q.shape[0] and int(p.attr("axis", 1)) == 0):
-        return None
-    scale = np.broadcast_to(sc.astype(np.float32).reshape(-1), (q.shape[0],)).copy()
+    q, scale, p = iw
     return q.astype(np.float32) * scale[:, None, None, None], {"q": q, "w_scale": scale, "dq": p}
 
 
@@ -292,19 +286,12 @@ def conv_plan(lw: _Lowerer, n: Node) -> dict[str, Any] | None:
         b = lw.const(n.inputs[2])
         if b is None:
             return None
-    plan: dict[str, Any] = {"x": x, "W": W, "b": b, "G": G, "qdq": None, "absorb": []}
-    if qinfo is not None and lw.precision == "int8" and (aq := lw._act_qdq(x)) is not None:
-        x0, a_scale, a_zp, (qn, dqn) = aq
-        plan["x"], plan["qdq"] = x0, dict(qinfo, a_scale=a_scale, a_zp=a_zp)
-        for node in (qinfo["dq"], dqn, qn):
-            if all(c is n or c in plan["absorb"] for c in node.outputs[0].consumers()) \
-                    and not node.outputs[0].is_graph_output():
-                plan["absorb"].append(node)
-    return plan
+    x, qdq, absorb = lw.static_input(n, x, qinfo)
+    return {"x": x, "W": W, "b": b, "G": G, "qdq": qdq, "absorb": absorb}
 
 
 def _conv(lw: _Lowerer, n: Node, act: int = 0, out: Value | None = None) -> bool:
-    p = conv_plan(lw, n)
+    p = lw.plan(n, conv_plan)
     if p is None:
         return False
     W, G, qdq = p["W"], p["G"], p["qdq"]
@@ -485,20 +472,12 @@ def mha_plan(lw: _Lowerer, n: Node) -> dict[str, Any] | None:
             return None
     if kpm is not None and lw.dt(kpm) not in (DType.INT64, DType.INT32, DType.BOOL):
         return None
-    plan: dict[str, Any] = {"x": x, "W": W, "b": lw.const(b), "kpm": kpm, "bias": bias, "heads": heads,
-                            "qdq": None, "absorb": []}
-    if qinfo is not None and lw.precision == "int8" and (aq := lw._act_qdq(x)) is not None:
-        x0, a_scale, a_zp, (qn, dqn) = aq
-        plan["x"], plan["qdq"] = x0, dict(qinfo, a_scale=a_scale, a_zp=a_zp)
-        for node in (qinfo["dq"], dqn, qn):
-            if all(c is n or c in plan["absorb"] for c in node.outputs[0].consumers()) \
-                    and not node.outputs[0].is_graph_output():
-                plan["absorb"].append(node)
-    return plan
+    x, qdq, absorb = lw.static_input(n, x, qinfo)
+    return {"x": x, "W": W, "b": lw.const(b), "kpm": kpm, "bias": bias, "heads": heads, "qdq": qdq, "absorb": absorb}
 
 
 def _g_mha(lw: _Lowerer, n: Node) -> bool:
-    p = mha_plan(lw, n)
+    p = lw.plan(n, mha_plan)
     if p is None:
         return False
     x, W, kpm, bias, heads = p["x"], p["W"], p["kpm"], p["bias"], p["heads"]
