@@ -140,18 +140,9 @@ void task_t(const AttnPlan& p, std::int64_t t) {
     else softmax_cols<1, 5>(st, L, full ? nullptr : mx, os, inv, keep);
     // Output panels in groups of up to 4 (24 accumulators), the last group masked at D.
     const index_t off = out_off(a, tk, i0);
-    for (index_t g = 0; g < panels; g += 4) {
-      const int np = static_cast<int>(panels - g < 4 ? panels - g : 4);
-      const __mmask16 tl = g + np == panels ? tail : __mmask16(0xffff);
-      const float* Vg = V + 16 * g;
-      const index_t og = off + 16 * g;
-      switch (np) {
-        case 1: pv_block<1>(st, Vg, vs, L, tl, inv, a.out, og, a.out_st.seq, a.out_bf16, nq); break;
-        case 2: pv_block<2>(st, Vg, vs, L, tl, inv, a.out, og, a.out_st.seq, a.out_bf16, nq); break;
-        case 3: pv_block<3>(st, Vg, vs, L, tl, inv, a.out, og, a.out_st.seq, a.out_bf16, nq); break;
-        default: pv_block<4>(st, Vg, vs, L, tl, inv, a.out, og, a.out_st.seq, a.out_bf16, nq); break;
-      }
-    }
+    for_panel_groups(panels, tail, [&](auto np, index_t g, __mmask16 tl) {
+      pv_block<decltype(np)::value>(st, V + 16 * g, vs, L, tl, inv, a.out, off + 16 * g, a.out_st.seq, a.out_bf16, nq);
+    });
   }
 }
 

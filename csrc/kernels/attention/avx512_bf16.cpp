@@ -169,18 +169,9 @@ void task_t(const AttnPlan& p, std::int64_t t) {
     if (nq > 16) softmax_cols<2, 3>(st, L, full ? nullptr : mx, os, inv, pack);
     else softmax_cols<1, 3>(st, L, full ? nullptr : mx, os, inv, pack);
     const index_t off = out_off(a, tk, i0);
-    for (index_t g = 0; g < panels; g += 4) {
-      const int np = static_cast<int>(panels - g < 4 ? panels - g : 4);
-      const __mmask16 tl = g + np == panels ? tail : __mmask16(0xffff);
-      const std::uint32_t* vg = vp + 16 * g;
-      const index_t og = off + 16 * g;
-      switch (np) {
-        case 1: pv_block<1>(pt, vg, vld, Lh, tl, inv, a.out, og, a.out_st.seq, a.out_bf16, nq); break;
-        case 2: pv_block<2>(pt, vg, vld, Lh, tl, inv, a.out, og, a.out_st.seq, a.out_bf16, nq); break;
-        case 3: pv_block<3>(pt, vg, vld, Lh, tl, inv, a.out, og, a.out_st.seq, a.out_bf16, nq); break;
-        default: pv_block<4>(pt, vg, vld, Lh, tl, inv, a.out, og, a.out_st.seq, a.out_bf16, nq); break;
-      }
-    }
+    for_panel_groups(panels, tail, [&](auto np, index_t g, __mmask16 tl) {
+      pv_block<decltype(np)::value>(pt, vp + 16 * g, vld, Lh, tl, inv, a.out, off + 16 * g, a.out_st.seq, a.out_bf16, nq);
+    });
   }
 }
 

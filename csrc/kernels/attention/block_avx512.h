@@ -13,6 +13,7 @@
 #include <immintrin.h>
 
 #include <cmath>
+#include <type_traits>
 
 #include "../common/vmath_avx512.h"  // to_bf16_v
 #include "task.h"
@@ -36,6 +37,22 @@ struct ByRows {
 
 // Rows of P V per micro-tile for `np` output panels (<= 24 accumulators).
 constexpr int pv_rows(int np) { return np <= 2 ? 12 : np == 3 ? 8 : 6; }
+
+// Output columns in groups of up to 4 panels of 16, the last panel masked by `tail`:
+// f(std::integral_constant<int, NP>, first panel of the group, mask of its last panel).
+template <class F>
+inline void for_panel_groups(index_t panels, __mmask16 tail, F&& f) {
+  for (index_t g = 0; g < panels; g += 4) {
+    const int np = static_cast<int>(panels - g < 4 ? panels - g : 4);
+    const __mmask16 tl = g + np == panels ? tail : __mmask16(0xffff);
+    switch (np) {
+      case 1: f(std::integral_constant<int, 1>{}, g, tl); break;
+      case 2: f(std::integral_constant<int, 2>{}, g, tl); break;
+      case 3: f(std::integral_constant<int, 3>{}, g, tl); break;
+      default: f(std::integral_constant<int, 4>{}, g, tl); break;
+    }
+  }
+}
 
 inline __mmask16 first(index_t n) {
   return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : static_cast<__mmask16>((1u << n) - 1);
