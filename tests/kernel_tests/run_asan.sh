@@ -2,10 +2,10 @@
 # Run the kernel tests once against an AddressSanitizer build of graphopt._C,
 # without touching the editable install other sessions use:
 #   1. configure + build csrc/ with -DGRAPHOPT_ASAN=ON into $BUILD,
-#   2. copy the Python package + tests/kernels into $ROOT with the ASan module,
+#   2. copy the Python package + tests/kernel_tests into $ROOT with the ASan module,
 #   3. hide the editable-install finder and run pytest with libasan (and
 #      libstdc++, so ASan can intercept __cxa_throw) preloaded.
-# Usage: tests/kernels/run_asan.sh [extra pytest args]
+# Usage: tests/kernel_tests/run_asan.sh [extra pytest args]
 set -euo pipefail
 SRC="$(cd "$(dirname "$0")/../.." && pwd)"
 BUILD="${BUILD:-/tmp/graphopt_asan_build}"
@@ -17,7 +17,7 @@ cmake --build "$BUILD" -j"$(nproc)" >/dev/null
 rm -rf "$ROOT" && mkdir -p "$ROOT/tests"
 cp -r "$SRC/graphopt" "$ROOT/" && find "$ROOT/graphopt" -name '*.so' -delete
 cp "$BUILD"/_C*.so "$ROOT/graphopt/"
-cp -r "$SRC/tests/kernels" "$ROOT/tests/" && rm -rf "$ROOT/tests/kernels/__pycache__"
+cp -r "$SRC/tests/kernel_tests" "$ROOT/tests/" && rm -rf "$ROOT/tests/kernel_tests/__pycache__"
 cat > "$ROOT/conftest.py" <<PY
 import sys
 sys.meta_path[:] = [f for f in sys.meta_path if "ScikitBuild" not in type(f).__name__]
@@ -28,4 +28,4 @@ PY
 printf '[pytest]\naddopts = -p no:cacheprovider\n' > "$ROOT/pytest.ini"
 cd "$ROOT"
 LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so)" \
-ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 python -m pytest tests/kernels -q -p no:warnings "$@"
+ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 python -m pytest tests/kernel_tests -q -p no:warnings "$@"
