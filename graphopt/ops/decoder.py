@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UnsupportedError
 from ..io.onnx_import import OMITTED
 from ..ir import Node, TensorType, Value
 from ._registry import MS_DOMAIN, Emitter, OpDef, register_op
@@ -165,14 +164,6 @@ Standard ONNX: Sigmoid + Mul.""",
 ))
 
 
-def _half(node: Node) -> int:
-    x = node.inputs[0]
-    d = x.shape[-1] if x is not None and x.shape else None
-    if not isinstance(d, int) or d % 2:
-        raise UnsupportedError(f"{node.label()}: the last dimension of X must be a known even size, got {d!r}")
-    return d // 2
-
-
 def _silu_mul_ref(inputs: Sequence[np.ndarray | None], attrs: dict[str, Any]) -> list[np.ndarray]:
     x = inputs[0]
     i = x.shape[-1] // 2
@@ -189,24 +180,20 @@ def _silu_mul_shape(node: Node) -> list[Any]:
     return [TensorType(x.dtype, tuple(x.shape[:-1]) + (last,))]
 
 
-def _split_halves(node: Node, e: Emitter) -> tuple[Value, Value]:
-    i = _half(node)
-    x = node.inputs[0]
-    if e.opset >= 13:
-        e.op("Split", [x, e.const("split", [i, i], np.int64)], {"axis": -1}, num_outputs=2)
-    else:
-        e.op("Split", [x], {"axis": -1, "split": [i, i]}, num_outputs=2)
-    g, u = e.nodes[-1].outputs
-    return g, u
+def _split_halves(e: Emitter, x: Value) -> tuple[Value, Value]:
+    """The two equal halves of ``x`` along its last axis (no static size needed)."""
+    e.op("Split", [x], {"axis": -1, "num_outputs": 2} if e.opset >= 18 else {"axis": -1}, num_outputs=2)
+    lo, hi = e.nodes[-1].outputs
+    return lo, hi
 
 
 def _silu_mul_ort(node: Node, e: Emitter) -> list[Value | None]:
-    g, u = _split_halves(node, e)
+    g, u = _split_halves(e, node.inputs[0])
     return [e.op("Mul", [e.op("QuickGelu", [g], {"alpha": 1.0}, domain=MS_DOMAIN), u])]
 
 
 def _silu_mul_decompose(node: Node, e: Emitter) -> list[Value | None]:
-    g, u = _split_halves(node, e)
+    g, u = _split_halves(e, node.inputs[0])
     return [e.op("Mul", [e.op("Mul", [g, e.op("Sigmoid", [g])]), u])]
 
 
@@ -243,12 +230,7 @@ def _rotary_ref(inputs: Sequence[np.ndarray | None], attrs: dict[str, Any]) -> l
 
 def _rotary_decompose(node: Node, e: Emitter) -> list[Value | None]:
     x, cos, sin = node.inputs[0], node.inputs[1], node.inputs[2]
-    h = _half(node)
-    if e.opset >= 13:
-        e.op("Split", [x, e.const("split", [h, h], np.int64)], {"axis": -1}, num_outputs=2)
-    else:
-        e.op("Split", [x], {"axis": -1, "split": [h, h]}, num_outputs=2)
-    x1, x2 = e.nodes[-1].outputs
+    x1, x2 = _split_halves(e, x)
     rot = e.op("Concat", [e.op("Neg", [x2]), x1], {"axis": -1})
     return [e.op("Add", [e.op("Mul", [x, cos]), e.op("Mul", [rot, sin])])]
 

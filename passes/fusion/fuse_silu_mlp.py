@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphopt.ir import DType
+from graphopt.ir import DType, TensorType
 from graphopt.pattern import AnyOf, Const, MatchResult, P, Rule, RuleSet, Var
 from graphopt.pm import register_pass
 
@@ -79,10 +79,15 @@ class FuseGatedSiluMlp(Rule):
 
     def rewrite(self, b, m):
         w = np.ascontiguousarray(np.concatenate([m.const("w_g"), m.const("w_u")], axis=1))
-        y = b.MatMul(m["x"], b.initializer(w))
+        x = m["x"]
+        y = b.MatMul(x, b.initializer(w))
         if "b_g" in m:
             y = b.Add(y, b.initializer(np.concatenate([m.const("b_g"), m.const("b_u")])))
-        return b.SiluMul(y, _domain=GRAPHOPT)
+        if x.shape is not None:
+            y.type = TensorType(DType.FLOAT, tuple(x.shape[:-1]) + (w.shape[1],))
+        out = b.SiluMul(y, _domain=GRAPHOPT)
+        out.type = m["gated"].type
+        return out
 
 
 FUSE_SILU_MLP = RuleSet([FuseGatedSiluMlp(), FuseSilu()], name="fuse-silu-mlp")
