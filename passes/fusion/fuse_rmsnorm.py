@@ -55,7 +55,7 @@ class FuseRMSNorm(Rule):
         axes = m.attr("axes", None)
         if axes is None and m.get("axes_in") is not None:
             axes = m.const("axes_in").reshape(-1).tolist()
-        if axes is None or len(axes) != 1 or not (int(axes[0]) == -1 or (rank is not None and int(axes[0]) == rank - 1)):
+        if axes is None or len(axes) != 1 or int(axes[0]) not in (-1, rank - 1 if rank is not None else -1):
             return MatchResult.fail(f"ReduceMean does not reduce only the last axis: axes={axes}", m.node("mean"))
         if scalar(m.const("eps")) is None or scalar(m.const("eps")) < 0:
             return MatchResult.fail("epsilon is not a non-negative scalar", m["eps"])

@@ -69,7 +69,8 @@ class FuseRotary(Rule):
                 return MatchResult.fail(f"Slice ({tag}) is not a unit-step slice of the last axis", m.node(tag))
             if s is None or e is None or (s % d if s < 0 else s) != start or \
                     not ((e % d if e < 0 else e) == end or (end == d and e >= d)):
-                return MatchResult.fail(f"Slice ({tag}) is not [{start}:{end}] of the last axis: [{s}:{e}]", m.node(tag))
+                return MatchResult.fail(f"Slice ({tag}) is not [{start}:{end}] of the last axis: [{s}:{e}]",
+                                        m.node(tag))
         for name in ("cos", "sin"):
             v = m[name]
             if v.dtype not in (DType.FLOAT, None) or v.rank is None or v.rank > r or last_dim(v) != d:

@@ -73,6 +73,17 @@ def test_native_matches_onnxruntime(decoder, precision, bound):
         assert _cos(got, want) >= bound
 
 
+def test_padding_mask_and_thread_count(decoder):
+    """Right padding in the attention mask; the same bits at 1 and 2 threads, run after run."""
+    path, model, _, _ = decoder
+    feeds = decoder_feeds(batch=2, seq=24, seed=3)
+    feeds["attention_mask"][1, 17:] = 0
+    want = run_onnxruntime(graphopt.load(path), feeds)[0]
+    outs = [graphopt.compile(model, num_threads=t).run(feeds)[0] for t in (1, 2, 2)]
+    np.testing.assert_allclose(outs[0], want, rtol=0, atol=1e-4)
+    assert all(np.array_equal(outs[0], o) for o in outs[1:])
+
+
 def test_onnxruntime_export_of_the_fused_graph(decoder):
     _, model, feeds, want = decoder
     m = graphopt.from_onnx(graphopt.to_onnx(model))

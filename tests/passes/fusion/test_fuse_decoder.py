@@ -176,7 +176,8 @@ D = 16
 
 def _rot_text(lo: tuple[int, int] = (0, D // 2), hi: tuple[int, int] = (D // 2, 9223372036854775807)) -> str:
     return (f'<ir_version: 9, opset_import: ["" : 18]>\n'
-            f"g (float[2, 3, 7, {D}] q, float[1, 1, 7, {D}] cos, float[1, 1, 7, {D}] sin) => (float[2, 3, 7, {D}] y) {{\n"
+            f"g (float[2, 3, 7, {D}] q, float[1, 1, 7, {D}] cos, float[1, 1, 7, {D}] sin)"
+            f" => (float[2, 3, 7, {D}] y) {{\n"
             f" s0 = Constant<value = int64[1] {{{lo[0]}}}>()\n e0 = Constant<value = int64[1] {{{lo[1]}}}>()\n"
             f" s1 = Constant<value = int64[1] {{{hi[0]}}}>()\n e1 = Constant<value = int64[1] {{{hi[1]}}}>()\n"
             " ax = Constant<value = int64[1] {3}>()\n st = Constant<value = int64[1] {1}>()\n"
