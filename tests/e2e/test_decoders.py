@@ -115,3 +115,20 @@ def test_static_int8_after_o2():
         assert w is not None and w.op_type == "DequantizeLinear"  # the packed weight is int8
     got = graphopt.compile(q, precision="int8").run(feeds)[0]
     assert _cos(got, want) >= 0.98
+
+
+def test_quantize_then_o2_packs_the_int8_gate_and_up():
+    """The other order: QDQ first, then O2 packs the already-int8 gate/up weights (q, scales)."""
+    from graphopt.quant import quantize
+
+    path = decoder_onnx("llama", dynamo=False, attn="sdpa")
+    feeds = decoder_feeds(batch=2, seq=16)
+    want = run_onnxruntime(graphopt.load(path), feeds)[0]
+    model = graphopt.load(path)
+    PassManager.from_text("O1")(model)
+    q, _ = quantize(model, data=[decoder_feeds(1, 16, seed=s) for s in range(1, 7)], progress=False)
+    PassManager.from_text("O2")(q)
+    fused = collections.Counter(n.op_type for n in q.graph if n.domain == "graphopt")
+    assert fused["SiluMul"] == LAYERS and fused["SkipRMSNorm"] == 2 * LAYERS and fused["RotaryEmbedding"] == 2 * LAYERS
+    got = graphopt.compile(q, precision="int8").run(feeds)[0]
+    assert _cos(got, want) >= 0.98

@@ -150,6 +150,20 @@ def test_gated_mlp_packs_gate_and_up(body):
     _native_matches(_mlp_text(body), ("fuse-silu-mlp",), X, MLP_INITS)
 
 
+def test_gated_mlp_packs_int8_weights_of_a_qdq_model():
+    rng = np.random.default_rng(1)
+    inits = {"qg": rng.integers(-127, 128, (H, I)).astype(np.int8), "qu": rng.integers(-127, 128, (H, I)).astype(np.int8),
+             "scg": (rng.random(I) * 0.01 + 1e-3).astype(np.float32), "scu": np.float32(0.004),
+             "zu": np.int8(0), "wd": f32(I, H, scale=0.2)}
+    body = ("wg = DequantizeLinear<axis=1>(qg, scg)\n wu = DequantizeLinear(qu, scu, zu)\n" + MLP)
+    after, stats = fuse(_mlp_text(body), "fuse-silu-mlp", X, inits)
+    assert stats["fuse-silu-gated-mlp"] == 1
+    assert_op_counts(after, graphopt__SiluMul=1, MatMul=2, DequantizeLinear=1)
+    dq = [n for n in after.graph if n.op_type == "DequantizeLinear"][0]
+    assert dq.inputs[0].const.shape == (H, 2 * I) and dq.inputs[1].const.shape == (2 * I,)
+    _native_matches(_mlp_text(body), ("fuse-silu-mlp",), X, inits, atol=1e-4)
+
+
 def test_plain_silu():
     after, stats = fuse(_mlp_text("s = Sigmoid(x)\n y = Mul(s, x)"), "fuse-silu-mlp", X, {})
     assert stats == {"fuse-silu": 1}
