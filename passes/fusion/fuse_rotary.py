@@ -77,6 +77,16 @@ class FuseRotary(Rule):
                 return MatchResult.fail(f"{name} is not a float tensor of rank <= {r} ending in {d}", v)
         if m["cos"].shape != m["sin"].shape:
             return MatchResult.fail("cos and sin have different shapes", m["sin"])
+        # cos/sin must broadcast *to* x (the fused op's output has x's shape): a dim of x that is 1 or
+        # unknown against a cos dim that is not 1 could broadcast x up
+        for dx, dc in zip(reversed(x.shape[:-1]), reversed(m["cos"].shape[:-1])):
+            if dc != 1 and dc != dx and (dx is None or dx == 1):
+                return MatchResult.fail(f"cos/sin shape {list(m['cos'].shape)} may broadcast x {list(x.shape)} up",
+                                        m["cos"])
+        out = m["out"]
+        if out.shape is not None and (len(out.shape) != r or any(
+                isinstance(a, int) and isinstance(b, int) and a != b for a, b in zip(out.shape, x.shape))):
+            return MatchResult.fail(f"the result's shape {list(out.shape)} is not x's {list(x.shape)}", out)
         return MatchResult.ok()
 
     def rewrite(self, b, m):

@@ -223,3 +223,8 @@ def test_rotary_per_batch_cos_broadcast_over_heads():
 
 def test_rotary_wrong_halves_not_fused():
     assert_not_fused(_rot_text(lo=(0, 4)), "fuse-rotary", FuseRotary(), "is not [0:8]", {})
+
+
+def test_rotary_that_broadcasts_x_up_not_fused():
+    text = _rot_text().replace("float[2, 3, 7, 16] q", "float[2, 3, 1, 16] q")
+    assert_not_fused(text, "fuse-rotary", FuseRotary(), "may broadcast x", {})
