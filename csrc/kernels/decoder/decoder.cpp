@@ -7,19 +7,18 @@
 namespace graphopt::kernels {
 namespace {
 
-template <class Job>
-const Dispatch<void (*)(const Job&)>& make(void (*r)(const Job&), void (*a512)(const Job&),
-                                            Dispatch<void (*)(const Job&)>& d) {
+template <class Fn>
+Dispatch<Fn> table(Fn r, Fn a512) {
+  Dispatch<Fn> d;
   d.ref = r;
-  d.avx512 = a512;
+  d.avx512 = a512;  // avx2 and below: the scalar reference
   return d;
 }
 
-#define GRAPHOPT_TABLE(name, Job)                                        \
-  const Dispatch<void (*)(const Job&)>& name##_table() {                   \
-    static Dispatch<void (*)(const Job&)> d;                               \
-    static const auto& t = make<Job>(&ref::name, &avx512::name, d);         \
-    return t;                                                              \
+#define GRAPHOPT_TABLE(name, Job)                                                         \
+  const Dispatch<void (*)(const Job&)>& name##_table() {                                    \
+    static const auto d = table<void (*)(const Job&)>(&ref::name, &avx512::name);          \
+    return d;                                                                               \
   }
 GRAPHOPT_TABLE(rmsnorm, RMSNormJob)
 GRAPHOPT_TABLE(silu, SiluJob)
