@@ -106,6 +106,31 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
         logger.warning("%s: value '%s' is not a numeric tensor; the whole graph runs in onnxruntime", g.name, odd[0])
         return _whole_graph_session(m, precision, num_threads, odd[0])
 
+    steps, consts, inputs, const_of = lower_native(m, precision, num_threads)
+    plan, _ = build_plan(steps, consts, inputs, list(g.outputs), const_of)
+    for st in steps:
+        # The plan owns packed copies now: drop the fp32/int8 arrays and the graph references so
+        # the session does not keep the model's weights alive twice.
+        st.weights = []
+        st.inputs = []
+        st.outputs = []
+    specs = []
+    for v in inputs:
+        shape = None if v.shape is None else tuple(d if isinstance(d, (int, str)) else None for d in v.shape)
+        specs.append(InputSpec(v.name, np.dtype(_NP_OF[v.dtype]) if v.dtype in _NP_OF else None, shape))
+    sess = Session(plan, specs, [v.name for v in g.outputs], steps, precision, num_threads, g.name)
+    logger.info("compiled %s: %d steps, %d fallbacks", g.name, len(steps), len(sess.fallbacks))
+    _return_freed_memory()
+    return sess
+
+
+def lower_native(m: Model, precision: str, num_threads: int | None) -> tuple[list, dict, list, Any]:
+    """Lower a prepared model: (steps, extra constants, graph inputs, const lookup for build_plan).
+
+    Shared by :func:`compile` and :func:`graphopt.runtime.check.check` (which builds a second
+    plan from the same steps, with intermediate values kept as outputs).
+    """
+    g = m.graph
     proto_nodes: dict[str, onnx.NodeProto] | None = None
 
     def node_proto(n: Node) -> onnx.NodeProto | None:
@@ -135,21 +160,7 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
             return consts[k]
         return getattr(k, "const", None)
 
-    plan, _ = build_plan(steps, consts, inputs, list(g.outputs), const_of)
-    for st in steps:
-        # The plan owns packed copies now: drop the fp32/int8 arrays and the graph references so
-        # the session does not keep the model's weights alive twice.
-        st.weights = []
-        st.inputs = []
-        st.outputs = []
-    specs = []
-    for v in inputs:
-        shape = None if v.shape is None else tuple(d if isinstance(d, (int, str)) else None for d in v.shape)
-        specs.append(InputSpec(v.name, np.dtype(_NP_OF[v.dtype]) if v.dtype in _NP_OF else None, shape))
-    sess = Session(plan, specs, [v.name for v in g.outputs], steps, precision, num_threads, g.name)
-    logger.info("compiled %s: %d steps, %d fallbacks", g.name, len(steps), len(sess.fallbacks))
-    _return_freed_memory()
-    return sess
+    return steps, consts, inputs, const_of
 
 
 def _return_freed_memory() -> None:
