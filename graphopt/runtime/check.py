@@ -284,6 +284,10 @@ def check(model: Any, precision: str = "fp32", feeds: Mapping[str, np.ndarray] |
     outs_ids = set(map(id, g.outputs))
     probes = _probe_values(steps, outs_ids) if locate else []
     plan, _ = build_plan(steps, consts, inputs, list(g.outputs) + [v for v, _ in probes], const_of)
+    plan.set_poison(True)  # an element a step leaves unwritten reads as NaN, not as stale arena data
+    missing = [v.name for v in inputs if v.name not in feeds]
+    if missing:
+        raise GraphoptError(f"check: no feed for input(s) {missing}")
     arrays = [np.require(feeds[v.name], requirements="C") for v in inputs]
     try:
         got = plan.run(arrays, num_threads or 0)

@@ -15,6 +15,7 @@ import ctypes
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -74,7 +75,7 @@ def prepare(model: Any, optimize: str | None = "O2") -> Model:
 
 
 def compile(model: Any, precision: str = "fp32", num_threads: int | None = None, *,
-            optimize: str | None = "O2") -> Session:
+            optimize: str | None = "O2", check: bool | Mapping[str, np.ndarray] = False) -> Session:
     """Compile ``model`` for the native runtime.
 
     :param model: a :class:`graphopt.Model`, an ``onnx.ModelProto``, a path, or a ``ModelSpec``.
@@ -84,6 +85,10 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
         the calibrated scales of a QDQ model from graphopt.quant).
     :param num_threads: OpenMP threads for this session's runs (None: all cores).
     :param optimize: pass pipeline applied first (a preset such as ``"O2"``, or None).
+    :param check: also run the plan and onnxruntime on the same inputs (True: generated feeds,
+        or a dict of feeds) and raise :class:`graphopt.runtime.check.NativeMismatch` naming the
+        first diverging node when the outputs differ beyond the precision's tolerance
+        (see :func:`graphopt.runtime.check.check`).
     :returns: a :class:`Session`; ``session.summary()`` lists kernels and fallbacks.
 
     >>> sess = compile(model, precision="int8")   # doctest: +SKIP
@@ -92,6 +97,15 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
         raise UnsupportedError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if num_threads is not None and int(num_threads) < 1:
         raise GraphoptError(f"num_threads must be >= 1, got {num_threads}")
+    if check is not False and check is not None:
+        from .check import NativeMismatch
+        from .check import check as run_check
+
+        report = run_check(model, precision, None if check is True else check, num_threads=num_threads,
+                           optimize=optimize)
+        if not report.ok:
+            raise NativeMismatch(report)
+        logger.info("%s", report)
     m = prepare(model, optimize)
     g = m.graph
     from ..ir import DType
