@@ -64,7 +64,7 @@ def print_report(rep) -> None:
             print(f"{r.system:<15} {_f(r.median_ms):>9} {_f(ratios[0]):>8} {_f(ratios[1]):>8} {_f(ratios[2]):>8} "
                   f"{_f(r.cosine, '.4f'):>7} {_f(r.min_cosine, '.4f'):>7} {_f(r.max_abs_err, '.3g'):>9} "
                   f"{_f(r.rss_mb, '.0f'):>7} {_f(r.peak_mb, '.0f'):>7} {_f(r.size_mb, '.1f'):>7}  {r.note}")
-    print("\ntargets (issue 6; ratio = graphopt / peer, lower is better):")
+    print("\ntargets (issues 6 and 12; ratio = graphopt / peer, lower is better):")
     for t in evaluate_targets(rep):
         print(f"  batch {t['batch']}, {t['threads']} thr: {t['target']:<30} {t['ratio']:.3f} (<= {t['bound']}) "
               f"{'MET' if t['met'] else 'not met'} {t['note']}")

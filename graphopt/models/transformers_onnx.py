@@ -99,8 +99,9 @@ def _export(module: Any, names: tuple[str, ...], path: Path, vocab: int, opset: 
         # graphopt's own form is the TorchScript exporter (the graphs onnxruntime's and our fusions
         # were first written against); EXPORT_FORMS lists the others.
         if exporter == "dynamo":  # torch's default exporter (torch.export); weights kept inside the file
+            dims = {0: torch.export.Dim("batch", min=1), 1: torch.export.Dim("seq", min=2, max=512)}
             prog = torch.onnx.export(_Encoder(module.eval()), example, input_names=list(names),
-                                     output_names=["last_hidden_state"], dynamic_axes=axes,
+                                     output_names=["last_hidden_state"], dynamic_shapes=(tuple(dims for _ in names),),
                                      opset_version=max(opset, 18), dynamo=True)
             prog.save(str(tmp), external_data=False)
         else:
