@@ -205,15 +205,14 @@ def _compare(name: str, op: str, step: str, have: np.ndarray, want: np.ndarray, 
         return Divergence(name, op, step, float("nan"), tol.bound(w), float("nan"),
                           f"{int((nan_h & ~nan_w).sum())} NaN where onnxruntime has none"
                           if (nan_h & ~nan_w).any() else f"{int((nan_w & ~nan_h).sum())} NaN missing")
-    ok = ~nan_w
-    diff = np.abs(h[ok] - w[ok]) if ok.any() else np.zeros(1)
-    inf_mismatch = np.isinf(h[ok]) | np.isinf(w[ok])
-    if inf_mismatch.any() and not np.array_equal(h[ok][inf_mismatch], w[ok][inf_mismatch]):
-        return Divergence(name, op, step, float("inf"), tol.bound(w), float("nan"), "infinities differ")
-    fin = np.isfinite(w[ok])
-    m = float(diff[fin].max()) if fin.any() else 0.0
-    cos = _cosine(h[ok][fin], w[ok][fin]) if fin.any() else 1.0
-    bound = tol.bound(w[ok][fin]) if fin.any() else tol.atol
+    hv, wv = h[~nan_w], w[~nan_w]
+    inf = np.isinf(hv) | np.isinf(wv)
+    if inf.any() and not np.array_equal(hv[inf], wv[inf]):
+        return Divergence(name, op, step, float("inf"), tol.bound(wv[~inf]), float("nan"), "infinities differ")
+    hv, wv = hv[~inf], wv[~inf]  # masks hold -inf: compare the finite rest
+    m = float(np.abs(hv - wv).max()) if wv.size else 0.0
+    cos = _cosine(hv, wv) if wv.size else 1.0
+    bound = tol.bound(wv)
     if m > bound or cos < tol.min_cosine:
         return Divergence(name, op, step, m, bound, cos)
     return (name, m, cos)
