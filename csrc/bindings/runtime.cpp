@@ -223,6 +223,8 @@ void bind_runtime(py::module_& m) {
       .def_property_readonly("peak_by_signature", &Plan::peak_by_signature)
       .def_property_readonly("num_steps", [](const Plan& p) { return p.steps().size(); })
       .def("set_profile", [](Plan& p, bool on) { p.profile = on; })
+      .def("set_poison", [](Plan& p, bool on) { p.poison = on; },
+           "Fill every step output with 0xFF bytes (NaN) before the step writes it (debug/check mode).")
       .def_property_readonly("step_us", [](const Plan& p) { return p.step_us; })
       .def("step_kernels", [](const Plan& p) {
         // (kind, name, detail) per step; detail names the packed layout and the ISA the GEMM runs at.

@@ -205,6 +205,7 @@ Tensor& ExecCtx::out(const Step& s, std::size_t i, const Shape& shape, DType dt)
     auto p = reinterpret_cast<std::uintptr_t>(spill.back().get());
     t.data = reinterpret_cast<void*>((p + kAlign - 1) / kAlign * kAlign);
   }
+  if (plan_.poison) std::memset(t.data, 0xFF, bytes);
   return t;
 }
 

@@ -114,6 +114,9 @@ class Plan {
   std::map<std::string, std::size_t> peak_by_signature() const;
   // Per-step wall time of the last run when profiling is on (microseconds).
   bool profile = false;
+  // Debug/check mode: every step output buffer starts as 0xFF bytes (NaN for floats), so an element
+  // a kernel leaves unwritten shows as NaN instead of whatever the arena held (graphopt.runtime.check).
+  bool poison = false;
   std::vector<double> step_us;
 
  private:

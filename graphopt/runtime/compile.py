@@ -15,6 +15,7 @@ import ctypes
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -74,7 +75,7 @@ def prepare(model: Any, optimize: str | None = "O2") -> Model:
 
 
 def compile(model: Any, precision: str = "fp32", num_threads: int | None = None, *,
-            optimize: str | None = "O2") -> Session:
+            optimize: str | None = "O2", check: bool | Mapping[str, np.ndarray] = False) -> Session:
     """Compile ``model`` for the native runtime.
 
     :param model: a :class:`graphopt.Model`, an ``onnx.ModelProto``, a path, or a ``ModelSpec``.
@@ -84,6 +85,10 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
         the calibrated scales of a QDQ model from graphopt.quant).
     :param num_threads: OpenMP threads for this session's runs (None: all cores).
     :param optimize: pass pipeline applied first (a preset such as ``"O2"``, or None).
+    :param check: also run the plan and onnxruntime on the same inputs (True: generated feeds,
+        or a dict of feeds) and raise :class:`graphopt.runtime.check.NativeMismatch` naming the
+        first diverging node when the outputs differ beyond the precision's tolerance
+        (see :func:`graphopt.runtime.check.check`).
     :returns: a :class:`Session`; ``session.summary()`` lists kernels and fallbacks.
 
     >>> sess = compile(model, precision="int8")   # doctest: +SKIP
@@ -92,6 +97,15 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
         raise UnsupportedError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if num_threads is not None and int(num_threads) < 1:
         raise GraphoptError(f"num_threads must be >= 1, got {num_threads}")
+    if check is not False and check is not None:
+        from .check import NativeMismatch
+        from .check import check as run_check
+
+        report = run_check(model, precision, None if check is True else check, num_threads=num_threads,
+                           optimize=optimize)
+        if not report.ok:
+            raise NativeMismatch(report)
+        logger.info("%s", report)
     m = prepare(model, optimize)
     g = m.graph
     from ..ir import DType
@@ -106,6 +120,31 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
         logger.warning("%s: value '%s' is not a numeric tensor; the whole graph runs in onnxruntime", g.name, odd[0])
         return _whole_graph_session(m, precision, num_threads, odd[0])
 
+    steps, consts, inputs, const_of = lower_native(m, precision, num_threads)
+    plan, _ = build_plan(steps, consts, inputs, list(g.outputs), const_of)
+    for st in steps:
+        # The plan owns packed copies now: drop the fp32/int8 arrays and the graph references so
+        # the session does not keep the model's weights alive twice.
+        st.weights = []
+        st.inputs = []
+        st.outputs = []
+    specs = []
+    for v in inputs:
+        shape = None if v.shape is None else tuple(d if isinstance(d, (int, str)) else None for d in v.shape)
+        specs.append(InputSpec(v.name, np.dtype(_NP_OF[v.dtype]) if v.dtype in _NP_OF else None, shape))
+    sess = Session(plan, specs, [v.name for v in g.outputs], steps, precision, num_threads, g.name)
+    logger.info("compiled %s: %d steps, %d fallbacks", g.name, len(steps), len(sess.fallbacks))
+    _return_freed_memory()
+    return sess
+
+
+def lower_native(m: Model, precision: str, num_threads: int | None) -> tuple[list, dict, list, Any]:
+    """Lower a prepared model: (steps, extra constants, graph inputs, const lookup for build_plan).
+
+    Shared by :func:`compile` and :func:`graphopt.runtime.check.check` (which builds a second
+    plan from the same steps, with intermediate values kept as outputs).
+    """
+    g = m.graph
     proto_nodes: dict[str, onnx.NodeProto] | None = None
 
     def node_proto(n: Node) -> onnx.NodeProto | None:
@@ -135,21 +174,7 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
             return consts[k]
         return getattr(k, "const", None)
 
-    plan, _ = build_plan(steps, consts, inputs, list(g.outputs), const_of)
-    for st in steps:
-        # The plan owns packed copies now: drop the fp32/int8 arrays and the graph references so
-        # the session does not keep the model's weights alive twice.
-        st.weights = []
-        st.inputs = []
-        st.outputs = []
-    specs = []
-    for v in inputs:
-        shape = None if v.shape is None else tuple(d if isinstance(d, (int, str)) else None for d in v.shape)
-        specs.append(InputSpec(v.name, np.dtype(_NP_OF[v.dtype]) if v.dtype in _NP_OF else None, shape))
-    sess = Session(plan, specs, [v.name for v in g.outputs], steps, precision, num_threads, g.name)
-    logger.info("compiled %s: %d steps, %d fallbacks", g.name, len(steps), len(sess.fallbacks))
-    _return_freed_memory()
-    return sess
+    return steps, consts, inputs, const_of
 
 
 def _return_freed_memory() -> None:

@@ -76,6 +76,9 @@ class StepSpec:
     origin: list[str] = field(default_factory=list)  # labels of the graph nodes this step implements
     native: bool = True
     detail: str = ""
+    # False when an output Value holds more than the graph value (a later node's bias taken into
+    # the epilogue): graphopt.runtime.check does not compare it with onnxruntime's value.
+    exact: bool = True
 
 
 def quantize_weight_s8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -426,6 +429,7 @@ class _Lowerer:
                 group.append(nxt)
                 y = nxt.outputs[0]
         nxt = self.only_use(y)
+        exact = True
         if bias is None and nxt is not None and nxt.domain == GRAPHOPT_DOMAIN and nxt not in self.anchors:
             # O2 output: MatMul -> graphopt::BiasGelu(bias) / SkipLayerNorm(..., Bias): take the bias
             # (and the GELU) into the GEMM epilogue.
@@ -440,6 +444,7 @@ class _Lowerer:
                     and self.const(nxt.inputs[4]).size == w.shape[1]:
                 bias = self.const(nxt.inputs[4]).reshape(-1)
                 self.skip_bias_taken.add(nxt)
+                exact = False
         tail = self._gelu_tail(y) if act == 0 else None
         if act:
             pass
@@ -476,8 +481,10 @@ class _Lowerer:
         origin = [g.label() for g in group]
         name = n.name or n.outputs[0].name
 
-        def emit(x=x, w=w, bias=bias, act=act, out=out, origin=origin, name=name, qdq=qdq) -> None:
+
+        def emit(x=x, w=w, bias=bias, act=act, out=out, origin=origin, name=name, qdq=qdq, exact=exact) -> None:
             self._linear_step(x, w, bias, act, out, origin, name, qdq)
+            self.steps[-1].exact = exact
         self.anchors[anchor] = emit
 
     def _match_skip_ln(self, n: Node) -> bool:

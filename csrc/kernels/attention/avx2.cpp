@@ -17,6 +17,16 @@ constexpr int kKeyRows = 6;   // keys per score micro-tile (12 accumulators)
 constexpr int kPvRows = 6;    // query rows per P V micro-tile (6 x 2 accumulators)
 constexpr float kLog2e = 1.44269504088896341f;
 
+// A mask value in base 2 (scaled by log2(e)). Finite masks below -FLT_MAX / log2(e) -- the
+// dtype-minimum masks transformers builds (torch.finfo.min, and sums of two) -- would overflow to
+// -inf when scaled, so a query whose every key is masked that way summed to 0 (a zero row)
+// where the reference (ref.cpp, onnxruntime) spreads it evenly over the equally masked keys.
+// They are clamped to the most negative value that scales finitely; -inf stays -inf.
+inline float mask_log2(float m) {
+  constexpr float kMin = -2.35e38f;  // * log2(e) = -3.39e38 > -FLT_MAX
+  return (m < kMin && m != -INFINITY ? kMin : m) * kLog2e;
+}
+
 template <template <int> class F, int M>
 struct ByRows {
   template <class... A>
@@ -63,7 +73,7 @@ struct Scores {
     __m256 m0 = _mm256_load_ps(mx), m1 = _mm256_load_ps(mx + 8);
 #pragma GCC unroll 6
     for (int r = 0; r < MK; ++r) {
-      const __m256 mb = _mm256_set1_ps(km ? km[r] * kLog2e : 0.f);
+      const __m256 mb = _mm256_set1_ps(km ? mask_log2(km[r]) : 0.f);
       const __m256 y0 = _mm256_fmadd_ps(acc[r][0], cs, mb), y1 = _mm256_fmadd_ps(acc[r][1], cs, mb);
       _mm256_store_ps(st + r * kQb, y0);
       _mm256_store_ps(st + r * kQb + 8, y1);
@@ -165,7 +175,7 @@ void task_t(const AttnPlan& p, std::int64_t t) {
     if (mrow && a.mask_q > 1) {  // a full [Sq, Sk] mask: added here, maxima recomputed
       mx0 = mx1 = _mm256_set1_ps(-INFINITY);
       for (index_t j = 0; j < L; ++j) {
-        for (index_t i = 0; i < nq; ++i) st[j * kQb + i] += mrow[(i0 + i) * Sk + j] * kLog2e;
+        for (index_t i = 0; i < nq; ++i) st[j * kQb + i] += mask_log2(mrow[(i0 + i) * Sk + j]);
         mx0 = _mm256_max_ps(mx0, _mm256_load_ps(st + j * kQb));
         mx1 = _mm256_max_ps(mx1, _mm256_load_ps(st + j * kQb + 8));
       }

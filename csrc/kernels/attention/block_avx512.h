@@ -25,6 +25,16 @@ constexpr index_t kQb = 32;  // queries per block (two zmm panels)
 constexpr int kKeyRows = 12; // keys per score micro-tile: 12 x 2 zmm accumulators
 constexpr float kLog2e = 1.44269504088896341f;
 
+// A mask value in base 2 (scaled by log2(e)). Finite masks below -FLT_MAX / log2(e) -- the
+// dtype-minimum masks transformers builds (torch.finfo.min, and sums of two) -- would overflow to
+// -inf when scaled, so a query whose every key is masked that way summed to 0 (a zero row)
+// where the reference (ref.cpp, onnxruntime) spreads it evenly over the equally masked keys.
+// They are clamped to the most negative value that scales finitely; -inf stays -inf.
+inline float mask_log2(float m) {
+  constexpr float kMin = -2.35e38f;  // * log2(e) = -3.39e38 > -FLT_MAX
+  return (m < kMin && m != -INFINITY ? kMin : m) * kLog2e;
+}
+
 // Calls F<M, N>::run(args...) for the runtime m in [1, M] (micro-kernel remainders).
 template <template <int, int> class F, int M, int N>
 struct ByRows {
@@ -110,7 +120,7 @@ inline void transpose_rows(index_t nq, index_t n, void* dst, RowFn row) {
 // Adds a full [Sq, Sk] mask (mask_q > 1, in base 2) to the transposed scores of nq queries.
 inline void add_query_mask(float* st, index_t L, const float* m, index_t Sk, index_t nq) {
   for (index_t i = 0; i < nq; ++i)
-    for (index_t j = 0; j < L; ++j) st[j * kQb + i] += m[i * Sk + j] * kLog2e;
+    for (index_t j = 0; j < L; ++j) st[j * kQb + i] += mask_log2(m[i * Sk + j]);
 }
 
 // The scores are kept in base 2 (scaled by log2(e) together with the logit scale, the mask
@@ -180,7 +190,7 @@ inline void store_scores(__m512 (&acc)[MK][NQ], __m512 cs, const float* km, floa
   for (int n = 0; n < NQ; ++n) m[n] = _mm512_load_ps(mx + 16 * n);
 #pragma GCC unroll 12
   for (int r = 0; r < MK; ++r) {
-    const __m512 mb = km ? _mm512_set1_ps(km[r] * kLog2e) : _mm512_setzero_ps();
+    const __m512 mb = km ? _mm512_set1_ps(mask_log2(km[r])) : _mm512_setzero_ps();
 #pragma GCC unroll 2
     for (int n = 0; n < NQ; ++n) {
       const __m512 y = _mm512_fmadd_ps(acc[r][n], cs, mb);

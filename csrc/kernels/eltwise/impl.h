@@ -97,6 +97,10 @@ void layernorm(const LayerNormJob& j) {
   const index_t N = j.N;
   for_grid(j.rows, N < kTask ? N : kTask, [&](index_t r, index_t, index_t) {  // rows are atomic
     const index_t o = r * N;
+    // The rows write s to sum_out only when they compute it (with a residual); without one s is
+    // x itself, and sum_out must still receive it (eltwise.h): never leave the output unwritten.
+    if (!j.res && j.sum_out && j.sum_out != j.x)
+      for (index_t i = 0; i < N; ++i) j.sum_out[o + i] = j.x[o + i];
     layernorm_row(j.x + o, j.res ? j.res + o : nullptr, j.gamma, j.beta, j.eps, N, j.y + o,
                   j.sum_out ? j.sum_out + o : nullptr, j.qo, j.qo.q ? j.qo.q + o : nullptr);
   });

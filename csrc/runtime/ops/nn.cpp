@@ -205,16 +205,22 @@ Status layernorm(ExecCtx& c, const Step& s) {
   const float* res = nullptr;
   const float* xin = x.as<float>();
   Shape ys = x.shape;
-  if (c.has(s, 3)) {
-    const Tensor& r = c.in(s, 3);
-    if (r.dt != DType::f32) return bad(s, "residual must be float32");
-    if (r.shape == x.shape) {
-      res = r.as<float>();
+  const Tensor* r = c.has(s, 3) ? &c.in(s, 3) : nullptr;
+  if (r && r->dt != DType::f32) return bad(s, "residual must be float32");
+  if (r && r->shape != x.shape && !broadcast_shape(x.shape, r->shape, &ys))
+    return bad(s, "residual " + shape_str(r->shape) + " does not broadcast with " + shape_str(x.shape));
+  Tensor& y = c.out(s, 0, ys, DType::f32);
+  float* sum = s.out.size() > 1 && s.out[1] >= 0 ? c.out(s, 1, ys, DType::f32).as<float>() : nullptr;
+  if (r) {
+    if (r->shape == x.shape) {
+      res = r->as<float>();
     } else {
-      // Broadcasting residual (e.g. position embeddings [1,S,H]): materialise the sum in scratch.
-      if (!broadcast_shape(x.shape, r.shape, &ys)) return bad(s, "residual " + shape_str(r.shape) + " does not broadcast with " + shape_str(x.shape));
+      // Broadcasting residual (e.g. position embeddings [1,S,H] under a batch of rows): the sum is
+      // materialised once -- into output 1 when SkipLayerNorm's Sum is used (it is the residual
+      // stream of a pre-LN block, and the rows then read it as x), else into scratch.
+      const Tensor& rr = *r;
       const index_t n = numel(ys);
-      float* sum = scratch<float>(s, static_cast<std::size_t>(n));
+      float* tot = sum ? sum : scratch<float>(s, static_cast<std::size_t>(n));
       const std::size_t R = ys.size();
       auto strides = [&](const Shape& sh) {
         std::vector<index_t> st(R, 0);
@@ -226,19 +232,17 @@ Status layernorm(ExecCtx& c, const Step& s) {
         }
         return st;
       };
-      const std::vector<index_t> sx = strides(x.shape), sr = strides(r.shape);
+      const std::vector<index_t> sx = strides(x.shape), sr = strides(rr.shape);
       std::vector<index_t> idx(R, 0);
       for (index_t i = 0; i < n; ++i) {
         index_t ox = 0, orr = 0;
         for (std::size_t d = 0; d < R; ++d) { ox += idx[d] * sx[d]; orr += idx[d] * sr[d]; }
-        sum[i] = x.as<float>()[ox] + r.as<float>()[orr];
+        tot[i] = x.as<float>()[ox] + rr.as<float>()[orr];
         for (std::size_t d = R; d-- > 0;) { if (++idx[d] < ys[d]) break; idx[d] = 0; }
       }
-      xin = sum;
+      xin = tot;
     }
   }
-  Tensor& y = c.out(s, 0, ys, DType::f32);
-  float* sum = s.out.size() > 1 && s.out[1] >= 0 ? c.out(s, 1, ys, DType::f32).as<float>() : nullptr;
   // Output 2 (static int8 consumers): y quantized to u8 on their grid in the same pass.
   std::uint8_t* q = s.out.size() > 2 && s.out[2] >= 0 ? c.out(s, 2, ys, DType::u8).as<std::uint8_t>() : nullptr;
   const float q_scale = static_cast<float>(s.f("q_scale", 1.0));
