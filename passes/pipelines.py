@@ -23,6 +23,8 @@ O1 = f"infer-shapes,fold-constants,{CLEANUP},infer-shapes"
 
 #: O2 fusion passes, by registered name, in the order they run (fusion engineers append here).
 O2_PASSES: list[str] = [
+    # export-form idioms -> one form (passes/canonicalize), then
+    "canonicalize-attention",
     # transformer and CNN fusions (passes/fusion; order explained in passes/fusion/__init__.py)
     "fuse-layernorm", "fuse-gelu", "fuse-embed-layernorm", "fuse-attention", "fuse-attention-mask",
     "fuse-skip-layernorm", "fuse-bias-gelu", "fuse-matmul-add", "fuse-gemm-activation", "fuse-conv-bn", "fuse-conv-activation",

@@ -137,11 +137,25 @@ def _hf(cls_name: str, cfg_name: str, **cfg: Any) -> Callable[[str], Any]:
             raise _Unsupported(f"{cls_name} has no sdpa attention in transformers {tf.__version__}")
         config._attn_implementation = attn
         m = cls(config).eval()
+        _perturb_vectors(m)
         got = getattr(m.config, "_attn_implementation", attn)
         if got != attn:
             raise _Unsupported(f"{cls_name} ran with {got!r} attention when {attn!r} was asked")
         return m
     return build
+
+
+def _perturb_vectors(module: Any) -> None:
+    """Fresh transformers models have zero biases and unit norm weights, which hides bias and
+    scale mix-ups (and lets CSE merge every bias into one constant): perturb every 1-D
+    parameter (seeded)."""
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for _, p in sorted(module.named_parameters()):
+            if p.dim() == 1:
+                p.add_(torch.randn(p.shape, generator=g) * 0.1)
 
 
 class _Unsupported(Exception):

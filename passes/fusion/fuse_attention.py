@@ -45,17 +45,17 @@ def split_heads(t: str):
 
 
 def query():
-    return P.Transpose(split_heads("q"), perm=_BSNH)
+    return P.Transpose(split_heads("q"), perm=_BSNH, bind="q_t")
 
 
 def value():
-    return P.Transpose(split_heads("v"), perm=_BSNH)
+    return P.Transpose(split_heads("v"), perm=_BSNH, bind="v_t")
 
 
 def key_t():
     k = split_heads("k")
-    return AnyOf(P.Transpose(k, perm=[0, 2, 3, 1]),
-                 P.Transpose(P.Transpose(k, perm=_BSNH), perm=[0, 1, 3, 2]))
+    return AnyOf(P.Transpose(k, perm=[0, 2, 3, 1], bind="k_t"),
+                 P.Transpose(P.Transpose(k, perm=_BSNH, bind="k_bnsd"), perm=[0, 1, 3, 2], bind="k_t"))
 
 
 def scores():
@@ -70,7 +70,10 @@ def masked():
 
 def context():
     probs = P.Softmax(masked(), axis=A(pred=lambda a: a in (-1, 3), default=-1), bind="softmax")
-    ctx = P.Transpose(P.MatMul(probs, value(), bind="pv"), perm=_BSNH)
+    pv = P.MatMul(probs, value(), bind="pv")
+    # sdpa (TorchScript) reshapes P V to [B, -1, S, d] first: a no-op, proved in _check_pv_reshape
+    pv = AnyOf(P.Reshape(pv, Var("pv_shape"), bind="pv_noop"), pv)
+    ctx = P.Transpose(pv, perm=_BSNH, bind="ctx_t")
     return P.Reshape(ctx, Var("out_shape"), bind="out")
 
 
@@ -94,10 +97,15 @@ def _head_size(heads: Value, shape: Value) -> int | None:
     return None
 
 
-def _leading_dims_kept(shape: Value, x: Value) -> bool:
+def _leading_dims_kept(shape: Value, x: Value, heads: Value | None = None) -> bool:
     """The head Reshape's first two target dims are x's [batch, seq] (0 = copy, the static
-    size, or Unsqueeze(Gather(Shape(t), i)) for dim i), so heads are split per token."""
+    size, or Unsqueeze(Gather(Shape(t), i)) for dim i; or the Reshape's inferred shape
+    starts with x's two named/static dims, as dynamo exports state), so heads are split per token."""
     xs = x.shape or ()
+    hs = heads.shape if heads is not None else None
+    if hs is not None and len(hs) == 4 and len(xs) == 3 and all(
+            isinstance(a, (int, str)) and a != "" and a == b for a, b in zip(hs[:2], xs[:2])):
+        return True
 
     def ok(i: int, dim: object) -> bool:
         if isinstance(dim, (int, np.integer)):
@@ -127,6 +135,123 @@ def _leading_dims_kept(shape: Value, x: Value) -> bool:
     return True
 
 
+#: Layout of each matched value (B batch, S sequence, N heads, d head size, H hidden, _ input
+#: hidden), so Shape readers of them can be proved equal to shapes of X, and sdpa's no-op
+#: Reshape of P V proved a no-op. Self-attention: queries and keys share S.
+_LAYOUTS = {"x": "BS_", **{f"{p}_{t}": lay for t in "qkv" for p, lay in (("mm", "BSH"), ("proj", "BSH"),
+                                                                         ("heads", "BSNd"))},
+            "q_t": "BNSd", "v_t": "BNSd", "k_bnsd": "BNSd", "k_t": "BNdS", "qk": "BNSS", "scaled": "BNSS",
+            "masked": "BNSS", "masked_fill": "BNSS", "softmax": "BNSS", "pv": "BNSd", "pv_noop": "BNSd",
+            "ctx_t": "BSNd"}
+
+
+def _layout_of(m, v: Value) -> str | None:
+    for name, lay in _LAYOUTS.items():
+        if name in m and m[name] is v:
+            return lay
+    return None
+
+
+def _dim_source(piece: Value) -> tuple[Value, int] | None:
+    """(t, i) if ``piece`` is dim i of t as a 1-element tensor: Unsqueeze(Gather(Shape(t), i)) or
+    Shape(t, start=i, end=i+1)."""
+    p = piece.producer()
+    if p is None:
+        return None
+    if p.op_type == "Unsqueeze":
+        g = p.inputs[0].producer()
+        sh = g.inputs[0].producer() if g is not None and g.op_type == "Gather" else None
+        if sh is None or sh.op_type != "Shape" or sh.attrs or int(g.attr("axis", 0)) != 0:
+            return None
+        idx = const_value(g.inputs[1])
+        t = sh.inputs[0]
+        if idx is None or idx.size != 1 or t.rank is None:
+            return None
+        return t, int(idx.reshape(-1)[0]) % t.rank
+    if p.op_type == "Shape" and p.inputs[0].rank is not None:
+        r = p.inputs[0].rank
+        start, end = int(p.attr("start", 0)), p.attr("end", None)
+        start = start % r if start < 0 else start
+        end = r if end is None else (int(end) % r if int(end) < 0 else min(int(end), r))
+        if end - start == 1:
+            return p.inputs[0], start
+    return None
+
+
+def _dims(m) -> dict[str, int]:
+    hidden = m.const("w_q").shape[1]
+    d = _head_size(m["heads_q"], m["heads_shape_q"])
+    return {"N": hidden // d, "d": d, "H": hidden}
+
+
+def _check_pv_reshape(m) -> MatchResult:
+    """sdpa's Reshape(P V, [B, -1, S, d]) keeps P V's shape [B, N, S, d]."""
+    if "pv_noop" not in m:
+        return MatchResult.ok()
+    node, shape = m.node("pv_noop"), m["pv_shape"]
+    dims = _dims(m)
+    c = const_value(shape)
+    if c is not None:
+        pieces: list[Value | int] = [int(x) for x in c.reshape(-1)]
+    else:
+        p = shape.producer()
+        if p is None or p.op_type != "Concat" or len(p.inputs) != 4:
+            return MatchResult.fail("P V Reshape's shape is not a 4-piece Concat", node)
+        pieces = [int(pc.reshape(-1)[0]) if (pc := const_value(v)) is not None and pc.size == 1 else v
+                  for v in p.inputs]
+    if len(pieces) != 4:
+        return MatchResult.fail("P V Reshape is not 4-D", node)
+    free = 0
+    for i, (want, piece) in enumerate(zip("BNSd", pieces)):
+        if isinstance(piece, int):
+            if piece == -1:
+                free += 1
+            elif piece == 0 and not node.attr("allowzero", 0):
+                pass
+            elif want not in dims or dims[want] != piece:
+                return MatchResult.fail(f"P V Reshape dim {i} is {piece}, not {want}", node)
+            continue
+        src = _dim_source(piece)
+        lay = _layout_of(m, src[0]) if src is not None else None
+        if lay is None or lay[src[1]] != want:
+            return MatchResult.fail(f"P V Reshape dim {i} is not provably {want}", node)
+    if free > 1:
+        return MatchResult.fail("P V Reshape has more than one -1", node)
+    return MatchResult.ok()
+
+
+def _check_escapes(m) -> MatchResult:
+    """Only Shape nodes may read matched intermediates (sdpa/dynamo shape chains); they are
+    rebuilt from X in the rewrite."""
+    for v, user in m.escaping():
+        lay = _layout_of(m, v)
+        if user is None or user.op_type != "Shape" or lay is None or "_" in lay:
+            where = "is a graph output" if user is None else f"is used by {user.label()} outside the match"
+            return MatchResult.fail(f"intermediate %{v.name} {where}", user or v)
+    return MatchResult.ok()
+
+
+def _rebuild_shape_readers(b, m) -> None:
+    g = b.graph
+    dims = _dims(m)
+    for v, user in m.escaping():
+        lay = _layout_of(m, v)
+        first = len(b.created)
+        sx = b.Shape(m["x"])
+        parts = [b.Slice(sx, np.array([0], np.int64), np.array([1], np.int64)) if ch == "B" else
+                 b.Slice(sx, np.array([1], np.int64), np.array([2], np.int64)) if ch == "S" else
+                 np.array([dims[ch]], np.int64) for ch in lay]
+        new = b.Concat(*parts, axis=0)
+        if user.attrs:
+            start, end = int(user.attr("start", 0)), user.attr("end", None)
+            new = b.Slice(new, np.array([start], np.int64),
+                          np.array([np.iinfo(np.int64).max if end is None else int(end)], np.int64))
+        for n in b.created[first:]:
+            g.move_before(user, n)
+        user.outputs[0].replace_all_uses_with(new)
+        g.remove(user)
+
+
 def _check_projections(m) -> MatchResult:
     ws = [m.const(f"w_{t}") for t in "qkv"]
     bs = [m.const(f"b_{t}") for t in "qkv"]
@@ -149,7 +274,7 @@ def _check_heads(m) -> MatchResult:
     for t in "qkv":
         if m[f"heads_{t}"].rank not in (None, 4):
             return MatchResult.fail("head Reshape is not 4-D", m.node(f"heads_{t}"))
-        if not _leading_dims_kept(m[f"heads_shape_{t}"], m["x"]):
+        if not _leading_dims_kept(m[f"heads_shape_{t}"], m["x"], m[f"heads_{t}"]):
             return MatchResult.fail("head Reshape does not provably keep [batch, seq] as its leading dims",
                                     m.node(f"heads_{t}"))
     return MatchResult.ok()
@@ -186,6 +311,7 @@ class FuseAttention(Rule):
     name = "fuse-attention"
     benefit = 5
     commutative = True
+    allow_shared_intermediates = True  # only Shape readers, see _check_escapes
 
     def pattern(self, p):
         return attention_pattern()
@@ -194,7 +320,8 @@ class FuseAttention(Rule):
         x = m["x"]
         if x.rank != 3:
             return MatchResult.fail(f"attention input rank is {x.rank}, expected [batch, seq, hidden]", x)
-        for part in (_check_projections, _check_heads, _check_output, self._check_scale, _check_mask):
+        for part in (_check_projections, _check_heads, _check_output, self._check_scale, _check_mask,
+                     _check_pv_reshape, _check_escapes):
             res = part(m)
             if not res:
                 return res
@@ -216,6 +343,7 @@ class FuseAttention(Rule):
         return s if node.op_type == "Mul" else 1.0 / s
 
     def rewrite(self, b, m):
+        _rebuild_shape_readers(b, m)
         d = _head_size(m["heads_q"], m["heads_shape_q"])
         ws = [m.const(f"w_{t}") for t in "qkv"]
         bs = [m.const(f"b_{t}") for t in "qkv"]

@@ -1,0 +1,171 @@
+"""canonicalize-attention: the attention idioms of sdpa and the dynamo exporter -> the eager form.
+
+Rules (each small, each exact up to float rounding of a scalar product):
+
+* ``remove-softmax-nan-guard``  ``Where(IsNaN(p), 0, p)`` with ``p = Softmax(s)`` -> ``p``.
+  sdpa guards rows whose every score is ``-inf`` (a query that may attend to no key);
+  such a row is NaN without the guard and 0 with it. No other row changes. The fused
+  attention clamps ``-inf`` mask values to ``finfo.min`` (a fully masked row then
+  averages V uniformly, as onnxruntime's Attention does): only rows that attend to
+  nothing differ, and those carry no information in any model of the zoo.
+* ``hoist-matmul-scale-left`` / ``-right``  ``MatMul(a * c, b)`` and ``MatMul(a, b * c)``
+  (or ``/ c``), c a scalar constant, a and b activations -> ``MatMul(a, b) * c``:
+  sdpa scales Q and K by ``sqrt(1/sqrt(d))`` each, eager scales the scores.
+* ``merge-scalar-muls``  ``(x * c1) * c2`` -> ``x * (c1 c2)`` for scalar constants (what the
+  two hoists leave).
+* ``key-transpose-3d``  ``Reshape(Transpose(Reshape(k, [-1, S, d]), [0, 2, 1]), [B, N, d, S])``
+  -> ``Transpose(k, [0, 1, 3, 2])``: the dynamo exporter's K^T for a 4-D k [B, N, S, d], proved
+  from the (symbolic) shapes of k and of the result.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphopt.pattern import AnyOf, Const, MatchResult, P, RewritePass, Rule, RuleSet, Var, is_constant
+from graphopt.pm import register_pass
+
+__all__ = ["CANONICALIZE_ATTENTION", "CanonicalizeAttentionPass"]
+
+
+def _scalar_const(arr: np.ndarray | None) -> bool:
+    return arr is not None and arr.size == 1 and np.issubdtype(arr.dtype, np.floating)
+
+
+class RemoveSoftmaxNanGuard(Rule):
+    """Where(IsNaN(Softmax(s)), 0, Softmax(s)) -> Softmax(s)."""
+
+    name = "remove-softmax-nan-guard"
+    benefit = 3
+
+    def pattern(self, p):
+        sm = Var("p")
+        return P.Where(P.IsNaN(sm, bind="isnan"), Const("zero"), sm, bind="guard")
+
+    def check(self, m):
+        prod = m["p"].producer()
+        if prod is None or prod.op_type != "Softmax":
+            return MatchResult.fail("the guarded value is not a Softmax output", m["p"])
+        z = m.const("zero")
+        if z.size != 1 or float(z.reshape(-1)[0]) != 0.0:
+            return MatchResult.fail("the NaN replacement is not 0", m["zero"])
+        return MatchResult.ok()
+
+    def rewrite(self, b, m):
+        return m["p"]
+
+
+def _scaled(name: str, const: str, bind: str):
+    return AnyOf(P.Mul(Var(name), Const(const), bind=bind), P.Div(Var(name), Const(const), bind=bind))
+
+
+def _factor(m, bind: str, const: str) -> np.ndarray:
+    c = m.const(const).astype(np.float64).reshape(-1)[0]
+    return 1.0 / c if m.node(bind).op_type == "Div" else c
+
+
+class HoistMatMulScaleLeft(Rule):
+    """MatMul(a * c, b) -> MatMul(a, b) * c (a, b activations, c a scalar constant)."""
+
+    name = "hoist-matmul-scale-left"
+    benefit = 2
+    commutative = True
+    side = "a"
+
+    def pattern(self, p):
+        return P.MatMul(_scaled("a", "c", "scaled"), Var("b"), bind="mm")
+
+    def check(self, m):
+        if is_constant(m["a"]) or is_constant(m["b"]):
+            return MatchResult.fail("a MatMul operand is a constant (a weight, not attention scores)", m.node("mm"))
+        if not _scalar_const(m.const("c")):
+            return MatchResult.fail("the scale is not a float scalar constant", m["c"])
+        if m.const("c").reshape(-1)[0] == 0:
+            return MatchResult.fail("the scale is 0", m["c"])
+        out, src = m["mm"], m["a" if self.side == "a" else "b"]
+        if out.dtype is not None and src.dtype is not None and out.dtype != src.dtype:
+            return MatchResult.fail("operand and product types differ", m.node("mm"))
+        return MatchResult.ok()
+
+    def rewrite(self, b, m):
+        dt = m.const("c").dtype
+        mm = b.MatMul(m["a"], m["b"])
+        return b.Mul(mm, np.array(_factor(m, "scaled", "c"), dt))
+
+
+class HoistMatMulScaleRight(HoistMatMulScaleLeft):
+    """MatMul(a, b * c) -> MatMul(a, b) * c."""
+
+    name = "hoist-matmul-scale-right"
+    side = "b"
+
+    def pattern(self, p):
+        return P.MatMul(Var("a"), _scaled("b", "c", "scaled"), bind="mm")
+
+
+class MergeScalarMuls(Rule):
+    """(x * c1) * c2 -> x * (c1 c2), c1 and c2 float scalar constants."""
+
+    name = "merge-scalar-muls"
+    benefit = 2
+    commutative = True
+
+    def pattern(self, p):
+        return P.Mul(P.Mul(Var("x"), Const("c1"), bind="inner"), Const("c2"), bind="outer")
+
+    def check(self, m):
+        c1, c2 = m.const("c1"), m.const("c2")
+        if not (_scalar_const(c1) and _scalar_const(c2)) or c1.dtype != c2.dtype:
+            return MatchResult.fail("not two float scalar constants of one type", m["c1"], m["c2"])
+        if is_constant(m["x"]):
+            return MatchResult.fail("x is a constant (constant folding's job)", m["x"])
+        return MatchResult.ok()
+
+    def rewrite(self, b, m):
+        c1, c2 = m.const("c1"), m.const("c2")
+        shape = c1.shape if c1.ndim >= c2.ndim else c2.shape
+        c = (c1.astype(np.float64).reshape(-1)[0] * c2.astype(np.float64).reshape(-1)[0])
+        return b.Mul(m["x"], np.full(shape, c, c1.dtype))
+
+
+def _known(shape) -> bool:
+    return shape is not None and all(isinstance(d, (int, str)) and d != "" for d in shape)
+
+
+class KeyTranspose3D(Rule):
+    """Reshape(Transpose(Reshape(k, [-1, S, d]), [0, 2, 1]), [B, N, d, S]) -> Transpose(k, [0, 1, 3, 2])."""
+
+    name = "key-transpose-3d"
+    benefit = 2
+
+    def pattern(self, p):
+        r1 = P.Reshape(Var("k"), Var("s1"), bind="r1")
+        return P.Reshape(P.Transpose(r1, perm=[0, 2, 1], bind="t"), Var("s2"), bind="r2")
+
+    def check(self, m):
+        k, r1, r2 = m["k"], m["r1"], m["r2"]
+        ks = k.shape
+        if ks is None or len(ks) != 4 or not _known(ks[2:]) or not _known(ks[:2]):
+            return MatchResult.fail("k is not 4-D with known (static or symbolic) dims", k)
+        if r1.shape is None or len(r1.shape) != 3 or tuple(r1.shape[1:]) != tuple(ks[2:]):
+            return MatchResult.fail("the first Reshape does not keep k's last two dims", r1)
+        want = (ks[0], ks[1], ks[3], ks[2])
+        if r2.shape is None or tuple(r2.shape) != want:
+            return MatchResult.fail(f"the second Reshape does not give {list(want)}", r2)
+        return MatchResult.ok()
+
+    def rewrite(self, b, m):
+        return b.Transpose(m["k"], perm=[0, 1, 3, 2])
+
+
+CANONICALIZE_ATTENTION = RuleSet([RemoveSoftmaxNanGuard(), HoistMatMulScaleLeft(), HoistMatMulScaleRight(),
+                                  MergeScalarMuls(), KeyTranspose3D()], name="canonicalize-attention")
+
+
+@register_pass
+class CanonicalizeAttentionPass(RewritePass):
+    name = "canonicalize-attention"
+    description = ("sdpa / dynamo attention idioms (Softmax NaN guard, scales on Q and K, K^T via 3-D) "
+                   "-> the eager form fuse-attention matches")
+    rules = CANONICALIZE_ATTENTION
+    opt_level = 2
