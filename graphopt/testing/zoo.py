@@ -32,7 +32,8 @@ import numpy as np
 
 from ..errors import GraphoptError
 
-__all__ = ["ZOO", "ZooEntry", "ZooExport", "FORMS", "CNN_FORMS", "forms_of", "export", "export_all", "cache_root"]
+__all__ = ["ZOO", "ZooEntry", "ZooExport", "FORMS", "CNN_FORMS", "forms_of", "export", "export_all", "cache_root",
+           "COVERAGE", "CoverageRow", "coverage_markdown", "make_feeds"]
 
 logger = logging.getLogger(__name__)
 
@@ -365,3 +366,40 @@ def export_all(names: list[str] | None = None, cache_dir: Path | None = None) ->
         for attn, exporter in forms_of(ZOO[n]):
             out.append(export(n, attn, exporter, cache_dir))
     return out
+
+
+# ---------------------------------------------------------------------------------------------- coverage
+
+@dataclass
+class CoverageRow:
+    """One (model, form) line of the zoo coverage table (filled in by tests/zoo)."""
+
+    model: str
+    form: str
+    attention: str = ""          # "fused/total"
+    fusions: str = ""            # other graphopt ops, "Op×n"
+    fallbacks: str = ""          # Python fallback nodes by op type
+    fp32: str = ""               # max abs error vs onnxruntime
+    bf16: str = ""               # cosine vs onnxruntime
+    int8: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+#: Rows collected by the zoo tests of this process, by "model-form".
+COVERAGE: dict[str, CoverageRow] = {}
+
+_COLUMNS = ("model", "form", "attention fused", "other fusions", "Python fallbacks", "fp32 max err", "bf16 cos",
+            "int8 cos", "notes")
+
+
+def coverage_markdown(rows: list[CoverageRow] | None = None) -> str:
+    """The coverage table as GitHub markdown (model order of :data:`ZOO`)."""
+    rows = list(COVERAGE.values()) if rows is None else rows
+    order = {n: i for i, n in enumerate(ZOO)}
+    rows = sorted(rows, key=lambda r: (order.get(r.model, 99), r.form))
+    out = ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
+    for r in rows:
+        cells = (r.model, r.form, r.attention, r.fusions, r.fallbacks, r.fp32, r.bf16, r.int8,
+                 "; ".join(dict.fromkeys(r.notes)))
+        out.append("| " + " | ".join(c.replace("|", "/") if c else "" for c in cells) + " |")
+    return "\n".join(out) + "\n"

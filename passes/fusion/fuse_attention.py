@@ -2,7 +2,7 @@
 
 The pattern is built from named sub-patterns, each the shape exporters emit:
 
-* ``projection(t)``   X @ W_t + b_t                     (t = q, k, v; same X)
+* ``projection(t)``   X @ W_t + b_t, or X @ W_t         (t = q, k, v; same X; no bias: T5, LLaMA)
 * ``split_heads(t)``  Reshape [B, S, N, d] of it         (shape: any value, usually a Concat chain)
 * ``query()``/``value()``  Transpose perm (0, 2, 1, 3)
 * ``key_t()``         Transpose perm (0, 2, 3, 1), or (0, 2, 1, 3) then (0, 1, 3, 2)
@@ -36,8 +36,8 @@ _BSNH = [0, 2, 1, 3]
 
 
 def projection(t: str):
-    return P.Add(P.MatMul(Var("x"), Const(f"w_{t}").rank(2), bind=f"mm_{t}"), Const(f"b_{t}").rank(1),
-                 bind=f"proj_{t}")
+    mm = P.MatMul(Var("x"), Const(f"w_{t}").rank(2), bind=f"mm_{t}")
+    return AnyOf(P.Add(mm, Const(f"b_{t}").rank(1), bind=f"proj_{t}"), mm)  # T5/LLaMA: no bias
 
 
 def split_heads(t: str):
@@ -252,13 +252,19 @@ def _rebuild_shape_readers(b, m) -> None:
         g.remove(user)
 
 
+def _biases(m) -> list[np.ndarray]:
+    """b_q, b_k, b_v (zeros for a projection without bias)."""
+    return [m.const(f"b_{t}") if f"b_{t}" in m else np.zeros(m.const(f"w_{t}").shape[1], m.const(f"w_{t}").dtype)
+            for t in "qkv"]
+
+
 def _check_projections(m) -> MatchResult:
     ws = [m.const(f"w_{t}") for t in "qkv"]
-    bs = [m.const(f"b_{t}") for t in "qkv"]
+    bs = _biases(m)
     if len({w.shape for w in ws}) != 1 or len({b.shape for b in bs}) != 1:
         return MatchResult.fail("Q, K and V projections have different shapes", m.node("mm_k"))
     if bs[0].shape[0] != ws[0].shape[1]:
-        return MatchResult.fail("projection bias length differs from the projection width", m["b_q"])
+        return MatchResult.fail("projection bias length differs from the projection width", m.get_or_none("b_q"))
     return MatchResult.ok()
 
 
@@ -346,7 +352,7 @@ class FuseAttention(Rule):
         _rebuild_shape_readers(b, m)
         d = _head_size(m["heads_q"], m["heads_shape_q"])
         ws = [m.const(f"w_{t}") for t in "qkv"]
-        bs = [m.const(f"b_{t}") for t in "qkv"]
+        bs = _biases(m)
         hidden = ws[0].shape[1]
         scale = self._scale(m)
         if math.isclose(scale, 1.0 / math.sqrt(d), rel_tol=1e-6):
