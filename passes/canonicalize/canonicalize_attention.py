@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphopt.pattern import AnyOf, Const, MatchResult, P, RewritePass, Rule, RuleSet, Var, is_constant
+from graphopt.pattern import AnyOf, Const, MatchResult, P, Rule, RuleSet, Var, is_constant
 from graphopt.pm import register_pass
+
+from ..fusion._common import FusionPass
 
 __all__ = ["CANONICALIZE_ATTENTION", "CanonicalizeAttentionPass"]
 
@@ -163,9 +165,9 @@ CANONICALIZE_ATTENTION = RuleSet([RemoveSoftmaxNanGuard(), HoistMatMulScaleLeft(
 
 
 @register_pass
-class CanonicalizeAttentionPass(RewritePass):
+class CanonicalizeAttentionPass(FusionPass):  # the O2 rewrite-pass base: shapes inferred first if missing
     name = "canonicalize-attention"
     description = ("sdpa / dynamo attention idioms (Softmax NaN guard, scales on Q and K, K^T via 3-D) "
                    "-> the eager form fuse-attention matches")
     rules = CANONICALIZE_ATTENTION
-    opt_level = 2
+    needs_shapes = True  # key-transpose-3d reads the (symbolic) shapes
