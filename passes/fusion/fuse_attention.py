@@ -11,7 +11,15 @@ The pattern is built from named sub-patterns, each the shape exporters emit:
                       Where/Cast/Sub/Mul mask subgraph stays and feeds AttentionBias),
                       or masked_fill ``Where(cond, finfo.min, scores)``, which becomes the
                       additive ``Where(cond, finfo.min, 0)`` (the same numbers: s + min == min)
-* ``context()``       Softmax(-1) @ v, Transpose (0, 2, 1, 3), Reshape to [B, S, H]
+* ``context()``       Softmax(-1) @ v, Transpose (0, 2, 1, 3), Reshape to [B, S, H]; sdpa
+                      (TorchScript) puts a no-op Reshape [B, -1, S, d] before the Transpose
+
+The sdpa and dynamo idioms (Softmax NaN guard, scale split over Q and K, K^T built
+through a 3-D Reshape) are brought to this form by ``canonicalize-attention``
+(passes/canonicalize), which runs first. Matched values read by ``Shape`` nodes
+outside the match (sdpa/dynamo shape chains) are allowed: each such Shape is
+rebuilt from X's shape (the layouts of the matched values are known), so the
+chain no longer reads the unfused graph.
 
 The rewrite packs W_q|W_k|W_v and b_q|b_k|b_v into one weight and bias.
 num_heads = H / d, where d comes from the head Reshape's static last dimension

@@ -52,3 +52,18 @@ def test_native_fp32_matches_onnxruntime_without_fallbacks(form):
     y = sess.run(feeds)
     y = y[0] if isinstance(y, (list, tuple)) else (next(iter(y.values())) if isinstance(y, dict) else y)
     np.testing.assert_allclose(np.asarray(y), ref, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("lowering", ["onnxruntime", "standard-onnx"])
+def test_exported_onnx_matches_original(form, lowering):
+    from graphopt.ir.clone import clone
+    from graphopt.ops import decompose_all, lower_to_onnxruntime
+
+    m, feeds, ref = form
+    target = clone(m)
+    (lower_to_onnxruntime if lowering == "onnxruntime" else decompose_all)(target)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    got = ort.InferenceSession(graphopt.to_onnx(target).SerializeToString(), so,
+                               providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
