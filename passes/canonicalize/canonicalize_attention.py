@@ -13,6 +13,9 @@ Rules (each small, each exact up to float rounding of a scalar product):
   sdpa scales Q and K by ``sqrt(1/sqrt(d))`` each, eager scales the scores.
 * ``merge-scalar-muls``  ``(x * c1) * c2`` -> ``x * (c1 c2)`` for scalar constants (what the
   two hoists leave).
+* ``merge-score-biases``  ``Softmax((s + a) + b)`` -> ``Softmax(s + (a + b))`` for scores ``s = Q K^T``
+  (T5 adds its position bias, then its padding mask).
+* ``shape-of-transpose``  ``Shape(Transpose(x, perm))`` -> ``Gather(Shape(x), perm)``.
 * ``key-transpose-3d``  ``Reshape(Transpose(Reshape(k, [-1, S, d]), [0, 2, 1]), [B, N, d, S])``
   -> ``Transpose(k, [0, 1, 3, 2])``: the dynamo exporter's K^T for a 4-D k [B, N, S, d], proved
   from the (symbolic) shapes of k and of the result.
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphopt.pattern import AnyOf, Const, MatchResult, P, Rule, RuleSet, Var, is_constant
+from graphopt.pattern import A, AnyOf, Const, MatchResult, P, Rule, RuleSet, Var, is_constant
 from graphopt.pm import register_pass
 
 from ..fusion._common import FusionPass
@@ -130,6 +133,66 @@ class MergeScalarMuls(Rule):
         return b.Mul(m["x"], np.full(shape, c, c1.dtype))
 
 
+def _is_scores(v) -> bool:
+    """v is Q K^T, optionally scaled: MatMul of two activations, or Mul/Div of one by a constant."""
+    p = v.producer()
+    if p is not None and p.op_type in ("Mul", "Div") and len(p.inputs) == 2 and is_constant(p.inputs[1]):
+        p = p.inputs[0].producer()
+    return p is not None and p.op_type == "MatMul" and not any(is_constant(i) for i in p.inputs)
+
+
+class MergeScoreBiases(Rule):
+    """Softmax((s + a) + b) -> Softmax(s + (a + b)) for scores s = Q K^T: T5 adds its position
+    bias and its padding mask one after the other; the fusion takes one additive bias."""
+
+    name = "merge-score-biases"
+    benefit = 2
+    commutative = True
+
+    def pattern(self, p):
+        inner = P.Add(Var("s"), Var("a"), bind="inner")
+        return P.Softmax(P.Add(inner, Var("b"), bind="outer"), axis=A(pred=lambda a: a in (-1, 3), default=-1),
+                         bind="softmax")
+
+    def check(self, m):
+        if not _is_scores(m["s"]):
+            return MatchResult.fail("the first addend is not the attention scores Q K^T", m["s"])
+        if _is_scores(m["a"]) or _is_scores(m["b"]):
+            return MatchResult.fail("both addends look like attention scores", m.node("inner"))
+        for t in ("a", "b"):
+            if m[t].rank != 4:
+                return MatchResult.fail(f"bias {t} is not 4-D", m[t])
+        return MatchResult.ok()
+
+    def rewrite(self, b, m):
+        return b.Softmax(b.Add(m["s"], b.Add(m["a"], m["b"])), axis=int(m.node("softmax").attr("axis", -1)))
+
+
+class ShapeOfTranspose(Rule):
+    """Shape(Transpose(x, perm)) -> Gather(Shape(x), perm): a shape chain that reads a transposed
+    copy of x (T5's key length) reads x itself, so the Transpose can die and x's fusion go on."""
+
+    name = "shape-of-transpose"
+    benefit = 1
+    allow_shared_intermediates = True  # the Transpose stays for its other readers
+
+    def pattern(self, p):
+        return P.Shape(P.Transpose(Var("x"), bind="t"), bind="shape")
+
+    def check(self, m):
+        perm = m.node("t").attr("perm", None)
+        if perm is None:
+            return MatchResult.fail("Transpose has no explicit perm", m.node("t"))
+        return MatchResult.ok()
+
+    def rewrite(self, b, m):
+        perm = [int(i) for i in m.node("t").attr("perm")]
+        sh = m.node("shape")
+        start, end = int(sh.attr("start", 0)), sh.attr("end", None)
+        idx = perm[start:None if end is None else int(end)]
+        return b.Gather(b.Shape(m["x"]), np.array(idx, np.int64), axis=0)
+
+
 def _known(shape) -> bool:
     return shape is not None and all(isinstance(d, (int, str)) and d != "" for d in shape)
 
@@ -161,7 +224,7 @@ class KeyTranspose3D(Rule):
 
 
 CANONICALIZE_ATTENTION = RuleSet([RemoveSoftmaxNanGuard(), HoistMatMulScaleLeft(), HoistMatMulScaleRight(),
-                                  MergeScalarMuls(), KeyTranspose3D()], name="canonicalize-attention")
+                                  MergeScalarMuls(), KeyTranspose3D(), MergeScoreBiases(), ShapeOfTranspose()], name="canonicalize-attention")
 
 
 @register_pass

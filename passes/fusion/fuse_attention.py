@@ -160,29 +160,48 @@ def _layout_of(m, v: Value) -> str | None:
     return None
 
 
+def _shape_vector(v: Value) -> tuple[Value, list[int]] | None:
+    """(t, axes) if ``v`` is the 1-D vector of t's dims ``axes``: Shape(t) (with start/end),
+    or Gather(that, constant 1-D indices) (what shape-of-transpose leaves)."""
+    p = v.producer()
+    if p is None:
+        return None
+    if p.op_type == "Shape":
+        t = p.inputs[0]
+        if t.rank is None:
+            return None
+        start, end = int(p.attr("start", 0)), p.attr("end", None)
+        return t, list(range(t.rank))[start:None if end is None else int(end)]
+    if p.op_type == "Gather" and int(p.attr("axis", 0)) == 0:
+        inner = _shape_vector(p.inputs[0])
+        idx = const_value(p.inputs[1])
+        if inner is None or idx is None or idx.ndim != 1:
+            return None
+        try:
+            return inner[0], [inner[1][int(i)] for i in idx]
+        except IndexError:
+            return None
+    return None
+
+
 def _dim_source(piece: Value) -> tuple[Value, int] | None:
-    """(t, i) if ``piece`` is dim i of t as a 1-element tensor: Unsqueeze(Gather(Shape(t), i)) or
-    Shape(t, start=i, end=i+1)."""
+    """(t, i) if ``piece`` is dim i of t as a 1-element tensor: Unsqueeze(Gather(shape vector, i))
+    or a one-element shape vector (Shape(t, start=i, end=i+1))."""
     p = piece.producer()
     if p is None:
         return None
     if p.op_type == "Unsqueeze":
         g = p.inputs[0].producer()
-        sh = g.inputs[0].producer() if g is not None and g.op_type == "Gather" else None
-        if sh is None or sh.op_type != "Shape" or sh.attrs or int(g.attr("axis", 0)) != 0:
+        vec = _shape_vector(g.inputs[0]) if g is not None and g.op_type == "Gather" and \
+            int(g.attr("axis", 0)) == 0 else None
+        idx = const_value(g.inputs[1]) if vec is not None else None
+        if vec is None or idx is None or idx.size != 1:
             return None
-        idx = const_value(g.inputs[1])
-        t = sh.inputs[0]
-        if idx is None or idx.size != 1 or t.rank is None:
-            return None
-        return t, int(idx.reshape(-1)[0]) % t.rank
-    if p.op_type == "Shape" and p.inputs[0].rank is not None:
-        r = p.inputs[0].rank
-        start, end = int(p.attr("start", 0)), p.attr("end", None)
-        start = start % r if start < 0 else start
-        end = r if end is None else (int(end) % r if int(end) < 0 else min(int(end), r))
-        if end - start == 1:
-            return p.inputs[0], start
+        i = int(idx.reshape(-1)[0])
+        return (vec[0], vec[1][i]) if -len(vec[1]) <= i < len(vec[1]) else None
+    vec = _shape_vector(piece)
+    if vec is not None and len(vec[1]) == 1:
+        return vec[0], vec[1][0]
     return None
 
 

@@ -50,13 +50,6 @@ KNOWN: dict[tuple[str, str, str], tuple[str, bool]] = {
                                  "`causal` attribute in MultiHeadAttention)", True),
     ("llama", "*", "attention"): ("GQA (repeat_kv), rotary between projection and attention and the causal mask "
                                   "are not fused yet (needs num_kv_heads, separate Q/K/V, causal)", True),
-    ("t5-encoder", "eager+torchscript", "attention"): ("T5 eager attention (position bias + mask, no scale) is not "
-                                                       "matched yet", True),
-    ("t5-encoder", "eager+dynamo", "attention"): ("T5 eager attention (position bias + mask, no scale) is not "
-                                                  "matched yet", True),
-    ("t5-encoder", "sdpa+torchscript", "attention"): ("only layer 0 matches: layer 1 reuses layer 0's position "
-                                                      "bias through TorchScript's shape chain (not analysed yet)",
-                                                      True),
     ("roberta", "*", "fallbacks"): ("RoBERTa position ids (CumSum/GatherElements over input_ids != padding_idx) "
                                     "have no native kernel", True),
     ("mobilebert", "*", "fallbacks"): ("Pad of MobileBERT's trigram embedding (and GatherND of the dynamo mask) "
@@ -65,9 +58,9 @@ KNOWN: dict[tuple[str, str, str], tuple[str, bool]] = {
                                        "native kernel", True),
     ("gpt2", "*", "fallbacks"): (_MASK_OPS, True),
     ("llama", "*", "fallbacks"): (_MASK_OPS, True),
-    ("t5-encoder", "*", "fallbacks"): ("Abs of T5's relative-position buckets has no native kernel; fused "
-                                       "attention with a per-head position bias falls back (the native kernel "
-                                       "takes a head-broadcast bias only)", True),
+    ("t5-encoder", "*", "fallbacks"): ("the fused attention with T5's per-head position bias falls back (the "
+                                       "native kernel takes a head-broadcast bias only); Abs of the "
+                                       "relative-position buckets has no native kernel", True),
     ("bert-cls", "*", "fallbacks"): ("the pooler's graphopt::Linear (dense + Tanh) has no native kernel", True),
     ("mobilenet", "*", "fallbacks"): ("depthwise FusedConv (group > 1) and HardSwish have no native kernel", True),
     **{("gpt2", "*", p): (WT_FIX, False) for p in PRECISIONS},

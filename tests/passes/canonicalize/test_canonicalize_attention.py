@@ -139,3 +139,46 @@ def test_dynamo_key_transpose_through_3d_becomes_one_transpose():
 
 def test_key_transpose_not_rewritten_when_the_result_is_not_k_transposed():
     _unchanged(key_t("2, 4, 8, 16"), KeyTranspose3D(), "does not give")
+
+
+def t5_scores() -> str:
+    return HEAD + """g (float[2, 4, 8, 16] q, float[2, 4, 16, 8] kt, float[1, 4, 8, 8] pos, float[2, 1, 1, 8] mask)
+    => (float[2, 4, 8, 8] y) {
+  s = MatMul(q, kt)
+  a = Add(s, pos)
+  b = Add(a, mask)
+  y = Softmax<axis = -1>(b)
+}"""
+
+
+def test_t5_position_bias_and_mask_become_one_additive_bias():
+    feeds = {"q": _f32(2, 4, 8, 16), "kt": _f32(2, 4, 16, 8), "pos": _f32(1, 4, 8, 8),
+             "mask": np.where(RNG.random((2, 1, 1, 8)) < 0.3, -1e9, 0).astype(np.float32)}
+    after, stats = _canonicalize(t5_scores(), feeds)
+    assert stats == {"merge-score-biases": 1}
+    sm = next(n for n in after.graph if n.op_type == "Softmax")
+    add = sm.inputs[0].producer()
+    assert add.op_type == "Add" and add.inputs[0].producer().op_type == "MatMul"
+    assert add.inputs[1].producer().op_type == "Add"
+
+
+def test_biases_not_merged_when_no_addend_is_qk():
+    text = t5_scores().replace("s = MatMul(q, kt)", "s = Relu(pos)")
+    from graphopt.passes.canonicalize.canonicalize_attention import MergeScoreBiases
+
+    _unchanged(text, MergeScoreBiases(), "not the attention scores")
+
+
+def test_shape_of_a_transpose_reads_the_input():
+    text = HEAD + """g (float[2, 8, 4, 16] k) => (int64[2] y, float[2, 4, 8, 16] t) {
+  t = Transpose<perm = [0, 2, 1, 3]>(k)
+  y = Shape<start = 1, end = 3>(t)
+}"""
+    m = _load(text)
+    assert _run(m) == {"shape-of-transpose": 1}
+    shape = next(n for n in m.graph if n.op_type == "Shape")
+    assert shape.inputs[0].name == "k"
+    from graphopt.testing.asserts import run_onnxruntime
+
+    y = run_onnxruntime(m, {"k": _f32(2, 8, 4, 16)})[0]
+    assert list(y) == [4, 8]
