@@ -1,7 +1,7 @@
 """graphopt's shipped passes (installed as ``graphopt.passes``). Importing this
 package registers them; ``pipelines`` registers the O1/O2/O3 presets.
 
-Families: ``cleanup`` and ``folding`` (O1), ``fusion`` (O2), and, where present,
+Families: ``cleanup`` and ``folding`` (O1), ``canonicalize`` and ``fusion`` (O2), and, where present,
 ``quant`` and ``precision``.
 """
 
@@ -12,7 +12,7 @@ from . import cleanup, folding  # noqa: F401
 
 # Families other engineers add: imported when the package exists (a real
 # import error inside them still propagates).
-for _family in ("fusion", "quant", "precision", "pruning"):
+for _family in ("canonicalize", "fusion", "quant", "precision", "pruning"):
     if importlib.util.find_spec(f"{__name__}.{_family}") is not None:
         importlib.import_module(f"{__name__}.{_family}")
 

@@ -23,6 +23,8 @@ O1 = f"infer-shapes,fold-constants,{CLEANUP},infer-shapes"
 
 #: O2 fusion passes, by registered name, in the order they run (fusion engineers append here).
 O2_PASSES: list[str] = [
+    # export-form idioms -> one form (passes/canonicalize), then
+    "canonicalize-attention",
     # transformer and CNN fusions (passes/fusion; order explained in passes/fusion/__init__.py)
     "fuse-layernorm", "fuse-rmsnorm", "fuse-gelu", "fuse-silu-mlp", "fuse-embed-layernorm", "fuse-rotary",
     "fuse-attention", "fuse-attention-mask",

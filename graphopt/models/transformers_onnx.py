@@ -17,22 +17,12 @@ import numpy as np
 
 from ..errors import GraphoptError
 
-__all__ = ["ModelSpec", "EXPORT_FORMS", "minilm_onnx", "distilbert_onnx", "bert_onnx", "minilm_path", "minilm_tokenizer",
+__all__ = ["ATTENTIONS", "EXPORTERS", "EXPORT_FORMS", "ModelSpec", "minilm_onnx", "distilbert_onnx", "bert_onnx", "minilm_path", "minilm_tokenizer",
            "sample_feeds"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CACHE = Path(os.path.expanduser("~/.cache/graphopt/models"))
-
-# (attention implementation, exporter): graphopt's own form first, transformers' + torch's default last.
-EXPORT_FORMS = (("eager", "torchscript"), ("sdpa", "torchscript"), ("eager", "dynamo"), ("sdpa", "dynamo"))
-
-
-def _form_suffix(attn: str, exporter: str) -> str:
-    """Cache-key suffix; empty for graphopt's own form (eager + TorchScript) so old caches stay valid."""
-    if (attn, exporter) not in EXPORT_FORMS:
-        raise GraphoptError(f"export form must be one of {['-'.join(f) for f in EXPORT_FORMS]}, got {attn}-{exporter}")
-    return "" if (attn, exporter) == EXPORT_FORMS[0] else f"-{attn}-{exporter}"
 
 
 @dataclass(frozen=True)
@@ -70,6 +60,20 @@ def minilm_tokenizer() -> Any:
     return AutoTokenizer.from_pretrained(str(minilm_path()))
 
 
+#: Export forms: transformers' attention implementation x torch's exporter. graphopt's own
+#: form is ("eager", "torchscript"); transformers' and torch 2.13's defaults are ("sdpa", "dynamo").
+ATTENTIONS = ("eager", "sdpa")
+EXPORTERS = ("torchscript", "dynamo")
+EXPORT_FORMS = tuple((a, e) for a in ATTENTIONS for e in EXPORTERS)
+
+
+def _form_suffix(attn: str, exporter: str) -> str:
+    if attn not in ATTENTIONS or exporter not in EXPORTERS:
+        raise GraphoptError(f"unknown export form {attn}+{exporter}: attention is one of {ATTENTIONS}, "
+                            f"exporter one of {EXPORTERS}")
+    return "" if (attn, exporter) == ("eager", "torchscript") else f"-{attn}-{exporter}"
+
+
 def _export(module: Any, names: tuple[str, ...], path: Path, vocab: int, opset: int,
             exporter: str = "torchscript") -> None:
     torch = _require_torch()
@@ -83,11 +87,11 @@ def _export(module: Any, names: tuple[str, ...], path: Path, vocab: int, opset: 
             return self.m(**dict(zip(names, args))).last_hidden_state
 
     g = torch.Generator().manual_seed(0)
-    b = 2 if exporter == "dynamo" else 1  # torch.export specialises dims of size 1
+    bsz = 2 if exporter == "dynamo" else 1  # dynamo specialises a size-1 batch
     example = tuple(
-        torch.randint(0, vocab, (b, 16), generator=g) if n == "input_ids"
-        else torch.ones((b, 16), dtype=torch.long) if n == "attention_mask"
-        else torch.zeros((b, 16), dtype=torch.long)
+        torch.randint(0, vocab, (bsz, 16), generator=g) if n == "input_ids"
+        else torch.ones((bsz, 16), dtype=torch.long) if n == "attention_mask"
+        else torch.zeros((bsz, 16), dtype=torch.long)
         for n in names)
     axes = {n: {0: "batch", 1: "seq"} for n in (*names, "last_hidden_state")}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,18 +100,29 @@ def _export(module: Any, names: tuple[str, ...], path: Path, vocab: int, opset: 
 
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        # graphopt's own form is the TorchScript exporter (the graphs onnxruntime's and our fusions
-        # were first written against); EXPORT_FORMS lists the others.
-        if exporter == "dynamo":  # torch's default exporter (torch.export); weights kept inside the file
-            dims = {0: torch.export.Dim("batch", min=1), 1: torch.export.Dim("seq", min=2, max=512)}
+        if exporter == "dynamo":
+            dyn = torch.export.Dim.DYNAMIC
             prog = torch.onnx.export(_Encoder(module.eval()), example, input_names=list(names),
-                                     output_names=["last_hidden_state"], dynamic_shapes=(tuple(dims for _ in names),),
-                                     opset_version=max(opset, 18), dynamo=True)
-            prog.save(str(tmp), external_data=False)
-        else:
+                                     output_names=["last_hidden_state"], dynamo=True, verbose=False,
+                                     dynamic_shapes=(tuple({0: dyn, 1: dyn} for _ in names),))
+            prog.save(str(tmp))
+            import onnx
+
+            m = onnx.load(str(tmp))  # one self-contained file
+            for f in tmp.parent.glob(tmp.name + ".data"):
+                f.unlink()
+            onnx.save(m, str(tmp))
+            tmp.replace(path)
+            return
+        # The TorchScript exporter: graphopt's own form (the dynamo exporter is
+        # torch 2.13's default; both are fused by O2).
+        try:
             torch.onnx.export(_Encoder(module.eval()), example, str(tmp), input_names=list(names),
                               output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=opset,
                               dynamo=False)
+        except TypeError:
+            torch.onnx.export(_Encoder(module.eval()), example, str(tmp), input_names=list(names),
+                              output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=opset)
     tmp.replace(path)
 
 
@@ -118,11 +133,13 @@ def _cached(key: str, cache_dir: Path | None) -> Path:
 
 def minilm_onnx(cache_dir: Path | None = None, opset: int = 17, *, attn: str = "eager",
                 exporter: str = "torchscript") -> ModelSpec:
-    """all-MiniLM-L6-v2 with its real weights, exported to ONNX (cached) in one of EXPORT_FORMS."""
+    """all-MiniLM-L6-v2 with its real weights, exported to ONNX (cached) in the form
+    ``attn`` (transformers' "eager" or "sdpa" attention) x ``exporter`` ("torchscript" or
+    "dynamo"; dynamo exports use the exporter's own opset)."""
     names = ("input_ids", "attention_mask", "token_type_ids")
     path = _cached(f"all-MiniLM-L6-v2-op{opset}{_form_suffix(attn, exporter)}", cache_dir)
     if not path.exists():
-        logger.info("exporting all-MiniLM-L6-v2 to %s", path)
+        logger.info("exporting all-MiniLM-L6-v2 (%s attention, %s exporter) to %s", attn, exporter, path)
         _require_torch()
         from transformers import AutoModel
 
@@ -149,22 +166,24 @@ def _random_model(kind: str, cfg_kwargs: dict[str, Any], cache_dir: Path | None,
     if not path.exists():
         logger.info("building %s with random weights and exporting to %s", kind, path)
         torch.manual_seed(0)
-        cfg._attn_implementation = "eager"
-        m = cls(cfg)  # the same weights in every form: built eager, then switched
-        m.config._attn_implementation = attn
+        cfg._attn_implementation = attn
+        m = cls(cfg)
         _export(m, names, path, cfg.vocab_size, opset, exporter)
     return ModelSpec(path, names, kind)
 
 
 def distilbert_onnx(cache_dir: Path | None = None, opset: int = 17, *, attn: str = "eager",
                     exporter: str = "torchscript", **config: Any) -> ModelSpec:
-    """DistilBERT-base (transformers.DistilBertConfig defaults) with random weights, in one of EXPORT_FORMS."""
+    """DistilBERT-base (transformers.DistilBertConfig defaults) with random weights, in the export
+    form ``attn`` x ``exporter`` (see :func:`minilm_onnx`)."""
     return _random_model("distilbert", config, cache_dir, opset, attn, exporter)
 
 
-def bert_onnx(cache_dir: Path | None = None, opset: int = 17, **config: Any) -> ModelSpec:
-    """BERT-base (transformers.BertConfig defaults) with random weights."""
-    return _random_model("bert", config, cache_dir, opset)
+def bert_onnx(cache_dir: Path | None = None, opset: int = 17, *, attn: str = "eager",
+              exporter: str = "torchscript", **config: Any) -> ModelSpec:
+    """BERT-base (transformers.BertConfig defaults) with random weights, in the export form
+    ``attn`` x ``exporter`` (see :func:`minilm_onnx`)."""
+    return _random_model("bert", config, cache_dir, opset, attn, exporter)
 
 
 def sample_feeds(spec: ModelSpec, sentences: list[str] | None = None, *, batch: int = 1, seq: int = 128,

@@ -40,9 +40,11 @@ def cone(mask: Value) -> tuple[list[Node], list[Value], list[Value]] | None:
         nodes[p] = None
         if len(nodes) > MAX_CONE:
             return None
-        if p.op_type == "Shape":
-            shape_sources[p.inputs[0]] = None  # only its shape is read
+        src = p.inputs[0] if p.op_type == "Shape" else None
+        if src is not None and (src.producer() is None or src.dtype is None or src.dtype.is_float):
+            shape_sources[src] = None  # only the shape of an input or of an activation is read
             continue
+        # the shape of a computed integer/bool index tensor (dynamo's mask broadcasting): compute it
         work.extend(i for i in p.inputs if i is not None)
     computed = {id(o) for n in nodes for o in n.outputs}
     shape_only = [v for v in shape_sources if id(v) not in computed and v not in data_inputs]

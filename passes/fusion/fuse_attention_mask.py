@@ -104,6 +104,7 @@ class FuseAttentionMaskPass(Pass):
             if found is None:
                 continue
             src, filler = found
+            filler = max(filler, float(np.finfo(np.float32).min))  # -inf (sdpa) -> finfo.min: no inf - inf
             producer = mask.producer()
             for n in users:
                 n.set_input(3, src)

@@ -1,0 +1,194 @@
+"""The zoo: every architecture of graphopt.testing.zoo in every export form through O2 and
+the native runtime, against onnxruntime on the original graph.
+
+Per (model, form): attention blocks fused / total, no Python fallbacks, native parity at
+fp32 (max abs error 1e-4), bf16 (cosine >= 0.999) and int8 (cosine >= 0.98). Known gaps are
+strict xfails naming the reason (non-strict only for the run-to-run wrong results being fixed
+on wt-fix). The coverage table is printed after the run (tests/zoo/conftest.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+import onnxruntime as ort  # noqa: E402
+
+import graphopt  # noqa: E402
+from graphopt.pm import PassManager  # noqa: E402
+from graphopt.testing.zoo import COVERAGE, ZOO, CoverageRow, export, forms_of  # noqa: E402
+
+pytestmark = [pytest.mark.e2e]
+
+PRECISIONS = ("fp32", "bf16", "int8")
+FP32_ATOL, BF16_COS, INT8_COS = 1e-4, 0.999, 0.98
+
+WT_FIX = "wrong-result bug being fixed on wt-fix"
+_TS_DIFF = ("TorchScript cannot export aten::diff at opset 17 (transformers 5 masking_utils' packed-sequence "
+            "check on position ids)")
+_MASK_OPS = "mask construction (CumSum/GatherND) has no native kernel"
+
+# (model, form, check) -> (reason, strict); form "*" = every form
+KNOWN: dict[tuple[str, str, str], tuple[str, bool]] = {
+    ("gpt2", "eager+torchscript", "export"): (_TS_DIFF, True),
+    ("gpt2", "sdpa+torchscript", "export"): (_TS_DIFF, True),
+    ("llama", "eager+torchscript", "export"): (_TS_DIFF, True),
+    ("llama", "sdpa+torchscript", "export"): (_TS_DIFF, True),
+    ("mobilebert", "*", "attention"): ("V projection reads the layer input while Q/K read the shared bottleneck: "
+                                       "needs MultiHeadAttention's separate-Q/K/V form (not built yet)", True),
+    ("deberta-v2", "*", "attention"): ("disentangled attention (c2p/p2c relative-position score terms) has no "
+                                       "fused op yet", True),
+    ("gpt2", "*", "attention"): ("causal attention over the packed c_attn + Split is not matched yet (no "
+                                 "`causal` attribute in MultiHeadAttention)", True),
+    ("llama", "*", "attention"): ("GQA (repeat_kv), rotary between projection and attention and the causal mask "
+                                  "are not fused yet (needs num_kv_heads, separate Q/K/V, causal)", True),
+    ("roberta", "*", "fallbacks"): ("RoBERTa position ids (CumSum/GatherElements over input_ids != padding_idx) "
+                                    "have no native kernel", True),
+    ("mobilebert", "*", "fallbacks"): ("Pad of MobileBERT's trigram embedding (and GatherND of the dynamo mask) "
+                                       "have no native kernel", True),
+    ("deberta-v2", "*", "fallbacks"): ("relative-position bucket ops (Sign/Abs/Clip/Tile/GatherElements) have no "
+                                       "native kernel", True),
+    ("gpt2", "*", "fallbacks"): (_MASK_OPS, True),
+    ("llama", "*", "fallbacks"): (_MASK_OPS, True),
+    ("t5-encoder", "*", "fallbacks"): ("the fused attention with T5's per-head position bias falls back (the "
+                                       "native kernel takes a head-broadcast bias only); Abs of the "
+                                       "relative-position buckets has no native kernel", True),
+    ("bert-cls", "*", "fallbacks"): ("the pooler's graphopt::Linear (dense + Tanh) has no native kernel", True),
+    ("mobilenet", "*", "fallbacks"): ("depthwise FusedConv (group > 1) and HardSwish have no native kernel", True),
+    **{("gpt2", "*", p): (WT_FIX, False) for p in PRECISIONS},
+    **{("vit", "*", p): (WT_FIX, False) for p in PRECISIONS},
+}
+
+
+def _known(model: str, form: str, check: str) -> tuple[str, bool] | None:
+    return KNOWN.get((model, form, check)) or KNOWN.get((model, "*", check))
+
+
+def _cases(check: str) -> list[Any]:
+    out = []
+    for name, entry in ZOO.items():
+        for attn, exporter in forms_of(entry):
+            form = f"{attn}+{exporter}" if attn != "-" else exporter
+            k = _known(name, form, check)
+            marks = [pytest.mark.xfail(reason=k[0], strict=k[1])] if k else []
+            out.append(pytest.param(name, attn, exporter, id=f"{name}-{form}", marks=marks))
+    return out
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    n = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / n) if n else float("nan")
+
+
+@dataclass
+class _State:
+    row: CoverageRow
+    error: str | None = None
+    mha: int = 0
+    total: int = 0
+    fallbacks: tuple[str, ...] = ()
+    results: dict[str, tuple[float, float]] | None = None  # precision -> (max abs err, cosine)
+
+
+_STATES: dict[tuple[str, str, str], _State] = {}
+
+
+def _state(name: str, attn: str, exporter: str) -> _State:
+    key = (name, attn, exporter)
+    if key in _STATES:
+        return _STATES[key]
+    e = export(name, attn, exporter)
+    row = COVERAGE.setdefault(e.id, CoverageRow(name, e.form))
+    st = _State(row, total=e.entry.attention_blocks)
+    _STATES[key] = st
+    if e.error:
+        st.error = e.error
+        row.attention = "—"
+        row.notes.append(e.error)
+        return st
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(str(e.path), so, providers=["CPUExecutionProvider"])
+    names = {i.name for i in sess.get_inputs()}  # TorchScript drops unused inputs (DeBERTa's token types)
+    feeds = {k: v for k, v in e.feeds().items() if k in names}
+    ref = sess.run(None, feeds)[0]
+    m = graphopt.load(e.path)
+    PassManager.from_text("O2")(m)
+    ops = m.graph.op_counts()
+    st.mha = ops.get("graphopt::MultiHeadAttention", 0)
+    row.attention = f"{st.mha}/{st.total}" if st.total else "n/a"
+    row.fusions = ", ".join(f"{k.split('::')[1]}×{v}" for k, v in sorted(ops.items())
+                            if k.startswith("graphopt::") and k != "graphopt::MultiHeadAttention") or "—"
+    st.results = {}
+    for prec in PRECISIONS:
+        s = graphopt.compile(m, precision=prec, optimize=None)
+        if prec == "fp32":
+            st.fallbacks = tuple(s.fallbacks)
+            kinds = Counter(re.split(r"[ ']", f, maxsplit=1)[0] for f in st.fallbacks)
+            row.fallbacks = ", ".join(f"{k}×{v}" for k, v in sorted(kinds.items())) or "0"
+        y = s.run(feeds)
+        y = y[0] if isinstance(y, (list, tuple)) else (next(iter(y.values())) if isinstance(y, dict) else y)
+        y = np.asarray(y)
+        err = float(np.abs(y.astype(np.float64) - ref).max()) if y.shape == ref.shape else float("inf")
+        st.results[prec] = (err, _cos(y, ref) if y.shape == ref.shape else float("nan"))
+    row.fp32 = f"{st.results['fp32'][0]:.1e}"
+    row.bf16 = f"{st.results['bf16'][1]:.4f}"
+    row.int8 = f"{st.results['int8'][1]:.4f}"
+    for check in ("attention", "fallbacks", *PRECISIONS):
+        k = _known(name, e.form, check)
+        if k:
+            row.notes.append(f"{check}: {k[0]}")
+    return st
+
+
+def _exported(name: str, attn: str, exporter: str) -> _State:
+    st = _state(name, attn, exporter)
+    if st.error:
+        pytest.skip(st.error)
+    return st
+
+
+@pytest.mark.parametrize("name,attn,exporter", _cases("export"))
+def test_export(name, attn, exporter):
+    st = _state(name, attn, exporter)
+    if st.error and st.error.startswith("no such form"):
+        pytest.skip(st.error)
+    assert st.error is None, st.error
+
+
+@pytest.mark.parametrize("name,attn,exporter", _cases("attention"))
+def test_attention_fused(name, attn, exporter):
+    st = _exported(name, attn, exporter)
+    assert st.mha == st.total, f"{st.mha} of {st.total} attention blocks fused"
+
+
+@pytest.mark.parametrize("name,attn,exporter", _cases("fallbacks"))
+def test_no_python_fallbacks(name, attn, exporter):
+    st = _exported(name, attn, exporter)
+    assert not st.fallbacks, st.fallbacks
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("name,attn,exporter", [
+    pytest.param(*c.values, id=c.id, marks=c.marks) for c in _cases("fp32")])
+def test_native_parity(name, attn, exporter, precision, request):
+    k = _known(name, f"{attn}+{exporter}" if attn != "-" else exporter, precision)
+    if k:
+        request.applymarker(pytest.mark.xfail(reason=k[0], strict=k[1]))
+    st = _exported(name, attn, exporter)
+    err, cos = st.results[precision]
+    if precision == "fp32":
+        assert err <= FP32_ATOL, f"max abs error {err:.3g} > {FP32_ATOL}"
+    elif precision == "bf16":
+        assert cos >= BF16_COS, f"cosine {cos:.5f} < {BF16_COS}"
+    else:
+        assert cos >= INT8_COS, f"cosine {cos:.5f} < {INT8_COS}"
