@@ -464,5 +464,8 @@ def plot(report: BenchReport, path: str | os.PathLike) -> None:
         for i, v in enumerate(vals):
             ax.text(v, i, f" {v:.1f}", va="center", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    from ..io.atomic import atomic_output
+
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
