@@ -55,6 +55,7 @@ def prepare(model: Any, optimize: str | None = "O2") -> Model:
     not depend on every fusion being applicable.
     """
     m = _as_model(model)
+    m.verify()  # a broken graph (wrong arity, dangling value ...) is refused here, not in run()
     if optimize:
         try:
             from ..pm.manager import PassManager
