@@ -22,7 +22,6 @@ from onnx import numpy_helper as nh
 import graphopt
 from graphopt.cli import main
 from graphopt.errors import GraphoptError
-from graphopt.io import atomic
 
 
 def _proto(n: int = 4) -> onnx.ModelProto:
@@ -156,6 +155,8 @@ def test_optimize_failing_check_keeps_previous_out(previous, tmp_path: Path, mon
 
 
 def test_atomic_helpers_replace_whole_files(tmp_path: Path) -> None:
+    from graphopt.io import atomic
+
     p = tmp_path / "r.json"
     atomic.write_text(p, "old")
     with pytest.raises(RuntimeError):

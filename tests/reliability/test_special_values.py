@@ -13,20 +13,23 @@ PyTorch's max do, and the oracle is numpy.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto as T
 from onnx import helper as h
 from onnx import numpy_helper as nh
 
 import graphopt
+from graphopt import _C
 
 RNG = np.random.default_rng(0)
 
@@ -79,12 +82,28 @@ CASES: dict[str, tuple[onnx.ModelProto, Any]] = {
     "ReduceMax": (_unary("ReduceMax", axes=[-1], keepdims=0), lambda x: x.max(axis=-1)),
 }
 GEMM_CASES = ("Linear+Relu", "Gemm+Relu", "Conv+Relu")
-PARAMS = [(c, p) for c in CASES for p in ("fp32", "bf16", "int8") if p == "fp32" or c in GEMM_CASES]
+# Each ISA's code path (scalar, AVX2, the best this CPU has) for the kernels with vector code.
+LEVELS = ["scalar", "avx2", "avx512", "avx512_vnni", "avx512_bf16", "amx"]
+ISAS = [lv for lv in ("scalar", "avx2") if LEVELS.index(lv) < LEVELS.index(_C.isa_available())] + ["best"]
+VECTOR_CASES = GEMM_CASES + ("Relu", "Softmax", "Exp", "Gelu", "LayerNorm")
+PARAMS = [(c, p, i) for c in CASES for p in ("fp32", "bf16", "int8") for i in ISAS
+          if (p == "fp32" or c in GEMM_CASES) and (i == "best" or c in VECTOR_CASES)]
+
+
+@contextlib.contextmanager
+def _isa(level: str) -> Iterator[None]:
+    before = _C.isa_selected()
+    _C.set_max_isa(_C.isa_available() if level == "best" else level)
+    try:
+        yield
+    finally:
+        _C.set_max_isa(before)
 
 
 @functools.lru_cache(maxsize=None)
-def _session(case: str, precision: str) -> graphopt.runtime.session.Session:
-    return graphopt.compile(CASES[case][0], precision=precision, num_threads=1)
+def _session(case: str, precision: str, isa: str = "best") -> graphopt.runtime.session.Session:
+    with _isa(isa):  # weights are packed for the ISA in effect
+        return graphopt.compile(CASES[case][0], precision=precision, num_threads=1)
 
 
 @functools.lru_cache(maxsize=None)
@@ -105,16 +124,18 @@ def _shape(case: str) -> tuple[int, ...]:
 SPECIAL = st.sampled_from([np.nan, np.inf, -np.inf])
 
 
-@pytest.mark.parametrize("case,precision", PARAMS)
+@pytest.mark.parametrize("case,precision,isa", PARAMS)
+@settings(max_examples=8)
 @given(data=st.data())
-def test_special_values_follow_onnx(case: str, precision: str, data: st.DataObject) -> None:
+def test_special_values_follow_onnx(case: str, precision: str, isa: str, data: st.DataObject) -> None:
     shape = _shape(case)
     x = np.random.default_rng(data.draw(st.integers(0, 2**16))).standard_normal(shape).astype(np.float32)
     flat = x.reshape(-1)
     for i in data.draw(st.lists(st.integers(0, flat.size - 1), min_size=1, max_size=4, unique=True)):
         flat[i] = data.draw(SPECIAL)
     want = _oracle(case)(x)
-    got = _session(case, precision).run({"x": x})[0]
+    with _isa(isa):
+        got = _session(case, precision, isa).run({"x": x})[0]
     assert got.shape == want.shape
     bad_want = ~np.isfinite(want)
     # never a plausible-looking number where ONNX gives NaN/Inf
