@@ -149,10 +149,8 @@ API_CASES = [n for n in CORPUS if n != "op-too-new-for-opset"]
 
 @pytest.mark.parametrize("name", API_CASES)
 def test_python_api_raises_graphopt_error(corpus: dict[str, Path], name: str) -> None:
-    with pytest.raises(GraphoptError):
-        sess = graphopt.compile(corpus[name], optimize=None)  # load + lower: a refusal must come by now
-        sess.run({"x": np.ones((1, 4), np.float32)})
-        pytest.fail("compile() accepted the model; run() must not be where it fails")
+    with pytest.raises(GraphoptError):  # load + lower: the refusal must come by now, not from run()
+        graphopt.compile(corpus[name], optimize=None)
 
 
 @pytest.mark.parametrize("name", list(CORPUS))
