@@ -81,7 +81,7 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
     :param model: a :class:`graphopt.Model`, an ``onnx.ModelProto``, a path, or a ``ModelSpec``.
     :param precision: ``"fp32"``, ``"bf16"`` (bf16 GEMM weights and activations, fp32
         accumulation and everything else fp32) or ``"int8"`` (int8 GEMMs: per-channel
-        symmetric s8 weights, u8 activations quantized per tensor at run time, or with
+        symmetric s8 weights, u8 activations quantized at run time with one scale per row / image, or with
         the calibrated scales of a QDQ model from graphopt.quant).
     :param num_threads: OpenMP threads for this session's runs (None: all cores).
     :param optimize: pass pipeline applied first (a preset such as ``"O2"``, or None).
