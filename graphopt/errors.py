@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "GraphoptError",
     "ModelLoadError",
+    "ExternalDataError",
     "UnsupportedError",
     "VerificationError",
     "ShapeInferenceError",
@@ -21,6 +22,10 @@ class GraphoptError(Exception):
 
 class ModelLoadError(GraphoptError):
     """A model file is missing, truncated, not a protobuf, or otherwise unreadable."""
+
+
+class ExternalDataError(ModelLoadError):
+    """A tensor's external data is missing, not loaded, or points outside the model's folder."""
 
 
 class UnsupportedError(GraphoptError):

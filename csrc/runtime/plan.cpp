@@ -273,7 +273,7 @@ std::size_t Plan::packed_bytes() const {
 std::map<std::string, std::size_t> Plan::peak_by_signature() const { return sig_peak_; }
 
 Status Plan::run(const std::vector<Tensor>& inputs, const std::function<void(int, const Tensor&)>& emit) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<ForkSafeMutex> lock(mu_);
   if (inputs.size() != inputs_.size())
     return Status::invalid("plan expects " + std::to_string(inputs_.size()) + " inputs, got " + std::to_string(inputs.size()));
   std::string sig;

@@ -21,6 +21,7 @@
 #include "graphopt/kernels/gemm.h"
 #include "graphopt/status.h"
 #include "graphopt/tensor_view.h"
+#include "fork_safe.h"
 
 namespace graphopt::runtime {
 
@@ -129,7 +130,7 @@ class Plan {
   kernels::AlignedBuffer arena_;
   std::map<std::string, std::size_t> sig_peak_;
   std::size_t last_peak_ = 0;
-  std::mutex mu_;  // one run at a time per plan (the arena is shared)
+  ForkSafeMutex mu_;  // one run at a time per plan (the arena is shared); usable after fork()
 };
 
 // What an op sees while it runs.

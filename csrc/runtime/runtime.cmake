@@ -2,6 +2,7 @@
 # ISA-neutral (no -m flags): hot loops call the dispatched kernels.
 target_sources(_C PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/plan.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/fork_safe.cpp
   ${CMAKE_CURRENT_LIST_DIR}/pool.cpp
   ${CMAKE_CURRENT_LIST_DIR}/ops/eltwise.cpp
   ${CMAKE_CURRENT_LIST_DIR}/ops/shape.cpp

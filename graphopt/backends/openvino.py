@@ -253,9 +253,11 @@ def export_openvino(model: Model | Graph | onnx.ModelProto | str | os.PathLike, 
     if path.suffix != ".xml":
         raise GraphoptError(f"OpenVINO IR path must end in .xml, got {path}")
     ov_model = to_openvino(model, precision=precision)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from ..io.atomic import atomic_output
+
     try:
-        ov.save_model(ov_model, str(path), compress_to_fp16=compress_to_fp16)
+        with atomic_output(path) as tmp:  # .xml and .bin replace the old pair only once both are written
+            ov.save_model(ov_model, str(tmp), compress_to_fp16=compress_to_fp16)
     except Exception as e:  # noqa: BLE001
         raise GraphoptError(f"cannot write OpenVINO IR {path}: {e}") from e
     logger.info("wrote %s (+ .bin), precision hint %s, compress_to_fp16=%s", path, precision, compress_to_fp16)

@@ -381,5 +381,8 @@ def plot(report: BenchReport, path: str) -> None:
             ax.legend(fontsize=6)
     fig.suptitle(f"graphopt bench-kernels: {report.machine.get('cpu')}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    from ..io.atomic import atomic_output
+
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)

@@ -10,7 +10,7 @@ has gone quiet. Medians over all timed runs are reported.
 Systems (those whose package is missing are skipped with a note):
 
 - ``graphopt-fp32|bf16|int8``: :func:`graphopt.compile` (O2, then native kernels; int8 quantizes
-  activations dynamically per tensor);
+  activations dynamically, one scale per row);
 - ``graphopt-int8s``: static int8: O2, then :func:`graphopt.quant.api.quantize` (QDQ, calibrated on 32 of
   the shipped calibration sentences), then compile (calibrated activation scales, no run-time range pass);
 - ``ort-fp32``: onnxruntime, ORT_ENABLE_ALL;
@@ -513,5 +513,8 @@ def plot(report: BenchReport, path: str | os.PathLike) -> None:
         for i, v in enumerate(vals):
             ax.text(v, i, f" {v:.1f}", va="center", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    from ..io.atomic import atomic_output
+
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)

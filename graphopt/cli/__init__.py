@@ -43,8 +43,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except GraphoptError as e:
-        print(f"graphopt {args.command}: error: {e}", file=sys.stderr)
+        print(f"graphopt {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"graphopt {args.command}: interrupted (no output was replaced)", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug or a foreign error: still one line; -v shows the traceback
+        if args.verbose:
+            raise
+        print(f"graphopt {args.command}: internal error: {type(e).__name__}: {_one_line(e)} "
+              "(run with -v for the traceback)", file=sys.stderr)
+        return 3
+
+
+def _one_line(e: BaseException) -> str:
+    return "; ".join(ln.strip() for ln in str(e).splitlines() if ln.strip())
 
 
 if __name__ == "__main__":  # pragma: no cover

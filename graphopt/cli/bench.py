@@ -90,8 +90,9 @@ def run(args: argparse.Namespace) -> int:
     rep = run_model_bench(cfg, progress=lambda s: print(f"  .. {s}", flush=True))
     print_report(rep)
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "results.json"), "w") as fh:
-        json.dump(rep.to_json(), fh, indent=1)
+    from ..io.atomic import write_text
+
+    write_text(os.path.join(args.out, "results.json"), json.dumps(rep.to_json(), indent=1))
     print(f"\nwrote {os.path.join(args.out, 'results.json')}")
     if not args.no_plot:
         png = os.path.join(args.out, "latency.png")

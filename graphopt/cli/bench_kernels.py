@@ -76,8 +76,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  [{'met' if t.met else 'MISSED'}] {t.name}: {t.value:.2f} (goal {t.goal:.2f}); {t.detail}")
     os.makedirs(args.out, exist_ok=True)
     jpath = os.path.join(args.out, "results.json")
-    with open(jpath, "w") as f:
-        f.write(report.to_json())
+    from ..io.atomic import write_text
+
+    write_text(jpath, report.to_json())
     print(f"\nwrote {jpath}")
     if not args.no_plot:
         ppath = os.path.join(args.out, "gemm.png")

@@ -216,7 +216,9 @@ def run(cfg: BenchConfig, progress: Callable[[str], None] = lambda s: None) -> l
     reports = [bench_model(m, cfg, progress) for m in cfg.models]
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({"config": asdict(cfg), "models": [asdict(r) for r in reports]},
+    from ..io.atomic import write_text
+
+    write_text(out / "results.json", json.dumps({"config": asdict(cfg), "models": [asdict(r) for r in reports]},
                                                  indent=2))
     return reports
 

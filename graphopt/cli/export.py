@@ -56,9 +56,12 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import GraphoptError
     from ..io import load, save
 
+    from ..io.atomic import refuse_same_file
+
     out = Path(args.out)
     if args.to == "openvino" and out.suffix != ".xml":
         raise GraphoptError(f"--to openvino writes .xml/.bin; -o must end in .xml, got {out}")
+    refuse_same_file(args.model, out)
     if args.precision and args.to != "openvino":
         raise GraphoptError("--precision applies to --to openvino (ONNX carries precision in the graph)")
     t = time.perf_counter()

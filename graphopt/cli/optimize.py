@@ -45,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
     from ..pm import DumpIR, NumericGuard, PassContext, PassManager, Reproducer
     from ..pattern.testing import random_feeds
 
+    from ..io.atomic import atomic_output, refuse_same_file
+
+    refuse_same_file(args.model, args.out)
     t0 = time.perf_counter()
     model = load(args.model)
     text = args.passes or args.level
@@ -86,11 +89,16 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     from ..io import from_onnx, save
 
-    save(from_onnx(proto), out)
-    onnx.checker.check_model(str(out))
+    with atomic_output(out) as tmp:  # OUT appears only once the checker passed
+        save(from_onnx(proto), tmp)
+        try:
+            onnx.checker.check_model(str(tmp))
+        except onnx.checker.ValidationError as e:
+            from ..errors import GraphoptError
+
+            raise GraphoptError(f"the optimized model fails onnx.checker; {out} not written: {e}") from e
     print(f"nodes {result.nodes_before} -> {result.nodes_after}; passes {1e3 * (t2 - t1):.0f} ms "
           f"(load {1e3 * (t1 - t0):.0f} ms); wrote {out}")
     if args.check:

@@ -81,6 +81,7 @@ def _sentence_batches(model: Any, count: int, batch: int = 10) -> list[dict[str,
 
 def run(args: argparse.Namespace) -> int:
     from ..io import load, save
+    from ..io.atomic import refuse_same_file, write_text
     from ..quant import CalibrationResult, quantize
     from ..quant.api import prepare_batches
 
@@ -90,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         from ..models import minilm_onnx
 
         src = minilm_onnx().path
+    refuse_same_file(src, args.out)
     model = load(src)
     fp32 = load(src)
     cfg = _config(args)
@@ -128,8 +130,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"wrote {png}")
     if args.report:
         rp = Path(args.report) / "report.json"
-        rp.parent.mkdir(parents=True, exist_ok=True)
-        rp.write_text(json.dumps(report, indent=2, default=str))
+        write_text(rp, json.dumps(report, indent=2, default=str))
         print(f"wrote {rp}")
     return 0
 

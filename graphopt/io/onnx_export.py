@@ -28,6 +28,7 @@ from ..ir import (
     ValueType,
 )
 from .onnx_import import OMITTED
+from .atomic import atomic_output
 
 __all__ = ["save", "to_onnx", "type_to_proto", "array_to_tensor"]
 
@@ -69,19 +70,16 @@ def save(model: Model | Graph, path: str | os.PathLike, *, external_data: bool |
     >>> save(model, "out.onnx")   # doctest: +SKIP
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     mp = to_onnx(model)
     if external_data is None:
         external_data = _tensor_bytes(mp) > _PROTOBUF_LIMIT - 64 * 2**20
     try:
-        if external_data:
-            loc = location or path.name + ".data"
-            if (path.parent / loc).exists():
-                (path.parent / loc).unlink()  # onnx appends to an existing file
-            onnx.save_model(mp, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=loc, size_threshold=size_threshold)
-        else:
-            onnx.save_model(mp, str(path))
+        with atomic_output(path) as tmp:  # a failed or interrupted write keeps the previous file
+            if external_data:
+                onnx.save_model(mp, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
+                                location=location or path.name + ".data", size_threshold=size_threshold)
+            else:
+                onnx.save_model(mp, str(tmp))
     except (ValueError, OSError) as e:
         raise GraphoptError(f"cannot write {path}: {e}") from e
     return path

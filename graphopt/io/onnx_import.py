@@ -12,7 +12,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
-from ..errors import ModelLoadError, UnsupportedError
+from ..errors import ExternalDataError, ModelLoadError, UnsupportedError
 from ..ir import (
     Attr,
     AttrKind,
@@ -61,11 +61,31 @@ def load(model: str | os.PathLike | bytes | onnx.ModelProto, *, load_external_da
             raise ModelLoadError(f"{path} is a directory, not an ONNX model file")
         proto = _parse(path.read_bytes(), where)
         if load_external_data and _uses_external_data(proto):
-            try:
-                onnx.load_external_data_for_model(proto, str(path.parent))
-            except (OSError, ValueError) as e:
-                raise ModelLoadError(f"{path}: cannot read external data: {e}") from e
+            _load_external_data(proto, path)
     return from_onnx(proto, inline_functions=inline_functions, source=where)
+
+
+def _load_external_data(proto: onnx.ModelProto, path: Path) -> None:
+    """Read every external tensor from beside ``path``; a location that is absolute, leaves the
+    model's folder (``../``, a symlink) or is missing is refused naming the tensor."""
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    base = path.parent.resolve()
+    for t in _get_all_tensors(proto):
+        if not uses_external_data(t):
+            continue
+        loc = ExternalDataInfo(t).location
+        target = (base / loc).resolve()
+        if not loc or Path(loc).is_absolute() or not target.is_relative_to(base):
+            raise ExternalDataError(f"{path}: tensor '{t.name}': external data location '{loc}' "
+                                    "points outside the model's folder; refused")
+        if not target.is_file():
+            raise ExternalDataError(f"{path}: tensor '{t.name}': external data file '{loc}' not found "
+                                    f"next to the model")
+    try:
+        onnx.load_external_data_for_model(proto, str(path.parent))
+    except Exception as e:  # noqa: BLE001 - OSError, ValueError, onnx's ValidationError
+        raise ExternalDataError(f"{path}: cannot read external data: {e}") from e
 
 
 def _parse(data: bytes, where: str) -> onnx.ModelProto:
@@ -135,11 +155,22 @@ def _shape(t: Any) -> tuple:
     dims: list[int | str | None] = []
     for d in t.shape.dim:
         w = d.WhichOneof("value")
+        if w == "dim_value" and d.dim_value < 0:
+            raise ValueError(f"declares dimension {d.dim_value} (dimensions are >= 0)")
         dims.append(d.dim_value if w == "dim_value" else d.dim_param if w == "dim_param" else None)
     return tuple(dims)
 
 
 def array_from_tensor(t: onnx.TensorProto, where: str = "") -> np.ndarray:
+    if t.data_location == onnx.TensorProto.EXTERNAL:
+        # Never let onnx resolve the location against the working directory: without a model
+        # path (bytes, a ModelProto, load_external_data=False) there is no folder to read from.
+        loc = next((e.value for e in t.external_data if e.key == "location"), "?")
+        raise ExternalDataError(f"{where}tensor '{t.name}' keeps its data in external file '{loc}', which was not "
+                                "loaded (a model given as bytes or ModelProto, or load_external_data=False); "
+                                "load the model from its file path")
+    if any(d < 0 for d in t.dims):
+        raise ModelLoadError(f"{where}tensor '{t.name}' has a negative dimension {list(t.dims)}")
     try:
         return numpy_helper.to_array(t)
     except Exception as e:  # noqa: BLE001 - onnx raises several kinds here
@@ -157,7 +188,7 @@ class _Importer:
         vinfo = {vi.name: vi for vi in gp.value_info}
 
         for vi in gp.input:
-            v = g.add_input(Value(vi.name, type_from_proto(vi.type), doc_string=vi.doc_string))
+            v = g.add_input(Value(vi.name, self.vtype(vi), doc_string=vi.doc_string))
             scope[vi.name] = v
         for t in gp.initializer:
             arr = array_from_tensor(t, f"{self.source}: ")
@@ -185,7 +216,7 @@ class _Importer:
                     scope[name] = o
                     vi = vinfo.get(name)
                     if vi is not None:
-                        o.type = type_from_proto(vi.type)
+                        o.type = self.vtype(vi)
                         o.doc_string = vi.doc_string
 
         outs = []
@@ -194,16 +225,25 @@ class _Importer:
             if v is None:
                 raise ModelLoadError(f"{self.source}: graph {gp.name!r} output '{vi.name}' is not produced "
                                      "by any node, input or initializer")
-            t = type_from_proto(vi.type)
+            t = self.vtype(vi)
             if t is not None and (v.type is None or _more_specific(t, v.type)):
                 v.type = t
             outs.append(v)
         g.outputs = outs
         return g
 
+    def vtype(self, vi: onnx.ValueInfoProto) -> ValueType | None:
+        try:
+            return type_from_proto(vi.type)
+        except ValueError as e:
+            raise ModelLoadError(f"{self.source}: value '{vi.name}' {e}") from e
+
     def node(self, np_: onnx.NodeProto, scope: dict[str, Value], g: Graph) -> Node:
         label = f"{np_.op_type} '{np_.name}'" if np_.name else f"{np_.op_type} (output '{np_.output[0] if np_.output else ''}')"
         domain = "" if np_.domain == "ai.onnx" else np_.domain
+        if domain == "" and "" not in self.known_domains:
+            raise ModelLoadError(f"{self.source}: node {label} is a default-domain ONNX op, but the model has no "
+                                 "default-domain opset_import (which opset version is it?)")
         if domain not in self.known_domains and domain != "":
             raise UnsupportedError(f"{self.source}: node {label} uses op domain '{domain}', which the model "
                                    f"does not import (opset_import has: {sorted(self.known_domains)})")

@@ -27,12 +27,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import GraphoptError, PassError, VerificationError
+from ..io.atomic import write_text
 from ..ir import Model
 from .context import PassContext
 from .pass_ import Pass, PassResult
 
 __all__ = ["Instrument", "PassInfo", "PassRecord", "Timing", "Verify", "DumpIR", "PrintIR", "NumericGuard",
            "NumericMismatch", "Reproducer", "CheckUnmodified", "Stats"]
+
 
 logger = logging.getLogger(__name__)
 
@@ -204,14 +206,14 @@ class DumpIR(Instrument):
 
     def before(self, model: Model, info: PassInfo) -> None:
         if not self._started:
-            (self.dir / "000-input.txt").write_text(str(model) + "\n")
+            write_text(self.dir / "000-input.txt", str(model) + "\n")
             self._started = True
         if self.before_too:
-            (self.dir / f"{info.index:03d}-{_slug(info.name)}.before.txt").write_text(str(model) + "\n")
+            write_text(self.dir / f"{info.index:03d}-{_slug(info.name)}.before.txt", str(model) + "\n")
 
     def after(self, model: Model, info: PassInfo, result: PassResult) -> None:
         if result.modified or not self.only_on_change:
-            (self.dir / f"{info.index:03d}-{_slug(info.name)}.txt").write_text(str(model) + "\n")
+            write_text(self.dir / f"{info.index:03d}-{_slug(info.name)}.txt", str(model) + "\n")
 
 
 class PrintIR(Instrument):
@@ -263,8 +265,8 @@ class Reproducer(Instrument):
         self.dir.mkdir(parents=True, exist_ok=True)
         if self._input is not None:
             save(self._input, self.dir / "input.onnx")
-        (self.dir / "pipeline.txt").write_text(",".join(self._ran) + "\n")
-        (self.dir / "error.txt").write_text(f"pass '{info.name}' failed: {type(exc).__name__}: {exc}\n")
+        write_text(self.dir / "pipeline.txt", ",".join(self._ran) + "\n")
+        write_text(self.dir / "error.txt", f"pass '{info.name}' failed: {type(exc).__name__}: {exc}\n")
         logger.error("reproducer for the failure in pass '%s' written to %s", info.name, self.dir)
 
 

@@ -167,10 +167,9 @@ class CalibrationResult:
                 "stats": {k: o.to_dict() for k, o in self.stats.items()}}
 
     def save(self, path: str | os.PathLike) -> Path:
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(self.to_dict()))
-        return p
+        from ..io.atomic import write_text
+
+        return write_text(path, json.dumps(self.to_dict()))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> CalibrationResult:

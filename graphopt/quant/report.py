@@ -81,6 +81,9 @@ def plot_layer_errors(errs: dict[str, float], path: str | os.PathLike, title: st
     ax.set_ylabel("relative L2 error of layer output (%)")
     ax.set_title(title or "per-layer quantization error")
     fig.tight_layout()
-    fig.savefig(p, dpi=120)
+    from ..io.atomic import atomic_output
+
+    with atomic_output(p) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
     return p

@@ -56,6 +56,7 @@ def prepare(model: Any, optimize: str | None = "O2") -> Model:
     not depend on every fusion being applicable.
     """
     m = _as_model(model)
+    m.verify()  # a broken graph (wrong arity, dangling value ...) is refused here, not in run()
     if optimize:
         try:
             from ..pm.manager import PassManager
@@ -81,7 +82,7 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
     :param model: a :class:`graphopt.Model`, an ``onnx.ModelProto``, a path, or a ``ModelSpec``.
     :param precision: ``"fp32"``, ``"bf16"`` (bf16 GEMM weights and activations, fp32
         accumulation and everything else fp32) or ``"int8"`` (int8 GEMMs: per-channel
-        symmetric s8 weights, u8 activations quantized per tensor at run time, or with
+        symmetric s8 weights, u8 activations quantized at run time with one scale per row / image, or with
         the calibrated scales of a QDQ model from graphopt.quant).
     :param num_threads: OpenMP threads for this session's runs (None: all cores).
     :param optimize: pass pipeline applied first (a preset such as ``"O2"``, or None).

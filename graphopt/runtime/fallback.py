@@ -134,8 +134,26 @@ def make_fallback(node: Node, node_proto: onnx.NodeProto | None, opsets: dict[st
             raise UnsupportedError(f"{node.label()}: no native kernel and no reference implementation ({e})") from e
     if node_proto is None:
         raise UnsupportedError(f"{node.label()}: no native kernel and the node cannot be exported for onnxruntime")
+    _check_runnable(node, opsets)
     implicit = [v.name for v in node.implicit_inputs()] if node.subgraphs() else []
     return OrtNodeRunner(node_proto, opsets, implicit, node.label())
+
+
+_ONNX_DOMAINS = frozenset({"", "ai.onnx.ml", "ai.onnx.preview", "ai.onnx.preview.training"})
+_ORT_DOMAINS = frozenset({"com.microsoft"})  # onnxruntime's contrib ops: no onnx schema to check against
+
+
+def _check_runnable(node: Node, opsets: dict[str, int]) -> None:
+    """Refuse at compile time a node onnxruntime could not run either (else run() fails later)."""
+    if node.domain in _ONNX_DOMAINS:
+        version = opsets.get(node.domain)
+        if version is None or not onnx.defs.has(node.op_type, version, node.domain):
+            where = f"domain '{node.domain}'" if node.domain else "the default ONNX domain"
+            raise UnsupportedError(f"{node.label()}: unknown op type '{node.op_type}' in {where} at opset {version} "
+                                   "(no ONNX schema, no native kernel)")
+    elif node.domain not in _ORT_DOMAINS:
+        raise UnsupportedError(f"{node.label()}: op '{node.op_type}' of custom domain '{node.domain}' has no native "
+                               "kernel and no fallback (graphopt runs ONNX, com.microsoft and graphopt ops)")
 
 
 class WholeGraphRunner:

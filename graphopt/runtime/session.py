@@ -105,8 +105,15 @@ class Session:
             if self._runner is not None and not isinstance(a, np.ndarray):
                 arrays.append(a)  # sequences etc. go to onnxruntime as given
                 continue
+            if a is None:
+                raise InputError(f"input '{spec.name}' is None; expected an array")
             if not isinstance(a, np.ndarray):
-                a = np.asarray(a, dtype=spec.dtype)
+                try:
+                    a = np.asarray(a, dtype=spec.dtype)
+                except (TypeError, ValueError) as e:
+                    raise InputError(f"input '{spec.name}': cannot convert {type(a).__name__} to an array: {e}") from e
+            if spec.dtype is not None and a.dtype != spec.dtype and a.dtype.newbyteorder("=") == spec.dtype:
+                a = a.astype(spec.dtype)  # byte-swapped (big-endian) data: same values, native order
             if spec.dtype is not None and a.dtype != spec.dtype:
                 raise InputError(f"input '{spec.name}': expected dtype {np.dtype(spec.dtype).name}, got {a.dtype.name}")
             if spec.shape is not None:

@@ -51,7 +51,7 @@ inline __m256 gelu_erf_v(__m256 x) {
 // -87.33 the result is 0 (as exp_f).
 inline __m256 exp_fast_v(__m256 x) {
   const __m256 lo = _mm256_set1_ps(-87.33654f);
-  const __m256 xc = _mm256_max_ps(x, lo);
+  const __m256 xc = _mm256_max_ps(lo, x);  // NaN (2nd operand) stays NaN
   const __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
@@ -63,7 +63,7 @@ inline __m256 exp_fast_v(__m256 x) {
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.999999523f));
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
   const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), _mm256_cmp_ps(x, lo, _CMP_GE_OQ));
+  return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), _mm256_cmp_ps(x, lo, _CMP_NLT_UQ));  // NaN kept
 }
 
 // As gelu_tanh_f in math.h: x / (1 + exp(-2u)), exp(-2u) = inf above 88.

@@ -15,7 +15,8 @@ namespace {
 
 // exp(x), ~1-2 ulp on [-87, 88]; 0 below -87.33, finite (not inf) above 88.37.
 inline __m512 exp_v(__m512 x) {
-  const __m512 xc = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.33654f)), _mm512_set1_ps(88.37626f));
+  // Bounds first: vmaxps/vminps return their second operand when one is NaN, so NaN stays NaN.
+  const __m512 xc = _mm512_min_ps(_mm512_set1_ps(88.37626f), _mm512_max_ps(_mm512_set1_ps(-87.33654f), x));
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
@@ -39,7 +40,7 @@ inline __m512 exp_v(__m512 x) {
 // scalef scales subnormal results correctly, and below -110 the result is
 // exactly 0 (2^-159 * p rounds to 0), so no masking is needed.
 inline __m512 exp_fast_v(__m512 x) {
-  const __m512 xc = _mm512_max_ps(x, _mm512_set1_ps(-110.f));
+  const __m512 xc = _mm512_max_ps(_mm512_set1_ps(-110.f), x);  // NaN (2nd operand) stays NaN
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);

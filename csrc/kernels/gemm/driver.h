@@ -20,7 +20,7 @@ constexpr int kTileLd = 128;  // accumulator tile row stride in elements (>= 8 p
 
 template <Act A>
 inline float activate(float y) {
-  if constexpr (A == Act::relu) return y > 0.f ? y : 0.f;
+  if constexpr (A == Act::relu) return y < 0.f ? 0.f : y;  // NaN stays NaN (ONNX Relu)
   else if constexpr (A == Act::gelu_erf) return gelu_erf_f(y);
   else if constexpr (A == Act::gelu_tanh) return gelu_tanh_f(y);
   else return y;

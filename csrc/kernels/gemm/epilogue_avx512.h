@@ -28,8 +28,8 @@ inline __mmask16 col_mask(int cols) {
 
 template <Act A>
 inline __m512 act_v(__m512 y) {
-  // max(y, +0) returns +0 for NaN and -0, exactly as the scalar y > 0 ? y : 0.
-  if constexpr (A == Act::relu) return _mm512_max_ps(y, _mm512_setzero_ps());
+  // max(+0, y) returns y for NaN and -0, exactly as the scalar y < 0 ? 0 : y: NaN propagates (ONNX Relu).
+  if constexpr (A == Act::relu) return _mm512_max_ps(_mm512_setzero_ps(), y);
   else if constexpr (A == Act::gelu_erf) return gelu_erf_v(y);
   else if constexpr (A == Act::gelu_tanh) return gelu_tanh_v(y);
   else return y;

@@ -84,8 +84,9 @@ void im2col(const T* xi, const Geo& g, index_t Cg, index_t H, index_t W, index_t
 }
 
 // Conv as im2col + packed GEMM per image and group. mode 0 fp32; 1 bf16 (x converted once);
-// 2 int8: x quantized to u8 per tensor (static a_scale/a_zp, or dynamically from its range)
-// and padded with the zero point, s8 weights per output channel.
+// 2 int8: x quantized to u8 per tensor with static a_scale/a_zp, or dynamically per image (one
+// image's outlier must not change another's grid; an image holding NaN/Inf comes out NaN),
+// padded with the zero point, s8 weights per output channel.
 Status conv(ExecCtx& c, const Step& s) {
   const Tensor& x = c.in(s, 0);
   if (x.dt != DType::f32 || x.shape.size() != 4) return bad(s, "needs float32 NCHW input, got " + shape_str(x.shape));
@@ -116,14 +117,28 @@ Status conv(ExecCtx& c, const Step& s) {
   float* tmp = reinterpret_cast<float*>(base + xbytes + cbytes);
   kernels::Epilogue e;
   e.act = static_cast<kernels::Act>(s.i("act", 0));
+  std::vector<float> img_scale;  // dynamic int8: per image
+  std::vector<std::int32_t> img_zp;
+  std::vector<char> img_nonfinite;
   if (mode == 1) {
     if (Status st = kernels::f32_to_bf16(x.as<float>(), nx, static_cast<bf16_t*>(xc)); !st) return bad(s, st.message());
   } else if (mode == 2) {
     e.a_scale = static_cast<float>(s.f("a_scale", 0.0));
     e.a_zp = static_cast<std::int32_t>(s.i("a_zp", 0));
     if (!(e.a_scale > 0.f)) {
-      if (Status st = kernels::quantize_dynamic_u8(x.as<float>(), nx, static_cast<std::uint8_t*>(xc), &e.a_scale, &e.a_zp); !st)
-        return bad(s, st.message());
+      const index_t per = C * H * W;
+      img_scale.resize(static_cast<std::size_t>(N));
+      img_zp.resize(static_cast<std::size_t>(N));
+      img_nonfinite.resize(static_cast<std::size_t>(N));
+      for (index_t n = 0; n < N; ++n) {
+        const float* xi = x.as<float>() + n * per;
+        int nonfinite = 0;
+        for (index_t i = 0; i < per; ++i) nonfinite |= !(std::fabs(xi[i]) <= 3.402823466e38f);
+        img_nonfinite[n] = static_cast<char>(nonfinite);
+        if (Status st = kernels::quantize_dynamic_u8(xi, per, static_cast<std::uint8_t*>(xc) + n * per, &img_scale[n],
+                                                     &img_zp[n]); !st)
+          return bad(s, st.message());
+      }
     } else {
       kernels::QuantAxis ax;
       ax.inner = nx;
@@ -132,7 +147,15 @@ Status conv(ExecCtx& c, const Step& s) {
       if (Status st = kernels::quantize(x.as<float>(), ax, true, xc); !st) return bad(s, st.message());
     }
   }
-  for (index_t n = 0; n < N; ++n)
+  for (index_t n = 0; n < N; ++n) {
+    if (!img_scale.empty()) {
+      e.a_scale = img_scale[n];
+      e.a_zp = img_zp[n];
+      if (img_nonfinite[n]) {
+        std::fill_n(y.as<float>() + n * M * P, M * P, std::numeric_limits<float>::quiet_NaN());
+        continue;
+      }
+    }
     for (index_t gi = 0; gi < G; ++gi) {
       const index_t xoff = (n * C + gi * Cg) * H * W;
       std::mutex mu;
@@ -165,6 +188,7 @@ Status conv(ExecCtx& c, const Step& s) {
           for (index_t p = 0; p < P; ++p) yo[m * P + p] = tmp[p * Mg + m];
       });
     }
+  }
   return Status::ok();
 }
 
@@ -195,7 +219,7 @@ Status pool(ExecCtx& c, const Step& s) {
               const bool inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
               if (inside) {
                 const float v = xp[(nc * H + ih) * W + iw];
-                acc = MAX ? std::max(acc, v) : acc + v;
+                acc = MAX ? (v > acc || v != v ? v : acc) : acc + v;  // a NaN in the window wins
                 ++cnt;
               } else if (!MAX && incl && ih < H + g.pb && iw < W + g.pr) {
                 ++cnt;  // padded positions count, beyond-pad (ceil_mode) ones do not
@@ -220,7 +244,10 @@ Status global_pool(ExecCtx& c, const Step& s) {
   parallel_ranges(NC, (x.numel() >= kParMin) ? pool_threads() : 1, 1, 1, [&](index_t i0, index_t i1) {
     for (index_t i = i0; i < i1; ++i) {
       float acc = MAX ? -INFINITY : 0.f;
-      for (index_t j = 0; j < S; ++j) acc = MAX ? std::max(acc, xp[i * S + j]) : acc + xp[i * S + j];
+      for (index_t j = 0; j < S; ++j) {
+        const float v = xp[i * S + j];
+        acc = MAX ? (v > acc || v != v ? v : acc) : acc + v;  // a NaN wins, as in MaxPool
+      }
       yp[i] = MAX ? acc : acc / static_cast<float>(S);
     }
   });

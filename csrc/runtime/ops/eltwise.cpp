@@ -72,8 +72,8 @@ inline float apply<float>(Bin op, float a, float b) {
     case Bin::mul: return a * b;
     case Bin::div: return a / b;
     case Bin::pow: return std::pow(a, b);
-    case Bin::max: return std::fmax(a, b);
-    case Bin::min: return std::fmin(a, b);
+    case Bin::max: return a != a || b != b ? a + b : std::fmax(a, b);  // NaN propagates (ONNX Max/Min)
+    case Bin::min: return a != a || b != b ? a + b : std::fmin(a, b);
     default: return a;
   }
 }
@@ -230,7 +230,7 @@ Status unary(ExecCtx& c, const Step& s) {
         case Un::abs: r = std::fabs(v); break;
         case Un::neg: r = -v; break;
         case Un::recip: r = 1.f / v; break;
-        case Un::relu: r = v > 0.f ? v : 0.f; break;
+        case Un::relu: r = v < 0.f ? 0.f : v; break;  // NaN stays NaN
         case Un::sigmoid: r = 1.f / (1.f + std::exp(-v)); break;
         case Un::floor: r = std::floor(v); break;
         case Un::ceil: r = std::ceil(v); break;
@@ -256,7 +256,8 @@ Status clip(ExecCtx& c, const Step& s) {
   if (c.has(s, 2)) hi = c.in(s, 2).as<float>()[0];
   const float* x = a.as<float>();
   float* y = c.out(s, 0, a.shape, DType::f32).as<float>();
-  for (index_t i = 0, n = a.numel(); i < n; ++i) y[i] = std::fmin(std::fmax(x[i], lo), hi);  // min > max gives max, as numpy
+  // min > max gives max, as numpy; fmin/fmax drop NaN, ONNX Clip keeps it.
+  for (index_t i = 0, n = a.numel(); i < n; ++i) y[i] = x[i] != x[i] ? x[i] : std::fmin(std::fmax(x[i], lo), hi);
   return Status::ok();
 }
 

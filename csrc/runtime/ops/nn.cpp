@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
+#include <vector>
 
 #include <omp.h>
 
@@ -48,10 +50,84 @@ void minmax(const float* x, index_t n, float* lo, float* hi) {
   *hi = *std::max_element(h.begin(), h.end());
 }
 
+// True when x[0, n) holds a NaN or an infinity (a plain loop the compiler vectorises).
+bool has_nonfinite(const float* x, index_t n) {
+  int bad = 0;
+  for (index_t i = 0; i < n; ++i) bad |= !(std::fabs(x[i]) <= 3.402823466e38f);
+  return bad != 0;
+}
+
+// Dynamic int8 Linear with one u8 scale / zero point per row (token or sample): a row's
+// outlier or Inf cannot flatten the other rows' quantization grid, and a row holding a
+// NaN or an Inf comes out all NaN instead of finite numbers. The GEMM runs with s32
+// output and a_zp = 0; each row then gets its own zero-point term, scale, bias and act.
+Status linear_dynamic_rows(const Step& s, const float* x, index_t M, index_t K, index_t N, const float* bias,
+                           kernels::Act act, float* y) {
+  const std::size_t xq_bytes = (static_cast<std::size_t>(M * K) + 63) / 64 * 64;
+  auto* xq = scratch<std::uint8_t>(s, xq_bytes + static_cast<std::size_t>(M * N) * 4);
+  auto* acc = reinterpret_cast<std::int32_t*>(xq + xq_bytes);
+  std::vector<float> rs(static_cast<std::size_t>(M));
+  std::vector<std::int32_t> rz(static_cast<std::size_t>(M));
+  std::vector<char> nonfinite(static_cast<std::size_t>(M));
+  parallel_ranges(M, pool_threads(), std::max<index_t>(1, 8192 / std::max<index_t>(K, 1)), 1, [&](index_t m0, index_t m1) {
+    for (index_t m = m0; m < m1; ++m) {
+      nonfinite[m] = has_nonfinite(x + m * K, K);
+      kernels::quantize_dynamic_u8(x + m * K, K, xq + m * K, &rs[m], &rz[m]);
+    }
+  });
+  index_t col0 = 0;
+  for (const auto& Wp : s.packed) {
+    const PackedWeights& W = *Wp;
+    Epilogue e;  // a_scale 1, a_zp 0: the row terms are applied below
+    e.out = kernels::OutType::s32;
+    std::mutex mu;
+    Status err;
+    const int t = pool_threads();
+    const index_t mblock = t > 1 ? std::max<index_t>(16, (M + t - 1) / t) : M;
+    parallel_for((M + mblock - 1) / mblock, [&](index_t b) {
+      const index_t r0 = b * mblock, rows = std::min(mblock, M - r0);
+      Status st = kernels::gemm_s8(xq + r0 * K, rows, K, W, e, acc + r0 * N + col0, N);
+      if (!st) { std::lock_guard<std::mutex> lk(mu); err = st; }
+    });
+    if (!err) return bad(s, err.message());
+    col0 += W.N();
+  }
+  // Per-column terms of the whole output (the packed slices side by side).
+  std::vector<float> ws(static_cast<std::size_t>(N));
+  std::vector<std::int32_t> wt(static_cast<std::size_t>(N));
+  col0 = 0;
+  for (const auto& Wp : s.packed) {
+    std::copy(Wp->col_scale().begin(), Wp->col_scale().end(), ws.begin() + col0);
+    std::copy(Wp->col_term().begin(), Wp->col_term().end(), wt.begin() + col0);
+    col0 += Wp->N();
+  }
+  std::vector<Status> errs(1);
+  parallel_ranges(M, pool_threads(), std::max<index_t>(1, 16384 / std::max<index_t>(N, 1)), 1, [&](index_t m0, index_t m1) {
+    for (index_t m = m0; m < m1; ++m) {
+      float* yr = y + m * N;
+      if (nonfinite[m]) { std::fill_n(yr, N, std::numeric_limits<float>::quiet_NaN()); continue; }
+      const std::int32_t* ar = acc + m * N;
+      const std::uint32_t z = static_cast<std::uint32_t>(rz[m]);
+      const float sc = rs[m];
+      for (index_t n = 0; n < N; ++n) {
+        // v = acc + a_zp * (K*w_zp - colsum), wrapping mod 2^32 as the kernels' epilogue does
+        const auto v = static_cast<std::int32_t>(static_cast<std::uint32_t>(ar[n]) + z * static_cast<std::uint32_t>(wt[n]));
+        const float r = static_cast<float>(v) * (sc * ws[n]) + (bias ? bias[n] : 0.f);
+        yr[n] = act == kernels::Act::relu && r < 0.f ? 0.f : r;
+      }
+      if (act == kernels::Act::gelu_erf || act == kernels::Act::gelu_tanh) {
+        Status st = kernels::gelu(yr, N, act == kernels::Act::gelu_tanh, yr);
+        if (!st) errs[0] = st;
+      }
+    }
+  });
+  return errs[0] ? Status::ok() : bad(s, errs[0].message());
+}
+
 // Linear: y[..., N] = act(x[..., K] @ W + bias), W packed at compile time, possibly as several
 // column slices (ia "cols": first column of each slice) so threads split N without sharing panels.
-// mode 0 fp32, 1 bf16 (x converted once per call), 2 int8 (x quantized to u8 per tensor:
-// statically from a_scale/a_zp when given, else dynamically from its range).
+// mode 0 fp32, 1 bf16 (x converted once per call), 2 int8 (x quantized to u8 per tensor
+// statically from a_scale/a_zp when given, else dynamically per row: linear_dynamic_rows).
 // Chained Linears skip the conversions: x may already be bf16 (mode 1) or u8 on the static
 // grid a_scale/a_zp (mode 2), and "out" asks for 1 bf16 / 2 u8 (out_scale, out_zp) outputs.
 Status linear(ExecCtx& c, const Step& s) {
@@ -75,6 +151,8 @@ Status linear(ExecCtx& c, const Step& s) {
   const DType ydt = out_kind == 2 ? DType::u8 : out_kind == 1 ? DType::bf16 : DType::f32;
   Tensor& y = c.out(s, 0, os, ydt);
   if (M == 0) return Status::ok();
+  if (mode == 2 && !pre && out_kind == 0 && !(s.f("a_scale", 0.0) > 0.0))
+    return linear_dynamic_rows(s, x.as<float>(), M, K, N, bias, act, y.as<float>());
   const void* A = x.data;
   float a_scale = 1.f;
   std::int32_t a_zp = 0;
@@ -403,7 +481,10 @@ Status reduce(ExecCtx& c, const Step& s) {
     parallel_ranges(rows, (n >= kParMin) ? pool_threads() : 1, 1, 1, [&](index_t row0, index_t row1) {
       for (index_t row = row0; row < row1; ++row) {
         float acc = init;
-        for (index_t j = 0; j < N; ++j) acc = KIND == 2 ? std::max(acc, xp[row * N + j]) : acc + xp[row * N + j];
+        for (index_t j = 0; j < N; ++j) {
+          const float v = xp[row * N + j];
+          acc = KIND == 2 ? (v > acc || v != v ? v : acc) : acc + v;  // NaN wins (ONNX ReduceMax)
+        }
         yp[row] = acc;
       }
     });
@@ -412,7 +493,7 @@ Status reduce(ExecCtx& c, const Step& s) {
     for (index_t i = 0; i < n; ++i) {
       index_t o = 0;
       for (std::int64_t d = 0; d < r; ++d) o += (red[d] ? 0 : idx[d]) * ost[d];
-      yp[o] = KIND == 2 ? std::max(yp[o], xp[i]) : yp[o] + xp[i];
+      yp[o] = KIND == 2 ? (xp[i] > yp[o] || xp[i] != xp[i] ? xp[i] : yp[o]) : yp[o] + xp[i];  // NaN wins
       for (std::int64_t d = r - 1; d >= 0; --d) { if (++idx[d] < x.shape[d]) break; idx[d] = 0; }
     }
   }
