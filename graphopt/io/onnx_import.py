@@ -13,6 +13,7 @@ from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
 from ..errors import ModelLoadError, UnsupportedError
+from .external_data import ExternalData, is_external
 from ..ir import (
     Attr,
     AttrKind,
@@ -61,10 +62,9 @@ def load(model: str | os.PathLike | bytes | onnx.ModelProto, *, load_external_da
             raise ModelLoadError(f"{path} is a directory, not an ONNX model file")
         proto = _parse(path.read_bytes(), where)
         if load_external_data and _uses_external_data(proto):
-            try:
-                onnx.load_external_data_for_model(proto, str(path.parent))
-            except (OSError, ValueError) as e:
-                raise ModelLoadError(f"{path}: cannot read external data: {e}") from e
+            # Mapped, not read: the weights stay in the file's pages (see external_data.py).
+            return from_onnx(proto, inline_functions=inline_functions, source=where,
+                             external=ExternalData(path.parent))
     return from_onnx(proto, inline_functions=inline_functions, source=where)
 
 
@@ -87,8 +87,10 @@ def _uses_external_data(proto: onnx.ModelProto) -> bool:
     return any(uses_external_data(t) for t in _get_all_tensors(proto))
 
 
-def from_onnx(proto: onnx.ModelProto, *, inline_functions: bool = True, source: str = "<model>") -> Model:
-    """Convert a ModelProto (with data loaded) to a :class:`Model`."""
+def from_onnx(proto: onnx.ModelProto, *, inline_functions: bool = True, source: str = "<model>",
+              external: ExternalData | None = None) -> Model:
+    """Convert a ModelProto to a :class:`Model`. Tensors stored as external data are
+    memory-mapped through ``external`` (without it, their data must be loaded)."""
     if inline_functions and len(proto.functions):
         try:
             import onnx.inliner
@@ -98,7 +100,7 @@ def from_onnx(proto: onnx.ModelProto, *, inline_functions: bool = True, source: 
             raise ModelLoadError(f"{source}: cannot inline local functions: {e}") from e
     opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in proto.opset_import}
     known_domains = set(opsets) | {f.domain for f in proto.functions}
-    graph = _Importer(source, known_domains).graph(proto.graph, outer=None)
+    graph = _Importer(source, known_domains, external).graph(proto.graph, outer=None)
     return Model(
         graph=graph,
         opset_imports=opsets,
@@ -147,9 +149,15 @@ def array_from_tensor(t: onnx.TensorProto, where: str = "") -> np.ndarray:
 
 
 class _Importer:
-    def __init__(self, source: str, known_domains: set[str]) -> None:
+    def __init__(self, source: str, known_domains: set[str], external: ExternalData | None = None) -> None:
         self.source = source
         self.known_domains = known_domains
+        self.external = external
+
+    def array(self, t: onnx.TensorProto, where: str) -> np.ndarray:
+        if self.external is not None and is_external(t):
+            return self.external.array(t)
+        return array_from_tensor(t, where)
 
     def graph(self, gp: onnx.GraphProto, outer: dict[str, Value] | None, parent: Node | None = None) -> Graph:
         g = Graph(gp.name, doc_string=gp.doc_string)
@@ -160,7 +168,7 @@ class _Importer:
             v = g.add_input(Value(vi.name, type_from_proto(vi.type), doc_string=vi.doc_string))
             scope[vi.name] = v
         for t in gp.initializer:
-            arr = array_from_tensor(t, f"{self.source}: ")
+            arr = self.array(t, f"{self.source}: ")
             v = scope.get(t.name) if t.name in {i.name for i in gp.input} else None
             if v is not None:  # an input with a default value (IR < 4 style)
                 v.const = arr
@@ -249,7 +257,7 @@ class _Importer:
         elif t == A.STRING:
             val = _decode(ap.s)
         elif t == A.TENSOR:
-            val = array_from_tensor(ap.t, f"{self.source}: {node.label()}: ")
+            val = self.array(ap.t, f"{self.source}: {node.label()}: ")
         elif t == A.GRAPH:
             val = self.graph(ap.g, scope)
         elif t == A.SPARSE_TENSOR:
@@ -263,7 +271,7 @@ class _Importer:
         elif t == A.STRINGS:
             val = [_decode(s) for s in ap.strings]
         elif t == A.TENSORS:
-            val = [array_from_tensor(x, f"{self.source}: {node.label()}: ") for x in ap.tensors]
+            val = [self.array(x, f"{self.source}: {node.label()}: ") for x in ap.tensors]
         elif t == A.GRAPHS:
             val = [self.graph(x, scope) for x in ap.graphs]
         elif t == A.SPARSE_TENSORS:
@@ -275,8 +283,8 @@ class _Importer:
         return Attr(ap.name, kind, val, ap.doc_string)
 
     def _sparse(self, st: onnx.SparseTensorProto) -> SparseTensor:
-        values = array_from_tensor(st.values, f"{self.source}: ")
-        indices = array_from_tensor(st.indices, f"{self.source}: ").astype(np.int64)
+        values = self.array(st.values, f"{self.source}: ")
+        indices = self.array(st.indices, f"{self.source}: ").astype(np.int64)
         return SparseTensor(values, indices, tuple(int(d) for d in st.dims), st.values.name)
 
 
