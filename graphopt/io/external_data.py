@@ -28,15 +28,15 @@ from onnx import helper, numpy_helper
 
 from ..errors import GraphoptError, ModelLoadError
 from ..ir import DType
+from ..ir.mapped import is_mapped, release_pages
 
-__all__ = ["ExternalData", "TensorWriter", "is_external", "is_mapped", "release_pages"]
+__all__ = ["ExternalData", "TensorWriter", "is_external", "is_mapped", "release_pages"]  # the last two: ir.mapped
 
 _T = onnx.TensorProto
 # ONNX element types whose raw little-endian bytes are exactly numpy's layout (bf16: see _np_dtype).
 _PLAIN = {_T.FLOAT, _T.UINT8, _T.INT8, _T.UINT16, _T.INT16, _T.INT32, _T.INT64, _T.BOOL, _T.FLOAT16,
           _T.DOUBLE, _T.UINT32, _T.UINT64}
 _WRITE_CHUNK = 256 * 2**20  # bytes per write() call: large single writes are split by the kernel anyway
-_PAGE = mmap.PAGESIZE
 
 
 def is_external(t: onnx.TensorProto) -> bool:
@@ -54,35 +54,6 @@ def _np_dtype(data_type: int) -> np.dtype | None:
         dt = numpy_helper.to_array(probe).dtype
         return dt if dt.itemsize == 2 else None
     return None
-
-
-def _find_mmap(arr: np.ndarray) -> mmap.mmap | None:
-    b = arr
-    while b is not None and not isinstance(b, mmap.mmap):
-        b = b.obj if isinstance(b, memoryview) else getattr(b, "base", None)  # frombuffer keeps a memoryview
-    return b
-
-
-def is_mapped(arr: np.ndarray) -> bool:
-    """True if ``arr`` is a view of a memory-mapped file (not a copy in the heap)."""
-    return isinstance(arr, np.ndarray) and _find_mmap(arr) is not None
-
-
-def release_pages(arr: np.ndarray) -> None:
-    """Drop the resident pages behind a mapped array from this process (the page cache keeps
-    them; a later read faults them back). Streaming passes call it once they are done with a
-    tensor so resident memory holds one tensor at a time, not every tensor read so far."""
-    mm = _find_mmap(arr) if isinstance(arr, np.ndarray) else None
-    if mm is None or not hasattr(mm, "madvise") or arr.nbytes < _PAGE:
-        return
-    base = np.frombuffer(mm, np.uint8, count=0).ctypes.data if len(mm) else 0
-    start = arr.ctypes.data - base
-    lo = start - start % _PAGE
-    hi = min(len(mm), start + arr.nbytes)
-    try:
-        mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
-    except (OSError, ValueError):  # advisory only
-        pass
 
 
 class ExternalData:

@@ -33,10 +33,12 @@ logger = logging.getLogger(__name__)
 
 
 def _as_model(model: Any) -> Model:
-    from ..io import from_onnx, load, to_onnx
+    from ..io import from_onnx, load
 
     if isinstance(model, Model):
-        return from_onnx(to_onnx(model))  # a private copy: the lowering may run passes on it
+        from ..ir.clone import clone
+
+        return clone(model)  # a private graph for the passes; constants shared read-only, not copied
     if isinstance(model, onnx.ModelProto):
         return from_onnx(model)
     if isinstance(model, (str, os.PathLike)):
@@ -113,7 +115,7 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
         if proto_nodes is None:
             from ..io import to_onnx
 
-            mp = to_onnx(m, value_info=False)
+            mp = to_onnx(m, value_info=False, omit_initializer_data=frozenset(m.graph.initializers))  # nodes only
             proto_nodes = {}
             for p in mp.graph.node:
                 for o in p.output:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphopt.ir import DType, Model, TensorType
+from graphopt.ir.mapped import release_pages
 from graphopt.pm import Pass, PassContext, PassResult, register_pass
 from graphopt.quant._build import add_node, const
 from graphopt.quant.annotate import annotate_node
@@ -50,7 +51,7 @@ class WeightOnlyQuantPass(Pass):
             if node.op_type != "MatMul" or plan.precision != "int8" or w is None or w.const is None \
                     or w.const.ndim != 2 or node.inputs[0].const is not None:
                 continue
-            wf = w.const.astype(np.float32)
+            wf = np.asarray(w.const, np.float32)  # no copy of an fp32 (possibly mapped) weight
             gram = node.inputs[0].meta.get(GRAM) if cfg.gptq else None
             if gram is not None and gram.shape != (wf.shape[0],) * 2:
                 gram = None
@@ -78,7 +79,7 @@ class WeightOnlyQuantPass(Pass):
                     packed, scales = pack_int4(*gptq_quantize(wf, gram, bits=4, group=cfg.group_size),
                                                cfg.group_size)
                 else:
-                    packed, scales, _ = quantize_int4_blocks(wf, cfg.group_size)
+                    packed, scales, _ = quantize_int4_blocks(wf, cfg.group_size, dequantized=False)
                 out = node.output
                 new = add_node(g, node, "MatMulNBits",
                                [node.inputs[0], const(g, f"{w.name}_int4", packed), const(g, f"{w.name}_scales", scales)],
@@ -89,6 +90,7 @@ class WeightOnlyQuantPass(Pass):
                 g.remove(node)
             if w.num_uses() == 0 and w.is_initializer:
                 g.remove_initializer(w)
+                release_pages(w.const)  # streamed: the fp32 weight's pages leave memory as we go
             count += 1
         emb = InsertQDQPass().run(model, ctx).stats.get("embeddings", 0)
         return PassResult(count + emb > 0, {"matmuls": count, "embeddings": emb})
