@@ -52,7 +52,7 @@ def weight_error(w: np.ndarray, q: np.ndarray, qp: QParams) -> float:
 
 
 def quantize_int4_blocks(w: np.ndarray, block: int = 32, *, dequantized: bool = True,
-                         chunk_bytes: int = 64 * 2**20) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+                         chunk_bytes: int = 16 * 2**20) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Symmetric RTN int4 of ``w[K, N]`` in blocks of ``block`` along K, packed as onnxruntime's
     ``MatMulNBits`` wants: ``B[N, K/block, block/2]`` (uint8, low nibble first, code = q + 8),
     ``scales[N * K/block]``. Also returns the dequantized weight (for error reports) unless
