@@ -127,7 +127,9 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
         return None
 
     def factory(n: Node):
-        return make_fallback(n, node_proto(n) if n.domain != "graphopt" else None, m.opset_imports)
+        # contrib weight-only ops (MatMulNBits) prepack their weights: keep those constant in ORT
+        return make_fallback(n, node_proto(n) if n.domain != "graphopt" else None, m.opset_imports,
+                             bake_constants=n.domain == "com.microsoft")
 
     steps, consts = lower(m, precision, factory, threads=num_threads or os.cpu_count() or 1)
     inputs = [v for v in g.inputs if not v.is_initializer]
