@@ -56,7 +56,8 @@ def table(rows: list[dict]) -> str:
             elif "error" in r:
                 cells.append("error")
             else:
-                cells.append(f"{r['seconds']:.1f} s / {r['peak_mb'] / 1024:.2f} GB ({r['peak_mb'] * 2**20 / (gb * 1e9):.2f}x)")
+                peak = r["peak_mb"] * 2**20 / 1e9
+                cells.append(f"{r['seconds']:.1f} s / {peak:.2f} GB ({peak / gb:.2f}x)")
         out.append(f"| {m} | {gb:.2f} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 
@@ -70,7 +71,7 @@ def plot(rows: list[dict], path: Path) -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
     stack = [r for r in rows if r["model"].startswith("stack") and "error" not in r]
     for s in dict.fromkeys(r["step"] for r in stack):
-        pts = sorted((r["gb"], r["seconds"], r["peak_mb"] / 1024) for r in stack if r["step"] == s)
+        pts = sorted((r["gb"], r["seconds"], r["peak_mb"] * 2**20 / 1e9) for r in stack if r["step"] == s)
         style = "--" if s in ("ort", "ort-nbits", "nncf") else "-"
         ax1.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", label=s)
         ax2.plot([p[0] for p in pts], [p[2] for p in pts], style, marker="o", label=s)
