@@ -196,3 +196,21 @@ def test_llama_builder_matches_transformers(tmp_path: Path) -> None:
     with torch.no_grad():
         want = hf(torch.tensor(ids)).logits.numpy()
     np.testing.assert_allclose(_ort(path, {"input_ids": ids}), want, atol=1e-5)
+
+
+def test_streamed_quantizers_match_the_whole_tensor_versions() -> None:
+    from graphopt.passes.quant.insert_qdq import _quantize_rows
+    from graphopt.quant.specs import QType, QuantSpec
+    from graphopt.quant.weights import quantize_int4_blocks, quantize_weight
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((100, 70)).astype(np.float32)
+    whole = quantize_int4_blocks(w, 32, chunk_bytes=1 << 30)
+    chunked = quantize_int4_blocks(w, 32, chunk_bytes=4 * 128 * 3)  # 3 output channels per chunk
+    for a, b in zip(whole, chunked):
+        np.testing.assert_array_equal(a, b)
+    spec = QuantSpec(QType.S8, symmetric=True, per_channel=True, axis=0)
+    q1, p1 = quantize_weight(w, spec)
+    q2, p2 = _quantize_rows(w, spec, chunk_bytes=70 * 4 * 7)
+    np.testing.assert_array_equal(q1, q2)
+    np.testing.assert_array_equal(p1.scale, p2.scale)
