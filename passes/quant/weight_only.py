@@ -34,8 +34,9 @@ class WeightOnlyQuantPass(Pass):
     name = "quantize-weight-only"
     description = "weight-only int8/int4 (group-wise RTN) quantization of MatMul weights"
 
-    def __init__(self, config: QuantConfig | None = None) -> None:
+    def __init__(self, config: QuantConfig | None = None, *, only_inputs: frozenset[str] | None = None) -> None:
         self.config = config or QuantConfig(mode="weight-only")
+        self.only_inputs = only_inputs  # GPTQ rounds: only the MatMuls reading these activations
 
     def run(self, model: Model, ctx: PassContext) -> PassResult:
         cfg = self.config
@@ -49,7 +50,8 @@ class WeightOnlyQuantPass(Pass):
                 continue
             w = node.inputs[1] if len(node.inputs) > 1 else None
             if node.op_type != "MatMul" or plan.precision != "int8" or w is None or w.const is None \
-                    or w.const.ndim != 2 or node.inputs[0].const is not None:
+                    or w.const.ndim != 2 or node.inputs[0].const is not None \
+                    or self.only_inputs is not None and node.inputs[0].name not in self.only_inputs:
                 continue
             wf = np.asarray(w.const, np.float32)  # no copy of an fp32 (possibly mapped) weight
             gram = node.inputs[0].meta.get(GRAM) if cfg.gptq else None
