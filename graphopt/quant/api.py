@@ -42,19 +42,21 @@ class QuantReport:
     seconds: float = 0.0
 
 
-_GRAM_BUDGET = 256 * 2**20  # bytes of Gram matrices (float64 K x K per layer input) held in one GPTQ round
+_GRAM_BUDGET = 256 * 2**20  # most bytes of Gram matrices (float64 K x K per layer input) in one GPTQ round
 
 
 def _gptq_rounds(model: Model, cfg: QuantConfig, batches: list[dict[str, Any]], ctx: PassContext,
                  progress: bool, report: QuantReport) -> dict[str, int]:
     """Calibrate and quantize a slice of layers at a time. The Gram matrices of every layer
     together outweigh the model itself (a 2048-wide input: 32 MB of Gram for 16 MB of weight),
-    so a round holds at most ``_GRAM_BUDGET`` of them; later rounds are calibrated on the model
+    so a round holds at most a quarter of the weights' bytes of them (<= ``_GRAM_BUDGET``); later rounds are calibrated on the model
     with the earlier layers already quantized (GPTQ's sequential variant)."""
     from graphopt.passes.quant.smoothquant import smoothquant_targets
     from graphopt.quant.specs import GRAM
 
     pq = _passes()
+    weights = sum(v.const.nbytes for v in model.graph.initializers.values() if v.const is not None)
+    budget = min(_GRAM_BUDGET, max(16 * 2**20, weights // 4))
     done: set[str] = set()
     stats: dict[str, int] = {}
     while True:
@@ -66,7 +68,7 @@ def _gptq_rounds(model: Model, cfg: QuantConfig, batches: list[dict[str, Any]], 
         for t in todo:
             k = (values[t].shape or (None,))[-1]
             cost = 8 * (k if isinstance(k, int) else 4096) ** 2
-            if chunk and size + cost > _GRAM_BUDGET:
+            if chunk and size + cost > budget:
                 break
             chunk.append(t)
             size += cost

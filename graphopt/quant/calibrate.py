@@ -220,7 +220,8 @@ def _session(model: Model, outputs: Sequence[Value]):
         raise GraphoptError(f"onnxruntime cannot load the calibration model: {e}") from e
 
 
-_INLINE_SESSION = 256 * 2**20  # constants above this go to onnxruntime through an external-data file
+_INLINE_SESSION = 64 * 2**20  # constants above this go to onnxruntime through an external-data file
+# (in memory, the proto, its serialized bytes and onnxruntime's copy would be three copies)
 
 
 def _file_session(model: Model, so: Any):
