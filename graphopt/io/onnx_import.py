@@ -13,7 +13,6 @@ from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
 from ..errors import ModelLoadError, UnsupportedError
-from .external_data import ExternalData, is_external
 from ..ir import (
     Attr,
     AttrKind,
@@ -30,6 +29,7 @@ from ..ir import (
     Value,
     ValueType,
 )
+from .external_data import ExternalData, is_external
 
 __all__ = ["load", "from_onnx", "type_from_proto", "array_from_tensor"]
 
