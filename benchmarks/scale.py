@@ -77,7 +77,7 @@ def plot(rows: list[dict], path: Path) -> None:
         ax2.plot([p[0] for p in pts], [p[2] for p in pts], style, marker="o", label=s)
     xs = sorted({r["gb"] for r in stack})
     ax2.plot(xs, [1.5 * x for x in xs], ":", color="grey", label="1.5x model")
-    ax1.set(xlabel="model size (GB)", ylabel="wall time (s)", title="time per step")
+    ax1.set(xlabel="model size (GB)", ylabel="wall time (s, log)", title="time per step", yscale="log")
     ax2.set(xlabel="model size (GB)", ylabel="peak memory growth (GB)", title="peak resident memory per step")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
