@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -67,8 +68,12 @@ def _feeds(path: str) -> dict[str, np.ndarray]:
     return out
 
 
+_TMP: list[str] = []  # output directories of this child's step, removed when it ends
+
+
 def _out(path: str) -> str:
-    return str(Path(tempfile.mkdtemp(prefix="scale-", dir=os.environ.get("GRAPHOPT_SCALE_TMP"))) / Path(path).name)
+    _TMP.append(tempfile.mkdtemp(prefix="scale-", dir=os.environ.get("GRAPHOPT_SCALE_TMP")))
+    return str(Path(_TMP[-1]) / Path(path).name)
 
 
 def _load(path: str) -> None:
@@ -147,8 +152,12 @@ def _child(step: str, path: str) -> dict[str, Any]:
     base = _status("VmRSS")
     reset_peak()
     t0 = time.perf_counter()
-    STEPS[step](path)
-    seconds = time.perf_counter() - t0
+    try:
+        STEPS[step](path)
+        seconds = time.perf_counter() - t0
+    finally:
+        for d in _TMP:
+            shutil.rmtree(d, ignore_errors=True)
     return {"step": step, "seconds": seconds, "peak_mb": peak_rss_mb() - base, "base_mb": base}
 
 
