@@ -27,6 +27,7 @@ from ..ir import (
     Value,
     ValueType,
 )
+from .external_data import TensorWriter, is_mapped
 from .onnx_import import OMITTED
 from .atomic import atomic_output
 
@@ -34,17 +35,19 @@ __all__ = ["save", "to_onnx", "type_to_proto", "array_to_tensor"]
 
 logger = logging.getLogger(__name__)
 
-_PROTOBUF_LIMIT = 2**31 - 1
 _EXTERNAL_THRESHOLD = 1024  # bytes: tensors at least this big go to the external file
+_INLINE_LIMIT = 512 * 2**20  # above this, an inline proto would cost a copy of every weight: go external
 
 
 def to_onnx(model: Model | Graph, *, value_info: bool = True,
-            omit_initializer_data: frozenset[str] | None = None) -> onnx.ModelProto:
+            omit_initializer_data: frozenset[str] | None = None,
+            tensor_writer: TensorWriter | None = None) -> onnx.ModelProto:
     """Convert to a ModelProto. ``omit_initializer_data`` names initializers to
-    emit as typed graph inputs instead of data (used by shape inference)."""
+    emit as typed graph inputs instead of data (used by shape inference);
+    ``tensor_writer`` writes large tensors out and the proto only refers to them."""
     if isinstance(model, Graph):
         model = Model(model)
-    gp = _Exporter(value_info, omit_initializer_data or frozenset()).graph(model.graph)
+    gp = _Exporter(value_info, omit_initializer_data or frozenset(), tensor_writer).graph(model.graph)
     mp = helper.make_model(
         gp,
         opset_imports=[helper.make_opsetid(d, v) for d, v in sorted(model.opset_imports.items())],
@@ -63,32 +66,43 @@ def to_onnx(model: Model | Graph, *, value_info: bool = True,
 
 def save(model: Model | Graph, path: str | os.PathLike, *, external_data: bool | None = None,
          location: str | None = None, size_threshold: int = _EXTERNAL_THRESHOLD) -> Path:
-    """Write an ONNX file. ``external_data=None`` uses an external ``.data``
-    file only when the model would exceed protobuf's 2 GB limit; tensors of at
-    least ``size_threshold`` bytes go there.
+    """Write an ONNX file atomically. ``external_data=None`` uses an external ``.data``
+    file when the constants total more than ``_INLINE_LIMIT`` bytes or any of them is
+    mapped from an external file; tensors of at least ``size_threshold`` bytes go there.
+
+    With external data, each tensor is written straight from its array to the data file
+    and the ModelProto only holds references: memory stays at one tensor's worth at most
+    and neither a tensor nor the total is bound by protobuf's 2 GB limit.
 
     >>> save(model, "out.onnx")   # doctest: +SKIP
     """
     path = Path(path)
-    mp = to_onnx(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    g = model.graph if isinstance(model, Model) else model
     if external_data is None:
-        external_data = _tensor_bytes(mp) > _PROTOBUF_LIMIT - 64 * 2**20
+        consts = [v.const for v in g.initializers.values() if v.const is not None]
+        external_data = sum(c.nbytes for c in consts) > _INLINE_LIMIT or any(is_mapped(c) for c in consts)
     try:
-        with atomic_output(path) as tmp:  # a failed or interrupted write keeps the previous file
-            if external_data:
-                onnx.save_model(mp, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
-                                location=location or path.name + ".data", size_threshold=size_threshold)
-            else:
+        if external_data:
+            _save_external(model, path, location or path.name + ".data", size_threshold)
+        else:
+            mp = to_onnx(model)
+            with atomic_output(path) as tmp:  # a failed or interrupted write keeps the previous file
                 onnx.save_model(mp, str(tmp))
     except (ValueError, OSError) as e:
         raise GraphoptError(f"cannot write {path}: {e}") from e
     return path
 
 
-def _tensor_bytes(mp: onnx.ModelProto) -> int:
-    from onnx.external_data_helper import _get_all_tensors
-
-    return sum(len(t.raw_data) for t in _get_all_tensors(mp))
+def _save_external(model: Model | Graph, path: Path, location: str, threshold: int) -> None:
+    """Tensors streamed to ``location`` beside ``path``, then the small model proto; each file
+    replaced atomically, data first (a mapped source stays valid: the rename keeps its inode)."""
+    with atomic_output(path) as tmp:  # the data file is a companion: moved in before the model
+        data = tmp.parent / location
+        data.parent.mkdir(parents=True, exist_ok=True)
+        with open(data, "wb") as f:
+            mp = to_onnx(model, tensor_writer=TensorWriter(f, location, threshold))
+        tmp.write_bytes(mp.SerializeToString())  # metadata only: every large tensor is a reference
 
 
 def type_to_proto(t: ValueType | None) -> onnx.TypeProto:
@@ -156,9 +170,15 @@ def _dense_to_sparse(arr: np.ndarray, name: str) -> onnx.SparseTensorProto:
 
 
 class _Exporter:
-    def __init__(self, value_info: bool, omit: frozenset[str]) -> None:
+    def __init__(self, value_info: bool, omit: frozenset[str], writer: TensorWriter | None = None) -> None:
         self.value_info = value_info
         self.omit = omit
+        self.writer = writer
+
+    def tensor(self, arr: np.ndarray, name: str = "", dtype: DType | None = None) -> onnx.TensorProto:
+        """A TensorProto holding ``arr``, or referring to it in the external data file."""
+        t = self.writer(arr, name, dtype) if self.writer is not None else None
+        return t if t is not None else array_to_tensor(arr, name, dtype)
 
     def name(self, v: Value | None) -> str:
         if v is None:
@@ -182,7 +202,7 @@ class _Exporter:
             if name in g.sparse_initializers:
                 gp.sparse_initializer.append(_dense_to_sparse(v.const, name))
             else:
-                t = array_to_tensor(v.const, name, v.dtype)
+                t = self.tensor(v.const, name, v.dtype)
                 if v.doc_string:
                     t.doc_string = v.doc_string
                 gp.initializer.append(t)
@@ -230,7 +250,7 @@ class _Exporter:
             elif k is AttrKind.STRING:
                 ap.s = _encode(v)
             elif k is AttrKind.TENSOR:
-                ap.t.CopyFrom(array_to_tensor(v))
+                ap.t.CopyFrom(self.tensor(v))
             elif k is AttrKind.GRAPH:
                 ap.g.CopyFrom(self.graph(v))
             elif k is AttrKind.SPARSE_TENSOR:
@@ -244,7 +264,7 @@ class _Exporter:
             elif k is AttrKind.STRINGS:
                 ap.strings.extend(_encode(x) for x in v)
             elif k is AttrKind.TENSORS:
-                ap.tensors.extend(array_to_tensor(x) for x in v)
+                ap.tensors.extend(self.tensor(x) for x in v)
             elif k is AttrKind.GRAPHS:
                 ap.graphs.extend(self.graph(x) for x in v)
             elif k is AttrKind.SPARSE_TENSORS:

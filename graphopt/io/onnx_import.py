@@ -29,6 +29,7 @@ from ..ir import (
     Value,
     ValueType,
 )
+from .external_data import ExternalData, is_external
 
 __all__ = ["load", "from_onnx", "type_from_proto", "array_from_tensor"]
 
@@ -61,12 +62,15 @@ def load(model: str | os.PathLike | bytes | onnx.ModelProto, *, load_external_da
             raise ModelLoadError(f"{path} is a directory, not an ONNX model file")
         proto = _parse(path.read_bytes(), where)
         if load_external_data and _uses_external_data(proto):
-            _load_external_data(proto, path)
+            _check_external_data(proto, path)
+            # Mapped, not read: the weights stay in the file's pages (see external_data.py).
+            return from_onnx(proto, inline_functions=inline_functions, source=where,
+                             external=ExternalData(path.parent))
     return from_onnx(proto, inline_functions=inline_functions, source=where)
 
 
-def _load_external_data(proto: onnx.ModelProto, path: Path) -> None:
-    """Read every external tensor from beside ``path``; a location that is absolute, leaves the
+def _check_external_data(proto: onnx.ModelProto, path: Path) -> None:
+    """Every external tensor must lie beside ``path``: a location that is absolute, leaves the
     model's folder (``../``, a symlink) or is missing is refused naming the tensor."""
     from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
 
@@ -82,10 +86,6 @@ def _load_external_data(proto: onnx.ModelProto, path: Path) -> None:
         if not target.is_file():
             raise ExternalDataError(f"{path}: tensor '{t.name}': external data file '{loc}' not found "
                                     f"next to the model")
-    try:
-        onnx.load_external_data_for_model(proto, str(path.parent))
-    except Exception as e:  # noqa: BLE001 - OSError, ValueError, onnx's ValidationError
-        raise ExternalDataError(f"{path}: cannot read external data: {e}") from e
 
 
 def _parse(data: bytes, where: str) -> onnx.ModelProto:
@@ -107,8 +107,10 @@ def _uses_external_data(proto: onnx.ModelProto) -> bool:
     return any(uses_external_data(t) for t in _get_all_tensors(proto))
 
 
-def from_onnx(proto: onnx.ModelProto, *, inline_functions: bool = True, source: str = "<model>") -> Model:
-    """Convert a ModelProto (with data loaded) to a :class:`Model`."""
+def from_onnx(proto: onnx.ModelProto, *, inline_functions: bool = True, source: str = "<model>",
+              external: ExternalData | None = None) -> Model:
+    """Convert a ModelProto to a :class:`Model`. Tensors stored as external data are
+    memory-mapped through ``external`` (without it, their data must be loaded)."""
     if inline_functions and len(proto.functions):
         try:
             import onnx.inliner
@@ -118,7 +120,7 @@ def from_onnx(proto: onnx.ModelProto, *, inline_functions: bool = True, source: 
             raise ModelLoadError(f"{source}: cannot inline local functions: {e}") from e
     opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in proto.opset_import}
     known_domains = set(opsets) | {f.domain for f in proto.functions}
-    graph = _Importer(source, known_domains).graph(proto.graph, outer=None)
+    graph = _Importer(source, known_domains, external).graph(proto.graph, outer=None)
     return Model(
         graph=graph,
         opset_imports=opsets,
@@ -178,9 +180,15 @@ def array_from_tensor(t: onnx.TensorProto, where: str = "") -> np.ndarray:
 
 
 class _Importer:
-    def __init__(self, source: str, known_domains: set[str]) -> None:
+    def __init__(self, source: str, known_domains: set[str], external: ExternalData | None = None) -> None:
         self.source = source
         self.known_domains = known_domains
+        self.external = external
+
+    def array(self, t: onnx.TensorProto, where: str) -> np.ndarray:
+        if self.external is not None and is_external(t):
+            return self.external.array(t)
+        return array_from_tensor(t, where)
 
     def graph(self, gp: onnx.GraphProto, outer: dict[str, Value] | None, parent: Node | None = None) -> Graph:
         g = Graph(gp.name, doc_string=gp.doc_string)
@@ -191,7 +199,7 @@ class _Importer:
             v = g.add_input(Value(vi.name, self.vtype(vi), doc_string=vi.doc_string))
             scope[vi.name] = v
         for t in gp.initializer:
-            arr = array_from_tensor(t, f"{self.source}: ")
+            arr = self.array(t, f"{self.source}: ")
             v = scope.get(t.name) if t.name in {i.name for i in gp.input} else None
             if v is not None:  # an input with a default value (IR < 4 style)
                 v.const = arr
@@ -289,7 +297,7 @@ class _Importer:
         elif t == A.STRING:
             val = _decode(ap.s)
         elif t == A.TENSOR:
-            val = array_from_tensor(ap.t, f"{self.source}: {node.label()}: ")
+            val = self.array(ap.t, f"{self.source}: {node.label()}: ")
         elif t == A.GRAPH:
             val = self.graph(ap.g, scope)
         elif t == A.SPARSE_TENSOR:
@@ -303,7 +311,7 @@ class _Importer:
         elif t == A.STRINGS:
             val = [_decode(s) for s in ap.strings]
         elif t == A.TENSORS:
-            val = [array_from_tensor(x, f"{self.source}: {node.label()}: ") for x in ap.tensors]
+            val = [self.array(x, f"{self.source}: {node.label()}: ") for x in ap.tensors]
         elif t == A.GRAPHS:
             val = [self.graph(x, scope) for x in ap.graphs]
         elif t == A.SPARSE_TENSORS:
@@ -315,8 +323,8 @@ class _Importer:
         return Attr(ap.name, kind, val, ap.doc_string)
 
     def _sparse(self, st: onnx.SparseTensorProto) -> SparseTensor:
-        values = array_from_tensor(st.values, f"{self.source}: ")
-        indices = array_from_tensor(st.indices, f"{self.source}: ").astype(np.int64)
+        values = self.array(st.values, f"{self.source}: ")
+        indices = self.array(st.indices, f"{self.source}: ").astype(np.int64)
         return SparseTensor(values, indices, tuple(int(d) for d in st.dims), st.values.name)
 
 

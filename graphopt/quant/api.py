@@ -42,6 +42,47 @@ class QuantReport:
     seconds: float = 0.0
 
 
+_GRAM_BUDGET = 256 * 2**20  # most bytes of Gram matrices (float64 K x K per layer input) in one GPTQ round
+
+
+def _gptq_rounds(model: Model, cfg: QuantConfig, batches: list[dict[str, Any]], ctx: PassContext,
+                 progress: bool, report: QuantReport) -> dict[str, int]:
+    """Calibrate and quantize a slice of layers at a time. The Gram matrices of every layer
+    together outweigh the model itself (a 2048-wide input: 32 MB of Gram for 16 MB of weight),
+    so a round holds at most a quarter of the weights' bytes of them (<= ``_GRAM_BUDGET``); later rounds are calibrated on the model
+    with the earlier layers already quantized (GPTQ's sequential variant)."""
+    from graphopt.passes.quant.smoothquant import smoothquant_targets
+    from graphopt.quant.specs import GRAM
+
+    pq = _passes()
+    weights = sum(v.const.nbytes for v in model.graph.initializers.values() if v.const is not None)
+    budget = min(_GRAM_BUDGET, max(16 * 2**20, weights // 4))
+    done: set[str] = set()
+    stats: dict[str, int] = {}
+    while True:
+        values = {v.name: v for v in model.graph.all_values()}
+        todo = [t for t in smoothquant_targets(model) if t not in done]
+        if not todo:
+            return stats
+        chunk, size = [], 0
+        for t in todo:
+            k = (values[t].shape or (None,))[-1]
+            cost = 8 * (k if isinstance(k, int) else 4096) ** 2
+            if chunk and size + cost > budget:
+                break
+            chunk.append(t)
+            size += cost
+        res = calibrate(model, batches, chunk, kind="gram", progress=progress)
+        res.attach(model)
+        report.calibration_seconds += res.seconds
+        report.calibration_batches = res.batches
+        for k, n in pq.WeightOnlyQuantPass(cfg, only_inputs=frozenset(chunk)).run(model, ctx).stats.items():
+            stats[k] = stats.get(k, 0) + n
+        for t in chunk:
+            values[t].meta.pop(GRAM, None)  # this round's Gram matrices are spent
+        done.update(chunk)
+
+
 def prepare_batches(model: Model, data: DataSource) -> list[dict[str, Any]]:
     """Materialise and check every calibration batch (names, dtypes, ranks) before any work."""
     batches = list(iter_batches(data))
@@ -80,13 +121,10 @@ def quantize(model: Model, config: QuantConfig | None = None, data: DataSource |
         if cfg.gptq:
             if data is None:
                 raise GraphoptError("GPTQ needs calibration data (the Gram matrix of each layer's input)")
-            from graphopt.passes.quant.smoothquant import smoothquant_targets
-
-            res = calibrate(model, prepare_batches(model, data), smoothquant_targets(model), kind="gram",
-                            progress=progress)
-            res.attach(model)
-            report.calibration_seconds, report.calibration_batches = res.seconds, res.batches
-        report.stats["quantize-weight-only"] = dict(pq.WeightOnlyQuantPass(cfg).run(model, ctx).stats)
+            report.stats["quantize-weight-only"] = _gptq_rounds(model, cfg, prepare_batches(model, data), ctx,
+                                                                progress, report)
+        else:
+            report.stats["quantize-weight-only"] = dict(pq.WeightOnlyQuantPass(cfg).run(model, ctx).stats)
     else:
         needs_data = calibration is None or cfg.smoothquant is not None
         batches: Sequence[dict[str, Any]] = []

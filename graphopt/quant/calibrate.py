@@ -189,12 +189,22 @@ def _session(model: Model, outputs: Sequence[Value]):
 
     g = model.graph
     saved = list(g.outputs)
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    # basic rewrites only: the fetched values must exist as computed by the graph as written
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    fused = any(n.domain == "graphopt" for n in g.walk())
+    big = sum(v.const.nbytes for v in g.initializers.values() if v.const is not None) > _INLINE_SESSION
     try:
         g.outputs = saved + [v for v in outputs if not any(v is o for o in saved)]
+        if big and not fused:
+            # through a file with external data: no in-memory proto holding every weight (nor its
+            # serialized copy); onnxruntime reads the tensors itself
+            return _file_session(model, so)
         proto = to_onnx(model)
     finally:
         g.outputs = saved
-    if any(n.domain == "graphopt" for n in g.walk()):
+    if fused:
         # graphopt's fused ops (e.g. graphopt::Linear) run in onnxruntime after lowering a copy;
         # the observed values are graph outputs of the copy, so lowering keeps their names
         from ..io import from_onnx
@@ -203,14 +213,29 @@ def _session(model: Model, outputs: Sequence[Value]):
         copy = from_onnx(proto)
         lower_to_onnxruntime(copy)
         proto = to_onnx(copy)
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    # basic rewrites only: the fetched values must exist as computed by the graph as written
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     try:
         return ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
         raise GraphoptError(f"onnxruntime cannot load the calibration model: {e}") from e
+
+
+_INLINE_SESSION = 64 * 2**20  # constants above this go to onnxruntime through an external-data file
+# (in memory, the proto, its serialized bytes and onnxruntime's copy would be three copies)
+
+
+def _file_session(model: Model, so: Any):
+    import tempfile
+
+    import onnxruntime as ort
+
+    from ..io import save
+
+    with tempfile.TemporaryDirectory(prefix="graphopt-calib-") as d:
+        path = save(model, os.path.join(d, "calib.onnx"), external_data=True)
+        try:
+            return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise GraphoptError(f"onnxruntime cannot load the calibration model: {e}") from e
 
 
 def calibrate(model: Model, data: DataSource, targets: Sequence[str] | None = None, *,

@@ -51,25 +51,37 @@ def weight_error(w: np.ndarray, q: np.ndarray, qp: QParams) -> float:
     return float(np.linalg.norm(d - w) / max(np.linalg.norm(w), 1e-12))
 
 
-def quantize_int4_blocks(w: np.ndarray, block: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def quantize_int4_blocks(w: np.ndarray, block: int = 32, *, dequantized: bool = True,
+                         chunk_bytes: int = 16 * 2**20) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Symmetric RTN int4 of ``w[K, N]`` in blocks of ``block`` along K, packed as onnxruntime's
     ``MatMulNBits`` wants: ``B[N, K/block, block/2]`` (uint8, low nibble first, code = q + 8),
-    ``scales[N * K/block]``. Also returns the dequantized weight (for error reports).
+    ``scales[N * K/block]``. Also returns the dequantized weight (for error reports) unless
+    ``dequantized=False``.
+
+    Output channels are processed ``chunk_bytes`` of fp32 at a time, so the temporaries stay
+    small whatever the weight's size (a memory-mapped ``w`` is read once, never copied whole).
     """
     k, n = w.shape
     kp = -(-k // block) * block
-    wt = np.zeros((n, kp), np.float32)
-    wt[:, :k] = w.T
-    blocks = wt.reshape(n, kp // block, block)
-    amax = np.abs(blocks).max(axis=2)
-    scale = np.where(amax > 0, amax / 7.0, 1.0).astype(np.float32)
-    q = np.clip(np.rint(blocks / scale[..., None]), -8, 7).astype(np.int8)
-    codes = (q + 8).astype(np.uint8)
-    packed = (codes[..., 0::2] | (codes[..., 1::2] << 4)).astype(np.uint8)
-    deq = (q.astype(np.float32) * scale[..., None]).reshape(n, kp)[:, :k].T
-    return packed, scale.reshape(-1), np.ascontiguousarray(deq)
-
-
+    nb = kp // block
+    packed = np.empty((n, nb, block // 2), np.uint8)
+    scales = np.empty((n, nb), np.float32)
+    deq = np.empty((k, n), np.float32) if dequantized else None
+    step = max(1, chunk_bytes // (4 * kp))
+    for c0 in range(0, n, step):
+        c1 = min(n, c0 + step)
+        wt = np.zeros((c1 - c0, kp), np.float32)
+        wt[:, :k] = w[:, c0:c1].T
+        blocks = wt.reshape(c1 - c0, nb, block)
+        amax = np.abs(blocks).max(axis=2)
+        scale = np.where(amax > 0, amax / 7.0, 1.0).astype(np.float32)
+        q = np.clip(np.rint(blocks / scale[..., None]), -8, 7).astype(np.int8)
+        codes = (q + 8).astype(np.uint8)
+        packed[c0:c1] = codes[..., 0::2] | (codes[..., 1::2] << 4)
+        scales[c0:c1] = scale
+        if deq is not None:
+            deq[:, c0:c1] = (q.astype(np.float32) * scale[..., None]).reshape(c1 - c0, kp)[:, :k].T
+    return packed, scales.reshape(-1), deq
 
 
 def pack_int4(q: np.ndarray, scales: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:

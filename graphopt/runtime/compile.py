@@ -34,10 +34,12 @@ logger = logging.getLogger(__name__)
 
 
 def _as_model(model: Any) -> Model:
-    from ..io import from_onnx, load, to_onnx
+    from ..io import from_onnx, load
 
     if isinstance(model, Model):
-        return from_onnx(to_onnx(model))  # a private copy: the lowering may run passes on it
+        from ..ir.clone import clone
+
+        return clone(model)  # a private graph for the passes; constants shared read-only, not copied
     if isinstance(model, onnx.ModelProto):
         return from_onnx(model)
     if isinstance(model, (str, os.PathLike)):
@@ -153,7 +155,7 @@ def lower_native(m: Model, precision: str, num_threads: int | None) -> tuple[lis
         if proto_nodes is None:
             from ..io import to_onnx
 
-            mp = to_onnx(m, value_info=False)
+            mp = to_onnx(m, value_info=False, omit_initializer_data=frozenset(m.graph.initializers))  # nodes only
             proto_nodes = {}
             for p in mp.graph.node:
                 for o in p.output:
@@ -165,7 +167,9 @@ def lower_native(m: Model, precision: str, num_threads: int | None) -> tuple[lis
         return None
 
     def factory(n: Node):
-        return make_fallback(n, node_proto(n) if n.domain != "graphopt" else None, m.opset_imports)
+        # contrib weight-only ops (MatMulNBits) prepack their weights: keep those constant in ORT
+        return make_fallback(n, node_proto(n) if n.domain != "graphopt" else None, m.opset_imports,
+                             bake_constants=n.domain == "com.microsoft")
 
     steps, consts = lower(m, precision, factory, threads=num_threads or os.cpu_count() or 1)
     inputs = [v for v in g.inputs if not v.is_initializer]

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 import onnx
-from onnx import helper
+from onnx import helper, numpy_helper
 
 from ..errors import UnsupportedError
 from ..ir import Node
@@ -31,11 +31,15 @@ logger = logging.getLogger(__name__)
 class OrtNodeRunner:
     """Runs one ONNX node with onnxruntime (or onnx.reference if ORT cannot load it)."""
 
-    def __init__(self, node_proto: onnx.NodeProto, opsets: dict[str, int], implicit: list[str], label: str) -> None:
+    def __init__(self, node_proto: onnx.NodeProto, opsets: dict[str, int], implicit: list[str], label: str,
+                 consts: dict[str, np.ndarray] | None = None) -> None:
         self.proto = node_proto
         self.opsets = dict(opsets)
         self.implicit = list(implicit)
         self.label = label
+        # Constant inputs become initializers of the one-node model, so onnxruntime can prepack
+        # them once (MatMulNBits fed its int4 weight at run time re-unpacks it on every call).
+        self.consts = dict(consts or {})
         self.in_names = list(node_proto.input) + self.implicit
         self.out_names = [o for o in node_proto.output]
         self._sessions: dict[tuple, Any] = {}
@@ -44,14 +48,15 @@ class OrtNodeRunner:
     def _model(self, arrays: list[np.ndarray | None]) -> onnx.ModelProto:
         inputs, seen = [], set()
         for name, a in zip(self.in_names, arrays):
-            if not name or a is None or name in seen:
+            if not name or a is None or name in seen or name in self.consts:
                 continue
             seen.add(name)
             et = helper.np_dtype_to_tensor_dtype(a.dtype)
             # distinct symbolic dims per input: shared names would assert equal sizes
             inputs.append(helper.make_tensor_value_info(name, et, [f"{len(inputs)}_d{i}" for i in range(a.ndim)]))
         outputs = [helper.make_empty_tensor_value_info(o) if o else None for o in self.out_names]
-        graph = helper.make_graph([self.proto], "fallback", inputs, [o for o in outputs if o is not None])
+        inits = [numpy_helper.from_array(np.asarray(a), n) for n, a in self.consts.items()]
+        graph = helper.make_graph([self.proto], "fallback", inputs, [o for o in outputs if o is not None], inits)
         ops = [helper.make_opsetid(d, v) for d, v in self.opsets.items()]
         m = helper.make_model(graph, opset_imports=ops, producer_name="graphopt-fallback")
         m.ir_version = min(m.ir_version, 10)
@@ -83,7 +88,7 @@ class OrtNodeRunner:
 
     def __call__(self, arrays: list[np.ndarray | None]) -> list[np.ndarray]:
         sess = self._session(arrays)
-        feeds = {n: a for n, a in zip(self.in_names, arrays) if n and a is not None}
+        feeds = {n: a for n, a in zip(self.in_names, arrays) if n and a is not None and n not in self.consts}
         names = [o for o in self.out_names if o]
         try:
             res = sess.run(names, feeds)
@@ -125,8 +130,10 @@ def _graphopt_reference(node: Node) -> Callable[[list], list]:
     return run
 
 
-def make_fallback(node: Node, node_proto: onnx.NodeProto | None, opsets: dict[str, int]) -> Callable[[list], list]:
-    """A callable running ``node`` outside the native kernels (see module docstring)."""
+def make_fallback(node: Node, node_proto: onnx.NodeProto | None, opsets: dict[str, int], *,
+                  bake_constants: bool = False) -> Callable[[list], list]:
+    """A callable running ``node`` outside the native kernels (see module docstring).
+    ``bake_constants``: the node's constant inputs are fixed in its onnxruntime session."""
     if node.domain == "graphopt":
         try:
             return _graphopt_reference(node)
@@ -136,7 +143,8 @@ def make_fallback(node: Node, node_proto: onnx.NodeProto | None, opsets: dict[st
         raise UnsupportedError(f"{node.label()}: no native kernel and the node cannot be exported for onnxruntime")
     _check_runnable(node, opsets)
     implicit = [v.name for v in node.implicit_inputs()] if node.subgraphs() else []
-    return OrtNodeRunner(node_proto, opsets, implicit, node.label())
+    consts = {v.name: v.const for v in node.inputs if v is not None and v.const is not None} if bake_constants else {}
+    return OrtNodeRunner(node_proto, opsets, implicit, node.label(), consts)
 
 
 _ONNX_DOMAINS = frozenset({"", "ai.onnx.ml", "ai.onnx.preview", "ai.onnx.preview.training"})

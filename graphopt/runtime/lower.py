@@ -262,15 +262,15 @@ class _Lowerer:
             return
         mode = {"fp32": 0, "bf16": 1, "int8": 2}[self.precision]
         s = self.emit("Linear", name, ins, [out], iattrs={"act": act, "mode": mode}, origin=origin)
-        w = np.ascontiguousarray(w.astype(np.float32))
+        w = np.asarray(w, np.float32)  # no copy of an fp32 (possibly mapped) weight
         if mode == 2:
             q, sc = quantize_weight_s8(w)
             for c0, c1 in self._col_parts(w.shape[1]):
                 s.weights.append((np.ascontiguousarray(q[:, c0:c1]), "s8", False, sc[c0:c1].copy()))
             s.detail = "int8 dynamic per-tensor act, per-channel s8 weights"
         else:
-            for c0, c1 in self._col_parts(w.shape[1]):
-                s.weights.append((np.ascontiguousarray(w[:, c0:c1]), "f32" if mode == 0 else "bf16", False, None))
+            for c0, c1 in self._col_parts(w.shape[1]):  # views: build_plan copies one part at a time to pack it
+                s.weights.append((w[:, c0:c1], "f32" if mode == 0 else "bf16", False, None))
             s.detail = self.precision
 
     def _col_parts(self, n: int) -> list[tuple[int, int]]:

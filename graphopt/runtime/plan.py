@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..ir.mapped import release_pages
 from .lower import ALIAS_KINDS, Key, StepSpec
 
 __all__ = ["PlanInfo", "build_plan"]
@@ -87,6 +88,8 @@ def build_plan(steps: list[StepSpec], extra_consts: dict[Key, np.ndarray], input
         si = plan.add_step(kind, st.name, ins, outs, _clean(st.iattrs), _clean(st.fattrs), free_after[i])
         for w, mode, transposed, scale in st.weights:
             plan.pack_weight(si, np.ascontiguousarray(w), mode, transposed, scale)
+            release_pages(w)  # packed: the source pages of a mapped weight leave resident memory
+        st.weights = []  # the plan owns the packed copies; free the unpacked ones step by step
         if st.callback is not None:
             plan.set_callback(si, st.callback)
     plan.set_io(in_slots, out_slots)

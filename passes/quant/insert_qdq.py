@@ -13,12 +13,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
 
 from graphopt.errors import PreconditionError
 from graphopt.ir import DType, Graph, Model, Node, TensorType, Value
+from graphopt.ir.mapped import release_pages
 from graphopt.pm import Pass, PassContext, PassResult, register_config, register_pass
 from graphopt.quant._build import add_node, const
 from graphopt.quant.specs import CALIB, QPARAMS, QUANT_INPUTS, QParams, QuantSpec, qparams_from_range
@@ -118,7 +120,7 @@ class InsertQDQPass(Pass):
         table, ids = node.inputs[0], node.inputs[1]
         if table.const is None or table.const.dtype.kind != "f":
             return
-        q, qp = quantize_weight(table.const.astype(np.float32), spec.with_(axis=0, per_channel=True))
+        q, qp = _quantize_rows(table.const, spec.with_(axis=0, per_channel=True))
         out = node.output
         qt = const(g, f"{table.name}_quantized", q)
         st = const(g, f"{table.name}_row_scale", qp.scale.astype(np.float32))
@@ -139,4 +141,17 @@ class InsertQDQPass(Pass):
         g.remove(node)
         if table.num_uses() == 0 and table.is_initializer:
             g.remove_initializer(table)
+            release_pages(table.const)
         stats["embeddings"] += 1
+
+
+def _quantize_rows(table: np.ndarray, spec: QuantSpec, chunk_bytes: int = 16 * 2**20) -> tuple[np.ndarray, QParams]:
+    """Per-row quantization of an embedding table, ``chunk_bytes`` of rows at a time: rows are
+    independent, and a whole-table pass would hold several fp32 temporaries of its size."""
+    rows = max(1, chunk_bytes // max(1, table[0].nbytes)) if table.ndim > 1 and len(table) else max(1, len(table))
+    parts = [quantize_weight(np.asarray(table[i:i + rows], np.float32), spec) for i in range(0, len(table), rows)]
+    if len(parts) == 1:
+        return parts[0]
+    qp = parts[0][1]
+    return np.concatenate([q for q, _ in parts]), dataclasses.replace(
+        qp, scale=np.concatenate([p.scale for _, p in parts]), zero_point=np.concatenate([p.zero_point for _, p in parts]))

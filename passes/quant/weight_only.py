@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphopt.ir import DType, Model, TensorType
+from graphopt.ir.mapped import release_pages
 from graphopt.pm import Pass, PassContext, PassResult, register_pass
 from graphopt.quant._build import add_node, const
 from graphopt.quant.annotate import annotate_node
@@ -33,8 +34,9 @@ class WeightOnlyQuantPass(Pass):
     name = "quantize-weight-only"
     description = "weight-only int8/int4 (group-wise RTN) quantization of MatMul weights"
 
-    def __init__(self, config: QuantConfig | None = None) -> None:
+    def __init__(self, config: QuantConfig | None = None, *, only_inputs: frozenset[str] | None = None) -> None:
         self.config = config or QuantConfig(mode="weight-only")
+        self.only_inputs = only_inputs  # GPTQ rounds: only the MatMuls reading these activations
 
     def run(self, model: Model, ctx: PassContext) -> PassResult:
         cfg = self.config
@@ -48,9 +50,10 @@ class WeightOnlyQuantPass(Pass):
                 continue
             w = node.inputs[1] if len(node.inputs) > 1 else None
             if node.op_type != "MatMul" or plan.precision != "int8" or w is None or w.const is None \
-                    or w.const.ndim != 2 or node.inputs[0].const is not None:
+                    or w.const.ndim != 2 or node.inputs[0].const is not None \
+                    or self.only_inputs is not None and node.inputs[0].name not in self.only_inputs:
                 continue
-            wf = w.const.astype(np.float32)
+            wf = np.asarray(w.const, np.float32)  # no copy of an fp32 (possibly mapped) weight
             gram = node.inputs[0].meta.get(GRAM) if cfg.gptq else None
             if gram is not None and gram.shape != (wf.shape[0],) * 2:
                 gram = None
@@ -78,7 +81,7 @@ class WeightOnlyQuantPass(Pass):
                     packed, scales = pack_int4(*gptq_quantize(wf, gram, bits=4, group=cfg.group_size),
                                                cfg.group_size)
                 else:
-                    packed, scales, _ = quantize_int4_blocks(wf, cfg.group_size)
+                    packed, scales, _ = quantize_int4_blocks(wf, cfg.group_size, dequantized=False)
                 out = node.output
                 new = add_node(g, node, "MatMulNBits",
                                [node.inputs[0], const(g, f"{w.name}_int4", packed), const(g, f"{w.name}_scales", scales)],
@@ -89,6 +92,7 @@ class WeightOnlyQuantPass(Pass):
                 g.remove(node)
             if w.num_uses() == 0 and w.is_initializer:
                 g.remove_initializer(w)
+                release_pages(w.const)  # streamed: the fp32 weight's pages leave memory as we go
             count += 1
         emb = InsertQDQPass().run(model, ctx).stats.get("embeddings", 0)
         return PassResult(count + emb > 0, {"matmuls": count, "embeddings": emb})
