@@ -40,3 +40,7 @@ def compile(model, precision: str = "fp32", num_threads: int | None = None, **kw
 
 
 __all__.append("compile")
+
+from . import tune  # noqa: E402 - the verb: graphopt.tune(model, evaluate, data, tolerance=0.01, ...) (callable package)
+
+__all__.append("tune")

@@ -19,6 +19,7 @@ COMMANDS: tuple[str, ...] = (
     "bench_ort",
     "bench",
     "quantize",
+    "tune", "sensitivity",
 )
 
 

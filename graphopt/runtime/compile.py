@@ -74,7 +74,7 @@ def prepare(model: Any, optimize: str | None = "O2") -> Model:
 
 
 def compile(model: Any, precision: str = "fp32", num_threads: int | None = None, *,
-            optimize: str | None = "O2") -> Session:
+            optimize: str | None = "O2", node_precision: dict[str, str] | None = None) -> Session:
     """Compile ``model`` for the native runtime.
 
     :param model: a :class:`graphopt.Model`, an ``onnx.ModelProto``, a path, or a ``ModelSpec``.
@@ -84,6 +84,9 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
         the calibrated scales of a QDQ model from graphopt.quant).
     :param num_threads: OpenMP threads for this session's runs (None: all cores).
     :param optimize: pass pipeline applied first (a preset such as ``"O2"``, or None).
+    :param node_precision: per-node precision ("fp32"/"bf16"/"int8") of GEMM and attention nodes,
+        overriding ``precision``; default: the model's ``graphopt.node_precision`` metadata (JSON,
+        written by ``graphopt.tune``), if any.
     :returns: a :class:`Session`; ``session.summary()`` lists kernels and fallbacks.
 
     >>> sess = compile(model, precision="int8")   # doctest: +SKIP
@@ -127,7 +130,12 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
     def factory(n: Node):
         return make_fallback(n, node_proto(n) if n.domain != "graphopt" else None, m.opset_imports)
 
-    steps, consts = lower(m, precision, factory, threads=num_threads or os.cpu_count() or 1)
+    if node_precision is None and "graphopt.node_precision" in m.metadata_props:
+        import json
+
+        node_precision = json.loads(m.metadata_props["graphopt.node_precision"])
+    steps, consts = lower(m, precision, factory, threads=num_threads or os.cpu_count() or 1,
+                          node_precision=node_precision)
     inputs = [v for v in g.inputs if not v.is_initializer]
 
     def const_of(k: Any) -> np.ndarray | None:
