@@ -187,7 +187,7 @@ def _build(d: Path, cfg: dict[str, Any], progress: bool) -> None:
             opt.step()
             sched.step()
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.3f}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
     bar.close()
     net.eval()
     d.mkdir(parents=True, exist_ok=True)

@@ -85,8 +85,9 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
     :param num_threads: OpenMP threads for this session's runs (None: all cores).
     :param optimize: pass pipeline applied first (a preset such as ``"O2"``, or None).
     :param node_precision: per-node precision ("fp32"/"bf16"/"int8") of GEMM and attention nodes,
-        overriding ``precision``; default: the model's ``graphopt.node_precision`` metadata (JSON,
-        written by ``graphopt.tune``), if any.
+        overriding ``precision``, by node name or as ``"weight:NAME"`` (the node whose weight input is
+        NAME, which survives fusions that rename nodes); default: the model's
+        ``graphopt.node_precision`` metadata (JSON, written by ``graphopt.tune``), if any.
     :returns: a :class:`Session`; ``session.summary()`` lists kernels and fallbacks.
 
     >>> sess = compile(model, precision="int8")   # doctest: +SKIP
@@ -134,6 +135,8 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
         import json
 
         node_precision = json.loads(m.metadata_props["graphopt.node_precision"])
+    if node_precision:
+        node_precision = _fused_names(m, node_precision)
     steps, consts = lower(m, precision, factory, threads=num_threads or os.cpu_count() or 1,
                           node_precision=node_precision)
     inputs = [v for v in g.inputs if not v.is_initializer]
@@ -158,6 +161,16 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
     logger.info("compiled %s: %d steps, %d fallbacks", g.name, len(steps), len(sess.fallbacks))
     _return_freed_memory()
     return sess
+
+
+def _fused_names(m: Model, prec: dict[str, str]) -> dict[str, str]:
+    """``"weight:W"`` entries name a GEMM/conv by its weight (fusions rename nodes, not weights): add
+    the name each such node has after the optimisation pipeline."""
+    out = dict(prec)
+    for n in m.graph:
+        if len(n.inputs) > 1 and n.inputs[1] is not None and f"weight:{n.inputs[1].name}" in prec:
+            out.setdefault(n.name or n.outputs[0].name, prec[f"weight:{n.inputs[1].name}"])
+    return out
 
 
 def _return_freed_memory() -> None:

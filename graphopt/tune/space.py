@@ -165,6 +165,12 @@ def build(fp32: Model, recipe: Recipe, groups: Sequence[Group], batches: Sequenc
     if any(p == "int8" for p in prec.values()):
         cfg = _config(m, recipe, groups)
         quantize(m, cfg, batches, progress=False, calibration=calibration)
+    # by node name and by weight name: O2 fuses MatMul+Add into nodes with new names, weights keep theirs
+    nodes = {n.name: n for n in fp32.graph if n.name}
+    for g in groups:
+        n = nodes.get(g.name)
+        if n is not None and len(n.inputs) > 1 and n.inputs[1] is not None and n.inputs[1].const is not None:
+            prec[f"weight:{n.inputs[1].name}"] = prec[g.name]
     m.metadata_props[META_KEY] = json.dumps(prec, sort_keys=True)
     return m
 

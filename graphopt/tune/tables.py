@@ -42,6 +42,7 @@ __all__ = ["CostTable", "ErrorTable", "measure_costs", "measure_errors", "time_r
 logger = logging.getLogger(__name__)
 
 COST_CACHE = Path(os.path.expanduser("~/.cache/graphopt/costs"))
+COST_VERSION = 2  # bump when what is measured changes
 
 
 def time_run(run: Callable[[dict], Any], feeds: dict, *, min_time: float = 0.15, max_runs: int = 50,
@@ -179,7 +180,7 @@ def measure_costs(fp32: Model, groups: Sequence[Group], feeds: dict[str, np.ndar
     from ..io import to_onnx
 
     mh = hashlib.sha1(to_onnx(fp32).SerializeToString()).hexdigest()[:12]
-    key = hashlib.sha1(json.dumps([machine, target, list(precisions), mh,
+    key = hashlib.sha1(json.dumps([COST_VERSION, machine, target, list(precisions), mh,
                                    {k: [list(s) if s else None for s in v] for k, v in shapes.items()},
                                    {k: list(v.shape) for k, v in feeds.items()}], sort_keys=True).encode()).hexdigest()[:16]
     cache = (Path(cache_dir) if cache_dir else COST_CACHE) / f"{key}.json"
