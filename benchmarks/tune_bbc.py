@@ -23,6 +23,7 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import graphopt  # noqa: E402
+import graphopt.quant  # noqa: E402
 from graphopt.models.bbc import NAMES, accuracy, bbc_classifier, load_split  # noqa: E402
 from graphopt.tune.tables import time_run  # noqa: E402
 
@@ -44,6 +45,7 @@ def main() -> None:
     ap.add_argument("--only", default="fp32,bf16,int8,ort,nncf,pareto,basic,greedy")
     ap.add_argument("--max-trials", type=int, default=40)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="threads per session, every system")
     args = ap.parse_args()
     only = set(args.only.split(","))
     out = Path(args.out)
@@ -72,7 +74,7 @@ def main() -> None:
             continue
         t = time.perf_counter()
         m = build(fp32, Recipe.make({g.name: prec for g in groups}), groups, calib)
-        add(key, _row(f"graphopt {key} (native)", make_runner(m, "native"), val, test, feeds, 0,
+        add(key, _row(f"graphopt {key} (native)", make_runner(m, "native", args.threads), val, test, feeds, 0,
                       time.perf_counter() - t))
     if "ort" in only:
         import onnxruntime as ort
@@ -89,7 +91,7 @@ def main() -> None:
         dst = out / "ort_static.onnx"
         quantize_static(str(task.path), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True)
         so = ort.SessionOptions()
-        so.intra_op_num_threads = 2
+        so.intra_op_num_threads = args.threads
         s = ort.InferenceSession(str(dst), so, providers=["CPUExecutionProvider"])
         add("ort", _row("onnxruntime quantize_static (QDQ, per-channel, MinMax)", lambda f: s.run(None, f), val, test,
                         feeds, 0, time.perf_counter() - t))
@@ -115,7 +117,7 @@ def main() -> None:
         q = nncf.quantize_with_accuracy_control(
             model, nncf.Dataset(calib), nncf.Dataset(vbatches), validate, max_drop=args.tolerance,
             drop_type=nncf.DropType.RELATIVE, model_type=nncf.ModelType.TRANSFORMER)
-        cm = core.compile_model(q, "CPU", {"INFERENCE_NUM_THREADS": 2})
+        cm = core.compile_model(q, "CPU", {"INFERENCE_NUM_THREADS": args.threads})
         req = cm.create_infer_request()
         o = cm.outputs[0]
         add("nncf", _row("NNCF quantize_with_accuracy_control (OpenVINO)", lambda f: [req.infer(f)[o]], val, test,
@@ -125,10 +127,10 @@ def main() -> None:
             continue
         t = time.perf_counter()
         res = graphopt.tune(task.path, f"{here}:validation_accuracy", str(task.calib), tolerance=args.tolerance,
-                            strategy=strategy, max_trials=args.max_trials, workers=args.workers,
+                            strategy=strategy, max_trials=args.max_trials, workers=args.workers, threads=args.threads,
                             outdir=out / f"tune-{strategy}", test_evaluate=f"{here}:test_accuracy", progress=False)
         c = res.recipe.counts(groups)
-        add(strategy, _row(f"graphopt tune {strategy} (native)", make_runner(res.model, "native"), val, test, feeds,
+        add(strategy, _row(f"graphopt tune {strategy} (native)", make_runner(res.model, "native", args.threads), val, test, feeds,
                            res.evaluations, time.perf_counter() - t,
                            f"{c['int8']} int8 / {c['bf16']} bf16 / {c['fp32']} fp32; met={res.met}"))
     lines = ["| system | latency ms (b1, 128 tok) | val acc | test acc | evaluations | wall s | note |",

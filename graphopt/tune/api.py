@@ -165,7 +165,7 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
     local._evaluate = eval_fn
     use_ray = workers > 1 or address is not None
     ex: Any = RayExecutor(args, workers, address) if use_ray else LocalExecutor(local)
-    lat_feeds = batches[0]
+    lat_feeds = {k: np.asarray(v)[:1] for k, v in batches[0].items()}  # latency at batch 1, the model's shapes
     producers = _producers(fp32, groups)
     knobs0 = {"smoothquant": 0.8 if preset_for(fp32) == "transformer" else None, "observer": "minmax",
               "per_channel": True}
@@ -238,7 +238,7 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
         cost = measure_costs(fp32, groups, lat_feeds, target, precisions, threads=threads, cache_dir=cache_dir,
                              progress=progress)
         quant_all = local.build(Recipe.make({}, **best_knobs))
-        probe = batches[:min(4, len(batches))]
+        probe = batches[:min(2, len(batches))]
         err = measure_errors(fp32, groups, quant_all, probe, precisions, progress=progress)
         table_seconds = time.perf_counter() - t_tab
         front = pareto_front(groups, cost, err, precisions, producers, best_knobs)
