@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 COST_CACHE = Path(os.path.expanduser("~/.cache/graphopt/costs"))
 COST_VERSION = 2  # bump when what is measured changes
+ERROR_CACHE = Path(os.path.expanduser("~/.cache/graphopt/errors"))
+ERROR_VERSION = 1
 
 
 def time_run(run: Callable[[dict], Any], feeds: dict, *, min_time: float = 0.15, max_runs: int = 50,
@@ -256,11 +258,33 @@ def measure_errors(fp32: Model, groups: Sequence[Group], quant_all: Model, probe
     """The error table from the float model, its all-int8 build and a few probe batches."""
     from tqdm.auto import tqdm
 
+    from ..io import to_onnx
     from ..quant.sensitivity import _act_bypass, output_error
-    from ..quant.testing import run_ort
+
+    h = hashlib.sha1(json.dumps([ERROR_VERSION, sorted(precisions), [g.name for g in groups]]).encode())
+    for m in (fp32, quant_all):
+        h.update(to_onnx(m).SerializeToString())
+    for f in probe:
+        for k in sorted(f):
+            h.update(k.encode())
+            h.update(np.ascontiguousarray(f[k]).tobytes())
+    cache = (Path(cache_dir) if cache_dir else ERROR_CACHE) / f"{h.hexdigest()[:16]}.json"
+    if cache.exists():  # same models, same probe data: the same table (a rerun, or another strategy)
+        d = json.loads(cache.read_text())
+        logger.info("error table from cache %s", cache)
+        return ErrorTable(d["error"], d["all_int8"])
 
     def outs(m: Model) -> list[np.ndarray]:
-        return [o for f in probe for o in run_ort(m, f, optimize=True)]
+        # one session per model state for all probe batches (building it is most of the cost)
+        import onnxruntime as ort
+
+        from ..io import to_onnx
+
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        so.intra_op_num_threads = 1  # small probe batches: no thread-pool spinning on a shared machine
+        sess = ort.InferenceSession(to_onnx(m).SerializeToString(), so, providers=["CPUExecutionProvider"])
+        return [o for f in probe for o in sess.run(None, f)]
 
     ref = outs(fp32)
     base = output_error(ref, outs(quant_all))
@@ -289,6 +313,9 @@ def measure_errors(fp32: Model, groups: Sequence[Group], quant_all: Model, probe
         for g in tqdm(groups, desc="error table (bf16)", disable=not progress):
             node = fnodes[g.name]
             saved_c = [(v, v.const) for v in node.inputs[:2] if v is not None and v.const is not None]
+            if not saved_c:  # activation x activation (attention products): bf16 products, fp32 softmax
+                err[g.name]["bf16"] = 0.0
+                continue
             try:
                 for v, c in saved_c:
                     v.const = _bf16_round(c)
@@ -298,4 +325,9 @@ def measure_errors(fp32: Model, groups: Sequence[Group], quant_all: Model, probe
                     v.const = c
             # activations: rounding the input adds about as much again as rounding the weight
             err[g.name]["bf16"] = 2 * e if saved_c else e
-    return ErrorTable(err, base)
+    table = ErrorTable(err, base)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    tmp.write_text(json.dumps(table.to_dict()))
+    tmp.replace(cache)
+    return table
