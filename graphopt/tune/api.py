@@ -173,6 +173,7 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
     deadline = t_start + timeout if timeout else None
     cost: CostTable | None = None
     err: ErrorTable | None = None
+    table_seconds = 0.0
 
     def out_of_budget() -> bool:
         return state["evals"] >= max_trials or (deadline is not None and time.perf_counter() > deadline)
@@ -237,26 +238,38 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
         t_tab = time.perf_counter()
         cost = measure_costs(fp32, groups, lat_feeds, target, precisions, threads=threads, cache_dir=cache_dir,
                              progress=progress)
-        quant_all = local.build(Recipe.make({}, **best_knobs))
         probe = batches[:min(2, len(batches))]
-        err = measure_errors(fp32, groups, quant_all, probe, precisions, progress=progress)
-        table_seconds = time.perf_counter() - t_tab
-        front = pareto_front(groups, cost, err, precisions, producers, best_knobs)
+        front: list = []
+
+        def error_table() -> ErrorTable:
+            nonlocal err
+            if err is None:
+                err = measure_errors(fp32, groups, local.build(Recipe.make({}, **best_knobs)), probe, precisions,
+                                     progress=progress)
+            return err
+
         if strategy == "pareto":
+            front = pareto_front(groups, cost, error_table(), precisions, producers, best_knobs)
+            table_seconds = time.perf_counter() - t_tab
             _search_front(front, score, meets, ex.workers, out_of_budget)
         elif strategy == "basic":
             def kb() -> dict[str, Any]:
                 rows = [r for r in log.rows if r["phase"].startswith(("all-int8", "recipe"))]
                 return Recipe.from_dict(max(rows, key=lambda r: r["accuracy"])["recipe"]).knobs() if rows else knobs0
-            _sequential(basic_order(groups, err, precisions, knobs0, kb), score, meets, ex.workers, out_of_budget)
+            table_seconds = time.perf_counter() - t_tab
+            _sequential(basic_order(groups, error_table, precisions, knobs0, kb), score, meets, ex.workers,
+                        out_of_budget)
         else:
-            from ..quant.testing import run_ort
+            def ranking() -> list[tuple[str, float]]:
+                from ..quant.testing import run_ort
 
-            ref = [run_ort(fp32, f, optimize=True)[0] for f in probe]
-            got = [run_ort(quant_all, f, optimize=True)[0] for f in probe]
-            worst = disagreement_rows(ref, got, probe)
-            rank = measure_errors(fp32, groups, quant_all, worst, ("int8",)).ranking("int8")
-            _sequential(greedy_order(rank, knobs0), score, meets, ex.workers, out_of_budget)
+                quant_all = local.build(Recipe.make({}, **knobs0))
+                ref = [run_ort(fp32, f, optimize=True)[0] for f in probe]
+                got = [run_ort(quant_all, f, optimize=True)[0] for f in probe]
+                worst = disagreement_rows(ref, got, probe)
+                return measure_errors(fp32, groups, quant_all, worst, ("int8",)).ranking("int8")
+            table_seconds = time.perf_counter() - t_tab
+            _sequential(greedy_order(ranking, knobs0), score, meets, ex.workers, out_of_budget)
     finally:
         ex.close()
 

@@ -73,9 +73,10 @@ def pareto_front(groups: Sequence[Group], cost: CostTable, err: ErrorTable, prec
     return front
 
 
-def basic_order(groups: Sequence[Group], err: ErrorTable, precisions: Sequence[str], knobs: dict[str, Any],
-                best_knobs: Callable[[], dict[str, Any]]) -> Iterator[tuple[str, Recipe]]:
-    """INC's basic order; ``best_knobs()`` is asked after the recipe phase (the most accurate so far)."""
+def basic_order(groups: Sequence[Group], err: Callable[[], ErrorTable], precisions: Sequence[str],
+                knobs: dict[str, Any], best_knobs: Callable[[], dict[str, Any]]) -> Iterator[tuple[str, Recipe]]:
+    """INC's basic order; ``best_knobs()`` is asked after the recipe phase (the most accurate so far),
+    ``err()`` (the error table, for the per-op order) only when the per-op phase is reached."""
     yield "all-int8", Recipe.make({}, **knobs)
     for k, values in KNOB_SPACE.items():
         for v in values:
@@ -90,17 +91,19 @@ def basic_order(groups: Sequence[Group], err: ErrorTable, precisions: Sequence[s
         for p in fallbacks:
             yield f"op-type {kind}->{p}", Recipe.make({n: p for n in names}, **kb)
     cur: dict[str, str] = {}
-    for name, _ in err.ranking("int8"):
+    for name, _ in err().ranking("int8"):
         for p in fallbacks:
             cur[name] = p
             yield f"per-op {name}->{p}", Recipe.make(dict(cur), **kb)
 
 
-def greedy_order(ranking: Sequence[tuple[str, float]], knobs: dict[str, Any]) -> Iterator[tuple[str, Recipe]]:
-    """NNCF's order: all-int8, then revert the worst-ranked group to fp32, one more at a time."""
+def greedy_order(ranking: Callable[[], Sequence[tuple[str, float]]],
+                 knobs: dict[str, Any]) -> Iterator[tuple[str, Recipe]]:
+    """NNCF's order: all-int8, then (ranking computed only then) revert the worst-ranked group to fp32,
+    one more at a time."""
     yield "all-int8", Recipe.make({}, **knobs)
     cur: dict[str, str] = {}
-    for name, _ in ranking:
+    for name, _ in ranking():
         cur[name] = "fp32"
         yield f"revert {name}", Recipe.make(dict(cur), **knobs)
 

@@ -254,7 +254,7 @@ def _bf16_round(a: np.ndarray) -> np.ndarray:
 
 
 def measure_errors(fp32: Model, groups: Sequence[Group], quant_all: Model, probe: Sequence[dict[str, np.ndarray]],
-                   precisions: Sequence[str], *, progress: bool = False) -> ErrorTable:
+                   precisions: Sequence[str], *, progress: bool = False, cache_dir: Path | None = None) -> ErrorTable:
     """The error table from the float model, its all-int8 build and a few probe batches."""
     from tqdm.auto import tqdm
 
