@@ -100,8 +100,9 @@ def _plot_pareto(path: Path, res: Any, front: Sequence, bar: float) -> Path:
     a1.set_xlabel("predicted latency (ms)")
     a1.set_ylabel("predicted output error")
     a1.set_yscale("symlog", linthresh=1e-5)
-    a1.set_title("cost x error tables: predicted front")
-    a1.legend()
+    a1.set_title("cost x error tables: predicted front" if front else "no predicted front (strategy does not use it)")
+    if front:
+        a1.legend()
     rows = [r for r in res.trials]
     a2.scatter([r["latency_ms"] for r in rows], [r["accuracy"] for r in rows], s=18, label="scored candidates")
     a2.axhline(bar, color="r", ls="--", lw=1, label="tolerance bar")
