@@ -238,6 +238,8 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
         t_tab = time.perf_counter()
         cost = measure_costs(fp32, groups, lat_feeds, target, precisions, threads=threads, cache_dir=cache_dir,
                              progress=progress)
+        if base_row.get("latency_ms") and cost.total_fp32 > 0:
+            cost = cost.rescaled(base_row["latency_ms"] / 1e3 / cost.total_fp32)
         probe = batches[:min(2, len(batches))]
         front: list = []
 

@@ -102,6 +102,13 @@ class CostTable:
                 t += self.transition.get(g, 0.0)
         return t
 
+    def rescaled(self, factor: float) -> CostTable:
+        """Every time times ``factor``: re-anchors a cached table on this run's measured fp32 latency
+        (a shared machine's load changes between the measuring and the tuning)."""
+        return CostTable({g: {p: t * factor for p, t in row.items()} for g, row in self.cost.items()},
+                         {g: t * factor for g, t in self.transition.items()}, self.total_fp32 * factor,
+                         self.target, self.machine, list(self.groups))
+
     def to_dict(self) -> dict[str, Any]:
         return {"cost": self.cost, "transition": self.transition, "total_fp32": self.total_fp32,
                 "target": self.target, "machine": self.machine, "groups": self.groups}
