@@ -53,3 +53,7 @@ def prune(model, data, *, heads: float = 0.0, ffn: float = 0.0, reconstruct: boo
 
 
 __all__.append("prune")
+
+from . import tune  # noqa: E402 - the verb: graphopt.tune(model, evaluate, data, tolerance=0.01, ...) (callable package)
+
+__all__.append("tune")

@@ -41,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-calib", help="write the calibration result to this JSON file")
     p.add_argument("--load-calib", help="reuse a calibration JSON (skips the range calibration)")
     p.add_argument("--report", help="folder for layer_errors.png and report.json")
+    p.add_argument("--recipe", help="a recipe.json from graphopt tune: per-node int8/bf16/fp32 and its knobs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -93,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
         src = minilm_onnx().path
     refuse_same_file(src, args.out)
     model = load(src)
+    if args.recipe:
+        return _apply_recipe(args, src, model)
     fp32 = load(src)
     cfg = _config(args)
     cfg.validate(model)
@@ -139,3 +142,26 @@ def _used_stats(model: Any) -> dict[str, Any]:
     from ..quant import CALIB
 
     return {v.name: v.meta[CALIB] for v in model.graph.all_values() if v.meta.get(CALIB) is not None}
+
+
+def _apply_recipe(args: argparse.Namespace, src: Path, model: Any) -> int:
+    """Re-apply a tuned recipe: the same groups, knobs and precisions (calibrated on --calib)."""
+    from ..io import save
+    from ..quant.api import prepare_batches
+    from ..tune.space import Recipe, build, find_groups
+
+    recipe = Recipe.load(args.recipe)
+    groups = find_groups(model)
+    missing = sorted(set(dict(recipe.nodes)) - {g.name for g in groups})
+    if missing:
+        raise GraphoptError(f"recipe {args.recipe} names node(s) this model does not quantize: {missing[:5]}")
+    needs = any(recipe.precision(g.name) == "int8" for g in groups)
+    batches = (prepare_batches(model, args.calib) if args.calib else _sentence_batches(model, args.calib_count)) \
+        if needs else []
+    t = time.perf_counter()
+    out = save(build(model, recipe, groups, batches), args.out)
+    c = recipe.counts(groups)
+    print(f"applied recipe {args.recipe} to {src.name} in {time.perf_counter() - t:.1f} s: "
+          f"{c['int8']} int8, {c['bf16']} bf16, {c['fp32']} fp32 nodes")
+    print(f"wrote {out}")
+    return 0

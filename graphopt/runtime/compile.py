@@ -78,7 +78,8 @@ def prepare(model: Any, optimize: str | None = "O2") -> Model:
 
 
 def compile(model: Any, precision: str = "fp32", num_threads: int | None = None, *,
-            optimize: str | None = "O2", check: bool | Mapping[str, np.ndarray] = False) -> Session:
+            optimize: str | None = "O2", check: bool | Mapping[str, np.ndarray] = False,
+            node_precision: dict[str, str] | None = None) -> Session:
     """Compile ``model`` for the native runtime.
 
     :param model: a :class:`graphopt.Model`, an ``onnx.ModelProto``, a path, or a ``ModelSpec``.
@@ -92,6 +93,10 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
         or a dict of feeds) and raise :class:`graphopt.runtime.check.NativeMismatch` naming the
         first diverging node when the outputs differ beyond the precision's tolerance
         (see :func:`graphopt.runtime.check.check`).
+    :param node_precision: per-node precision ("fp32"/"bf16"/"int8") of GEMM and attention nodes,
+        overriding ``precision``, by node name or as ``"weight:NAME"`` (the node whose weight input is
+        NAME, which survives fusions that rename nodes); default: the model's
+        ``graphopt.node_precision`` metadata (JSON, written by ``graphopt.tune``), if any.
     :returns: a :class:`Session`; ``session.summary()`` lists kernels and fallbacks.
 
     >>> sess = compile(model, precision="int8")   # doctest: +SKIP
@@ -123,7 +128,13 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
         logger.warning("%s: value '%s' is not a numeric tensor; the whole graph runs in onnxruntime", g.name, odd[0])
         return _whole_graph_session(m, precision, num_threads, odd[0])
 
-    steps, consts, inputs, const_of = lower_native(m, precision, num_threads)
+    if node_precision is None and "graphopt.node_precision" in m.metadata_props:
+        import json
+
+        node_precision = json.loads(m.metadata_props["graphopt.node_precision"])
+    if node_precision:
+        node_precision = _fused_names(m, node_precision)
+    steps, consts, inputs, const_of = lower_native(m, precision, num_threads, node_precision)
     plan, _ = build_plan(steps, consts, inputs, list(g.outputs), const_of)
     for st in steps:
         # The plan owns packed copies now: drop the fp32/int8 arrays and the graph references so
@@ -141,7 +152,8 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
     return sess
 
 
-def lower_native(m: Model, precision: str, num_threads: int | None) -> tuple[list, dict, list, Any]:
+def lower_native(m: Model, precision: str, num_threads: int | None,
+                 node_precision: dict[str, str] | None = None) -> tuple[list, dict, list, Any]:
     """Lower a prepared model: (steps, extra constants, graph inputs, const lookup for build_plan).
 
     Shared by :func:`compile` and :func:`graphopt.runtime.check.check` (which builds a second
@@ -171,7 +183,8 @@ def lower_native(m: Model, precision: str, num_threads: int | None) -> tuple[lis
         return make_fallback(n, node_proto(n) if n.domain != "graphopt" else None, m.opset_imports,
                              bake_constants=n.domain == "com.microsoft")
 
-    steps, consts = lower(m, precision, factory, threads=num_threads or os.cpu_count() or 1)
+    steps, consts = lower(m, precision, factory, threads=num_threads or os.cpu_count() or 1,
+                          node_precision=node_precision)
     inputs = [v for v in g.inputs if not v.is_initializer]
 
     def const_of(k: Any) -> np.ndarray | None:
@@ -180,6 +193,16 @@ def lower_native(m: Model, precision: str, num_threads: int | None) -> tuple[lis
         return getattr(k, "const", None)
 
     return steps, consts, inputs, const_of
+
+
+def _fused_names(m: Model, prec: dict[str, str]) -> dict[str, str]:
+    """``"weight:W"`` entries name a GEMM/conv by its weight (fusions rename nodes, not weights): add
+    the name each such node has after the optimisation pipeline."""
+    out = dict(prec)
+    for n in m.graph:
+        if len(n.inputs) > 1 and n.inputs[1] is not None and f"weight:{n.inputs[1].name}" in prec:
+            out.setdefault(n.name or n.outputs[0].name, prec[f"weight:{n.inputs[1].name}"])
+    return out
 
 
 def _return_freed_memory() -> None:

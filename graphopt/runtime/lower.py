@@ -100,8 +100,9 @@ def _s(v: Any) -> str:
 
 class _Lowerer:
     def __init__(self, model: Model, precision: str, fallback_factory: Callable[[Node], Callable[[list], list]],
-                 threads: int = 1):
+                 threads: int = 1, node_precision: dict[str, str] | None = None):
         self.model = model
+        self.node_precision = dict(node_precision or {})
         self.threads = max(1, int(threads))
         self.g = model.graph
         self.precision = precision
@@ -260,7 +261,7 @@ class _Lowerer:
                 s.weights.append((np.ascontiguousarray(qdq["w"][:, c0:c1]), "s8", False, qdq["w_scale"][c0:c1].copy()))
             s.detail = "int8 static (QDQ)"
             return
-        mode = {"fp32": 0, "bf16": 1, "int8": 2}[self.precision]
+        mode = {"fp32": 0, "bf16": 1, "int8": 2}[self.node_precision.get(name, self.precision)]
         s = self.emit("Linear", name, ins, [out], iattrs={"act": act, "mode": mode}, origin=origin)
         w = np.asarray(w, np.float32)  # no copy of an fp32 (possibly mapped) weight
         if mode == 2:
@@ -271,7 +272,7 @@ class _Lowerer:
         else:
             for c0, c1 in self._col_parts(w.shape[1]):  # views: build_plan copies one part at a time to pack it
                 s.weights.append((w[:, c0:c1], "f32" if mode == 0 else "bf16", False, None))
-            s.detail = self.precision
+            s.detail = self.node_precision.get(name, self.precision)
 
     def _col_parts(self, n: int) -> list[tuple[int, int]]:
         """Column slices (multiples of 16) packed separately so threads split N: one per thread."""
@@ -613,7 +614,7 @@ class _Lowerer:
             if k_perm is not None:
                 k = self.tmp(name + "/K")
                 self.emit("Transpose", name + "/K", [k_src], [k], iattrs={"perm": k_perm}, origin=[t.label()])
-            bf16 = int(self.precision != "fp32")
+            bf16 = int(self.node_precision.get(name, self.precision) != "fp32")
             st = self.emit("Attention", name, [q, k, v, mask], [pv.outputs[0]], fattrs={"scale": scale},
                            iattrs={"bf16": bf16}, origin=origin)
             st.detail = f"fused attention kernel ({'bf16' if bf16 else 'fp32'} products, fp32 softmax)"
@@ -659,14 +660,16 @@ def _ln_native(lw: _Lowerer, n: Node) -> bool:
 
 
 def lower(model: Model, precision: str, fallback_factory: Callable[[Node], Callable[[list], list]],
-          threads: int = 1) -> tuple[list[StepSpec], dict[Key, np.ndarray]]:
+          threads: int = 1, node_precision: dict[str, str] | None = None) -> tuple[list[StepSpec], dict[Key, np.ndarray]]:
     """Map every node of ``model`` to executor steps; returns (steps, extra constants).
 
     ``fallback_factory(node)`` returns the Python callable a fallback step runs.
+    ``node_precision`` overrides ``precision`` for the GEMM / attention nodes it names (a mixed
+    int8/bf16/fp32 model from ``graphopt.tune``); Q/DQ'd int8 nodes stay static int8.
     """
     if precision not in PRECISIONS:
         raise UnsupportedError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    lw = _Lowerer(model, precision, fallback_factory, threads)
+    lw = _Lowerer(model, precision, fallback_factory, threads, node_precision)
     steps = lw.run()
     outs = set(map(id, model.graph.outputs))
     chain_linears(steps, outs)

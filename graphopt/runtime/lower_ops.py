@@ -297,7 +297,7 @@ def _conv(lw: _Lowerer, n: Node, act: int = 0, out: Value | None = None) -> bool
     W, G, qdq = p["W"], p["G"], p["qdq"]
     ia = _window_attrs(n)
     M, Cg, kh, kw = W.shape
-    mode = {"fp32": 0, "bf16": 1, "int8": 2}[lw.precision]
+    mode = {"fp32": 0, "bf16": 1, "int8": 2}[lw.node_precision.get(n.name or n.outputs[0].name, lw.precision)]
     ia.update(group=G, kh=kh, kw=kw, M=M, act=act, mode=mode)
     fa: dict[str, float] = {}
     if qdq is not None:

@@ -1,0 +1,69 @@
+"""``graphopt tune MODEL --eval FILE.py:FUNC --calib DATA -o OUTDIR``: the fastest model within a tolerance.
+
+``FUNC(run) -> float`` (higher is better) scores a candidate; ``run(feeds)``
+returns its outputs on the target. MODEL may be ``bbc`` for the BBC News
+classifier (built and cached on first use; ``--eval``/``--test-eval``/``--calib``
+then default to its validation accuracy, test accuracy and calibration folder).
+
+    graphopt tune bbc --tolerance 0.01 -o tuned-bbc
+    graphopt tune model.onnx --eval my_eval.py:accuracy --calib batches/ --workers 2 -o tuned
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tune", help="accuracy-driven, latency-aware mixed-precision tuning")
+    p.add_argument("model", help="an .onnx file, or 'bbc' for the BBC News MiniLM classifier")
+    p.add_argument("--eval", dest="evaluate", help="FILE.py:FUNC scoring run(feeds) -> outputs (higher is better)")
+    p.add_argument("--calib", help="calibration data: folder of .npz batches or an .npz file")
+    p.add_argument("--tolerance", type=float, default=0.01, help="allowed loss (relative to fp32 unless --absolute)")
+    p.add_argument("--absolute", action="store_true", help="the tolerance is an absolute score difference")
+    p.add_argument("--target", choices=("native", "onnxruntime", "openvino"), default="native")
+    p.add_argument("--test-eval", help="FILE.py:FUNC: held-out score reported (never used to choose)")
+    p.add_argument("--strategy", choices=("pareto", "basic", "greedy"), default="pareto")
+    p.add_argument("--max-trials", type=int, default=50, help="user evaluations at most (fp32 included)")
+    p.add_argument("--timeout", type=float, help="seconds at most")
+    p.add_argument("--workers", type=int, default=1, help="scoring processes on a local Ray cluster (> 1: Ray)")
+    p.add_argument("--address", help="an existing Ray cluster's address")
+    p.add_argument("--knob-trials", type=int, default=3, help="Optuna trials over the global knobs (pareto)")
+    p.add_argument("--threads", type=int, help="threads per candidate session")
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import GraphoptError
+    from ..tune import tune
+
+    model, evaluate, test_eval, calib = args.model, args.evaluate, args.test_eval, args.calib
+    if args.model == "bbc":
+        from ..models.bbc import bbc_classifier
+
+        task = bbc_classifier()
+        here = Path(__file__).resolve().parents[1] / "models" / "bbc_eval.py"
+        model = task.path
+        evaluate = evaluate or f"{here}:validation_accuracy"
+        test_eval = test_eval or f"{here}:test_accuracy"
+        calib = calib or str(task.calib)
+    if not evaluate or not calib:
+        raise GraphoptError("--eval FILE.py:FUNC and --calib DATA are required (except for the 'bbc' model)")
+    res = tune(model, evaluate, calib, tolerance=args.tolerance, relative=not args.absolute, target=args.target,
+               strategy=args.strategy, max_trials=args.max_trials, timeout=args.timeout, workers=args.workers,
+               address=args.address, outdir=args.out, test_evaluate=test_eval, knob_trials=args.knob_trials,
+               threads=args.threads, progress=sys.stderr.isatty())
+    print(res.message)
+    print(f"strategy {res.strategy} on {res.target}: {res.evaluations} evaluations, {res.wall_seconds:.0f} s")
+    print(f"  fp32    score {res.baseline:.4f}" + (f"  test {res.baseline_test_accuracy:.4f}"
+                                                     if res.baseline_test_accuracy is not None else "")
+          + f"  {res.baseline_latency_ms:.2f} ms")
+    print(f"  chosen  score {res.accuracy:.4f}" + (f"  test {res.test_accuracy:.4f}"
+                                                     if res.test_accuracy is not None else "")
+          + f"  {res.latency_ms:.2f} ms")
+    for f in ("model.onnx", "recipe.json", "trials.jsonl", "pareto.png", "report.html"):
+        print(f"wrote {Path(args.out) / f}")
+    return 0 if res.met else 1

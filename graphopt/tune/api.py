@@ -1,0 +1,388 @@
+"""``graphopt.tune``: the fastest quantized model within an accuracy tolerance.
+
+>>> def evaluate(run):                       # run(feeds) -> list of outputs
+...     return accuracy_of(run)              # doctest: +SKIP
+>>> res = graphopt.tune("model.onnx", evaluate, calib_batches, tolerance=0.01, outdir="tuned")  # doctest: +SKIP
+>>> res.recipe, res.accuracy, res.latency_ms                                                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import GraphoptError
+from ..ir import Model
+from .executor import LocalExecutor, RayExecutor, Worker
+from .search import KNOB_SPACE, basic_order, disagreement_rows, greedy_order, pareto_front
+from .space import Recipe, build, find_groups, load_function, make_runner, preset_for, target_precisions
+from .tables import CostTable, ErrorTable, measure_costs, measure_errors
+
+__all__ = ["tune", "TuneResult", "STRATEGIES"]
+
+logger = logging.getLogger(__name__)
+
+STRATEGIES = ("pareto", "basic", "greedy")
+
+
+@dataclass
+class TuneResult:
+    """What tuning chose and how it got there."""
+
+    model: Model
+    recipe: Recipe
+    met: bool
+    message: str
+    baseline: float
+    accuracy: float
+    latency_ms: float | None
+    baseline_latency_ms: float | None
+    evaluations: int
+    wall_seconds: float
+    strategy: str
+    target: str
+    test_accuracy: float | None = None
+    baseline_test_accuracy: float | None = None
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    outdir: Path | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in {
+            "strategy": self.strategy, "target": self.target, "met": self.met, "message": self.message,
+            "baseline": self.baseline, "accuracy": self.accuracy, "test_accuracy": self.test_accuracy,
+            "baseline_test_accuracy": self.baseline_test_accuracy, "latency_ms": self.latency_ms,
+            "baseline_latency_ms": self.baseline_latency_ms, "evaluations": self.evaluations,
+            "wall_seconds": round(self.wall_seconds, 1), "recipe": self.recipe.to_dict(),
+            "outdir": self.outdir}.items()}
+
+
+class _Log:
+    """trials.jsonl: one line per scored candidate; a second run with the same file reuses them."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.done: dict[str, dict[str, Any]] = {}
+        self.rows: list[dict[str, Any]] = []
+        if path is not None and path.exists():
+            for line in path.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue  # a line cut by a crash
+                self.done[row["key"]] = row
+            logger.info("resuming: %d trials in %s", len(self.done), path)
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        if row.get("resumed"):
+            return
+        self.done[row["key"]] = row
+        if self.path is not None:
+            with self.path.open("a") as f:
+                f.write(json.dumps(row, default=float) + "\n")
+
+
+def _as_model(model: Any) -> Model:
+    from ..io import from_onnx, load, to_onnx
+
+    if isinstance(model, Model):
+        return from_onnx(to_onnx(model))
+    path = getattr(model, "path", model)
+    return load(path)
+
+
+def _producers(model: Model, groups) -> dict[str, list[str]]:
+    """For each group, the groups whose outputs reach its first input through non-group nodes."""
+    names = {g.name for g in groups}
+    by_out = {o.name: n for n in model.graph for o in n.outputs}
+    out: dict[str, list[str]] = {}
+    for g in groups:
+        seen, found, stack = set(), [], [g.inputs[0]]
+        while stack:
+            v = stack.pop()
+            n = by_out.get(v)
+            if n is None or id(n) in seen:
+                continue
+            seen.add(id(n))
+            if n.name in names:
+                found.append(n.name)
+            else:
+                stack += [i.name for i in n.inputs if i is not None and i.const is None]
+        out[g.name] = found
+    return out
+
+
+def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.01, relative: bool = True,
+         target: str = "native", strategy: str = "pareto", max_trials: int = 50, timeout: float | None = None,
+         workers: int = 1, address: str | None = None, outdir: str | os.PathLike | None = None, *,
+         test_evaluate: Callable | str | None = None, knob_trials: int = 3, threads: int | None = None,
+         progress: bool | None = None, cache_dir: Path | None = None) -> TuneResult:
+    """Find the fastest model on ``target`` whose ``evaluate`` score is within ``tolerance`` of fp32.
+
+    :param model: a Model, an ONNX path or a ``ModelSpec``/``BBCTask`` (anything with ``.path``).
+    :param evaluate: ``evaluate(run) -> float`` (higher is better), ``run(feeds) -> list of outputs``;
+        or ``"FILE.py:FUNC"`` (needed for Ray workers on other machines).
+    :param data: calibration data: a list of feed dicts, a folder of .npz batches or one .npz file.
+    :param tolerance: the allowed loss, relative to the fp32 score (``relative``) or absolute.
+    :param strategy: ``pareto`` (cost/error tables + front search), ``basic`` (INC) or ``greedy`` (NNCF).
+    :param max_trials: user evaluations at most (the fp32 baseline included); ``timeout`` seconds at most.
+    :param workers: scoring processes; > 1 or ``address`` runs them on Ray.
+    :param outdir: model.onnx, recipe.json, trials.jsonl (resumable), pareto.png, report.html.
+    :param test_evaluate: a held-out score reported for fp32 and the chosen model (never used to choose).
+    :returns: a :class:`TuneResult`; never empty: when no quantized candidate meets the tolerance, the
+        most accurate one is returned with ``met=False`` and a message saying so.
+    """
+    from ..quant.api import prepare_batches
+
+    if strategy not in STRATEGIES:
+        raise GraphoptError(f"unknown strategy '{strategy}' ({', '.join(STRATEGIES)})")
+    if tolerance < 0:
+        raise GraphoptError(f"tolerance must be >= 0, got {tolerance}")
+    precisions = target_precisions(target)
+    progress = sys.stderr.isatty() if progress is None else progress
+    t_start = time.perf_counter()
+    fp32 = _as_model(model)
+    groups = find_groups(fp32)
+    batches = prepare_batches(fp32, data)
+    out = Path(outdir) if outdir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    log = _Log(out / "trials.jsonl" if out is not None else None)
+    eval_fn = load_function(evaluate)  # fails here, before any work, when FILE.py:FUNC is wrong
+    from ..io import to_onnx
+
+    args = (to_onnx(fp32).SerializeToString(), groups, batches, target, evaluate, threads)
+    local = Worker(*args)
+    local._evaluate = eval_fn
+    use_ray = workers > 1 or address is not None
+    ex: Any = RayExecutor(args, workers, address) if use_ray else LocalExecutor(local)
+    lat_feeds = {k: np.asarray(v)[:1] for k, v in batches[0].items()}  # latency at batch 1, the model's shapes
+    producers = _producers(fp32, groups)
+    knobs0 = {"smoothquant": 0.8 if preset_for(fp32) == "transformer" else None, "observer": "minmax",
+              "per_channel": True}
+    state = {"evals": 0, "trial": len(log.done)}
+    deadline = t_start + timeout if timeout else None
+    cost: CostTable | None = None
+    err: ErrorTable | None = None
+    table_seconds = 0.0
+
+    def out_of_budget() -> bool:
+        return state["evals"] >= max_trials or (deadline is not None and time.perf_counter() > deadline)
+
+    def score(recipes: list[tuple[str, Recipe]], pred: dict[str, tuple[float, float]] | None = None) -> list[dict]:
+        """Score (and time) recipes: logged ones are reused; the rest run as one parallel round."""
+        rows: list[dict | None] = []
+        todo = []
+        for phase, r in recipes:
+            k = r.key()
+            if k in log.done:
+                row = dict(log.done[k], resumed=True, phase=phase)
+                rows.append(row)
+            else:
+                rows.append(None)
+                todo.append((phase, r))
+        room = max(0, max_trials - state["evals"])
+        todo = todo[:room]
+        if todo:
+            accs = ex.accuracy([r for _, r in todo])
+            lats = ex.latency([r for _, r in todo], lat_feeds)
+            state["evals"] += len(todo)
+            it = iter(zip(todo, accs, lats))
+            for i, row in enumerate(rows):
+                if row is not None:
+                    continue
+                try:
+                    (phase, r), (acc, secs, pid), lat = next(it)
+                except StopIteration:
+                    break
+                state["trial"] += 1
+                p = (pred or {}).get(r.key())
+                if p is None and cost is not None and err is not None:
+                    p = (cost.predict(r, producers), err.predict(r))
+                rows[i] = {"key": r.key(), "trial": state["trial"], "strategy": strategy, "phase": phase,
+                           "recipe": r.to_dict(), "counts": r.counts(groups), "accuracy": acc,
+                           "latency_ms": lat * 1e3, "pred_latency_ms": None if p is None else p[0] * 1e3,
+                           "pred_error": None if p is None else p[1], "eval_seconds": round(secs, 2),
+                           "pid": pid, "time": time.time()}
+        done = [r for r in rows if r is not None]
+        for r in done:
+            log.add(r)
+            logger.info("trial %s %-28s acc %.4f  %.2f ms%s", r["trial"], r["phase"][:28], r["accuracy"],
+                        r["latency_ms"], "" if not r.get("resumed") else " (from trials.jsonl)")
+        return done
+
+    try:
+        fp_recipe = Recipe.make({g.name: "fp32" for g in groups}, **knobs0)
+        base_row = score([("baseline fp32", fp_recipe)])[0]
+        baseline = base_row["accuracy"]
+        bar = baseline * (1 - tolerance) if relative else baseline - tolerance
+
+        def meets(row: dict) -> bool:
+            return row["accuracy"] >= bar - 1e-12
+
+        quantized = lambda r: any(v != "fp32" for v in r["recipe"]["nodes"].values()) or \
+            len(r["recipe"]["nodes"]) < len(groups)  # noqa: E731
+        best_knobs = dict(knobs0)
+        if strategy == "pareto":
+            best_knobs = _search_knobs(score, knobs0, knob_trials, fp32, workers, out_of_budget)
+        # the tables, from one calibration with the chosen knobs
+        t_tab = time.perf_counter()
+        cost = measure_costs(fp32, groups, lat_feeds, target, precisions, threads=threads, cache_dir=cache_dir,
+                             progress=progress)
+        if base_row.get("latency_ms") and cost.total_fp32 > 0:
+            cost = cost.rescaled(base_row["latency_ms"] / 1e3 / cost.total_fp32)
+        probe = batches[:min(2, len(batches))]
+        front: list = []
+
+        def error_table() -> ErrorTable:
+            nonlocal err
+            if err is None:
+                err = measure_errors(fp32, groups, local.build(Recipe.make({}, **best_knobs)), probe, precisions,
+                                     progress=progress)
+            return err
+
+        if strategy == "pareto":
+            front = pareto_front(groups, cost, error_table(), precisions, producers, best_knobs)
+            table_seconds = time.perf_counter() - t_tab
+            _search_front(front, score, meets, ex.workers, out_of_budget)
+        elif strategy == "basic":
+            def kb() -> dict[str, Any]:
+                rows = [r for r in log.rows if r["phase"].startswith(("all-int8", "recipe"))]
+                return Recipe.from_dict(max(rows, key=lambda r: r["accuracy"])["recipe"]).knobs() if rows else knobs0
+            table_seconds = time.perf_counter() - t_tab
+            _sequential(basic_order(groups, error_table, precisions, knobs0, kb), score, meets, ex.workers,
+                        out_of_budget)
+        else:
+            def ranking() -> list[tuple[str, float]]:
+                from ..quant.testing import run_ort
+
+                quant_all = local.build(Recipe.make({}, **knobs0))
+                ref = [run_ort(fp32, f, optimize=True)[0] for f in probe]
+                got = [run_ort(quant_all, f, optimize=True)[0] for f in probe]
+                worst = disagreement_rows(ref, got, probe)
+                return measure_errors(fp32, groups, quant_all, worst, ("int8",)).ranking("int8")
+            table_seconds = time.perf_counter() - t_tab
+            _sequential(greedy_order(ranking, knobs0), score, meets, ex.workers, out_of_budget)
+    finally:
+        ex.close()
+
+    rows = [r for r in log.rows if r["phase"] != "baseline fp32"]
+    feasible = [r for r in rows if meets(r) and quantized(r)]
+    if feasible:
+        if strategy == "pareto":
+            # the fastest measured; within 3 % of it (timing noise) the one predicted fastest
+            fastest = min(r["latency_ms"] for r in feasible)
+            near = [r for r in feasible if r["latency_ms"] <= 1.03 * fastest]
+            chosen = min(near, key=lambda r: (r["pred_latency_ms"] or r["latency_ms"], r["latency_ms"]))
+        else:  # INC and NNCF stop at (and return) the first candidate that meets the bar
+            chosen = min(feasible, key=lambda r: r["trial"])
+        met = True
+        msg = (f"met the tolerance: {chosen['accuracy']:.4f} vs fp32 {baseline:.4f} "
+               f"(bar {bar:.4f}), {chosen['latency_ms']:.2f} ms vs fp32 {base_row['latency_ms']:.2f} ms")
+    else:
+        cands = [r for r in rows if quantized(r)] or [base_row]
+        chosen = max(cands, key=lambda r: (r["accuracy"], -r["latency_ms"]))
+        met = False
+        msg = (f"no quantized candidate met the tolerance (bar {bar:.4f}, fp32 {baseline:.4f}) within "
+               f"{state['evals']} evaluations; returning the most accurate one: {chosen['accuracy']:.4f}")
+        logger.warning(msg)
+    recipe = Recipe.from_dict(chosen["recipe"])
+    chosen_model = local.build(recipe)
+    res = TuneResult(chosen_model, recipe, met, msg, baseline, chosen["accuracy"], chosen["latency_ms"],
+                     base_row["latency_ms"], state["evals"], time.perf_counter() - t_start, strategy, target,
+                     trials=list(log.rows), outdir=out)
+    if test_evaluate is not None:
+        tfn = load_function(test_evaluate)
+        res.test_accuracy = float(tfn(make_runner(chosen_model, target, threads)))
+        res.baseline_test_accuracy = float(tfn(make_runner(local.build(fp_recipe), target, threads)))
+    if out is not None:
+        from .report import write_outputs
+
+        write_outputs(out, res, groups, cost, err, front, table_seconds, bar)
+    return res
+
+
+def _search_knobs(score, knobs0: dict[str, Any], n: int, fp32: Model, workers: int, out_of_budget) -> dict[str, Any]:
+    """Optuna over the global knobs, scoring the all-int8 model; returns the most accurate setting."""
+    if n <= 1:
+        return dict(knobs0)
+    try:
+        import optuna
+    except ImportError as e:
+        raise GraphoptError("searching the global knobs needs Optuna: pip install 'graphopt[tune]' "
+                            "(or knob_trials=1)") from e
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = dict(KNOB_SPACE)
+    if preset_for(fp32) == "cnn":
+        space["smoothquant"] = [None]
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
+    study.enqueue_trial({k: knobs0[k] for k in space})
+    best, best_acc, done = dict(knobs0), -np.inf, 0
+    while done < n and not out_of_budget():
+        k = min(workers, n - done)
+        trials = [study.ask({name: optuna.distributions.CategoricalDistribution(vals) for name, vals in space.items()})
+                  for _ in range(k)]
+        recipes = [(f"knobs {t.params}", Recipe.make({}, **t.params)) for t in trials]
+        rows = score(recipes)
+        by_key = {r["key"]: r for r in rows}
+        for t, (_, r) in zip(trials, recipes):
+            row = by_key.get(r.key())
+            if row is None:
+                study.tell(t, state=optuna.trial.TrialState.FAIL)
+                continue
+            study.tell(t, row["accuracy"])
+            if row["accuracy"] > best_acc:
+                best, best_acc = dict(t.params), row["accuracy"]
+        done += k
+    return best
+
+
+def _search_front(front, score, meets, k: int, out_of_budget) -> None:
+    """Narrow to the fastest front point that meets the bar, scoring ``k`` points per round.
+
+    Along the front the predicted error falls as latency rises, so the verified points split it: a
+    point that meets the bar moves the upper end down, one that fails moves the lower end up.
+    """
+    lo, hi = 0, len(front) - 1   # front[hi] (the most accurate point) is assumed to meet the bar
+    pred = {r.key(): (t, e) for r, t, e in front}
+    while lo < hi and not out_of_budget():
+        n = min(k, hi - lo)
+        idx = sorted({lo + (hi - lo) * (j + 1) // (n + 1) for j in range(n)} | ({lo} if hi - lo <= n else set()))
+        rows = score([(f"front {i}/{len(front) - 1}", front[i][0]) for i in idx], pred)
+        ok = {r["key"]: meets(r) for r in rows}
+        if not rows:
+            break
+        passed = [i for i in idx if ok.get(front[i][0].key())]
+        failed = [i for i in idx if ok.get(front[i][0].key()) is False]
+        new_hi = min(passed) if passed else hi
+        new_lo = max([i + 1 for i in failed if i < new_hi], default=lo)
+        if (new_lo, new_hi) == (lo, hi):
+            break
+        lo, hi = new_lo, new_hi
+    if lo == hi and not out_of_budget():
+        score([(f"front {lo}/{len(front) - 1}", front[lo][0])], pred)
+
+
+def _sequential(order, score, meets, k: int, out_of_budget) -> None:
+    """Score candidates in ``order`` (``k`` per round) until one meets the bar."""
+    it = iter(order)
+    while not out_of_budget():
+        chunk = []
+        for item in it:
+            chunk.append(item)
+            if len(chunk) == k:
+                break
+        if not chunk:
+            return
+        rows = score(chunk)
+        if any(meets(r) for r in rows):
+            return

@@ -1,0 +1,340 @@
+"""The two tables the tuner predicts from.
+
+**Cost table**: each group's latency on the target at the model's shapes, per
+precision, measured as a one-node model (the group's GEMM with its real weight
+shape, fed activations of the shape the model gives it) compiled for the
+target; plus the cost of a precision change at a group's input (a standalone
+Quantize+Dequantize of that activation). Identical shapes are measured once;
+the table is cached per machine (CPU model + flags, target, thread count) in
+``~/.cache/graphopt/costs``. The whole model's measured fp32 latency anchors
+it: predicted(recipe) = fp32 total + sum over groups of (cost[p] - cost[fp32])
++ transition costs.
+
+**Error table**: each group's sensitivity per precision from one calibration,
+as the relative L2 error of the model output against fp32 on a probe set: int8
+by the existing leave-one-out bypass of the all-int8 model
+(:func:`graphopt.quant.sensitivity.node_sensitivity`, scaled so the groups add
+up to the all-int8 error), bf16 by rounding that one group's weight and input
+to bf16 in the float model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..ir import Model
+from .space import Group, Recipe, make_runner
+
+__all__ = ["CostTable", "ErrorTable", "measure_costs", "measure_errors", "time_run", "group_shapes"]
+
+logger = logging.getLogger(__name__)
+
+COST_CACHE = Path(os.path.expanduser("~/.cache/graphopt/costs"))
+COST_VERSION = 2  # bump when what is measured changes
+ERROR_CACHE = Path(os.path.expanduser("~/.cache/graphopt/errors"))
+ERROR_VERSION = 1
+
+
+def time_run(run: Callable[[dict], Any], feeds: dict, *, min_time: float = 0.15, max_runs: int = 50,
+             warmup: int = 2) -> float:
+    """Median seconds of ``run(feeds)`` over at most ``max_runs`` runs or about ``min_time`` seconds."""
+    for _ in range(warmup):
+        run(feeds)
+    ts: list[float] = []
+    t_end = time.perf_counter() + min_time
+    while len(ts) < max_runs and (len(ts) < 5 or time.perf_counter() < t_end):
+        t = time.perf_counter()
+        run(feeds)
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def group_shapes(fp32: Model, groups: Sequence[Group], feeds: dict[str, np.ndarray]) -> dict[str, list[tuple]]:
+    """Shapes of each group's inputs at ``feeds`` (one onnxruntime run fetching them)."""
+    from ..quant.testing import run_ort
+
+    names = sorted({i for g in groups for i in g.inputs[:2]} - {v.name for v in fp32.graph.all_values()
+                                                                   if v.const is not None})
+    vals = dict(zip(names, run_ort(fp32, feeds, outputs=names))) if names else {}
+    consts = {v.name: v.const for v in fp32.graph.all_values() if v.const is not None}
+    out = {}
+    for g in groups:
+        shapes = []
+        for i in g.inputs:
+            a = vals.get(i, consts.get(i))
+            shapes.append(None if a is None else tuple(a.shape))
+        out[g.name] = shapes
+    return out
+
+
+@dataclass
+class CostTable:
+    """Seconds per group per precision, transition cost per group, and the fp32 whole-model time."""
+
+    cost: dict[str, dict[str, float]]
+    transition: dict[str, float]
+    total_fp32: float
+    target: str
+    machine: str
+    groups: list[str] = field(default_factory=list)
+
+    def predict(self, recipe: Recipe, producers: dict[str, list[str]]) -> float:
+        """Predicted seconds of the model under ``recipe``; ``producers[g]``: groups feeding g."""
+        t = self.total_fp32
+        for g in self.groups:
+            p = recipe.precision(g)
+            t += self.cost[g][p] - self.cost[g]["fp32"]
+            # a change of precision at g's input: a float value to quantize (int8 after a non-int8
+            # producer) costs a Quantize of that activation
+            if p == "int8" and any(recipe.precision(q) != "int8" for q in producers.get(g, [])):
+                t += self.transition.get(g, 0.0)
+        return t
+
+    def rescaled(self, factor: float) -> CostTable:
+        """Every time times ``factor``: re-anchors a cached table on this run's measured fp32 latency
+        (a shared machine's load changes between the measuring and the tuning)."""
+        return CostTable({g: {p: t * factor for p, t in row.items()} for g, row in self.cost.items()},
+                         {g: t * factor for g, t in self.transition.items()}, self.total_fp32 * factor,
+                         self.target, self.machine, list(self.groups))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cost": self.cost, "transition": self.transition, "total_fp32": self.total_fp32,
+                "target": self.target, "machine": self.machine, "groups": self.groups}
+
+
+def machine_id(target: str, threads: int | None) -> str:
+    flags = ""
+    try:
+        from .._native import cpu_info
+
+        info = cpu_info()
+        flags = json.dumps(info, sort_keys=True, default=str) if isinstance(info, dict) else str(info)
+    except Exception:  # noqa: BLE001 - no native module: the platform string alone
+        pass
+    return hashlib.sha1(f"{platform.machine()}|{platform.processor()}|{flags}|{target}|{threads}".encode()).hexdigest()[:12]
+
+
+def _one_node(g: Group, shapes: list[tuple], fp32: Model) -> tuple[Model, dict[str, np.ndarray]] | None:
+    """The group's op alone (its real weights), with random activations of its shapes."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from ..io import from_onnx
+
+    node = next(n for n in fp32.graph if n.name == g.name)
+    rng = np.random.default_rng(0)
+    inputs, inits, feeds = [], [], {}
+    names = []
+    for k, (v, shp) in enumerate(zip(node.inputs, shapes)):
+        if v is None:
+            names.append("")
+            continue
+        nm = f"in{k}"
+        names.append(nm)
+        if v.const is not None:
+            inits.append(numpy_helper.from_array(np.asarray(v.const), nm))
+        else:
+            if shp is None:
+                return None
+            feeds[nm] = rng.standard_normal(shp).astype(np.float32)
+            inputs.append(helper.make_tensor_value_info(nm, onnx.TensorProto.FLOAT, list(shp)))
+    attrs = {k: a.value for k, a in node.attrs.items()}
+    try:
+        n = helper.make_node(node.op_type, names, ["y"], name=g.name, **attrs)
+        gr = helper.make_graph([n], "one", inputs, [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+                               inits)
+        return from_onnx(helper.make_model(gr, opset_imports=[helper.make_opsetid("", 17)])), feeds
+    except Exception as e:  # noqa: BLE001 - an attribute the helper cannot rebuild: not measured
+        logger.info("cost table: cannot rebuild %s alone (%s)", g.name, e)
+        return None
+
+
+def _qdq_model(shape: tuple) -> tuple[Model, dict[str, np.ndarray]]:
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from ..io import from_onnx
+
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])]
+    gr = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, list(shape))],
+                           [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, list(shape))],
+                           [numpy_helper.from_array(np.array(0.05, np.float32), "s"),
+                            numpy_helper.from_array(np.array(128, np.uint8), "z")])
+    m = from_onnx(helper.make_model(gr, opset_imports=[helper.make_opsetid("", 17)]))
+    return m, {"x": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+
+
+def measure_costs(fp32: Model, groups: Sequence[Group], feeds: dict[str, np.ndarray], target: str,
+                  precisions: Sequence[str], *, threads: int | None = None, cache_dir: Path | None = None,
+                  progress: bool = False) -> CostTable:
+    """Measure (or load from the per-machine cache) the cost table of ``fp32`` at ``feeds``' shapes."""
+    from .space import build
+
+    shapes = group_shapes(fp32, groups, feeds)
+    machine = machine_id(target, threads)
+    # the key: machine, target, each group's op and weight/activation shapes, and the model's bytes hash
+    from ..io import to_onnx
+
+    mh = hashlib.sha1(to_onnx(fp32).SerializeToString()).hexdigest()[:12]
+    key = hashlib.sha1(json.dumps([COST_VERSION, machine, target, list(precisions), mh,
+                                   {k: [list(s) if s else None for s in v] for k, v in shapes.items()},
+                                   {k: list(v.shape) for k, v in feeds.items()}], sort_keys=True).encode()).hexdigest()[:16]
+    cache = (Path(cache_dir) if cache_dir else COST_CACHE) / f"{key}.json"
+    if cache.exists():
+        d = json.loads(cache.read_text())
+        logger.info("cost table from cache %s", cache)
+        return CostTable(d["cost"], d["transition"], d["total_fp32"], d["target"], d["machine"], d["groups"])
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    fp_recipe = Recipe.make({g.name: "fp32" for g in groups})
+    total = time_run(make_runner(build(fp32, fp_recipe, groups, []), target, threads), feeds, min_time=0.5)
+    memo: dict[Any, dict[str, float]] = {}
+    memo_t: dict[Any, float] = {}
+    cost: dict[str, dict[str, float]] = {}
+    trans: dict[str, float] = {}
+    for g in tqdm(groups, desc="cost table", disable=not progress):
+        node = next(n for n in fp32.graph if n.name == g.name)
+        wkey = tuple(None if v is None or v.const is None else v.const.shape for v in node.inputs)
+        k = (g.op_type, g.act_act, tuple(shapes[g.name]), wkey, tuple(sorted((a, str(b.value)) for a, b in node.attrs.items())))
+        if k not in memo:
+            one = _one_node(g, shapes[g.name], fp32)
+            row: dict[str, float] = {}
+            if one is None:
+                row = {p: 0.0 for p in precisions}
+            else:
+                m1, f1 = one
+                grp = [Group(g.name, g.op_type, g.act_act, tuple(f"in{i}" for i in range(len(node.inputs))), ("y",))]
+                for p in precisions:
+                    cand = build(m1, Recipe.make({g.name: p}, smoothquant=None), grp, [f1] if p == "int8" else [])
+                    row[p] = time_run(make_runner(cand, target, threads), f1)
+            memo[k] = row
+        cost[g.name] = dict(memo[k])
+        shp = shapes[g.name][0]
+        if shp is not None and shp not in memo_t:
+            m2, f2 = _qdq_model(shp)
+            memo_t[shp] = time_run(make_runner(m2, target, threads), f2) / 2  # Q alone ~ half of Q+DQ
+        trans[g.name] = memo_t.get(shp, 0.0) if shp is not None else 0.0
+    table = CostTable(cost, trans, total, target, machine, [g.name for g in groups])
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    tmp.write_text(json.dumps(table.to_dict(), indent=1))
+    tmp.replace(cache)
+    logger.info("cost table: %d groups, %d distinct shapes, %.1f s", len(groups), len(memo), time.perf_counter() - t0)
+    return table
+
+
+@dataclass
+class ErrorTable:
+    """Output error (relative L2 vs fp32) each group adds at each precision."""
+
+    error: dict[str, dict[str, float]]
+    all_int8: float
+
+    def predict(self, recipe: Recipe) -> float:
+        return sum(self.error[g][recipe.precision(g)] for g in self.error)
+
+    def ranking(self, precision: str = "int8") -> list[tuple[str, float]]:
+        return sorted(((g, e[precision]) for g, e in self.error.items() if precision in e), key=lambda kv: -kv[1])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": self.error, "all_int8": self.all_int8}
+
+
+def _bf16_round(a: np.ndarray) -> np.ndarray:
+    u = np.ascontiguousarray(a, np.float32).view(np.uint32)
+    r = ((u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000).astype(np.uint32)
+    return r.view(np.float32)
+
+
+def measure_errors(fp32: Model, groups: Sequence[Group], quant_all: Model, probe: Sequence[dict[str, np.ndarray]],
+                   precisions: Sequence[str], *, progress: bool = False, cache_dir: Path | None = None) -> ErrorTable:
+    """The error table from the float model, its all-int8 build and a few probe batches."""
+    from tqdm.auto import tqdm
+
+    from ..io import to_onnx
+    from ..quant.sensitivity import _act_bypass, output_error
+
+    h = hashlib.sha1(json.dumps([ERROR_VERSION, sorted(precisions), [g.name for g in groups]]).encode())
+    for m in (fp32, quant_all):
+        h.update(to_onnx(m).SerializeToString())
+    for f in probe:
+        for k in sorted(f):
+            h.update(k.encode())
+            h.update(np.ascontiguousarray(f[k]).tobytes())
+    cache = (Path(cache_dir) if cache_dir else ERROR_CACHE) / f"{h.hexdigest()[:16]}.json"
+    if cache.exists():  # same models, same probe data: the same table (a rerun, or another strategy)
+        d = json.loads(cache.read_text())
+        logger.info("error table from cache %s", cache)
+        return ErrorTable(d["error"], d["all_int8"])
+
+    def outs(m: Model) -> list[np.ndarray]:
+        # one session per model state for all probe batches (building it is most of the cost)
+        import onnxruntime as ort
+
+        from ..io import to_onnx
+
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        so.intra_op_num_threads = 1  # small probe batches: no thread-pool spinning on a shared machine
+        sess = ort.InferenceSession(to_onnx(m).SerializeToString(), so, providers=["CPUExecutionProvider"])
+        return [o for f in probe for o in sess.run(None, f)]
+
+    ref = outs(fp32)
+    base = output_error(ref, outs(quant_all))
+    err: dict[str, dict[str, float]] = {g.name: {"fp32": 0.0} for g in groups}
+    qnodes = {n.name: n for n in quant_all.graph if n.name}
+    loo: dict[str, float] = {}
+    for g in tqdm(groups, desc="error table (int8)", disable=not progress):
+        node = qnodes.get(g.name)
+        bypass = _act_bypass(node) if node is not None else []
+        if not bypass:
+            loo[g.name] = 0.0
+            continue
+        saved = [(i, node.inputs[i]) for i, _ in bypass]
+        try:
+            for i, src in bypass:
+                node.set_input(i, src)
+            loo[g.name] = max(0.0, base - output_error(ref, outs(quant_all)))
+        finally:
+            for i, v in saved:
+                node.set_input(i, v)
+    s = sum(loo.values())
+    for g in groups:  # scaled so the groups add up to the measured all-int8 error
+        err[g.name]["int8"] = loo[g.name] * base / s if s > 0 else base / len(groups)
+    if "bf16" in precisions:
+        fnodes = {n.name: n for n in fp32.graph if n.name}
+        for g in tqdm(groups, desc="error table (bf16)", disable=not progress):
+            node = fnodes[g.name]
+            saved_c = [(v, v.const) for v in node.inputs[:2] if v is not None and v.const is not None]
+            if not saved_c:  # activation x activation (attention products): bf16 products, fp32 softmax
+                err[g.name]["bf16"] = 0.0
+                continue
+            try:
+                for v, c in saved_c:
+                    v.const = _bf16_round(c)
+                e = output_error(ref, outs(fp32))
+            finally:
+                for v, c in saved_c:
+                    v.const = c
+            # activations: rounding the input adds about as much again as rounding the weight
+            err[g.name]["bf16"] = 2 * e if saved_c else e
+    table = ErrorTable(err, base)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    tmp.write_text(json.dumps(table.to_dict()))
+    tmp.replace(cache)
+    return table
