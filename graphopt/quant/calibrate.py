@@ -23,7 +23,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Union
@@ -31,6 +31,7 @@ from typing import Any, Protocol, Union
 import numpy as np
 
 from ..errors import GraphoptError
+from ..feeds import check_feeds
 from ..ir import DType, Model, Value
 from .observers import ChannelAbsMaxObserver, HistogramObserver, observer_from_dict
 from .gptq import GramObserver
@@ -50,7 +51,10 @@ class CalibrationDataReader(Protocol):
     def get_next(self) -> Feeds | None: ...
 
 
-DataSource = Union[Feeds, Iterable[Feeds], CalibrationDataReader, str, os.PathLike]
+#: What every calibration entry point takes (the API's ``quantize(model, data)`` and the CLI's ``--calib``):
+#: a feed dict, an iterable of feed dicts, onnxruntime's reader protocol, a zero-argument callable
+#: returning an iterable of feed dicts, an ``.npz`` file or a folder of ``.npz`` files.
+DataSource = Union[Feeds, Iterable[Feeds], CalibrationDataReader, Callable[[], Iterable[Feeds]], str, os.PathLike]
 Observer = Union[HistogramObserver, ChannelAbsMaxObserver, GramObserver]
 
 
@@ -60,6 +64,19 @@ def _reader_iter(reader: CalibrationDataReader) -> Iterator[Feeds]:
         if b is None:
             return
         yield b
+
+
+class _Repeatable:
+    """Batches from a zero-argument callable; each iteration calls it again."""
+
+    def __init__(self, fn: Callable[[], Iterable[Feeds]]) -> None:
+        self.fn = fn
+
+    def __iter__(self) -> Iterator[Feeds]:
+        out = self.fn()
+        if isinstance(out, Mapping):
+            return iter([dict(out)])
+        return iter(out)
 
 
 def iter_batches(data: DataSource) -> Iterable[Feeds]:
@@ -79,41 +96,11 @@ def iter_batches(data: DataSource) -> Iterable[Feeds]:
         raise GraphoptError(f"calibration data {p} is neither a folder of .npz files nor an .npz file")
     if hasattr(data, "get_next"):
         return _reader_iter(data)  # type: ignore[arg-type]
+    if callable(data):  # a zero-argument function returning batches (called again for each pass)
+        return _Repeatable(data)
     if isinstance(data, Iterable):
         return data
     raise GraphoptError(f"unsupported calibration data of type {type(data).__name__}")
-
-
-def check_feeds(model: Model, feeds: Any, index: int = 0) -> None:
-    """Raise GraphoptError if ``feeds`` (batch ``index``) does not fit the model's inputs."""
-    if not isinstance(feeds, Mapping):
-        raise GraphoptError(f"calibration batch {index} is a {type(feeds).__name__}, not a dict of input arrays")
-    g = model.graph
-    inits = set(g.initializers)
-    required = {v.name: v for v in g.inputs if v.name not in inits}
-    optional = {v.name for v in g.inputs if v.name in inits}
-    unknown = [k for k in feeds if k not in required and k not in optional]
-    if unknown:
-        raise GraphoptError(f"calibration batch {index} feeds {unknown}, which are not inputs of the model "
-                            f"(inputs: {sorted(required)})")
-    missing = [k for k in required if k not in feeds]
-    if missing:
-        raise GraphoptError(f"calibration batch {index} lacks model input(s) {missing}")
-    for name, v in required.items():
-        arr = np.asarray(feeds[name])
-        if v.dtype is not None and v.dtype is not DType.UNDEFINED:
-            want = v.dtype.numpy
-            if arr.dtype != want:
-                raise GraphoptError(f"calibration batch {index}: input '{name}' has dtype {arr.dtype}, "
-                                    f"the model expects {v.dtype.short} ({want})")
-        if v.shape is not None:
-            if arr.ndim != len(v.shape):
-                raise GraphoptError(f"calibration batch {index}: input '{name}' has rank {arr.ndim} "
-                                    f"(shape {arr.shape}), the model expects {len(v.shape)} ({list(v.shape)})")
-            for ax, (d, n) in enumerate(zip(v.shape, arr.shape)):
-                if isinstance(d, int) and d != n:
-                    raise GraphoptError(f"calibration batch {index}: input '{name}' dim {ax} is {n}, "
-                                        f"the model expects {d}")
 
 
 def quant_targets(model: Model) -> list[str]:

@@ -27,16 +27,18 @@ from .lower import PRECISIONS, lower
 from .plan import build_plan
 from .session import _NP_OF, InputSpec, Session
 
-__all__ = ["compile", "prepare"]
+__all__ = ["compile", "compile_model", "prepare"]
 
 logger = logging.getLogger(__name__)
 
 
 def _as_model(model: Any) -> Model:
-    from ..io import from_onnx, load, to_onnx
+    from ..io import from_onnx, load
 
     if isinstance(model, Model):
-        return from_onnx(to_onnx(model))  # a private copy: the lowering may run passes on it
+        from ..ir.clone import clone
+
+        return clone(model)  # a private copy (metadata kept): the lowering may run passes on it
     if isinstance(model, onnx.ModelProto):
         return from_onnx(model)
     if isinstance(model, (str, os.PathLike)):
@@ -47,34 +49,41 @@ def _as_model(model: Any) -> Model:
     raise GraphoptError(f"compile() takes a graphopt Model, an onnx.ModelProto or a path, got {type(model).__name__}")
 
 
-def prepare(model: Any, optimize: str | None = "O2") -> Model:
+def prepare(model: Any, optimize: str | None = "O2", *, fallback: bool = False) -> Model:
     """A private, optimised, shape-inferred copy of ``model`` ready for lowering.
 
     ``optimize`` names a pass-manager preset or pipeline text (None: no passes). A
-    failing pipeline is logged and the unoptimised graph is used: compiling must
-    not depend on every fusion being applicable.
+    failing pass raises the PassError that names it, unless ``fallback`` asks for
+    the unoptimised graph instead (with a warning).
     """
+    from ..errors import PassError
+    from ..ops.contrib import read_contrib_ops
+    from ..pm.manager import PassManager
+
     m = _as_model(model)
+    read_contrib_ops(m)
     if optimize:
         try:
-            from ..pm.manager import PassManager
-
             PassManager.from_text(optimize)(m)
-        except ImportError:
-            logger.info("pass manager not available; lowering the graph as imported")
-        except Exception as e:  # noqa: BLE001 - see docstring
-            logger.warning("optimisation pipeline %r failed (%s); lowering the unoptimised graph", optimize, e)
+        except PassError as e:
+            if not fallback:
+                raise
+            logger.warning("%s; lowering the unoptimised graph (fallback=True)", e)
+    _infer(m)
+    return m
+
+
+def _infer(m: Model) -> None:
     try:
         from ..io import infer_shapes
 
         infer_shapes(m)
     except Exception as e:  # noqa: BLE001 - lowering checks dtypes itself and falls back when unknown
         logger.warning("shape inference failed (%s); dtypes unknown to the lowering run as fallbacks", e)
-    return m
 
 
 def compile(model: Any, precision: str = "fp32", num_threads: int | None = None, *,
-            optimize: str | None = "O2") -> Session:
+            optimize: str | None = "O2", fallback: bool = False) -> Session:
     """Compile ``model`` for the native runtime.
 
     :param model: a :class:`graphopt.Model`, an ``onnx.ModelProto``, a path, or a ``ModelSpec``.
@@ -88,11 +97,25 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
 
     >>> sess = compile(model, precision="int8")   # doctest: +SKIP
     """
+    _check_args(precision, num_threads)
+    return _compile(prepare(model, optimize, fallback=fallback), precision, num_threads)
+
+
+def _check_args(precision: str, num_threads: int | None) -> None:
     if precision not in PRECISIONS:
         raise UnsupportedError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if num_threads is not None and int(num_threads) < 1:
         raise GraphoptError(f"num_threads must be >= 1, got {num_threads}")
-    m = prepare(model, optimize)
+
+
+def compile_model(m: Model, precision: str = "fp32", num_threads: int | None = None) -> Session:
+    """Lower an already optimised model that the caller hands over (it is not copied) into a Session."""
+    _check_args(precision, num_threads)
+    _infer(m)
+    return _compile(m, precision, num_threads)
+
+
+def _compile(m: Model, precision: str, num_threads: int | None) -> Session:
     g = m.graph
     from ..ir import DType
 

@@ -67,6 +67,7 @@ class OrtNodeRunner:
             import onnxruntime as ort
 
             so = ort.SessionOptions()
+            so.log_severity_level = 3
             so.intra_op_num_threads = 1
             so.inter_op_num_threads = 1
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
