@@ -246,8 +246,6 @@ def export(model: ModelLike, path: str | os.PathLike, target: str = "onnx", *, l
         return dst
     if out.suffix != ".xml":
         raise UsageError(f"target 'openvino' writes .xml/.bin; the path must end in .xml, got {out}")
-    from .backends.openvino import export_openvino, read_back
+    from .backends.openvino import export_openvino
 
-    dst = export_openvino(m, out, precision=precision, compress_to_fp16=compress_to_fp16)
-    read_back(dst)
-    return dst
+    return export_openvino(m, out, precision=precision, compress_to_fp16=compress_to_fp16)  # reads back

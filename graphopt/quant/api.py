@@ -15,6 +15,7 @@ missing nodes or the data does not fit the model.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,9 +23,11 @@ from typing import Any
 
 from ..errors import GraphoptError
 from ..ir import Model
-from ..pm import PassContext
-from .calibrate import CalibrationResult, DataSource, calibrate, check_feeds, iter_batches
+from ..feeds import check_feeds
+from ..pm import Instrument, Pass, PassContext, PassManager
+from .calibrate import CalibratePass, CalibrationResult, DataSource, iter_batches
 from .config import QuantConfig
+from .specs import PRECISION
 
 __all__ = ["quantize", "QuantReport", "prepare_batches"]
 
@@ -40,6 +43,8 @@ class QuantReport:
     calibration_seconds: float = 0.0
     calibration_batches: int = 0
     seconds: float = 0.0
+    #: nodes that now run in a quantized precision (0: the model was left as it was)
+    quantized: int = 0
 
 
 def prepare_batches(model: Model, data: DataSource) -> list[dict[str, Any]]:
@@ -58,35 +63,41 @@ def _passes():
     return pq
 
 
+def _smoothquant_targets(model: Model) -> list[str]:
+    from graphopt.passes.quant.smoothquant import smoothquant_targets
+
+    return smoothquant_targets(model)
+
+
 def quantize(model: Model, config: QuantConfig | None = None, data: DataSource | None = None, *,
-             fmt: str = "qdq", progress: bool = True, calibration: CalibrationResult | None = None,
-             ctx: PassContext | None = None) -> tuple[Model, QuantReport]:
+             fmt: str = "qdq", progress: bool | None = None, calibration: CalibrationResult | None = None,
+             ctx: PassContext | None = None, instruments: Sequence[Instrument] = ()) -> tuple[Model, QuantReport]:
     """Quantize ``model`` in place per ``config`` (default: transformer preset) and return it.
 
-    ``calibration`` reuses a saved range calibration (SmoothQuant still needs
-    ``data`` for its per-channel pass, unless ``config.smoothquant`` is None).
+    Every step -- calibration included -- is a pass run by a :class:`PassManager`, so
+    ``instruments`` (Timing, DumpIR, NumericGuard, ...) and graph verification apply to each.
+    ``calibration`` reuses a saved range calibration (SmoothQuant still needs ``data`` for
+    its per-channel pass, unless ``config.smoothquant`` is None). ``progress`` (default:
+    stderr is a terminal) shows a bar while calibrating.
     """
     t0 = time.perf_counter()
     cfg = config or QuantConfig.transformer()
     if fmt not in ("qdq", "qoperator"):
         raise GraphoptError(f"unknown output format '{fmt}' (qdq, qoperator)")
+    if progress is None:
+        progress = sys.stderr.isatty()
     cfg.validate(model)
-    ctx = ctx or PassContext()
     pq = _passes()
-    report = QuantReport(cfg.mode)
+    passes: list[Pass] = []
     if cfg.mode == "dynamic":
-        report.stats["quantize-dynamic"] = dict(pq.DynamicQuantPass(cfg).run(model, ctx).stats)
+        passes.append(pq.DynamicQuantPass(cfg))
     elif cfg.mode == "weight-only":
         if cfg.gptq:
             if data is None:
                 raise GraphoptError("GPTQ needs calibration data (the Gram matrix of each layer's input)")
-            from graphopt.passes.quant.smoothquant import smoothquant_targets
-
-            res = calibrate(model, prepare_batches(model, data), smoothquant_targets(model), kind="gram",
-                            progress=progress)
-            res.attach(model)
-            report.calibration_seconds, report.calibration_batches = res.seconds, res.batches
-        report.stats["quantize-weight-only"] = dict(pq.WeightOnlyQuantPass(cfg).run(model, ctx).stats)
+            passes.append(CalibratePass(prepare_batches(model, data), kind="gram", targets=_smoothquant_targets,
+                                        progress=progress))
+        passes.append(pq.WeightOnlyQuantPass(cfg))
     else:
         needs_data = calibration is None or cfg.smoothquant is not None
         batches: Sequence[dict[str, Any]] = []
@@ -96,22 +107,26 @@ def quantize(model: Model, config: QuantConfig | None = None, data: DataSource |
                                     "and smoothquant=None)")
             batches = prepare_batches(model, data)
         if cfg.smoothquant is not None:
-            from graphopt.passes.quant.smoothquant import smoothquant_targets
-
-            res = calibrate(model, batches, smoothquant_targets(model), kind="channel_absmax", progress=progress)
-            res.attach(model)
-            report.calibration_seconds += res.seconds
-            report.stats["smoothquant"] = dict(pq.SmoothQuantPass(cfg.smoothquant).run(model, ctx).stats)
-        report.stats["quant-annotate"] = dict(pq.AnnotateQuantPass(cfg).run(model, ctx).stats)
-        if calibration is None:
-            calibration = calibrate(model, batches, progress=progress)
-        calibration.attach(model)
-        report.calibration_seconds += calibration.seconds
-        report.calibration_batches = calibration.batches
-        report.stats["insert-qdq"] = dict(pq.InsertQDQPass().run(model, ctx).stats)
+            passes += [CalibratePass(batches, kind="channel_absmax", targets=_smoothquant_targets, progress=progress),
+                       pq.SmoothQuantPass(cfg.smoothquant)]
+        passes += [pq.AnnotateQuantPass(cfg), CalibratePass(batches, progress=progress, result=calibration),
+                   pq.InsertQDQPass()]
         if fmt == "qoperator":
-            report.stats["fold-qdq"] = dict(pq.FoldQDQPass().run(model, ctx).stats)
-    _low_precision_nodes(model, cfg, ctx, report)
+            passes.append(pq.FoldQDQPass())
+    result = PassManager(passes, instruments=instruments, atomic=False)(model, ctx)
+    report = QuantReport(cfg.mode)
+    for r in result.records:
+        report.stats[r.name] = dict(r.stats)
+        if r.name.startswith("calibrate"):
+            report.calibration_seconds += float(r.stats.get("milliseconds", 0)) / 1e3
+            report.calibration_batches = max(report.calibration_batches, int(r.stats.get("batches", 0)))
+    report.quantized = sum(1 for n in model.graph.walk() if n.meta.get(PRECISION) in ("int8", "int4", "uint8"))
+    if not any(r.modified for r in result.records
+               if not r.name.startswith("calibrate") and r.name not in ("quant-annotate", "smoothquant")):
+        report.quantized = 0
+        logger.warning("%s quantization found nothing to quantize: no MatMul/Gemm/Conv/Gather with a constant "
+                       "weight that the config puts in int8", cfg.mode)
+    _low_precision_nodes(model, cfg, ctx or PassContext.current(), report)
     model.graph.verify()
     report.seconds = time.perf_counter() - t0
     logger.info("quantized (%s) in %.1f s: %s", cfg.mode, report.seconds, report.stats)

@@ -32,13 +32,14 @@ import numpy as np
 
 from ..errors import GraphoptError
 from ..feeds import check_feeds
+from ..pm import Pass, PassContext, PassResult
 from ..ir import DType, Model, Value
 from .observers import ChannelAbsMaxObserver, HistogramObserver, observer_from_dict
 from .gptq import GramObserver
 from .specs import CALIB, CHANNEL_MAX, GRAM, QUANT_INPUTS
 
 __all__ = ["CalibrationDataReader", "CalibrationResult", "calibrate", "iter_batches", "check_feeds",
-           "quant_targets", "DataSource"]
+           "quant_targets", "DataSource", "CalibratePass"]
 
 logger = logging.getLogger(__name__)
 
@@ -255,6 +256,39 @@ def calibrate(model: Model, data: DataSource, targets: Sequence[str] | None = No
     seconds = time.perf_counter() - t0
     logger.info("calibrated %d values on %d batches in %.1f s", len(names), count, seconds)
     return CalibrationResult(stats, count, seconds)
+
+
+class CalibratePass(Pass):
+    """Calibration as a pass: stream ``batches`` through the model and attach the observed
+    statistics to its values (``kind`` as in :func:`calibrate`), or attach a saved ``result``.
+
+    Not registered by name (it needs the data); :func:`graphopt.quantize` puts it in its pipeline.
+    """
+
+    name = "calibrate"
+    description = "stream calibration batches through the model and attach observed ranges"
+
+    def __init__(self, batches: DataSource, *, kind: str = "histogram",
+                 targets: Callable[[Model], Sequence[str]] | None = None, progress: bool = False,
+                 result: CalibrationResult | None = None) -> None:
+        self.batches = batches
+        self.kind = kind
+        self.targets = targets
+        self.progress = progress
+        self.result = result
+        if kind != "histogram":
+            self.name = f"calibrate-{kind.replace('_', '-')}"  # type: ignore[misc] - one row per kind
+
+    def run(self, model: Model, ctx: PassContext) -> PassResult:
+        res = self.result
+        if res is None:
+            logger.info("%s: running %s batches through the model", self.name,
+                        len(self.batches) if hasattr(self.batches, "__len__") else "the")
+            res = calibrate(model, self.batches, self.targets(model) if self.targets else None, kind=self.kind,
+                            progress=self.progress)
+        res.attach(model)
+        return PassResult(True, {"values": len(res.stats), "batches": res.batches,
+                                 "milliseconds": int(round(res.seconds * 1e3))})
 
 
 def _progress(enabled: bool, batches: Any, desc: str):
