@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union
 
-from .errors import PassError, UsageError
+from .errors import GraphoptError, PassError, UsageError
 from .ir import Model
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -140,7 +140,10 @@ def optimize(model: ModelLike, level: str = DEFAULT_LEVEL, *, passes: str | None
     unknown = disabled - set(registered_passes())
     if unknown:
         raise UsageError(f"unknown pass(es) to disable: {sorted(unknown)}")
-    pm = PassManager.from_text(text, instruments=instruments, verify_each=verify_each, atomic=False)
+    try:
+        pm = PassManager.from_text(text, instruments=instruments, verify_each=verify_each, atomic=False)
+    except GraphoptError as e:  # unknown pass or preset, bad pipeline syntax
+        raise UsageError(str(e)) from e
     logger.info("optimizing %s: %s", m.graph.name or "model", text)
     with PassContext(disabled=disabled):
         pm(m)

@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UsageError as e:
-        parser.exit(2, f"graphopt {args.command}: error: {e}\n")
+        print(f"graphopt {args.command}: error: {e}", file=sys.stderr)
+        return 2
     except GraphoptError as e:
         print(f"graphopt {args.command}: error: {e}", file=sys.stderr)
         return 1

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default: 5)")
     p.add_argument("--per-round", type=int, default=3, help="timed runs per system per round (default: 3)")
     p.add_argument("--systems", nargs="+", help="only these systems (see graphopt.bench.models.SYSTEMS)")
-    p.add_argument("--out", default="out/bench", help="directory for results.json and latency.png")
+    p.add_argument("-o", "--output", "--out", dest="out", default="out/bench", help="directory for results.json and latency.png")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG")
     p.add_argument("--quick", action="store_true", help="batch 1 only, fewer rounds")
     p.add_argument("--memory", action="store_true",
@@ -82,7 +82,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"unknown systems {unknown}; choose from {', '.join(SYSTEMS)}")
             return 2
         cfg.systems = tuple(args.systems)
-    rep = run_model_bench(cfg, progress=lambda s: print(f"  .. {s}", flush=True))
+    from .._quiet import quiet
+
+    with quiet():  # other libraries' deprecation chatter and onnxruntime's quantizer hint
+        rep = run_model_bench(cfg, progress=lambda s: print(f"  .. {s}", flush=True))
     print_report(rep)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as fh:
