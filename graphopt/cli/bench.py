@@ -67,7 +67,7 @@ def print_report(rep) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench.models import SYSTEMS, BenchConfig, evaluate_targets, plot, run_model_bench
+    from ..bench.models import SYSTEMS, BenchConfig, plot, run_model_bench
 
     model = args.model_opt or args.model or "minilm"
     cfg = BenchConfig.quick(model) if args.quick else BenchConfig(model=model, batches=tuple(args.batch),

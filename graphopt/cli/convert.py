@@ -62,7 +62,7 @@ def _factory(spec: str) -> Any:
 
 
 def _shape(text: str) -> tuple[int, ...]:
-    from ..errors import GraphoptError, UsageError
+    from ..errors import UsageError
 
     try:
         dims = tuple(int(d) for d in text.split(","))

@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import GraphoptError
 from ..feeds import check_feeds
 from ..pm import Pass, PassContext, PassResult
-from ..ir import DType, Model, Value
+from ..ir import Model, Value
 from .observers import ChannelAbsMaxObserver, HistogramObserver, observer_from_dict
 from .gptq import GramObserver
 from .specs import CALIB, CHANNEL_MAX, GRAM, QUANT_INPUTS
