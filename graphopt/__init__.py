@@ -21,6 +21,9 @@ from .io import from_onnx, from_torch, infer_shapes, to_onnx  # from_torch impor
 from .api import compile, export, load, optimize, quantize, save  # the flow API
 from .backends import export_openvino  # imports openvino lazily
 from .ir import DType, Graph, Model, Node, TensorType, Value
+from .pm.registry import add_pass_provider
+
+add_pass_provider("graphopt.passes")  # the shipped passes, rules and presets (imported on first use)
 
 from importlib.metadata import PackageNotFoundError, version as _version
 

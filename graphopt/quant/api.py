@@ -24,7 +24,7 @@ from typing import Any
 from ..errors import GraphoptError
 from ..ir import Model
 from ..feeds import check_feeds
-from ..pm import Instrument, Pass, PassContext, PassManager
+from ..pm import Instrument, Pass, PassContext, PassManager, get_pass
 from .calibrate import CalibratePass, CalibrationResult, DataSource, iter_batches
 from .config import QuantConfig
 from .specs import PRECISION
@@ -57,16 +57,8 @@ def prepare_batches(model: Model, data: DataSource) -> list[dict[str, Any]]:
     return batches
 
 
-def _passes():
-    import graphopt.passes.quant as pq  # registers the passes
-
-    return pq
-
-
 def _smoothquant_targets(model: Model) -> list[str]:
-    from graphopt.passes.quant.smoothquant import smoothquant_targets
-
-    return smoothquant_targets(model)
+    return list(get_pass("smoothquant").targets(model))  # type: ignore[attr-defined]
 
 
 def quantize(model: Model, config: QuantConfig | None = None, data: DataSource | None = None, *,
@@ -87,17 +79,17 @@ def quantize(model: Model, config: QuantConfig | None = None, data: DataSource |
     if progress is None:
         progress = sys.stderr.isatty()
     cfg.validate(model)
-    pq = _passes()
+    # the passes by registered name: graphopt.quant does not import graphopt.passes (which imports it)
     passes: list[Pass] = []
     if cfg.mode == "dynamic":
-        passes.append(pq.DynamicQuantPass(cfg))
+        passes.append(get_pass("quantize-dynamic")(cfg))  # type: ignore[call-arg]
     elif cfg.mode == "weight-only":
         if cfg.gptq:
             if data is None:
                 raise GraphoptError("GPTQ needs calibration data (the Gram matrix of each layer's input)")
             passes.append(CalibratePass(prepare_batches(model, data), kind="gram", targets=_smoothquant_targets,
                                         progress=progress))
-        passes.append(pq.WeightOnlyQuantPass(cfg))
+        passes.append(get_pass("quantize-weight-only")(cfg))  # type: ignore[call-arg]
     else:
         needs_data = calibration is None or cfg.smoothquant is not None
         batches: Sequence[dict[str, Any]] = []
@@ -108,11 +100,11 @@ def quantize(model: Model, config: QuantConfig | None = None, data: DataSource |
             batches = prepare_batches(model, data)
         if cfg.smoothquant is not None:
             passes += [CalibratePass(batches, kind="channel_absmax", targets=_smoothquant_targets, progress=progress),
-                       pq.SmoothQuantPass(cfg.smoothquant)]
-        passes += [pq.AnnotateQuantPass(cfg), CalibratePass(batches, progress=progress, result=calibration),
-                   pq.InsertQDQPass()]
+                       get_pass("smoothquant")(cfg.smoothquant)]  # type: ignore[call-arg]
+        passes += [get_pass("quant-annotate")(cfg),  # type: ignore[call-arg]
+                   CalibratePass(batches, progress=progress, result=calibration), get_pass("insert-qdq")()]
         if fmt == "qoperator":
-            passes.append(pq.FoldQDQPass())
+            passes.append(get_pass("fold-qdq")())
     result = PassManager(passes, instruments=instruments, atomic=False)(model, ctx)
     report = QuantReport(cfg.mode)
     for r in result.records:
@@ -143,12 +135,11 @@ def _low_precision_nodes(model: Model, cfg: QuantConfig, ctx: PassContext, repor
                 wanted.setdefault(p, set()).add(n.name)
     if not wanted:
         return
-    from graphopt.passes.precision import AssignPrecisionPass
-
+    assign_precision = get_pass("assign-precision")
     from ..io import infer_shapes
 
     infer_shapes(model)
     for dtype, names in sorted(wanted.items()):
-        res = AssignPrecisionPass(dtype, target=ctx.target, allow=frozenset(), inherit=frozenset(),
+        res = assign_precision(dtype,  # type: ignore[call-arg] target=ctx.target, allow=frozenset(), inherit=frozenset(),
                                   force_nodes=frozenset(names)).run(model, ctx)
         report.stats[f"assign-precision-{dtype}"] = dict(res.stats)
