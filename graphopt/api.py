@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 
 from .errors import GraphoptError, PassError, UsageError
 from .ir import Model
+from .ir.domains import GRAPHOPT_DOMAIN
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -78,7 +79,7 @@ def save(model: ModelLike, path: str | os.PathLike, *, keep_fused: bool = False)
     from .io import save as _save
 
     m = _model(model, copy=False)
-    fused = sum(1 for n in m.graph.walk() if n.domain == "graphopt")
+    fused = sum(1 for n in m.graph.walk() if n.domain == GRAPHOPT_DOMAIN)
     if fused and keep_fused:
         logger.warning("%s: %d graphopt-domain op(s) written as they are; only graphopt reads this file "
                        "(save without keep_fused=True for a file onnxruntime loads)", path, fused)

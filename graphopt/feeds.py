@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -14,7 +14,7 @@ import numpy as np
 from .errors import GraphoptError
 from .ir import DType, Model, TensorType
 
-__all__ = ["random_feeds", "check_feeds"]
+__all__ = ["random_feeds", "check_feeds", "check_array"]
 
 
 def random_feeds(model: Model, *, seed: int = 0, dim: int = 2) -> dict[str, np.ndarray]:
@@ -56,18 +56,32 @@ def check_feeds(model: Model, feeds: Any, index: int = 0, *, what: str = "calibr
     missing = [k for k in required if k not in feeds]
     if missing:
         raise GraphoptError(f"{what} {index} lacks model input(s) {missing}")
+    dims: dict[str, tuple[int, str]] = {}
     for name, v in required.items():
-        arr = np.asarray(feeds[name])
-        if v.dtype is not None and v.dtype is not DType.UNDEFINED:
-            want = v.dtype.numpy
-            if arr.dtype != want:
-                raise GraphoptError(f"{what} {index}: input '{name}' has dtype {arr.dtype}, "
-                                    f"the model expects {v.dtype.short} ({want})")
-        if v.shape is not None:
-            if arr.ndim != len(v.shape):
-                raise GraphoptError(f"{what} {index}: input '{name}' has rank {arr.ndim} "
-                                    f"(shape {arr.shape}), the model expects {len(v.shape)} ({list(v.shape)})")
-            for ax, (d, n) in enumerate(zip(v.shape, arr.shape)):
-                if isinstance(d, int) and d != n:
-                    raise GraphoptError(f"{what} {index}: input '{name}' dim {ax} is {n}, "
-                                        f"the model expects {d}")
+        want = v.dtype.numpy if v.dtype is not None and v.dtype is not DType.UNDEFINED else None
+        check_array(np.asarray(feeds[name]), name, want, v.shape, dims, where=f"{what} {index}: ")
+
+
+def _fmt(shape: Sequence[Any]) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def check_array(a: np.ndarray, name: str, dtype: Any, shape: Sequence[Any] | None,
+                dims: dict[str, tuple[int, str]], *, error: type[Exception] = GraphoptError, where: str = "") -> None:
+    """Raise ``error`` if array ``a`` for input ``name`` has another dtype than ``dtype``, another rank
+    or fixed dim than ``shape``, or a symbolic dim that another input (recorded in ``dims``) set differently."""
+    if dtype is not None and a.dtype != np.dtype(dtype):
+        raise error(f"{where}input '{name}': expected dtype {np.dtype(dtype).name}, got {a.dtype.name}")
+    if shape is None:
+        return
+    if a.ndim != len(shape):
+        raise error(f"{where}input '{name}': expected rank {len(shape)} {_fmt(shape)}, got shape {list(a.shape)}")
+    for i, (want, got) in enumerate(zip(shape, a.shape)):
+        if isinstance(want, int) and want != got:
+            raise error(f"{where}input '{name}': dim {i} must be {want} {_fmt(shape)}, got shape {list(a.shape)}")
+        if isinstance(want, str) and want:
+            seen = dims.get(want)
+            if seen is not None and seen[0] != got:
+                raise error(f"{where}input '{name}': dim {i} ('{want}') is {got} but input "
+                            f"'{seen[1]}' has '{want}' = {seen[0]}")
+            dims.setdefault(want, (got, name))

@@ -80,7 +80,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FUSED_DOMAIN = "graphopt"
+from ..ir.domains import GRAPHOPT_DOMAIN as FUSED_DOMAIN  # noqa: E402 - one home
 
 #: graphopt precision name -> OpenVINO element-type name for INFERENCE_PRECISION_HINT.
 PRECISIONS: dict[str, str] = {"fp32": "f32", "bf16": "bf16"}

@@ -277,12 +277,11 @@ def _default_export(model: Model) -> Any:
     onnxruntime can run the model mid-pipeline."""
     from ..io import to_onnx
 
-    if any(n.domain == "graphopt" for n in model.graph.walk()):
-        try:  # the fused-op library is optional for the pass manager (imported lazily)
-            from ..ops.lowering import lower_to_onnxruntime
-        except ImportError:
-            return to_onnx(model)
+    from ..ir.domains import has_fused_ops
+
+    if has_fused_ops(model):
         from ..ir.clone import clone
+        from ..ops.lowering import lower_to_onnxruntime
 
         lowered = clone(model)
         lower_to_onnxruntime(lowered)

@@ -183,7 +183,9 @@ def _session(model: Model, outputs: Sequence[Value]):
         proto = to_onnx(model)
     finally:
         g.outputs = saved
-    if any(n.domain == "graphopt" for n in g.walk()):
+    from ..ir.domains import has_fused_ops
+
+    if has_fused_ops(g):
         # graphopt's fused ops (e.g. graphopt::Linear) run in onnxruntime after lowering a copy;
         # the observed values are graph outputs of the copy, so lowering keeps their names
         from ..io import from_onnx

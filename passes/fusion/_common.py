@@ -14,11 +14,7 @@ from graphopt.pm import PassContext, PassResult
 
 __all__ = ["GRAPHOPT", "FusionPass", "scalar", "activation_pattern", "activation_of", "last_dim", "opset_of"]
 
-GRAPHOPT = "graphopt"
-
-
-def opset_of(model: Model) -> int:
-    return int(model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1)))
+from graphopt.ir.domains import GRAPHOPT_DOMAIN as GRAPHOPT, opset_of  # noqa: E402 - one home for both
 
 
 def scalar(arr: np.ndarray | None) -> float | None:
