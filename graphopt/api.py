@@ -66,13 +66,14 @@ def load(path: str | os.PathLike | bytes | onnx.ModelProto) -> Model:
     return model
 
 
-def save(model: ModelLike, path: str | os.PathLike, *, keep_fused: bool = False) -> Path:
+def save(model: ModelLike, path: str | os.PathLike, *, keep_fused: bool = False, **options: Any) -> Path:
     """Write ``model`` as an ONNX file that onnxruntime loads, and return the path.
 
     graphopt-domain fused ops (after ``O2``) are mapped to onnxruntime's ``com.microsoft``
     contrib ops (standard ONNX where none fits) on a copy; :func:`load` reads them back as
     fused ops. ``keep_fused=True`` writes the graphopt-domain ops as they are: such a
-    file is read by graphopt only (a warning says so).
+    file is read by graphopt only (a warning says so). ``options`` go to :func:`graphopt.io.save`
+    (``external_data``, ``location``, ``size_threshold``).
 
     >>> graphopt.save(graphopt.optimize("model.onnx"), "model.O2.onnx")   # doctest: +SKIP
     """
@@ -89,7 +90,7 @@ def save(model: ModelLike, path: str | os.PathLike, *, keep_fused: bool = False)
 
         m = clone(m)
         lower_to_onnxruntime(m)
-    return _save(m, path)
+    return _save(m, path, **options)
 
 
 def _model(model: Any, *, copy: bool) -> Model:

@@ -321,13 +321,9 @@ class NumericGuard(Instrument):
         self.checked = []
 
     def _run(self, model: Model) -> list[np.ndarray]:
-        import onnxruntime as ort
+        from .._ort import ort_session
 
-        proto = self.exporter(model)
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        so.log_severity_level = 3
-        sess = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        sess = ort_session(self.exporter(model))
         names = {i.name for i in sess.get_inputs()}
         missing = names - set(self.feeds)
         if missing:

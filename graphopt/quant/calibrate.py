@@ -172,8 +172,6 @@ class CalibrationResult:
 
 
 def _session(model: Model, outputs: Sequence[Value]):
-    import onnxruntime as ort
-
     from ..io import to_onnx
 
     g = model.graph
@@ -194,18 +192,14 @@ def _session(model: Model, outputs: Sequence[Value]):
         copy = from_onnx(proto)
         lower_to_onnxruntime(copy)
         proto = to_onnx(copy)
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
+    from .._ort import ort_session
+
     # basic rewrites only: the fetched values must exist as computed by the graph as written
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    try:
-        return ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
-        raise GraphoptError(f"onnxruntime cannot load the calibration model: {e}") from e
+    return ort_session(proto, optimize="basic")
 
 
 def calibrate(model: Model, data: DataSource, targets: Sequence[str] | None = None, *,
-              kind: str = "histogram", bins: int = 4096, progress: bool = True,
+              kind: str = "histogram", bins: int = 4096, progress: bool | None = None,
               max_outputs: int = 160) -> CalibrationResult:
     """Run ``data`` through ``model`` and observe ``targets`` (default: :func:`quant_targets`).
 
@@ -293,7 +287,10 @@ class CalibratePass(Pass):
                                  "milliseconds": int(round(res.seconds * 1e3))})
 
 
-def _progress(enabled: bool, batches: Any, desc: str):
+def _progress(enabled: bool | None, batches: Any, desc: str):
+    """A tqdm bar on stderr when ``enabled`` (None: only when stderr is a terminal)."""
+    if enabled is None:
+        enabled = sys.stderr.isatty()
     total = len(batches) if hasattr(batches, "__len__") else None
     try:
         from tqdm.auto import tqdm

@@ -132,8 +132,9 @@ def format_layer_table(errs: dict[str, float], top: int | None = None) -> str:
 
 def plot_layer_errors(errs: dict[str, float], path: str | os.PathLike, title: str = "") -> Path:
     """Bar chart of the per-layer relative error, in graph order (PNG)."""
-    import matplotlib
+    from ..errors import require
 
+    matplotlib = require("matplotlib", "report", "the --report plot")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
