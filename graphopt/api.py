@@ -129,6 +129,11 @@ def optimize(model: ModelLike, level: str = DEFAULT_LEVEL, *, passes: str | None
     :param instruments: PassManager instruments (``Timing()``, ``DumpIR(dir)``, ``NumericGuard(...)``, ...).
     :raises PassError: naming the pass that failed.
 
+    >>> import graphopt
+    >>> from graphopt.quant.testing import mlp_model
+    >>> m = graphopt.optimize(mlp_model(), level="O2")
+    >>> sorted(op for op in m.graph.op_counts() if op.startswith("graphopt::"))
+    ['graphopt::Linear']
     >>> m = graphopt.optimize("model.onnx", level="O2")                              # doctest: +SKIP
     >>> m = graphopt.optimize(m, passes="fold-constants,fixpoint(cse,remove-unused)")  # doctest: +SKIP
     """
