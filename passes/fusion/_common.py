@@ -77,7 +77,6 @@ class FusionPass(RewritePass):
     inference first (the checks read ranks and hidden sizes); ``min_opset``
     skips models whose default opset lacks the op the rewrite emits."""
 
-    opt_level: ClassVar[int] = 2
     needs_shapes: ClassVar[bool] = False
     min_opset: ClassVar[int] = 1
 
