@@ -18,7 +18,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..api import load
+    from ..io import load  # the file as written (no read-back of contrib ops)
     from ..ir.summary import format_summary, summarize
 
     model = load(args.model)
