@@ -202,7 +202,8 @@ def compile(model: ModelLike, precision: str | None = None, num_threads: int | N
 
     :param precision: ``fp32``, ``bf16`` or ``int8``. Default: ``int8`` for a model with
         QDQ pairs (its calibrated scales are used), else ``fp32``. ``int8`` on a float model
-        quantizes dynamically (activations per tensor at run time) and logs that it does.
+        quantizes dynamically (activations per tensor at run time): it logs so, and
+        ``session.int8_activations`` is ``"dynamic"`` (``"static"`` for a QDQ model).
     :param level: passes run first (O0, O1, O2) on a copy made with the IR's clone.
     :param fallback: if a pass fails, compile the graph as it was before the pipeline
         (with a warning) instead of raising the :class:`PassError` that names the pass.
@@ -218,15 +219,18 @@ def compile(model: ModelLike, precision: str | None = None, num_threads: int | N
         precision = "int8" if qdq else "fp32"
         logger.info("precision %s (%s)", precision, "the model has QDQ pairs" if qdq else "a float model")
     elif precision == "int8" and not qdq:
-        logger.warning("precision int8 on a float model: weights are quantized per channel and "
-                       "activations dynamically (per tensor, at run time); quantize() first for static int8")
+        logger.info("precision int8 on a float model: weights are quantized per channel and activations "
+                    "dynamically (per tensor, at run time); quantize() first for static int8")
     try:
         m = optimize(m, level=level)
     except PassError as e:
         if not fallback:
             raise
         logger.warning("%s; compiling the graph without the %s pipeline (fallback=True)", e, level)
-    return compile_model(m, precision, num_threads)
+    sess = compile_model(m, precision, num_threads)
+    if precision == "int8":
+        sess.int8_activations = "static" if qdq else "dynamic"
+    return sess
 
 
 def export(model: ModelLike, path: str | os.PathLike, target: str = "onnx", *, level: str = DEFAULT_LEVEL,

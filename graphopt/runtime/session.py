@@ -87,6 +87,8 @@ class Session:
         self.precision = precision
         self.num_threads = num_threads
         self.name = name
+        #: int8 sessions: "static" (calibrated QDQ scales) or "dynamic" (activation ranges at run time)
+        self.int8_activations: str | None = None
 
     # --------------------------------------------------------------- running
     def _check(self, feeds: Mapping[str, Any]) -> list[np.ndarray]:
