@@ -13,6 +13,8 @@ globally, and graphopt's own warnings pass.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,13 +32,40 @@ class _DropHints(logging.Filter):
 
 
 @contextmanager
+def _no_bars_off_terminal() -> Iterator[None]:
+    """Hugging Face progress bars ("Loading weights") only when stderr is a terminal."""
+    if sys.stderr.isatty():
+        yield
+        return
+    saved = os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS")
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read when transformers is first imported
+    restore = None
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as tlog
+
+        if tlog.is_progress_bar_enabled():
+            tlog.disable_progress_bar()
+            restore = tlog.enable_progress_bar
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("HF_HUB_DISABLE_PROGRESS_BARS", None)
+        else:
+            os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = saved
+        if restore is not None:
+            restore()
+
+
+@contextmanager
 def quiet() -> Iterator[None]:
-    """Silence other libraries' deprecation warnings and onnxruntime's quantization hint in this block."""
+    """Silence other libraries' deprecation warnings, onnxruntime's quantization hint and (off a
+    terminal) Hugging Face progress bars in this block."""
     drop = _DropHints()
     root = logging.getLogger()
     root.addFilter(drop)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _no_bars_off_terminal():
             # deprecations are usually attributed (stacklevel) to the caller, i.e. to us: drop them all
             # in this block; other libraries' UserWarnings only when raised inside those libraries
             warnings.filterwarnings("ignore", category=DeprecationWarning)
