@@ -38,3 +38,16 @@ __all__ = [
     "GraphoptError", "ModelLoadError", "PassError", "ShapeInferenceError", "UnsupportedError",
     "VerificationError",
 ]
+
+
+def prune(model, data, *, heads: float = 0.0, ffn: float = 0.0, reconstruct: bool = True, progress: bool = True):
+    """Structured pruning of heads and FFN neurons; see :func:`graphopt.pruning.prune`.
+
+    >>> model, report = graphopt.prune(model, batches, heads=0.25, ffn=0.25)   # doctest: +SKIP
+    """
+    from .pruning import prune as _prune
+
+    return _prune(model, data, heads=heads, ffn=ffn, reconstruct=reconstruct, progress=progress)
+
+
+__all__.append("prune")

@@ -12,7 +12,7 @@ from . import cleanup, folding  # noqa: F401
 
 # Families other engineers add: imported when the package exists (a real
 # import error inside them still propagates).
-for _family in ("fusion", "quant", "precision"):
+for _family in ("fusion", "quant", "precision", "pruning"):
     if importlib.util.find_spec(f"{__name__}.{_family}") is not None:
         importlib.import_module(f"{__name__}.{_family}")
 

@@ -25,12 +25,13 @@ CLEANUP = ("fixpoint(remove-noops,merge-transposes,merge-reshapes,fold-constants
 O1 = f"infer-shapes,fold-constants,{CLEANUP},infer-shapes"
 
 #: O2 fusion passes, by registered name, in the order they run (fusion engineers append here):
-#: LayerNorm and GELU first (later patterns are written over the fused forms), embeddings and
-#: attention before SkipLayerNorm/BiasGelu (which take the remaining bias Adds), plain
-#: MatMul+Add last, then the CNN folds.
+#: LayerNorm and GELU first (later patterns are written over the fused forms; RMSNorm and the
+#: SiLU-gated MLP beside them), embeddings and attention (rotary embeddings just before it)
+#: before SkipLayerNorm/BiasGelu (which take the remaining bias Adds), plain MatMul+Add last,
+#: then the CNN folds.
 O2_PASSES: list[str] = [
-    # transformer and CNN fusions (passes/fusion; order explained in passes/fusion/__init__.py)
-    "fuse-layernorm", "fuse-gelu", "fuse-embed-layernorm", "fuse-attention", "fuse-attention-mask",
+    "fuse-layernorm", "fuse-rmsnorm", "fuse-gelu", "fuse-silu-mlp", "fuse-embed-layernorm", "fuse-rotary",
+    "fuse-attention", "fuse-attention-mask",
     "fuse-skip-layernorm", "fuse-bias-gelu", "fuse-matmul-add", "fuse-gemm-activation", "fuse-conv-bn", "fuse-conv-activation",
 ]
 

@@ -14,6 +14,7 @@ void register_eltwise_ops(std::map<std::string, OpFn>& r);  // ops/eltwise.cpp
 void register_shape_ops(std::map<std::string, OpFn>& r);    // ops/shape.cpp
 void register_nn_ops(std::map<std::string, OpFn>& r);       // ops/nn.cpp
 void register_cnn_ops(std::map<std::string, OpFn>& r);      // ops/cnn.cpp
+void register_decoder_ops(std::map<std::string, OpFn>& r);  // ops/decoder.cpp
 
 namespace {
 const std::map<std::string, OpFn>& registry() {
@@ -23,6 +24,7 @@ const std::map<std::string, OpFn>& registry() {
     register_shape_ops(m);
     register_nn_ops(m);
     register_cnn_ops(m);
+    register_decoder_ops(m);
     return m;
   }();
   return r;

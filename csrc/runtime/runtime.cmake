@@ -7,5 +7,6 @@ target_sources(_C PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/ops/shape.cpp
   ${CMAKE_CURRENT_LIST_DIR}/ops/nn.cpp
   ${CMAKE_CURRENT_LIST_DIR}/ops/cnn.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/ops/decoder.cpp
   ${CMAKE_CURRENT_LIST_DIR}/../bindings/runtime.cpp
 )

@@ -24,6 +24,7 @@ COMMANDS: tuple[str, ...] = (
     "bench_ort",
     "bench",
     "quantize",
+    "prune",
 )
 
 

@@ -11,6 +11,10 @@ op                     what it computes (full spec: ``OPS[op].spec``)
 ``EmbedLayerNorm``     LayerNorm(word[ids] + pos[pos_ids] + segment[seg_ids])
 ``MultiHeadAttention`` BERT self-attention, packed QKV, additive / key-padding mask
 ``FusedConv``          act(Conv(X, W, B))
+``RMSNorm``            X / sqrt(mean(X^2) + eps) * Gamma
+``SkipRMSNorm``        RMSNorm(X + Skip + Bias), and the sum
+``Silu``, ``SiluMul``  X * Sigmoid(X); Silu(gate) * up of a packed gate|up projection
+``RotaryEmbedding``    X * Cos + rotate_half(X) * Sin
 =====================  ===========================================================
 
 LayerNorm itself is ONNX ``LayerNormalization`` (opset 17+).
@@ -36,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from . import activations, attention, linear, norms  # noqa: F401  (register the ops)
+from . import activations, attention, decoder, linear, norms  # noqa: F401  (register the ops)
 from ._registry import DOMAIN, OPS, Emitter, OpDef, get_op, register_op
 from .lowering import decompose_all, lower_to_onnxruntime, replace_with
 

@@ -553,3 +553,6 @@ GRAPHOPT_OPS: dict[str, Callable[[_Lowerer, Node], bool]] = {
 }
 
 
+from .lower_decoder import DECODER_OPS  # noqa: E402  (decoder ops: RMSNorm, SiluMul, RotaryEmbedding, ...)
+
+GRAPHOPT_OPS.update(DECODER_OPS)

@@ -15,6 +15,9 @@ from . import (  # noqa: F401  (register the passes)
     fuse_gemm_activation,
     fuse_layernorm,
     fuse_matmul_add,
+    fuse_rmsnorm,
+    fuse_rotary,
+    fuse_silu_mlp,
     fuse_skip_layernorm,
     lower,
 )

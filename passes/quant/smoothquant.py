@@ -7,8 +7,8 @@ has flatter channels and quantizes with less error. Needs the per-channel
 activation max (``value.meta[CHANNEL_MAX]``, from
 ``calibrate(..., kind="channel_absmax")``).
 
-The ``1/s`` goes into the producing LayerNorm's gamma and beta when the
-LayerNorm output feeds only the smoothed layers; otherwise (a post-LN BERT
+The ``1/s`` goes into the producing LayerNorm's gamma and beta (an RMSNorm's
+gamma) when the norm output feeds only the smoothed layers; otherwise (a post-LN BERT
 block also feeds the residual Add) a ``Mul(X, 1/s)`` is inserted for the
 linear layers only.
 """
@@ -113,23 +113,36 @@ class SmoothQuantPass(Pass):
     @staticmethod
     def _fold_into_layernorm(x: Value, s: np.ndarray, smoothed: set[int]) -> bool:
         ln = x.producer()
-        if ln is None or ln.op_type != "LayerNormalization" or x.index() != 0 or x.is_graph_output():
+        if ln is None or x.index() != 0 or x.is_graph_output():
             return False
-        if any(id(n) not in smoothed for n in x.consumers()):
-            return False  # another consumer (e.g. a residual Add) needs the unscaled X
-        gamma = ln.inputs[1]
-        beta = ln.inputs[2] if len(ln.inputs) > 2 else None
+        # (gamma, beta) input positions of the norms whose output is linear in gamma (and beta)
+        where = _NORM_GAMMA_BETA.get((ln.domain, ln.op_type))
+        if where is None:
+            return False
+        if any(id(n) not in smoothed and not (n.op_type == "Shape" and n.domain == "") for n in x.consumers()):
+            return False  # another consumer (e.g. a residual Add) needs the unscaled X; a Shape reads no values
+        gi, bi = where
+        gamma = ln.inputs[gi] if len(ln.inputs) > gi else None
+        beta = ln.inputs[bi] if bi is not None and len(ln.inputs) > bi else None
         if gamma is None or gamma.const is None or gamma.num_uses() != 1 or \
                 (beta is not None and (beta.const is None or beta.num_uses() != 1)):
             return False
         g = ln.graph
-        ln.set_input(1, const(g, f"{gamma.name}_smoothed", (gamma.const / s).astype(gamma.const.dtype)))
+        ln.set_input(gi, const(g, f"{gamma.name}_smoothed", (gamma.const / s).astype(gamma.const.dtype)))
         if beta is not None:
-            ln.set_input(2, const(g, f"{beta.name}_smoothed", (beta.const / s).astype(beta.const.dtype)))
+            ln.set_input(bi, const(g, f"{beta.name}_smoothed", (beta.const / s).astype(beta.const.dtype)))
         for old in (gamma, beta):
             if old is not None and old.num_uses() == 0 and old.is_initializer:
                 g.remove_initializer(old)
         return True
+
+
+#: (domain, op) -> (gamma input, beta input or None): LayerNormalization and graphopt's RMSNorms.
+_NORM_GAMMA_BETA: dict[tuple[str, str], tuple[int, int | None]] = {
+    ("", "LayerNormalization"): (1, 2),
+    ("graphopt", "RMSNorm"): (1, None),
+    ("graphopt", "SkipRMSNorm"): (2, None),
+}
 
 
 def _position(g, node: Node) -> int:

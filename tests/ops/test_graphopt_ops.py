@@ -160,7 +160,7 @@ def test_every_op_has_a_spec_and_is_tested():
     for name, op in OPS.items():
         assert op.spec.startswith(f"graphopt::{name}("), name
     assert set(OPS) == {"Gelu", "BiasGelu", "Linear", "SkipLayerNorm", "EmbedLayerNorm", "MultiHeadAttention",
-                        "FusedConv"}
+                        "FusedConv", "RMSNorm", "SkipRMSNorm", "Silu", "SiluMul", "RotaryEmbedding"}
 
 
 def test_shape_rules_fill_types():
@@ -180,3 +180,31 @@ def test_bad_input_names_the_node():
     m = _model("MultiHeadAttention", {"x": _f32(1, 3, 12)}, {"w": _f32(12, 36)}, {"num_heads": 5}, ["x", "w"])
     with pytest.raises(UnsupportedError, match="not divisible by num_heads=5"):
         decompose_all(m)
+
+
+# --- decoder ops (graphopt/ops/decoder.py) ----------------------------------------------
+
+@pytest.mark.parametrize("opset", [13, 18, 23])
+def test_rms_norm(opset):
+    _check("RMSNorm", {"x": _f32(2, 5, 48, scale=3)}, {"g": _f32(48)}, {"epsilon": 1e-6}, ["x", "g"], opset=opset)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("opset", [13, 18])
+def test_skip_rms_norm(bias, opset):
+    consts = {"g": _f32(48), "bias": _f32(48)}
+    _check("SkipRMSNorm", {"x": _f32(2, 5, 48), "s": _f32(2, 5, 48)}, consts, {"epsilon": 1e-5},
+           ["x", "s", "g"] + (["bias"] if bias else []), num_outputs=2, opset=opset)
+
+
+@pytest.mark.parametrize("opset", [13, 18])
+def test_silu_and_silu_mul(opset):
+    _check("Silu", {"x": _f32(2, 5, 24, scale=4)}, {}, {}, ["x"], opset=opset)
+    _check("SiluMul", {"x": _f32(2, 5, 2 * 40, scale=4)}, {}, {}, ["x"], opset=opset)
+
+
+@pytest.mark.parametrize("opset", [13, 18])
+def test_rotary_embedding(opset):
+    ang = RNG.random((2, 1, 7, 16)) * 6
+    _check("RotaryEmbedding", {"x": _f32(2, 3, 7, 16), "cos": np.cos(ang).astype(np.float32),
+                               "sin": np.sin(ang).astype(np.float32)}, {}, {}, ["x", "cos", "sin"], opset=opset)

@@ -1,0 +1,9 @@
+"""Structured pruning as graph rewrites: attention heads and FFN neurons are removed
+physically (every dependent tensor shrinks), so the result is an ordinary, smaller model.
+
+* ``blocks``                 finds the prunable groups of a fused graph (one home for the matching)
+* ``prune_structured``       ``prune-structured``: drop the least important heads/neurons (calibrated)
+* ``remove_zero_structures`` ``remove-zero-structures``: drop heads/neurons already zeroed elsewhere (exact)
+"""
+
+from . import prune_structured, remove_zero_structures  # noqa: F401

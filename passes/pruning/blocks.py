@@ -1,0 +1,185 @@
+"""The prunable groups of a fused graph, and the one routine that shrinks them.
+
+A *head group* is a ``graphopt::MultiHeadAttention`` with a packed constant QKV weight
+whose output feeds exactly one linear layer (the output projection): removing head h
+drops its columns from W_qkv/B_qkv and its rows from W_o.
+
+A *neuron group* is ``up -> element-wise chain -> down``: a linear layer with constant
+weight W1 [K, F], element-wise ops that act on each of the F channels on their own
+(bias adds, GELU, ReLU, ...), and a linear layer with constant weight W2 [F, N].
+Removing neuron j drops column j of W1 (and of every per-channel constant on the way)
+and row j of W2.
+
+Removing a head or neuron gives exactly the model in which that head's W_o rows (the
+neuron's W2 row) are zero, which is what the tests check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from graphopt.ir import Graph, Node, TensorType, Value
+
+__all__ = ["HeadGroup", "NeuronGroup", "head_groups", "neuron_groups", "shrink_heads", "shrink_neurons",
+           "set_rows", "linear_weight"]
+
+#: element-wise ops that keep channels apart, and whether they map 0 to 0
+_CHANNEL_WISE: dict[str, bool] = {
+    "graphopt::BiasGelu": False, "graphopt::Gelu": True, "Gelu": True, "Relu": True, "Tanh": True,
+    "Erf": True, "Sigmoid": False, "Add": False, "Mul": True, "Sub": False, "Div": True,
+}
+_LINEAR_OPS = ("MatMul", "graphopt::Linear")
+
+
+def linear_weight(node: Node) -> np.ndarray | None:
+    """The constant 2-D weight of a MatMul / graphopt::Linear, else None."""
+    if node.op not in _LINEAR_OPS or len(node.inputs) < 2 or node.inputs[1] is None:
+        return None
+    w = node.inputs[1].const
+    return w if w is not None and w.ndim == 2 and w.dtype.kind == "f" else None
+
+
+@dataclass
+class HeadGroup:
+    mha: Node
+    out_proj: Node
+
+    @property
+    def num_heads(self) -> int:
+        return int(self.mha.attr("num_heads"))
+
+    @property
+    def hidden(self) -> int:
+        return int(self.mha.inputs[1].const.shape[1] // 3)
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.num_heads
+
+    @property
+    def context(self) -> Value:
+        """The attention output: the heads side by side, the input of the output projection."""
+        return self.mha.outputs[0]
+
+
+@dataclass
+class NeuronGroup:
+    up: Node
+    chain: list[Node]
+    down: Node
+
+    @property
+    def hidden(self) -> Value:
+        """The input of ``down``: the F neuron activations."""
+        return self.down.inputs[0]
+
+    @property
+    def width(self) -> int:
+        return int(linear_weight(self.down).shape[0])
+
+
+def _single_linear_consumer(v: Value) -> Node | None:
+    if v.num_uses() != 1 or v.is_graph_output():
+        return None
+    node, i = v.uses()[0]
+    return node if i == 0 and linear_weight(node) is not None else None
+
+
+def head_groups(g: Graph) -> list[HeadGroup]:
+    out = []
+    for node in g:
+        if node.op != "graphopt::MultiHeadAttention" or node.attr("num_kv_heads", 0) not in (0, node.attr("num_heads")):
+            continue
+        w = node.inputs[1]
+        b = node.inputs[2] if len(node.inputs) > 2 else None
+        if w is None or w.const is None or w.const.ndim != 2 or (b is not None and b.const is None):
+            continue
+        proj = _single_linear_consumer(node.outputs[0])
+        if proj is not None and linear_weight(proj).shape[0] == w.const.shape[1] // 3:
+            out.append(HeadGroup(node, proj))
+    return out
+
+
+def _per_channel_const(v: Value | None, width: int) -> bool:
+    return v is not None and v.const is not None and v.const.ndim <= 1 and v.const.size in (1, width)
+
+
+def neuron_groups(g: Graph) -> list[NeuronGroup]:
+    out = []
+    for down in g:
+        w2 = linear_weight(down)
+        if w2 is None or w2.shape[0] < 2:
+            continue
+        width, chain, v = w2.shape[0], [], down.inputs[0]
+        while True:
+            p = v.producer()
+            if p is None or v.num_uses() != 1 or v.is_graph_output():
+                break
+            if linear_weight(p) is not None and linear_weight(p).shape[1] == width and v is p.outputs[0]:
+                if p.op == "graphopt::Linear" and len(p.inputs) > 2 and not _per_channel_const(p.inputs[2], width):
+                    break
+                out.append(NeuronGroup(p, chain[::-1], down))
+                break
+            if p.op not in _CHANNEL_WISE or len(p.outputs) != 1:
+                break
+            others = [x for x in p.inputs[1:]]
+            if not all(_per_channel_const(x, width) for x in others):
+                break
+            chain.append(p)
+            v = p.inputs[0]
+    return out
+
+
+def _set_last_dim(v: Value, n: int) -> None:
+    if v.shape is not None and len(v.shape) >= 1:
+        v.type = TensorType(v.dtype, tuple(v.shape[:-1]) + (n,))
+
+
+def _replace_const(g: Graph, node: Node, i: int, arr: np.ndarray) -> None:
+    """Point input ``i`` of ``node`` at a new initializer holding ``arr`` (the old one may be shared)."""
+    old = node.inputs[i]
+    new = g.add_initializer(g.unique_name(old.name or "pruned"), np.ascontiguousarray(arr))
+    node.set_input(i, new)
+
+
+def set_rows(g: Graph, node: Node, rows: np.ndarray) -> None:
+    """Give a linear layer new weight rows (its input width changes)."""
+    _replace_const(g, node, 1, rows.astype(linear_weight(node).dtype))
+
+
+def shrink_heads(g: Graph, grp: HeadGroup, keep: np.ndarray, wo: np.ndarray | None = None) -> None:
+    """Keep heads ``keep`` (sorted indices); ``wo``: the output projection's new rows (default: sliced)."""
+    d, h = grp.head_dim, grp.hidden
+    cols = np.concatenate([np.arange(k * d, (k + 1) * d) for k in keep])
+    qkv_cols = np.concatenate([cols, cols + h, cols + 2 * h])
+    mha = grp.mha
+    _replace_const(g, mha, 1, mha.inputs[1].const[:, qkv_cols])
+    if len(mha.inputs) > 2 and mha.inputs[2] is not None:
+        _replace_const(g, mha, 2, mha.inputs[2].const[qkv_cols])
+    if not mha.attr("scale", 0.0):
+        mha.set_attr("scale", float(1.0 / np.sqrt(d)))  # unchanged value, now explicit
+    mha.set_attr("num_heads", len(keep))
+    set_rows(g, grp.out_proj, linear_weight(grp.out_proj)[cols] if wo is None else wo)
+    _set_last_dim(grp.context, len(cols))
+
+
+def shrink_neurons(g: Graph, grp: NeuronGroup, keep: np.ndarray, w2: np.ndarray | None = None) -> None:
+    """Keep neurons ``keep`` (sorted indices); ``w2``: ``down``'s new rows (default: sliced)."""
+    width = grp.width
+    up = grp.up
+    _replace_const(g, up, 1, linear_weight(up)[:, keep])
+    if up.op == "graphopt::Linear" and len(up.inputs) > 2 and up.inputs[2] is not None:
+        b = up.inputs[2].const
+        if b.size == width:
+            _replace_const(g, up, 2, b.reshape(-1)[keep])
+    _set_last_dim(up.outputs[0], len(keep))
+    for node in grp.chain:
+        for i in range(1, len(node.inputs)):
+            c = node.inputs[i].const
+            if c.size == width:
+                _replace_const(g, node, i, c.reshape(-1)[keep])
+        _set_last_dim(node.outputs[0], len(keep))
+    set_rows(g, grp.down, linear_weight(grp.down)[keep] if w2 is None else w2)
+
