@@ -1,8 +1,11 @@
 """graphopt: a compiler-style graph optimizer for deep-learning inference on CPUs.
 
 >>> import graphopt
->>> model = graphopt.load("model.onnx")          # doctest: +SKIP
->>> graphopt.save(model, "roundtrip.onnx")       # doctest: +SKIP
+>>> model = graphopt.load("model.onnx")                   # doctest: +SKIP
+>>> model = graphopt.optimize(model, level="O2")          # doctest: +SKIP
+>>> model = graphopt.quantize(model, "calib/")            # doctest: +SKIP
+>>> sess = graphopt.compile(model)                        # doctest: +SKIP
+>>> graphopt.save(model, "model.int8.onnx")               # doctest: +SKIP
 """
 
 from ._native import cpu_info, set_num_threads
@@ -14,32 +17,27 @@ from .errors import (
     UnsupportedError,
     VerificationError,
 )
-from .io import from_onnx, from_torch, infer_shapes, load, save, to_onnx  # from_torch imports torch lazily
+from .io import from_onnx, from_torch, infer_shapes, to_onnx  # from_torch imports torch lazily
+from .api import compile, export, load, optimize, quantize, save  # the flow API
 from .backends import export_openvino  # imports openvino lazily
 from .ir import DType, Graph, Model, Node, TensorType, Value
+from .pm.registry import add_pass_provider
 
-__version__ = "0.1.0"
+add_pass_provider("graphopt.passes")  # the shipped passes, rules and presets (imported on first use)
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+try:
+    __version__ = _version("graphopt")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without an install
+    __version__ = "0.1.0"
 
 __all__ = [
-    "load", "save", "from_onnx", "to_onnx", "infer_shapes", "from_torch", "export_openvino", "cpu_info", "set_num_threads",
+    "load", "save", "optimize", "quantize", "compile", "export", "from_onnx", "to_onnx", "infer_shapes", "from_torch", "export_openvino", "cpu_info", "set_num_threads",
     "Graph", "Model", "Node", "Value", "DType", "TensorType",
     "GraphoptError", "ModelLoadError", "PassError", "ShapeInferenceError", "UnsupportedError",
     "VerificationError",
 ]
-
-
-def compile(model, precision: str = "fp32", num_threads: int | None = None, **kwargs):  # noqa: A001 - the public name
-    """Compile ``model`` for graphopt's native runtime; see :func:`graphopt.runtime.compile.compile`.
-
-    >>> sess = graphopt.compile(model, precision="int8")   # doctest: +SKIP
-    >>> outputs = sess.run(feeds)                           # doctest: +SKIP
-    """
-    from .runtime.compile import compile as _compile
-
-    return _compile(model, precision, num_threads, **kwargs)
-
-
-__all__.append("compile")
 
 
 def prune(model, data, *, heads: float = 0.0, ffn: float = 0.0, reconstruct: bool = True, progress: bool = True):

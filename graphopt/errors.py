@@ -13,6 +13,8 @@ __all__ = [
     "PreconditionError",
     "PostconditionError",
     "KernelError",
+    "UsageError",
+    "MissingDependencyError",
 ]
 
 
@@ -58,3 +60,25 @@ class PostconditionError(PassError):
 
 class KernelError(GraphoptError):
     """A native kernel was called with arguments it cannot take."""
+
+
+class UsageError(GraphoptError):
+    """A verb or command was called with arguments that do not fit together (the CLI exits 2)."""
+
+
+class MissingDependencyError(GraphoptError):
+    """An optional dependency is not installed; the message is one line naming the extra to install."""
+
+
+def require(module: str, extra: str, purpose: str):
+    """Import ``module`` or raise :class:`MissingDependencyError` with a one-line install hint.
+
+    >>> np = require("numpy", "dev", "the tests")
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise MissingDependencyError(f"{purpose} needs {module.split('.')[0]}: "
+                                     f"pip install 'graphopt[{extra}]'") from e

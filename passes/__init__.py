@@ -1,5 +1,5 @@
 """graphopt's shipped passes (installed as ``graphopt.passes``). Importing this
-package registers them; ``pipelines`` registers the O1/O2/O3 presets.
+package registers them; ``pipelines`` registers the O1/O2 presets.
 
 Families: ``cleanup`` and ``folding`` (O1), ``canonicalize`` and ``fusion`` (O2), and, where present,
 ``quant`` and ``precision``.

@@ -13,8 +13,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 @pytest.fixture(scope="session")
 def minilm_spec():
     """all-MiniLM-L6-v2 (real weights) exported to ONNX, cached across runs."""
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
+    import torch  # noqa: F401 - installed with the suite's extras
+    import transformers  # noqa: F401 - installed with the suite's extras
     from graphopt.models import minilm_onnx
 
     return minilm_onnx()

@@ -65,7 +65,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import GraphoptError, UnsupportedError
+from ..errors import GraphoptError, MissingDependencyError, UnsupportedError
 from ..ir import Graph, Model
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -73,13 +73,14 @@ if TYPE_CHECKING:  # pragma: no cover
     import openvino as ov
 
 __all__ = [
+    "read_back",
     "export_openvino", "to_openvino", "compile_for_cpu", "infer", "runtime_precisions", "int8_layers",
     "PRECISIONS",
 ]
 
 logger = logging.getLogger(__name__)
 
-FUSED_DOMAIN = "graphopt"
+from ..ir.domains import GRAPHOPT_DOMAIN as FUSED_DOMAIN  # noqa: E402 - one home
 
 #: graphopt precision name -> OpenVINO element-type name for INFERENCE_PRECISION_HINT.
 PRECISIONS: dict[str, str] = {"fp32": "f32", "bf16": "bf16"}
@@ -92,7 +93,7 @@ def _require_openvino() -> Any:
     try:
         import openvino
     except ImportError as e:
-        raise GraphoptError("OpenVINO export needs openvino: pip install 'graphopt[openvino]'") from e
+        raise MissingDependencyError("OpenVINO export needs openvino: pip install 'graphopt[openvino]'") from e
     return openvino
 
 
@@ -261,7 +262,18 @@ def export_openvino(model: Model | Graph | onnx.ModelProto | str | os.PathLike, 
     except Exception as e:  # noqa: BLE001
         raise GraphoptError(f"cannot write OpenVINO IR {path}: {e}") from e
     logger.info("wrote %s (+ .bin), precision hint %s, compress_to_fp16=%s", path, precision, compress_to_fp16)
+    read_back(path)
     return path
+
+
+def read_back(path: str | os.PathLike) -> Any:
+    """Read an exported ``.xml``/``.bin`` with ``openvino.Core`` and return the ``openvino.Model``;
+    a file OpenVINO cannot read raises GraphoptError (an export is reported only after this)."""
+    ov = _require_openvino()
+    try:
+        return ov.Core().read_model(str(path))
+    except Exception as e:  # noqa: BLE001 - OpenVINO raises its own exception types
+        raise GraphoptError(f"OpenVINO cannot read back {path}: {str(e).splitlines()[0] if str(e) else e}") from e
 
 
 # ---------------------------------------------------------------- runtime

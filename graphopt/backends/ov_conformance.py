@@ -1,6 +1,6 @@
 """ONNX backend conformance cases run through graphopt -> OpenVINO (CPU, f32).
 
-For every case onnxruntime can run (see :mod:`graphopt.testing.conformance`),
+For every case onnxruntime can run (see :mod:`graphopt.conformance`),
 the model is imported into graphopt, handed to OpenVINO with
 :func:`~graphopt.backends.openvino.to_openvino`, compiled for CPU with
 ``INFERENCE_PRECISION_HINT=f32`` and run; the outputs are compared with the
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import GraphoptError
-from ..testing.conformance import KINDS, Case, _all_close, _run, _session, iter_cases
+from ..conformance import KINDS, Case, all_close, run_outputs, session, iter_cases
 
 __all__ = ["OVCaseResult", "OVSuiteReport", "run_openvino_case", "run_openvino_suite"]
 
@@ -120,8 +120,8 @@ def run_openvino_case(case: Case) -> OVCaseResult:
     try:
         mp = case.load_model()
         data = case.load_data(mp)
-        sess = _session(mp)
-        originals = [_run(sess, mp, xs) for xs, _ in data]
+        sess = session(mp)
+        originals = [run_outputs(sess, mp, xs) for xs, _ in data]
     except Exception as e:  # noqa: BLE001 - onnxruntime / test data limits: not counted
         return res(SKIP, _flatten_reason(e)[:300])
     try:
@@ -144,7 +144,7 @@ def run_openvino_case(case: Case) -> OVCaseResult:
                 got = infer(compiled, list(feeds.values()))
         except Exception as e:  # noqa: BLE001
             return res(ERROR, _flatten_reason(e))
-        if _all_close(got, want, case.rtol, case.atol) or _all_close(got, orig, case.rtol, case.atol):
+        if all_close(got, want, case.rtol, case.atol) or all_close(got, orig, case.rtol, case.atol):
             continue
         return res(MISMATCH, "outputs differ from the expected outputs and from onnxruntime")
     return res(MATCH)

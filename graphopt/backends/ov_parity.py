@@ -64,11 +64,9 @@ def _case(name: str) -> tuple[Path, dict[str, np.ndarray]]:
 
 
 def _ort(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-    import onnxruntime as ort
+    from .._ort import run_ort
 
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]).run(None, feeds)
+    return run_ort(path, feeds)
 
 
 def measure(models: Sequence[str] = MODELS, precisions: Sequence[str] = ("fp32", "bf16")) -> list[ParityRow]:

@@ -266,7 +266,7 @@ class _Builder:
         if system == "graphopt-int8s":
             import graphopt
 
-            sess = graphopt.compile(self.static_int8(), precision="int8", num_threads=threads, optimize=None)
+            sess = graphopt.compile(self.static_int8(), precision="int8", num_threads=threads, level="O0")
             s = sess.summary()
             return (lambda f: sess.run(f)[0]), (s.packed_bytes + s.const_bytes) / 1e6, \
                 f"static QDQ, fallbacks={len(s.fallbacks)}"

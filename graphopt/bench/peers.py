@@ -116,7 +116,7 @@ def _ort_session(model_bytes: bytes, threads: int) -> object | None:
 
 def _onnx_matmul(p: Problem, kind: str) -> bytes | None:
     try:
-        import onnx
+        import onnx  # noqa: F401 - availability check
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:
         return None

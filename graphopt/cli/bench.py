@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default: 5)")
     p.add_argument("--per-round", type=int, default=3, help="timed runs per system per round (default: 3)")
     p.add_argument("--systems", nargs="+", help="only these systems (see graphopt.bench.models.SYSTEMS)")
-    p.add_argument("--out", default="out/bench", help="directory for results.json and latency.png")
+    p.add_argument("-o", "--output", "--out", dest="out", default="out/bench", help="directory for results.json and latency.png")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG")
     p.add_argument("--quick", action="store_true", help="batch 1 only, 3 rounds of 2 runs (a smoke run, not a measurement)")
     p.add_argument("--memory", action="store_true",
@@ -71,7 +71,7 @@ def print_report(rep) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench.models import SYSTEMS, BenchConfig, evaluate_targets, plot, run_model_bench
+    from ..bench.models import SYSTEMS, BenchConfig, plot, run_model_bench
 
     model = args.model_opt or args.model or "minilm"
     cfg = BenchConfig.quick(model, args.export_form) if args.quick else BenchConfig(
@@ -87,7 +87,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"unknown systems {unknown}; choose from {', '.join(SYSTEMS)}")
             return 2
         cfg.systems = tuple(args.systems)
-    rep = run_model_bench(cfg, progress=lambda s: print(f"  .. {s}", flush=True))
+    from .._quiet import quiet
+
+    with quiet():  # other libraries' deprecation chatter and onnxruntime's quantizer hint
+        rep = run_model_bench(cfg, progress=lambda s: print(f"  .. {s}", flush=True))
     print_report(rep)
     os.makedirs(args.out, exist_ok=True)
     from ..io.atomic import write_text

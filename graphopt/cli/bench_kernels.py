@@ -9,7 +9,7 @@ import os
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench-kernels", help="benchmark native GEMM kernels against peers (table, JSON, PNG)")
-    p.add_argument("--out", default="out/bench-kernels", help="directory for results.json and gemm.png")
+    p.add_argument("-o", "--output", "--out", dest="out", default="out/bench-kernels", help="directory for results.json and gemm.png")
     p.add_argument("--quick", action="store_true", help="a fast subset of shapes and fewer rounds")
     p.add_argument("--threads", type=int, nargs="+", help="thread counts (default: 1 and all cores)")
     p.add_argument("--m", type=int, nargs="+", help="M values to run (default: 1 32 128 512)")
@@ -37,7 +37,10 @@ def run(args: argparse.Namespace) -> int:
         cfg.rounds = args.rounds
     if args.systems:
         cfg.systems = tuple(args.systems)
-    report = run_kernel_bench(cfg, progress=lambda s: print(f"  .. {s}", flush=True))
+    from .._quiet import quiet
+
+    with quiet():  # other libraries' deprecation chatter and onnxruntime's quantizer hint
+        report = run_kernel_bench(cfg, progress=lambda s: print(f"  .. {s}", flush=True))
     m = report.machine
     caches = ", ".join(f"{k} {v >> 10} KiB" for k, v in m.get("caches_bytes", {}).items())  # type: ignore[union-attr]
     print(f"\nmachine: {m['cpu']}; {m['logical_cpus']} logical CPUs; {caches}; isa={m['isa_selected']}; "

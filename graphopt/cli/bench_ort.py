@@ -224,10 +224,10 @@ def run(cfg: BenchConfig, progress: Callable[[str], None] = lambda s: None) -> l
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="out/bench-ort", help="directory for the ONNX variants and results.json")
+    p.add_argument("-o", "--output", "--out", dest="out", default="out/bench-ort", help="directory for the ONNX variants and results.json")
     p.add_argument("--models", nargs="+", choices=("minilm", "distilbert"), help="default: both")
     p.add_argument("--batches", type=int, nargs="+", help="default: 1 8")
-    p.add_argument("--seq", type=int, default=128)
+    p.add_argument("--seq", type=int, default=128, help="sequence length")
     p.add_argument("--rounds", type=int, help="interleaved rounds (default 12; --quick 4)")
     p.add_argument("--block", type=int, help="inferences per system per round (default 5; --quick 3)")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: default)")

@@ -19,6 +19,8 @@ import sys
 import time
 from typing import Any
 
+from ._common import add_json, add_output, emit, say
+
 _DTYPES = ("float32", "int64")
 
 
@@ -32,19 +34,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="dtype of the example input(s) (default float32; int64 draws token ids)")
     p.add_argument("--input-names", nargs="+", default=None, help="ONNX input names")
     p.add_argument("--output-names", nargs="+", default=None, help="ONNX output names")
-    p.add_argument("--exporter", choices=("auto", "dynamo", "torchscript"), default="auto")
-    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--exporter", choices=("auto", "dynamo", "torchscript"), default="auto",
+                   help="torch.onnx exporter (auto: the dynamo exporter, then TorchScript)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset to export")
     p.add_argument("--static", action="store_true", help="export with fixed shapes (no dynamic axes)")
-    p.add_argument("-o", "--out", required=True, help="output .onnx path")
+    add_output(p, "output .onnx path")
+    add_json(p)
     p.set_defaults(func=run)
 
 
 def _factory(spec: str) -> Any:
-    from ..errors import GraphoptError
+    from ..errors import GraphoptError, UsageError
 
     mod_name, sep, attr = spec.partition(":")
     if not sep or not mod_name or not attr:
-        raise GraphoptError(f"--torch wants package.module:factory, got {spec!r}")
+        raise UsageError(f"--torch wants package.module:factory, got {spec!r}")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
@@ -58,29 +62,28 @@ def _factory(spec: str) -> Any:
 
 
 def _shape(text: str) -> tuple[int, ...]:
-    from ..errors import GraphoptError
+    from ..errors import UsageError
 
     try:
         dims = tuple(int(d) for d in text.split(","))
     except ValueError:
         dims = ()
     if not dims or any(d <= 0 for d in dims):
-        raise GraphoptError(f"--example-shape wants positive integers like 1,3,224,224, got {text!r}")
+        raise UsageError(f"--example-shape wants positive integers like 1,3,224,224, got {text!r}")
     return dims
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import GraphoptError
-    from ..io import save
-    from ..io.torch_import import _require_torch, from_torch
+    import graphopt
+    from ..errors import GraphoptError, UsageError, require
 
-    torch = _require_torch()
+    torch = require("torch", "torch", "graphopt convert")
     shapes = [_shape(s) for s in args.example_shape]
     dtypes = args.example_dtype or ["float32"]
     if len(dtypes) == 1:
         dtypes = dtypes * len(shapes)
     if len(dtypes) != len(shapes):
-        raise GraphoptError(f"{len(dtypes)} --example-dtype for {len(shapes)} --example-shape")
+        raise UsageError(f"{len(dtypes)} --example-dtype for {len(shapes)} --example-shape")
     module = _factory(args.torch)()
     if not isinstance(module, torch.nn.Module):
         raise GraphoptError(f"{args.torch} returned a {type(module).__name__}, not a torch.nn.Module")
@@ -89,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
                      for s, d in zip(shapes, dtypes))
     names = args.input_names
     if names is not None and len(names) != len(shapes):
-        raise GraphoptError(f"{len(names)} --input-names for {len(shapes)} example inputs")
+        raise UsageError(f"{len(names)} --input-names for {len(shapes)} example inputs")
     dynamic = None
     if not args.static:
         from ..io.torch_import import _default_input_names
@@ -98,11 +101,13 @@ def run(args: argparse.Namespace) -> int:
         dynamic = {n: ({0: "batch", 1: "seq"} if d == "int64" and len(s) >= 2 else {0: "batch"})
                    for n, s, d in zip(names, shapes, dtypes)}
     t = time.perf_counter()
-    model = from_torch(module, examples, input_names=names, output_names=args.output_names,
+    model = graphopt.from_torch(module, examples, input_names=names, output_names=args.output_names,
                        dynamic_shapes=dynamic, opset=args.opset, exporter=args.exporter)
-    dst = save(model, args.out)
+    dst = graphopt.save(model, args.output)
     ins = ", ".join(f"{v.name}{list(v.shape) if v.shape is not None else ''}" for v in model.graph.inputs
                     if not v.is_initializer)
-    print(f"converted {type(module).__name__} ({ins}) -> {dst}: {len(model.graph)} nodes "
-          f"({time.perf_counter() - t:.1f} s)")
+    say(args, f"converted {type(module).__name__} ({ins}) -> {dst}: {len(model.graph)} nodes "
+              f"({time.perf_counter() - t:.1f} s)")
+    emit(args, {"module": args.torch, "output": str(dst), "nodes": len(model.graph),
+                "inputs": [v.name for v in model.graph.inputs if not v.is_initializer]})
     return 0

@@ -1,103 +1,92 @@
-"""``graphopt export``: import a model, optimize it at a level, write ONNX or OpenVINO IR.
+"""``graphopt export``: ``graphopt.export`` -- optimize at a level, write ONNX or OpenVINO IR, read it back.
 
     graphopt export model.onnx --to openvino -o out/model.xml --precision bf16
-    graphopt export model.onnx --to onnx -o out/model.opt.onnx --level O2
+    graphopt export model.onnx --to onnx -o out/model.opt.onnx --level O2 --check
+
+``--check`` runs the original (onnxruntime, rewrites off) and the export on the same random
+inputs. Its default bound fits the model: 1e-4 for a float model, 3e-2 for bf16 and for a
+quantized (QDQ) model, whose export may requantize in a different order.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import time
 from pathlib import Path
 from typing import Any
 
-logger = logging.getLogger(__name__)
+from ._common import add_json, add_level, add_output, emit, ignored, say
 
-LEVELS = ("O0", "O1", "O2")
+_OPENVINO_ONLY = ("precision", "compress_to_fp16")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="write a model as ONNX or OpenVINO IR (.xml/.bin)")
+def register(sub: Any) -> None:
+    p = sub.add_parser("export", help="write a model as ONNX or OpenVINO IR (.xml/.bin), read back by its target")
     p.add_argument("model", help="an .onnx file")
     p.add_argument("--to", choices=("openvino", "onnx"), required=True, help="target format")
-    p.add_argument("-o", "--out", required=True, help="output path (.xml for openvino, .onnx for onnx)")
-    p.add_argument("--level", choices=LEVELS, default="O1",
-                   help="pass pipeline before export (O0: as imported; default O1). Fused graphopt ops "
-                        "(O2) are lowered to onnxruntime contrib ops for --to onnx and decomposed to "
-                        "standard ONNX for --to openvino")
+    add_output(p, "output path (.xml for openvino, .onnx for onnx)")
+    add_level(p, "pass pipeline before export (O0 as imported, O1 cleanup, O2 + fusions: fused ops become "
+                 "onnxruntime contrib ops for --to onnx and standard ONNX for --to openvino)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default=None,
-                   help="OpenVINO execution precision recorded in the IR (INFERENCE_PRECISION_HINT)")
+                   help="--to openvino: execution precision recorded in the IR (INFERENCE_PRECISION_HINT)")
     p.add_argument("--compress-to-fp16", action="store_true",
-                   help="OpenVINO: store fp32 weights as fp16 (off by default: keeps graphopt's precisions)")
+                   help="--to openvino: store fp32 weights as fp16 (off: keeps graphopt's precisions)")
     p.add_argument("--check", action="store_true",
-                   help="run the original (onnxruntime, rewrites off) and the export on the same random inputs "
-                        "and fail if max|diff|/max|ref| exceeds --tol")
+                   help="run the original and the export on the same random inputs; exit 1 if "
+                        "max|diff|/max|ref| exceeds --tol")
     p.add_argument("--tol", type=float, default=None,
-                   help="--check bound (default 1e-4; 3e-2 for --precision bf16)")
-    p.set_defaults(func=run)
-
-
-def optimize(model: Any, level: str) -> tuple[Any, str]:
-    """Run the preset pipeline for ``level`` (graphopt.pm's PassManager) in place.
-    Returns the model and a one-line description of what ran."""
-    if level == "O0":
-        return model, "O0: no passes"
-    from ..pm import PassManager
-
-    pm = PassManager.from_text(level)
-    result = pm(model)
-    logger.info("%s", result.table())
-    text = pm.pipeline_text()
-    return model, f"{level}: {text if len(text) <= 100 else text[:97] + '...'}"
+                   help="--check bound (default: 1e-4; 3e-2 for --precision bf16 or a quantized model)")
+    add_json(p)
+    p.set_defaults(func=run, _defaults={"precision": None, "compress_to_fp16": False, "tol": None})
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import GraphoptError
-    from ..io import load, save
-
+    import graphopt
+    from ..errors import UsageError
     from ..io.atomic import refuse_same_file
 
-    out = Path(args.out)
+    out = Path(args.output)
     if args.to == "openvino" and out.suffix != ".xml":
-        raise GraphoptError(f"--to openvino writes .xml/.bin; -o must end in .xml, got {out}")
+        raise UsageError(f"--to openvino writes .xml/.bin; -o must end in .xml, got {out}")
     refuse_same_file(args.model, out)
-    if args.precision and args.to != "openvino":
-        raise GraphoptError("--precision applies to --to openvino (ONNX carries precision in the graph)")
-    t = time.perf_counter()
-    model = load(args.model)
-    model.verify()
-    print(f"imported {args.model}: {len(model.graph)} nodes ({time.perf_counter() - t:.2f} s)")
-    t = time.perf_counter()
-    model, what = optimize(model, args.level)
-    print(f"{what} -> {len(model.graph)} nodes ({time.perf_counter() - t:.2f} s)")
-    t = time.perf_counter()
     if args.to == "onnx":
-        from ..io import from_onnx
-        from .optimize import onnx_for_onnxruntime  # fused graphopt ops -> contrib/standard ONNX
-
-        dst = save(from_onnx(onnx_for_onnxruntime(model)), out)
+        ignored(args, args._defaults, _OPENVINO_ONLY, "it applies to --to openvino")
+        precision, fp16 = None, False
     else:
-        from ..backends.openvino import export_openvino
-
-        dst = export_openvino(model, out, precision=args.precision, compress_to_fp16=args.compress_to_fp16)
-    print(f"wrote {dst} ({time.perf_counter() - t:.2f} s)")
+        precision, fp16 = args.precision, args.compress_to_fp16
+    if not args.check:
+        ignored(args, args._defaults, ("tol",), "it applies with --check")
+    t = time.perf_counter()
+    model = graphopt.load(args.model)
+    model.verify()
+    say(args, f"imported {args.model}: {len(model.graph)} nodes ({time.perf_counter() - t:.2f} s)")
+    t = time.perf_counter()
+    dst = graphopt.export(model, out, target=args.to, level=args.level, precision=precision, compress_to_fp16=fp16)
+    seconds = time.perf_counter() - t
+    say(args, f"{args.level}, wrote {dst} and read it back with {'onnxruntime' if args.to == 'onnx' else 'OpenVINO'} "
+              f"({seconds:.2f} s)")
+    result: dict[str, Any] = {"model": args.model, "output": str(dst), "target": args.to, "level": args.level,
+                              "seconds": seconds}
+    status = 0
     if args.check:
-        return check(Path(args.model), dst, args)
-    return 0
+        result["check"] = check(model, dst, args)
+        status = 0 if result["check"]["ok"] else 1
+    emit(args, result)
+    return status
 
 
-def check(src: Path, dst: Path, args: argparse.Namespace) -> int:
+def check(model: Any, dst: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Compare the export with the original on random inputs (symbolic dims = 2)."""
     import numpy as np
 
-    from ..io import load
-    from ..pattern.testing import random_feeds
+    from .._ort import run_ort
+    from ..api import has_qdq
+    from ..feeds import random_feeds
 
-    feeds = random_feeds(load(src), dim=2)
-    want = _ort(src, feeds)
+    feeds = random_feeds(model, dim=2)
+    want = run_ort(args.model, feeds)
     if args.to == "onnx":
-        got = _ort(dst, feeds)
+        got = run_ort(dst, feeds)
     else:
         from ..backends.openvino import compile_for_cpu, infer
 
@@ -105,18 +94,8 @@ def check(src: Path, dst: Path, args: argparse.Namespace) -> int:
     rel = max((float(np.abs(g.astype(np.float64) - w).max() / max(float(np.abs(w).max()), 1e-30))
                for g, w in zip(got, want) if w.size and w.dtype.kind == "f"), default=0.0)
     exact = all(np.array_equal(g, w) for g, w in zip(got, want) if w.dtype.kind != "f")
-    tol = args.tol if args.tol is not None else (3e-2 if args.precision == "bf16" else 1e-4)
+    tol = args.tol if args.tol is not None else (3e-2 if args.precision == "bf16" or has_qdq(model) else 1e-4)
     ok = rel <= tol and exact and len(got) == len(want)
-    print(f"check: {len(want)} output(s), max|diff|/max|ref| = {rel:.3g} (bound {tol:g})"
-          f"{'' if exact else ', integer outputs differ'} -> {'ok' if ok else 'FAILED'}")
-    return 0 if ok else 1
-
-
-def _ort(path: Path, feeds: dict[str, Any]) -> list[Any]:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # compare graphs as written
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    return sess.run(None, feeds)
+    say(args, f"check: {len(want)} output(s), max|diff|/max|ref| = {rel:.3g} (bound {tol:g})"
+              f"{'' if exact else ', integer outputs differ'} -> {'ok' if ok else 'FAILED'}")
+    return {"outputs": len(want), "max_rel_diff": rel, "tol": tol, "integer_outputs_equal": exact, "ok": ok}

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
+
+from ._common import add_json
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Any) -> None:
     p = sub.add_parser("info", help="CPU features, selected ISA and thread count")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    add_json(p)
     p.set_defaults(func=run)
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..errors import GraphoptError
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prune", help="remove attention heads and FFN neurons (calibrated, least-squares refit)")
@@ -28,13 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from ..io import load, save
+    from ..io.atomic import refuse_same_file
     from ..pruning import prune
 
-    if Path(args.out).resolve() == Path(args.model).resolve():
-        raise GraphoptError(f"refusing to overwrite the input {args.model}: choose another -o")
+    refuse_same_file(args.model, args.out)
     model = load(args.model)
     model, rep = prune(model, args.calib, heads=args.heads, ffn=args.ffn, reconstruct=not args.no_reconstruct,
                        progress=not args.no_progress)

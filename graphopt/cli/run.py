@@ -20,34 +20,26 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from ._common import add_json, add_output, add_progress, emit, progress, say
 
 logger = logging.getLogger(__name__)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Any) -> None:
     p = sub.add_parser("run", help="main job: import, optimize, quantize, compile and benchmark "
                                    "(default: the bundled all-MiniLM-L6-v2)")
     p.add_argument("model", nargs="?", help="an .onnx encoder (default: the bundled all-MiniLM-L6-v2)")
-    p.add_argument("-o", "--out", default="out", help="output folder (default: out/)")
-    p.add_argument("--seq", type=int, default=128, help="sequence length (default 128)")
-    p.add_argument("--eval", type=int, default=100, help="evaluation sentences for int8 fidelity (default 100)")
-    p.add_argument("--no-bench", action="store_true", help="skip the side-by-side timing")
+    add_output(p, "output folder (round trip, O2 and int8 models, latency.png)", required=False, default="out")
+    p.add_argument("--seq", type=int, default=128, help="sequence length")
+    p.add_argument("--eval", type=int, default=100, help="evaluation sentences for int8 fidelity")
+    p.add_argument("--no-bench", action="store_true", help="skip the side-by-side timing (step 4)")
+    add_progress(p)
+    add_json(p)
     p.set_defaults(func=run)
-
-
-def _ort(path_or_proto, feeds: dict[str, np.ndarray], optimize: bool = False) -> list[np.ndarray]:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    if not optimize:  # compare graphs as written, not after onnxruntime's own rewrites
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    data = str(path_or_proto) if isinstance(path_or_proto, Path) else path_or_proto.SerializeToString()
-    sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
-    names = {i.name for i in sess.get_inputs()}
-    return sess.run(None, {k: v for k, v in feeds.items() if k in names})
 
 
 def _pooled(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -57,83 +49,97 @@ def _pooled(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
+    import graphopt
+    from .._ort import run_ort
     from ..data import sentences
-    from ..io import load, save, to_onnx
-    from ..ir.clone import clone
     from ..models import minilm_onnx, sample_feeds
-    from ..ops import lower_to_onnxruntime
-    from ..pm import PassManager
+    from ..pm import Timing
 
-    out = Path(args.out)
+    out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {}
     t = time.perf_counter()
     if args.model:
         src = Path(args.model)
         spec = None
-        print(f"[1/4] model {src}")
+        say(args, f"[1/4] model {src}")
     else:
+        say(args, "[1/4] exporting the bundled all-MiniLM-L6-v2 (real weights) to ONNX (cached after the first run)")
         spec = minilm_onnx()
         src = spec.path
-        print(f"[1/4] bundled all-MiniLM-L6-v2 (real weights) exported to ONNX: {src} "
-              f"({time.perf_counter() - t:.1f} s)")
-    model = load(src)
+        say(args, f"      {src} ({time.perf_counter() - t:.1f} s)")
+    model = graphopt.load(src)
     model.verify()
     names = tuple(v.name for v in model.graph.inputs if not v.is_initializer)
     spec = spec or _spec_for(src, names)
     feeds = sample_feeds(spec, sentences("eval", limit=8), seq=args.seq)
-    rt = save(model, out / f"{src.stem}.roundtrip.onnx")
-    same = all(np.array_equal(a, b) for a, b in zip(_ort(src, feeds), _ort(rt, feeds)))
-    print(f"      imported and verified: {len(model.graph)} nodes; ONNX round trip "
-          f"{'bit-identical in onnxruntime' if same else 'DIFFERS'}")
+    rt = graphopt.save(model, out / f"{src.stem}.roundtrip.onnx")
+    same = all(np.array_equal(a, b) for a, b in zip(run_ort(src, feeds), run_ort(rt, feeds)))
+    result["import"] = {"model": str(src), "nodes": len(model.graph), "roundtrip_identical": same}
+    say(args, f"      imported and verified: {len(model.graph)} nodes; ONNX round trip "
+              f"{'bit-identical in onnxruntime' if same else 'DIFFERS'}")
     if not same:
+        emit(args, result)
         return 1
 
     # --- 2. optimize -------------------------------------------------------------
-    fp32 = clone(model)
-    result = PassManager.from_text("O2")(model)
-    lowered = clone(model)
-    lower_to_onnxruntime(lowered)
-    opt_path = save(lowered, out / f"{src.stem}.O2.onnx")
-    ref = _ort(src, feeds)[0]
-    diff = float(np.max(np.abs(_ort(opt_path, feeds)[0] - ref)))
-    fused = ", ".join(f"{op.split('::')[1]}×{n}" for op, n in model.graph.op_counts().items() if "::" in op)
-    print(f"[2/4] O2: {result.nodes_before} -> {result.nodes_after} nodes in {result.seconds:.2f} s; "
-          f"fused: {fused or 'nothing'}; max |diff| vs original {diff:.2g}; wrote {opt_path}")
+    timing = Timing()
+    t = time.perf_counter()
+    optimized = graphopt.optimize(model, "O2", instruments=[timing])
+    seconds = time.perf_counter() - t
+    opt_path = graphopt.save(optimized, out / f"{src.stem}.O2.onnx")  # fused ops as onnxruntime contrib ops
+    ref = run_ort(src, feeds)[0]
+    diff = float(np.max(np.abs(run_ort(opt_path, feeds)[0] - ref)))
+    fused = {op.split("::")[1]: n for op, n in optimized.graph.op_counts().items() if "::" in op}
+    result["optimize"] = {"nodes_before": len(model.graph), "nodes_after": len(optimized.graph), "fused": fused,
+                          "max_abs_diff": diff, "output": str(opt_path), "seconds": seconds}
+    say(args, f"[2/4] O2: {len(model.graph)} -> {len(optimized.graph)} nodes in {seconds:.2f} s; fused: "
+              f"{', '.join(f'{k}×{v}' for k, v in fused.items()) or 'nothing'}; max |diff| vs original {diff:.2g}; "
+              f"wrote {opt_path}")
 
     # --- 3. quantize -------------------------------------------------------------
-    from ..quant.api import quantize
-
     calib = sample_feeds(spec, sentences("calib", limit=100), seq=args.seq)
-    calib_batches = [{k: v[i:i + 8] for k, v in calib.items()} for i in range(0, len(calib[names[0]]), 8)]
-    q_model = clone(fp32)
-    PassManager.from_text("O1")(q_model)
+    count = len(calib[names[0]])
+    calib_batches = [{k: v[i:i + 8] for k, v in calib.items()} for i in range(0, count, 8)]
+    say(args, f"[3/4] static int8 (SmoothQuant): calibrating on {count} sentences")
     t = time.perf_counter()
-    q_model, qrep = quantize(q_model, data=calib_batches, progress=True)
-    q_path = save(q_model, out / f"{src.stem}.int8.onnx")
+    q_model = graphopt.quantize(graphopt.optimize(model, "O1"), calib_batches, progress=progress(args))
+    q_path = graphopt.save(q_model, out / f"{src.stem}.int8.onnx")
+    seconds = time.perf_counter() - t
     ev = sample_feeds(spec, sentences("eval", limit=args.eval), seq=args.seq)
-    e_ref = _pooled(_ort(src, ev)[0], ev["attention_mask"])
-    e_q = _pooled(_ort(q_path, ev, optimize=True)[0], ev["attention_mask"])
+    e_ref = _pooled(run_ort(src, ev)[0], ev["attention_mask"])
+    e_q = _pooled(run_ort(q_path, ev, optimize=True)[0], ev["attention_mask"])
     cos = (e_ref * e_q).sum(1)
-    ratio = q_path.stat().st_size / Path(src).stat().st_size
-    print(f"[3/4] static int8 (SmoothQuant, {len(calib[names[0]])} calibration sentences, "
-          f"{time.perf_counter() - t:.1f} s): cosine to fp32 on {len(cos)} eval sentences "
-          f"mean {cos.mean():.4f} min {cos.min():.4f}; file {ratio:.1%} of fp32; wrote {q_path}")
+    from ..quant.report import file_bytes
+
+    ratio = file_bytes(q_path) / file_bytes(src)
+    result["quantize"] = {"calibration_sentences": count, "seconds": seconds, "eval_sentences": len(cos),
+                          "cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()), "size_ratio": ratio,
+                          "output": str(q_path)}
+    say(args, f"      {seconds:.1f} s: cosine to fp32 on {len(cos)} eval sentences mean {cos.mean():.4f} "
+              f"min {cos.min():.4f}; file {ratio:.1%} of fp32; wrote {q_path}")
 
     if args.no_bench:
+        emit(args, result)
         return 0
     # --- 4. compile + side by side ------------------------------------------------
+    from .._quiet import quiet
     from ..bench.models import BenchConfig, plot, run_model_bench
     from .bench import print_report
 
     cfg = BenchConfig.quick(str(src) if args.model else "minilm")
     cfg.seq = args.seq
     cfg.threads = (os.cpu_count() or 1,)
-    print("[4/4] native runtime vs onnxruntime / OpenVINO / PyTorch (batch 1, all threads):")
-    rep = run_model_bench(cfg, progress=lambda s: print(f"      .. {s}", flush=True))
-    print_report(rep)
+    say(args, "[4/4] native runtime vs onnxruntime / OpenVINO / PyTorch (batch 1, all threads):")
+    with quiet():  # other libraries' deprecation chatter and onnxruntime's quantizer hint
+        rep = run_model_bench(cfg, progress=lambda s: say(args, f"      .. {s}"))
+    if not args.json and not args.quiet:
+        print_report(rep)
     png = out / "latency.png"
     plot(rep, png)
-    print(f"wrote {png}")
+    result["bench"] = rep.to_json()
+    say(args, f"wrote {png}")
+    emit(args, result)
     return 0
 
 

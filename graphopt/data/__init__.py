@@ -17,7 +17,7 @@ from importlib import resources
 
 from ..errors import GraphoptError
 
-__all__ = ["sentences", "SPLITS"]
+__all__ = ["sentences", "sentence_batches", "SPLITS"]
 
 #: The shipped splits and their files.
 SPLITS: dict[str, str] = {"calib": "calib.txt", "eval": "eval.txt"}
@@ -41,3 +41,29 @@ def sentences(split: str = "eval", limit: int | None = None) -> list[str]:
         raise GraphoptError(f"unknown sentence split '{split}'; choose one of {sorted(SPLITS)}")
     out = list(_load(split))
     return out if limit is None else out[:limit]
+
+
+def sentence_batches(input_names: list[str], split: str = "calib", count: int = 100, *, batch: int = 10,
+                     max_length: int = 128) -> list[dict]:
+    """The shipped sentences of ``split`` tokenized for a BERT-class model (the bundled MiniLM's
+    tokenizer), as feed dicts of ``batch`` sentences padded to the longest: a calibration data
+    source for ``graphopt.quantize`` (and the CLI's default for models with ``input_ids``).
+
+    Needs the ``models`` extra (transformers and the bundled MiniLM).
+    """
+    import numpy as np
+
+    if "input_ids" not in input_names:
+        raise GraphoptError(f"the shipped sentences feed models with an 'input_ids' input (inputs: {input_names})")
+    from ..errors import require
+
+    require("transformers", "models", "tokenizing the shipped sentences")
+    from ..models import minilm_tokenizer
+
+    tok = minilm_tokenizer()
+    sents = sentences(split, count)
+    out = []
+    for i in range(0, len(sents), batch):
+        enc = tok(sents[i:i + batch], padding="longest", truncation=True, max_length=max_length, return_tensors="np")
+        out.append({n: enc[n].astype(np.int64) for n in input_names if n in enc})
+    return out

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import GraphoptError
+from ..errors import GraphoptError, UsageError
 
 __all__ = ["atomic_output", "write_bytes", "write_text", "refuse_same_file"]
 
@@ -72,7 +72,7 @@ def refuse_same_file(src: str | os.PathLike, dst: str | os.PathLike, what: str =
     if not same and s.exists() and d.exists():
         same = os.path.samefile(s, d)
     if same:
-        raise GraphoptError(f"{what} {dst} is the input file {src}; write the result to another path")
+        raise UsageError(f"{what} {dst} is the input file {src}; write the result to another path")
 
 
 def _fsync(p: Path) -> None:

@@ -52,7 +52,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import GraphoptError
+from ..errors import GraphoptError, MissingDependencyError
 from ..ir import Model
 
 __all__ = ["from_torch", "torch_to_onnx", "EXPORTERS"]
@@ -68,7 +68,7 @@ def _require_torch() -> Any:
     try:
         import torch
     except ImportError as e:
-        raise GraphoptError(f"from_torch needs PyTorch: {_INSTALL}") from e
+        raise MissingDependencyError(f"from_torch needs PyTorch: {_INSTALL}") from e
     return torch
 
 

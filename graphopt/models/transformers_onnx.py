@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import GraphoptError
+from ..errors import GraphoptError, MissingDependencyError
 
 __all__ = ["ATTENTIONS", "EXPORTERS", "EXPORT_FORMS", "ModelSpec", "minilm_onnx", "distilbert_onnx", "bert_onnx", "minilm_path", "minilm_tokenizer",
            "sample_feeds"]
@@ -38,8 +38,7 @@ def _require_torch() -> Any:
     try:
         import torch
     except ImportError as e:
-        raise GraphoptError("exporting transformer models needs PyTorch: pip install 'graphopt[torch]' "
-                            "(torch==2.13.0, CPU build)") from e
+        raise MissingDependencyError("exporting transformer models needs PyTorch: pip install 'graphopt[models]'") from e
     return torch
 
 

@@ -22,8 +22,8 @@ __all__ = ["DOMAIN", "OpDef", "OPS", "register_op", "Emitter", "get_op", "opset_
 
 logger = logging.getLogger(__name__)
 
-DOMAIN = "graphopt"
-MS_DOMAIN = "com.microsoft"
+from ..ir.domains import GRAPHOPT_DOMAIN as DOMAIN, opset_of  # noqa: E402,F401 - one home
+from ..ir.domains import MS_DOMAIN  # noqa: E402,F401
 
 Reference = Callable[[Sequence["np.ndarray | None"], dict[str, Any]], list[np.ndarray]]
 ShapeRule = Callable[[Node], "list[ValueType | None]"]
@@ -87,13 +87,6 @@ def get_op(node_or_type: Node | str) -> OpDef:
     except KeyError:
         where = node_or_type.label() if isinstance(node_or_type, Node) else op_type
         raise UnsupportedError(f"{where}: unknown {DOMAIN} op (known: {sorted(OPS)})") from None
-
-
-def opset_of(model: Model | Graph | None) -> int:
-    """The default-domain opset of ``model`` (17 when unknown)."""
-    if isinstance(model, Model):
-        return int(model.opset_imports.get("", model.opset_imports.get("ai.onnx", 17)))
-    return 17
 
 
 class Emitter:

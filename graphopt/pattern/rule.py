@@ -296,8 +296,9 @@ def register_rule(cls: type[Rule]) -> type[Rule]:
 
 def registered_rules() -> dict[str, Rule]:
     """Every rule registered with :func:`register_rule` (after importing the shipped passes)."""
-    import graphopt.passes  # noqa: F401  (registers the shipped rules)
+    from ..pm.registry import load_providers
 
+    load_providers()  # the pass providers register the shipped rules
     return dict(sorted(_RULES.items()))
 
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..ir import DType, Model, TensorType
+from ..feeds import random_feeds
+from ..ir import Model
 
 __all__ = ["parse_model", "op_counts", "assert_op_counts", "run_ort", "random_feeds", "assert_numerically_close",
            "check_pipeline", "assert_unchanged"]
@@ -52,44 +53,11 @@ def assert_op_counts(model: Model, **expected: int) -> None:
         raise AssertionError(f"op counts differ: {desc}\nall ops: {got}")
 
 
-def _session(model: Any):
-    import onnxruntime as ort
-
-    from ..io import to_onnx
-
-    proto = to_onnx(model) if isinstance(model, Model) else model
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.log_severity_level = 3
-    so.intra_op_num_threads = 1
-    return ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
-
-
 def run_ort(model: Any, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-    """Run a Model (or ModelProto) in onnxruntime with all graph optimizations off."""
-    sess = _session(model)
-    names = {i.name for i in sess.get_inputs()}
-    return sess.run(None, {k: v for k, v in feeds.items() if k in names})
+    """Run a Model (or ModelProto) in onnxruntime with all graph optimizations off, one thread."""
+    from .._ort import run_ort as _run
 
-
-def random_feeds(model: Model, *, seed: int = 0, dim: int = 2) -> dict[str, np.ndarray]:
-    """Random inputs for every non-initializer graph input (symbolic dims -> ``dim``)."""
-    rng = np.random.default_rng(seed)
-    feeds: dict[str, np.ndarray] = {}
-    for v in model.graph.inputs:
-        if v.is_initializer:
-            continue
-        t = v.type
-        if not isinstance(t, TensorType) or t.shape is None:
-            raise ValueError(f"input %{v.name} has no tensor shape; pass feeds explicitly")
-        shape = tuple(d if isinstance(d, int) else dim for d in t.shape)
-        if t.dtype.is_float:
-            feeds[v.name] = rng.standard_normal(shape).astype(t.dtype.numpy)
-        elif t.dtype is DType.BOOL:
-            feeds[v.name] = rng.random(shape) > 0.5
-        else:
-            feeds[v.name] = rng.integers(0, 2, shape).astype(t.dtype.numpy)
-    return feeds
+    return _run(model, feeds, threads=1)
 
 
 def assert_numerically_close(before: Any, after: Any, feeds: Mapping[str, np.ndarray] | None = None, *,

@@ -23,9 +23,9 @@ _local = threading.local()
 
 @dataclass
 class PassContext:
-    """``with PassContext(opt_level=2, disabled={"fuse-attention"}): pm(model)``."""
+    """``with PassContext(disabled={"fuse-attention"}): pm(model)``. (Levels are presets -- O1, O2 --
+    chosen by the pipeline, not a context field.)"""
 
-    opt_level: int = 2
     disabled: frozenset[str] = frozenset()
     required: frozenset[str] = frozenset()
     target: str = "onnxruntime"  # "onnxruntime" | "native" | "openvino"

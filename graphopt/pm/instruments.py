@@ -279,12 +279,11 @@ def _default_export(model: Model) -> Any:
     onnxruntime can run the model mid-pipeline."""
     from ..io import to_onnx
 
-    if any(n.domain == "graphopt" for n in model.graph.walk()):
-        try:  # the fused-op library is optional for the pass manager (imported lazily)
-            from ..ops.lowering import lower_to_onnxruntime
-        except ImportError:
-            return to_onnx(model)
+    from ..ir.domains import has_fused_ops
+
+    if has_fused_ops(model):
         from ..ir.clone import clone
+        from ..ops.lowering import lower_to_onnxruntime
 
         lowered = clone(model)
         lower_to_onnxruntime(lowered)
@@ -324,13 +323,9 @@ class NumericGuard(Instrument):
         self.checked = []
 
     def _run(self, model: Model) -> list[np.ndarray]:
-        import onnxruntime as ort
+        from .._ort import ort_session
 
-        proto = self.exporter(model)
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        so.log_severity_level = 3
-        sess = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        sess = ort_session(self.exporter(model))
         names = {i.name for i in sess.get_inputs()}
         missing = names - set(self.feeds)
         if missing:

@@ -36,7 +36,6 @@ class Pass(abc.ABC):
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
-    opt_level: ClassVar[int] = 1
 
     def requires(self, model: Model) -> None:
         """Raise PreconditionError if the pass cannot run on ``model`` (optional)."""

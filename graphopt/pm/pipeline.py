@@ -8,7 +8,7 @@ Grammar::
 
 ``fixpoint(a,b,max=4)`` repeats ``a,b`` until nothing changes; other passes
 take ``key=value`` options as constructor arguments (ints, floats, true/false,
-otherwise strings). A preset name (``O1``, ``O2``, ``O3``) expands to its
+otherwise strings). A preset name (``O1``, ``O2``) expands to its
 pipeline; presets are registered by ``graphopt.passes.pipelines``.
 
 >>> [p.name for p in parse_pipeline("fold-constants,fixpoint(cse,remove-unused,max=4)")]   # doctest: +SKIP

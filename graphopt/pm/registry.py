@@ -7,7 +7,7 @@ from typing import TypeVar
 from ..errors import GraphoptError
 from .pass_ import Pass
 
-__all__ = ["register_pass", "get_pass", "registered_passes"]
+__all__ = ["register_pass", "get_pass", "registered_passes", "add_pass_provider", "load_providers"]
 
 _REGISTRY: dict[str, type[Pass]] = {}
 P = TypeVar("P", bound=type[Pass])
@@ -25,8 +25,31 @@ def register_pass(cls: P) -> P:
     return cls
 
 
+#: Modules imported (once, before the first lookup) for the passes, rules and presets they
+#: register. The package root adds the shipped ``graphopt.passes``; a plugin adds its own.
+#: The pass infrastructure itself knows no concrete pass.
+_PROVIDERS: list[str] = []
+_LOADED: set[str] = set()
+
+
+def add_pass_provider(module: str) -> None:
+    """Import ``module`` before the registry is next consulted (it registers passes on import)."""
+    if module not in _PROVIDERS:
+        _PROVIDERS.append(module)
+
+
+def load_providers() -> None:
+    """Import every pass provider not imported yet."""
+    import importlib
+
+    for module in list(_PROVIDERS):
+        if module not in _LOADED:
+            _LOADED.add(module)
+            importlib.import_module(module)
+
+
 def _load_builtin() -> None:
-    import graphopt.passes  # noqa: F401  (registers the shipped passes)
+    load_providers()
 
 
 def get_pass(name: str) -> type[Pass]:

@@ -15,6 +15,7 @@ missing nodes or the data does not fit the model.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,9 +23,11 @@ from typing import Any
 
 from ..errors import GraphoptError
 from ..ir import Model
-from ..pm import PassContext
-from .calibrate import CalibrationResult, DataSource, calibrate, check_feeds, iter_batches
+from ..feeds import check_feeds
+from ..pm import Instrument, Pass, PassContext, PassManager, get_pass
+from .calibrate import CalibratePass, CalibrationResult, DataSource, iter_batches
 from .config import QuantConfig
+from .specs import PRECISION
 
 __all__ = ["quantize", "QuantReport", "prepare_batches"]
 
@@ -40,9 +43,26 @@ class QuantReport:
     calibration_seconds: float = 0.0
     calibration_batches: int = 0
     seconds: float = 0.0
+    #: nodes that now run in a quantized precision (0: the model was left as it was)
+    quantized: int = 0
 
 
 _GRAM_BUDGET = 256 * 2**20  # most bytes of Gram matrices (float64 K x K per layer input) in one GPTQ round
+
+
+class _GptqRounds(Pass):
+    """Weight-only GPTQ as one pass of the quantization pipeline (calibration inside, in rounds)."""
+
+    name = "quantize-weight-only-gptq"
+
+    def __init__(self, cfg: QuantConfig, batches: list[dict[str, Any]], progress: bool) -> None:
+        self.cfg, self.batches, self.progress = cfg, batches, progress
+
+    def run(self, model: Model, ctx: PassContext):
+        from ..pm import PassResult
+
+        stats = _gptq_rounds(model, self.cfg, self.batches, ctx, self.progress, QuantReport(self.cfg.mode))
+        return PassResult(bool(stats), stats)
 
 
 def _gptq_rounds(model: Model, cfg: QuantConfig, batches: list[dict[str, Any]], ctx: PassContext,
@@ -51,17 +71,16 @@ def _gptq_rounds(model: Model, cfg: QuantConfig, batches: list[dict[str, Any]], 
     together outweigh the model itself (a 2048-wide input: 32 MB of Gram for 16 MB of weight),
     so a round holds at most a quarter of the weights' bytes of them (<= ``_GRAM_BUDGET``); later rounds are calibrated on the model
     with the earlier layers already quantized (GPTQ's sequential variant)."""
-    from graphopt.passes.quant.smoothquant import smoothquant_targets
     from graphopt.quant.specs import GRAM
 
-    pq = _passes()
+    wq = get_pass("quantize-weight-only")
     weights = sum(v.const.nbytes for v in model.graph.initializers.values() if v.const is not None)
     budget = min(_GRAM_BUDGET, max(16 * 2**20, weights // 4))
     done: set[str] = set()
     stats: dict[str, int] = {}
     while True:
         values = {v.name: v for v in model.graph.all_values()}
-        todo = [t for t in smoothquant_targets(model) if t not in done]
+        todo = [t for t in _smoothquant_targets(model) if t not in done]
         if not todo:
             return stats
         chunk, size = [], 0
@@ -76,7 +95,7 @@ def _gptq_rounds(model: Model, cfg: QuantConfig, batches: list[dict[str, Any]], 
         res.attach(model)
         report.calibration_seconds += res.seconds
         report.calibration_batches = res.batches
-        for k, n in pq.WeightOnlyQuantPass(cfg, only_inputs=frozenset(chunk)).run(model, ctx).stats.items():
+        for k, n in wq(cfg, only_inputs=frozenset(chunk)).run(model, ctx).stats.items():  # type: ignore[call-arg]
             stats[k] = stats.get(k, 0) + n
         for t in chunk:
             values[t].meta.pop(GRAM, None)  # this round's Gram matrices are spent
@@ -93,38 +112,39 @@ def prepare_batches(model: Model, data: DataSource) -> list[dict[str, Any]]:
     return batches
 
 
-def _passes():
-    import graphopt.passes.quant as pq  # registers the passes
-
-    return pq
+def _smoothquant_targets(model: Model) -> list[str]:
+    return list(get_pass("smoothquant").targets(model))  # type: ignore[attr-defined]
 
 
 def quantize(model: Model, config: QuantConfig | None = None, data: DataSource | None = None, *,
-             fmt: str = "qdq", progress: bool = True, calibration: CalibrationResult | None = None,
-             ctx: PassContext | None = None) -> tuple[Model, QuantReport]:
+             fmt: str = "qdq", progress: bool | None = None, calibration: CalibrationResult | None = None,
+             ctx: PassContext | None = None, instruments: Sequence[Instrument] = ()) -> tuple[Model, QuantReport]:
     """Quantize ``model`` in place per ``config`` (default: transformer preset) and return it.
 
-    ``calibration`` reuses a saved range calibration (SmoothQuant still needs
-    ``data`` for its per-channel pass, unless ``config.smoothquant`` is None).
+    Every step -- calibration included -- is a pass run by a :class:`PassManager`, so
+    ``instruments`` (Timing, DumpIR, NumericGuard, ...) and graph verification apply to each.
+    ``calibration`` reuses a saved range calibration (SmoothQuant still needs ``data`` for
+    its per-channel pass, unless ``config.smoothquant`` is None). ``progress`` (default:
+    stderr is a terminal) shows a bar while calibrating.
     """
     t0 = time.perf_counter()
     cfg = config or QuantConfig.transformer()
     if fmt not in ("qdq", "qoperator"):
         raise GraphoptError(f"unknown output format '{fmt}' (qdq, qoperator)")
+    if progress is None:
+        progress = sys.stderr.isatty()
     cfg.validate(model)
-    ctx = ctx or PassContext()
-    pq = _passes()
-    report = QuantReport(cfg.mode)
+    # the passes by registered name: graphopt.quant does not import graphopt.passes (which imports it)
+    passes: list[Pass] = []
     if cfg.mode == "dynamic":
-        report.stats["quantize-dynamic"] = dict(pq.DynamicQuantPass(cfg).run(model, ctx).stats)
+        passes.append(get_pass("quantize-dynamic")(cfg))  # type: ignore[call-arg]
     elif cfg.mode == "weight-only":
         if cfg.gptq:
             if data is None:
                 raise GraphoptError("GPTQ needs calibration data (the Gram matrix of each layer's input)")
-            report.stats["quantize-weight-only"] = _gptq_rounds(model, cfg, prepare_batches(model, data), ctx,
-                                                                progress, report)
+            passes.append(_GptqRounds(cfg, prepare_batches(model, data), progress))
         else:
-            report.stats["quantize-weight-only"] = dict(pq.WeightOnlyQuantPass(cfg).run(model, ctx).stats)
+            passes.append(get_pass("quantize-weight-only")(cfg))  # type: ignore[call-arg]
     else:
         needs_data = calibration is None or cfg.smoothquant is not None
         batches: Sequence[dict[str, Any]] = []
@@ -134,22 +154,26 @@ def quantize(model: Model, config: QuantConfig | None = None, data: DataSource |
                                     "and smoothquant=None)")
             batches = prepare_batches(model, data)
         if cfg.smoothquant is not None:
-            from graphopt.passes.quant.smoothquant import smoothquant_targets
-
-            res = calibrate(model, batches, smoothquant_targets(model), kind="channel_absmax", progress=progress)
-            res.attach(model)
-            report.calibration_seconds += res.seconds
-            report.stats["smoothquant"] = dict(pq.SmoothQuantPass(cfg.smoothquant).run(model, ctx).stats)
-        report.stats["quant-annotate"] = dict(pq.AnnotateQuantPass(cfg).run(model, ctx).stats)
-        if calibration is None:
-            calibration = calibrate(model, batches, progress=progress)
-        calibration.attach(model)
-        report.calibration_seconds += calibration.seconds
-        report.calibration_batches = calibration.batches
-        report.stats["insert-qdq"] = dict(pq.InsertQDQPass().run(model, ctx).stats)
+            passes += [CalibratePass(batches, kind="channel_absmax", targets=_smoothquant_targets, progress=progress),
+                       get_pass("smoothquant")(cfg.smoothquant)]  # type: ignore[call-arg]
+        passes += [get_pass("quant-annotate")(cfg),  # type: ignore[call-arg]
+                   CalibratePass(batches, progress=progress, result=calibration), get_pass("insert-qdq")()]
         if fmt == "qoperator":
-            report.stats["fold-qdq"] = dict(pq.FoldQDQPass().run(model, ctx).stats)
-    _low_precision_nodes(model, cfg, ctx, report)
+            passes.append(get_pass("fold-qdq")())
+    result = PassManager(passes, instruments=instruments, atomic=False)(model, ctx)
+    report = QuantReport(cfg.mode)
+    for r in result.records:
+        report.stats[r.name] = dict(r.stats)
+        if r.name.startswith("calibrate"):
+            report.calibration_seconds += float(r.stats.get("milliseconds", 0)) / 1e3
+            report.calibration_batches = max(report.calibration_batches, int(r.stats.get("batches", 0)))
+    report.quantized = sum(1 for n in model.graph.walk() if n.meta.get(PRECISION) in ("int8", "int4", "uint8"))
+    if not any(r.modified for r in result.records
+               if not r.name.startswith("calibrate") and r.name not in ("quant-annotate", "smoothquant")):
+        report.quantized = 0
+        logger.warning("%s quantization found nothing to quantize: no MatMul/Gemm/Conv/Gather with a constant "
+                       "weight that the config puts in int8", cfg.mode)
+    _low_precision_nodes(model, cfg, ctx or PassContext.current(), report)
     model.graph.verify()
     report.seconds = time.perf_counter() - t0
     logger.info("quantized (%s) in %.1f s: %s", cfg.mode, report.seconds, report.stats)
@@ -166,12 +190,11 @@ def _low_precision_nodes(model: Model, cfg: QuantConfig, ctx: PassContext, repor
                 wanted.setdefault(p, set()).add(n.name)
     if not wanted:
         return
-    from graphopt.passes.precision import AssignPrecisionPass
-
+    assign_precision = get_pass("assign-precision")
     from ..io import infer_shapes
 
     infer_shapes(model)
     for dtype, names in sorted(wanted.items()):
-        res = AssignPrecisionPass(dtype, target=ctx.target, allow=frozenset(), inherit=frozenset(),
+        res = assign_precision(dtype,  # type: ignore[call-arg] target=ctx.target, allow=frozenset(), inherit=frozenset(),
                                   force_nodes=frozenset(names)).run(model, ctx)
         report.stats[f"assign-precision-{dtype}"] = dict(res.stats)

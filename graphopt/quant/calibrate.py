@@ -23,7 +23,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Union
@@ -31,13 +31,15 @@ from typing import Any, Protocol, Union
 import numpy as np
 
 from ..errors import GraphoptError
-from ..ir import DType, Model, Value
+from ..feeds import check_feeds
+from ..pm import Pass, PassContext, PassResult
+from ..ir import Model, Value
 from .observers import ChannelAbsMaxObserver, HistogramObserver, observer_from_dict
 from .gptq import GramObserver
 from .specs import CALIB, CHANNEL_MAX, GRAM, QUANT_INPUTS
 
 __all__ = ["CalibrationDataReader", "CalibrationResult", "calibrate", "iter_batches", "check_feeds",
-           "quant_targets", "DataSource"]
+           "quant_targets", "DataSource", "CalibratePass"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +52,10 @@ class CalibrationDataReader(Protocol):
     def get_next(self) -> Feeds | None: ...
 
 
-DataSource = Union[Feeds, Iterable[Feeds], CalibrationDataReader, str, os.PathLike]
+#: What every calibration entry point takes (the API's ``quantize(model, data)`` and the CLI's ``--calib``):
+#: a feed dict, an iterable of feed dicts, onnxruntime's reader protocol, a zero-argument callable
+#: returning an iterable of feed dicts, an ``.npz`` file or a folder of ``.npz`` files.
+DataSource = Union[Feeds, Iterable[Feeds], CalibrationDataReader, Callable[[], Iterable[Feeds]], str, os.PathLike]
 Observer = Union[HistogramObserver, ChannelAbsMaxObserver, GramObserver]
 
 
@@ -60,6 +65,19 @@ def _reader_iter(reader: CalibrationDataReader) -> Iterator[Feeds]:
         if b is None:
             return
         yield b
+
+
+class _Repeatable:
+    """Batches from a zero-argument callable; each iteration calls it again."""
+
+    def __init__(self, fn: Callable[[], Iterable[Feeds]]) -> None:
+        self.fn = fn
+
+    def __iter__(self) -> Iterator[Feeds]:
+        out = self.fn()
+        if isinstance(out, Mapping):
+            return iter([dict(out)])
+        return iter(out)
 
 
 def iter_batches(data: DataSource) -> Iterable[Feeds]:
@@ -79,41 +97,11 @@ def iter_batches(data: DataSource) -> Iterable[Feeds]:
         raise GraphoptError(f"calibration data {p} is neither a folder of .npz files nor an .npz file")
     if hasattr(data, "get_next"):
         return _reader_iter(data)  # type: ignore[arg-type]
+    if callable(data):  # a zero-argument function returning batches (called again for each pass)
+        return _Repeatable(data)
     if isinstance(data, Iterable):
         return data
     raise GraphoptError(f"unsupported calibration data of type {type(data).__name__}")
-
-
-def check_feeds(model: Model, feeds: Any, index: int = 0) -> None:
-    """Raise GraphoptError if ``feeds`` (batch ``index``) does not fit the model's inputs."""
-    if not isinstance(feeds, Mapping):
-        raise GraphoptError(f"calibration batch {index} is a {type(feeds).__name__}, not a dict of input arrays")
-    g = model.graph
-    inits = set(g.initializers)
-    required = {v.name: v for v in g.inputs if v.name not in inits}
-    optional = {v.name for v in g.inputs if v.name in inits}
-    unknown = [k for k in feeds if k not in required and k not in optional]
-    if unknown:
-        raise GraphoptError(f"calibration batch {index} feeds {unknown}, which are not inputs of the model "
-                            f"(inputs: {sorted(required)})")
-    missing = [k for k in required if k not in feeds]
-    if missing:
-        raise GraphoptError(f"calibration batch {index} lacks model input(s) {missing}")
-    for name, v in required.items():
-        arr = np.asarray(feeds[name])
-        if v.dtype is not None and v.dtype is not DType.UNDEFINED:
-            want = v.dtype.numpy
-            if arr.dtype != want:
-                raise GraphoptError(f"calibration batch {index}: input '{name}' has dtype {arr.dtype}, "
-                                    f"the model expects {v.dtype.short} ({want})")
-        if v.shape is not None:
-            if arr.ndim != len(v.shape):
-                raise GraphoptError(f"calibration batch {index}: input '{name}' has rank {arr.ndim} "
-                                    f"(shape {arr.shape}), the model expects {len(v.shape)} ({list(v.shape)})")
-            for ax, (d, n) in enumerate(zip(v.shape, arr.shape)):
-                if isinstance(d, int) and d != n:
-                    raise GraphoptError(f"calibration batch {index}: input '{name}' dim {ax} is {n}, "
-                                        f"the model expects {d}")
 
 
 def quant_targets(model: Model) -> list[str]:
@@ -183,8 +171,6 @@ class CalibrationResult:
 
 
 def _session(model: Model, outputs: Sequence[Value]):
-    import onnxruntime as ort
-
     from ..io import to_onnx
 
     g = model.graph
@@ -193,7 +179,9 @@ def _session(model: Model, outputs: Sequence[Value]):
     so.log_severity_level = 3
     # basic rewrites only: the fetched values must exist as computed by the graph as written
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    fused = any(n.domain == "graphopt" for n in g.walk())
+    from ..ir.domains import has_fused_ops
+
+    fused = has_fused_ops(g)
     big = sum(v.const.nbytes for v in g.initializers.values() if v.const is not None) > _INLINE_SESSION
     try:
         g.outputs = saved + [v for v in outputs if not any(v is o for o in saved)]
@@ -213,10 +201,10 @@ def _session(model: Model, outputs: Sequence[Value]):
         copy = from_onnx(proto)
         lower_to_onnxruntime(copy)
         proto = to_onnx(copy)
-    try:
-        return ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
-        raise GraphoptError(f"onnxruntime cannot load the calibration model: {e}") from e
+    from .._ort import ort_session
+
+    # basic rewrites only: the fetched values must exist as computed by the graph as written
+    return ort_session(proto, optimize="basic")
 
 
 _INLINE_SESSION = 64 * 2**20  # constants above this go to onnxruntime through an external-data file
@@ -239,7 +227,7 @@ def _file_session(model: Model, so: Any):
 
 
 def calibrate(model: Model, data: DataSource, targets: Sequence[str] | None = None, *,
-              kind: str = "histogram", bins: int = 4096, progress: bool = True,
+              kind: str = "histogram", bins: int = 4096, progress: bool | None = None,
               max_outputs: int = 160) -> CalibrationResult:
     """Run ``data`` through ``model`` and observe ``targets`` (default: :func:`quant_targets`).
 
@@ -294,7 +282,43 @@ def calibrate(model: Model, data: DataSource, targets: Sequence[str] | None = No
     return CalibrationResult(stats, count, seconds)
 
 
-def _progress(enabled: bool, batches: Any, desc: str):
+class CalibratePass(Pass):
+    """Calibration as a pass: stream ``batches`` through the model and attach the observed
+    statistics to its values (``kind`` as in :func:`calibrate`), or attach a saved ``result``.
+
+    Not registered by name (it needs the data); :func:`graphopt.quantize` puts it in its pipeline.
+    """
+
+    name = "calibrate"
+    description = "stream calibration batches through the model and attach observed ranges"
+
+    def __init__(self, batches: DataSource, *, kind: str = "histogram",
+                 targets: Callable[[Model], Sequence[str]] | None = None, progress: bool = False,
+                 result: CalibrationResult | None = None) -> None:
+        self.batches = batches
+        self.kind = kind
+        self.targets = targets
+        self.progress = progress
+        self.result = result
+        if kind != "histogram":
+            self.name = f"calibrate-{kind.replace('_', '-')}"  # type: ignore[misc] - one row per kind
+
+    def run(self, model: Model, ctx: PassContext) -> PassResult:
+        res = self.result
+        if res is None:
+            logger.info("%s: running %s batches through the model", self.name,
+                        len(self.batches) if hasattr(self.batches, "__len__") else "the")
+            res = calibrate(model, self.batches, self.targets(model) if self.targets else None, kind=self.kind,
+                            progress=self.progress)
+        res.attach(model)
+        return PassResult(True, {"values": len(res.stats), "batches": res.batches,
+                                 "milliseconds": int(round(res.seconds * 1e3))})
+
+
+def _progress(enabled: bool | None, batches: Any, desc: str):
+    """A tqdm bar on stderr when ``enabled`` (None: only when stderr is a terminal)."""
+    if enabled is None:
+        enabled = sys.stderr.isatty()
     total = len(batches) if hasattr(batches, "__len__") else None
     try:
         from tqdm.auto import tqdm

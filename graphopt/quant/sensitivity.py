@@ -53,7 +53,7 @@ def node_sensitivity(quant: Model, reference: Sequence[np.ndarray], feeds: dict[
     onnxruntime without graph rewrites).
     """
     if run is None:
-        from .testing import run_ort
+        from .._ort import run_ort
 
         def run(m: Model, f: dict[str, np.ndarray]) -> Sequence[np.ndarray]:
             return run_ort(m, f, optimize=True)

@@ -64,7 +64,7 @@ def random_batches(n: int, d: int = 16, seq: int = 8, batch: int = 4, seed: int 
 def run_ort(model: Model, feeds: dict[str, np.ndarray], outputs: Sequence[str] | None = None,
             optimize: bool = False) -> list[np.ndarray]:
     """Run ``model`` in onnxruntime (no graph rewrites unless ``optimize``)."""
-    import onnxruntime as ort
+    from .._ort import ort_session
 
     from ..io import to_onnx
 
@@ -76,9 +76,5 @@ def run_ort(model: Model, feeds: dict[str, np.ndarray], outputs: Sequence[str] |
         proto = to_onnx(model)
     finally:
         g.outputs = saved
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    if not optimize:
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = ort_session(proto, optimize=optimize)
     return sess.run(list(outputs) if outputs else [v.name for v in saved], feeds)

@@ -28,7 +28,7 @@ from .lower import PRECISIONS, lower
 from .plan import build_plan
 from .session import _NP_OF, InputSpec, Session
 
-__all__ = ["compile", "prepare"]
+__all__ = ["compile", "compile_model", "prepare"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def _as_model(model: Any) -> Model:
     if isinstance(model, Model):
         from ..ir.clone import clone
 
-        return clone(model)  # a private graph for the passes; constants shared read-only, not copied
+        return clone(model)  # a private graph (metadata kept); constants shared read-only, not copied
     if isinstance(model, onnx.ModelProto):
         return from_onnx(model)
     if isinstance(model, (str, os.PathLike)):
@@ -50,35 +50,42 @@ def _as_model(model: Any) -> Model:
     raise GraphoptError(f"compile() takes a graphopt Model, an onnx.ModelProto or a path, got {type(model).__name__}")
 
 
-def prepare(model: Any, optimize: str | None = "O2") -> Model:
+def prepare(model: Any, optimize: str | None = "O2", *, fallback: bool = False) -> Model:
     """A private, optimised, shape-inferred copy of ``model`` ready for lowering.
 
     ``optimize`` names a pass-manager preset or pipeline text (None: no passes). A
-    failing pipeline is logged and the unoptimised graph is used: compiling must
-    not depend on every fusion being applicable.
+    failing pass raises the PassError that names it, unless ``fallback`` asks for
+    the unoptimised graph instead (with a warning).
     """
+    from ..errors import PassError
+    from ..ops.contrib import read_contrib_ops
+    from ..pm.manager import PassManager
+
     m = _as_model(model)
+    read_contrib_ops(m)
     m.verify()  # a broken graph (wrong arity, dangling value ...) is refused here, not in run()
     if optimize:
         try:
-            from ..pm.manager import PassManager
-
             PassManager.from_text(optimize)(m)
-        except ImportError:
-            logger.info("pass manager not available; lowering the graph as imported")
-        except Exception as e:  # noqa: BLE001 - see docstring
-            logger.warning("optimisation pipeline %r failed (%s); lowering the unoptimised graph", optimize, e)
+        except PassError as e:
+            if not fallback:
+                raise
+            logger.warning("%s; lowering the unoptimised graph (fallback=True)", e)
+    _infer(m)
+    return m
+
+
+def _infer(m: Model) -> None:
     try:
         from ..io import infer_shapes
 
         infer_shapes(m)
     except Exception as e:  # noqa: BLE001 - lowering checks dtypes itself and falls back when unknown
         logger.warning("shape inference failed (%s); dtypes unknown to the lowering run as fallbacks", e)
-    return m
 
 
 def compile(model: Any, precision: str = "fp32", num_threads: int | None = None, *,
-            optimize: str | None = "O2", check: bool | Mapping[str, np.ndarray] = False,
+            optimize: str | None = "O2", fallback: bool = False, check: bool | Mapping[str, np.ndarray] = False,
             node_precision: dict[str, str] | None = None) -> Session:
     """Compile ``model`` for the native runtime.
 
@@ -89,6 +96,7 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
         the calibrated scales of a QDQ model from graphopt.quant).
     :param num_threads: OpenMP threads for this session's runs (None: all cores).
     :param optimize: pass pipeline applied first (a preset such as ``"O2"``, or None).
+    :param fallback: when a pass fails, lower the unoptimised graph (with a warning) instead of raising.
     :param check: also run the plan and onnxruntime on the same inputs (True: generated feeds,
         or a dict of feeds) and raise :class:`graphopt.runtime.check.NativeMismatch` naming the
         first diverging node when the outputs differ beyond the precision's tolerance
@@ -101,10 +109,7 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
 
     >>> sess = compile(model, precision="int8")   # doctest: +SKIP
     """
-    if precision not in PRECISIONS:
-        raise UnsupportedError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if num_threads is not None and int(num_threads) < 1:
-        raise GraphoptError(f"num_threads must be >= 1, got {num_threads}")
+    _check_args(precision, num_threads)
     if check is not False and check is not None:
         from .check import NativeMismatch
         from .check import check as run_check
@@ -114,7 +119,26 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
         if not report.ok:
             raise NativeMismatch(report)
         logger.info("%s", report)
-    m = prepare(model, optimize)
+    return _compile(prepare(model, optimize, fallback=fallback), precision, num_threads, node_precision)
+
+
+def _check_args(precision: str, num_threads: int | None) -> None:
+    if precision not in PRECISIONS:
+        raise UnsupportedError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if num_threads is not None and int(num_threads) < 1:
+        raise GraphoptError(f"num_threads must be >= 1, got {num_threads}")
+
+
+
+def compile_model(m: Model, precision: str = "fp32", num_threads: int | None = None,
+                  node_precision: dict[str, str] | None = None) -> Session:
+    """Lower an already optimised model that the caller hands over (it is not copied) into a Session."""
+    _check_args(precision, num_threads)
+    _infer(m)
+    return _compile(m, precision, num_threads, node_precision)
+
+
+def _compile(m: Model, precision: str, num_threads: int | None, node_precision: dict[str, str] | None) -> Session:
     g = m.graph
     from ..ir import DType
 

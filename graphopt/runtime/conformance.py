@@ -1,7 +1,7 @@
 """ONNX backend conformance for the native runtime.
 
 Every backend test case that onnxruntime can run is compiled with
-``graphopt.compile(model, optimize=None)`` and run on the plan; outputs must
+``graphopt.compile(model, level="O0")`` and run on the plan; outputs must
 match the expected outputs (the case's rtol/atol) or onnxruntime's outputs on
 the original. Each counted case is classified:
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from ..testing.conformance import Case, _all_close, _run, _session, iter_cases
+from ..conformance import Case, all_close, run_outputs, session, iter_cases
 
 __all__ = ["RuntimeCaseResult", "RuntimeReport", "run_runtime_case", "run_runtime_suite"]
 
@@ -80,8 +80,8 @@ def run_runtime_case(case: Case) -> RuntimeCaseResult:
     except Exception as e:  # noqa: BLE001
         return res("skip", f"test data unreadable: {e}")
     try:
-        sess = _session(mp)
-        originals = [_run(sess, mp, xs) for xs, _ in data]
+        sess = session(mp)
+        originals = [run_outputs(sess, mp, xs) for xs, _ in data]
     except Exception as e:  # noqa: BLE001
         return res("skip", f"onnxruntime cannot run the original: {str(e).splitlines()[0][:160]}")
     try:
@@ -95,7 +95,7 @@ def run_runtime_case(case: Case) -> RuntimeCaseResult:
         for (xs, want), orig in zip(data, originals):
             feeds = {n: (np.asarray(x) if isinstance(x, np.ndarray) or np.isscalar(x) else x) for n, x in zip(names, xs)}
             got = rt.run(feeds)
-            if _all_close(got, want, case.rtol, case.atol) or _all_close(got, orig, case.rtol, case.atol):
+            if all_close(got, want, case.rtol, case.atol) or all_close(got, orig, case.rtol, case.atol):
                 continue
             return res("fail", "outputs differ from the expected outputs and from onnxruntime", fb)
     except Exception as e:  # noqa: BLE001

@@ -69,13 +69,12 @@ class OrtNodeRunner:
             return sess
         mp = self._model(arrays)
         try:
-            import onnxruntime as ort
+            from .._ort import ort_session, session_options
 
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = 1
+            so = session_options(optimize=True, threads=1)
             so.inter_op_num_threads = 1
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            sess = ort.InferenceSession(mp.SerializeToString(), so, providers=["CPUExecutionProvider"])
+            sess = ort_session(mp, options=so)
             self.engine = "onnxruntime"
         except Exception as e:  # noqa: BLE001 - any ORT load failure -> reference evaluator
             logger.info("%s: onnxruntime cannot run it alone (%s); using onnx.reference", self.label, e)
@@ -168,12 +167,10 @@ class WholeGraphRunner:
     """Runs a whole model in onnxruntime (for graphs with string/sequence values the plan cannot hold)."""
 
     def __init__(self, proto: onnx.ModelProto, inputs: list[str], outputs: list[str]) -> None:
-        import onnxruntime as ort
+        from .._ort import ort_session
 
         self.inputs, self.outputs = list(inputs), list(outputs)
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        self.sess = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        self.sess = ort_session(proto, optimize=True)
 
     def __call__(self, arrays: list[Any]) -> list[Any]:
         return self.sess.run(self.outputs, dict(zip(self.inputs, arrays)))

@@ -34,7 +34,7 @@ __all__ = ["Tmp", "StepSpec", "lower", "PRECISIONS", "quantize_weight_s8"]
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16", "int8")
-GRAPHOPT_DOMAIN = "graphopt"
+from ..ir.domains import GRAPHOPT_DOMAIN  # noqa: E402 - one home
 
 # Step kinds whose output 0 is a view of input 0 (no copy; the arena keeps the base alive).
 ALIAS_KINDS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import GraphoptError
+from ..feeds import check_array
 from ..ir import DType
 from .lower import StepSpec
 
@@ -86,6 +87,8 @@ class Session:
         self.precision = precision
         self.num_threads = num_threads
         self.name = name
+        #: int8 sessions: "static" (calibrated QDQ scales) or "dynamic" (activation ranges at run time)
+        self.int8_activations: str | None = None
 
     # --------------------------------------------------------------- running
     def _check(self, feeds: Mapping[str, Any]) -> list[np.ndarray]:
@@ -114,22 +117,7 @@ class Session:
                     raise InputError(f"input '{spec.name}': cannot convert {type(a).__name__} to an array: {e}") from e
             if spec.dtype is not None and a.dtype != spec.dtype and a.dtype.newbyteorder("=") == spec.dtype:
                 a = a.astype(spec.dtype)  # byte-swapped (big-endian) data: same values, native order
-            if spec.dtype is not None and a.dtype != spec.dtype:
-                raise InputError(f"input '{spec.name}': expected dtype {np.dtype(spec.dtype).name}, got {a.dtype.name}")
-            if spec.shape is not None:
-                if a.ndim != len(spec.shape):
-                    raise InputError(f"input '{spec.name}': expected rank {len(spec.shape)} "
-                                     f"{_fmt(spec.shape)}, got shape {list(a.shape)}")
-                for i, (want, got) in enumerate(zip(spec.shape, a.shape)):
-                    if isinstance(want, int) and want != got:
-                        raise InputError(f"input '{spec.name}': dim {i} must be {want} {_fmt(spec.shape)}, "
-                                         f"got shape {list(a.shape)}")
-                    if isinstance(want, str) and want:
-                        seen = dims.get(want)
-                        if seen is not None and seen[0] != got:
-                            raise InputError(f"input '{spec.name}': dim {i} ('{want}') is {got} but input "
-                                             f"'{seen[1]}' has '{want}' = {seen[0]}")
-                        dims.setdefault(want, (got, spec.name))
+            check_array(a, spec.name, spec.dtype, spec.shape, dims, error=InputError)
             arrays.append(np.require(a, requirements="C"))
         return arrays
 
@@ -201,6 +189,3 @@ class Session:
         return (f"Session({self.name!r}, precision={self.precision}, steps={len(self._steps)}, "
                 f"fallbacks={len(self.fallbacks)})")
 
-
-def _fmt(shape: tuple) -> str:
-    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"

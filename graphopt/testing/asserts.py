@@ -82,16 +82,12 @@ def run_onnxruntime(model: Model | Graph, feeds: Mapping[str, np.ndarray], *,
                     optimize: bool = False) -> list[np.ndarray]:
     """Run ``model`` in onnxruntime; graph optimizations are off unless asked, so
     onnxruntime's own fusions cannot hide a bug in ours."""
-    import onnxruntime as ort
-
     from ..io import to_onnx
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    if not optimize:
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    from .._ort import ort_session
+
     m = model if isinstance(model, Model) else Model(model)
-    sess = ort.InferenceSession(to_onnx(m).SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = ort_session(to_onnx(m), optimize=optimize)
     names = {i.name for i in sess.get_inputs()}
     return sess.run(None, {k: v for k, v in feeds.items() if k in names})
 

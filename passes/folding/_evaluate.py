@@ -42,13 +42,11 @@ def evaluate_node(node: Node, inputs: list[np.ndarray | None], opsets: dict[str,
         logger.debug("fold: cannot export %s: %s", node.label(), e)
         return None
     try:
-        import onnxruntime as ort
+        from graphopt._ort import ort_session, session_options
 
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        so = session_options(threads=1)
         so.log_severity_level = 4
-        so.intra_op_num_threads = 1
-        sess = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        sess = ort_session(proto, options=so)
         return [np.asarray(x) for x in sess.run(None, {})]
     except Exception as e:  # noqa: BLE001 - fall back to the reference implementation
         logger.debug("fold: onnxruntime cannot evaluate %s: %s", node.label(), str(e).splitlines()[0][:200])

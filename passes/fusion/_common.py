@@ -14,11 +14,7 @@ from graphopt.pm import PassContext, PassResult
 
 __all__ = ["GRAPHOPT", "FusionPass", "scalar", "activation_pattern", "activation_of", "last_dim", "opset_of"]
 
-GRAPHOPT = "graphopt"
-
-
-def opset_of(model: Model) -> int:
-    return int(model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1)))
+from graphopt.ir.domains import GRAPHOPT_DOMAIN as GRAPHOPT, opset_of  # noqa: E402 - one home for both
 
 
 def scalar(arr: np.ndarray | None) -> float | None:
@@ -81,7 +77,6 @@ class FusionPass(RewritePass):
     inference first (the checks read ranks and hidden sizes); ``min_opset``
     skips models whose default opset lacks the op the rewrite emits."""
 
-    opt_level: ClassVar[int] = 2
     needs_shapes: ClassVar[bool] = False
     min_opset: ClassVar[int] = 1
 

@@ -89,7 +89,6 @@ class FuseAttentionMaskPass(Pass):
     name: ClassVar[str] = "fuse-attention-mask"
     description: ClassVar[str] = ("additive padding mask computed from a 2-D attention_mask -> the attention's "
                                   "key-padding-mask input (the mask subgraph is removed)")
-    opt_level: ClassVar[int] = 2
 
     def run(self, model: Model, ctx: PassContext) -> PassResult:
         g = model.graph

@@ -18,7 +18,6 @@ class LowerToOnnxRuntimePass(Pass):
 
     name: ClassVar[str] = "lower-to-onnxruntime"
     description: ClassVar[str] = "map graphopt fused ops to onnxruntime contrib / standard ops (before ONNX export)"
-    opt_level: ClassVar[int] = 0
 
     def run(self, model: Model, ctx: PassContext) -> PassResult:
         n = lower_to_onnxruntime(model)
@@ -31,7 +30,6 @@ class DecomposeGraphoptOpsPass(Pass):
 
     name: ClassVar[str] = "decompose-graphopt-ops"
     description: ClassVar[str] = "rewrite graphopt fused ops as standard ONNX ops"
-    opt_level: ClassVar[int] = 0
 
     def run(self, model: Model, ctx: PassContext) -> PassResult:
         n = decompose_all(model)

@@ -1,6 +1,7 @@
 """``quantize-dynamic``: int8 weights offline, activation ranges computed at run time.
 
-MatMul(X, W[K,N]) becomes, with ``contrib=True`` (default), onnxruntime's
+MatMul(X, W[K,N]) -- and Gemm(X, W, b) in its ``X @ W (+ b)`` form (transB folded into the
+weight) -- becomes, with ``contrib=True`` (default), onnxruntime's
 fused ``com.microsoft::DynamicQuantizeMatMul(X, Wq, w_scale, w_zp)``; with
 ``contrib=False`` standard ONNX ``DynamicQuantizeLinear`` + ``MatMulInteger`` +
 Cast + Mul (what any ONNX runtime runs). Weights are symmetric s8,
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphopt.ir import DType, Model, TensorType
+from graphopt.ir import DType, Model, TensorType, Value
 from graphopt.pm import Pass, PassContext, PassResult, register_pass
 from graphopt.quant._build import add_node, const
 from graphopt.quant.annotate import annotate_node
@@ -40,7 +41,7 @@ class DynamicQuantPass(Pass):
         cfg = self.config
         cfg.validate(model)
         g = model.graph
-        n_mm = 0
+        n_mm = n_gemm = 0
         wspec = QuantSpec(QType.S8, symmetric=True, per_channel=cfg.per_channel_dynamic)
         for node in list(g):
             plan, specs = annotate_node(node, cfg)
@@ -48,19 +49,26 @@ class DynamicQuantPass(Pass):
                 node.meta[QUANT_INPUTS] = specs  # embeddings: materialised by insert-qdq below
                 continue
             w = node.inputs[1] if len(node.inputs) > 1 else None
-            if node.op_type != "MatMul" or plan.precision != "int8" or w is None or w.const is None \
+            if node.op_type not in ("MatMul", "Gemm") or plan.precision != "int8" or w is None or w.const is None \
                     or w.const.ndim != 2 or node.inputs[0].const is not None:
                 continue
+            bias = _gemm_bias(node)
+            if node.op_type == "Gemm" and bias is False:
+                continue  # transA, alpha/beta != 1 or a non-vector C: left in float
+            wf = w.const.astype(np.float32)
+            if node.op_type == "Gemm" and node.attr("transB", 0):
+                wf = np.ascontiguousarray(wf.T)
             spec = wspec.with_(axis=1 if wspec.per_channel else None)
-            q, qp = quantize_weight(w.const.astype(np.float32), spec)
+            q, qp = quantize_weight(wf, spec)
             qv = const(g, f"{w.name}_quantized", q)
             sv = const(g, f"{w.name}_scale", qp.scale.astype(np.float32).reshape(-1))
             zv = const(g, f"{w.name}_zero_point", np.zeros(np.size(qp.scale), np.int8))
             out = node.output
             ft = TensorType(DType.FLOAT, out.shape)
+            b = bias if isinstance(bias, Value) else None
             if self.contrib:
-                new = add_node(g, node, "DynamicQuantizeMatMul", [node.inputs[0], qv, sv, zv], domain="com.microsoft",
-                               name=f"{node.name or 'MatMul'}_dynq", out_type=ft)
+                new = add_node(g, node, "DynamicQuantizeMatMul", [node.inputs[0], qv, sv, zv] + ([b] if b else []),
+                               domain="com.microsoft", name=f"{node.name or 'MatMul'}_dynq", out_type=ft)
             else:
                 dql = add_node(g, node, "DynamicQuantizeLinear", [node.inputs[0]], num_outputs=3,
                                out_name=f"{out.name}_x")
@@ -70,11 +78,32 @@ class DynamicQuantPass(Pass):
                 cast = add_node(g, node, "Cast", [mmi.output], {"to": DType.FLOAT.value}, out_type=ft)
                 m1 = add_node(g, node, "Mul", [cast.output, xs], out_type=ft)
                 new = add_node(g, node, "Mul", [m1.output, sv], out_type=ft)
+                if b is not None:
+                    new.meta[PRECISION] = "int8"
+                    new = add_node(g, node, "Add", [new.output, b], out_type=ft)
             new.meta[PRECISION] = "int8"
             out.replace_all_uses_with(new.output, outputs=True)
             g.remove(node)
             if w.num_uses() == 0 and w.is_initializer:
                 g.remove_initializer(w)
-            n_mm += 1
+            if node.op_type == "Gemm":
+                n_gemm += 1
+            else:
+                n_mm += 1
         emb = InsertQDQPass().run(model, ctx).stats.get("embeddings", 0)
-        return PassResult(n_mm + emb > 0, {"matmuls": n_mm, "embeddings": emb})
+        return PassResult(n_mm + n_gemm + emb > 0, {"matmuls": n_mm, "gemms": n_gemm, "embeddings": emb})
+
+
+def _gemm_bias(node) -> Value | None | bool:
+    """A Gemm's bias as a [N] value for ``X @ W + b``, None without one, False if the Gemm is not
+    that form (transA, alpha or beta != 1, a C that is not a vector). MatMul: None."""
+    if node.op_type != "Gemm":
+        return None
+    if node.attr("transA", 0) or float(node.attr("alpha", 1.0)) != 1.0:
+        return False
+    c = node.inputs[2] if len(node.inputs) > 2 else None
+    if c is None:
+        return None
+    if float(node.attr("beta", 1.0)) != 1.0 or c.shape is None or len(c.shape) != 1:
+        return False
+    return c

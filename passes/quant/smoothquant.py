@@ -67,6 +67,8 @@ class SmoothQuantPass(Pass):
     """
 
     name = "smoothquant"
+    #: the activations it needs per-channel statistics of (calibrated before the pass runs)
+    targets = staticmethod(smoothquant_targets)
     description = "migrate activation outliers into weights (needs per-channel activation max)"
 
     def __init__(self, alpha: float = 0.5, *, min_scale: float = 1e-2, max_scale: float = 1e2) -> None:

@@ -12,7 +12,7 @@ import onnx
 import pytest
 from onnx import helper
 
-pytest.importorskip("openvino")
+import openvino  # noqa: F401 - installed with the suite's extras
 
 from graphopt.backends.ov_conformance import MATCH, REJECTED, run_openvino_case, run_openvino_suite  # noqa: E402
 from graphopt.testing.conformance import Case  # noqa: E402

@@ -11,8 +11,8 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-ov = pytest.importorskip("openvino")
-quantization = pytest.importorskip("onnxruntime.quantization")
+import openvino as ov  # noqa: F401
+import onnxruntime.quantization as quantization
 
 import graphopt  # noqa: E402
 from graphopt.backends.openvino import compile_for_cpu, export_openvino, infer, int8_layers  # noqa: E402

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import Iterator
 
 import pytest
@@ -9,12 +11,11 @@ from hypothesis import HealthCheck, settings
 
 from graphopt import _C
 
-# Bounded so the whole kernel suite stays well under two minutes on 2 cores.
+# Bounded so the whole kernel suite stays well under two minutes on 2 cores; on CI (CI set)
+# more examples, derandomized, as the suite-wide "ci" profile does.
+_CI = bool(os.environ.get("CI"))
 settings.register_profile(
-    "kernels", max_examples=40, deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-settings.register_profile(
-    "kernels-ci", max_examples=150, deadline=None, derandomize=True,
+    "kernels", max_examples=150 if _CI else 40, deadline=None, derandomize=_CI,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 LEVELS = ["scalar", "avx2", "avx512", "avx512_vnni", "avx512_bf16", "amx"]

@@ -114,9 +114,9 @@ def test_presets_expand():
     o1 = parse_pipeline("O1")
     assert "fold-constants" in [p.name for p in o1]
     assert preset_text("O2").startswith(preset_text("O1"))
-    assert preset_text("O3").startswith(preset_text("O2"))
-    with pytest.raises(GraphoptError, match="unknown preset"):
-        preset_text("O9")
+    for unknown in ("O3", "O9"):  # no O3: precision is chosen by quantize/compile, not by a level
+        with pytest.raises(GraphoptError, match="unknown preset"):
+            preset_text(unknown)
 
 
 def test_runs_passes_and_records_table():
@@ -341,7 +341,6 @@ def test_o2_includes_passes_tagged_with_preset():
         o2 = preset_text("O2")
         assert "test-tagged-o2" in o2
         assert "test-tagged-o2" not in preset_text("O1")
-        assert "test-tagged-o2" in preset_text("O3")
         names = [p.name for p in parse_pipeline("O2")]
         assert "test-tagged-o2" in names
     finally:
@@ -397,6 +396,5 @@ def test_numeric_guard_default_exporter_lowers_fused_ops():
     m = parse_model(text)
     guard = NumericGuard(random_feeds(m), rtol=1e-5, atol=1e-5)
     PassManager.from_text("O2", instruments=[guard])(m)
-    if not any(n.domain == "graphopt" for n in m.graph):
-        pytest.skip("no fusion fired on this graph (fusion passes changed)")
+    assert any(n.domain == "graphopt" for n in m.graph), "the GELU fusion must fire on this graph"
     assert guard.checked

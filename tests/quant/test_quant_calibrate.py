@@ -91,9 +91,9 @@ def _annotated():
     ([], "empty"),
     ([{"y": np.zeros((1, 8, 16), np.float32)}], r"feeds \['y'\], which are not inputs"),
     ([{}], r"lacks model input\(s\) \['x'\]"),
-    ([{"x": np.zeros((1, 8, 16), np.float64)}], "dtype float64, the model expects f32"),
-    ([{"x": np.zeros((8, 16), np.float32)}], "rank 2"),
-    ([{"x": np.zeros((1, 8, 15), np.float32)}], "dim 2 is 15, the model expects 16"),
+    ([{"x": np.zeros((1, 8, 16), np.float64)}], "expected dtype float32, got float64"),
+    ([{"x": np.zeros((8, 16), np.float32)}], "expected rank 3"),
+    ([{"x": np.zeros((1, 8, 15), np.float32)}], "dim 2 must be 16"),
     ([np.zeros(3)], "not a dict"),
 ])
 def test_bad_calibration_data_fails_before_any_work(data, match, monkeypatch):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
@@ -43,7 +42,7 @@ def test_linear_relu_fused_and_close(precision, tol):
     m = _mlp()
     x = np.random.default_rng(1).standard_normal((2, 5, 48)).astype(np.float32)
     want = _ort(m, {"x": x})[0]
-    sess = graphopt.compile(m, precision=precision, optimize=None)
+    sess = graphopt.compile(m, precision=precision, level="O0")
     got = sess.run({"x": x})[0]
     assert np.abs(got - want).max() <= tol * np.abs(want).max()
     kinds = [r[0] for r in sess.summary().rows]
@@ -61,7 +60,7 @@ def test_broadcast_binary(op, sa, sb):
     m = _model([helper.make_node(op, ["a", "b"], ["y"])],
                [helper.make_tensor_value_info("a", F, list(sa)), helper.make_tensor_value_info("b", F, list(sb))],
                [helper.make_tensor_value_info("y", F, None)])
-    got = graphopt.compile(m, optimize=None).run({"a": a, "b": b})[0]
+    got = graphopt.compile(m, level="O0").run({"a": a, "b": b})[0]
     np.testing.assert_allclose(got, _ort(m, {"a": a, "b": b})[0], rtol=1e-6)
 
 
@@ -88,7 +87,7 @@ def test_shape_chain_and_views():
     outs = [helper.make_tensor_value_info(n, t, None) for n, t in
             [("r", F), ("c", TensorProto.INT64), ("rm", F), ("sm", F)]]
     m = _model(nodes, [helper.make_tensor_value_info("x", F, ["b", 4, 6])], outs, inits, opset=13)
-    sess = graphopt.compile(m, optimize=None)
+    sess = graphopt.compile(m, level="O0")
     assert sess.fallbacks == []
     for bsz in (1, 3):
         x = np.random.default_rng(bsz).standard_normal((bsz, 4, 6)).astype(np.float32)
@@ -99,7 +98,7 @@ def test_shape_chain_and_views():
 
 def test_dynamic_shapes_replan_per_signature():
     m = _mlp()
-    sess = graphopt.compile(m, optimize=None)
+    sess = graphopt.compile(m, level="O0")
     for b, s in [(1, 3), (4, 7), (1, 3)]:
         x = np.ones((b, s, 48), np.float32)
         assert sess.run({"x": x})[0].shape == (b, s, 40)
@@ -108,7 +107,7 @@ def test_dynamic_shapes_replan_per_signature():
 
 
 def test_input_validation():
-    sess = graphopt.compile(_mlp(), optimize=None)
+    sess = graphopt.compile(_mlp(), level="O0")
     x = np.zeros((1, 2, 48), np.float32)
     with pytest.raises(InputError, match="unknown input name"):
         sess.run({"x": x, "extra": x})
@@ -127,7 +126,7 @@ def test_symbolic_dims_must_agree():
     m = _model([helper.make_node("Add", ["a", "b"], ["y"])],
                [helper.make_tensor_value_info("a", F, ["n", 2]), helper.make_tensor_value_info("b", F, ["n", 2])],
                [helper.make_tensor_value_info("y", F, None)])
-    sess = graphopt.compile(m, optimize=None)
+    sess = graphopt.compile(m, level="O0")
     with pytest.raises(InputError, match="'n'"):
         sess.run({"a": np.zeros((2, 2), np.float32), "b": np.zeros((3, 2), np.float32)})
 
@@ -138,7 +137,7 @@ def test_rare_op_falls_back_and_is_reported():
     m = _model(nodes, [helper.make_tensor_value_info("x", F, [2, 5])], [helper.make_tensor_value_info("y", F, None)],
                [numpy_helper.from_array(np.array(1, np.int64), "ax")])
     x = np.random.default_rng(3).standard_normal((2, 5)).astype(np.float32)
-    sess = graphopt.compile(m, optimize=None)
+    sess = graphopt.compile(m, level="O0")
     np.testing.assert_allclose(sess.run({"x": x})[0], _ort(m, {"x": x})[0], rtol=1e-6)
     summ = sess.summary()
     assert len(summ.fallbacks) == 1 and "CumSum" in summ.fallbacks[0]
@@ -155,8 +154,8 @@ def test_bad_arguments():
 def test_threads_and_summary():
     m = _mlp()
     x = np.random.default_rng(4).standard_normal((3, 9, 48)).astype(np.float32)
-    a = graphopt.compile(m, optimize=None, num_threads=1).run({"x": x})[0]
-    sess = graphopt.compile(m, optimize=None)
+    a = graphopt.compile(m, level="O0", num_threads=1).run({"x": x})[0]
+    sess = graphopt.compile(m, level="O0")
     b = sess.run({"x": x})[0]
     np.testing.assert_allclose(a, b, rtol=1e-6)
     s = sess.summary()
@@ -182,19 +181,19 @@ def test_qdq_matmul_becomes_static_int8_linear():
                inits, opset=13)
     x = rng.standard_normal((7, k)).astype(np.float32)
     want = _ort(m, {"x": x})[0]
-    sess = graphopt.compile(m, precision="int8", optimize=None)
+    sess = graphopt.compile(m, precision="int8", level="O0")
     assert [r[0] for r in sess.summary().rows] == ["Linear"]
     np.testing.assert_allclose(sess.run({"x": x})[0], want, rtol=1e-4, atol=1e-4)
     # fp32 precision keeps the fake-quant semantics of the QDQ graph
-    np.testing.assert_allclose(graphopt.compile(m, optimize=None).run({"x": x})[0], want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(graphopt.compile(m, level="O0").run({"x": x})[0], want, rtol=1e-4, atol=1e-4)
 
 
 def test_concurrent_runs_from_python_threads():
     from concurrent.futures import ThreadPoolExecutor
 
     m = _mlp(k=64, n=96)
-    sess_a = graphopt.compile(m, optimize=None, num_threads=2)
-    sess_b = graphopt.compile(m, precision="bf16", optimize=None, num_threads=2)
+    sess_a = graphopt.compile(m, level="O0", num_threads=2)
+    sess_b = graphopt.compile(m, precision="bf16", level="O0", num_threads=2)
     x = np.random.default_rng(6).standard_normal((4, 33, 64)).astype(np.float32)
     want_a, want_b = sess_a.run({"x": x})[0], sess_b.run({"x": x})[0]
     with ThreadPoolExecutor(4) as ex:

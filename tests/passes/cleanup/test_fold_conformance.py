@@ -9,7 +9,7 @@ from onnx import numpy_helper
 
 from graphopt.io import from_onnx, to_onnx
 from graphopt.pm import PassManager
-from graphopt.testing.conformance import _all_close, _run, _session, iter_cases
+from graphopt.conformance import all_close, run_outputs, session, iter_cases
 
 
 def _constant_inputs(mp: onnx.ModelProto, xs: list) -> onnx.ModelProto:
@@ -34,7 +34,7 @@ def test_fold_every_node_test_with_constant_inputs(capsys):
             mp = case.load_model()
             data = case.load_data(mp)
             xs = data[0][0]
-            want = _run(_session(mp), mp, xs)
+            want = run_outputs(session(mp), mp, xs)
         except Exception:  # noqa: BLE001 - onnxruntime cannot run the original: not our case
             continue
         n_in = sum(1 for i in mp.graph.input if i.name not in {t.name for t in mp.graph.initializer})
@@ -43,11 +43,11 @@ def test_fold_every_node_test_with_constant_inputs(capsys):
         m = from_onnx(_constant_inputs(mp, xs))
         PassManager.from_text("O1")(m)
         out = to_onnx(m)
-        got = _run(_session(out), out, [])
+        got = run_outputs(session(out), out, [])
         counts["folded"] += len(out.graph.node) == 0
-        if _all_close(got, want, 0.0, 0.0):
+        if all_close(got, want, 0.0, 0.0):
             counts["exact"] += 1
-        elif not _all_close(got, want, case.rtol, case.atol):
+        elif not all_close(got, want, case.rtol, case.atol):
             failures.append(case.name)
             continue
         counts["pass"] += 1

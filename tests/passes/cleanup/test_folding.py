@@ -57,7 +57,7 @@ def test_output_size_bound():
     """
     m = parse_model(text)
     with PassContext(config={"fold_constants.max_elements": 1000}):
-        r = PassManager.from_text("fold-constants")(m)
+        PassManager.from_text("fold-constants")(m)
     assert m.graph.op_counts().get("ConstantOfShape") == 1  # 2M elements: not materialised
     m2 = parse_model(text)
     PassManager.from_text("fold-constants(max_elements=4000000),remove-unused")(m2)

@@ -9,7 +9,7 @@ H = 32
 
 def _text(opset=17, axes="-1", div="n = Div(d, sd)", beta=True, sq="p = Pow(d, two)"):
     if opset >= 18:
-        mean = f"mu = ReduceMean(x, ax)\n v = ReduceMean(p, ax)"
+        mean = "mu = ReduceMean(x, ax)\n v = ReduceMean(p, ax)"
         ax = f" ax = Constant<value = int64[1] {{{axes}}}>()\n"
     else:
         mean = f"mu = ReduceMean<axes=[{axes}]>(x)\n v = ReduceMean<axes=[{axes}]>(p)"

@@ -15,7 +15,7 @@ import graphopt
 from graphopt.ops import lower_to_onnxruntime
 from graphopt.pm import PassManager
 from graphopt.testing.asserts import run_onnxruntime
-from graphopt.testing.conformance import _data_root
+from graphopt.conformance import data_root
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 def resnet50_with_weights(seed: int = 0) -> onnx.ModelProto:
     """light_resnet50.onnx with its ConstantOfShape-filled weights replaced by He-initialized
     random tensors and its BatchNormalization parameters (graph inputs there) made initializers."""
-    path = os.path.join(_data_root(), "light", "light_resnet50.onnx")
+    path = os.path.join(data_root(), "light", "light_resnet50.onnx")
     if not os.path.exists(path):
         pytest.skip("onnx backend light models are not installed")
     mp = onnx.load(path)

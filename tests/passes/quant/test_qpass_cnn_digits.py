@@ -7,8 +7,8 @@ import pytest
 import graphopt
 from graphopt.quant import QuantConfig, quantize
 
-torch = pytest.importorskip("torch", reason="the CNN is trained with torch (optional extra graphopt[torch])")
-datasets = pytest.importorskip("sklearn.datasets", reason="the digits data set ships with scikit-learn")
+import torch as torch
+import sklearn.datasets as datasets
 
 
 @pytest.fixture(scope="module")

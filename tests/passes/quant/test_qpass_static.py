@@ -140,13 +140,9 @@ def test_fold_qdq_qlinear_matmul_when_output_is_quantized(data):
 
 def test_fused_linear_from_fusion_is_quantized(data):
     """graphopt::Linear (fuse-matmul-add) is annotated, calibrated (lowered copy) and runs after lowering."""
-    from graphopt.errors import GraphoptError
 
-    try:
-        fuse = get_pass("fuse-matmul-add")
-        from graphopt.ops.lowering import lower_to_onnxruntime
-    except (GraphoptError, ImportError):
-        pytest.skip("graphopt::Linear fusion not available")
+    fuse = get_pass("fuse-matmul-add")
+    from graphopt.ops.lowering import lower_to_onnxruntime
     calib, feeds = data
     ref = run_ort(mlp_model(), feeds)[0]
     m = mlp_model()

@@ -1,0 +1,7 @@
+"""``python -m graphopt`` is the ``graphopt`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
