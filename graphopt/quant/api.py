@@ -25,7 +25,7 @@ from ..errors import GraphoptError
 from ..ir import Model
 from ..feeds import check_feeds
 from ..pm import Instrument, Pass, PassContext, PassManager, get_pass
-from .calibrate import CalibratePass, CalibrationResult, DataSource, iter_batches
+from .calibrate import CalibratePass, CalibrationResult, DataSource, calibrate, iter_batches
 from .config import QuantConfig
 from .specs import PRECISION
 

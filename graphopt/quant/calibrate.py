@@ -171,6 +171,8 @@ class CalibrationResult:
 
 
 def _session(model: Model, outputs: Sequence[Value]):
+    import onnxruntime as ort
+
     from ..io import to_onnx
 
     g = model.graph

@@ -26,7 +26,7 @@ import numpy as np
 import onnx
 
 from ..errors import GraphoptError
-from ..ir import DType, Model, Value
+from ..ir import Model, Value
 from .lower import PRECISIONS
 
 __all__ = ["Tolerance", "TOLERANCES", "Divergence", "CheckReport", "NativeMismatch", "make_feeds", "check"]

@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from ..errors import GraphoptError
 from ..ir import Model
 from .executor import LocalExecutor, RayExecutor, Worker
 from .search import KNOB_SPACE, basic_order, disagreement_rows, greedy_order, pareto_front
-from .space import Recipe, build, find_groups, load_function, make_runner, preset_for, target_precisions
+from .space import Recipe, find_groups, load_function, make_runner, preset_for, target_precisions
 from .tables import CostTable, ErrorTable, measure_costs, measure_errors
 
 __all__ = ["tune", "TuneResult", "STRATEGIES"]

@@ -204,7 +204,6 @@ def test_cli_one_line_no_traceback(corpus: dict[str, Path], tmp_path: Path) -> N
 
 
 def test_cli_names_the_tensor_and_the_node(corpus: dict[str, Path], tmp_path: Path) -> None:
-    from graphopt.cli import main
 
     for name, needle in [("ext-escape", "'W'"), ("ext-missing", "'W'"), ("unknown-op", "FooBar"),
                          ("no-default-opset", "Relu"), ("negative-dim", "'x'"), ("undefined-input", "'nope'")]:
