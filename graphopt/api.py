@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union
 
@@ -28,6 +28,7 @@ from .ir import Model
 from .ir.domains import GRAPHOPT_DOMAIN
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
     import onnx
 
     from .pm import Instrument
@@ -49,8 +50,11 @@ TARGETS: tuple[str, ...] = ("onnx", "openvino")
 ModelLike = Union[Model, "onnx.ModelProto", str, os.PathLike]
 
 
-def load(path: str | os.PathLike | bytes | onnx.ModelProto) -> Model:
+def load(path: str | os.PathLike | bytes | onnx.ModelProto, *, load_external_data: bool = True) -> Model:
     """Import an ONNX file (or bytes, or a ModelProto) into graphopt's IR.
+
+    ``load_external_data=False`` keeps external tensors unread; a model that needs them is then
+    refused (never read from the working directory).
 
     ``com.microsoft`` fused ops that graphopt's own ONNX export writes
     (EmbedLayerNormalization, SkipLayerNormalization, BiasGelu, ...) are read back as
@@ -61,7 +65,7 @@ def load(path: str | os.PathLike | bytes | onnx.ModelProto) -> Model:
     from .io import load as _load
     from .ops.contrib import read_contrib_ops
 
-    model = _load(path)
+    model = _load(path, load_external_data=load_external_data)
     read_contrib_ops(model)
     return model
 
@@ -197,7 +201,8 @@ def has_qdq(model: Model) -> bool:
 
 
 def compile(model: ModelLike, precision: str | None = None, num_threads: int | None = None, *,  # noqa: A001
-            level: str = DEFAULT_LEVEL, fallback: bool = False) -> Session:
+            level: str = DEFAULT_LEVEL, fallback: bool = False, check: bool | Mapping[str, np.ndarray] = False,
+            node_precision: dict[str, str] | None = None) -> Session:
     """Compile for graphopt's native runtime (packed weights, one C++ call per run).
 
     :param precision: ``fp32``, ``bf16`` or ``int8``. Default: ``int8`` for a model with
@@ -207,6 +212,11 @@ def compile(model: ModelLike, precision: str | None = None, num_threads: int | N
     :param level: passes run first (O0, O1, O2) on a copy made with the IR's clone.
     :param fallback: if a pass fails, compile the graph as it was before the pipeline
         (with a warning) instead of raising the :class:`PassError` that names the pass.
+    :param check: also run the plan and onnxruntime on the same inputs (True: generated feeds, or
+        a dict of feeds); :class:`graphopt.runtime.check.NativeMismatch` names the first diverging node.
+    :param node_precision: per-node precision of GEMM/attention nodes (by node name or
+        ``"weight:NAME"``), overriding ``precision``; default: the model's ``graphopt.node_precision``
+        metadata (written by ``graphopt.tune``).
 
     >>> sess = graphopt.compile("model.onnx", precision="bf16")   # doctest: +SKIP
     >>> outs = sess.run(feeds)                                     # doctest: +SKIP
@@ -220,14 +230,24 @@ def compile(model: ModelLike, precision: str | None = None, num_threads: int | N
         logger.info("precision %s (%s)", precision, "the model has QDQ pairs" if qdq else "a float model")
     elif precision == "int8" and not qdq:
         logger.info("precision int8 on a float model: weights are quantized per channel and activations "
-                    "dynamically (per tensor, at run time); quantize() first for static int8")
+                    "dynamically (one scale per row, at run time); quantize() first for static int8")
+    if check is not False and check is not None:
+        from .runtime.check import NativeMismatch
+        from .runtime.check import check as run_check
+
+        report = run_check(model, precision,
+                           None if check is True else check, num_threads=num_threads, optimize=level)
+        if not report.ok:
+            raise NativeMismatch(report)
+        logger.info("%s", report)
+    m.verify()  # a broken graph (wrong arity, dangling value ...) is refused here, not in run()
     try:
         m = optimize(m, level=level)
     except PassError as e:
         if not fallback:
             raise
         logger.warning("%s; compiling the graph without the %s pipeline (fallback=True)", e, level)
-    sess = compile_model(m, precision, num_threads)
+    sess = compile_model(m, precision, num_threads, node_precision)
     if precision == "int8":
         sess.int8_activations = "static" if qdq else "dynamic"
     return sess

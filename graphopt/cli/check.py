@@ -9,6 +9,8 @@ code is 1 when the outputs diverge, 0 when they match.
 from __future__ import annotations
 
 import argparse
+
+from ._common import add_level
 import json
 
 
@@ -17,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                      "diverging node (exit code 1 when the outputs diverge)")
     p.add_argument("model", help="path to an .onnx file")
     p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32", help="native precision (default fp32)")
-    p.add_argument("--level", default="O2", help="pass pipeline before lowering (default O2; 'none' for none)")
+    add_level(p, "pass pipeline before lowering: O0 as imported, O1 cleanup, O2 cleanup + fusions")
     p.add_argument("--batch", type=int, default=2, help="batch of the generated feeds (default 2)")
     p.add_argument("--seq", type=int, default=16, help="sequence length of the generated feeds (default 16)")
     p.add_argument("--feeds", help="an .npz of input arrays instead of generated feeds")
@@ -32,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io import load
     from ..runtime.check import check, make_feeds
 
-    level = None if args.level.lower() == "none" else args.level
+    level = None if args.level == "O0" else args.level
     model = load(args.model)
     if args.feeds:
         with np.load(args.feeds) as z:

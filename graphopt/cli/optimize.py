@@ -10,6 +10,7 @@ The file written loads in onnxruntime (graphopt's fused ops as com.microsoft con
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import time
 from typing import Any
 
@@ -42,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
     import graphopt
     from ..errors import GraphoptError
     from ..feeds import random_feeds
-    from ..io.atomic import refuse_same_file
+    import onnx
+
+    from ..io.atomic import atomic_output, refuse_same_file
     from ..pm import DumpIR, NumericGuard, Reproducer, Timing
 
     if not args.check:
@@ -71,7 +74,14 @@ def run(args: argparse.Namespace) -> int:
     disabled = [n.strip() for n in args.disable.split(",") if n.strip()]
     out_model = graphopt.optimize(model, args.level, passes=args.passes, disable=disabled, instruments=instruments)
     t2 = time.perf_counter()
-    out = graphopt.save(out_model, args.output)
+    with atomic_output(args.output) as tmp:  # OUT appears only once onnx's checker passed
+        graphopt.save(out_model, tmp)
+        try:
+            onnx.checker.check_model(str(tmp))
+        except onnx.checker.ValidationError as e:
+            raise GraphoptError(f"the optimized model fails onnx.checker; {args.output} not written: "
+                                f"{_first_line(e)}") from e
+    out = Path(args.output)
     before, after = len(model.graph), len(out_model.graph)
     say(args, timing.table())
     say(args, f"nodes {before} -> {after}; passes {1e3 * (t2 - t1):.0f} ms (load {1e3 * (t1 - t0):.0f} ms); "
@@ -87,3 +97,7 @@ def run(args: argparse.Namespace) -> int:
                             "nodes_after": r.nodes_after, "modified": r.modified, "stats": r.stats}
                            for r in timing.records]})
     return 0
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

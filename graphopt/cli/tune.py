@@ -11,6 +11,8 @@ then default to its validation accuracy, test accuracy and calibration folder).
 
 from __future__ import annotations
 
+from ._common import add_output
+
 import argparse
 import sys
 from pathlib import Path
@@ -23,16 +25,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calib", help="calibration data: folder of .npz batches or an .npz file")
     p.add_argument("--tolerance", type=float, default=0.01, help="allowed loss (relative to fp32 unless --absolute)")
     p.add_argument("--absolute", action="store_true", help="the tolerance is an absolute score difference")
-    p.add_argument("--target", choices=("native", "onnxruntime", "openvino"), default="native")
+    p.add_argument("--target", choices=("native", "onnxruntime", "openvino"), default="native",
+                   help="where candidates run and are timed (default native)")
     p.add_argument("--test-eval", help="FILE.py:FUNC: held-out score reported (never used to choose)")
-    p.add_argument("--strategy", choices=("pareto", "basic", "greedy"), default="pareto")
+    p.add_argument("--strategy", choices=("pareto", "basic", "greedy"), default="pareto",
+                   help="pareto: cost/error tables + verified front; basic: INC order; greedy: NNCF order")
     p.add_argument("--max-trials", type=int, default=50, help="user evaluations at most (fp32 included)")
     p.add_argument("--timeout", type=float, help="seconds at most")
     p.add_argument("--workers", type=int, default=1, help="scoring processes on a local Ray cluster (> 1: Ray)")
     p.add_argument("--address", help="an existing Ray cluster's address")
     p.add_argument("--knob-trials", type=int, default=3, help="Optuna trials over the global knobs (pareto)")
     p.add_argument("--threads", type=int, help="threads per candidate session")
-    p.add_argument("-o", "--out", required=True, help="output folder")
+    add_output(p, "output folder (model.onnx, recipe.json, trials.jsonl, pareto.png, report.html)", dest="out")
     p.set_defaults(func=run)
 
 

@@ -150,7 +150,7 @@ API_CASES = [n for n in CORPUS if n != "op-too-new-for-opset"]
 @pytest.mark.parametrize("name", API_CASES)
 def test_python_api_raises_graphopt_error(corpus: dict[str, Path], name: str) -> None:
     with pytest.raises(GraphoptError):  # load + lower: the refusal must come by now, not from run()
-        graphopt.compile(corpus[name], optimize=None)
+        graphopt.compile(corpus[name], level="O0")
 
 
 @pytest.mark.parametrize("name", list(CORPUS))
@@ -159,7 +159,7 @@ def test_python_load_bytes_never_leaks_foreign_exceptions(corpus: dict[str, Path
     if not p.is_file():
         pytest.skip("no bytes")
     try:
-        graphopt.compile(graphopt.load(p.read_bytes()), optimize=None)
+        graphopt.compile(graphopt.load(p.read_bytes()), level="O0")
     except GraphoptError:
         pass
 
@@ -208,7 +208,7 @@ def test_cli_names_the_tensor_and_the_node(corpus: dict[str, Path], tmp_path: Pa
     for name, needle in [("ext-escape", "'W'"), ("ext-missing", "'W'"), ("unknown-op", "FooBar"),
                          ("no-default-opset", "Relu"), ("negative-dim", "'x'"), ("undefined-input", "'nope'")]:
         try:
-            graphopt.compile(corpus[name], optimize=None)
+            graphopt.compile(corpus[name], level="O0")
         except GraphoptError as e:
             assert needle in str(e), (name, str(e))
             assert str(corpus[name].name) in str(e) or name in ("unknown-op",), (name, str(e))

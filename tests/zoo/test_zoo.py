@@ -130,7 +130,7 @@ def _state(name: str, attn: str, exporter: str) -> _State:
                             if k.startswith("graphopt::") and k != "graphopt::MultiHeadAttention") or "—"
     st.results = {}
     for prec in PRECISIONS:
-        s = graphopt.compile(m, precision=prec, optimize=None)
+        s = graphopt.compile(m, precision=prec, level="O0")
         if prec == "fp32":
             st.fallbacks = tuple(s.fallbacks)
             kinds = Counter(re.split(r"[ ']", f, maxsplit=1)[0] for f in st.fallbacks)
