@@ -133,3 +133,48 @@ def test_cli_prune(minilm_spec, data, tmp_path, capsys):
     assert [n.attr("num_heads") for n in _mha(back)] == [6] * 6
     assert main(args + ["-o", str(minilm_spec.path)]) != 0
     assert "is the input file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["bert", "distilbert", "vit"])
+def test_prune_default_export_form_other_architectures(name):
+    """sdpa attention + the dynamo exporter (the libraries' defaults), several architectures:
+    heads and neurons shrink physically, and the native runtime agrees with onnxruntime on the result."""
+    import onnxruntime as ort
+
+    from graphopt.io import from_onnx, to_onnx
+    from graphopt.ops.lowering import lower_to_onnxruntime
+    from graphopt.testing import zoo
+
+    e = zoo.export(name, "sdpa", "dynamo")
+    if e.path is None:
+        pytest.skip(f"{name} does not export in sdpa+dynamo here: {e.error}")
+    calib = [e.feeds(batch=4, seed=s) for s in range(3)]
+    held = e.feeds(batch=2, seed=9)
+    m, rep = graphopt.prune(graphopt.load(e.path), calib, heads=0.5, ffn=0.5, reconstruct=False, progress=False)
+    m.verify()
+    assert rep.heads and all(after < before for before, after in rep.heads.values())
+    assert rep.neurons and all(after < before for before, after in rep.neurons.values())
+    native = graphopt.compile(m, precision="fp32", level="O0").run(held)[0]
+    copy = from_onnx(to_onnx(m))
+    lower_to_onnxruntime(copy)
+    sess = ort.InferenceSession(to_onnx(copy).SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(native, sess.run(None, held)[0], rtol=1e-4, atol=1e-4)
+
+
+def test_prune_bad_input_is_one_clear_error(minilm_spec, data, tmp_path, capsys):
+    from graphopt.cli import main
+
+    calib, _ = data
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    np.savez(folder / "b0.npz", **calib[0])
+    assert main(["prune", str(minilm_spec.path), "--heads", "1.5", "--calib", str(folder),
+                 "-o", str(tmp_path / "o.onnx"), "--no-progress"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "prune.heads must be in [0, 1)" in err[0]
+    np.savez(folder / "b0.npz", wrong=np.zeros((1, 4), np.int64))
+    assert main(["prune", str(minilm_spec.path), "--heads", "0.25", "--calib", str(folder),
+                 "-o", str(tmp_path / "o.onnx"), "--no-progress"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0]
+    assert not (tmp_path / "o.onnx").exists()
