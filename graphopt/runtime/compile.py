@@ -15,7 +15,6 @@ import ctypes
 import logging
 import os
 import sys
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -85,7 +84,7 @@ def _infer(m: Model) -> None:
 
 
 def compile(model: Any, precision: str = "fp32", num_threads: int | None = None, *,
-            optimize: str | None = "O2", fallback: bool = False, check: bool | Mapping[str, np.ndarray] = False,
+            optimize: str | None = "O2", fallback: bool = False,
             node_precision: dict[str, str] | None = None) -> Session:
     """Compile ``model`` for the native runtime.
 
@@ -97,10 +96,6 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
     :param num_threads: OpenMP threads for this session's runs (None: all cores).
     :param optimize: pass pipeline applied first (a preset such as ``"O2"``, or None).
     :param fallback: when a pass fails, lower the unoptimised graph (with a warning) instead of raising.
-    :param check: also run the plan and onnxruntime on the same inputs (True: generated feeds,
-        or a dict of feeds) and raise :class:`graphopt.runtime.check.NativeMismatch` naming the
-        first diverging node when the outputs differ beyond the precision's tolerance
-        (see :func:`graphopt.runtime.check.check`).
     :param node_precision: per-node precision ("fp32"/"bf16"/"int8") of GEMM and attention nodes,
         overriding ``precision``, by node name or as ``"weight:NAME"`` (the node whose weight input is
         NAME, which survives fusions that rename nodes); default: the model's
@@ -110,15 +105,6 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
     >>> sess = compile(model, precision="int8")   # doctest: +SKIP
     """
     _check_args(precision, num_threads)
-    if check is not False and check is not None:
-        from .check import NativeMismatch
-        from .check import check as run_check
-
-        report = run_check(model, precision, None if check is True else check, num_threads=num_threads,
-                           optimize=optimize)
-        if not report.ok:
-            raise NativeMismatch(report)
-        logger.info("%s", report)
     return _compile(prepare(model, optimize, fallback=fallback), precision, num_threads, node_precision)
 
 

@@ -25,11 +25,9 @@ from graphopt.ir import Graph, Node, TensorType, Value
 __all__ = ["HeadGroup", "NeuronGroup", "head_groups", "neuron_groups", "shrink_heads", "shrink_neurons",
            "set_rows", "linear_weight"]
 
-#: element-wise ops that keep channels apart, and whether they map 0 to 0
-_CHANNEL_WISE: dict[str, bool] = {
-    "graphopt::BiasGelu": False, "graphopt::Gelu": True, "Gelu": True, "Relu": True, "Tanh": True,
-    "Erf": True, "Sigmoid": False, "Add": False, "Mul": True, "Sub": False, "Div": True,
-}
+#: element-wise ops that keep channels apart (their other operands: per-channel constants)
+_CHANNEL_WISE = frozenset({"graphopt::BiasGelu", "graphopt::Gelu", "Gelu", "Relu", "Tanh", "Erf", "Sigmoid",
+                           "Add", "Mul", "Sub", "Div"})
 _LINEAR_OPS = ("MatMul", "graphopt::Linear")
 
 
@@ -117,15 +115,15 @@ def neuron_groups(g: Graph) -> list[NeuronGroup]:
             p = v.producer()
             if p is None or v.num_uses() != 1 or v.is_graph_output():
                 break
-            if linear_weight(p) is not None and linear_weight(p).shape[1] == width and v is p.outputs[0]:
+            w1 = linear_weight(p)
+            if w1 is not None and w1.shape[1] == width and v is p.outputs[0]:
                 if p.op == "graphopt::Linear" and len(p.inputs) > 2 and not _per_channel_const(p.inputs[2], width):
                     break
                 out.append(NeuronGroup(p, chain[::-1], down))
                 break
             if p.op not in _CHANNEL_WISE or len(p.outputs) != 1:
                 break
-            others = [x for x in p.inputs[1:]]
-            if not all(_per_channel_const(x, width) for x in others):
+            if not all(_per_channel_const(x, width) for x in p.inputs[1:]):
                 break
             chain.append(p)
             v = p.inputs[0]
