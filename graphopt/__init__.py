@@ -40,14 +40,18 @@ __all__ = [
 ]
 
 
-def prune(model, data, *, heads: float = 0.0, ffn: float = 0.0, reconstruct: bool = True, progress: bool = True):
-    """Structured pruning of heads and FFN neurons; see :func:`graphopt.pruning.prune`.
+def prune(model, data=None, *, heads: float = 0.0, ffn: float = 0.0, reconstruct: bool = True,
+          sparsity: float = 0.0, pattern: str = "unstructured", scope: str = "layer", level: str = "O2",
+          progress: bool = True):
+    """Structured pruning of heads and FFN neurons, and weight sparsity; see :func:`graphopt.pruning.prune`.
 
     >>> model, report = graphopt.prune(model, batches, heads=0.25, ffn=0.25)   # doctest: +SKIP
+    >>> model, report = graphopt.prune(model, sparsity=0.8, pattern="4x1")     # doctest: +SKIP
     """
     from .pruning import prune as _prune
 
-    return _prune(model, data, heads=heads, ffn=ffn, reconstruct=reconstruct, progress=progress)
+    return _prune(model, data, heads=heads, ffn=ffn, reconstruct=reconstruct, sparsity=sparsity, pattern=pattern,
+                  scope=scope, level=level, progress=progress)
 
 
 __all__.append("prune")

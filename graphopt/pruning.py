@@ -1,27 +1,35 @@
-"""``graphopt.prune``: structured pruning of attention heads and FFN neurons, calibrated, no gradients.
+"""``graphopt.prune``: structured pruning of attention heads and FFN neurons (calibrated, no
+gradients) and magnitude sparsity of the linear weights.
 
 >>> import graphopt
 >>> model = graphopt.load("model.onnx")                                             # doctest: +SKIP
 >>> model, report = graphopt.prune(model, batches, heads=0.25, ffn=0.25)            # doctest: +SKIP
 >>> report.params_before, report.params_after                                       # doctest: +SKIP
 (22565376, 17543424)
+>>> model, report = graphopt.prune(model, sparsity=0.8, pattern="4x1")             # doctest: +SKIP
+>>> print(report.sparsity.table())                                                  # doctest: +SKIP
 
-The model is fused first (O2) when it has no fused attention yet, so that every export
-form prunes the same way; then the Gram matrices of the attention outputs and FFN
-activations are calibrated on ``data`` and ``prune-structured`` removes the least
-important heads and neurons, refitting the following layer by least squares. The result
-is an ordinary graphopt model: quantize, compile or export it like any other.
+The model is first brought to ``level`` (O2 by default: fused, so that every export form
+prunes the same way); then the Gram matrices of the attention outputs and FFN activations
+are calibrated on ``data`` and ``prune-structured`` removes the least important heads and
+neurons, refitting the following layer by least squares. ``sparsity`` then runs
+``sparsify-weights`` (no data needed). The result is an ordinary graphopt model: quantize,
+compile or export it like any other.
 """
 
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .ir import Model
 from .pm import PassContext, PassManager
+
+if TYPE_CHECKING:
+    from graphopt.passes.pruning.sparsify import SparsityReport
 
 __all__ = ["prune", "PruneReport"]
 
@@ -35,6 +43,7 @@ class PruneReport:
     params_before: int = 0
     params_after: int = 0
     seconds: float = 0.0
+    sparsity: SparsityReport | None = None                                 # with sparsity > 0
 
 
 def _params(model: Model) -> int:
@@ -42,20 +51,30 @@ def _params(model: Model) -> int:
                    if v.const is not None and np.asarray(v.const).dtype.kind == "f"))
 
 
-def prune(model: Model, data, *, heads: float = 0.0, ffn: float = 0.0, reconstruct: bool = True,
+def prune(model: Model, data=None, *, heads: float = 0.0, ffn: float = 0.0, reconstruct: bool = True,
+          sparsity: float = 0.0, pattern: str = "unstructured", scope: str = "layer", level: str = "O2",
           progress: bool = True) -> tuple[Model, PruneReport]:
-    """Remove the fraction ``heads`` of attention heads and ``ffn`` of FFN neurons in every layer.
+    """Remove the fraction ``heads`` of attention heads and ``ffn`` of FFN neurons in every layer,
+    then zero the fraction ``sparsity`` of the linear weights (``pattern``: unstructured, 2:4, 4x1;
+    ``scope``: layer or global).
 
     ``data``: calibration feeds, any source ``graphopt.quantize`` takes (a list of feed dicts,
-    a folder or file of .npz, a reader). The model is changed in place and returned.
+    a folder or file of .npz, a reader); needed for ``heads``/``ffn`` only. ``level``: the
+    optimization level the model is brought to first (O0 keeps the graph as imported). The
+    model is changed in place and returned.
     """
     import graphopt.passes.pruning as pp  # registers the passes
+    from .api import _pipeline
+    from .errors import UsageError
     from .quant.api import prepare_batches
     from .quant.calibrate import calibrate
 
     t0 = time.perf_counter()
-    if not any(n.op == "graphopt::MultiHeadAttention" for n in model.graph):
-        PassManager.from_text("O2")(model)
+    text = _pipeline(level, None)
+    if (heads > 0 or ffn > 0) and data is None:
+        raise UsageError("pruning heads or FFN neurons needs calibration data (data=..., --calib)")
+    if text is not None and not (text == "O2" and any(n.op == "graphopt::MultiHeadAttention" for n in model.graph)):
+        PassManager.from_text(text)(model)
     report = PruneReport(params_before=_params(model))
     groups = {g.mha.name or g.mha.label(): g.num_heads for g in pp.blocks.head_groups(model.graph)}
     widths = {g.down.name or g.down.label(): g.width for g in pp.blocks.neuron_groups(model.graph)}
@@ -66,6 +85,11 @@ def prune(model: Model, data, *, heads: float = 0.0, ffn: float = 0.0, reconstru
                                   "prune.reconstruct": bool(reconstruct)})
         with ctx:
             PassManager.from_text("prune-structured,remove-unused,infer-shapes")(model)
+    if sparsity > 0 or pattern == "2:4":
+        with PassContext(config={"sparsify.ratio": float(sparsity), "sparsify.pattern": pattern,
+                                 "sparsify.scope": scope}):
+            PassManager.from_text("sparsify-weights,remove-unused")(model)
+        report.sparsity = pp.sparsify.sparsity_report(model)
     after_heads = {g.mha.name or g.mha.label(): g.num_heads for g in pp.blocks.head_groups(model.graph)}
     after_widths = {g.down.name or g.down.label(): g.width for g in pp.blocks.neuron_groups(model.graph)}
     report.heads = {k: (v, after_heads.get(k, v)) for k, v in groups.items()}

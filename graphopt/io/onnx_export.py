@@ -13,6 +13,7 @@ from onnx import helper, numpy_helper
 
 from ..errors import GraphoptError, UnsupportedError
 from ..ir import (
+    NODE_PROPS,
     Attr,
     AttrKind,
     DType,
@@ -217,6 +218,8 @@ class _Exporter:
                 npb.doc_string = n.doc_string
             if n.overload:
                 npb.overload = n.overload
+            for k, v in (n.meta.get(NODE_PROPS) or {}).items():
+                npb.metadata_props.add(key=k, value=v)
             npb.input.extend(self.name(v) for v in n.inputs)
             outs = [self.name(o) for o in n.outputs]
             while outs and outs[-1] == "":  # trailing omitted outputs are simply absent

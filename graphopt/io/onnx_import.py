@@ -14,6 +14,7 @@ from onnx import numpy_helper
 
 from ..errors import ExternalDataError, ModelLoadError, UnsupportedError
 from ..ir import (
+    NODE_PROPS,
     Attr,
     AttrKind,
     DType,
@@ -278,6 +279,8 @@ class _Importer:
         node = Node(np_.op_type, inputs, domain=domain, outputs=outputs, name=np_.name,
                     doc_string=np_.doc_string)
         node.overload = getattr(np_, "overload", "")
+        if len(getattr(np_, "metadata_props", ())):
+            node.meta[NODE_PROPS] = {p.key: p.value for p in np_.metadata_props}
         for ap in np_.attribute:
             node.attrs[ap.name] = self.attr(ap, scope, node)
         return node

@@ -56,6 +56,12 @@ class Meta(dict):
         return super().get(key, default)
 
 
+#: a node's ONNX ``metadata_props`` (string key -> string value): read on import, written on export,
+#: so a mark a pass leaves on a node (e.g. ``graphopt.sparse``) survives save/load. Replace the dict
+#: to change it (clones share it).
+NODE_PROPS: MetaKey[dict[str, str]] = MetaKey("node_props")
+
+
 class AttrKind(enum.Enum):
     FLOAT = 1
     INT = 2

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import UnsupportedError
 from ..io import register_shape_rule
-from ..ir import Graph, Model, Node, Value, ValueType  # noqa: F401  (ValueType: in annotations)
+from ..ir import NODE_PROPS, Graph, Model, Node, Value, ValueType  # noqa: F401  (ValueType: in annotations)
 
 __all__ = ["DOMAIN", "OpDef", "OPS", "register_op", "Emitter", "get_op", "opset_of"]
 
@@ -110,6 +110,9 @@ class Emitter:
         # node names must be unique for onnxruntime; unique_name draws from the graph's name pool
         n = Node(op_type, list(inputs), attrs or {}, domain=domain, num_outputs=num_outputs,
                  name=self.graph.unique_name(f"{base}/{op_type}"))
+        props = self.anchor.meta.get(NODE_PROPS)
+        if props:  # the fused node's ONNX metadata (e.g. a sparse-kernel mark) carries to what replaces it
+            n.meta[NODE_PROPS] = props
         self.graph.insert_before(self.anchor, n)
         self.nodes.append(n)
         return n.outputs[0]

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..ir import DType, Graph, Model, Node, Value
+from ..ir import NODE_PROPS, DType, Graph, Model, Node, Value
 from ._registry import DOMAIN, MS_DOMAIN
 
 __all__ = ["read_contrib_ops"]
@@ -124,6 +124,8 @@ def read_contrib_ops(model: Model) -> int:
                 continue
             op_type, ins, attrs, nout = read
             new = Node(op_type, ins, attrs, domain=DOMAIN, num_outputs=nout, name=n.name)
+            if n.meta.get(NODE_PROPS):
+                new.meta[NODE_PROPS] = n.meta[NODE_PROPS]
             g.insert_before(n, new)
             olds = [n.outputs[0], n.outputs[3]] if op_type == "SkipLayerNorm" and len(n.outputs) > 3 \
                 else n.outputs[:nout]

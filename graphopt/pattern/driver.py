@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from typing import ClassVar
 
 from ..errors import PassError
-from ..ir import Graph, Model, Node, TensorType, Value
+from ..ir import NODE_PROPS, Graph, Model, Node, TensorType, Value
 from ..pm import Pass, PassContext, PassResult
 from .match import Match
 from .matcher import Matcher, Tracer
@@ -175,6 +175,12 @@ class _Driver:
         if self.dry:
             b.rollback()
             return [node]
+        props: dict[str, str] = {}
+        for n in m.nodes:  # the matched nodes' ONNX metadata (e.g. a sparse-kernel mark) carries over
+            props.update(n.meta.get(NODE_PROPS) or {})
+        if props:
+            for n in b.created:
+                n.meta[NODE_PROPS] = {**props, **(n.meta.get(NODE_PROPS) or {})}
         users: list[Node] = []
         for old, new in pairs:
             if new.type is None or (isinstance(new.type, TensorType) and new.type.shape is None

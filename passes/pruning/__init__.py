@@ -4,6 +4,7 @@ physically (every dependent tensor shrinks), so the result is an ordinary, small
 * ``blocks``                 finds the prunable groups of a fused graph (one home for the matching)
 * ``prune_structured``       ``prune-structured``: drop the least important heads/neurons (calibrated)
 * ``remove_zero_structures`` ``remove-zero-structures``: drop heads/neurons already zeroed elsewhere (exact)
+* ``sparsify``               ``sparsify-weights``: magnitude sparsity (unstructured, 2:4, 4x1) + ``sparsity_report``
 """
 
-from . import prune_structured, remove_zero_structures  # noqa: F401
+from . import prune_structured, remove_zero_structures, sparsify  # noqa: F401
