@@ -265,7 +265,9 @@ void bind_kernels(py::module_& m) {
       "GEMM weights packed once into the layout the selected micro-kernel reads.")
       .def_property_readonly("K", &PackedWeights::K)
       .def_property_readonly("N", &PackedWeights::N)
-      .def_property_readonly("layout", [](const PackedWeights& w) { return std::string(kernels::layout_name(w.layout())); })
+      .def_property_readonly("layout", [](const PackedWeights& w) { return std::string(w.sparse() ? "sparse_4x1" : kernels::layout_name(w.layout())); })
+      .def_property_readonly("nonzero_blocks", [](const PackedWeights& w) { return w.sparse() ? static_cast<py::ssize_t>(w.sparse()->off.size()) : static_cast<py::ssize_t>(-1); },
+                             "4x1 blocks stored (sparse_4x1 packing), -1 for dense packings")
       .def_property_readonly("dtype", [](const PackedWeights& w) { return std::string(layout_dtype(w.layout())); })
       .def_property_readonly("nbytes", &PackedWeights::nbytes)
       .def_property_readonly("per_channel", &PackedWeights::per_channel)
@@ -302,9 +304,15 @@ void bind_kernels(py::module_& m) {
     } else {
       const std::string l = layout.cast<std::string>();
       kernels::PackLayout pl;
+      if (l == "sparse_4x1") {
+        py::gil_scoped_release nogil;
+        st = PackedWeights::pack_s8_sparse(b, K, N, transposed, s, scale.size(), z, zero_point.size(), W.get());
+        ok(st);
+        return W;
+      }
       if (l == "s8_k4") pl = kernels::PackLayout::s8_k4;
       else if (l == "s16_k2") pl = kernels::PackLayout::s16_k2;
-      else throw py::value_error("unknown int8 layout '" + l + "'; expected s8_k4|s16_k2");
+      else throw py::value_error("unknown int8 layout '" + l + "'; expected s8_k4|s16_k2|sparse_4x1");
       py::gil_scoped_release nogil;
       st = PackedWeights::pack_s8(b, K, N, transposed, s, scale.size(), z, zero_point.size(), pl, W.get());
     }

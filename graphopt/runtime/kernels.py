@@ -31,6 +31,7 @@ __all__ = [
     "PackedWeights",
     "Activation",
     "pack_int8",
+    "pack_int8_sparse",
     "pack_bf16",
     "pack_f32",
     "gemm_int8",
@@ -80,6 +81,14 @@ def pack_int8(w: np.ndarray, scale: ScaleLike = 1.0, zero_point: ZeroPointLike =
     real weight = (w - zero_point) * scale. The packed layout matches the ISA selected now.
     """
     return _C.pack_s8(w, _scales(scale), _zero_points(zero_point), transposed)
+
+
+def pack_int8_sparse(w: np.ndarray, scale: ScaleLike = 1.0, zero_point: ZeroPointLike = 0, *,
+                     transposed: bool = False) -> PackedWeights:
+    """Pack int8 weights as 4x1 blocks (4 consecutive k of one column; only blocks holding a
+    nonzero are stored) for the sparse kernel: :func:`gemm_int8` on them is bit-identical to the
+    dense packing and skips every all-zero block (AVX-512 VNNI, else scalar)."""
+    return _C.pack_s8(w, _scales(scale), _zero_points(zero_point), transposed, "sparse_4x1")
 
 
 def pack_bf16(w: np.ndarray, *, transposed: bool = False) -> PackedWeights:

@@ -94,6 +94,13 @@ def quantize_weight_s8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return q, scale
 
 
+def sparse_kernel(n: Node) -> bool:
+    """``n`` is marked for the 4x1-block sparse int8 kernel (by ``sparsify-weights``, in its ONNX metadata)."""
+    from graphopt.passes.pruning.sparsify import sparse_mark
+
+    return sparse_mark(n) == "4x1"
+
+
 def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else v
 
@@ -247,8 +254,10 @@ class _Lowerer:
 
     # ------------------------------------------------------------- fusions
     def _linear_step(self, x: Value, w: np.ndarray, bias: np.ndarray | None, act: int, out: Value,
-                     origin: list[str], name: str, qdq: dict | None = None) -> None:
-        """Emit one Linear step for y = act(x @ w + bias), w [K, N] fp32."""
+                     origin: list[str], name: str, qdq: dict | None = None, sparse: bool = False) -> None:
+        """Emit one Linear step for y = act(x @ w + bias), w [K, N] fp32. ``sparse``: the node is
+        marked for the 4x1-block sparse kernel (``sparsify-weights``); int8 weights are packed for it."""
+        s8 = "s8_sparse" if sparse else "s8"
         ins: list = [x]
         if bias is not None:
             b = Tmp(name + "/bias")
@@ -258,8 +267,8 @@ class _Lowerer:
             s = self.emit("Linear", name, ins, [out], iattrs={"act": act, "mode": 2, "a_zp": qdq["a_zp"]},
                           fattrs={"a_scale": qdq["a_scale"]}, origin=origin)
             for c0, c1 in self._col_parts(qdq["w"].shape[1]):
-                s.weights.append((np.ascontiguousarray(qdq["w"][:, c0:c1]), "s8", False, qdq["w_scale"][c0:c1].copy()))
-            s.detail = "int8 static (QDQ)"
+                s.weights.append((np.ascontiguousarray(qdq["w"][:, c0:c1]), s8, False, qdq["w_scale"][c0:c1].copy()))
+            s.detail = "int8 static (QDQ)" + (", sparse 4x1" if sparse else "")
             return
         mode = {"fp32": 0, "bf16": 1, "int8": 2}[self.node_precision.get(name, self.precision)]
         s = self.emit("Linear", name, ins, [out], iattrs={"act": act, "mode": mode}, origin=origin)
@@ -267,8 +276,8 @@ class _Lowerer:
         if mode == 2:
             q, sc = quantize_weight_s8(w)
             for c0, c1 in self._col_parts(w.shape[1]):
-                s.weights.append((np.ascontiguousarray(q[:, c0:c1]), "s8", False, sc[c0:c1].copy()))
-            s.detail = "int8 dynamic per-tensor act, per-channel s8 weights"
+                s.weights.append((np.ascontiguousarray(q[:, c0:c1]), s8, False, sc[c0:c1].copy()))
+            s.detail = "int8 dynamic per-tensor act, per-channel s8 weights" + (", sparse 4x1" if sparse else "")
         else:
             for c0, c1 in self._col_parts(w.shape[1]):  # views: build_plan copies one part at a time to pack it
                 s.weights.append((w[:, c0:c1], "f32" if mode == 0 else "bf16", False, None))
@@ -483,8 +492,11 @@ class _Lowerer:
         name = n.name or n.outputs[0].name
 
 
-        def emit(x=x, w=w, bias=bias, act=act, out=out, origin=origin, name=name, qdq=qdq, exact=exact) -> None:
-            self._linear_step(x, w, bias, act, out, origin, name, qdq)
+        sparse = any(sparse_kernel(g) for g in group)
+
+        def emit(x=x, w=w, bias=bias, act=act, out=out, origin=origin, name=name, qdq=qdq, exact=exact,
+                 sparse=sparse) -> None:
+            self._linear_step(x, w, bias, act, out, origin, name, qdq, sparse)
             self.steps[-1].exact = exact
         self.anchors[anchor] = emit
 

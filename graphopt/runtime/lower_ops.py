@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..ir import DType, Node, Value
-from .lower import (_ACT, _CAST_T, _INT_T, _NUM_T, _SIZED, Tmp, _ln_native, _Lowerer, _s,
+from .lower import (_ACT, _CAST_T, _INT_T, _NUM_T, _SIZED, Tmp, _ln_native, _Lowerer, _s, sparse_kernel,
                     _static_shape, quantize_weight_s8)
 
 __all__ = ["STANDARD_OPS", "GRAPHOPT_OPS"]
@@ -413,7 +413,8 @@ def _g_linear(lw: _Lowerer, n: Node) -> bool:
         if aq is not None:
             x, a_scale, a_zp, _ = aq
             qdq = dict(qinfo, a_scale=a_scale, a_zp=a_zp)
-    lw._linear_step(x, w, b, _ACT[act_name], n.outputs[0], [n.label()], n.name or n.outputs[0].name, qdq)
+    lw._linear_step(x, w, b, _ACT[act_name], n.outputs[0], [n.label()], n.name or n.outputs[0].name, qdq,
+                    sparse_kernel(n))
     return True
 
 
@@ -485,7 +486,7 @@ def _g_mha(lw: _Lowerer, n: Node) -> bool:
     scale = float(n.attr("scale", 0.0)) or 1.0 / math.sqrt(hidden // heads)
     base = n.name or n.outputs[0].name
     qkv = lw.tmp(base + "/qkv")
-    lw._linear_step(x, W, p["b"], 0, qkv, [n.label()], base + "/qkv", p["qdq"])
+    lw._linear_step(x, W, p["b"], 0, qkv, [n.label()], base + "/qkv", p["qdq"], sparse_kernel(n))
     mask = None
     if kpm is not None:
         mask = lw.tmp(base + "/mask")

@@ -159,6 +159,34 @@ Status PackedWeights::pack_s8(const std::int8_t* B, index_t K, index_t N, bool t
   return Status::ok();
 }
 
+Status PackedWeights::pack_s8_sparse(const std::int8_t* B, index_t K, index_t N, bool transposed, const float* scale,
+                                     index_t n_scale, const std::int32_t* zp, index_t n_zp, PackedWeights* out) {
+  // The per-column terms (col_sum, scales, zero points) exactly as for the dense kernel.
+  PackedWeights W;
+  if (Status s = pack_s8(B, K, N, transposed, scale, n_scale, zp, n_zp, PackLayout::s8_k4, &W); !s) return s;
+  W.buf_ = AlignedBuffer();
+  auto S = std::make_shared<SparseBlocks>();
+  S->KG = (K + 3) / 4;
+  S->col_ptr.assign(static_cast<std::size_t>(N) + 1, 0);
+  auto get = [&](index_t k, index_t n) -> std::uint8_t {
+    return k < K ? static_cast<std::uint8_t>(transposed ? B[n * K + k] : B[k * N + n]) : 0;
+  };
+  for (index_t n = 0; n < N; ++n) {
+    for (index_t g = 0; g < S->KG; ++g) {
+      const std::uint32_t v = get(4 * g, n) | get(4 * g + 1, n) << 8 | get(4 * g + 2, n) << 16 |
+                              static_cast<std::uint32_t>(get(4 * g + 3, n)) << 24;
+      if (!v) continue;
+      S->off.push_back(static_cast<std::int32_t>(g * 64));
+      S->val.push_back(static_cast<std::int32_t>(v));
+    }
+    if (S->off.size() > 2147483647u) return Status::invalid("too many nonzero blocks for int32 offsets");
+    S->col_ptr[n + 1] = static_cast<std::int32_t>(S->off.size());
+  }
+  W.sparse_ = std::move(S);
+  *out = std::move(W);
+  return Status::ok();
+}
+
 Status PackedWeights::pack_bf16(const bf16_t* B, index_t K, index_t N, bool transposed, PackedWeights* out) {
   if (Status s = check_dims(K, N, B); !s) return s;
   PackedWeights W;
@@ -197,6 +225,12 @@ float PackedWeights::at_f32(index_t k, index_t n) const {
 }
 
 std::int32_t PackedWeights::at_s8(index_t k, index_t n) const {
+  if (sparse_) {
+    const SparseBlocks& S = *sparse_;
+    for (std::int32_t b = S.col_ptr[n]; b < S.col_ptr[n + 1]; ++b)
+      if (S.off[b] == (k / 4) * 64) return static_cast<std::int8_t>(static_cast<std::uint32_t>(S.val[b]) >> (8 * (k % 4)));
+    return 0;
+  }
   const std::uint8_t* p = panel(n / 16) + panel_offset(layout_, k, n % 16);
   if (layout_ == PackLayout::s8_k4) return *reinterpret_cast<const std::int8_t*>(p);
   std::int16_t v;
@@ -288,7 +322,7 @@ EpiResolved resolve_float(const Epilogue& e) {
 
 }  // namespace
 
-Isa gemm_isa(const PackedWeights& W) { return table_for(W).level(isa_selected()); }
+Isa gemm_isa(const PackedWeights& W) { return W.sparse() ? sparse_isa() : table_for(W).level(isa_selected()); }
 
 Status gemm_s8(const std::uint8_t* A, index_t M, index_t lda, const PackedWeights& W, const Epilogue& e, void* C,
                index_t ldc) {
@@ -308,7 +342,8 @@ Status gemm_s8(const std::uint8_t* A, index_t M, index_t lda, const PackedWeight
   r.wzp = W.zero_point().data();
   r.need_rowsum = W.has_zero_point();
   GemmArgs g{A, M, lda, &W, &r, C, ldc};
-  table_for(W).get()(g);
+  if (W.sparse()) sparse_gemm_s8(g);
+  else table_for(W).get()(g);
   return Status::ok();
 }
 

@@ -61,6 +61,11 @@ namespace avx512_bf16 { GRAPHOPT_GEMM_DECLS }
 namespace amx { GRAPHOPT_GEMM_DECLS }
 #undef GRAPHOPT_GEMM_DECLS
 
+// The 4x1-block sparse int8 GEMM (csrc/kernels/sparse): same arguments and epilogue as
+// gemm_s8 on W.sparse() weights; and the ISA level it runs at now.
+void sparse_gemm_s8(const GemmArgs& g);
+Isa sparse_isa();
+
 enum PeakKind : int { kPeakInt8Vnni = 0, kPeakInt8Avx2 = 1, kPeakBf16 = 2, kPeakF32Avx512 = 3, kPeakF32Avx2 = 4 };
 
 // Byte offset of element (k, c) (c = column inside the panel, 0..15) in a panel.

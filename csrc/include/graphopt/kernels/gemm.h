@@ -41,6 +41,16 @@ struct AlignedBuffer {
   std::size_t size_ = 0;
 };
 
+// int8 weights with 4x1 block sparsity (csrc/kernels/sparse): only the blocks of 4
+// consecutive k of one column n that hold a nonzero are kept, column by column.
+struct SparseBlocks {
+  index_t KG = 0;                      // k-groups: ceil(K / 4)
+  std::vector<std::int32_t> col_ptr;   // N + 1: column n's blocks are [col_ptr[n], col_ptr[n + 1])
+  std::vector<std::int32_t> off;       // per block: k-group * 64 (its byte offset in a packed A tile)
+  std::vector<std::int32_t> val;       // per block: the s8 weights of k = 4g..4g+3, little-endian
+  std::size_t nbytes() const { return (col_ptr.size() + off.size() + val.size()) * sizeof(std::int32_t); }
+};
+
 // Weights packed once, held by the plan (or by Python) and reused every call.
 class PackedWeights {
  public:
@@ -51,7 +61,10 @@ class PackedWeights {
   index_t panels() const { return (N_ + 15) / 16; }
   index_t panel_bytes() const { return Kp_ / layout_group(layout_) * 64; }
   const std::uint8_t* panel(index_t p) const { return buf_.data() + p * panel_bytes(); }
-  std::size_t nbytes() const { return buf_.size(); }
+  std::size_t nbytes() const { return buf_.size() + (sparse_ ? sparse_->nbytes() : 0); }
+  // int8 weights packed by pack_s8_sparse: 4x1 blocks and no dense panels (gemm_s8 then runs
+  // the sparse kernel, bit-identical to the dense one); null otherwise.
+  const SparseBlocks* sparse() const { return sparse_.get(); }
 
   // int8 only: per-column sum over k of the raw s8 weights (zero-point compensation),
   // weight scales (1 or N) and weight zero points (1 or N, expanded to N here).
@@ -73,6 +86,10 @@ class PackedWeights {
   static Status pack_s8(const std::int8_t* B, index_t K, index_t N, bool transposed,
                         const float* scale, index_t n_scale, const std::int32_t* zp, index_t n_zp,
                         PackLayout layout, PackedWeights* out);
+  // The same int8 weights as 4x1 blocks (only the blocks holding a nonzero are stored).
+  static Status pack_s8_sparse(const std::int8_t* B, index_t K, index_t N, bool transposed,
+                               const float* scale, index_t n_scale, const std::int32_t* zp, index_t n_zp,
+                               PackedWeights* out);
   static Status pack_bf16(const bf16_t* B, index_t K, index_t N, bool transposed, PackedWeights* out);
   static Status pack_bf16_from_f32(const float* B, index_t K, index_t N, bool transposed, PackedWeights* out);
   static Status pack_f32(const float* B, index_t K, index_t N, bool transposed, PackedWeights* out);
@@ -88,6 +105,7 @@ class PackedWeights {
   std::vector<std::int32_t> col_sum_, zp_, col_term_;
   std::vector<float> scale_, col_scale_;
   bool has_zp_ = false;
+  std::shared_ptr<const SparseBlocks> sparse_;
   void alloc(PackLayout l, index_t K, index_t N);
 };
 
