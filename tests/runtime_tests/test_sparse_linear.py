@@ -4,7 +4,6 @@ bit-identical to the dense int8 plan, and close to onnxruntime on the real MiniL
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 import graphopt
 from graphopt.ir import NODE_PROPS
