@@ -51,6 +51,21 @@ def _params(model: Model) -> int:
                    if v.const is not None and np.asarray(v.const).dtype.kind == "f"))
 
 
+def _head_counts(model: Model, unfused: list | None = None) -> dict[str, int]:
+    """Heads per attention block; ``unfused``: the unfused blocks found before pruning (their
+    output projections' rows give the heads left)."""
+    import graphopt.passes.pruning as pp
+
+    counts = {g.mha.name or g.mha.label(): g.num_heads for g in pp.blocks.head_groups(model.graph)}
+    by_label = {n.name or n.label(): n for n in model.graph}  # passes may rebuild nodes: look them up
+    for g in unfused if unfused is not None else pp.unfused_heads.unfused_head_groups(model.graph):
+        node = by_label.get(g.label)
+        w = pp.blocks.linear_weight(node) if node is not None else None
+        if w is not None:
+            counts[g.label] = int(w.shape[0] // g.head_dim)
+    return counts
+
+
 def prune(model: Model, data=None, *, heads: float = 0.0, ffn: float = 0.0, reconstruct: bool = True,
           sparsity: float = 0.0, pattern: str = "unstructured", scope: str = "layer", level: str = "O2",
           progress: bool = True) -> tuple[Model, PruneReport]:
@@ -76,7 +91,10 @@ def prune(model: Model, data=None, *, heads: float = 0.0, ffn: float = 0.0, reco
     if text is not None and not (text == "O2" and any(n.op == "graphopt::MultiHeadAttention" for n in model.graph)):
         PassManager.from_text(text)(model)
     report = PruneReport(params_before=_params(model))
-    groups = {g.mha.name or g.mha.label(): g.num_heads for g in pp.blocks.head_groups(model.graph)}
+    if heads > 0 and not any(n.op == "graphopt::MultiHeadAttention" for n in model.graph):
+        PassManager.from_text("infer-shapes")(model)  # unfused blocks are traced on static dims
+    unfused = pp.unfused_heads.unfused_head_groups(model.graph)
+    groups = _head_counts(model, unfused)
     widths = {g.down.name or g.down.label(): g.width for g in pp.blocks.neuron_groups(model.graph)}
     if heads > 0 or ffn > 0:
         targets = pp.prune_structured.pruning_targets(model)
@@ -90,7 +108,7 @@ def prune(model: Model, data=None, *, heads: float = 0.0, ffn: float = 0.0, reco
                                  "sparsify.scope": scope}):
             PassManager.from_text("sparsify-weights,remove-unused")(model)
         report.sparsity = pp.sparsify.sparsity_report(model)
-    after_heads = {g.mha.name or g.mha.label(): g.num_heads for g in pp.blocks.head_groups(model.graph)}
+    after_heads = _head_counts(model, unfused)
     after_widths = {g.down.name or g.down.label(): g.width for g in pp.blocks.neuron_groups(model.graph)}
     report.heads = {k: (v, after_heads.get(k, v)) for k, v in groups.items()}
     report.neurons = {k: (v, after_widths.get(k, v)) for k, v in widths.items()}

@@ -4,11 +4,12 @@ A *head group* is a ``graphopt::MultiHeadAttention`` with a packed constant QKV 
 whose output feeds exactly one linear layer (the output projection): removing head h
 drops its columns from W_qkv/B_qkv and its rows from W_o.
 
-A *neuron group* is ``up -> element-wise chain -> down``: a linear layer with constant
-weight W1 [K, F], element-wise ops that act on each of the F channels on their own
-(bias adds, GELU, ReLU, ...), and a linear layer with constant weight W2 [F, N].
-Removing neuron j drops column j of W1 (and of every per-channel constant on the way)
-and row j of W2.
+A *neuron group* is ``ups -> element-wise region -> down``: linear layers with constant
+weights W1 [K, F] (one, or gate and up of a SiLU-gated MLP; [K, 2F] into a fused
+``graphopt::SiluMul``), element-wise ops that act on each of the F channels on their own
+(bias adds, GELU fused or written out, ReLU, x * sigmoid(x) * up, ...), and a linear layer
+with constant weight W2 [F, N]. Removing neuron j drops column j of every W1 (and of every
+per-channel constant on the way) and row j of W2.
 
 Removing a head or neuron gives exactly the model in which that head's W_o rows (the
 neuron's W2 row) are zero, which is what the tests check.
@@ -64,9 +65,33 @@ class HeadGroup:
 
 @dataclass
 class NeuronGroup:
-    up: Node
-    chain: list[Node]
+    """``ups -> element-wise region -> down``: F neurons feed ``down``'s F input rows.
+
+    ``ups``: the linear layers producing the region's inputs, each with F output columns, or
+    2F when ``paired`` (its output feeds a ``graphopt::SiluMul``, which halves the channels:
+    neuron j is columns j and F + j). ``region``: the channel-wise ops in graph order (bias
+    adds, GELU written out, SiLU gating x * sigmoid(x) * up, ...); their constants are per
+    channel or scalars.
+    """
+
+    ups: list[Node]
+    region: list[Node]
     down: Node
+    paired: frozenset[int] = frozenset()  # id() of the ups that feed a SiluMul
+
+    @property
+    def up(self) -> Node:
+        return self.ups[0]
+
+    @property
+    def chain(self) -> list[Node]:
+        return self.region
+
+    @property
+    def is_chain(self) -> bool:
+        """One up and a plain chain of unary/const-operand ops (what remove-zero-structures evaluates)."""
+        return len(self.ups) == 1 and not self.paired and all(
+            sum(1 for x in n.inputs[1:] if x is not None and x.const is None) == 0 for n in self.region)
 
     @property
     def hidden(self) -> Value:
@@ -100,8 +125,77 @@ def head_groups(g: Graph) -> list[HeadGroup]:
     return out
 
 
+def const_value(v: Value | None) -> np.ndarray | None:
+    """``v``'s constant data: an initializer, or the output of a ``Constant`` node (graphs as imported)."""
+    if v is None:
+        return None
+    if v.const is not None:
+        return v.const
+    p = v.producer()
+    if p is not None and p.op == "Constant" and "value" in p.attrs and isinstance(p.attr("value"), np.ndarray):
+        return p.attr("value")
+    return None
+
+
 def _per_channel_const(v: Value | None, width: int) -> bool:
-    return v is not None and v.const is not None and v.const.ndim <= 1 and v.const.size in (1, width)
+    c = const_value(v)
+    return c is not None and c.ndim <= 1 and c.size in (1, width)
+
+
+def _linear_bias_ok(p: Node, cols: int) -> bool:
+    return not (p.op == "graphopt::Linear" and len(p.inputs) > 2 and p.inputs[2] is not None
+                and not _per_channel_const(p.inputs[2], cols))
+
+
+def _neuron_group(down: Node, width: int) -> NeuronGroup | None:
+    """The region feeding ``down`` (see :class:`NeuronGroup`), or None."""
+    ups: list[Node] = []
+    paired: set[int] = set()
+    region: dict[Node, None] = {}
+    todo, seen = [down.inputs[0]], set()
+    while todo:
+        v = todo.pop()
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        p = v.producer()
+        if p is None or v.is_graph_output() or const_value(v) is not None:
+            return None
+        w1 = linear_weight(p)
+        if w1 is not None and v is p.outputs[0] and w1.shape[1] == width and _linear_bias_ok(p, width):
+            ups.append(p)
+            continue
+        if p.op == "graphopt::SiluMul" and len(p.outputs) == 1 and len(p.inputs) == 1:
+            src = p.inputs[0].producer() if p.inputs[0] is not None else None
+            w1 = linear_weight(src) if src is not None else None
+            if w1 is None or w1.shape[1] != 2 * width or not _linear_bias_ok(src, 2 * width) \
+                    or p.inputs[0].num_uses() != 1 or p.inputs[0].is_graph_output():
+                return None
+            region[p] = None
+            ups.append(src)
+            paired.add(id(src))
+            continue
+        if p.op not in _CHANNEL_WISE or len(p.outputs) != 1:
+            return None
+        region[p] = None
+        for i, x in enumerate(p.inputs):
+            if x is None:
+                return None
+            if const_value(x) is not None:
+                if not _per_channel_const(x, width):
+                    return None
+            else:
+                todo.append(x)
+    if not ups:
+        return None
+    inside = set(region) | {down}
+    for n in list(region) + ups:  # nothing of the region is used outside it
+        for o in n.outputs:
+            if o.is_graph_output() or any(u not in inside for u in o.consumers()):
+                return None
+    order = {n: i for i, n in enumerate(down.graph)} if down.graph is not None else {}
+    return NeuronGroup(sorted(dict.fromkeys(ups), key=lambda n: order.get(n, 0)),
+                       sorted(region, key=lambda n: order.get(n, 0)), down, frozenset(paired))
 
 
 def neuron_groups(g: Graph) -> list[NeuronGroup]:
@@ -110,23 +204,9 @@ def neuron_groups(g: Graph) -> list[NeuronGroup]:
         w2 = linear_weight(down)
         if w2 is None or w2.shape[0] < 2:
             continue
-        width, chain, v = w2.shape[0], [], down.inputs[0]
-        while True:
-            p = v.producer()
-            if p is None or v.num_uses() != 1 or v.is_graph_output():
-                break
-            w1 = linear_weight(p)
-            if w1 is not None and w1.shape[1] == width and v is p.outputs[0]:
-                if p.op == "graphopt::Linear" and len(p.inputs) > 2 and not _per_channel_const(p.inputs[2], width):
-                    break
-                out.append(NeuronGroup(p, chain[::-1], down))
-                break
-            if p.op not in _CHANNEL_WISE or len(p.outputs) != 1:
-                break
-            if not all(_per_channel_const(x, width) for x in p.inputs[1:]):
-                break
-            chain.append(p)
-            v = p.inputs[0]
+        grp = _neuron_group(down, w2.shape[0])
+        if grp is not None:
+            out.append(grp)
     return out
 
 
@@ -166,18 +246,19 @@ def shrink_heads(g: Graph, grp: HeadGroup, keep: np.ndarray, wo: np.ndarray | No
 def shrink_neurons(g: Graph, grp: NeuronGroup, keep: np.ndarray, w2: np.ndarray | None = None) -> None:
     """Keep neurons ``keep`` (sorted indices); ``w2``: ``down``'s new rows (default: sliced)."""
     width = grp.width
-    up = grp.up
-    _replace_const(g, up, 1, linear_weight(up)[:, keep])
-    if up.op == "graphopt::Linear" and len(up.inputs) > 2 and up.inputs[2] is not None:
-        b = up.inputs[2].const
-        if b.size == width:
-            _replace_const(g, up, 2, b.reshape(-1)[keep])
-    _set_last_dim(up.outputs[0], len(keep))
-    for node in grp.chain:
-        for i in range(1, len(node.inputs)):
-            c = node.inputs[i].const
-            if c.size == width:
+    for up in grp.ups:
+        cols = np.concatenate([keep, keep + width]) if id(up) in grp.paired else keep
+        n_cols = 2 * width if id(up) in grp.paired else width
+        _replace_const(g, up, 1, linear_weight(up)[:, cols])
+        if up.op == "graphopt::Linear" and len(up.inputs) > 2 and up.inputs[2] is not None:
+            b = up.inputs[2].const
+            if b.size == n_cols:
+                _replace_const(g, up, 2, b.reshape(-1)[cols])
+        _set_last_dim(up.outputs[0], len(cols))
+    for node in grp.region:
+        for i in range(len(node.inputs)):
+            c = const_value(node.inputs[i])
+            if c is not None and c.size == width and width > 1:
                 _replace_const(g, node, i, c.reshape(-1)[keep])
         _set_last_dim(node.outputs[0], len(keep))
     set_rows(g, grp.down, linear_weight(grp.down)[keep] if w2 is None else w2)
-

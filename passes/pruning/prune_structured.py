@@ -1,6 +1,8 @@
 """prune-structured: remove the least important attention heads and FFN neurons.
 
-Importance comes from calibration without gradients: the Gram matrix G = X^T X of
+Heads are those of fused attention (``graphopt::MultiHeadAttention``) and of unfused blocks
+(``unfused_heads``: any export form; with grouped KV heads a whole KV group and its query
+heads go together, scored by their sum). Importance comes from calibration without gradients: the Gram matrix G = X^T X of
 each group's activations (``calibrate(..., kind="gram")``, the observer GPTQ uses)
 gives the energy each head or neuron sends into the next layer,
 
@@ -27,6 +29,7 @@ from graphopt.pm import Pass, PassContext, PassResult, register_config, register
 from graphopt.quant.specs import GRAM
 
 from .blocks import head_groups, linear_weight, neuron_groups, shrink_heads, shrink_neurons
+from .unfused_heads import unfused_head_groups
 
 __all__ = ["PruneStructuredPass", "head_importance", "neuron_importance", "refit_rows", "kept"]
 
@@ -107,6 +110,18 @@ class PruneStructuredPass(Pass):
                 stats["heads_removed"] += grp.num_heads - len(keep)
                 shrink_heads(g, grp, keep, rows)
                 changed = True
+            for ugrp in unfused_head_groups(g):  # unfused blocks (any export form; grouped KV heads)
+                gram, wo = _gram(ugrp.context), linear_weight(ugrp.out_proj)
+                imp = head_importance(gram, wo, ugrp.num_heads).reshape(ugrp.units, ugrp.rep).sum(axis=1)
+                keep = kept(imp, heads)
+                if len(keep) == ugrp.units:
+                    continue
+                rows = refit_rows(gram, wo, ugrp.context_cols(keep)) if refit else None
+                logger.info("%s: %d of %d %s kept", ugrp.label, len(keep), ugrp.units,
+                            "KV groups" if ugrp.rep > 1 else "heads")
+                stats["heads_removed"] += (ugrp.units - len(keep)) * ugrp.rep
+                ugrp.shrink(g, keep, rows)
+                changed = True
         if ffn > 0:
             for grp in neuron_groups(g):
                 gram, w2 = _gram(grp.hidden), linear_weight(grp.down)
@@ -124,4 +139,5 @@ class PruneStructuredPass(Pass):
 def pruning_targets(model: Model) -> list[str]:
     """Values whose Gram matrix the pass needs: attention outputs and FFN hidden activations."""
     g = model.graph
-    return [grp.context.name for grp in head_groups(g)] + [grp.hidden.name for grp in neuron_groups(g)]
+    return [grp.context.name for grp in head_groups(g)] + [grp.context.name for grp in unfused_head_groups(g)] \
+        + [grp.hidden.name for grp in neuron_groups(g)]
