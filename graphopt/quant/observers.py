@@ -32,8 +32,10 @@ __all__ = ["HistogramObserver", "ChannelAbsMaxObserver", "observer_from_dict"]
 _TINY = 2.0**-40
 
 
-def _pow2_at_least(x: float) -> float:
-    return 2.0 ** math.ceil(math.log2(max(x, _TINY)))
+def _pow2_above(x: float) -> float:
+    """The smallest power of two strictly above ``x``: a value equal to ``R`` would need the bin past the
+    last, and clipping it into the last bin puts it one bin off from where a doubled histogram has it."""
+    return math.ldexp(1.0, math.frexp(max(x, _TINY))[1])
 
 
 class HistogramObserver:
@@ -77,7 +79,7 @@ class HistogramObserver:
                 return
             lo, hi = float(x.min()), float(x.max())
         self.min, self.max = min(self.min, lo), max(self.max, hi)
-        self._grow_to(_pow2_at_least(max(abs(lo), abs(hi))))
+        self._grow_to(_pow2_above(max(abs(lo), abs(hi))))
         # float64: R and bins/2R are powers of two, so binning is exact for float32 inputs of similar
         # magnitude and a doubled histogram equals one built at the larger radius
         idx = ((x.astype(np.float64) + self.radius) * (self.bins / (2 * self.radius))).astype(np.int64)
