@@ -43,7 +43,7 @@ import numpy as np
 from ..errors import GraphoptError
 from .transformers_onnx import DEFAULT_CACHE, _require_torch, minilm_path, minilm_tokenizer
 
-__all__ = ["BBCTask", "bbc_classifier", "bbc_texts", "load_split", "accuracy"]
+__all__ = ["BBCTask", "bbc_classifier", "bbc_torch", "bbc_texts", "load_split", "accuracy"]
 
 logger = logging.getLogger(__name__)
 
@@ -236,6 +236,42 @@ def _Classifier(torch: Any, encoder: Any, classes: int) -> Any:  # noqa: N802 - 
             return self.head((h * m).sum(1) / m.sum(1).clamp(min=1.0))
 
     return Classifier()
+
+
+def bbc_torch(task: BBCTask) -> Any:
+    """The classifier as a torch module (eager attention), its weights read back from ``task.path``.
+
+    The TorchScript export keeps parameter names on biases, LayerNorms and embeddings; each
+    linear weight is the (transposed) constant MatMul operand whose output the named bias is
+    added to. For distillation and QAT (:mod:`graphopt.train`) without re-training the task.
+    """
+    torch = _require_torch()
+    import onnx
+    from onnx import numpy_helper
+    from transformers import AutoConfig, AutoModel
+
+    proto = onnx.load(str(task.path))
+    init = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    state = {k: v for k, v in init.items() if not k.startswith("onnx::")}
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    for n in proto.graph.node:  # Add(MatMul(x, W), name.bias) -> name.weight = W^T
+        if n.op_type != "Add":
+            continue
+        bias = next((i for i in n.input if i.endswith(".bias") and i in init), None)
+        mm = next((producer.get(i) for i in n.input if producer.get(i) is not None
+                   and producer[i].op_type == "MatMul"), None)
+        w = next((i for i in mm.input if i in init), None) if mm is not None else None
+        if bias is not None and w is not None:
+            state[bias[:-len("bias")] + "weight"] = init[w].T
+    cfg = AutoConfig.from_pretrained(str(minilm_path()))
+    encoder = AutoModel.from_config(cfg, attn_implementation="eager")
+    net = _Classifier(torch, encoder, len(task.labels))
+    missing, unexpected = net.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state.items()},
+                                              strict=False)
+    missing = [k for k in missing if not k.endswith("position_ids") and ".pooler." not in k]  # unused by the head
+    if missing:
+        raise GraphoptError(f"{task.path}: cannot recover torch weights {missing[:4]} from the ONNX file")
+    return net.eval()
 
 
 def main(argv: list[str] | None = None) -> int:

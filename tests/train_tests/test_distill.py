@@ -1,0 +1,120 @@
+"""graphopt.train: students, distillation, the loop's checkpoint/resume, export back to graphopt."""
+
+import numpy as np
+import pytest
+import torch
+
+import graphopt
+from graphopt.errors import GraphoptError
+from graphopt.train import default_layer_map, distill, drop_layers, export_onnx, layer_list, prune_torch
+from graphopt.train._loop import as_arrays, batch_at
+
+from .conftest import tiny_classifier
+
+NAMES = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def _logits(net, d):
+    with torch.no_grad():
+        return net(**{k: torch.from_numpy(d[k]) for k in NAMES}).numpy()
+
+
+def test_drop_layers_every_other(tiny):
+    s = drop_layers(tiny, 2)
+    assert len(layer_list(s)[1]) == 2 and len(layer_list(tiny)[1]) == 4
+    assert s._graphopt_teacher_layers == [0, 2]
+    assert default_layer_map(tiny, s) == {0: 1, 1: 3}
+    # the kept layers are copies of the teacher's, not shared
+    assert layer_list(s)[1][1].attention.self.query.weight.data_ptr() != \
+        layer_list(tiny)[1][2].attention.self.query.weight.data_ptr()
+    assert torch.equal(layer_list(s)[1][1].attention.self.query.weight, layer_list(tiny)[1][2].attention.self.query.weight)
+    with pytest.raises(GraphoptError, match="1..4"):
+        drop_layers(tiny, 5)
+
+
+def test_prune_torch_equals_masking(tiny, data):
+    """Removing heads/neurons equals zeroing their output-projection columns in the unpruned model."""
+    import copy
+
+    masked = copy.deepcopy(tiny)
+    layer = layer_list(masked)[1][1]
+    with torch.no_grad():
+        layer.attention.output.dense.weight[:, 8:16] = 0   # head 1 of 4 (head dim 8)
+        layer.output.dense.weight[:, [0, 5, 7]] = 0
+    keep_n = [j for j in range(48) if j not in (0, 5, 7)]
+    pruned = prune_torch(copy.deepcopy(tiny), {1: [0, 2, 3]}, {1: keep_n})
+    assert layer_list(pruned)[1][1].attention.self.query.out_features == 24
+    np.testing.assert_allclose(_logits(pruned, data), _logits(masked, data), rtol=1e-5, atol=1e-5)
+
+
+def test_distill_reduces_loss_and_student_learns(data):
+    teacher = tiny_classifier(seed=1)
+    student = drop_layers(teacher, 2)
+    with torch.no_grad():  # start the student away from the teacher
+        student.head.weight.mul_(0.1)
+    before = np.abs(_logits(student, data) - _logits(teacher, data)).mean()
+    res = distill(teacher, student, data, steps=40, batch=8, lr=3e-3, progress=False)
+    after = np.abs(_logits(student, data) - _logits(teacher, data)).mean()
+    assert res.steps == 40 and len(res.losses) == 40
+    assert np.mean(res.losses[-5:]) < np.mean(res.losses[:5])
+    assert after < before
+    assert not student.training
+
+
+def test_resume_after_interrupt_matches_uninterrupted(tmp_path, data):
+    teacher = tiny_classifier(seed=1)
+    ref = drop_layers(teacher, 2)
+    torch.manual_seed(0)
+    distill(teacher, ref, data, steps=12, batch=8, lr=1e-3, progress=False)
+
+    student = drop_layers(teacher, 2)
+    ckpt = tmp_path / "run.ckpt"
+    calls = {"n": 0}
+    real = torch.optim.AdamW.step
+
+    def flaky(self, *a, **k):  # Ctrl-C at the start of step 7 (after 7 completed steps)
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    torch.manual_seed(0)
+    torch.optim.AdamW.step = flaky
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            distill(teacher, student, data, steps=12, batch=8, lr=1e-3, progress=False, checkpoint=ckpt, every=100)
+    finally:
+        torch.optim.AdamW.step = real
+    assert ckpt.exists()
+    fresh = drop_layers(teacher, 2)
+    res = distill(teacher, fresh, data, steps=12, batch=8, lr=1e-3, progress=False, checkpoint=ckpt)
+    assert res.resumed_from == 7 and res.steps == 12 and len(res.losses) == 12
+    np.testing.assert_allclose(_logits(fresh, data), _logits(ref, data), rtol=1e-4, atol=1e-5)
+    with pytest.raises(GraphoptError, match="another run"):  # other settings: refused
+        distill(teacher, drop_layers(teacher, 2), data, steps=13, batch=8, progress=False, checkpoint=ckpt)
+
+
+def test_batches_are_a_function_of_step(data):
+    a = batch_at(data, 9, 8, seed=3)
+    b = batch_at(data, 9, 8, seed=3)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert a["input_ids"].shape[1] == int(a["attention_mask"].sum(1).max())
+
+
+def test_bad_data_is_named(tmp_path, tiny):
+    with pytest.raises(GraphoptError, match="different lengths"):
+        as_arrays({"input_ids": np.zeros((3, 4)), "attention_mask": np.zeros((2, 4))})
+    with pytest.raises(GraphoptError, match="no .npz"):
+        as_arrays(tmp_path)
+    with pytest.raises(GraphoptError, match="lacks input"):
+        distill(tiny, drop_layers(tiny, 2), {"input_ids": np.zeros((4, 3), np.int64)}, steps=1,
+                input_names=NAMES, progress=False)
+
+
+def test_export_runs_in_graphopt_and_matches(tmp_path, data):
+    teacher = tiny_classifier(seed=2)
+    student = drop_layers(teacher, 2)
+    path = export_onnx(student, tmp_path / "s.onnx", {k: data[k][:2] for k in NAMES})
+    feeds = {k: data[k][:5] for k in NAMES}
+    got = graphopt.compile(graphopt.load(path)).run(feeds)[0]
+    np.testing.assert_allclose(got, _logits(student, feeds), rtol=1e-4, atol=1e-4)
