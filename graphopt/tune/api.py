@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from ..errors import GraphoptError
 from ..ir import Model
 from .executor import LocalExecutor, RayExecutor, Worker
 from .search import KNOB_SPACE, basic_order, disagreement_rows, greedy_order, pareto_front
-from .space import Recipe, find_groups, load_function, make_runner, preset_for, target_precisions
+from .space import Group, Recipe, find_groups, load_function, make_runner, preset_for, target_precisions
 from .tables import CostTable, ErrorTable, measure_costs, measure_errors
 
 __all__ = ["tune", "TuneResult", "STRATEGIES"]
@@ -239,7 +239,7 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
         cost = measure_costs(fp32, groups, lat_feeds, target, precisions, threads=threads, cache_dir=cache_dir,
                              progress=progress)
         if base_row.get("latency_ms") and cost.total_fp32 > 0:
-            cost = cost.rescaled(base_row["latency_ms"] / 1e3 / cost.total_fp32)
+            cost = _fit_costs(cost, ex, base_row, best_knobs, groups, precisions, producers, lat_feeds)
         probe = batches[:min(2, len(batches))]
         front: list = []
 
@@ -309,6 +309,17 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
 
         write_outputs(out, res, groups, cost, err, front, table_seconds, bar)
     return res
+
+
+def _fit_costs(cost: CostTable, ex: Any, base_row: dict, knobs: dict[str, Any], groups: Sequence[Group],
+               precisions: Sequence[str], producers: dict[str, list[str]], feeds: dict[str, np.ndarray]) -> CostTable:
+    """Fit the one-node table to whole-model times: the measured fp32 baseline plus one timing (no user
+    evaluation) of each uniform precision, all-int8 with the chosen knobs."""
+    anchors = [(Recipe.make({g.name: "fp32" for g in groups}, **knobs), base_row["latency_ms"] / 1e3)]
+    uniform = [Recipe.make({g.name: p for g in groups}, **knobs) for p in precisions if p != "fp32"]
+    anchors += list(zip(uniform, ex.latency(uniform, feeds)))
+    logger.info("cost table anchors: %s", ", ".join(f"{r.counts(groups)} {t * 1e3:.2f} ms" for r, t in anchors))
+    return cost.fitted(anchors, producers)
 
 
 def _search_knobs(score, knobs0: dict[str, Any], n: int, fp32: Model, workers: int, out_of_budget) -> dict[str, Any]:

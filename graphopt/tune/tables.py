@@ -109,6 +109,43 @@ class CostTable:
                          {g: t * factor for g, t in self.transition.items()}, self.total_fp32 * factor,
                          self.target, self.machine, list(self.groups))
 
+    def fitted(self, anchors: Sequence[tuple[Recipe, float]], producers: dict[str, list[str]]) -> CostTable:
+        """The table re-fitted to whole-model times measured for a few ``anchors`` (recipe, seconds).
+
+        One-node timings miss what the whole model shares (caches, fused neighbours, the runtime's
+        per-step overhead), and by a different factor per precision: int8 GEMMs gain more alone than in
+        the model. So the prediction becomes ``a * (fp32 total + transitions) + sum_p s_p * D_p`` with
+        ``D_p`` the summed one-node gains of the groups at precision ``p``; ``a`` and ``s_p`` come from
+        least squares over the anchors (all-fp32, all-bf16 and all-int8 pin them exactly). Without an
+        anchor for a precision its ``s_p`` stays ``a``.
+
+        >>> t = CostTable({"g": {"fp32": 2.0, "int8": 1.0}}, {}, 4.0, "native", "m", ["g"])
+        >>> f = t.fitted([(Recipe.make({"g": "fp32"}), 8.0), (Recipe.make({}), 7.0)], {})
+        >>> round(f.predict(Recipe.make({}), {}), 6), round(f.predict(Recipe.make({"g": "fp32"}), {}), 6)
+        (7.0, 8.0)
+        """
+        precs = sorted({p for row in self.cost.values() for p in row} - {"fp32"})
+
+        def columns(r: Recipe) -> list[float]:
+            base = self.predict(r, producers)
+            gains = {p: 0.0 for p in precs}
+            for g in self.groups:
+                p = r.precision(g)
+                if p != "fp32":
+                    gains[p] += self.cost[g][p] - self.cost[g]["fp32"]
+            return [base - sum(gains.values())] + [gains[p] for p in precs]
+
+        a_mat = np.array([columns(r) for r, _ in anchors], np.float64)
+        y = np.array([t for _, t in anchors], np.float64)
+        known = [0] + [1 + i for i, p in enumerate(precs) if np.any(np.abs(a_mat[:, 1 + i]) > 0)]
+        sol, *_ = np.linalg.lstsq(a_mat[:, known], y, rcond=None)
+        a = float(sol[0]) if sol[0] > 0 else 1.0
+        scale = {p: a for p in precs} | {precs[k - 1]: max(float(v), 0.0) for k, v in zip(known[1:], sol[1:])}
+        cost = {g: {p: a * row["fp32"] + (scale[p] * (t - row["fp32"]) if p != "fp32" else 0.0)
+                    for p, t in row.items()} for g, row in self.cost.items()}
+        return CostTable(cost, {g: t * a for g, t in self.transition.items()}, self.total_fp32 * a, self.target,
+                         self.machine, list(self.groups))
+
     def to_dict(self) -> dict[str, Any]:
         return {"cost": self.cost, "transition": self.transition, "total_fp32": self.total_fp32,
                 "target": self.target, "machine": self.machine, "groups": self.groups}

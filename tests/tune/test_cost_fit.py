@@ -1,0 +1,31 @@
+"""CostTable.fitted: whole-model anchors pin the per-precision scales; mixed recipes interpolate."""
+
+import pytest
+
+from graphopt.tune.space import Recipe
+from graphopt.tune.tables import CostTable
+
+
+def _table():
+    cost = {"a": {"fp32": 4.0, "bf16": 2.0, "int8": 1.0}, "b": {"fp32": 2.0, "bf16": 1.5, "int8": 1.0}}
+    return CostTable(cost, {"b": 0.25}, 10.0, "native", "m", ["a", "b"])
+
+
+def test_anchors_are_reproduced_and_a_mixed_recipe_uses_each_precisions_scale():
+    t = _table()
+    prod = {"b": ["a"]}
+    fp32, bf16, int8 = (Recipe.make({"a": p, "b": p}) for p in ("fp32", "bf16", "int8"))
+    # whole model: 20 s fp32 (a = 2); bf16 gains 1.5x the one-node gain, int8 only 0.5x
+    anchors = [(fp32, 20.0), (bf16, 20.0 - 1.5 * 2.5), (int8, 20.0 - 0.5 * 4.0)]
+    f = t.fitted(anchors, prod)
+    for r, secs in anchors:
+        assert f.predict(r, prod) == pytest.approx(secs)
+    mixed = Recipe.make({"a": "bf16", "b": "int8"})
+    # a: bf16 gain 2.0 * 1.5; b: int8 gain 1.0 * 0.5; b's input changes precision: transition 0.25 * a
+    assert f.predict(mixed, prod) == pytest.approx(20.0 - 3.0 - 0.5 + 0.5)
+
+
+def test_a_precision_without_an_anchor_keeps_the_fp32_scale():
+    t = _table()
+    f = t.fitted([(Recipe.make({"a": "fp32", "b": "fp32"}), 30.0)], {})
+    assert f.predict(Recipe.make({"a": "bf16", "b": "fp32"}), {}) == pytest.approx(30.0 - 3 * 2.0)
