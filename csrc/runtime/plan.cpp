@@ -15,6 +15,7 @@ void register_shape_ops(std::map<std::string, OpFn>& r);    // ops/shape.cpp
 void register_nn_ops(std::map<std::string, OpFn>& r);       // ops/nn.cpp
 void register_cnn_ops(std::map<std::string, OpFn>& r);      // ops/cnn.cpp
 void register_decoder_ops(std::map<std::string, OpFn>& r);  // ops/decoder.cpp
+void register_index_ops(std::map<std::string, OpFn>& r);    // ops/index.cpp
 
 namespace {
 const std::map<std::string, OpFn>& registry() {
@@ -25,6 +26,7 @@ const std::map<std::string, OpFn>& registry() {
     register_nn_ops(m);
     register_cnn_ops(m);
     register_decoder_ops(m);
+    register_index_ops(m);
     return m;
   }();
   return r;

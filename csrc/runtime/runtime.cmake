@@ -9,5 +9,6 @@ target_sources(_C PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/ops/nn.cpp
   ${CMAKE_CURRENT_LIST_DIR}/ops/cnn.cpp
   ${CMAKE_CURRENT_LIST_DIR}/ops/decoder.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/ops/index.cpp
   ${CMAKE_CURRENT_LIST_DIR}/../bindings/runtime.cpp
 )

@@ -557,3 +557,7 @@ GRAPHOPT_OPS: dict[str, Callable[[_Lowerer, Node], bool]] = {
 from .lower_decoder import DECODER_OPS  # noqa: E402  (decoder ops: RMSNorm, SiluMul, RotaryEmbedding, ...)
 
 GRAPHOPT_OPS.update(DECODER_OPS)
+
+from .lower_index import INDEX_OPS  # noqa: E402  (index ops: CumSum, GatherElements/ND, Pad, Tile, Sign, ...)
+
+STANDARD_OPS.update(INDEX_OPS)

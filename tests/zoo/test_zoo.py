@@ -33,7 +33,6 @@ FP32_ATOL, BF16_COS, INT8_COS = 1e-4, 0.999, 0.98
 
 _TS_DIFF = ("TorchScript cannot export aten::diff at opset 17 (transformers 5 masking_utils' packed-sequence "
             "check on position ids)")
-_MASK_OPS = "mask construction (CumSum/GatherND) has no native kernel"
 
 # (model, form, check) -> (reason, strict); form "*" = every form
 KNOWN: dict[tuple[str, str, str], tuple[str, bool]] = {
@@ -49,19 +48,10 @@ KNOWN: dict[tuple[str, str, str], tuple[str, bool]] = {
                                  "`causal` attribute in MultiHeadAttention)", True),
     ("llama", "*", "attention"): ("GQA (repeat_kv), rotary between projection and attention and the causal mask "
                                   "are not fused yet (needs num_kv_heads, separate Q/K/V, causal)", True),
-    ("roberta", "*", "fallbacks"): ("RoBERTa position ids (CumSum/GatherElements over input_ids != padding_idx) "
-                                    "have no native kernel", True),
-    ("mobilebert", "*", "fallbacks"): ("Pad of MobileBERT's trigram embedding (and GatherND of the dynamo mask) "
-                                       "have no native kernel", True),
-    ("deberta-v2", "*", "fallbacks"): ("relative-position bucket ops (Sign/Abs/Clip/Tile/GatherElements) have no "
-                                       "native kernel", True),
-    ("gpt2", "*", "fallbacks"): (_MASK_OPS, True),
-    ("llama", "*", "fallbacks"): (_MASK_OPS, True),
     ("t5-encoder", "*", "fallbacks"): ("the fused attention with T5's per-head position bias falls back (the "
-                                       "native kernel takes a head-broadcast bias only); Abs of the "
-                                       "relative-position buckets has no native kernel", True),
+                                       "native kernel takes a head-broadcast bias only)", True),
     ("bert-cls", "*", "fallbacks"): ("the pooler's graphopt::Linear (dense + Tanh) has no native kernel", True),
-    ("mobilenet", "*", "fallbacks"): ("depthwise FusedConv (group > 1) and HardSwish have no native kernel", True),
+    ("mobilenet", "*", "fallbacks"): ("depthwise FusedConv (group > 1) with HardSwish has no native kernel", True),
 }
 
 
