@@ -199,6 +199,13 @@ def _apply_recipe(args: argparse.Namespace, src: Path, model: Any) -> int:
     from ..tune.space import Recipe, build, find_groups
 
     recipe = Recipe.load(args.recipe)
+    if recipe.prune and not args.calib:
+        raise UsageError(f"recipe {args.recipe} prunes {100 * recipe.prune:.0f} % of heads/FFN: --calib is required")
+    if recipe.prune:
+        from ..pruning import prune
+
+        model, _ = prune(model, prepare_batches(model, args.calib), heads=recipe.prune, ffn=recipe.prune,
+                         level="O0", progress=False)
     groups = find_groups(model)
     missing = sorted(set(dict(recipe.nodes)) - {g.name for g in groups})
     if missing:

@@ -36,8 +36,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--address", help="an existing Ray cluster's address")
     p.add_argument("--knob-trials", type=int, default=3, help="Optuna trials over the global knobs (pareto)")
     p.add_argument("--threads", type=int, help="threads per candidate session")
+    p.add_argument("--prune", type=_ratios, default=(),
+                   help="prune ratios to search, e.g. 0,0.25,0.5: heads and FFN neurons removed before quantizing")
     add_output(p, "output folder (model.onnx, recipe.json, trials.jsonl, pareto.png, report.html)", dest="out")
     p.set_defaults(func=run)
+
+
+def _ratios(text: str) -> tuple[float, ...]:
+    try:
+        vals = tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--prune takes ratios like 0,0.25,0.5, got {text!r}") from None
+    if any(not 0 <= v < 1 for v in vals):
+        raise argparse.ArgumentTypeError(f"--prune ratios must be in [0, 1), got {text!r}")
+    return vals
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     res = tune(model, evaluate, calib, tolerance=args.tolerance, relative=not args.absolute, target=args.target,
                strategy=args.strategy, max_trials=args.max_trials, timeout=args.timeout, workers=args.workers,
                address=args.address, outdir=args.out, test_evaluate=test_eval, knob_trials=args.knob_trials,
-               threads=args.threads, progress=sys.stderr.isatty())
+               threads=args.threads, progress=sys.stderr.isatty(), prune=args.prune)
     print(res.message)
     print(f"strategy {res.strategy} on {res.target}: {res.evaluations} evaluations, {res.wall_seconds:.0f} s")
     print(f"  fp32    score {res.baseline:.4f}" + (f"  test {res.baseline_test_accuracy:.4f}"

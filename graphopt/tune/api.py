@@ -125,7 +125,8 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
          target: str = "native", strategy: str = "pareto", max_trials: int = 50, timeout: float | None = None,
          workers: int = 1, address: str | None = None, outdir: str | os.PathLike | None = None, *,
          test_evaluate: Callable | str | None = None, knob_trials: int = 3, threads: int | None = None,
-         progress: bool | None = None, cache_dir: Path | None = None) -> TuneResult:
+         progress: bool | None = None, cache_dir: Path | None = None, prune: Sequence[float] = (),
+         reference: float | None = None) -> TuneResult:
     """Find the fastest model on ``target`` whose ``evaluate`` score is within ``tolerance`` of fp32.
 
     :param model: a Model, an ONNX path or a ``ModelSpec``/``BBCTask`` (anything with ``.path``).
@@ -138,11 +139,21 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
     :param workers: scoring processes; > 1 or ``address`` runs them on Ray.
     :param outdir: model.onnx, recipe.json, trials.jsonl (resumable), pareto.png, report.html.
     :param test_evaluate: a held-out score reported for fp32 and the chosen model (never used to choose).
+    :param prune: fractions of attention heads and FFN neurons to remove (``graphopt.prune`` with
+        least-squares reconstruction, on the graph as imported) before the precision search, e.g.
+        ``(0, 0.25, 0.5)``: each ratio is tuned against the unpruned fp32 score in ``OUTDIR/prune-NN``
+        and the fastest model that meets the tolerance wins; its recipe carries the ratio.
+    :param reference: the score the tolerance is taken from (default: this model's fp32 score).
     :returns: a :class:`TuneResult`; never empty: when no quantized candidate meets the tolerance, the
         most accurate one is returned with ``met=False`` and a message saying so.
     """
     from ..quant.api import prepare_batches
 
+    if any(r > 0 for r in prune):
+        return _tune_pruned(model, evaluate, data, tolerance, relative, prune, outdir, progress,
+                            dict(target=target, strategy=strategy, max_trials=max_trials, timeout=timeout,
+                                 workers=workers, address=address, test_evaluate=test_evaluate,
+                                 knob_trials=knob_trials, threads=threads, cache_dir=cache_dir))
     if strategy not in STRATEGIES:
         raise GraphoptError(f"unknown strategy '{strategy}' ({', '.join(STRATEGIES)})")
     if tolerance < 0:
@@ -224,7 +235,8 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
         fp_recipe = Recipe.make({g.name: "fp32" for g in groups}, **knobs0)
         base_row = score([("baseline fp32", fp_recipe)])[0]
         baseline = base_row["accuracy"]
-        bar = baseline * (1 - tolerance) if relative else baseline - tolerance
+        ref = baseline if reference is None else reference
+        bar = ref * (1 - tolerance) if relative else ref - tolerance
 
         def meets(row: dict) -> bool:
             return row["accuracy"] >= bar - 1e-12
@@ -309,6 +321,66 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
 
         write_outputs(out, res, groups, cost, err, front, table_seconds, bar)
     return res
+
+
+def _tune_pruned(model: Any, evaluate: Callable | str, data: Any, tolerance: float, relative: bool,
+                 ratios: Sequence[float], outdir: str | os.PathLike | None, progress: bool | None,
+                 kw: dict[str, Any]) -> TuneResult:
+    """Prune ratio as an outer knob: one precision search per ratio, all against the unpruned fp32
+    score; the fastest result that meets the tolerance (else the most accurate) is the answer."""
+    from dataclasses import replace as _replace
+
+    from ..pruning import prune as prune_model
+    from ..quant.api import prepare_batches
+
+    if any(not 0 <= r < 1 for r in ratios):
+        raise GraphoptError(f"prune ratios must be in [0, 1), got {list(ratios)}")
+    fp32 = _as_model(model)
+    batches = prepare_batches(fp32, data)
+    out = Path(outdir) if outdir is not None else None
+    results: list[tuple[float, TuneResult]] = []
+    reference = None
+    for r in sorted(set([0.0, *ratios])):
+        m = _clone_model(fp32)
+        if r > 0:
+            m, rep = prune_model(m, batches, heads=r, ffn=r, level="O0", progress=bool(progress))
+            logger.info("prune %.0f %%: %s", 100 * r, rep)
+        sub = out / f"prune-{round(100 * r):02d}" if out is not None else None
+        res = tune(m, evaluate, batches, tolerance, relative, outdir=sub, progress=progress, reference=reference,
+                   **kw)
+        if reference is None:
+            reference = res.baseline
+        res.recipe = _replace(res.recipe, prune=r)
+        results.append((r, res))
+    met = [(r, res) for r, res in results if res.met]
+    r, best = (min(met, key=lambda t: t[1].latency_ms or float("inf")) if met
+               else max(results, key=lambda t: (t[1].accuracy, -t[0])))
+    best.baseline, best.baseline_latency_ms = results[0][1].baseline, results[0][1].baseline_latency_ms
+    best.baseline_test_accuracy = results[0][1].baseline_test_accuracy
+    best.evaluations = sum(res.evaluations for _, res in results)
+    best.message = (f"prune {100 * r:.0f} % heads/FFN: {best.message} (searched ratios "
+                    + ", ".join(f"{100 * q:.0f} %: {res.latency_ms:.2f} ms acc {res.accuracy:.4f}"
+                                + ("" if res.met else " (not met)") for q, res in results) + ")")
+    if out is not None:
+        import shutil
+
+        from ..io.atomic import write_text
+
+        src = out / f"prune-{round(100 * r):02d}"
+        for name in ("model.onnx", "model.onnx.data", "pareto.png", "report.html"):
+            if (src / name).exists():
+                shutil.copyfile(src / name, out / name)
+        write_text(out / "recipe.json", json.dumps(best.recipe.to_dict(), indent=1, sort_keys=True))
+        summary = best.summary() | {"prune_ratios": [{"prune": q, **res.summary()} for q, res in results]}
+        write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
+        best.outdir = out
+    return best
+
+
+def _clone_model(m: Model) -> Model:
+    from ..io import from_onnx, to_onnx
+
+    return from_onnx(to_onnx(m))
 
 
 def _fit_costs(cost: CostTable, ex: Any, base_row: dict, knobs: dict[str, Any], groups: Sequence[Group],

@@ -61,6 +61,7 @@ class Recipe:
     smoothquant: float | None = 0.8
     observer: str = "minmax"
     per_channel: bool = True
+    prune: float = 0.0  # fraction of attention heads and of FFN neurons removed (graphopt.prune) first
 
     @classmethod
     def make(cls, precisions: dict[str, str], **knobs: Any) -> Recipe:
@@ -79,7 +80,10 @@ class Recipe:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": 1, "knobs": self.knobs(), "nodes": dict(self.nodes)}
+        d: dict[str, Any] = {"version": 1, "knobs": self.knobs(), "nodes": dict(self.nodes)}
+        if self.prune:  # absent when 0: keys (and trials.jsonl) of unpruned recipes stay as they were
+            d["prune"] = {"heads": self.prune, "ffn": self.prune}
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Recipe:
@@ -92,7 +96,13 @@ class Recipe:
         for name, p in d["nodes"].items():
             if p not in ("int8", "bf16", "fp32"):
                 raise GraphoptError(f"recipe: node {name!r} has unknown precision {p!r} (int8, bf16, fp32)")
-        return cls.make(dict(d["nodes"]), **k)
+        pr = d.get("prune") or {}
+        if not isinstance(pr, dict) or set(pr) - {"heads", "ffn"} or len(set(pr.values())) > 1:
+            raise GraphoptError("recipe: 'prune' is {'heads': r, 'ffn': r} with one ratio r")
+        ratio = float(next(iter(pr.values()), 0.0))
+        if not 0.0 <= ratio < 1.0:
+            raise GraphoptError(f"recipe: prune ratio {ratio} is not in [0, 1)")
+        return cls.make(dict(d["nodes"]), prune=ratio, **k)
 
     @classmethod
     def load(cls, path: str | Path) -> Recipe:
