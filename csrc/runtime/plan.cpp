@@ -16,6 +16,7 @@ void register_nn_ops(std::map<std::string, OpFn>& r);       // ops/nn.cpp
 void register_cnn_ops(std::map<std::string, OpFn>& r);      // ops/cnn.cpp
 void register_decoder_ops(std::map<std::string, OpFn>& r);  // ops/decoder.cpp
 void register_index_ops(std::map<std::string, OpFn>& r);    // ops/index.cpp
+void register_int4_ops(std::map<std::string, OpFn>& r);     // ops/int4.cpp
 
 namespace {
 const std::map<std::string, OpFn>& registry() {
@@ -27,6 +28,7 @@ const std::map<std::string, OpFn>& registry() {
     register_cnn_ops(m);
     register_decoder_ops(m);
     register_index_ops(m);
+    register_int4_ops(m);
     return m;
   }();
   return r;

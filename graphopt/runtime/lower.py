@@ -230,9 +230,11 @@ class _Lowerer:
         return self.steps
 
     def lower_node(self, n: Node) -> None:
+        from .lower_int4 import MICROSOFT_OPS
         from .lower_ops import GRAPHOPT_OPS, STANDARD_OPS  # per-op table (imports this module)
 
-        fn = (GRAPHOPT_OPS if n.domain == GRAPHOPT_DOMAIN else STANDARD_OPS if n.domain == "" else {}).get(n.op_type)
+        table = {GRAPHOPT_DOMAIN: GRAPHOPT_OPS, "": STANDARD_OPS, "com.microsoft": MICROSOFT_OPS}.get(n.domain, {})
+        fn = table.get(n.op_type)
         ok = False
         if fn is not None:
             mark = len(self.steps)
