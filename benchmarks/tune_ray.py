@@ -44,6 +44,7 @@ def _run(args: tuple, recipes: list[Recipe], workers: int) -> tuple[float, list[
     ex = RayExecutor(args, workers)
     try:
         t = time.perf_counter()
+        ex.prepare(recipes)  # one calibration per knob setting, sharded over the actors
         res = ex.accuracy(recipes)
         return time.perf_counter() - t, [r[0] for r in res], {r[2] for r in res}
     finally:

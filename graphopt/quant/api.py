@@ -25,7 +25,7 @@ from ..errors import GraphoptError
 from ..ir import Model
 from ..feeds import check_feeds
 from ..pm import Instrument, Pass, PassContext, PassManager, get_pass
-from .calibrate import CalibratePass, CalibrationResult, DataSource, calibrate, iter_batches
+from .calibrate import CalibratePass, CalibrationResult, Calibrator, DataSource, calibrate, iter_batches
 from .config import QuantConfig
 from .specs import PRECISION
 
@@ -118,13 +118,17 @@ def _smoothquant_targets(model: Model) -> list[str]:
 
 def quantize(model: Model, config: QuantConfig | None = None, data: DataSource | None = None, *,
              fmt: str = "qdq", progress: bool | None = None, calibration: CalibrationResult | None = None,
+             smoothing: CalibrationResult | None = None, calibrator: Calibrator | None = None,
              ctx: PassContext | None = None, instruments: Sequence[Instrument] = ()) -> tuple[Model, QuantReport]:
     """Quantize ``model`` in place per ``config`` (default: transformer preset) and return it.
 
     Every step -- calibration included -- is a pass run by a :class:`PassManager`, so
     ``instruments`` (Timing, DumpIR, NumericGuard, ...) and graph verification apply to each.
     ``calibration`` reuses a saved range calibration (SmoothQuant still needs ``data`` for
-    its per-channel pass, unless ``config.smoothquant`` is None). ``progress`` (default:
+    its per-channel pass, unless ``config.smoothquant`` is None or ``smoothing`` gives its saved
+    per-channel maxima). ``calibrator`` replaces the local calibration runs (both SmoothQuant's and the
+    ranges'): ``calibrator(model, targets, kind) -> CalibrationResult``, e.g. shards observed on several
+    processes and merged; ``data`` is then not needed here. ``progress`` (default:
     stderr is a terminal) shows a bar while calibrating.
     """
     t0 = time.perf_counter()
@@ -146,7 +150,7 @@ def quantize(model: Model, config: QuantConfig | None = None, data: DataSource |
         else:
             passes.append(get_pass("quantize-weight-only")(cfg))  # type: ignore[call-arg]
     else:
-        needs_data = calibration is None or cfg.smoothquant is not None
+        needs_data = calibrator is None and (calibration is None or (cfg.smoothquant is not None and smoothing is None))
         batches: Sequence[dict[str, Any]] = []
         if needs_data:
             if data is None:
@@ -154,10 +158,12 @@ def quantize(model: Model, config: QuantConfig | None = None, data: DataSource |
                                     "and smoothquant=None)")
             batches = prepare_batches(model, data)
         if cfg.smoothquant is not None:
-            passes += [CalibratePass(batches, kind="channel_absmax", targets=_smoothquant_targets, progress=progress),
+            passes += [CalibratePass(batches, kind="channel_absmax", targets=_smoothquant_targets, progress=progress,
+                                     result=smoothing, calibrator=calibrator),
                        get_pass("smoothquant")(cfg.smoothquant)]  # type: ignore[call-arg]
         passes += [get_pass("quant-annotate")(cfg),  # type: ignore[call-arg]
-                   CalibratePass(batches, progress=progress, result=calibration), get_pass("insert-qdq")()]
+                   CalibratePass(batches, progress=progress, result=calibration, calibrator=calibrator),
+                   get_pass("insert-qdq")()]
         if fmt == "qoperator":
             passes.append(get_pass("fold-qdq")())
     result = PassManager(passes, instruments=instruments, atomic=False)(model, ctx)

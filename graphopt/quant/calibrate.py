@@ -57,6 +57,9 @@ class CalibrationDataReader(Protocol):
 #: returning an iterable of feed dicts, an ``.npz`` file or a folder of ``.npz`` files.
 DataSource = Union[Feeds, Iterable[Feeds], CalibrationDataReader, Callable[[], Iterable[Feeds]], str, os.PathLike]
 Observer = Union[HistogramObserver, ChannelAbsMaxObserver, GramObserver]
+# (model, target value names or None for the default, observer kind) -> the observed statistics; how a
+# calibration is spread over processes (graphopt.tune's Ray actors each observe a shard and merge)
+Calibrator = Callable[["Model", "Sequence[str] | None", str], "CalibrationResult"]
 
 
 def _reader_iter(reader: CalibrationDataReader) -> Iterator[Feeds]:
@@ -165,8 +168,13 @@ class CalibrationResult:
             d = json.loads(Path(path).read_text())
         except (OSError, ValueError) as e:
             raise GraphoptError(f"cannot read calibration file {path}: {e}") from e
-        if d.get("format") != "graphopt.calibration/1":
+        if not isinstance(d, dict) or d.get("format") != "graphopt.calibration/1":
             raise GraphoptError(f"{path} is not a graphopt calibration file")
+        return cls.from_dict(d)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CalibrationResult:
+        """The inverse of :meth:`to_dict`."""
         return cls({k: observer_from_dict(v) for k, v in d["stats"].items()}, d["batches"], d["seconds"])
 
 
@@ -296,8 +304,9 @@ class CalibratePass(Pass):
 
     def __init__(self, batches: DataSource, *, kind: str = "histogram",
                  targets: Callable[[Model], Sequence[str]] | None = None, progress: bool = False,
-                 result: CalibrationResult | None = None) -> None:
+                 result: CalibrationResult | None = None, calibrator: Calibrator | None = None) -> None:
         self.batches = batches
+        self.calibrator = calibrator
         self.kind = kind
         self.targets = targets
         self.progress = progress
@@ -307,7 +316,9 @@ class CalibratePass(Pass):
 
     def run(self, model: Model, ctx: PassContext) -> PassResult:
         res = self.result
-        if res is None:
+        if res is None and self.calibrator is not None:
+            res = self.calibrator(model, self.targets(model) if self.targets else None, self.kind)
+        elif res is None:
             logger.info("%s: running %s batches through the model", self.name,
                         len(self.batches) if hasattr(self.batches, "__len__") else "the")
             res = calibrate(model, self.batches, self.targets(model) if self.targets else None, kind=self.kind,

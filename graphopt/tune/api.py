@@ -204,6 +204,7 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
         room = max(0, max_trials - state["evals"])
         todo = todo[:room]
         if todo:
+            ex.prepare([r for _, r in todo])
             accs = ex.accuracy([r for _, r in todo])
             lats = ex.latency([r for _, r in todo], lat_feeds)
             state["evals"] += len(todo)

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import GraphoptError
-from .space import Group, Recipe, build, calibration_of, load_function, make_runner
+from ..quant.calibrate import CalibrationResult
+from .space import Group, Recipe, build, calibration_of, load_function, local_calibrator, make_runner, recording_calibrator
 from .tables import time_run
 
 __all__ = ["Worker", "LocalExecutor", "RayExecutor"]
@@ -50,15 +51,34 @@ class Worker:
         return self._evaluate
 
     def build(self, recipe: Recipe):
-        kk = repr(sorted(recipe.knobs().items()))
+        kk = _knobs_key(recipe.knobs())
         if all(recipe.precision(g.name) != "int8" for g in self.groups):
             return build(self.fp32, recipe, self.groups, [])
         if kk not in self._calib:
-            full = build(self.fp32, Recipe.make({}, **recipe.knobs()), self.groups, self.batches)
-            self._calib[kk] = calibration_of(full)
+            seen: dict[str, Any] = {}
+            full = build(self.fp32, Recipe.make({}, **recipe.knobs()), self.groups, self.batches,
+                         calibrator=recording_calibrator(local_calibrator(self.batches), seen))
+            self._calib[kk] = (calibration_of(full), seen.get("channel_absmax"))
             if not recipe.nodes:
                 return full
-        return build(self.fp32, recipe, self.groups, self.batches, calibration=self._calib[kk])
+        calib, smooth = self._calib[kk]
+        return build(self.fp32, recipe, self.groups, self.batches, calibration=calib, smoothing=smooth)
+
+    def set_calibration(self, knobs: dict[str, Any], calib: dict, smooth: dict | None) -> None:
+        """Use a calibration made elsewhere (the driver's sharded one) for these knobs."""
+        self._calib[_knobs_key(knobs)] = (CalibrationResult.from_dict(calib),
+                                          None if smooth is None else CalibrationResult.from_dict(smooth))
+
+    def calibrate_shard(self, model_bytes: bytes, targets: Sequence[str] | None, kind: str, shard: int,
+                        shards: int) -> dict:
+        """Observe ``kind`` statistics of ``targets`` on every ``shards``-th batch from ``shard``."""
+        import onnx
+
+        from ..io import from_onnx
+        from ..quant.calibrate import calibrate
+
+        model = from_onnx(onnx.load_from_string(model_bytes))
+        return calibrate(model, self.batches[shard::shards], targets, kind=kind, progress=False).to_dict()
 
     def accuracy(self, recipe: Recipe, fn: Any = None) -> tuple[float, float, int]:
         """(user score, seconds spent, process id)."""
@@ -78,6 +98,10 @@ class Worker:
         return os.getpid()
 
 
+def _knobs_key(knobs: dict[str, Any]) -> str:
+    return repr(sorted(knobs.items()))
+
+
 class LocalExecutor:
     """Trials one at a time in this process."""
 
@@ -85,6 +109,9 @@ class LocalExecutor:
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
+
+    def prepare(self, recipes: Sequence[Recipe]) -> None:
+        """Nothing to share: the worker calibrates on first use."""
 
     def accuracy(self, recipes: Sequence[Recipe], fn: Any = None) -> list[tuple[float, float, int]]:
         return [self.worker.accuracy(r, fn) for r in recipes]
@@ -120,6 +147,45 @@ class RayExecutor:
         # the latency actor gets the same CPUs as the scorers but runs only between scoring rounds
         self.timer = ray.remote(num_cpus=0)(Worker).remote(*args)
         self.pids = ray.get([a.ping.remote() for a in self.actors])
+        import onnx
+
+        from ..io import from_onnx
+
+        self._fp32, self._groups = from_onnx(onnx.load_from_string(args[0])), list(args[1])
+        self._prepared: set[str] = set()
+        self.shard_calls = 0
+
+    def calibrate(self, model: Any, targets: Sequence[str] | None, kind: str) -> CalibrationResult:
+        """A :data:`graphopt.quant.calibrate.Calibrator`: every scoring actor observes its shard of the
+        batches (every ``workers``-th), the results merge (observers merge exactly)."""
+        from ..io import to_onnx
+        from ..quant.calibrate import quant_targets
+
+        # the default targets come from the driver's annotations, which do not travel in the ONNX bytes
+        targets = list(targets) if targets is not None else quant_targets(model)
+        ref = self.ray.put(to_onnx(model).SerializeToString())
+        parts = self.ray.get([a.calibrate_shard.remote(ref, targets, kind, i, self.workers)
+                              for i, a in enumerate(self.actors)])
+        self.shard_calls += 1
+        res = CalibrationResult.from_dict(parts[0])
+        for p in parts[1:]:
+            res = res.merge(CalibrationResult.from_dict(p))
+        return res
+
+    def prepare(self, recipes: Sequence[Recipe]) -> None:
+        """Calibrate each new knob setting once, sharded over the actors, and hand every actor the result
+        (instead of each actor calibrating on all the data)."""
+        for r in recipes:
+            kk = _knobs_key(r.knobs())
+            if kk in self._prepared or all(r.precision(g.name) != "int8" for g in self._groups):
+                continue
+            seen: dict[str, Any] = {}
+            full = build(self._fp32, Recipe.make({}, **r.knobs()), self._groups, [],
+                         calibrator=recording_calibrator(self.calibrate, seen))
+            calib, smooth = calibration_of(full), seen.get("channel_absmax")
+            payload = (r.knobs(), calib.to_dict(), None if smooth is None else smooth.to_dict())
+            self.ray.get([a.set_calibration.remote(*payload) for a in [*self.actors, self.timer]])
+            self._prepared.add(kk)
 
     def accuracy(self, recipes: Sequence[Recipe], fn: Any = None) -> list[tuple[float, float, int]]:
         refs = [self.actors[i % self.workers].accuracy.remote(r, fn) for i, r in enumerate(recipes)]

@@ -162,11 +162,13 @@ def _clone(model: Model) -> Model:
 
 
 def build(fp32: Model, recipe: Recipe, groups: Sequence[Group], batches: Sequence[dict[str, np.ndarray]], *,
-          calibration: Any = None) -> Model:
+          calibration: Any = None, smoothing: Any = None, calibrator: Any = None) -> Model:
     """A new model quantized per ``recipe`` (``fp32`` is not modified).
 
-    ``calibration`` (a :class:`graphopt.quant.CalibrationResult` from the all-int8 model with the same
-    knobs) skips the range calibration; SmoothQuant still streams ``batches`` once.
+    ``calibration`` and ``smoothing`` (:class:`graphopt.quant.CalibrationResult` from the all-int8 model
+    with the same knobs: :func:`calibration_of`, and SmoothQuant's via :func:`recording_calibrator`) skip the range calibration and
+    SmoothQuant's per-channel pass; without ``smoothing`` SmoothQuant streams ``batches`` once.
+    ``calibrator`` runs both calibrations elsewhere (see :func:`graphopt.quantize`).
     """
     from ..quant import quantize
 
@@ -174,7 +176,7 @@ def build(fp32: Model, recipe: Recipe, groups: Sequence[Group], batches: Sequenc
     prec = {g.name: recipe.precision(g.name) for g in groups}
     if any(p == "int8" for p in prec.values()):
         cfg = _config(m, recipe, groups)
-        quantize(m, cfg, batches, progress=False, calibration=calibration)
+        quantize(m, cfg, batches, progress=False, calibration=calibration, smoothing=smoothing, calibrator=calibrator)
     # by node name and by weight name: O2 fuses MatMul+Add into nodes with new names, weights keep theirs
     nodes = {n.name: n for n in fp32.graph if n.name}
     for g in groups:
@@ -191,6 +193,22 @@ def calibration_of(model: Model) -> Any:
 
     return CalibrationResult({v.name: v.meta[CALIB] for v in model.graph.all_values()
                               if v.meta.get(CALIB) is not None}, 1)
+
+
+def recording_calibrator(run: Any, seen: dict[str, Any]) -> Any:
+    """A calibrator that calls ``run(model, targets, kind)`` and keeps each kind's result in ``seen``:
+    ``seen["channel_absmax"]`` is SmoothQuant's, reusable as ``build(..., smoothing=)``."""
+    def calibrator(model: Model, targets: Any, kind: str) -> Any:
+        seen[kind] = run(model, targets, kind)
+        return seen[kind]
+    return calibrator
+
+
+def local_calibrator(batches: Sequence[dict[str, np.ndarray]]) -> Any:
+    """``(model, targets, kind) -> CalibrationResult`` over ``batches`` in this process."""
+    from ..quant.calibrate import calibrate
+
+    return lambda model, targets, kind: calibrate(model, batches, targets, kind=kind, progress=False)
 
 
 def make_runner(model: Model, target: str, threads: int | None = None) -> Callable[[dict[str, np.ndarray]], list]:
