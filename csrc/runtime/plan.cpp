@@ -17,6 +17,7 @@ void register_cnn_ops(std::map<std::string, OpFn>& r);      // ops/cnn.cpp
 void register_decoder_ops(std::map<std::string, OpFn>& r);  // ops/decoder.cpp
 void register_index_ops(std::map<std::string, OpFn>& r);    // ops/index.cpp
 void register_int4_ops(std::map<std::string, OpFn>& r);     // ops/int4.cpp
+void register_depthwise_ops(std::map<std::string, OpFn>& r);  // ops/depthwise.cpp
 
 namespace {
 const std::map<std::string, OpFn>& registry() {
@@ -29,6 +30,7 @@ const std::map<std::string, OpFn>& registry() {
     register_decoder_ops(m);
     register_index_ops(m);
     register_int4_ops(m);
+    register_depthwise_ops(m);
     return m;
   }();
   return r;

@@ -11,5 +11,6 @@ target_sources(_C PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/ops/decoder.cpp
   ${CMAKE_CURRENT_LIST_DIR}/ops/index.cpp
   ${CMAKE_CURRENT_LIST_DIR}/ops/int4.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/ops/depthwise.cpp
   ${CMAKE_CURRENT_LIST_DIR}/../bindings/runtime.cpp
 )

@@ -18,6 +18,7 @@ import numpy as np
 from ..ir import DType, Node, Value
 from .lower import (_ACT, _CAST_T, _INT_T, _NUM_T, _SIZED, Tmp, _ln_native, _Lowerer, _s, sparse_kernel,
                     _static_shape, quantize_weight_s8)
+from .lower_epilogue import depthwise_act, emit_post_act, post_act_ok
 
 __all__ = ["STANDARD_OPS", "GRAPHOPT_OPS"]
 
@@ -267,9 +268,10 @@ def _conv_weight(lw: _Lowerer, w: Value) -> tuple[np.ndarray, dict | None] | Non
 def conv_plan(lw: _Lowerer, n: Node) -> dict[str, Any] | None:
     """What the native Conv lowering needs, or None; a static int8 Conv (x through Q/DQ, int8
     weights through DQ) reports the Q/DQ nodes it folds into its GEMM under ``absorb``."""
-    if n.op_type == "FusedConv" and (_s(n.attr("activation", "")) not in ("", "Relu")
-                                     or list(n.attr("activation_params", []) or [])):
-        return None
+    if n.op_type == "FusedConv":
+        act, params = _s(n.attr("activation", "")), list(n.attr("activation_params", []) or [])
+        if act and not post_act_ok(act, params):
+            return None
     x, w = n.inputs[0], n.inputs[1]
     wq = _conv_weight(lw, w) if w is not None else None
     if lw.dt(x) != DType.FLOAT or wq is None or lw.rank(x) not in (4, None):
@@ -290,13 +292,24 @@ def conv_plan(lw: _Lowerer, n: Node) -> dict[str, Any] | None:
     return {"x": x, "W": W, "b": b, "G": G, "qdq": qdq, "absorb": absorb}
 
 
-def _conv(lw: _Lowerer, n: Node, act: int = 0, out: Value | None = None) -> bool:
+def _conv(lw: _Lowerer, n: Node, act: int = 0, out: Value | None = None, post: tuple[str, list] | None = None) -> bool:
+    """Conv / FusedConv: ``act`` 1 = ReLU in the GEMM epilogue; ``post`` = another activation
+    (name, params), inline in the depthwise loop where it can be, else one step after."""
     p = lw.plan(n, conv_plan)
     if p is None:
         return False
     W, G, qdq = p["W"], p["G"], p["qdq"]
     ia = _window_attrs(n)
     M, Cg, kh, kw = W.shape
+    dst = out if out is not None else n.outputs[0]
+    if G > 1 and Cg == 1 and qdq is None:
+        return _depthwise(lw, n, p, ia, ("Relu", []) if act == 1 else post, dst)
+    if post is not None:  # GEMM into a temporary, then the activation step
+        tmp = lw.tmp(dst.name + "/preact")
+        if not _conv(lw, n, act=0, out=tmp):
+            return False
+        emit_post_act(lw, n, post[0], post[1], tmp, dst)
+        return True
     mode = {"fp32": 0, "bf16": 1, "int8": 2}[lw.node_precision.get(n.name or n.outputs[0].name, lw.precision)]
     ia.update(group=G, kh=kh, kw=kw, M=M, act=act, mode=mode)
     fa: dict[str, float] = {}
@@ -323,6 +336,34 @@ def _conv(lw: _Lowerer, n: Node, act: int = 0, out: Value | None = None) -> bool
             s.weights.append((wg, "f32" if mode == 0 else "bf16", True, None))
     what = {0: "fp32", 1: "bf16", 2: "int8 static (QDQ)" if qdq is not None else "int8 dynamic per-tensor act, per-channel s8 weights"}
     s.detail = f"im2col + {what[mode]} GEMM" + (" + relu" if act == 1 else "")
+    return True
+
+
+def _depthwise(lw: _Lowerer, n: Node, p: dict[str, Any], ia: dict[str, Any], post: tuple[str, list] | None,
+               dst: Value | Tmp) -> bool:
+    """Depthwise conv (one input channel per group) as the direct DepthwiseConv loop, fp32 at
+    every precision (memory-bound; no int8/bf16 variant), the activation inline where it can be."""
+    W, G = p["W"], p["G"]
+    base = n.name or n.outputs[0].name
+    wt = Tmp(base + "/dw_weight")
+    lw.consts[wt] = np.ascontiguousarray(W.astype(np.float32))
+    ins: list = [p["x"], wt, None]
+    if p["b"] is not None:
+        bt = Tmp(base + "/bias")
+        lw.consts[bt] = np.ascontiguousarray(p["b"].astype(np.float32).reshape(-1))
+        ins[2] = bt
+    inline = depthwise_act(*(post or ("", [])))
+    target = dst if inline is not None else lw.tmp(dst.name + "/preact")
+    inline = inline or depthwise_act("", [])
+    assert inline is not None
+    ia = dict(ia, group=G, **inline["iattrs"])
+    for k in ("kernel_shape", "count_include_pad", "ceil_mode"):
+        ia.pop(k, None)
+    s = lw.emit("DepthwiseConv", n, ins, [target], iattrs=ia, fattrs=inline["fattrs"])
+    s.detail = "direct depthwise fp32" + (f" + {post[0].lower()}" if post and target is dst else "")
+    if target is not dst:
+        assert post is not None
+        emit_post_act(lw, n, post[0], post[1], target, dst)
     return True
 
 
@@ -401,7 +442,9 @@ def _g_linear(lw: _Lowerer, n: Node) -> bool:
     if lw.dt(x) != DType.FLOAT or wq is None:
         return False
     act_name = _s(n.attr("activation", ""))
-    if act_name not in _ACT or list(n.attr("activation_params", []) or []):
+    params = list(n.attr("activation_params", []) or [])
+    post = act_name not in _ACT or bool(params)
+    if post and not post_act_ok(act_name, params):
         return False
     b = lw.const(n.inputs[2]) if len(n.inputs) > 2 and n.inputs[2] is not None else None
     if len(n.inputs) > 2 and n.inputs[2] is not None and b is None:
@@ -413,8 +456,11 @@ def _g_linear(lw: _Lowerer, n: Node) -> bool:
         if aq is not None:
             x, a_scale, a_zp, _ = aq
             qdq = dict(qinfo, a_scale=a_scale, a_zp=a_zp)
-    lw._linear_step(x, w, b, _ACT[act_name], n.outputs[0], [n.label()], n.name or n.outputs[0].name, qdq,
+    out = lw.tmp(n.outputs[0].name + "/preact") if post else n.outputs[0]
+    lw._linear_step(x, w, b, 0 if post else _ACT[act_name], out, [n.label()], n.name or n.outputs[0].name, qdq,
                     sparse_kernel(n))
+    if post:  # Tanh (BERT's pooler), Sigmoid, ...: one element-wise step after the GEMM
+        emit_post_act(lw, n, act_name, params, out, n.outputs[0])
     return True
 
 
@@ -507,7 +553,10 @@ def _g_mha(lw: _Lowerer, n: Node) -> bool:
 
 
 def _g_fused_conv(lw: _Lowerer, n: Node) -> bool:
-    return _conv(lw, n, act=1 if _s(n.attr("activation", "")) == "Relu" else 0)  # conv_plan checks the rest
+    act, params = _s(n.attr("activation", "")), list(n.attr("activation_params", []) or [])
+    if act in ("", "Relu"):
+        return _conv(lw, n, act=int(act == "Relu"))  # conv_plan checks the rest
+    return _conv(lw, n, post=(act, params))
 
 
 def _g_embed_ln(lw: _Lowerer, n: Node) -> bool:
