@@ -74,7 +74,8 @@ def prune(model: Model, data=None, *, heads: float = 0.0, ffn: float = 0.0, reco
     ``scope``: layer or global).
 
     ``data``: calibration feeds, any source ``graphopt.quantize`` takes (a list of feed dicts,
-    a folder or file of .npz, a reader); needed for ``heads``/``ffn`` only. ``level``: the
+    a folder or file of .npz, a reader); needed for ``heads``/``ffn``. With ``data`` and
+    ``reconstruct`` the weights left by ``sparsity`` are refitted by least squares too. ``level``: the
     optimization level the model is brought to first (O0 keeps the graph as imported). The
     model is changed in place and returned.
     """
@@ -104,8 +105,12 @@ def prune(model: Model, data=None, *, heads: float = 0.0, ffn: float = 0.0, reco
         with ctx:
             PassManager.from_text("prune-structured,remove-unused,infer-shapes")(model)
     if sparsity > 0 or pattern == "2:4":
+        refit = bool(reconstruct and data is not None)
+        if refit:  # the layers' input Gram matrices, on the (possibly just pruned) model
+            targets = pp.sparsify.sparse_inputs(model.graph)
+            calibrate(model, prepare_batches(model, data), targets, kind="gram", progress=progress).attach(model)
         with PassContext(config={"sparsify.ratio": float(sparsity), "sparsify.pattern": pattern,
-                                 "sparsify.scope": scope}):
+                                 "sparsify.scope": scope, "sparsify.reconstruct": refit}):
             PassManager.from_text("sparsify-weights,remove-unused")(model)
         report.sparsity = pp.sparsify.sparsity_report(model)
     after_heads = _head_counts(model, unfused)

@@ -22,8 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_output(p, "output .onnx path", dest="out")
     p.add_argument("--heads", type=float, default=0.0, help="fraction of heads removed in every layer (default 0)")
     p.add_argument("--ffn", type=float, default=0.0, help="fraction of FFN neurons removed in every layer (default 0)")
-    p.add_argument("--calib", help="calibration data: a folder of .npz batches or an .npz file (for --heads/--ffn)")
-    p.add_argument("--no-reconstruct", action="store_true", help="no least-squares refit of the next layers")
+    p.add_argument("--calib", help="calibration data: a folder of .npz batches or an .npz file (needed for "
+                                   "--heads/--ffn; with --sparsity it enables the least-squares refit)")
+    p.add_argument("--no-reconstruct", action="store_true",
+                   help="no least-squares refit (of the layers after removed heads/neurons, of sparse weights)")
     p.add_argument("--sparsity", type=float, default=0.0,
                    help="fraction of the linear weights set to zero by magnitude (4x1: of the blocks; default 0)")
     p.add_argument("--pattern", choices=("unstructured", "2:4", "4x1"), default="unstructured",

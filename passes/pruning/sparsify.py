@@ -14,12 +14,21 @@ left alone). Patterns, all by magnitude and without calibration:
 ``scope``: ``layer`` removes ``ratio`` in every weight, ``global`` ranks all targeted weights
 together (layers with small weights lose more).
 
-A weight whose all-zero 4x1 blocks reach ``sparsify.mark_above`` (4x1 always qualifies) gets its
-node marked ``graphopt.sparse = "4x1"`` in the node's ONNX ``metadata_props``: the int8 lowering
+A weight whose all-zero 4x1 blocks reach ``sparsify.mark_above`` (0.6: at 50 % the sparse kernel
+only matches the dense one, `benchmarks/sparse_gemm.py`) gets its node marked ``graphopt.sparse = "4x1"`` in the node's ONNX ``metadata_props``: the int8 lowering
 then packs it for the sparse kernel (``csrc/kernels/sparse``), and the mark survives save/load.
 Zeros alone make no dense kernel faster; only that kernel turns them into time.
 
-Config keys: ``sparsify.ratio``, ``sparsify.pattern``, ``sparsify.scope``, ``sparsify.mark_above``.
+With ``sparsify.reconstruct`` the ranking is activation-aware - |w_kn| * ||x_k|| over the
+calibration data, as in Wanda (Sun et al. 2023) - and the weights that stay are refitted, column
+by column, so that the
+layer's output on the calibration data stays as close as least squares gets to the dense one:
+w_S = (G_SS + lambda I)^-1 (G_S: w + lambda w_S) for the kept rows S of each column, G = X^T X of
+the layer's input (``calibrate(kind="gram")``; ``graphopt.prune(data=...)`` does it), with a
+ridge towards the plain masked weights as in ``prune-structured``. The zero pattern is unchanged.
+
+Config keys: ``sparsify.ratio``, ``sparsify.pattern``, ``sparsify.scope``, ``sparsify.reconstruct``,
+``sparsify.mark_above``.
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ from .blocks import linear_weight
 
 __all__ = ["SparsifyWeightsPass", "SparsityReport", "LayerSparsity", "sparsity_report", "sparse_targets",
            "mask_unstructured", "mask_2_4", "mask_4x1", "block_sparsity", "sparse_mark", "SPARSE_PROP",
-           "PATTERNS", "SCOPES"]
+           "PATTERNS", "SCOPES", "refit_columns", "sparse_inputs"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +58,8 @@ SPARSE_PROP = "graphopt.sparse"
 register_config("sparsify.ratio", float, 0.0, "fraction of weights (4x1: of blocks) set to zero")
 register_config("sparsify.pattern", str, "unstructured", "unstructured | 2:4 | 4x1")
 register_config("sparsify.scope", str, "layer", "layer (the same ratio in every weight) | global (one ranking)")
+register_config("sparsify.reconstruct", bool, False,
+                "refit the kept weights of every output column by least squares (needs the inputs' Gram matrices)")
 register_config("sparsify.mark_above", float, 0.6,
                 "mark a weight for the sparse int8 kernel when this fraction of its 4x1 blocks is zero")
 
@@ -141,6 +152,24 @@ def block_sparsity(w: np.ndarray) -> float:
     return float(np.mean(~np.any(_k_blocks(w) != 0, axis=1)))
 
 
+def refit_columns(w: np.ndarray, keep: np.ndarray, gram: np.ndarray, damp: float = 0.05) -> np.ndarray:
+    """Least-squares refit of each column's kept rows (see the module docstring); zeros stay zero."""
+    w64 = w.astype(np.float64)
+    out = np.zeros_like(w64)
+    lam = damp * float(np.mean(np.diag(gram))) + 1e-12
+    for n in range(w.shape[1]):
+        s = np.flatnonzero(keep[:, n])
+        if s.size:
+            rhs = gram[s] @ w64[:, n] + lam * w64[s, n]
+            out[s, n] = np.linalg.solve(gram[np.ix_(s, s)] + lam * np.eye(s.size), rhs)
+    return out.astype(w.dtype)
+
+
+def sparse_inputs(g: Graph) -> list[str]:
+    """The inputs of the targeted layers: the values whose Gram matrices the refit needs."""
+    return list(dict.fromkeys(n.inputs[0].name for n, _ in sparse_targets(g) if n.inputs[0] is not None))
+
+
 # ------------------------------------------------------------------ the pass
 
 @register_pass
@@ -168,13 +197,26 @@ class SparsifyWeightsPass(Pass):
         if ratio == 0.0 or not targets:
             return PassResult(False)
         weights = [n.inputs[i].const for n, i in targets]
+        refit = ctx.get("sparsify.reconstruct")
+        grams: list = []
+        if refit:
+            from graphopt.quant.specs import GRAM
+
+            grams = [n.inputs[0].meta.get(GRAM) if n.inputs[0] is not None else None for n, _ in targets]
+            missing = [n.label() for (n, _), gm in zip(targets, grams) if gm is None]
+            if missing:
+                raise GraphoptError(f"sparsify.reconstruct: no calibration for the inputs of {missing[:3]} (run "
+                                    "calibrate(kind='gram') on sparse_inputs(graph) first; graphopt.prune does)")
+        # with calibration, rank by |w_kn| * ||x_k|| (activation-aware, as Wanda) instead of |w_kn|
+        scored = [np.abs(w) * np.sqrt(np.maximum(np.diag(gm), 0.0))[:, None].astype(np.float32)
+                  for w, gm in zip(weights, grams)] if refit else weights
         if pattern == "2:4":
-            masks = [mask_2_4(w) for w in weights]
+            masks = [mask_2_4(w) for w in scored]
         elif scope == "layer":
             fn = mask_4x1 if pattern == "4x1" else mask_unstructured
-            masks = [fn(w, ratio) for w in weights]
+            masks = [fn(w, ratio) for w in scored]
         else:
-            scores = [_block_scores(w) if pattern == "4x1" else np.abs(w).astype(np.float64) for w in weights]
+            scores = [_block_scores(w) if pattern == "4x1" else np.abs(w).astype(np.float64) for w in scored]
             flat = np.concatenate([s.reshape(-1) for s in scores])
             keep = _drop_lowest(flat, int(np.floor(ratio * flat.size + 1e-9)))
             masks, at = [], 0
@@ -184,16 +226,19 @@ class SparsifyWeightsPass(Pass):
                 masks.append(_expand_blocks(part, w.shape[0]) if pattern == "4x1" else part)
         stats = {"weights": len(targets), "zeroed": 0, "marked": 0}
         replaced: dict[int, Value] = {}  # a weight shared by several nodes is sparsified once
-        for (node, i), w, keep in zip(targets, weights, masks):
+        for t, ((node, i), w, keep) in enumerate(zip(targets, weights, masks)):
             old = node.inputs[i]
             new = replaced.get(id(old))
             if new is None:
-                sparse = np.where(keep, w, np.zeros((), w.dtype)).astype(w.dtype)
+                if refit:
+                    sparse = refit_columns(w, keep, grams[t])
+                else:
+                    sparse = np.where(keep, w, np.zeros((), w.dtype)).astype(w.dtype)
                 stats["zeroed"] += int(np.count_nonzero(w) - np.count_nonzero(sparse))
                 new = g.add_initializer(g.unique_name((old.name or "w") + "_sparse"), np.ascontiguousarray(sparse))
                 replaced[id(old)] = new
             node.set_input(i, new)
-            mark = pattern == "4x1" or block_sparsity(new.const) >= mark_above
+            mark = block_sparsity(new.const) >= mark_above  # below it the dense kernel is as fast
             _set_mark(node, "4x1" if mark else None)
             stats["marked"] += int(mark)
             logger.info("%s: %.1f%% zero (%s)", node.label(), 100.0 * (1 - np.count_nonzero(new.const) / w.size),

@@ -94,8 +94,6 @@ class UnfusedHeadGroup:
         idx = self.index_sets(keep_units)
         sizes = {k: len(v) for k, v in idx.items()}
         for proj, kind in ((self.q, "Cq"), (self.k, "Ckv"), (self.v, "Ckv")):
-            if proj is self.k and self.k is self.q:
-                continue
             _replace_const(g, proj, 1, linear_weight(proj)[:, idx[kind]])
             if proj.op == "graphopt::Linear" and len(proj.inputs) > 2 and proj.inputs[2] is not None:
                 _replace_const(g, proj, 2, proj.inputs[2].const.reshape(-1)[idx[kind]])

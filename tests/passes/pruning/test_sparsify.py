@@ -92,6 +92,13 @@ def test_sparsified_model_native_matches_onnxruntime_and_mark_survives_save(tmp_
     assert [sparse_mark(n) for n, _ in sparse_targets(back.graph)] == marks
 
 
+def test_4x1_at_half_is_not_marked():
+    """At 50 % the sparse kernel is no faster than the dense one: the layer stays dense."""
+    m = mlp_model(d=32, hidden=128)
+    _sparsify(m, ratio=0.5, pattern="4x1")
+    assert not any(sparse_mark(n) for n, _ in sparse_targets(m.graph))
+
+
 def test_unstructured_low_ratio_is_not_marked_and_2_4_is_half():
     m = mlp_model(d=32, hidden=128)
     _sparsify(m, ratio=0.3, pattern="unstructured")
@@ -132,8 +139,29 @@ def test_cli_prune_sparsity(tmp_path, capsys):
                  "--json", "--no-progress"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["sparsity"]["sparsity"] == pytest.approx(0.8, abs=0.02)
-    assert all(x["mark"] == "4x1" for x in result["sparsity"]["layers"])
+    assert all((x["mark"] == "4x1") == (x["block_sparsity"] >= 0.6) for x in result["sparsity"]["layers"])
     assert main(["prune", str(src), "-o", str(tmp_path / "x.onnx"), "--no-progress"]) == 2
     assert "nothing to do" in capsys.readouterr().err
     assert main(["prune", str(src), "--heads", "0.5", "-o", str(tmp_path / "x.onnx"), "--no-progress"]) == 2
     assert "need --calib" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("pattern", ["4x1", "unstructured"])
+def test_least_squares_refit_keeps_the_pattern_and_gets_closer(pattern):
+    calib = random_batches(6, d=32, seq=16)
+    held = random_batches(1, d=32, seq=16, seed=11)[0]
+    ref = graphopt.compile(mlp_model(d=32, hidden=128), precision="fp32").run(held)[0]
+    errs = {}
+    for refit in (False, True):
+        m, rep = graphopt.prune(mlp_model(d=32, hidden=128), calib, sparsity=0.75, pattern=pattern,
+                                reconstruct=refit, progress=False)
+        assert rep.sparsity is not None and rep.sparsity.sparsity == pytest.approx(0.75, abs=0.01)
+        errs[refit] = float(np.linalg.norm(graphopt.compile(m, precision="fp32").run(held)[0] - ref))
+    assert errs[True] < 0.95 * errs[False], errs  # (isotropic random inputs: least squares gains little here)
+
+
+def test_refit_needs_calibration():
+    from graphopt.errors import GraphoptError
+
+    with pytest.raises(GraphoptError, match="sparsify.reconstruct: no calibration"):
+        _sparsify(mlp_model(), ratio=0.5, reconstruct=True)
