@@ -76,8 +76,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calls", type=int, default=10)
     ap.add_argument("--only", default="", help="comma-separated pattern:ratio[:refit] settings (default: all)")
     ap.add_argument("--out", default="benchmarks/results/sparsity-minilm")
+    ap.add_argument("--table-only", metavar="NOTE", help="re-render table.md from OUT/results.json (e.g. of a run "
+                    "that was cut short), NOTE describing the run")
     args = ap.parse_args(argv)
     out = Path(args.out)
+    if args.table_only:
+        rows = json.loads((out / "results.json").read_text())
+        rows = rows["rows"] if isinstance(rows, dict) else rows
+        write_table(out, rows, args.table_only, bbc_classifier().accuracy_fp32)
+        return 0
     out.mkdir(parents=True, exist_ok=True)
     graphopt.set_num_threads(args.threads)
     task = bbc_classifier()
@@ -126,7 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     (out / "model.int8.onnx").unlink(missing_ok=True)
     machine = (f"{platform.machine()}, {args.threads} thread(s), ISA {graphopt.cpu_info()['isa_selected']}; shared "
                f"2-core machine (timings noisy); {args.rounds} rounds x {args.calls} calls, medians; seq 128")
-    fp32 = task.accuracy_fp32
+    write_table(out, rows, machine, task.accuracy_fp32)
+    return 0
+
+
+def write_table(out: Path, rows: list, machine: str, fp32: dict) -> None:
     lines = [f"BBC News MiniLM classifier, magnitude sparsity per layer without retraining, static int8. {machine}. "
              f"fp32 accuracy: val {fp32['val']:.3f}, test {fp32['test']:.3f}.", "",
              "| pattern | linear weights zero | layers on sparse kernel | system | val acc | test acc | "
@@ -142,7 +153,6 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     (out / "table.md").write_text(table)
     (out / "results.json").write_text(json.dumps({"machine": machine, "fp32": fp32, "rows": rows}, indent=1))
-    return 0
 
 
 if __name__ == "__main__":
