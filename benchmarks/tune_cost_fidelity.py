@@ -80,14 +80,14 @@ def main() -> None:
     calib = graphopt.quant.prepare_batches(fp32, str(task.calib))
     worker = Worker(to_onnx(fp32).SerializeToString(), groups, calib, "native", None, args.threads)
     table = measure_costs(fp32, groups, feeds, "native", PRECISIONS, threads=args.threads, progress=True)
-    anchors = {p: Recipe.make({g.name: p for g in groups}) for p in PRECISIONS}
+    anchors = {f"all-{p}": Recipe.make({g.name: p for g in groups}) for p in PRECISIONS}
     mixed = _mixed(groups, args.configs, args.seed)
-    recipes = {f"all-{p}": r for p, r in anchors.items()} | {f"mixed-{i}": r for i, r in enumerate(mixed)}
+    recipes = anchors | {f"mixed-{i}": r for i, r in enumerate(mixed)}
     runs = {k: make_runner(worker.build(r), "native", args.threads) for k, r in recipes.items()}
     measured = _interleaved(runs, feeds, args.rounds)
 
     rescaled = table.rescaled(measured["all-fp32"] / table.total_fp32)
-    fitted = table.fitted([(anchors[p], measured[f"all-{p}"]) for p in PRECISIONS], producers)
+    fitted = table.fitted([(r, measured[k]) for k, r in anchors.items()], producers)
     rows = []
     for k, r in recipes.items():
         rows.append({"recipe": k, "counts": r.counts(groups), "measured_ms": measured[k] * 1e3,

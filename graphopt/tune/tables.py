@@ -114,10 +114,11 @@ class CostTable:
 
         One-node timings miss what the whole model shares (caches, fused neighbours, the runtime's
         per-step overhead), and by a different factor per precision: int8 GEMMs gain more alone than in
-        the model. So the prediction becomes ``a * (fp32 total + transitions) + sum_p s_p * D_p`` with
-        ``D_p`` the summed one-node gains of the groups at precision ``p``; ``a`` and ``s_p`` come from
-        least squares over the anchors (all-fp32, all-bf16 and all-int8 pin them exactly). Without an
-        anchor for a precision its ``s_p`` stays ``a``.
+        the model. So the prediction becomes ``a * fp32 total + sum_p s_p * D_p + c * T`` with ``D_p`` the
+        summed one-node gains of the groups at precision ``p`` and ``T`` the summed transition costs;
+        the factors come from least squares over the anchors (all-fp32, all-bf16 and all-int8 pin ``a``
+        and ``s_p``; a mixed anchor with precision changes pins ``c``). A factor without an anchor that
+        moves it stays ``a``.
 
         >>> t = CostTable({"g": {"fp32": 2.0, "int8": 1.0}}, {}, 4.0, "native", "m", ["g"])
         >>> f = t.fitted([(Recipe.make({"g": "fp32"}), 8.0), (Recipe.make({}), 7.0)], {})
@@ -127,23 +128,26 @@ class CostTable:
         precs = sorted({p for row in self.cost.values() for p in row} - {"fp32"})
 
         def columns(r: Recipe) -> list[float]:
-            base = self.predict(r, producers)
             gains = {p: 0.0 for p in precs}
             for g in self.groups:
                 p = r.precision(g)
                 if p != "fp32":
                     gains[p] += self.cost[g][p] - self.cost[g]["fp32"]
-            return [base - sum(gains.values())] + [gains[p] for p in precs]
+            trans = self.predict(r, producers) - self.total_fp32 - sum(gains.values())
+            return [self.total_fp32] + [gains[p] for p in precs] + [trans]
 
         a_mat = np.array([columns(r) for r, _ in anchors], np.float64)
         y = np.array([t for _, t in anchors], np.float64)
-        known = [0] + [1 + i for i, p in enumerate(precs) if np.any(np.abs(a_mat[:, 1 + i]) > 0)]
+        moved = [k for k in range(1, a_mat.shape[1]) if np.any(np.abs(a_mat[:, k]) > 0)]
+        known = [0] + moved[:max(0, len(anchors) - 1)]  # never more unknowns than anchors
         sol, *_ = np.linalg.lstsq(a_mat[:, known], y, rcond=None)
         a = float(sol[0]) if sol[0] > 0 else 1.0
-        scale = {p: a for p in precs} | {precs[k - 1]: max(float(v), 0.0) for k, v in zip(known[1:], sol[1:])}
+        factor = {k: a for k in range(1, a_mat.shape[1])} | {k: max(float(v), 0.0) for k, v in zip(known[1:], sol[1:])}
+        scale = {p: factor[1 + i] for i, p in enumerate(precs)}
+        c = factor[a_mat.shape[1] - 1]
         cost = {g: {p: a * row["fp32"] + (scale[p] * (t - row["fp32"]) if p != "fp32" else 0.0)
                     for p, t in row.items()} for g, row in self.cost.items()}
-        return CostTable(cost, {g: t * a for g, t in self.transition.items()}, self.total_fp32 * a, self.target,
+        return CostTable(cost, {g: t * c for g, t in self.transition.items()}, self.total_fp32 * a, self.target,
                          self.machine, list(self.groups))
 
     def to_dict(self) -> dict[str, Any]:

@@ -29,3 +29,14 @@ def test_a_precision_without_an_anchor_keeps_the_fp32_scale():
     t = _table()
     f = t.fitted([(Recipe.make({"a": "fp32", "b": "fp32"}), 30.0)], {})
     assert f.predict(Recipe.make({"a": "bf16", "b": "fp32"}), {}) == pytest.approx(30.0 - 3 * 2.0)
+
+
+def test_a_mixed_anchor_fits_the_cost_of_precision_changes():
+    t = _table()
+    prod = {"b": ["a"]}
+    fp32, int8 = Recipe.make({"a": "fp32", "b": "fp32"}), Recipe.make({})
+    alt = Recipe.make({"a": "fp32", "b": "int8"})  # b quantizes a's float output: one transition
+    # a = 2, int8 gains 1x, transitions cost 4x their one-node time (0.25 -> 1.0)
+    f = t.fitted([(fp32, 20.0), (int8, 20.0 - 4.0), (alt, 20.0 - 1.0 + 1.0)], prod)
+    assert f.predict(alt, prod) == pytest.approx(20.0)
+    assert f.transition["b"] == pytest.approx(1.0)
