@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from pathlib import Path
 
 import graphopt
 from graphopt.models.bbc import NAMES, bbc_classifier, load_split
 from graphopt.tune import make_runner
+from graphopt.tune.tables import time_round_robin
 
 
 def main() -> None:
@@ -42,17 +41,7 @@ def main() -> None:
         so.intra_op_num_threads = args.threads
         o = ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])
         runs["onnxruntime quantize_static"] = lambda f, o=o: o.run(None, f)
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    for _ in range(args.rounds):
-        for k, run in runs.items():
-            run(feeds)
-            ts = []
-            for _ in range(5):
-                t = time.perf_counter()
-                run(feeds)
-                ts.append(time.perf_counter() - t)
-            times[k].append(statistics.median(ts))
-    out = {k: round(statistics.median(v) * 1e3, 2) for k, v in times.items()}
+    out = {k: round(v * 1e3, 2) for k, v in time_round_robin(runs, feeds, args.rounds).items()}
     Path(args.out).write_text(json.dumps(out, indent=1))
     for k, v in out.items():
         print(f"{k:32s} {v:8.2f} ms  ({v / out['graphopt fp32']:.2f}x fp32)")

@@ -17,8 +17,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +30,7 @@ from graphopt.models.bbc import NAMES, bbc_classifier, load_split  # noqa: E402
 from graphopt.tune.api import _producers  # noqa: E402
 from graphopt.tune.executor import Worker  # noqa: E402
 from graphopt.tune.space import Recipe, find_groups, make_runner  # noqa: E402
-from graphopt.tune.tables import measure_costs  # noqa: E402
+from graphopt.tune.tables import measure_costs, time_round_robin  # noqa: E402
 
 PRECISIONS = ("int8", "bf16", "fp32")
 
@@ -46,21 +44,6 @@ def _mixed(groups, n: int, seed: int) -> list[Recipe]:
         probs = np.array([w_int8, (1 - w_int8) * 0.6, (1 - w_int8) * 0.4])
         out.append(Recipe.make({g.name: str(rng.choice(PRECISIONS, p=probs)) for g in groups}))
     return out
-
-
-def _interleaved(runs: dict[str, object], feeds: dict, rounds: int) -> dict[str, float]:
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    for _ in range(rounds):
-        for k, run in runs.items():
-            time.sleep(0.15)  # let the previous system's threads stop spinning
-            run(feeds)
-            ts = []
-            for _ in range(5):
-                t = time.perf_counter()
-                run(feeds)
-                ts.append(time.perf_counter() - t)
-            times[k].append(statistics.median(ts))
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main() -> None:
@@ -84,7 +67,7 @@ def main() -> None:
     mixed = _mixed(groups, args.configs, args.seed)
     recipes = anchors | {f"mixed-{i}": r for i, r in enumerate(mixed)}
     runs = {k: make_runner(worker.build(r), "native", args.threads) for k, r in recipes.items()}
-    measured = _interleaved(runs, feeds, args.rounds)
+    measured = time_round_robin(runs, feeds, args.rounds)
 
     rescaled = table.rescaled(measured["all-fp32"] / table.total_fp32)
     fitted = table.fitted([(r, measured[k]) for k, r in anchors.items()], producers)

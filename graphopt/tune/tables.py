@@ -61,6 +61,25 @@ def time_run(run: Callable[[dict], Any], feeds: dict, *, min_time: float = 0.15,
     return statistics.median(ts)
 
 
+def time_round_robin(runs: dict[str, Callable[[dict], Any]], feeds: dict, rounds: int, *, block: int = 5,
+                     pause: float = 0.15) -> dict[str, float]:
+    """Median seconds per system over ``rounds`` round-robin blocks (each the median of ``block`` runs
+    after a warm-up run), pausing ``pause`` s before each block so the previous system's thread pool stops
+    spinning: load drifting on a shared machine hits every system alike."""
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for _ in range(rounds):
+        for k, run in runs.items():
+            time.sleep(pause)
+            run(feeds)
+            ts = []
+            for _ in range(block):
+                t = time.perf_counter()
+                run(feeds)
+                ts.append(time.perf_counter() - t)
+            times[k].append(statistics.median(ts))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def group_shapes(fp32: Model, groups: Sequence[Group], feeds: dict[str, np.ndarray]) -> dict[str, list[tuple]]:
     """Shapes of each group's inputs at ``feeds`` (one onnxruntime run fetching them)."""
     from ..quant.testing import run_ort
