@@ -7,10 +7,12 @@ Pure numpy + mmap, so passes can use it without importing the ONNX layer.
 from __future__ import annotations
 
 import mmap
+import os
+import tempfile
 
 import numpy as np
 
-__all__ = ["is_mapped", "release_pages"]
+__all__ = ["is_mapped", "mapped_empty", "release_pages"]
 
 _PAGE = mmap.PAGESIZE
 
@@ -48,3 +50,17 @@ def release_pages(arr: np.ndarray) -> None:
         mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
     except (OSError, ValueError):  # advisory only
         pass
+
+
+def mapped_empty(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
+    """A writable array backed by an unlinked temporary file (``$GRAPHOPT_TMP`` or the system's
+    temporary directory) instead of the heap: a pass that builds a large new constant from mapped
+    ones (e.g. the packed gate|up weight of a LLaMA MLP) fills it in slices and releases the pages
+    as it goes, so the new tensor costs disk, not resident memory; ``is_mapped`` is true for it."""
+    dt = np.dtype(dtype)
+    count = int(np.prod(shape, dtype=np.int64))
+    nbytes = max(1, count * dt.itemsize)
+    with tempfile.TemporaryFile(dir=os.environ.get("GRAPHOPT_TMP")) as f:
+        f.truncate(nbytes)
+        mm = mmap.mmap(f.fileno(), nbytes, access=mmap.ACCESS_WRITE)  # keeps its own handle on the file
+    return np.frombuffer(mm, dt, count=count).reshape(shape)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphopt.ir import DType, TensorType
+from graphopt.ir.mapped import is_mapped, mapped_empty, release_pages
 from graphopt.pattern import A, AnyOf, Const, MatchResult, Optional, P, Rule, RuleSet, Var
 from graphopt.pm import register_pass
 
@@ -53,6 +54,28 @@ def _int8_weight(m, tag: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None
         return "zero points do not match the weights"
     z = None if zp is None else np.broadcast_to(zp.reshape(-1), (n,))
     return q, np.broadcast_to(sc.reshape(-1), (n,)), z
+
+
+_SLICE_BYTES = 64 * 2**20  # rows copied per slice when packing memory-mapped weights
+
+
+def _pack_columns(wg: np.ndarray, wu: np.ndarray) -> np.ndarray:
+    """``[wg | wu]``. From memory-mapped weights (a big model loaded with external data) the result
+    is file-backed too and filled a slice of rows at a time, releasing the pages read and written,
+    so O2 on a LLaMA holds about one slice of these weights, not a second copy of every MLP."""
+    if not (is_mapped(wg) or is_mapped(wu)):
+        return np.ascontiguousarray(np.concatenate([wg, wu], axis=1))
+    k, n = wg.shape
+    out = mapped_empty((k, 2 * n), wg.dtype)
+    rows = max(1, _SLICE_BYTES // max(1, 2 * n * wg.itemsize))
+    for i in range(0, k, rows):
+        j = min(k, i + rows)
+        out[i:j, :n] = wg[i:j]
+        out[i:j, n:] = wu[i:j]
+        for a in (wg[i:j], wu[i:j], out[i:j]):
+            release_pages(a)
+    out.flags.writeable = False  # like every mapped constant: a pass that changes it makes a new array
+    return out
 
 
 class FuseSilu(Rule):
@@ -125,7 +148,7 @@ class FuseGatedSiluMlp(Rule):
             w.type = TensorType(DType.FLOAT, packed_q.shape)
             width = packed_q.shape[1]
         else:
-            packed = np.ascontiguousarray(np.concatenate([m.const("w_g"), m.const("w_u")], axis=1))
+            packed = _pack_columns(m.const("w_g"), m.const("w_u"))
             w, width = b.initializer(packed), packed.shape[1]
         y = b.MatMul(x, w)
         if "b_g" in m:
