@@ -34,6 +34,7 @@ from ..errors import GraphoptError
 from ..feeds import check_feeds
 from ..pm import Pass, PassContext, PassResult
 from ..ir import Model, Value
+from ..ir.mapped import is_mapped
 from .observers import ChannelAbsMaxObserver, HistogramObserver, observer_from_dict
 from .gptq import GramObserver
 from .specs import CALIB, CHANNEL_MAX, GRAM, QUANT_INPUTS
@@ -192,13 +193,16 @@ def _session(model: Model, outputs: Sequence[Value]):
     from ..ir.domains import has_fused_ops
 
     fused = has_fused_ops(g)
-    big = sum(v.const.nbytes for v in g.initializers.values() if v.const is not None) > _INLINE_SESSION
+    consts = [v.const for v in g.initializers.values() if v.const is not None]
+    # a model with memory-mapped weights (loaded from external data) is a big one even once most of
+    # it is quantized: keep it on the file path, whose session holds only what the fetched values need
+    big = sum(c.nbytes for c in consts) > _INLINE_SESSION or any(is_mapped(c) for c in consts)
     try:
         g.outputs = saved + [v for v in outputs if not any(v is o for o in saved)]
         if big and not fused:
             # through a file with external data: no in-memory proto holding every weight (nor its
             # serialized copy); onnxruntime reads the tensors itself
-            return _file_session(model, so)
+            return _file_session(model, so, [v.name for v in outputs])
         proto = to_onnx(model)
     finally:
         g.outputs = saved
@@ -221,7 +225,39 @@ _INLINE_SESSION = 64 * 2**20  # constants above this go to onnxruntime through a
 # (in memory, the proto, its serialized bytes and onnxruntime's copy would be three copies)
 
 
-def _file_session(model: Model, so: Any):
+def _prune_to(path: Path, fetch: Sequence[str]) -> None:
+    """Keep only the nodes ``fetch`` depends on (onnxruntime does not drop dead nodes, and loads every
+    initializer): a GPTQ round observing layer i then holds layers < i (already int4), not the model."""
+    import onnx
+
+    mp = onnx.load(str(path), load_external_data=False)
+    g = mp.graph
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in g.node for a in n.attribute):
+        return  # subgraphs read outer names implicitly: keep everything
+    producer = {o: n for n in g.node for o in n.output if o}
+    need, stack, keep_nodes = set(), list(fetch), set()
+    while stack:
+        name = stack.pop()
+        if name in need:
+            continue
+        need.add(name)
+        n = producer.get(name)
+        if n is not None and id(n) not in keep_nodes:
+            keep_nodes.add(id(n))
+            stack.extend(i for i in n.input if i)
+    nodes = [n for n in g.node if id(n) in keep_nodes]
+    inits = [t for t in g.initializer if t.name in need]
+    del g.node[:]
+    g.node.extend(nodes)
+    del g.initializer[:]
+    g.initializer.extend(inits)
+    outs = [o for o in g.output if o.name in need]
+    del g.output[:]
+    g.output.extend(outs or [onnx.helper.make_empty_tensor_value_info(f) for f in fetch[:1]])
+    onnx.save(mp, str(path))  # the external data file is untouched; only the kept tensors are read
+
+
+def _file_session(model: Model, so: Any, fetch: Sequence[str] = ()):
     import tempfile
 
     import onnxruntime as ort
@@ -230,6 +266,8 @@ def _file_session(model: Model, so: Any):
 
     with tempfile.TemporaryDirectory(prefix="graphopt-calib-") as d:
         path = save(model, os.path.join(d, "calib.onnx"), external_data=True)
+        if fetch:
+            _prune_to(Path(path), list(fetch))
         try:
             return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types

@@ -41,10 +41,20 @@ def dequantize_groups(q: np.ndarray, scales: np.ndarray, group: int) -> np.ndarr
     return (q.astype(np.float32) * np.repeat(scales, group, axis=0)[:q.shape[0]]).astype(np.float32)
 
 
+def _upper_inv_factor(h: np.ndarray) -> np.ndarray:
+    """U (float32, upper) with H^-1 = U^T U; the float64 temporaries are freed as soon as possible."""
+    hinv = np.linalg.inv(h)
+    low = np.linalg.cholesky(hinv)
+    del hinv
+    return np.ascontiguousarray(low.T, dtype=np.float32)
+
+
 def gptq_quantize(w: np.ndarray, h: np.ndarray, *, bits: int = 4, group: int = 32, damp: float = 0.01,
                   block: int = 128) -> tuple[np.ndarray, np.ndarray]:
     """Codes ``q[K, N]`` (int8 holding ``bits``-bit values) and scales ``[ceil(K/group), N]``."""
-    w = np.array(w, np.float64)
+    # Memory: one float64 K x K at a time besides the caller's Gram (H is inverted, factored and
+    # dropped before the sweep, which runs on float32 copies), so a round's peak is about two Grams.
+    w = np.array(w, np.float32)
     k, n = w.shape
     qmax = 2 ** (bits - 1) - 1
     h = np.array(h, np.float64)
@@ -53,10 +63,11 @@ def gptq_quantize(w: np.ndarray, h: np.ndarray, *, bits: int = 4, group: int = 3
     w[dead] = 0.0
     h[np.diag_indices(k)] += damp * np.mean(np.diag(h))
     try:
-        u = np.linalg.cholesky(np.linalg.inv(h)).T  # upper: H^-1 = U^T U
+        u = _upper_inv_factor(h)
     except np.linalg.LinAlgError:
         h[np.diag_indices(k)] += 0.1 * np.mean(np.diag(h))
-        u = np.linalg.cholesky(np.linalg.inv(h)).T
+        u = _upper_inv_factor(h)
+    del h
     q = np.zeros((k, n), np.int8)
     scales = np.zeros((-(-k // group), n))
     for i1 in range(0, k, block):
