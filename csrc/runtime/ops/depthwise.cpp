@@ -1,8 +1,9 @@
 // Depthwise Conv (group == input channels, any channel multiplier) on NCHW fp32 as a direct
 // loop: im2col + a GEMM per group turned MobileNet's 3x3 depthwise layers into thousands of
 // 1-row GEMMs (~10x slower than onnxruntime). Here each output row is bias + sum over taps of
-// w * shifted input row; the inner loop runs over output columns and vectorises at stride 1.
-// Epilogue: act 0 none, 1 Relu, 2 Clip(min, max) (ReLU6), 3 HardSwish.
+// w * shifted row of a zero-padded copy of the channel; the inner loop runs over output columns
+// and vectorises at stride 1.
+// Epilogue: act 0 none, 1 Relu, 2 Clip(min, max) (ReLU6).
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -39,10 +40,26 @@ Status depthwise(ExecCtx& c, const Step& s) {
   const float* wp = w.as<float>();
   float* yp = y.as<float>();
   const index_t OH = g.OH, OW = g.OW, P = OH * OW;
+  // Each channel is first copied into a zero-padded plane covering every tap of the output, so
+  // the tap loops need no bounds checks; 3-wide kernels at stride 1 add three taps per pass.
+  const index_t Hp = (OH - 1) * g.sh + (kh - 1) * g.dh + 1, Wp = (OW - 1) * g.sw + (kw - 1) * g.dw + 1;
   parallel_ranges(N * M, y.numel() >= kParMin / 4 ? pool_threads() : 1, 1, 1, [&](index_t i0, index_t i1) {
+    std::vector<float> plane(static_cast<std::size_t>(Hp * Wp));
+    index_t planed = -1;  // input channel currently in `plane` (a multiplier > 1 reuses it)
     for (index_t i = i0; i < i1; ++i) {
-      const index_t n = i / M, m = i % M;
-      const float* xc = xp + (n * C + m / mult) * H * W;
+      const index_t n = i / M, m = i % M, src = n * C + m / mult;
+      if (src != planed) {
+        const float* xc = xp + src * H * W;
+        std::fill(plane.begin(), plane.end(), 0.f);
+        const index_t c0 = std::max<index_t>(0, g.pl), w0 = std::max<index_t>(0, -g.pl);
+        const index_t ncol = std::min<index_t>(W - w0, Wp - c0);
+        for (index_t r = 0; r < Hp; ++r) {
+          const index_t ih = r - g.pt;
+          if (ih < 0 || ih >= H || ncol <= 0) continue;
+          std::copy_n(xc + ih * W + w0, ncol, plane.data() + r * Wp + c0);
+        }
+        planed = src;
+      }
       const float* wm = wp + m * kh * kw;
       float* yc = yp + i * P;
       const float b0 = bias ? bias[m] : 0.f;
@@ -50,27 +67,31 @@ Status depthwise(ExecCtx& c, const Step& s) {
         float* yr = yc + oh * OW;
         for (index_t ow = 0; ow < OW; ++ow) yr[ow] = b0;
         for (index_t a = 0; a < kh; ++a) {
-          const index_t ih = oh * g.sh - g.pt + a * g.dh;
-          if (ih < 0 || ih >= H) continue;
-          const float* xr = xc + ih * W;
+          const float* xr = plane.data() + (oh * g.sh + a * g.dh) * Wp;
+          const float* wa = wm + a * kw;
+          if (kw == 3 && g.sw == 1) {
+            const float *x0 = xr, *x1 = xr + g.dw, *x2 = xr + 2 * g.dw;
+            const float v0 = wa[0], v1 = wa[1], v2 = wa[2];
+            for (index_t ow = 0; ow < OW; ++ow) yr[ow] += v0 * x0[ow] + v1 * x1[ow] + v2 * x2[ow];
+            continue;
+          }
           for (index_t b = 0; b < kw; ++b) {
-            const float wv = wm[a * kw + b];
-            const index_t off = b * g.dw - g.pl;  // iw = ow * sw + off
-            // output columns whose tap lands inside the row: 0 <= ow*sw + off < W
-            const index_t lo_ow = off >= 0 ? 0 : (-off + g.sw - 1) / g.sw;
-            const index_t hi_ow = std::min<index_t>(OW, W - off <= 0 ? 0 : (W - off - 1) / g.sw + 1);
+            const float wv = wa[b];
+            const float* xs = xr + b * g.dw;
             if (g.sw == 1) {
-              for (index_t ow = lo_ow; ow < hi_ow; ++ow) yr[ow] += wv * xr[ow + off];
+              for (index_t ow = 0; ow < OW; ++ow) yr[ow] += wv * xs[ow];
             } else {
-              for (index_t ow = lo_ow; ow < hi_ow; ++ow) yr[ow] += wv * xr[ow * g.sw + off];
+              for (index_t ow = 0; ow < OW; ++ow) yr[ow] += wv * xs[ow * g.sw];
             }
           }
         }
         switch (act) {
           case 1: for (index_t ow = 0; ow < OW; ++ow) yr[ow] = yr[ow] < 0.f ? 0.f : yr[ow]; break;
-          case 2: for (index_t ow = 0; ow < OW; ++ow) yr[ow] = yr[ow] != yr[ow] ? yr[ow] : std::fmin(std::fmax(yr[ow], lo), hi); break;
-          case 3:
-            for (index_t ow = 0; ow < OW; ++ow) yr[ow] = yr[ow] * std::fmax(0.f, std::fmin(1.f, yr[ow] / 6.f + 0.5f));
+          case 2:  // NaN fails both compares and stays NaN
+            for (index_t ow = 0; ow < OW; ++ow) {
+              const float v = yr[ow] < lo ? lo : yr[ow];
+              yr[ow] = v > hi ? hi : v;
+            }
             break;
           default: break;
         }

@@ -256,8 +256,12 @@ Status clip(ExecCtx& c, const Step& s) {
   if (c.has(s, 2)) hi = c.in(s, 2).as<float>()[0];
   const float* x = a.as<float>();
   float* y = c.out(s, 0, a.shape, DType::f32).as<float>();
-  // min > max gives max, as numpy; fmin/fmax drop NaN, ONNX Clip keeps it.
-  for (index_t i = 0, n = a.numel(); i < n; ++i) y[i] = x[i] != x[i] ? x[i] : std::fmin(std::fmax(x[i], lo), hi);
+  // min > max gives max, as numpy; NaN fails both comparisons and stays NaN, as ONNX Clip keeps it
+  // (plain compares, not std::fmin/fmax: those are NaN-aware calls that kept the loop scalar, ~3 ns/element).
+  for (index_t i = 0, n = a.numel(); i < n; ++i) {
+    const float v = x[i] < lo ? lo : x[i];
+    y[i] = v > hi ? hi : v;
+  }
   return Status::ok();
 }
 
