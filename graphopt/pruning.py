@@ -44,6 +44,8 @@ class PruneReport:
     params_after: int = 0
     seconds: float = 0.0
     sparsity: SparsityReport | None = None                                 # with sparsity > 0
+    kept_heads: dict[str, list[int]] = field(default_factory=dict)     # attention block -> kept head indices
+    kept_neurons: dict[str, list[int]] = field(default_factory=dict)   # down projection -> kept neuron indices
 
 
 def _params(model: Model) -> int:
@@ -117,6 +119,8 @@ def prune(model: Model, data=None, *, heads: float = 0.0, ffn: float = 0.0, reco
     after_widths = {g.down.name or g.down.label(): g.width for g in pp.blocks.neuron_groups(model.graph)}
     report.heads = {k: (v, after_heads.get(k, v)) for k, v in groups.items()}
     report.neurons = {k: (v, after_widths.get(k, v)) for k, v in widths.items()}
+    kept = model.meta.get(pp.prune_structured.KEPT) or {}
+    report.kept_heads, report.kept_neurons = dict(kept.get("heads", {})), dict(kept.get("neurons", {}))
     report.params_after = _params(model)
     report.seconds = time.perf_counter() - t0
     return model, report

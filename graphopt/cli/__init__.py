@@ -25,6 +25,7 @@ COMMANDS: tuple[str, ...] = (
     "bench",
     "quantize",
     "prune",
+    "distill", "qat",
     "tune", "sensitivity",
 )
 

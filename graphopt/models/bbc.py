@@ -43,7 +43,7 @@ import numpy as np
 from ..errors import GraphoptError
 from .transformers_onnx import DEFAULT_CACHE, _require_torch, minilm_path, minilm_tokenizer
 
-__all__ = ["BBCTask", "bbc_classifier", "bbc_torch", "bbc_texts", "load_split", "accuracy"]
+__all__ = ["BBCTask", "bbc_classifier", "bbc_torch", "bbc_train_split", "bbc_texts", "load_split", "accuracy"]
 
 logger = logging.getLogger(__name__)
 
@@ -236,6 +236,22 @@ def _Classifier(torch: Any, encoder: Any, classes: int) -> Any:  # noqa: N802 - 
             return self.head((h * m).sum(1) / m.sum(1).clamp(min=1.0))
 
     return Classifier()
+
+
+def bbc_train_split(task: BBCTask, seq: int = 128) -> dict[str, np.ndarray]:
+    """The tokenized training split (the articles the classifier was fine-tuned on, ``labels``
+    included), rebuilt from the seeded split and cached beside the task as ``train-<seq>.npz``."""
+    path = task.path.parent / f"train-{seq}.npz"
+    if not path.exists():
+        meta = json.loads((task.path.parent / "meta.json").read_text())
+        texts, cats = bbc_texts()
+        tr, _, _ = _split(len(texts), meta["settings"]["seed"])
+        enc = _tokenize(minilm_tokenizer(), [texts[i] for i in tr], seq)
+        y = np.array([task.labels.index(cats[i]) for i in tr], np.int64)
+        tmp = path.with_name(path.stem + ".tmp.npz")
+        np.savez(tmp, **enc, labels=y)
+        tmp.replace(path)
+    return load_split(path)
 
 
 def bbc_torch(task: BBCTask) -> Any:

@@ -24,14 +24,18 @@ import logging
 import numpy as np
 
 from graphopt.errors import GraphoptError
-from graphopt.ir import Model, Value
+from graphopt.ir import MetaKey, Model, Value
 from graphopt.pm import Pass, PassContext, PassResult, register_config, register_pass
 from graphopt.quant.specs import GRAM
 
 from .blocks import head_groups, linear_weight, neuron_groups, shrink_heads, shrink_neurons
 from .unfused_heads import unfused_head_groups
 
-__all__ = ["PruneStructuredPass", "head_importance", "neuron_importance", "refit_rows", "kept"]
+__all__ = ["PruneStructuredPass", "head_importance", "neuron_importance", "refit_rows", "kept", "KEPT"]
+
+#: on the model: the indices each pruned block kept, {"heads": {block: [...]}, "neurons": {down: [...]}}
+#: in graph (= layer) order -- what a torch student needs to be pruned the same way (graphopt.train)
+KEPT: MetaKey[dict] = MetaKey("prune.kept")
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +102,8 @@ class PruneStructuredPass(Pass):
                 raise GraphoptError(f"{name} must be in [0, 1), got {r}")
         changed = False
         stats = {"heads_removed": 0, "neurons_removed": 0}
+        record = model.meta.get(KEPT) or {"heads": {}, "neurons": {}}
+        model.meta[KEPT] = record
         if heads > 0:
             for grp in head_groups(g):
                 gram, wo = _gram(grp.context), linear_weight(grp.out_proj)
@@ -108,6 +114,7 @@ class PruneStructuredPass(Pass):
                 rows = refit_rows(gram, wo, cols) if refit else None
                 logger.info("%s: %d of %d heads kept", grp.mha.label(), len(keep), grp.num_heads)
                 stats["heads_removed"] += grp.num_heads - len(keep)
+                record["heads"][grp.mha.name or grp.mha.label()] = [int(k) for k in keep]
                 shrink_heads(g, grp, keep, rows)
                 changed = True
             for ugrp in unfused_head_groups(g):  # unfused blocks (any export form; grouped KV heads)
@@ -120,6 +127,7 @@ class PruneStructuredPass(Pass):
                 logger.info("%s: %d of %d %s kept", ugrp.label, len(keep), ugrp.units,
                             "KV groups" if ugrp.rep > 1 else "heads")
                 stats["heads_removed"] += (ugrp.units - len(keep)) * ugrp.rep
+                record["heads"][ugrp.label] = [int(h) for k in keep for h in range(k * ugrp.rep, (k + 1) * ugrp.rep)]
                 ugrp.shrink(g, keep, rows)
                 changed = True
         if ffn > 0:
@@ -131,6 +139,7 @@ class PruneStructuredPass(Pass):
                 rows = refit_rows(gram, w2, keep) if refit else None
                 logger.info("%s: %d of %d neurons kept", grp.down.label(), len(keep), grp.width)
                 stats["neurons_removed"] += grp.width - len(keep)
+                record["neurons"][grp.down.name or grp.down.label()] = [int(k) for k in keep]
                 shrink_neurons(g, grp, keep, rows)
                 changed = True
         return PassResult(changed, stats)

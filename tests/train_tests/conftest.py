@@ -30,6 +30,17 @@ def tiny_data(n: int = 48, seq: int = 12, seed: int = 0, classes: int = 3):
             "labels": rng.integers(0, classes, n).astype(np.int64)}
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one thread is faster than two fighting a busy machine."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def tiny():
     return tiny_classifier()

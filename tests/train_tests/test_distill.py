@@ -53,9 +53,9 @@ def test_distill_reduces_loss_and_student_learns(data):
     with torch.no_grad():  # start the student away from the teacher
         student.head.weight.mul_(0.1)
     before = np.abs(_logits(student, data) - _logits(teacher, data)).mean()
-    res = distill(teacher, student, data, steps=40, batch=8, lr=3e-3, progress=False)
+    res = distill(teacher, student, data, steps=20, batch=8, lr=3e-3, progress=False)
     after = np.abs(_logits(student, data) - _logits(teacher, data)).mean()
-    assert res.steps == 40 and len(res.losses) == 40
+    assert res.steps == 20 and len(res.losses) == 20
     assert np.mean(res.losses[-5:]) < np.mean(res.losses[:5])
     assert after < before
     assert not student.training
@@ -118,3 +118,21 @@ def test_export_runs_in_graphopt_and_matches(tmp_path, data):
     feeds = {k: data[k][:5] for k in NAMES}
     got = graphopt.compile(graphopt.load(path)).run(feeds)[0]
     np.testing.assert_allclose(got, _logits(student, feeds), rtol=1e-4, atol=1e-4)
+
+
+def test_student_from_pruned_graph_matches_the_pruned_graph(tmp_path, data):
+    """graphopt.prune reports the kept heads/neurons; the torch student cut with them computes
+    what the pruned graph computes (no least-squares refit, which only the graph has)."""
+    from graphopt.train import student_from_pruned
+
+    teacher = tiny_classifier(seed=4)
+    path = export_onnx(teacher, tmp_path / "t.onnx", {k: data[k][:2] for k in NAMES})
+    calib = [{k: data[k][i:i + 8] for k in NAMES} for i in range(0, 32, 8)]
+    model, rep = graphopt.prune(graphopt.load(path), calib, heads=0.5, ffn=0.5, reconstruct=False, progress=False)
+    assert len(rep.kept_heads) == 4 and all(len(v) == 2 for v in rep.kept_heads.values())
+    assert len(rep.kept_neurons) == 4 and all(len(v) == 24 for v in rep.kept_neurons.values())
+    student = student_from_pruned(teacher, rep)
+    assert layer_list(student)[1][0].intermediate.dense.out_features == 24
+    feeds = {k: data[k][:6] for k in NAMES}
+    got = graphopt.compile(model, "fp32").run(feeds)[0]
+    np.testing.assert_allclose(_logits(student, feeds), got, rtol=1e-4, atol=1e-5)
