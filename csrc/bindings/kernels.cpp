@@ -582,7 +582,7 @@ void bind_kernels(py::module_& m) {
   }, py::arg("x"), "bf16 bits (uint16) -> fp32.");
 
   m.def("attention", [](py::array q, py::array k, py::array v, py::object mask, double scale, double q_scale,
-                        double k_scale, double v_scale, const std::string& out_dtype, bool bf16_compute, py::object out) {
+                        double k_scale, double v_scale, const std::string& out_dtype, bool bf16_compute, py::object out, bool causal) {
     kernels::AttentionArgs a;
     DT dt;
     if (is_dt(q, DT::f32)) { a.type = kernels::AttnType::f32; dt = DT::f32; }
@@ -593,9 +593,13 @@ void bind_kernels(py::module_& m) {
       throw py::type_error("q, k, v must share one dtype; got q " + describe(q) + ", k " + describe(k) + ", v " + describe(v));
     if (q.ndim() != 4 || k.ndim() != 4 || v.ndim() != 4)
       throw py::value_error("q, k, v must be [B, H, S, D]; got q " + shape_str(q) + ", k " + shape_str(k) + ", v " + shape_str(v));
-    if (shape_of(k) != shape_of(v) || k.shape(0) != q.shape(0) || k.shape(1) != q.shape(1) || k.shape(3) != q.shape(3))
-      throw py::value_error("mismatched attention shapes: q " + shape_str(q) + ", k " + shape_str(k) + ", v " + shape_str(v));
+    if (shape_of(k) != shape_of(v) || k.shape(0) != q.shape(0) || k.shape(1) < 1 || q.shape(1) % k.shape(1) ||
+        k.shape(3) != q.shape(3))
+      throw py::value_error("mismatched attention shapes (k/v heads must divide q heads): q " + shape_str(q) + ", k " +
+                            shape_str(k) + ", v " + shape_str(v));
     a.B = q.shape(0); a.H = q.shape(1); a.Sq = q.shape(2); a.Sk = k.shape(2); a.D = q.shape(3);
+    a.Hkv = k.shape(1);
+    a.causal = causal;
     a.q_st = head_strides(q, "q");
     a.k_st = head_strides(k, "k");
     a.v_st = head_strides(v, "v");
@@ -607,15 +611,17 @@ void bind_kernels(py::module_& m) {
     if (!mask.is_none()) {
       mk = py::reinterpret_borrow<py::array>(mask);
       check(mk, "mask", DT::f32);
-      const bool ok4 = mk.ndim() == 4 && mk.shape(1) == 1 && (mk.shape(0) == 1 || mk.shape(0) == a.B) &&
+      const bool ok4 = mk.ndim() == 4 && (mk.shape(1) == 1 || mk.shape(1) == a.H) &&
+                       (mk.shape(0) == 1 || mk.shape(0) == a.B) &&
                        (mk.shape(2) == 1 || mk.shape(2) == a.Sq) && mk.shape(3) == a.Sk;
       const bool ok2 = mk.ndim() == 2 && mk.shape(0) == a.B && mk.shape(1) == a.Sk;
       if (!ok4 && !ok2)
-        throw py::value_error("mask of shape " + shape_str(mk) + " must be [B|1, 1, Sq|1, Sk] or [B, Sk] for q " +
+        throw py::value_error("mask of shape " + shape_str(mk) + " must be [B|1, H|1, Sq|1, Sk] or [B, Sk] for q " +
                               shape_str(q) + " and k " + shape_str(k));
       a.mask = static_cast<const float*>(mk.data());
       a.mask_b = mk.shape(0);
       a.mask_q = ok4 ? mk.shape(2) : 1;
+      a.mask_h = ok4 ? mk.shape(1) : 1;
     }
     py::array o;
     if (out.is_none()) {
@@ -643,7 +649,7 @@ void bind_kernels(py::module_& m) {
     return o;
   }, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("mask") = py::none(), py::arg("scale") = 1.0,
      py::arg("q_scale") = 1.0, py::arg("k_scale") = 1.0, py::arg("v_scale") = 1.0, py::arg("out_dtype") = "f32",
-     py::arg("bf16_compute") = false, py::arg("out") = py::none());
+     py::arg("bf16_compute") = false, py::arg("out") = py::none(), py::arg("causal") = false);
 
   m.def("peak_gops", [](const std::string& kind, double seconds) {
     py::gil_scoped_release nogil;

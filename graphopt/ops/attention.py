@@ -1,4 +1,6 @@
-"""graphopt::MultiHeadAttention: BERT-style self-attention with a packed QKV projection."""
+"""graphopt::MultiHeadAttention (BERT-style self-attention, packed QKV projection) and
+graphopt::Attention (the scaled-dot-product core on separate Q, K, V: causal, grouped KV heads,
+per-head bias; what decoders and T5 fuse to)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from ..errors import UnsupportedError
 from ..ir import DType, Node, TensorType, Value
 from ._registry import MS_DOMAIN, Emitter, OpDef, register_op
 
-__all__ = ["MULTI_HEAD_ATTENTION", "attention_ref"]
+__all__ = ["ATTENTION", "MULTI_HEAD_ATTENTION", "attention_ref", "sdpa_ref"]
 
 
 def _heads(node_label: str, hidden: int, num_heads: int) -> int:
@@ -151,4 +153,151 @@ Standard ONNX: MatMul/Split/Reshape/Transpose/Softmax.""",
     shape_rule=_shape,
     to_onnxruntime=_to_ort,
     decompose=_decompose,
+))
+
+
+# --- Attention (separate Q, K, V) ---------------------------------------------
+
+def _as_heads(x: np.ndarray, n: int) -> np.ndarray:
+    """[B, S, n*d] -> [B, n, S, d]; 4-D input unchanged."""
+    if x.ndim == 4:
+        return x
+    b, s, c = x.shape
+    return x.reshape(b, s, n, c // n).transpose(0, 2, 1, 3)
+
+
+def sdpa_ref(q: np.ndarray, k: np.ndarray, v: np.ndarray, *, num_heads: int = 0, kv_num_heads: int = 0,
+             scale: float = 0.0, causal: bool = False, key_padding_mask: np.ndarray | None = None,
+             bias: np.ndarray | None = None, mask_filter_value: float = -10000.0) -> np.ndarray:
+    """numpy reference of graphopt::Attention (float64 inside); layouts as in its spec."""
+    n = num_heads or (q.shape[1] if q.ndim == 4 else 0)
+    nkv = kv_num_heads or (k.shape[1] if k.ndim == 4 else n)
+    qh = _as_heads(q, n).astype(np.float64)
+    kh, vh = (_as_heads(t, nkv).astype(np.float64) for t in (k, v))
+    if nkv != qh.shape[1]:  # grouped KV heads: query head h reads K/V head h // (N / Nkv)
+        g = qh.shape[1] // nkv
+        kh, vh = np.repeat(kh, g, axis=1), np.repeat(vh, g, axis=1)
+    d = qh.shape[-1]
+    s = (qh @ kh.transpose(0, 1, 3, 2)) * (scale or 1.0 / math.sqrt(d))
+    sq, sk = s.shape[-2:]
+    if key_padding_mask is not None:
+        s = s + np.where(key_padding_mask.astype(bool), 0.0, mask_filter_value)[:, None, None, :]
+    if bias is not None:
+        s = s + bias
+    if causal:
+        s = np.where(np.arange(sk)[None, :] <= np.arange(sq)[:, None] + (sk - sq), s, -np.inf)
+    mx = s.max(-1, keepdims=True)
+    p = np.exp(s - np.where(np.isfinite(mx), mx, 0.0))
+    tot = p.sum(-1, keepdims=True)
+    p = np.divide(p, tot, out=np.zeros_like(p), where=tot > 0)
+    y = p @ vh
+    if q.ndim == 3:
+        y = y.transpose(0, 2, 1, 3).reshape(q.shape[0], sq, -1)
+    return y.astype(q.dtype)
+
+
+def _sdpa_ins(inputs: Sequence[Any]) -> list[Any]:
+    return list(inputs) + [None] * (5 - len(inputs))
+
+
+def _sdpa_ref(inputs: Sequence[np.ndarray | None], attrs: dict[str, Any]) -> list[np.ndarray]:
+    q, k, v, kpm, bias = _sdpa_ins(inputs)[:5]
+    return [sdpa_ref(q, k, v, num_heads=int(attrs["num_heads"]), kv_num_heads=int(attrs["kv_num_heads"]),
+                     scale=float(attrs["scale"]), causal=bool(attrs["causal"]), key_padding_mask=kpm, bias=bias,
+                     mask_filter_value=float(attrs["mask_filter_value"]))]
+
+
+def _sdpa_shape(node: Node) -> list[Any]:
+    q = node.inputs[0]
+    if q is None or not isinstance(q.type, TensorType):
+        return [None]
+    return [q.type]
+
+
+def _sdpa_decompose(node: Node, e: Emitter) -> list[Value | None]:
+    q, k, v, kpm, bias = _sdpa_ins(node.inputs)[:5]
+    n = int(node.attr("num_heads"))
+    nkv = int(node.attr("kv_num_heads", 0)) or n
+    dt = e.dtype_np(q)
+    three_d = q.rank == 3
+    d = None
+    if three_d:
+        if q.shape is None or not isinstance(q.shape[-1], int):
+            raise UnsupportedError(f"{node.label()}: decomposition of the [B, S, N*d] layout needs a static hidden size")
+        d = q.shape[-1] // n
+        split = e.const("heads", [0, 0, -1, d], np.int64)
+        q = e.op("Transpose", [e.op("Reshape", [q, split])], {"perm": [0, 2, 1, 3]})
+        k = e.op("Transpose", [e.op("Reshape", [k, split])], {"perm": [0, 2, 1, 3]})
+        v = e.op("Transpose", [e.op("Reshape", [v, split])], {"perm": [0, 2, 1, 3]})
+    elif q.shape is not None and isinstance(q.shape[-1], int):
+        d = q.shape[-1]
+    if nkv != n:  # repeat each K/V head N/Nkv times: [B, Nkv, S, d] -> [B, Nkv, g, S, d] -> [B, N, S, d]
+        if d is None:
+            raise UnsupportedError(f"{node.label()}: grouped-KV decomposition needs a static head size")
+        reps = e.const("kv_repeat", [1, 1, n // nkv, 1, 1], np.int64)
+        flat = e.const("kv_shape", [0, n, -1, d], np.int64)
+
+        def rep(t: Value) -> Value:
+            u = e.op("Unsqueeze", [t, e.const("axes", [2], np.int64)]) if e.opset >= 13 else \
+                e.op("Unsqueeze", [t], {"axes": [2]})
+            return e.op("Reshape", [e.op("Expand", [u, reps]), flat])
+        k, v = rep(k), rep(v)
+    scale = float(node.attr("scale", 0.0))
+    if not scale:
+        if d is None:
+            raise UnsupportedError(f"{node.label()}: the default scale needs a static head size")
+        scale = 1.0 / math.sqrt(d)
+    s = e.op("Mul", [e.op("MatMul", [q, e.op("Transpose", [k], {"perm": [0, 1, 3, 2]})]), e.const("scale", scale, dt)])
+    if kpm is not None:
+        m = e.op("Cast", [kpm], {"to": DType.from_numpy(dt).value})
+        m = e.op("Mul", [e.op("Sub", [e.const("one", 1.0, dt), m]),
+                         e.const("filter", float(node.attr("mask_filter_value", -10000.0)), dt)])
+        m = e.op("Unsqueeze", [m, e.const("axes", [1, 2], np.int64)]) if e.opset >= 13 else \
+            e.op("Unsqueeze", [m], {"axes": [1, 2]})
+        s = e.op("Add", [s, m])
+    if bias is not None:
+        s = e.op("Add", [s, bias])
+    if int(node.attr("causal", 0)):
+        # keep key j for query i iff j <= i + Sk - Sq: Trilu(ones[Sq, Sk], k = Sk - Sq), lower part
+        shp = e.op("Shape", [s])
+        sq_sk = e.op("Slice", [shp, e.const("s2", [2], np.int64), e.const("s4", [4], np.int64)])
+        ones = e.op("ConstantOfShape", [sq_sk], {"value": np.ones(1, dt)})
+        sq = e.op("Slice", [shp, e.const("s2b", [2], np.int64), e.const("s3", [3], np.int64)])
+        sk = e.op("Slice", [shp, e.const("s3b", [3], np.int64), e.const("s4b", [4], np.int64)])
+        diag = e.op("Squeeze", [e.op("Sub", [sk, sq]), e.const("ax0", [0], np.int64)]) if e.opset >= 13 else \
+            e.op("Squeeze", [e.op("Sub", [sk, sq])], {"axes": [0]})
+        keep = e.op("Cast", [e.op("Trilu", [ones, diag], {"upper": 0})], {"to": DType.BOOL.value})
+        s = e.op("Where", [keep, s, e.const("neg", float(np.finfo(dt).min), dt)])
+    p = e.op("Softmax", [s], {"axis": -1})
+    y = e.op("MatMul", [p, v])
+    if three_d:
+        y = e.op("Reshape", [e.op("Transpose", [y], {"perm": [0, 2, 1, 3]}),
+                             e.const("out_shape", [0, 0, n * d], np.int64)])
+    return [y]
+
+
+ATTENTION = register_op(OpDef(
+    op_type="Attention",
+    spec="""graphopt::Attention(Q, K, V, KeyPaddingMask?, Bias?) -> Y
+
+The scaled-dot-product core of self- and cross-attention on separate Q, K, V (decoders, T5):
+projections, rotary embeddings and the output projection stay ordinary nodes around it.
+Layouts (K and V as Q): Q [B, N, Sq, d], K/V [B, Nkv, Sk, d], Y [B, N, Sq, d]; or the
+heads side by side: Q [B, Sq, N*d], K/V [B, Sk, Nkv*d], Y [B, Sq, N*d].
+Attributes: num_heads N (int, required); kv_num_heads Nkv (int, 0 = N; N a multiple of it:
+grouped KV heads / GQA, query head h reads K/V head h // (N / Nkv), no repeated copy);
+scale (float, 0 = 1/sqrt(d)); causal (int 0/1: key j masked for query i when j > i + Sk - Sq);
+mask_filter_value (float, default -10000: added where KeyPaddingMask is 0).
+KeyPaddingMask: optional int/bool [B, Sk], nonzero = attend to that key.
+Bias: optional float broadcastable to [B, N, Sq, Sk] ([1|B, 1|N, 1|Sq, Sk]), added to the scaled
+scores (additive masks; T5's per-head relative position bias).
+Y = softmax(scale * Q K^T + mask terms + Bias, causal keys at -inf) V per head.
+onnxruntime: the standard-ONNX decomposition (com.microsoft GroupQueryAttention needs a KV cache).
+Standard ONNX: Reshape/Transpose, Unsqueeze/Expand/Reshape (GQA), MatMul, Trilu/Where (causal),
+Softmax.""",
+    attrs={"num_heads": None, "kv_num_heads": 0, "scale": 0.0, "causal": 0, "mask_filter_value": -10000.0},
+    reference=_sdpa_ref,
+    shape_rule=_sdpa_shape,
+    to_onnxruntime=_sdpa_decompose,
+    decompose=_sdpa_decompose,
 ))

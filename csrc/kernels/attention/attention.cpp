@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -22,14 +23,14 @@ std::string dims(index_t a, index_t b, index_t c) {
   return "[" + std::to_string(a) + ", " + std::to_string(b) + ", " + std::to_string(c) + "]";
 }
 
-// Keys used by batch row b: up to the last key above -5000 in any query row of the mask.
-// A query row with no such key keeps every key (its softmax then runs over all of them, as
+// Keys used by batch row b: up to the last key above -5000 in any query row of any head of the
+// mask. A query row with no such key keeps every key (its softmax then runs over all of them, as
 // without skipping), so the skip never changes a result beyond exp underflow.
 index_t keys_used(const AttentionArgs& a, index_t b) {
   if (!a.mask) return a.Sk;
-  const float* m = a.mask + (a.mask_b > 1 ? b : 0) * a.mask_q * a.Sk;
+  const float* m = a.mask + (a.mask_b > 1 ? b : 0) * a.mask_h * a.mask_q * a.Sk;
   index_t last = 0;
-  for (index_t i = 0; i < a.mask_q; ++i) {
+  for (index_t i = 0; i < a.mask_h * a.mask_q; ++i) {
     const float* r = m + i * a.Sk;
     index_t j = a.Sk;
     while (j > 0 && !(r[j - 1] > -5000.f)) --j;
@@ -37,6 +38,29 @@ index_t keys_used(const AttentionArgs& a, index_t b) {
     last = std::max(last, j);
   }
   return last;
+}
+
+// Causal attention as a materialised [mask_b, mask_h, Sq, Sk] mask: the given mask (if any)
+// broadcast over queries plus -inf above the shifted diagonal. Every ISA kernel already takes a
+// full per-query mask, so causal runs on each path with one code path to verify.
+void causal_mask(AttentionArgs& a, std::vector<float>& buf) {
+  const index_t mb = a.mask ? a.mask_b : 1, mh = a.mask ? a.mask_h : 1, Sq = a.Sq, Sk = a.Sk;
+  buf.assign(static_cast<std::size_t>(mb * mh * Sq * Sk), 0.f);
+  const index_t shift = Sk - Sq;
+  for (index_t bh = 0; bh < mb * mh; ++bh)
+    for (index_t i = 0; i < Sq; ++i) {
+      float* r = buf.data() + (bh * Sq + i) * Sk;
+      if (a.mask) {
+        const float* src = a.mask + (bh * a.mask_q + (a.mask_q > 1 ? i : 0)) * Sk;
+        std::copy(src, src + Sk, r);
+      }
+      for (index_t j = std::max<index_t>(i + shift + 1, 0); j < Sk; ++j) r[j] = -INFINITY;
+    }
+  a.mask = buf.data();
+  a.mask_b = mb;
+  a.mask_h = mh;
+  a.mask_q = Sq;
+  a.causal = false;
 }
 
 }  // namespace
@@ -58,10 +82,15 @@ Status attention(const AttentionArgs& a) {
                            std::to_string(a.H) + ", " + std::to_string(a.Sq) + ", " + std::to_string(a.Sk) + ", " +
                            std::to_string(a.D));
   if (!a.q || !a.k || !a.v || !a.out) return Status::invalid("attention: null input or output");
-  if (a.mask && !((a.mask_b == 1 || a.mask_b == a.B) && (a.mask_q == 1 || a.mask_q == a.Sq)))
-    return Status::invalid("attention mask must be [1|B, 1|Sq, Sk] = [1|" + std::to_string(a.B) + ", 1|" +
-                           std::to_string(a.Sq) + ", " + std::to_string(a.Sk) + "], got [" + std::to_string(a.mask_b) +
-                           ", " + std::to_string(a.mask_q) + ", Sk]");
+  if (a.mask && !((a.mask_b == 1 || a.mask_b == a.B) && (a.mask_h == 1 || a.mask_h == a.H) &&
+                  (a.mask_q == 1 || a.mask_q == a.Sq)))
+    return Status::invalid("attention mask must be [1|B, 1|H, 1|Sq, Sk] = [1|" + std::to_string(a.B) + ", 1|" +
+                           std::to_string(a.H) + ", 1|" + std::to_string(a.Sq) + ", " + std::to_string(a.Sk) +
+                           "], got [" + std::to_string(a.mask_b) + ", " + std::to_string(a.mask_h) + ", " +
+                           std::to_string(a.mask_q) + ", Sk]");
+  if (a.Hkv < 0 || (a.Hkv > 0 && a.H % a.Hkv))
+    return Status::invalid("attention: " + std::to_string(a.H) + " query heads are not a multiple of " +
+                           std::to_string(a.Hkv) + " key/value heads");
   const HeadStrides* st[4] = {&a.q_st, &a.k_st, &a.v_st, &a.out_st};
   for (const HeadStrides* s : st)
     if (s->batch < 0 || s->head < 0 || s->seq < 0 || (s->seq > 0 && s->seq < a.D))
@@ -71,17 +100,20 @@ Status attention(const AttentionArgs& a) {
 
   AttnPlan p;
   p.a = a;
-  auto dense = [&](HeadStrides& s, index_t S) {
-    if (s.batch == 0 && s.head == 0 && s.seq == 0) s = HeadStrides{a.H * S * a.D, S * a.D, a.D};
+  if (p.a.Hkv == 0) p.a.Hkv = a.H;
+  std::vector<float> causal;
+  if (p.a.causal) causal_mask(p.a, causal);
+  auto dense = [&](HeadStrides& s, index_t H, index_t S) {
+    if (s.batch == 0 && s.head == 0 && s.seq == 0) s = HeadStrides{H * S * a.D, S * a.D, a.D};
   };
-  dense(p.a.q_st, a.Sq);
-  dense(p.a.k_st, a.Sk);
-  dense(p.a.v_st, a.Sk);
-  dense(p.a.out_st, a.Sq);
+  dense(p.a.q_st, a.H, a.Sq);
+  dense(p.a.k_st, p.a.Hkv, a.Sk);
+  dense(p.a.v_st, p.a.Hkv, a.Sk);
+  dense(p.a.out_st, a.H, a.Sq);
   std::vector<index_t> kv(static_cast<std::size_t>(a.B));
   double macs = 0;
   for (index_t b = 0; b < a.B; ++b) {
-    kv[b] = keys_used(a, b);
+    kv[b] = keys_used(p.a, b);
     macs += 2.0 * static_cast<double>(a.H) * a.Sq * kv[b] * a.D;
   }
   p.kv_len = kv.data();

@@ -139,8 +139,8 @@ void task_t(const AttnPlan& p, std::int64_t t) {
   float* qt = reinterpret_cast<float*>(base + o_q);
   float* inv = reinterpret_cast<float*>(base + o_i);
   float* mx = inv + kQb;
-  const T* Kin = head_of<T>(a.k, a.k_st, tk.b, tk.h);
-  const T* Vin = head_of<T>(a.v, a.v_st, tk.b, tk.h);
+  const T* Kin = head_of<T>(a.k, a.k_st, tk.b, kv_head(a, tk.h));
+  const T* Vin = head_of<T>(a.v, a.v_st, tk.b, kv_head(a, tk.h));
   const T* Q = head_of<T>(a.q, a.q_st, tk.b, tk.h);
   const float* K;
   const float* V;
@@ -159,7 +159,7 @@ void task_t(const AttnPlan& p, std::int64_t t) {
   }
   const __m256 cs = _mm256_set1_ps(logit_scale(a) * kLog2e);
   const float os = out_scale(a);
-  const float* mrow = a.mask ? a.mask + (a.mask_b > 1 ? tk.b : 0) * a.mask_q * Sk : nullptr;
+  const float* mrow = mask_of(a, tk.b, tk.h);
   const float* km = a.mask_q == 1 ? mrow : nullptr;
   for (index_t i0 = tk.r0; i0 < tk.r1; i0 += kQb) {
     const index_t nq = tk.r1 - i0 < kQb ? tk.r1 - i0 : kQb;

@@ -97,8 +97,8 @@ void task_t(const AttnPlan& p, std::int64_t t) {
   float* qt = reinterpret_cast<float*>(base + o_q);
   float* inv = reinterpret_cast<float*>(base + o_i);
   float* mx = inv + kQb;
-  const T* Kin = head_of<T>(a.k, a.k_st, tk.b, tk.h);
-  const T* Vin = head_of<T>(a.v, a.v_st, tk.b, tk.h);
+  const T* Kin = head_of<T>(a.k, a.k_st, tk.b, kv_head(a, tk.h));
+  const T* Vin = head_of<T>(a.v, a.v_st, tk.b, kv_head(a, tk.h));
   const T* Q = head_of<T>(a.q, a.q_st, tk.b, tk.h);
   NextRows next;
   next.init<T>(p, t);
@@ -118,7 +118,7 @@ void task_t(const AttnPlan& p, std::int64_t t) {
     K = Kin; V = Vin; ks = a.k_st.seq; vs = a.v_st.seq;
   }
   const float cs = logit_scale(a), os = out_scale(a);
-  const float* mrow = a.mask ? a.mask + (a.mask_b > 1 ? tk.b : 0) * a.mask_q * Sk : nullptr;
+  const float* mrow = mask_of(a, tk.b, tk.h);
   const float* km = a.mask_q == 1 ? mrow : nullptr;
   const index_t panels = (D + 15) / 16;
   const __mmask16 tail = static_cast<__mmask16>(0xffffu >> ((16 - D % 16) % 16));

@@ -121,8 +121,8 @@ void task_t(const AttnPlan& p, std::int64_t t) {
   auto* qt = reinterpret_cast<std::uint32_t*>(base + o_q);
   auto* pt = reinterpret_cast<std::uint32_t*>(base + o_p);
   auto* vp = reinterpret_cast<std::uint32_t*>(base + o_v);
-  const T* Kin = head_of<T>(a.k, a.k_st, tk.b, tk.h);
-  const T* Vin = head_of<T>(a.v, a.v_st, tk.b, tk.h);
+  const T* Kin = head_of<T>(a.k, a.k_st, tk.b, kv_head(a, tk.h));
+  const T* Vin = head_of<T>(a.v, a.v_st, tk.b, kv_head(a, tk.h));
   const T* Q = head_of<T>(a.q, a.q_st, tk.b, tk.h);
   NextRows next;
   next.init<T>(p, t);
@@ -148,7 +148,7 @@ void task_t(const AttnPlan& p, std::int64_t t) {
       _mm512_store_si512(vp + (j / 2) * vld + d, pairs(lo, hi));
     }
   const float cs = logit_scale(a), os = out_scale(a);
-  const float* mrow = a.mask ? a.mask + (a.mask_b > 1 ? tk.b : 0) * a.mask_q * Sk : nullptr;
+  const float* mrow = mask_of(a, tk.b, tk.h);
   const float* km = a.mask_q == 1 ? mrow : nullptr;
   const __mmask16 tail = static_cast<__mmask16>(0xffffu >> ((16 - D % 16) % 16));
   for (index_t i0 = tk.r0; i0 < tk.r1; i0 += kQb) {

@@ -231,8 +231,8 @@ struct NextRows {
     const AttnTask cur = attn_task(p, t), nx = attn_task(p, t + 1);
     const index_t e = static_cast<index_t>(sizeof(T));
     const T* q = head_of<T>(a.q, a.q_st, nx.b, nx.h) + nx.r0 * a.q_st.seq;
-    base[0] = reinterpret_cast<const char*>(head_of<T>(a.k, a.k_st, nx.b, nx.h));
-    base[1] = reinterpret_cast<const char*>(head_of<T>(a.v, a.v_st, nx.b, nx.h));
+    base[0] = reinterpret_cast<const char*>(head_of<T>(a.k, a.k_st, nx.b, kv_head(a, nx.h)));
+    base[1] = reinterpret_cast<const char*>(head_of<T>(a.v, a.v_st, nx.b, kv_head(a, nx.h)));
     base[2] = reinterpret_cast<const char*>(q);
     stride[0] = a.k_st.seq * e; stride[1] = a.v_st.seq * e; stride[2] = a.q_st.seq * e;
     rows[0] = rows[1] = nx.L; rows[2] = nx.r1 - nx.r0;

@@ -24,8 +24,8 @@ void task_t(const AttnPlan& p, std::int64_t t) {
   float* qt = reinterpret_cast<float*>(base + o_q);
   float* st = reinterpret_cast<float*>(base + o_s);
   float* orow = reinterpret_cast<float*>(base + o_o);
-  const T* K = head_of<T>(a.k, a.k_st, tk.b, tk.h);
-  const T* V = head_of<T>(a.v, a.v_st, tk.b, tk.h);
+  const T* K = head_of<T>(a.k, a.k_st, tk.b, kv_head(a, tk.h));
+  const T* V = head_of<T>(a.v, a.v_st, tk.b, kv_head(a, tk.h));
   const T* Q = head_of<T>(a.q, a.q_st, tk.b, tk.h);
   for (index_t j = 0; j < L; ++j)
     for (index_t d = 0; d < D; ++d) {
@@ -33,7 +33,7 @@ void task_t(const AttnPlan& p, std::int64_t t) {
       vf[j * D + d] = raw_f32(V[j * a.v_st.seq + d]);
     }
   const float cs = logit_scale(a), os = out_scale(a);
-  const float* mrow = a.mask ? a.mask + (a.mask_b > 1 ? tk.b : 0) * a.mask_q * Sk : nullptr;
+  const float* mrow = mask_of(a, tk.b, tk.h);
   for (index_t i0 = tk.r0; i0 < tk.r1; i0 += kQb) {
     const index_t nq = tk.r1 - i0 < kQb ? tk.r1 - i0 : kQb;
     for (index_t x = 0; x < D * kQb; ++x) qt[x] = 0.f;

@@ -34,6 +34,15 @@ inline const T* head_of(const void* base, const HeadStrides& s, index_t b, index
   return static_cast<const T*>(base) + b * s.batch + h * s.head;
 }
 
+// K/V head read by query head h (grouped KV heads: Hkv divides H; the front sets Hkv).
+inline index_t kv_head(const AttentionArgs& a, index_t h) { return h / (a.H / a.Hkv); }
+
+// The mask rows [mask_q, Sk] of head (b, h), or null.
+inline const float* mask_of(const AttentionArgs& a, index_t b, index_t h) {
+  if (!a.mask) return nullptr;
+  return a.mask + ((a.mask_b > 1 ? b : 0) * a.mask_h + (a.mask_h > 1 ? h : 0)) * a.mask_q * a.Sk;
+}
+
 // The per-tensor int8 scales fold into the logit scale and the output scale; inputs are
 // otherwise used as raw values (int8 is exact in fp32 and bf16).
 inline float logit_scale(const AttentionArgs& a) {

@@ -358,8 +358,10 @@ Status softmax(ExecCtx& c, const Step& s) {
 //   in_bsh=0: Q, K, V are [B, N, S, D];   in_bsh=1: [B, S, C] rows holding the heads side by side
 //   (packed=1: one [B, S, 3H] tensor with Q | K | V, as a fused QKV projection produces it);
 //   out_bsh=0: O is [B, N, S, D];  out_bsh=1: O is [B, S, N*D] (ready for the output projection).
-// mask: additive fp32 broadcastable as [1|B, 1, 1|Sq, Sk]; trailing keys masked (<= -5000) for
-// every query of a batch row (padding) are skipped by the kernel.
+// mask: additive fp32 broadcastable as [1|B, 1|N, 1|Sq, Sk] (per-head: T5's position bias);
+// trailing keys masked (<= -5000) for every query of a batch row (padding) are skipped by the kernel.
+// kv_heads (in_bsh) / K's head dim (4-D): grouped K/V heads read in place (GQA); causal=1: key j is
+// masked for query i when j > i + Sk - Sq.
 // bf16=1: bf16 products with fp32 accumulation and softmax (the bf16/int8 precisions).
 
 // Runs the kernel's tasks on the executor's pool, so a run keeps one set of worker threads.
@@ -379,15 +381,15 @@ Status attention(ExecCtx& c, const Step& s) {
                   dtype_name(k.dt) + ", " + dtype_name(v.dt));
   const std::size_t es = dtype_size(dt);
   kernels::AttentionArgs a;
-  index_t B, N, Sq, Sk, D;
+  index_t B, N, Sq, Sk, D, Nkv;
   const char *qp = static_cast<const char*>(q.data), *kp = static_cast<const char*>(k.data), *vp = static_cast<const char*>(v.data);
   if (!in_bsh) {
     if (q.shape.size() != 4 || k.shape.size() != 4 || v.shape.size() != 4) return bad(s, "Q, K, V must be rank 4 [B,N,S,D]");
-    B = q.shape[0]; N = q.shape[1]; Sq = q.shape[2]; D = q.shape[3]; Sk = k.shape[2];
-    if (k.shape[0] != B || k.shape[1] != N || k.shape[3] != D || v.shape != k.shape)
+    B = q.shape[0]; N = q.shape[1]; Sq = q.shape[2]; D = q.shape[3]; Sk = k.shape[2]; Nkv = k.shape[1];
+    if (k.shape[0] != B || Nkv < 1 || N % Nkv || k.shape[3] != D || v.shape != k.shape)
       return bad(s, "K/V shapes " + shape_str(k.shape) + "/" + shape_str(v.shape) + " do not match Q " + shape_str(q.shape));
     a.q_st = {N * Sq * D, Sq * D, D};
-    a.k_st = a.v_st = {N * Sk * D, Sk * D, D};
+    a.k_st = a.v_st = {Nkv * Sk * D, Sk * D, D};
   } else {
     N = s.i("heads", 1);
     if (q.shape.size() != 3) return bad(s, "input must be [B, S, C], got " + shape_str(q.shape));
@@ -397,16 +399,21 @@ Status attention(ExecCtx& c, const Step& s) {
       if (C % (3 * N)) return bad(s, "packed QKV width " + std::to_string(C) + " is not divisible by 3*heads");
       D = C / 3 / N;
       Sk = Sq;
+      Nkv = N;
       kp = qp + N * D * es;
       vp = qp + 2 * N * D * es;
       a.q_st = a.k_st = a.v_st = {Sq * C, D, C};
     } else {
-      if (C % N || k.shape.size() != 3 || v.shape != k.shape || k.shape[2] != C || k.shape[0] != B)
-        return bad(s, "Q/K/V must be [B, S, H] with H divisible by heads");
+      Nkv = s.i("kv_heads", N);
+      if (C % N || Nkv < 1 || N % Nkv || k.shape.size() != 3 || v.shape != k.shape || k.shape[0] != B ||
+          k.shape[2] * N != C * Nkv)
+        return bad(s, "Q/K/V must be [B, S, H] with H divisible by heads (K/V: kv_heads of the same size), got " +
+                          shape_str(q.shape) + ", " + shape_str(k.shape) + ", " + shape_str(v.shape));
       D = C / N;
       Sk = k.shape[1];
+      const index_t Ckv = Nkv * D;
       a.q_st = {Sq * C, D, C};
-      a.k_st = a.v_st = {Sk * C, D, C};
+      a.k_st = a.v_st = {Sk * Ckv, D, Ckv};
     }
   }
   const float scale = static_cast<float>(s.f("scale", 1.0 / std::sqrt(static_cast<double>(D))));
@@ -416,10 +423,12 @@ Status attention(ExecCtx& c, const Step& s) {
     if (m.dt != DType::f32) return bad(s, "mask must be float32");
     Shape ms = m.shape;
     while (ms.size() < 4) ms.insert(ms.begin(), 1);
-    if (ms.size() != 4 || ms[1] != 1 || ms[3] != Sk || (ms[0] != 1 && ms[0] != B) || (ms[2] != 1 && ms[2] != Sq))
-      return bad(s, "mask shape " + shape_str(m.shape) + " is not [1|B, 1, 1|Sq, Sk]");
+    if (ms.size() != 4 || (ms[1] != 1 && ms[1] != N) || ms[3] != Sk || (ms[0] != 1 && ms[0] != B) ||
+        (ms[2] != 1 && ms[2] != Sq))
+      return bad(s, "mask shape " + shape_str(m.shape) + " is not [1|B, 1|N, 1|Sq, Sk]");
     a.mask = m.as<float>();
     a.mask_b = ms[0];
+    a.mask_h = ms[1];
     a.mask_q = ms[2];
   }
   const DType odt = s.i("out", 0) == 1 ? DType::bf16 : DType::f32;
@@ -429,7 +438,8 @@ Status attention(ExecCtx& c, const Step& s) {
   a.type = dt == DType::bf16 ? kernels::AttnType::bf16 : kernels::AttnType::f32;
   a.out_bf16 = odt == DType::bf16;
   a.q = qp; a.k = kp; a.v = vp; a.out = o.data;
-  a.B = B; a.H = N; a.Sq = Sq; a.Sk = Sk; a.D = D;
+  a.B = B; a.H = N; a.Sq = Sq; a.Sk = Sk; a.D = D; a.Hkv = Nkv;
+  a.causal = s.i("causal", 0) != 0;
   a.scale = scale;
   a.bf16_compute = s.i("bf16", 0) != 0;
   a.threads = pool_threads();

@@ -31,15 +31,21 @@ struct AttentionArgs {
   const void* v = nullptr;  // [B, H, Sk, D] through v_st
   HeadStrides q_st, k_st, v_st;
   index_t B = 0, H = 0, Sq = 0, Sk = 0, D = 0;
+  // Grouped K/V heads (GQA / MQA): K and V hold Hkv heads, query head h reads K/V head
+  // h / (H / Hkv) (no repeated copy in memory). 0 = H. H must be a multiple of Hkv.
+  index_t Hkv = 0;
+  // Causal: query i attends key j only if j <= i + Sk - Sq (the last query sees every key).
+  bool causal = false;
   float scale = 1.f;  // usually 1/sqrt(D)
   // s8 inputs: real = int8 * scale (symmetric, per tensor).
   float q_scale = 1.f, k_scale = 1.f, v_scale = 1.f;
-  // Additive fp32 mask [mask_b, mask_q, Sk] broadcast over heads; mask_b in {1, B}, mask_q in {1, Sq}.
+  // Additive fp32 mask [mask_b, mask_h, mask_q, Sk]; mask_b in {1, B}, mask_h in {1, H} (a per-head
+  // bias, e.g. T5's relative positions), mask_q in {1, Sq}.
   // Keys at the end of a batch row that are <= -5000 for every query are skipped (padding): exp
   // underflows to exactly 0 there next to any unmasked score. A query whose keys are all -inf
   // gets a zero output row.
   const float* mask = nullptr;
-  index_t mask_b = 1, mask_q = 1;
+  index_t mask_b = 1, mask_q = 1, mask_h = 1;
   // out: [B, H, Sq, D] through out_st, fp32 or bf16 (round to nearest even).
   void* out = nullptr;
   HeadStrides out_st;
