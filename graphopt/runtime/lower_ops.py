@@ -515,7 +515,7 @@ def mha_plan(lw: _Lowerer, n: Node) -> dict[str, Any] | None:
         return None
     if bias is not None:
         bs = _static_shape(lw, bias)
-        if lw.dt(bias) != DType.FLOAT or bs is None or len(bs) != 4 or bs[1] != 1:
+        if lw.dt(bias) != DType.FLOAT or bs is None or len(bs) != 4 or bs[1] not in (1, heads):  # per head: T5
             return None
     if kpm is not None and lw.dt(kpm) not in (DType.INT64, DType.INT32, DType.BOOL):
         return None
@@ -610,3 +610,7 @@ GRAPHOPT_OPS.update(DECODER_OPS)
 from .lower_index import INDEX_OPS  # noqa: E402  (index ops: CumSum, GatherElements/ND, Pad, Tile, Sign, ...)
 
 STANDARD_OPS.update(INDEX_OPS)
+
+from .lower_attention import ATTENTION_OPS  # noqa: E402  (graphopt::Attention: separate Q/K/V, causal, GQA)
+
+GRAPHOPT_OPS.update(ATTENTION_OPS)

@@ -17,6 +17,7 @@ from . import (  # noqa: F401  (register the passes)
     fuse_matmul_add,
     fuse_rmsnorm,
     fuse_rotary,
+    fuse_sdpa,
     fuse_silu_mlp,
     fuse_skip_layernorm,
     lower,

@@ -32,7 +32,7 @@ from graphopt.pm import Pass, PassContext, PassResult, register_pass
 from ._common import GRAPHOPT
 from ._cone import cone, evaluate, probe_feed
 
-__all__ = ["FuseAttentionMaskPass", "padding_mask_source"]
+__all__ = ["FuseAttentionMaskPass", "MaskKind", "mask_kind", "padding_mask_source"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +80,89 @@ def padding_mask_source(model: Model, mask: Value) -> tuple[Value, float] | None
             return None
         filler = float(masked[0])
     return src, float(filler)
+
+
+class MaskKind:
+    """What a score mask is: ``causal`` (key j masked for query i > j), ``padding`` (the 2-D
+    integer input whose zeros mask keys, or None) and the additive value ``filler`` of masked scores."""
+
+    def __init__(self, causal: bool, padding: Value | None, filler: float) -> None:
+        self.causal, self.padding, self.filler = causal, padding, filler
+
+    def __repr__(self) -> str:
+        return f"MaskKind(causal={self.causal}, padding={self.padding.name if self.padding else None}, " \
+               f"filler={self.filler})"
+
+
+def mask_kind(model: Model, mask: Value, keep_when: bool | None = None) -> MaskKind | None:
+    """Recognise a decoder's score mask by evaluating its producer cone on probe inputs.
+
+    ``mask`` is additive (``keep_when`` None: 0 where attended, one constant c < -1e3 where
+    masked) or boolean (``keep_when``: the value that means "attend"). It is recognised when,
+    broadcast to [B, 1, S, S], it equals causal and/or key padding by a 2-D integer input on
+    random masks of two batch/sequence sizes -- the Range/Trilu/Where/Less/GatherND chains of every
+    exporter are then one fact, checked rather than pattern-matched. None otherwise."""
+    found = cone(mask)
+    if found is None:
+        return None
+    nodes, data_inputs, shape_only = found
+    if len(data_inputs) > 1 or not nodes:
+        return None
+    src = data_inputs[0] if data_inputs else None
+    if src is not None and (src.rank != 2 or src.dtype is None or
+                            not (src.dtype.is_integer or src.dtype.name == "BOOL")):
+        return None
+    rng = np.random.default_rng(0)
+    filler: float | None = -1e30 if keep_when is not None else None
+    verdict: tuple[bool, bool] | None = None
+    for b, s in _PROBES:
+        feeds: dict[Value, np.ndarray] = {}
+        am = np.ones((b, s), bool)
+        if src is not None:
+            am = rng.random((b, s)) < 0.6
+            am[:, 0] = True  # every query attends somewhere (key 0 is never masked)
+            am[0, -1] = False
+            feeds[src] = am.astype(src.dtype.numpy)
+        for v in shape_only:
+            f = probe_feed(v, b, s)
+            if f is None:
+                return None
+            feeds[v] = f
+        try:
+            m = evaluate(model, nodes, mask, feeds)
+        except Exception as e:  # noqa: BLE001 - a cone onnxruntime cannot run is simply not a mask
+            logger.debug("mask cone of %%%s did not evaluate: %s", mask.name, e)
+            return None
+        if m.ndim != 4 or m.shape[0] not in (1, b) or m.shape[1] != 1 or m.shape[2] not in (1, s) or m.shape[3] != s:
+            return None
+        m = np.broadcast_to(m, (b, 1, s, s))
+        if keep_when is None:
+            keep = m == 0
+            masked = np.unique(m[~keep])
+            if masked.size > 1 or (masked.size == 1 and not masked[0] < -1e3):
+                return None
+            if masked.size == 1:
+                if filler is not None and float(masked[0]) != filler:
+                    return None
+                filler = float(masked[0])
+        else:
+            keep = m.astype(bool) == keep_when
+        tri = np.tril(np.ones((s, s), bool))[None, None]
+        pad = am[:, None, None, :]
+        for causal, padded in ((True, True), (True, False), (False, True)):
+            want = (tri if causal else True) & (pad if padded else True)
+            if np.array_equal(keep, np.broadcast_to(want, keep.shape)):
+                if padded and src is None:
+                    continue
+                if verdict is not None and verdict != (causal, padded):
+                    return None
+                verdict = (causal, padded)
+                break
+        else:
+            return None
+    if verdict is None or filler is None:
+        return None
+    return MaskKind(verdict[0], src if verdict[1] else None, filler)
 
 
 @register_pass

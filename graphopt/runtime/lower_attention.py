@@ -1,0 +1,61 @@
+"""Native lowering of graphopt::Attention (separate Q, K, V) onto the fused attention kernel:
+one ``Attention`` step reading Q, K, V in place in either layout ([B, N, S, d] or heads side by
+side, [B, S, N*d]), grouped K/V heads without a repeated copy, causal in the kernel; a key-padding
+mask becomes a ``PaddingMask`` step, added to the Bias (per-head allowed) when both are given.
+An entry of :data:`graphopt.runtime.lower_ops.GRAPHOPT_OPS`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from ..ir import DType, Node
+from .lower import _Lowerer
+
+__all__ = ["ATTENTION_OPS"]
+
+_MASK_T = (DType.INT64, DType.INT32, DType.BOOL)
+
+
+def _attention(lw: _Lowerer, n: Node) -> bool:
+    ins = list(n.inputs) + [None] * (5 - len(n.inputs))
+    q, k, v, kpm, bias = ins[:5]
+    if any(lw.dt(t) != DType.FLOAT for t in (q, k, v)):
+        return False
+    rank = lw.rank(q)
+    if rank not in (3, 4) or lw.rank(k) != rank or lw.rank(v) != rank:
+        return False
+    if kpm is not None and lw.dt(kpm) not in _MASK_T:
+        return False
+    if bias is not None and (lw.dt(bias) != DType.FLOAT or (lw.rank(bias) or 5) > 4):
+        return False
+    heads = int(n.attr("num_heads"))
+    kv_heads = int(n.attr("kv_num_heads", 0)) or heads
+    scale = float(n.attr("scale", 0.0))
+    if not scale:
+        d = q.shape[-1] if q.shape is not None else None
+        if not isinstance(d, int):
+            return False
+        scale = 1.0 / math.sqrt(d // heads if rank == 3 else d)
+    base = n.name or n.outputs[0].name
+    mask = bias
+    if kpm is not None:
+        pm = lw.tmp(base + "/mask")
+        lw.emit("PaddingMask", base + "/mask", [kpm], [pm], fattrs={"value": float(n.attr("mask_filter_value", -10000.0))},
+                origin=[n.label()])
+        if bias is not None:
+            m2 = lw.tmp(base + "/mask2")
+            lw.emit("Add", base + "/mask2", [pm, bias], [m2], origin=[n.label()])
+            pm = m2
+        mask = pm
+    bf16 = int(lw.node_precision.get(base, lw.precision) != "fp32")
+    bsh = int(rank == 3)
+    s = lw.emit("Attention", n, [q, k, v, mask], [n.outputs[0]], fattrs={"scale": scale},
+                iattrs={"heads": heads, "kv_heads": kv_heads, "causal": int(n.attr("causal", 0)),
+                        "in_bsh": bsh, "out_bsh": bsh, "bf16": bf16})
+    s.detail = (f"fused attention kernel ({'bf16' if bf16 else 'fp32'} products"
+                f"{', causal' if n.attr('causal', 0) else ''}{f', {kv_heads} KV heads' if kv_heads != heads else ''})")
+    return True
+
+
+ATTENTION_OPS: dict[str, Callable[[_Lowerer, Node], bool]] = {"Attention": _attention}
