@@ -91,7 +91,13 @@ def prune(model: Model, data=None, *, heads: float = 0.0, ffn: float = 0.0, reco
     text = _pipeline(level, None)
     if (heads > 0 or ffn > 0) and data is None:
         raise UsageError("pruning heads or FFN neurons needs calibration data (data=..., --calib)")
+    refuse = False
     if text is not None and not (text == "O2" and any(n.op == "graphopt::MultiHeadAttention" for n in model.graph)):
+        if text == "O2" and heads > 0:
+            # heads are traced through the unfused decoder attention: fuse-sdpa runs after the pruning
+            from .passes.pipelines import o2
+
+            text, refuse = ",".join(p for p in o2().split(",") if p != "fuse-sdpa"), True
         PassManager.from_text(text)(model)
     report = PruneReport(params_before=_params(model))
     if heads > 0 and not any(n.op == "graphopt::MultiHeadAttention" for n in model.graph):
@@ -121,6 +127,10 @@ def prune(model: Model, data=None, *, heads: float = 0.0, ffn: float = 0.0, reco
     report.neurons = {k: (v, after_widths.get(k, v)) for k, v in widths.items()}
     kept = model.meta.get(pp.prune_structured.KEPT) or {}
     report.kept_heads, report.kept_neurons = dict(kept.get("heads", {})), dict(kept.get("neurons", {}))
+    if refuse:
+        from .passes.pipelines import CLEANUP
+
+        PassManager.from_text(f"fuse-sdpa,{CLEANUP}")(model)
     report.params_after = _params(model)
     report.seconds = time.perf_counter() - t0
     return model, report
