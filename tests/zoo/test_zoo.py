@@ -47,6 +47,10 @@ KNOWN: dict[tuple[str, str, str], tuple[str, bool]] = {
     ("gpt2", "sdpa+torchscript", "export"): (_TS_DIFF, True),
     ("llama", "eager+torchscript", "export"): (_TS_DIFF, True),
     ("llama", "sdpa+torchscript", "export"): (_TS_DIFF, True),
+    ("mistral", "eager+torchscript", "export"): (_TS_DIFF, True),
+    ("mistral", "sdpa+torchscript", "export"): (_TS_DIFF, True),
+    ("qwen2", "eager+torchscript", "export"): (_TS_DIFF, True),
+    ("qwen2", "sdpa+torchscript", "export"): (_TS_DIFF, True),
     # dynamo forms fuse to graphopt::Attention (separate Q/K/V); TorchScript's do not yet:
     ("mobilebert", "eager+torchscript", "attention"): (_MOBILEBERT_TS, True),
     ("mobilebert", "sdpa+torchscript", "attention"): (_MOBILEBERT_TS, True),
