@@ -11,6 +11,8 @@ mapping is one node to one node, so a file graphopt wrote (``optimize -o``, ``sa
 | SkipLayerNormalization (mean/inv_std unused) | SkipLayerNorm |
 | BiasGelu, FastGelu(X, B) | BiasGelu (erf / tanh) |
 | Gelu, FastGelu(X) | Gelu (erf / tanh) |
+| SkipSimplifiedLayerNormalization (mean/inv_std unused) | SkipRMSNorm |
+| SimplifiedLayerNormalization (default domain; axis -1, inv_std unused) | RMSNorm |
 
 A contrib op outside the table (or using an output graphopt's op has not) stays as it is
 and runs through onnxruntime inside the native plan.
@@ -89,6 +91,25 @@ def _attention(node: Node) -> tuple[str, list[Value | None], dict[str, Any], int
     return "MultiHeadAttention", ins, attrs, 1
 
 
+def _skip_rms(node: Node) -> tuple[str, list[Value | None], dict[str, Any], int] | None:
+    if not _unused(node, 1, 2):
+        return None
+    ins = [_input(node, i) for i in range(4)]
+    while ins and ins[-1] is None:
+        ins.pop()
+    return "SkipRMSNorm", ins, {"epsilon": float(node.attr("epsilon", 1e-6))}, 2
+
+
+def _rms(node: Node) -> tuple[str, list[Value | None], dict[str, Any], int] | None:
+    """onnxruntime's SimplifiedLayerNormalization (what graphopt::RMSNorm lowers to, default domain)."""
+    x, gamma = node.inputs[0], _input(node, 1)
+    axis = int(node.attr("axis", -1))
+    if gamma is None or not _unused(node, 1) or len(node.inputs) > 2 or \
+            not (axis == -1 or (x.rank is not None and axis == x.rank - 1)) or int(node.attr("stash_type", 1)) != 1:
+        return None
+    return "RMSNorm", [x, gamma], {"epsilon": float(node.attr("epsilon", 1e-5))}, 1
+
+
 def _gelu(approximate: str) -> _Reader:
     def read(node: Node) -> tuple[str, list[Value | None], dict[str, Any], int] | None:
         b = _input(node, 1)
@@ -105,7 +126,11 @@ _READERS: dict[str, _Reader] = {
     "BiasGelu": _gelu("none"),
     "Gelu": _gelu("none"),
     "FastGelu": _gelu("tanh"),
+    "SkipSimplifiedLayerNormalization": _skip_rms,
 }
+
+#: onnxruntime contrib ops registered in the default domain
+_DEFAULT_READERS: dict[str, _Reader] = {"SimplifiedLayerNormalization": _rms}
 
 
 def read_contrib_ops(model: Model) -> int:
@@ -117,9 +142,10 @@ def read_contrib_ops(model: Model) -> int:
         for n in list(g):
             for sg in n.subgraphs():
                 visit(sg)
-            if n.domain != MS_DOMAIN or n.op_type not in _READERS:
+            table = _READERS if n.domain == MS_DOMAIN else _DEFAULT_READERS if n.domain in ("", "ai.onnx") else {}
+            if n.op_type not in table:
                 continue
-            read = _READERS[n.op_type](n)
+            read = table[n.op_type](n)
             if read is None:
                 continue
             op_type, ins, attrs, nout = read
@@ -127,7 +153,7 @@ def read_contrib_ops(model: Model) -> int:
             if n.meta.get(NODE_PROPS):
                 new.meta[NODE_PROPS] = n.meta[NODE_PROPS]
             g.insert_before(n, new)
-            olds = [n.outputs[0], n.outputs[3]] if op_type == "SkipLayerNorm" and len(n.outputs) > 3 \
+            olds = [n.outputs[0], n.outputs[3]] if op_type in ("SkipLayerNorm", "SkipRMSNorm") and len(n.outputs) > 3 \
                 else n.outputs[:nout]
             for old, v in zip(olds, new.outputs):
                 v.type = old.type

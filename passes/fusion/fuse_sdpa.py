@@ -100,12 +100,15 @@ class FuseSdpa(Rule):
             if axes is None or [int(a) for a in np.asarray(axes).reshape(-1)] != [2]:
                 return MatchResult.fail("repeat_kv Unsqueeze is not on axis 2", m.node(f"{t}_unsq"))
             es, rs, ss = m[f"{t}_exp"].shape, m[f"{t}_rep"].shape, src.shape
-            if es is None or rs is None or ss is None or len(es) != 5 or len(rs) != 4:
+            if rs is None or ss is None or len(rs) != 4:
                 return MatchResult.fail("repeat_kv shapes are unknown", m.node(f"{t}_rep"))
-            g = es[2]
-            if not (isinstance(g, int) and _same_dim(es[1], nkv) and rs[1] == nkv * g == n and
-                    all(_same_dim(a, b) for a, b in zip((es[0], es[3], es[4]), (ss[0], ss[2], ss[3]))) and
-                    all(_same_dim(a, b) for a, b in zip((rs[0], rs[2], rs[3]), (ss[0], ss[2], ss[3])))):
+            # [B, Nkv, S, d] -> Unsqueeze(2) -> Expand -> [B, N, S, d]: with B, S, d kept and N = Nkv g, the
+            # element count makes the Expand [B, Nkv, g, S, d] (TorchScript leaves its shape uninferred)
+            expand_ok = es is None or (len(es) == 5 and all(
+                a is None or a == "" or a == b for a, b in zip(es, (ss[0], nkv, n // nkv, ss[2], ss[3]))))
+            # (an unknown Reshape dim is fine: Reshape keeps the element count, N and d are static)
+            if not (expand_ok and rs[1] == n and _same_dim(rs[3], ss[3]) and
+                    all(a is None or a == "" or _same_dim(a, b) for a, b in zip((rs[0], rs[2]), (ss[0], ss[2])))):
                 return MatchResult.fail(f"not repeat_kv: {list(ss)} -> {list(es)} -> {list(rs)}", m.node(f"{t}_rep"))
         elif nkv not in (1, n):
             return MatchResult.fail(f"{t.upper()} has {nkv} heads without repeat_kv", src)
@@ -139,7 +142,7 @@ class FuseSdpa(Rule):
             ms = mask.shape
             if mask.rank != 4 or mask.dtype != q.dtype or ms is None:
                 return MatchResult.fail("additive mask is not 4-D of Q's type", mask)
-            if not (ms[1] == 1 or ms[1] == n):
+            if not (ms[1] in (1, n) or not isinstance(ms[1], int)):  # unknown: checked by the kernel step
                 return MatchResult.fail(f"additive mask dim 1 is {ms[1]}, not 1 or {n} heads", mask)
         return MatchResult.ok()
 

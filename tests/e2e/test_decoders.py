@@ -54,7 +54,12 @@ def test_o2_fuses_every_norm_mlp_and_rotary(decoder):
     assert fused["SkipRMSNorm"] == 2 * LAYERS  # every norm after the first reads a residual Add
     assert fused["SiluMul"] == LAYERS
     assert fused["RotaryEmbedding"] == 2 * LAYERS  # Q and K of each layer, separately
+    assert fused["Attention"] == LAYERS  # fuse-sdpa: causal (+ key padding), grouped KV heads
+    for n in model.graph:
+        if n.op == "graphopt::Attention":
+            assert int(n.attr("causal")) == 1 and int(n.attr("kv_num_heads")) == 2
     ops = model.graph.op_counts()
+    assert ops.get("Softmax", 0) == 0
     assert ops.get("Sigmoid", 0) == 0 and ops.get("Pow", 0) == 0 and ops.get("Neg", 0) == 0
     assert ops.get("Sqrt", 0) == 0 and ops.get("ReduceMean", 0) == 0
 
@@ -92,6 +97,19 @@ def test_onnxruntime_export_of_the_fused_graph(decoder):
     assert ops.get("SimplifiedLayerNormalization", 0) == 1
     assert ops.get("com.microsoft::SkipSimplifiedLayerNormalization", 0) == 2 * LAYERS
     got = run_onnxruntime(m, feeds)[0]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+
+
+def test_saved_o2_file_reads_back_its_norms(decoder, tmp_path):
+    """graphopt.save writes RMSNorm / SkipRMSNorm as onnxruntime's (Skip)SimplifiedLayerNormalization;
+    graphopt.load reads them back as the graphopt ops, and the file compiles to the same numbers."""
+    _, model, feeds, want = decoder
+    p = graphopt.save(model, tmp_path / "o2.onnx")
+    back = graphopt.load(p)
+    fused = collections.Counter(n.op_type for n in back.graph if n.domain == "graphopt")
+    assert fused["RMSNorm"] == 1 and fused["SkipRMSNorm"] == 2 * LAYERS
+    assert "SimplifiedLayerNormalization" not in back.graph.op_counts()
+    got = graphopt.compile(back, precision="fp32").run(feeds)[0]
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
 
 

@@ -38,9 +38,6 @@ SENSITIVITY = 1e-2
 _TS_DIFF = ("TorchScript cannot export aten::diff at opset 17 (transformers 5 masking_utils' packed-sequence "
             "check on position ids)")
 
-_MOBILEBERT_TS = ("V projection reads the layer input while Q/K read the shared bottleneck (not packable), and "
-                  "TorchScript's K^T is not the 4-D transpose fuse-sdpa matches")
-
 # (model, form, check) -> (reason, strict); form "*" = every form
 KNOWN: dict[tuple[str, str, str], tuple[str, bool]] = {
     ("gpt2", "eager+torchscript", "export"): (_TS_DIFF, True),
@@ -51,9 +48,6 @@ KNOWN: dict[tuple[str, str, str], tuple[str, bool]] = {
     ("mistral", "sdpa+torchscript", "export"): (_TS_DIFF, True),
     ("qwen2", "eager+torchscript", "export"): (_TS_DIFF, True),
     ("qwen2", "sdpa+torchscript", "export"): (_TS_DIFF, True),
-    # dynamo forms fuse to graphopt::Attention (separate Q/K/V); TorchScript's do not yet:
-    ("mobilebert", "eager+torchscript", "attention"): (_MOBILEBERT_TS, True),
-    ("mobilebert", "sdpa+torchscript", "attention"): (_MOBILEBERT_TS, True),
     ("deberta-v2", "*", "attention"): ("disentangled attention (c2p/p2c relative-position score terms) has no "
                                        "fused op yet", True),
 }
