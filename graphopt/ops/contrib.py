@@ -104,7 +104,7 @@ def _rms(node: Node) -> tuple[str, list[Value | None], dict[str, Any], int] | No
     """onnxruntime's SimplifiedLayerNormalization (what graphopt::RMSNorm lowers to, default domain)."""
     x, gamma = node.inputs[0], _input(node, 1)
     axis = int(node.attr("axis", -1))
-    if gamma is None or not _unused(node, 1) or len(node.inputs) > 2 or \
+    if x is None or gamma is None or not _unused(node, 1) or len(node.inputs) > 2 or \
             not (axis == -1 or (x.rank is not None and axis == x.rank - 1)) or int(node.attr("stash_type", 1)) != 1:
         return None
     return "RMSNorm", [x, gamma], {"epsilon": float(node.attr("epsilon", 1e-5))}, 1

@@ -178,13 +178,17 @@ class FuseSdpa(Rule):
         causal = 0
         filler = -10000.0
         kind: MaskKind | None = None
+        # causal + key padding stays the exported [B, 1, S, S] mask: a query whose every key is padded
+        # must spread over all keys (finfo.min everywhere), which the kernel's causal -inf would not do
         if "masked" in m:
             kind = self._kind(m["mask"], None)
-            if kind is None:
-                bias = m["mask"]
+            if kind is None or (kind.causal and kind.padding is not None):
+                kind, bias = None, m["mask"]
         elif "masked_fill" in m or "masked_keep" in m:
             keep = "masked_keep" in m
             kind = self._kind(m["cond"], keep)
+            if kind is not None and kind.causal and kind.padding is not None:
+                kind = None
             if kind is None:
                 fill = max(scalar(m.const("fill")), float(np.finfo(dt).min))  # -inf -> finfo.min: no inf - inf
                 zero, neg = np.array(0.0, dt), np.array(fill, dt)
