@@ -153,7 +153,7 @@ def main() -> None:
           f"--threads {a.threads} --rounds {a.rounds} --per-round {a.per_round}`; all systems interleaved in one "
           "run, 150 ms pause before each system's block; medians.", "",
           f"Machine: {machine} (shared with other jobs: noisy). graphopt O2 fused {fused}/{LAYERS} attention blocks "
-          "(`graphopt::Attention`, causal, GQA).", "",
+          "(`graphopt::Attention`, grouped KV heads; the causal + padding mask stays the additive bias).", "",
           "| system | median ms | cosine to onnxruntime fp32 | note |", "|---|---|---|---|"]
     md += [f"| {r['system']} | {r['median_ms']:.2f} | {r['cos_to_ort_fp32']:.5f} | {r['note']} |" for r in rows]
     md += ["", "Ratios (graphopt / peer): " + ", ".join(f"{k} {v:.2f}×" for k, v in ratio.items()), ""]
