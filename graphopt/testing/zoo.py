@@ -38,7 +38,7 @@ __all__ = ["ZOO", "ZooEntry", "ZooExport", "FORMS", "CNN_FORMS", "forms_of", "ex
 logger = logging.getLogger(__name__)
 
 #: Bump when a builder or the export recipe changes (invalidates the cache).
-ZOO_VERSION = 2
+ZOO_VERSION = 3
 
 #: (attention implementation, exporter) of transformer entries.
 FORMS: tuple[tuple[str, str], ...] = (("eager", "torchscript"), ("sdpa", "torchscript"),
@@ -250,20 +250,20 @@ ZOO: dict[str, ZooEntry] = {e.name: e for e in [
              note="disentangled attention (content-to-position / position-to-content terms)"),
     ZooEntry("gpt2", "decoder", _hf("GPT2Model", "GPT2Config", vocab_size=1000, n_embd=_H, n_layer=_L, n_head=_N,
                                     n_positions=64, use_cache=False),
-             ("input_ids",), note="causal self-attention, no padding mask"),
+             ("input_ids", "attention_mask"), note="causal self-attention + padding mask"),
     ZooEntry("llama", "decoder", _hf("LlamaModel", "LlamaConfig", vocab_size=1000, hidden_size=_H, intermediate_size=_FF,
                                      num_hidden_layers=_L, num_attention_heads=_N, num_key_value_heads=2,
                                      max_position_embeddings=64, use_cache=False),
-             ("input_ids",), note="GQA (4 query heads, 2 KV heads), rotary, RMSNorm, SiLU-gated MLP; causal"),
+             ("input_ids", "attention_mask"), note="GQA (4 query heads, 2 KV heads), rotary, RMSNorm, SiLU-gated MLP; causal"),
     ZooEntry("mistral", "decoder", _hf("MistralModel", "MistralConfig", vocab_size=1000, hidden_size=_H,
                                        intermediate_size=_FF, num_hidden_layers=_L, num_attention_heads=_N,
                                        num_key_value_heads=2, max_position_embeddings=64, use_cache=False),
-             ("input_ids",), note="GQA (4 query heads, 2 KV heads), rotary, RMSNorm; causal (sliding window "
+             ("input_ids", "attention_mask"), note="GQA (4 query heads, 2 KV heads), rotary, RMSNorm; causal (sliding window "
                                   "4096 > the sequence)"),
     ZooEntry("qwen2", "decoder", _hf("Qwen2Model", "Qwen2Config", vocab_size=1000, hidden_size=_H,
                                      intermediate_size=_FF, num_hidden_layers=_L, num_attention_heads=_N,
                                      num_key_value_heads=2, max_position_embeddings=64, use_cache=False),
-             ("input_ids",), note="GQA, Q/K/V projection biases; causal"),
+             ("input_ids", "attention_mask"), note="GQA, Q/K/V projection biases; causal"),
     ZooEntry("t5-encoder", "encoder", _hf("T5EncoderModel", "T5Config", vocab_size=1000, d_model=_H, d_kv=16, d_ff=_FF,
                                           num_layers=_L, num_heads=_N, use_cache=False),
              ("input_ids", "attention_mask"), note="relative position bias added to the scores, no scaling"),

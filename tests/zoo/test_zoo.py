@@ -35,19 +35,8 @@ _ATTENTION_OPS = ("graphopt::MultiHeadAttention", "graphopt::Attention")
 FP32_ATOL, BF16_COS, INT8_COS = 1e-4, 0.999, 0.98
 SENSITIVITY = 1e-2
 
-_TS_DIFF = ("TorchScript cannot export aten::diff at opset 17 (transformers 5 masking_utils' packed-sequence "
-            "check on position ids)")
-
 # (model, form, check) -> (reason, strict); form "*" = every form
 KNOWN: dict[tuple[str, str, str], tuple[str, bool]] = {
-    ("gpt2", "eager+torchscript", "export"): (_TS_DIFF, True),
-    ("gpt2", "sdpa+torchscript", "export"): (_TS_DIFF, True),
-    ("llama", "eager+torchscript", "export"): (_TS_DIFF, True),
-    ("llama", "sdpa+torchscript", "export"): (_TS_DIFF, True),
-    ("mistral", "eager+torchscript", "export"): (_TS_DIFF, True),
-    ("mistral", "sdpa+torchscript", "export"): (_TS_DIFF, True),
-    ("qwen2", "eager+torchscript", "export"): (_TS_DIFF, True),
-    ("qwen2", "sdpa+torchscript", "export"): (_TS_DIFF, True),
     ("deberta-v2", "*", "attention"): ("disentangled attention (c2p/p2c relative-position score terms) has no "
                                        "fused op yet", True),
 }
