@@ -3,6 +3,11 @@
 MODEL is ``minilm`` (default, the bundled all-MiniLM-L6-v2), ``distilbert`` or a path to an
 ONNX encoder (``--model`` works too). Prints a table per (batch, threads) with medians, ratios,
 fidelity to fp32 and memory, the issue-6 targets, and writes results.json and latency.png.
+
+``graphopt bench --scale [--sizes 0.1,1,4] [--steps ...] [--out DIR]``: time and peak memory of
+each pipeline step (load, O2, int4 RTN/GPTQ, save, compile) and of the peers (onnxruntime session,
+its MatMulNBits quantizer, NNCF compress_weights) against model size, every step alone in a child
+process (graphopt.bench.scale_suite); MODEL, if given, is an ONNX file measured as well.
 """
 
 from __future__ import annotations
@@ -33,6 +38,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--memory", action="store_true",
                    help="also measure each system's memory alone in a child process (mem MB: resident growth "
                         "after build + one run; peak MB: peak growth, building included)")
+    s = p.add_argument_group("scale (--scale)")
+    s.add_argument("--scale", action="store_true",
+                   help="cost of each pipeline step against model size (MatMul stacks of --sizes GB, fp32, external "
+                        "data): wall time and peak memory growth per step, each in its own child process; writes "
+                        "scale.json, scale.md and scale.png to --out")
+    s.add_argument("--sizes", default="0.1,1", help="--scale: MatMul-stack sizes in GB, comma-separated")
+    s.add_argument("--steps", default=None,
+                   help="--scale: comma-separated steps of load, o2, rtn, gptq, save, compile (graphopt), ort, "
+                        "ort-nbits, nncf (peers); default all but gptq")
+    s.add_argument("--llama", action="store_true", help="--scale: also the ~1.1B LLaMA-config decoder (4.4 GB fp32)")
+    s.add_argument("--hidden", type=int, default=2048, help="--scale: width of the MatMul stacks")
+    s.add_argument("--work", default=None,
+                   help="--scale: directory for the generated models and the steps' outputs "
+                        "(default $GRAPHOPT_SCALE_TMP or /tmp/graphopt-scale)")
+    s.add_argument("--timeout", type=float, default=3600, help="--scale: seconds allowed per step")
     p.set_defaults(func=run)
 
 
@@ -70,7 +90,45 @@ def print_report(rep) -> None:
               f"{'MET' if t['met'] else 'not met'} {t['note']}")
 
 
+def run_scale(args: argparse.Namespace) -> int:
+    from ..bench import scale_suite as ss
+    from ..errors import UsageError
+
+    try:
+        sizes = ss.parse_sizes(args.sizes)
+        steps = ss.parse_steps(args.steps) if args.steps else list(ss.DEFAULT_STEPS)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    model = args.model_opt or args.model
+    models = [model] if model else []
+    for m in models:
+        if not os.path.isfile(m):
+            raise UsageError(f"--scale: {m} is not an ONNX file")
+    if args.hidden < 1:
+        raise UsageError(f"--hidden must be positive, not {args.hidden}")
+
+    errors = []
+
+    def show(r: dict) -> None:
+        if "error" in r:
+            errors.append(r)
+            print(f"  {r['model']:<16} {r['step']:<10} error: {r['error']}", flush=True)
+        else:
+            peak = r["peak_mb"] * 2**20 / 1e9
+            print(f"  {r['model']:<16} {r['step']:<10} {r['seconds']:8.1f} s  peak +{peak:.3f} GB "
+                  f"({peak / r['gb']:.2f}x model)", flush=True)
+
+    rows = ss.run_scale(sizes, steps, out=args.out, work=args.work, models=models, llama=args.llama,
+                        hidden=args.hidden, timeout=args.timeout, plot_png=not args.no_plot, progress=show)
+    print()
+    print(ss.table(rows))
+    print(f"\nwrote {os.path.join(args.out, 'scale.json')}, scale.md" + ("" if args.no_plot else ", scale.png"))
+    return 1 if errors else 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.scale:
+        return run_scale(args)
     from ..bench.models import SYSTEMS, BenchConfig, plot, run_model_bench
 
     model = args.model_opt or args.model or "minilm"
