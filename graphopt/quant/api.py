@@ -47,7 +47,7 @@ class QuantReport:
     quantized: int = 0
 
 
-_GRAM_BUDGET = 256 * 2**20  # most bytes of Gram matrices (float64 K x K per layer input) in one GPTQ round
+_GRAM_BUDGET = 256 * 2**20  # most bytes of Gram matrices (float32 K x K per layer input) in one GPTQ round
 
 
 class _GptqRounds(Pass):
@@ -69,8 +69,10 @@ def _gptq_rounds(model: Model, cfg: QuantConfig, batches: list[dict[str, Any]], 
                  progress: bool, report: QuantReport) -> dict[str, int]:
     """Calibrate and quantize a slice of layers at a time. The Gram matrices of every layer
     together outweigh the model itself (a 2048-wide input: 32 MB of Gram for 16 MB of weight),
-    so a round holds at most a quarter of the weights' bytes of them (<= ``_GRAM_BUDGET``); later rounds are calibrated on the model
+    so a round holds at most a quarter of the weights' bytes of them (<= ``_GRAM_BUDGET``; float32, each
+    factored in place for GPTQ); later rounds are calibrated on the model
     with the earlier layers already quantized (GPTQ's sequential variant)."""
+    from graphopt.ir.mapped import trim_heap
     from graphopt.quant.specs import GRAM
 
     wq = get_pass("quantize-weight-only")
@@ -86,20 +88,22 @@ def _gptq_rounds(model: Model, cfg: QuantConfig, batches: list[dict[str, Any]], 
         chunk, size = [], 0
         for t in todo:
             k = (values[t].shape or (None,))[-1]
-            cost = 8 * (k if isinstance(k, int) else 4096) ** 2
+            cost = 4 * (k if isinstance(k, int) else 4096) ** 2  # a float32 K x K Gram
             if chunk and size + cost > budget:
                 break
             chunk.append(t)
             size += cost
-        res = calibrate(model, batches, chunk, kind="gram", progress=progress)
+        res = calibrate(model, batches, chunk, kind="gram-f32", progress=progress)
         res.attach(model)
         report.calibration_seconds += res.seconds
         report.calibration_batches = res.batches
+        res = None  # the Gram matrices now live on the values only: the pass consumes and frees them
         for k, n in wq(cfg, only_inputs=frozenset(chunk)).run(model, ctx).stats.items():  # type: ignore[call-arg]
             stats[k] = stats.get(k, 0) + n
         for t in chunk:
             values[t].meta.pop(GRAM, None)  # this round's Gram matrices are spent
         done.update(chunk)
+        trim_heap()  # the round's transients go back to the OS, not into the next round's resident set
 
 
 def prepare_batches(model: Model, data: DataSource) -> list[dict[str, Any]]:

@@ -280,12 +280,13 @@ def calibrate(model: Model, data: DataSource, targets: Sequence[str] | None = No
     """Run ``data`` through ``model`` and observe ``targets`` (default: :func:`quant_targets`).
 
     ``kind`` is "histogram" (ranges for every observer method),
-    "channel_absmax" (per-channel |x| max, for SmoothQuant) or "gram" (X^T X, for GPTQ).
+    "channel_absmax" (per-channel |x| max, for SmoothQuant), "gram" (X^T X in float64, for pruning's
+    refits) or "gram-f32" (X^T X in float32, for GPTQ: half the memory).
 
     >>> res = calibrate(model, batches, progress=False)   # doctest: +SKIP
     >>> res.attach(model)                                 # doctest: +SKIP
     """
-    if kind not in ("histogram", "channel_absmax", "gram"):
+    if kind not in ("histogram", "channel_absmax", "gram", "gram-f32"):
         raise GraphoptError(f"unknown observer kind '{kind}'")
     names = list(targets) if targets is not None else quant_targets(model)
     values = {v.name: v for v in model.graph.all_values()}
@@ -304,7 +305,7 @@ def calibrate(model: Model, data: DataSource, targets: Sequence[str] | None = No
         for i, b in enumerate(batches):
             check_feeds(model, b, i)
     factory = {"histogram": lambda: HistogramObserver(bins), "channel_absmax": ChannelAbsMaxObserver,
-               "gram": GramObserver}[kind]
+               "gram": GramObserver, "gram-f32": lambda: GramObserver(np.float32)}[kind]
     stats: dict[str, Observer] = {n: factory() for n in names}
     t0 = time.perf_counter()
     count = 0

@@ -18,7 +18,7 @@ from graphopt.pm import Pass, PassContext, PassResult, register_pass
 from graphopt.quant._build import add_node, const
 from graphopt.quant.annotate import annotate_node
 from graphopt.quant.config import QuantConfig
-from graphopt.quant.gptq import gptq_quantize
+from graphopt.quant.gptq import GptqFactor, gptq_factor, gptq_quantize
 from graphopt.quant.specs import GRAM, PRECISION, QUANT_INPUTS, QType, QuantSpec
 from graphopt.quant.weights import pack_int4, quantize_int4_blocks, quantize_weight
 
@@ -43,6 +43,7 @@ class WeightOnlyQuantPass(Pass):
         cfg.validate(model)
         g = model.graph
         count = 0
+        factors: dict[int, GptqFactor] = {}  # by input value: q/k/v (gate/up) share one Gram and its factor
         for node in list(g):
             plan, specs = annotate_node(node, cfg)
             if node.op_type == "Gather" and specs:
@@ -54,9 +55,7 @@ class WeightOnlyQuantPass(Pass):
                     or self.only_inputs is not None and node.inputs[0].name not in self.only_inputs:
                 continue
             wf = np.asarray(w.const, np.float32)  # no copy of an fp32 (possibly mapped) weight
-            gram = node.inputs[0].meta.get(GRAM) if cfg.gptq else None
-            if gram is not None and gram.shape != (wf.shape[0],) * 2:
-                gram = None
+            gram = self._factor(node.inputs[0], wf.shape[0], factors) if cfg.gptq else None
             if cfg.weight_bits == 8 and gram is not None:
                 qc, sc = gptq_quantize(wf, gram, bits=8, group=wf.shape[0])
                 dq = add_node(g, node, "DequantizeLinear",
@@ -94,5 +93,19 @@ class WeightOnlyQuantPass(Pass):
                 g.remove_initializer(w)
                 release_pages(w.const)  # streamed: the fp32 weight's pages leave memory as we go
             count += 1
+        factors.clear()
         emb = InsertQDQPass().run(model, ctx).stats.get("embeddings", 0)
         return PassResult(count + emb > 0, {"matmuls": count, "embeddings": emb})
+
+    @staticmethod
+    def _factor(x, k: int, factors: dict[int, GptqFactor]) -> GptqFactor | None:
+        """GPTQ's factor of ``x``'s Gram (``meta[GRAM]``), made once per input: the Gram is consumed
+        (taken off the value and factored in place), so a layer's working set is that one matrix."""
+        f = factors.get(id(x))
+        if f is None:
+            gram = x.meta.get(GRAM)
+            if gram is None or gram.shape != (k, k):
+                return None
+            x.meta.pop(GRAM)
+            f = factors[id(x)] = gptq_factor(gram, overwrite=True)
+        return f if f.u.shape == (k, k) else None
