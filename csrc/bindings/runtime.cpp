@@ -8,6 +8,7 @@
 
 #include <omp.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -212,6 +213,20 @@ void bind_runtime(py::module_& m) {
              const DType dt = dtype_of(a.dtype());
              if (dt == DType::undefined) throw py::type_error("unsupported constant dtype " + std::string(py::str(a.dtype())));
              p.set_const(slot, a.data(), Shape(a.shape(), a.shape() + a.ndim()), dt);
+           }, py::arg("slot"), py::arg("array"))
+      .def("set_const_ref", [](Plan& p, int slot, py::array a) {
+             // read in place (a memory-mapped weight): the plan holds a reference to the array, not a copy
+             if (!(a.flags() & py::array::c_style)) throw py::value_error("set_const_ref: the array is not C-contiguous");
+             if (reinterpret_cast<std::uintptr_t>(a.data()) % 64)
+               throw py::value_error("set_const_ref: the array is not 64-byte aligned");
+             const DType dt = dtype_of(a.dtype());
+             if (dt == DType::undefined) throw py::type_error("unsupported constant dtype " + std::string(py::str(a.dtype())));
+             std::shared_ptr<void> owner(new py::object(a), [](void* o) {
+               if (!Py_IsInitialized()) return;  // interpreter gone: the mapping goes with the process
+               py::gil_scoped_acquire gil;
+               delete static_cast<py::object*>(o);
+             });
+             p.set_const_ref(slot, a.data(), Shape(a.shape(), a.shape() + a.ndim()), dt, std::move(owner));
            }, py::arg("slot"), py::arg("array"))
       .def("add_step", &add_step, py::arg("kind"), py::arg("name"), py::arg("inputs"), py::arg("outputs"),
            py::arg("iattrs") = py::dict(), py::arg("fattrs") = py::dict(), py::arg("free_after") = std::vector<int>{})

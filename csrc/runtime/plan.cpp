@@ -252,6 +252,17 @@ void Plan::set_const(int slot, const void* data, const Shape& shape, DType dt) {
   slots_[slot].dt = dt;
 }
 
+void Plan::set_const_ref(int slot, const void* data, const Shape& shape, DType dt, std::shared_ptr<void> owner) {
+  Tensor t;
+  t.shape = shape;
+  t.dt = dt;
+  t.data = const_cast<void*>(data);
+  const_refs_.push_back(std::move(owner));
+  const_tensors_[slot] = t;
+  slots_[slot].is_const = true;
+  slots_[slot].dt = dt;
+}
+
 int Plan::add_step(Step step) {
   if (!step.custom && !step.fn) step.fn = find_op(step.kind);
   steps_.push_back(std::move(step));

@@ -95,6 +95,9 @@ class Plan {
   int add_slot(DType dt, const std::string& name);
   // Constants are copied into plan-owned, 64-byte-aligned storage.
   void set_const(int slot, const void* data, const Shape& shape, DType dt);
+  // A constant read in place from memory that `owner` keeps alive (e.g. a numpy view of a memory-
+  // mapped weight file): nothing is copied; the executor never writes constants. 64-byte aligned.
+  void set_const_ref(int slot, const void* data, const Shape& shape, DType dt, std::shared_ptr<void> owner);
   int add_step(Step step);  // resolves step.fn from the op registry unless custom is set
   void set_io(std::vector<int> inputs, std::vector<int> outputs);
 
@@ -124,6 +127,7 @@ class Plan {
   friend class ExecCtx;
   std::vector<SlotInfo> slots_;
   std::vector<std::shared_ptr<kernels::AlignedBuffer>> const_store_;
+  std::vector<std::shared_ptr<void>> const_refs_;  // owners of the constants read in place
   std::vector<Tensor> const_tensors_;  // indexed by slot (empty data when not const)
   std::vector<Step> steps_;
   std::vector<int> inputs_, outputs_;

@@ -70,17 +70,22 @@ def quantize_int4_blocks(w: np.ndarray, block: int = 32, *, dequantized: bool = 
     step = max(1, chunk_bytes // (4 * kp))
     for c0 in range(0, n, step):
         c1 = min(n, c0 + step)
-        wt = np.zeros((c1 - c0, kp), np.float32)
+        wt = np.empty((c1 - c0, kp), np.float32)
         wt[:, :k] = w[:, c0:c1].T
+        wt[:, k:] = 0.0
         blocks = wt.reshape(c1 - c0, nb, block)
-        amax = np.abs(blocks).max(axis=2)
+        amax = np.maximum(blocks.max(axis=2), -blocks.min(axis=2))  # |x| max without an |x| temporary
         scale = np.where(amax > 0, amax / 7.0, 1.0).astype(np.float32)
-        q = np.clip(np.rint(blocks / scale[..., None]), -8, 7).astype(np.int8)
-        codes = (q + 8).astype(np.uint8)
+        # in place on the chunk: q = clip(rint(w / scale), -8, 7), then the code q + 8
+        np.divide(blocks, scale[..., None], out=blocks)
+        np.rint(blocks, out=blocks)
+        np.clip(blocks, -8, 7, out=blocks)
+        if deq is not None:
+            deq[:, c0:c1] = (blocks * scale[..., None]).reshape(c1 - c0, kp)[:, :k].T
+        blocks += 8
+        codes = blocks.astype(np.uint8)
         packed[c0:c1] = codes[..., 0::2] | (codes[..., 1::2] << 4)
         scales[c0:c1] = scale
-        if deq is not None:
-            deq[:, c0:c1] = (q.astype(np.float32) * scale[..., None]).reshape(c1 - c0, kp)[:, :k].T
     return packed, scales.reshape(-1), deq
 
 

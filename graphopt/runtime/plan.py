@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..ir.mapped import release_pages
+from ..ir.mapped import is_mapped, release_pages
 from .lower import ALIAS_KINDS, Key, StepSpec
 
 __all__ = ["PlanInfo", "build_plan"]
@@ -35,6 +35,17 @@ def _native():
     from .. import _C
 
     return _C
+
+
+_REF_MIN_BYTES = 1 << 16
+
+
+def _by_reference(arr: np.ndarray) -> bool:
+    """Read a constant in place instead of copying it: a large, aligned, contiguous view of a
+    memory-mapped weight file (e.g. a saved int4 model's packed weights and scales). The plan keeps
+    the mapping alive; its pages are file-backed, read on first use and reclaimable."""
+    return (arr.nbytes >= _REF_MIN_BYTES and arr.flags.c_contiguous and arr.ctypes.data % 64 == 0
+            and arr.dtype.byteorder in "=|" and is_mapped(arr))
 
 
 def build_plan(steps: list[StepSpec], extra_consts: dict[Key, np.ndarray], inputs: list[Any], outputs: list[Any],
@@ -60,7 +71,10 @@ def build_plan(steps: list[StepSpec], extra_consts: dict[Key, np.ndarray], input
         if arr is None:
             arr = const_of(k)
         if arr is not None and not _is_input(k, inputs):
-            plan.set_const(s, np.require(arr, requirements="C"))
+            if _by_reference(arr):
+                plan.set_const_ref(s, arr)
+            else:
+                plan.set_const(s, np.require(arr, requirements="C"))
         return s
 
     in_slots = [slot(v) for v in inputs]

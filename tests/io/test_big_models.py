@@ -129,6 +129,27 @@ def test_weight_only_int4_on_mapped_weights_matches_onnxruntime(stack: Path, tmp
     np.testing.assert_allclose(graphopt.compile(str(out)).run({"x": x})[0], want, rtol=1e-4, atol=1e-4)
 
 
+def test_compiled_int4_plan_reads_the_mapped_weights_in_place(tmp_path: Path) -> None:
+    from graphopt.quant.api import quantize
+    from graphopt.quant.config import QuantConfig
+
+    m = graphopt.load(matmul_stack(tmp_path / "s.onnx", layers=2, hidden=512, batch=2))
+    quantize(m, QuantConfig(mode="weight-only", weight_bits=4, group_size=32), progress=False)
+    out = graphopt.save(m, tmp_path / "q.onnx", external_data=True)
+    data = (tmp_path / "q.onnx.data").stat().st_size
+    sess = graphopt.compile(str(out))
+    assert sess.summary().const_bytes < data / 4  # the packed weights and scales are not copied
+    x = np.random.default_rng(0).standard_normal((2, 512)).astype(np.float32)
+    want = _ort(out, {"x": x})
+    for _ in range(2):
+        np.testing.assert_allclose(sess.run({"x": x})[0], want, rtol=1e-4, atol=1e-4)
+    del m
+    import gc
+
+    gc.collect()
+    np.testing.assert_allclose(sess.run({"x": x})[0], want, rtol=1e-4, atol=1e-4)  # the plan keeps the mapping
+
+
 _MB = 200  # model size for the peak-memory checks (each step alone in a child process)
 
 
