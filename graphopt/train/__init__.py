@@ -11,10 +11,10 @@ path, can be interrupted and resumed.
 """
 
 from ._loop import TrainResult
-from .distill import DistillConfig, default_layer_map, distill
+from .distill import DistillConfig, default_layer_map, distill, teacher_outputs
 from .export import export_onnx
 from .qat import calibrate_qat, prepare_qat, qat
 from .students import drop_layers, layer_list, prune_torch, student_from_pruned
 
-__all__ = ["distill", "DistillConfig", "default_layer_map", "drop_layers", "layer_list", "prune_torch",
+__all__ = ["distill", "teacher_outputs", "DistillConfig", "default_layer_map", "drop_layers", "layer_list", "prune_torch",
            "student_from_pruned", "export_onnx", "TrainResult", "qat", "prepare_qat", "calibrate_qat"]

@@ -73,9 +73,10 @@ def batch_at(data: dict[str, np.ndarray], step: int, batch: int, seed: int) -> d
     rows = np.random.default_rng(seed + epoch).permutation(n)[i * batch:(i + 1) * batch]
     out = {k: v[rows] for k, v in data.items()}
     if "attention_mask" in out and out["attention_mask"].ndim == 2:  # trim padding columns shared by the batch
-        width = max(1, int(out["attention_mask"].sum(1).max()))
-        out = {k: (v[:, :width] if v.ndim == 2 and v.shape[1] == out["attention_mask"].shape[1] else v)
-               for k, v in out.items()}
+        width, full = max(1, int(out["attention_mask"].sum(1).max())), out["attention_mask"].shape[1]
+        # per-token arrays: 2-D integer inputs and [rows, seq, ...] states (not float logits [rows, classes])
+        out = {k: (v[:, :width] if v.ndim >= 2 and v.shape[1] == full and (v.ndim > 2 or v.dtype.kind in "iub")
+                   else v) for k, v in out.items()}
     return out
 
 
@@ -95,7 +96,8 @@ def run_loop(step_fn: Callable[[int], float], *, steps: int, modules: dict[str, 
     ``modules``: what a checkpoint holds (objects with ``state_dict``/``load_state_dict``: the
     model, optimizer, scheduler). ``signature``: settings a checkpoint must share to be resumed
     (a checkpoint of another run is refused, not silently mixed in). ``progress``: a tqdm bar
-    (default: when stderr is a terminal); otherwise a log line every tenth of the run.
+    (default: when stderr is a terminal); otherwise a log line every tenth of the run
+    and at least once a minute.
     """
     import torch
     from tqdm.auto import tqdm
@@ -121,7 +123,7 @@ def run_loop(step_fn: Callable[[int], float], *, steps: int, modules: dict[str, 
 
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=steps, initial=start, desc=desc, disable=not show, dynamic_ncols=True)
-    t0 = time.perf_counter()
+    t0 = last_log = time.perf_counter()
     step = start
     tenth = max(1, steps // 10)
     try:
@@ -131,8 +133,11 @@ def run_loop(step_fn: Callable[[int], float], *, steps: int, modules: dict[str, 
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
-            if not show and (step % tenth == 0 or step == steps):
-                logger.info("%s: step %d/%d loss %.4f", desc, step, steps, loss)
+            now = time.perf_counter()
+            if not show and (step % tenth == 0 or step == steps or now - last_log > 60):
+                last_log = now
+                logger.info("%s: step %d/%d loss %.4f (%.1f s/step)", desc, step, steps, loss,
+                            (now - t0) / (step - start))
             if ckpt is not None and (step % every == 0 or step == steps):
                 save(step)
     except KeyboardInterrupt:

@@ -16,6 +16,7 @@ built from, the identity for a student of equal depth (a pruned one), and else a
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,13 @@ from ..errors import GraphoptError
 from ._loop import TrainResult, as_arrays, batch_at, run_loop
 from .students import LAYER_MAP_ATTR, layer_list
 
-__all__ = ["distill", "DistillConfig", "default_layer_map", "logits_of"]
+__all__ = ["distill", "DistillConfig", "default_layer_map", "logits_of", "teacher_outputs"]
+
+_T_LOGITS = "__teacher_logits"
+
+
+def _t_hidden(t: int) -> str:
+    return f"__teacher_hidden{t}"
 
 
 @dataclass(frozen=True)
@@ -87,10 +94,63 @@ class _Hidden:
             h.remove()
 
 
+def teacher_outputs(teacher: Any, data: dict[str, np.ndarray], names: tuple[str, ...], layers: list[int],
+                    cache: str | os.PathLike, *, batch: int = 32, progress: bool | None = None) -> dict[str, np.ndarray]:
+    """The teacher's logits and the hidden states of ``layers`` (float32) for every row of ``data``,
+    as arrays memory-mapped from ``cache`` (a folder; rows x seq x hidden x layers x 4 bytes). Computed once, in row order, and reused while the
+    inputs, the layers and the teacher's parameters are those it was computed for; a teacher in
+    eval mode is deterministic, so the cached targets are the ones a live teacher would give."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    import torch
+    from tqdm.auto import tqdm
+
+    from ..io.atomic import atomic_output
+
+    folder = Path(cache)
+    h = hashlib.sha1()
+    for name in names:
+        h.update(name.encode() + np.ascontiguousarray(data[name]).tobytes())
+    with torch.no_grad():
+        for p in teacher.parameters():
+            h.update(p.detach().float().sum().numpy().tobytes())
+    key = {"inputs": h.hexdigest(), "layers": sorted(layers), "rows": int(len(data[names[0]]))}
+    meta = folder / "meta.json"
+    if not (meta.exists() and json.loads(meta.read_text()) == key):
+        folder.mkdir(parents=True, exist_ok=True)
+        meta.unlink(missing_ok=True)
+        n = int(len(data[names[0]]))
+        t_layers = layer_list(teacher)[1]
+        hid = _Hidden(t_layers)
+        out: dict[str, Any] = {}
+        teacher.eval()
+        show = sys.stderr.isatty() if progress is None else progress
+        try:
+            with torch.no_grad():
+                for i in tqdm(range(0, n, batch), desc="teacher outputs", disable=not show):
+                    feeds = {k: torch.from_numpy(np.ascontiguousarray(data[k][i:i + batch])) for k in names}
+                    logits = logits_of(teacher(**feeds)).float().numpy()
+                    parts = {_T_LOGITS: logits, **{_t_hidden(t): hid.out[t].float().numpy() for t in layers}}
+                    for k, v in parts.items():
+                        if k not in out:
+                            out[k] = np.lib.format.open_memmap(folder / f"{k}.npy.tmp", "w+", v.dtype, (n, *v.shape[1:]))
+                        out[k][i:i + len(v)] = v
+        finally:
+            hid.close()
+        for k, arr in out.items():
+            arr.flush()
+            os.replace(folder / f"{k}.npy.tmp", folder / f"{k}.npy")
+        with atomic_output(meta) as tmp:
+            Path(tmp).write_text(json.dumps(key))
+    return {k: np.load(folder / f"{k}.npy", mmap_mode="r") for k in [_T_LOGITS, *map(_t_hidden, sorted(layers))]}
+
+
 def distill(teacher: Any, student: Any, data: Any, config: DistillConfig | None = None, *,
             layer_map: dict[int, int] | None = None, input_names: tuple[str, ...] | None = None,
             checkpoint: str | os.PathLike | None = None, every: int = 50, progress: bool | None = None,
-            **kw: Any) -> TrainResult:
+            teacher_cache: str | os.PathLike | None = None, **kw: Any) -> TrainResult:
     """Train ``student`` (in place) to match ``teacher`` on ``data``.
 
     ``data``: a dict of arrays (the model inputs, optionally ``labels``), an .npz file or a folder
@@ -113,7 +173,11 @@ def distill(teacher: Any, student: Any, data: Any, config: DistillConfig | None 
         if not (0 <= s < len(s_layers) and 0 <= t < len(t_layers)):
             raise GraphoptError(f"layer map {s} -> {t}: the student has {len(s_layers)} layers, "
                                 f"the teacher {len(t_layers)}")
-    t_hid, s_hid = _Hidden(t_layers), _Hidden(s_layers)
+    if teacher_cache is not None:
+        arrays = {**arrays, **teacher_outputs(teacher, arrays, names, sorted(set(lmap.values())), teacher_cache,
+                                              progress=progress)}
+    cached = teacher_cache is not None
+    t_hid, s_hid = _Hidden([] if cached else t_layers), _Hidden(s_layers)
     teacher.eval()
     student.train()
     params = [p for p in student.parameters() if p.requires_grad]
@@ -129,8 +193,13 @@ def distill(teacher: Any, student: Any, data: Any, config: DistillConfig | None 
     def step(i: int) -> float:
         b = batch_at(arrays, i, cfg.batch, cfg.seed)
         feeds = {n: torch.from_numpy(np.ascontiguousarray(b[n])) for n in names}
-        with torch.no_grad():
-            t_logits = logits_of(teacher(**feeds)).float()
+        if cached:
+            t_logits = torch.from_numpy(np.ascontiguousarray(b[_T_LOGITS]))
+            t_out = {t: torch.from_numpy(np.ascontiguousarray(b[_t_hidden(t)])) for t in lmap.values()}
+        else:
+            with torch.no_grad():
+                t_logits = logits_of(teacher(**feeds)).float()
+            t_out = {t: t_hid.out[t] for t in lmap.values()}
         s_logits = logits_of(student(**feeds)).float()
         loss = cfg.alpha_kl * T * T * F.kl_div(F.log_softmax(s_logits / T, -1), F.log_softmax(t_logits / T, -1),
                                                  reduction="batchmean", log_target=True)
@@ -138,7 +207,7 @@ def distill(teacher: Any, student: Any, data: Any, config: DistillConfig | None 
             mask = feeds.get("attention_mask")
             mse = 0.0
             for s, t in lmap.items():
-                diff = (s_hid.out[s] - t_hid.out[t].detach()) ** 2
+                diff = (s_hid.out[s] - t_out[t].detach()) ** 2
                 if mask is not None and diff.dim() == 3 and mask.shape == diff.shape[:2]:
                     m = mask.to(diff.dtype).unsqueeze(-1)
                     mse = mse + (diff * m).sum() / (m.sum() * diff.shape[-1]).clamp(min=1.0)

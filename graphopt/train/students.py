@@ -169,13 +169,43 @@ def _layer_index(label: str, order: int) -> int:
     return int(m.group(1)) if m else order
 
 
-def student_from_pruned(teacher: Any, report: Any) -> Any:
+def student_from_pruned(teacher: Any, report: Any, pruned: Any = None) -> Any:
     """A copy of ``teacher`` pruned as ``graphopt.prune`` pruned its graph: ``report`` is the
     :class:`graphopt.pruning.PruneReport`, whose ``kept_heads`` / ``kept_neurons`` name the kept
-    indices per attention block / FFN (in layer order)."""
+    indices per attention block / FFN (in layer order).
+
+    ``pruned``: the graph ``graphopt.prune`` returned. With it the student also takes that graph's
+    output projections and FFN down projections, which ``reconstruct=True`` refitted by least
+    squares: the student then computes what the pruned graph computes, the better start for
+    distillation (Kwon et al. 2022's mask tuning, then training)."""
     student = copy.deepcopy(teacher)
     heads = {_layer_index(k, i): v for i, (k, v) in enumerate(report.kept_heads.items())}
     neurons = {_layer_index(k, i): v for i, (k, v) in enumerate(report.kept_neurons.items())}
     if not heads and not neurons:
         raise GraphoptError("the prune report keeps no index lists (was anything pruned?)")
-    return _trainable(prune_torch(student, heads, neurons))
+    student = prune_torch(student, heads, neurons)
+    if pruned is not None:
+        _take_refit(student, report, pruned)
+    return _trainable(student)
+
+
+def _take_refit(student: Any, report: Any, pruned: Any) -> None:
+    """Copy the pruned graph's next-layer weights (W_o rows, W_2 rows) into the student's linears."""
+    import torch
+
+    from graphopt.passes.pruning.blocks import head_groups, linear_weight
+
+    g = pruned.graph
+    by_label = {n.name or n.label(): n for n in g}
+    out_proj = {grp.mha.name or grp.mha.label(): grp.out_proj for grp in head_groups(g)}
+    _, layers = layer_list(student)
+    for paths, keys, nodes in ((_O, list(report.kept_heads), out_proj), (_DOWN, list(report.kept_neurons), by_label)):
+        for i, key in enumerate(keys):
+            node = nodes.get(key)
+            w = linear_weight(node) if node is not None else None
+            lin, _ = _linear(layers[_layer_index(key, i)], *paths)
+            if w is None or tuple(w.shape[::-1]) != tuple(lin.weight.shape):
+                raise GraphoptError(f"pruned graph: no linear layer '{key}' of shape {tuple(lin.weight.shape[::-1])} "
+                                    "(give the model graphopt.prune returned with this report)")
+            with torch.no_grad():
+                lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(w.T, dtype=np.float32)))

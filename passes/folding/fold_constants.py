@@ -7,7 +7,8 @@ Bounded by size: an output larger than ``fold_constants.max_elements`` is not
 materialised, and a node that would copy a big constant that stays alive
 (e.g. ``Transpose(W)`` with W used elsewhere) is left alone, so no large
 tensor is stored twice. ``Constant`` nodes become initializers, and
-``Shape``/``Size`` of values with static shapes fold too.
+``Shape``/``Size`` of values with static shapes fold too. A Transpose of a dequantized
+constant weight transposes the integer weight instead (``_dq_transpose``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from graphopt.ir import DType, Graph, Model, Node, TensorType, Value
 from graphopt.pattern import can_replace, const_value, remove_dead
 from graphopt.pm import Pass, PassContext, PassResult, register_config, register_pass
 
+from ._dq_transpose import transpose_dequantized
 from ._evaluate import evaluate_node
 from ._inline_if import inline_constant_if
 from ._int_eval import eval_int_node
@@ -119,6 +121,9 @@ class _Folder:
                     self.stats["constants"] += 1
                 continue
             if n.domain != "" or n.op_type in _SKIP or n.subgraphs():
+                continue
+            if n.op_type == "Transpose" and transpose_dequantized(g, n):
+                self.stats["dq_transposed"] = self.stats.get("dq_transposed", 0) + 1
                 continue
             if n.op_type in _STATIC_SHAPE_OPS:
                 outs = _shape_fold(n)

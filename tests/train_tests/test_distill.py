@@ -136,3 +136,42 @@ def test_student_from_pruned_graph_matches_the_pruned_graph(tmp_path, data):
     feeds = {k: data[k][:6] for k in NAMES}
     got = graphopt.compile(model, "fp32").run(feeds)[0]
     np.testing.assert_allclose(_logits(student, feeds), got, rtol=1e-4, atol=1e-5)
+
+
+def test_student_from_pruned_takes_the_least_squares_refit(tmp_path, data):
+    """With the pruned graph given, the student takes its refitted W_o / W_2 rows and matches it."""
+    from graphopt.train import student_from_pruned
+
+    teacher = tiny_classifier(seed=4)
+    path = export_onnx(teacher, tmp_path / "t.onnx", {k: data[k][:2] for k in NAMES})
+    calib = [{k: data[k][i:i + 8] for k in NAMES} for i in range(0, 32, 8)]
+    model, rep = graphopt.prune(graphopt.load(path), calib, heads=0.5, ffn=0.5, progress=False)
+    feeds = {k: data[k][:6] for k in NAMES}
+    got = graphopt.compile(model, "fp32").run(feeds)[0]
+    sliced = _logits(student_from_pruned(teacher, rep), feeds)
+    refit = _logits(student_from_pruned(teacher, rep, model), feeds)
+    assert np.abs(sliced - got).max() > 1e-3  # the refit changed the function
+    np.testing.assert_allclose(refit, got, rtol=1e-4, atol=1e-5)
+    with pytest.raises(GraphoptError, match="pruned graph"):
+        student_from_pruned(teacher, rep, graphopt.load(path))
+
+
+def test_teacher_cache_gives_the_live_teacher_run(tmp_path, data):
+    """Cached teacher outputs (computed once) train the student as the live
+    teacher does; a second run reuses the cache, other data recomputes it."""
+    from graphopt.train import teacher_outputs
+
+    teacher = tiny_classifier(seed=1)
+    live, cached = drop_layers(teacher, 2), drop_layers(teacher, 2)
+    torch.manual_seed(0)
+    distill(teacher, live, data, steps=6, batch=8, lr=1e-3, progress=False)
+    torch.manual_seed(0)
+    distill(teacher, cached, data, steps=6, batch=8, lr=1e-3, progress=False, teacher_cache=tmp_path / "t")
+    np.testing.assert_allclose(_logits(cached, data), _logits(live, data), rtol=1e-3, atol=1e-4)
+    stamp = (tmp_path / "t" / "meta.json").stat().st_mtime_ns
+    out = teacher_outputs(teacher, data, NAMES, [1, 3], tmp_path / "t")
+    assert (tmp_path / "t" / "meta.json").stat().st_mtime_ns == stamp  # reused
+    np.testing.assert_allclose(out["__teacher_logits"], _logits(teacher, data), rtol=1e-5, atol=1e-6)
+    other = {**data, "input_ids": data["input_ids"][::-1].copy()}
+    out = teacher_outputs(teacher, other, NAMES, [1, 3], tmp_path / "t")
+    np.testing.assert_allclose(out["__teacher_logits"], _logits(teacher, other), rtol=1e-5, atol=1e-6)

@@ -225,3 +225,36 @@ def test_if_with_constant_condition_is_inlined():
     m, r = check_pipeline(text, "fold-constants,remove-unused", If=0, Add=1, Mul=1, Neg=0)
     assert r.records[0].stats["if_inlined"] == 1
     assert [v.name for v in m.graph.outputs] == ["y", "z"]
+
+
+def test_transpose_of_dequantized_weight_transposes_the_int8_constant():
+    """torch's Linear with a fake-quant weight exports MatMul(x, Transpose(DQ(W_q))): the int8
+    constant is transposed instead (per-channel axis 0 -> 1), exactly, so the int8 GEMM takes it."""
+    text = '<ir_version: 8, opset_import: ["" : 17]>\n' + """
+    g (float[2,3] x) => (float[2,2] y, float[2,2] z)
+    <int8[2,3] wq = {1, -2, 3, 127, -128, 0}, float[2] s = {0.5, 0.25}, int8[2] zp = {0, 0},
+     int8[2,3] wq2 = {4, 5, 6, 7, 8, 9}, float s2 = {0.1}>
+    { w = DequantizeLinear<axis=0>(wq, s, zp)
+      wt = Transpose<perm=[1,0]>(w)
+      y = MatMul(x, wt)
+      w2 = DequantizeLinear(wq2, s2)
+      w2t = Transpose(w2)
+      z = MatMul(x, w2t) }
+    """
+    m, r = check_pipeline(text, "fold-constants,remove-unused", Transpose=0, DequantizeLinear=2, MatMul=2)
+    assert r.records[0].stats["dq_transposed"] == 2
+    dqs = [n for n in m.graph if n.op_type == "DequantizeLinear"]
+    assert [n.inputs[0].const.shape for n in dqs] == [(3, 2), (3, 2)]
+    assert dqs[0].attr("axis") == 1
+
+
+def test_transpose_of_shared_dequantized_weight_is_left():
+    text = '<ir_version: 8, opset_import: ["" : 17]>\n' + """
+    g (float[2,3] x, float[2,3] a) => (float[2,2] y, float[2,3] z)
+    <int8[2,3] wq = {1, -2, 3, 127, -128, 0}, float s = {0.5}>
+    { w = DequantizeLinear(wq, s)
+      wt = Transpose<perm=[1,0]>(w)
+      y = MatMul(x, wt)
+      z = Add(a, w) }
+    """
+    check_pipeline(text, "fold-constants,remove-unused", Transpose=1, DequantizeLinear=1)
