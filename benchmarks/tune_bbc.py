@@ -45,7 +45,9 @@ def main() -> None:
     ap.add_argument("--max-trials", type=int, default=40)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1, help="threads per session, every system")
+    ap.add_argument("--prune", default="", help="prune ratios for the pareto strategy, e.g. 0,0.25,0.5")
     args = ap.parse_args()
+    prune = tuple(float(r) for r in args.prune.split(",") if r)
     only = set(args.only.split(","))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -116,6 +118,7 @@ def main() -> None:
         q = nncf.quantize_with_accuracy_control(
             model, nncf.Dataset(calib), nncf.Dataset(vbatches), validate, max_drop=args.tolerance,
             drop_type=nncf.DropType.RELATIVE, model_type=nncf.ModelType.TRANSFORMER)
+        ov.save_model(q, str(out / "nncf_ac.xml"))  # re-timed with the others by tune_bbc_retime.py
         cm = core.compile_model(q, "CPU", {"INFERENCE_NUM_THREADS": args.threads})
         req = cm.create_infer_request()
         o = cm.outputs[0]
@@ -127,11 +130,13 @@ def main() -> None:
         t = time.perf_counter()
         res = graphopt.tune(task.path, f"{here}:validation_accuracy", str(task.calib), tolerance=args.tolerance,
                             strategy=strategy, max_trials=args.max_trials, workers=args.workers, threads=args.threads,
-                            outdir=out / f"tune-{strategy}", test_evaluate=f"{here}:test_accuracy", progress=False)
-        c = res.recipe.counts(groups)
+                            outdir=out / f"tune-{strategy}", test_evaluate=f"{here}:test_accuracy", progress=False,
+                            prune=prune if strategy == "pareto" else ())
+        c = res.recipe.counts(groups)  # pruning keeps the node names
         add(strategy, _row(f"graphopt tune {strategy} (native)", make_runner(res.model, "native", args.threads), val, test, feeds,
                            res.evaluations, time.perf_counter() - t,
-                           f"{c['int8']} int8 / {c['bf16']} bf16 / {c['fp32']} fp32; met={res.met}"))
+                           f"{c['int8']} int8 / {c['bf16']} bf16 / {c['fp32']} fp32; prune {res.recipe.prune or 0}; "
+                           f"met={res.met}"))
     lines = ["| system | latency ms (b1, 128 tok) | val acc | test acc | evaluations | wall s | note |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:

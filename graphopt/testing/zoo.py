@@ -24,7 +24,7 @@ import os
 import traceback
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -355,14 +355,23 @@ def _do_export(entry: ZooEntry, attn: str, exporter: str, path: Path) -> None:
     tmp.replace(path)
 
 
-def export(name: str, attn: str, exporter: str, cache_dir: Path | None = None) -> ZooExport:
-    """The cached export of zoo model ``name`` in form (``attn``, ``exporter``), or the reason it failed."""
+def export(name: str, attn: str, exporter: str, cache_dir: Path | None = None,
+           inputs: tuple[str, ...] | None = None) -> ZooExport:
+    """The cached export of zoo model ``name`` in form (``attn``, ``exporter``), or the reason it failed.
+
+    ``inputs`` exports with a prefix of the entry's inputs instead (a decoder without its
+    ``attention_mask``: the mask-less causal form)."""
     entry = ZOO[name]
     if (attn, exporter) not in forms_of(entry):
         raise GraphoptError(f"zoo: {name} has no form {attn}+{exporter}; forms: {forms_of(entry)}")
+    stem = f"{name}-{attn}-{exporter}"
+    if inputs is not None and tuple(inputs) != entry.inputs:
+        if tuple(inputs) != entry.inputs[:len(inputs)] or not inputs:
+            raise GraphoptError(f"zoo: inputs {list(inputs)} are not a prefix of {name}'s {list(entry.inputs)}")
+        entry = replace(entry, inputs=tuple(inputs))
+        stem += "-" + "-".join(inputs)
     root = cache_root(cache_dir)
     root.mkdir(parents=True, exist_ok=True)
-    stem = f"{name}-{attn}-{exporter}"
     path, fail = root / f"{stem}.onnx", root / f"{stem}.error.txt"
     result = ZooExport(entry, attn, exporter)
     if path.exists():

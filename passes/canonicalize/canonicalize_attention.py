@@ -19,6 +19,12 @@ Rules (each small, each exact up to float rounding of a scalar product):
 * ``key-transpose-3d``  ``Reshape(Transpose(Reshape(k, [-1, S, d]), [0, 2, 1]), [B, N, d, S])``
   -> ``Transpose(k, [0, 1, 3, 2])``: the dynamo exporter's K^T for a 4-D k [B, N, S, d], proved
   from the (symbolic) shapes of k and of the result.
+* ``heads-bmm-scores-4d`` / ``heads-bmm-context-4d``  DeBERTa's attention runs on [B N, S, d] batches:
+  ``Reshape(MatMul(Reshape(q), Reshape(k)^T) [* c] [+ r], [B, N, Sq, Sk])`` -> ``MatMul(q, k^T) [* c]
+  [+ Reshape(r, [B, N, Sq, Sk])]`` and ``Reshape(MatMul(Reshape(p), Reshape(v)), [B, N, Sq, d])`` ->
+  ``MatMul(p, v)`` for 4-D q, k, p, v [B, N, S, .]: merging then splitting B and N is the identity
+  (proved from the symbolic shapes), so the scores and context are the 4-D ones fuse-sdpa matches, with
+  the relative-position terms r as a per-head bias.
 """
 
 from __future__ import annotations
@@ -223,8 +229,84 @@ class KeyTranspose3D(Rule):
         return b.Transpose(m["k"], perm=[0, 1, 3, 2])
 
 
+def _merges_heads(x, r) -> bool:
+    """Reshape r of 4-D x [B, N, S, d] is [B N, S, d]: rank 3 keeping the last two dims (the element
+    count then makes dim 0 the product of B and N, in row-major order)."""
+    xs, rs = x.shape, r.shape
+    return (xs is not None and len(xs) == 4 and _known(xs) and rs is not None and len(rs) == 3
+            and tuple(rs[1:]) == tuple(xs[2:]))
+
+
+class HeadsBmmScores4D(Rule):
+    """Reshape(MatMul(Reshape(q), Transpose(Reshape(k), [0, 2, 1])) [* c] [+ r], [B, N, Sq, Sk])
+    -> MatMul(q, Transpose(k, [0, 1, 3, 2])) [* c] [+ Reshape(r, [B, N, Sq, Sk])]."""
+
+    name = "heads-bmm-scores-4d"
+    benefit = 2
+    commutative = True
+    allow_shared_intermediates = True  # DeBERTa's relative-position terms read the 3-D q and k too
+
+    def pattern(self, p):
+        kt = P.Transpose(P.Reshape(Var("k"), Var("ks"), bind="rk"), perm=[0, 2, 1], bind="kt")
+        qk = P.MatMul(P.Reshape(Var("q"), Var("qs"), bind="rq"), kt, bind="qk")
+        sc = AnyOf(P.Mul(qk, Const("c"), bind="scaled"), qk)
+        return P.Reshape(AnyOf(P.Add(sc, Var("r"), bind="biased"), sc), Var("s4"), bind="r4")
+
+    def check(self, m):
+        q, k = m["q"], m["k"]
+        if not (_merges_heads(q, m["rq"]) and _merges_heads(k, m["rk"])):
+            return MatchResult.fail("q and k are not 4-D [B, N, S, d] reshaped to [B N, S, d]", m.node("qk"))
+        if tuple(q.shape[:2]) != tuple(k.shape[:2]) or q.shape[3] != k.shape[3]:
+            return MatchResult.fail("q and k differ in batch, heads or head size", m.node("qk"))
+        if "scaled" in m and not _scalar_const(m.const("c")):
+            return MatchResult.fail("the scores' scale is not a scalar constant", m.node("scaled"))
+        want = (q.shape[0], q.shape[1], q.shape[2], k.shape[2])
+        if m["r4"].shape is None or tuple(m["r4"].shape) != want:
+            return MatchResult.fail(f"the scores are not reshaped to {list(want)}", m["r4"])
+        r = m.get_or_none("r")
+        if r is not None and (r.rank != 3 or r.dtype != q.dtype):
+            return MatchResult.fail("the added term is not 3-D [B N, Sq, Sk] of q's type", r)
+        return MatchResult.ok()
+
+    def rewrite(self, b, m):
+        s = b.MatMul(m["q"], b.Transpose(m["k"], perm=[0, 1, 3, 2]))
+        if "scaled" in m:
+            s = b.Mul(s, m["c"])
+        if "biased" in m:
+            s = b.Add(s, b.Reshape(m["r"], m["s4"]))
+        return s
+
+
+class HeadsBmmContext4D(Rule):
+    """Reshape(MatMul(Reshape(p), Reshape(v)), [B, N, Sq, d]) -> MatMul(p, v) for 4-D p and v."""
+
+    name = "heads-bmm-context-4d"
+    benefit = 2
+    allow_shared_intermediates = True
+
+    def pattern(self, p):
+        pv = P.MatMul(P.Reshape(Var("p"), Var("ps"), bind="rp"), P.Reshape(Var("v"), Var("vs"), bind="rv"),
+                      bind="pv")
+        return P.Reshape(pv, Var("s4"), bind="r4")
+
+    def check(self, m):
+        p_, v = m["p"], m["v"]
+        if not (_merges_heads(p_, m["rp"]) and _merges_heads(v, m["rv"])):
+            return MatchResult.fail("p and v are not 4-D [B, N, S, .] reshaped to [B N, S, .]", m.node("pv"))
+        if tuple(p_.shape[:2]) != tuple(v.shape[:2]) or p_.shape[3] != v.shape[2]:
+            return MatchResult.fail("p and v differ in batch or heads, or p's keys are not v's rows", m.node("pv"))
+        want = (p_.shape[0], p_.shape[1], p_.shape[2], v.shape[3])
+        if m["r4"].shape is None or tuple(m["r4"].shape) != want:
+            return MatchResult.fail(f"the context is not reshaped to {list(want)}", m["r4"])
+        return MatchResult.ok()
+
+    def rewrite(self, b, m):
+        return b.MatMul(m["p"], m["v"])
+
+
 CANONICALIZE_ATTENTION = RuleSet([RemoveSoftmaxNanGuard(), HoistMatMulScaleLeft(), HoistMatMulScaleRight(),
-                                  MergeScalarMuls(), KeyTranspose3D(), MergeScoreBiases(), ShapeOfTranspose()], name="canonicalize-attention")
+                                  MergeScalarMuls(), KeyTranspose3D(), MergeScoreBiases(), ShapeOfTranspose(),
+                                  HeadsBmmScores4D(), HeadsBmmContext4D()], name="canonicalize-attention")
 
 
 @register_pass

@@ -51,9 +51,10 @@ def _key_t():
 def sdpa_pattern():
     qk = P.MatMul(Var("q"), _key_t(), bind="qk")
     s = AnyOf(P.Mul(qk, Const("scale"), bind="scaled"), P.Div(qk, Const("inv_scale"), bind="scaled"), qk)
+    sb = AnyOf(P.Add(s, Var("bias"), bind="biased"), s)  # a score term under masked_fill (DeBERTa)
     masked = AnyOf(P.Add(s, Var("mask"), bind="masked"),
-                   P.Where(Var("cond"), Const("fill"), s, bind="masked_fill"),
-                   P.Where(Var("cond"), s, Const("fill"), bind="masked_keep"), s)
+                   P.Where(Var("cond"), Const("fill"), sb, bind="masked_fill"),
+                   P.Where(Var("cond"), sb, Const("fill"), bind="masked_keep"), s)
     probs = P.Softmax(masked, axis=A(pred=lambda a: a in (-1, 3), default=-1), bind="softmax")
     return P.MatMul(probs, _repeat_kv("v"), bind="pv")
 
@@ -137,8 +138,9 @@ class FuseSdpa(Rule):
                 return MatchResult.fail("masked_fill value is not a scalar <= -1e30", m["fill"])
             if m["cond"].rank != 4:
                 return MatchResult.fail("masked_fill condition is not 4-D", m["cond"])
-        mask = m.get_or_none("mask")
-        if mask is not None:
+        for mask in (m.get_or_none("mask"), m.get_or_none("bias")):
+            if mask is None:
+                continue
             ms = mask.shape
             if mask.rank != 4 or mask.dtype != q.dtype or ms is None:
                 return MatchResult.fail("additive mask is not 4-D of Q's type", mask)
@@ -193,6 +195,10 @@ class FuseSdpa(Rule):
                 fill = max(scalar(m.const("fill")), float(np.finfo(dt).min))  # -inf -> finfo.min: no inf - inf
                 zero, neg = np.array(0.0, dt), np.array(fill, dt)
                 bias = b.Where(m["cond"], zero, neg) if keep else b.Where(m["cond"], neg, zero)
+                if "biased" in m:  # fill + term ~ fill: the masked scores stay at the bottom of softmax
+                    bias = b.Add(m["bias"], bias)
+            elif "biased" in m:
+                bias = m["bias"]
         if kind is not None:
             causal = int(kind.causal)
             kpm = kind.padding

@@ -12,12 +12,13 @@ import graphopt
 from graphopt.ir import Model
 from graphopt.passes.canonicalize.canonicalize_attention import (
     HoistMatMulScaleLeft,
+    HeadsBmmScores4D,
     KeyTranspose3D,
     RemoveSoftmaxNanGuard,
 )
 from graphopt.pattern import explain
-from graphopt.pm import PassContext, get_pass
-from graphopt.testing.asserts import assert_numerically_close, assert_op_counts
+from graphopt.pm import PassContext, PassManager, get_pass
+from graphopt.testing.asserts import assert_numerically_close, assert_op_counts, run_onnxruntime
 
 RNG = np.random.default_rng(0)
 PASS = "canonicalize-attention"
@@ -182,3 +183,55 @@ def test_shape_of_a_transpose_reads_the_input():
 
     y = run_onnxruntime(m, {"k": _f32(2, 8, 4, 16)})[0]
     assert list(y) == [4, 8]
+
+
+def deberta_bmm(split: str = "2, 4, 8, 8") -> str:
+    """DeBERTa's attention on [B N, S, d]: scores + a relative-position term, split to [B, N, S, S]
+    for the mask, merged back for the context."""
+    return HEAD + f"""g (float[2, 4, 8, 16] q, float[2, 4, 8, 16] k, float[2, 4, 8, 16] v, float[8, 8, 8] rel,
+       bool[2, 1, 8, 8] keep) => (float[2, 4, 8, 16] y) {{
+  m3 = Constant<value = int64[3] {{-1, 8, 16}}>()
+  p3 = Constant<value = int64[3] {{-1, 8, 8}}>()
+  s4 = Constant<value = int64[4] {{{split}}}>()
+  y4 = Constant<value = int64[4] {{2, 4, 8, 16}}>()
+  c = Constant<value = float {{0.144}}>()
+  fill = Constant<value = float {{-3.4e38}}>()
+  q3 = Reshape(q, m3)
+  k3 = Reshape(k, m3)
+  kt = Transpose<perm = [0, 2, 1]>(k3)
+  s = MatMul(q3, kt)
+  sc = Mul(s, c)
+  sb = Add(sc, rel)
+  s4d = Reshape(sb, s4)
+  masked = Where(keep, s4d, fill)
+  p = Softmax<axis = -1>(masked)
+  pm = Reshape(p, p3)
+  v3 = Reshape(v, m3)
+  ctx = MatMul(pm, v3)
+  y = Reshape(ctx, y4)
+}}"""
+
+
+def test_deberta_bmm_attention_becomes_4d_scores_and_context():
+    feeds = {"q": _f32(2, 4, 8, 16), "k": _f32(2, 4, 8, 16), "v": _f32(2, 4, 8, 16), "rel": _f32(8, 8, 8),
+             "keep": RNG.random((2, 1, 8, 8)) < 0.8}
+    after, stats = _canonicalize(deberta_bmm(), feeds)
+    assert stats == {"heads-bmm-scores-4d": 1, "heads-bmm-context-4d": 1}
+    graphopt.infer_shapes(after)
+    for n in after.graph:
+        if n.op_type == "MatMul":
+            assert all(i.rank == 4 for i in n.inputs), n
+    # the relative-position term is now a per-head [B, N, S, S] bias: fuse-sdpa takes it with the mask
+    m = _load(deberta_bmm())
+    ref = _load(deberta_bmm())
+    PassManager.from_text("canonicalize-attention,fuse-sdpa")(m)
+    assert m.graph.op_counts().get("graphopt::Attention") == 1
+    want = run_onnxruntime(ref, feeds)[0]
+    got = np.asarray(graphopt.compile(m, precision="fp32").run(feeds)[0])
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_heads_bmm_not_rewritten_when_the_split_is_not_b_n():
+    # [B N, S, S] split as [4, 2, 8, 8] is not [B, N, S, S]: merging then splitting is not the identity
+    _unchanged(deberta_bmm("4, 2, 8, 8").replace("masked = Where(keep, s4d, fill)", "masked = Identity(s4d)"), HeadsBmmScores4D(),
+               "not reshaped to")

@@ -19,8 +19,8 @@ from graphopt.testing.zoo import export  # noqa: E402
 
 pytestmark = [pytest.mark.e2e]
 
-# model -> (grouped KV heads: kv_num_heads > 0, causal)
-DECODERS = {"gpt2": (False, 1), "llama": (True, 1), "mistral": (True, 1), "qwen2": (True, 1)}
+# model -> grouped KV heads (kv_num_heads > 0)
+DECODERS = {"gpt2": False, "llama": True, "mistral": True, "qwen2": True}
 
 
 def _run(model_or_path, feeds):
@@ -33,13 +33,17 @@ def _run(model_or_path, feeds):
     return sess.run(None, {k: v for k, v in feeds.items() if k in names})[0]
 
 
+@pytest.mark.parametrize("masked", [False, True], ids=["ids-only", "with-mask"])
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 @pytest.mark.parametrize("name", sorted(DECODERS))
-def test_fuse_sdpa_dynamo_forms(name, attn):
-    e = export(name, attn, "dynamo")
+def test_fuse_sdpa_dynamo_forms(name, attn, masked):
+    """Without an attention_mask the mask is purely causal: the ``causal`` attribute, no bias. With one
+    it is causal + padding: the exported [B, 1, S, S] mask stays the bias (a query whose every key is
+    padded must spread over all keys, as onnxruntime does; the kernel's causal -inf would not)."""
+    e = export(name, attn, "dynamo", inputs=None if masked else ("input_ids",))
     if e.error:
         pytest.skip(e.error)
-    grouped, causal = DECODERS[name]
+    grouped, causal = DECODERS[name], int(not masked)
     m = graphopt.load(e.path)
     PassManager.from_text("O2")(m)
     fused = [n for n in m.graph if n.op == "graphopt::Attention"]
@@ -50,9 +54,11 @@ def test_fuse_sdpa_dynamo_forms(name, attn):
         assert (0 < kv < int(n.attr("num_heads"))) == grouped
         assert kv == 0 or n.inputs[1].shape[1] == kv, "K keeps its KV heads (repeat_kv dropped)"
         assert len(n.inputs) < 4 or n.inputs[3] is None
-        assert len(n.inputs) < 5 or n.inputs[4] is None, "the mask was recognised, no additive bias left"
+        has_bias = len(n.inputs) >= 5 and n.inputs[4] is not None
+        assert has_bias == masked, "a causal mask becomes the attribute; causal + padding stays the bias"
     ops = m.graph.op_counts()
-    assert not {"Softmax", "GatherND", "CumSum", "Trilu"} & set(ops), ops
+    dead = {"Softmax"} if masked else {"Softmax", "GatherND", "CumSum", "Trilu"}  # the kept mask is computed
+    assert not dead & set(ops), ops
     feeds = e.feeds()
     ref = _run(e.path, feeds)
     lower_to_onnxruntime(m)
