@@ -3,6 +3,7 @@
 >>> assert_op_counts(model, MatMul=2, Add=0)                 # doctest: +SKIP
 >>> assert_numerically_close(before, after, feeds)           # doctest: +SKIP
 >>> assert_graph_equal(after, expected)                      # doctest: +SKIP
+>>> result, calls = count_calls(PassManager.from_text("O1"), model)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -15,7 +16,29 @@ import numpy as np
 from ..ir import Graph, Model
 
 __all__ = ["assert_op_counts", "assert_graph_equal", "assert_numerically_close", "run_onnxruntime",
-           "structural_signature"]
+           "structural_signature", "count_calls"]
+
+
+def count_calls(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, int]:
+    """``fn(*args, **kwargs)`` and the number of Python and builtin function calls it made: a
+    deterministic measure of work for complexity guards (tests never assert a timing: on a shared
+    machine the clock says more about the neighbours than about the code)."""
+    import sys
+
+    calls = 0
+
+    def count(frame: Any, event: str, arg: Any) -> None:
+        nonlocal calls
+        if event in ("call", "c_call"):
+            calls += 1
+
+    previous = sys.getprofile()
+    sys.setprofile(count)
+    try:
+        result = fn(*args, **kwargs)
+    finally:
+        sys.setprofile(previous)
+    return result, calls
 
 
 def _graph(m: Model | Graph) -> Graph:

@@ -8,6 +8,7 @@ import pytest
 import graphopt
 from graphopt.pattern.testing import run_ort
 from graphopt.pm import NumericGuard, PassManager
+from graphopt.testing.asserts import count_calls
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",
@@ -59,14 +60,9 @@ def test_o1_distilbert_is_fast():
 
     spec = distilbert_onnx()
     base = graphopt.load(spec.path)
-    times = []
-    for _ in range(3):
-        m = clone(base)
-        time.sleep(0.15)
-        t0 = time.process_time()
-        r = PassManager.from_text("O1")(m)
-        times.append(time.process_time() - t0)
-    assert sorted(times)[1] < 2.0, times
+    m = clone(base)
+    r, calls = count_calls(PassManager.from_text("O1"), m)
+    assert calls < 1_500_000, f"O1 on DistilBERT made {calls} function calls (0.40 M when written)"
     feeds = sample_feeds(spec, batch=1, seq=16)
     np.testing.assert_allclose(run_ort(m, feeds)[0], run_ort(base, feeds)[0], rtol=0, atol=1e-5)
     assert r.nodes_after < r.nodes_before

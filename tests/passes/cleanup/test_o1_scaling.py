@@ -1,11 +1,10 @@
 """O1 work grows about linearly with graph size (10x nodes <= 15x function calls)."""
 
-import sys
-
 import numpy as np
 
 from graphopt.pattern.testing import parse_model, run_ort
 from graphopt.pm import PassManager
+from graphopt.testing.asserts import count_calls
 
 HDR = '<ir_version: 8, opset_import: ["" : 17]>\n'
 
@@ -41,21 +40,9 @@ def synthetic(blocks: int) -> str:
 
 
 def _o1_work(text: str) -> tuple[int, int]:
-    """Python and builtin function calls made by O1 on ``text``: a deterministic measure of its work
-    (a test never asserts a timing: on a shared machine the clock says more about the neighbours)."""
+    """Function calls O1 makes on ``text`` (deterministic work; see count_calls) and its node count."""
     m = parse_model(text, infer_shapes=False)
-    calls = 0
-
-    def count(frame, event, arg) -> None:
-        nonlocal calls
-        if event in ("call", "c_call"):
-            calls += 1
-
-    sys.setprofile(count)
-    try:
-        r = PassManager.from_text("O1")(m)
-    finally:
-        sys.setprofile(None)
+    r, calls = count_calls(PassManager.from_text("O1"), m)
     return calls, r.nodes_before
 
 
