@@ -35,6 +35,8 @@ def main() -> None:
         p = res / f"tune-{strat}" / "model.onnx"
         if p.exists():
             runs[f"graphopt tune {strat}"] = make_runner(graphopt.load(p), "native", args.threads)
+        for sub in sorted((res / f"tune-{strat}").glob("prune-*/model.onnx")):  # each ratio's own pick
+            runs[f"graphopt tune {strat} {sub.parent.name}"] = make_runner(graphopt.load(sub), "native", args.threads)
     p = res / "ort_static.onnx"
     if p.exists():
         import onnxruntime as ort
