@@ -87,8 +87,7 @@ def _gptq_rounds(model: Model, cfg: QuantConfig, batches: list[dict[str, Any]], 
             return stats
         chunk, size = [], 0
         for t in todo:
-            k = (values[t].shape or (None,))[-1]
-            cost = 4 * (k if isinstance(k, int) else 4096) ** 2  # a float32 K x K Gram
+            cost = 4 * _input_width(values[t]) ** 2  # a float32 K x K Gram
             if chunk and size + cost > budget:
                 break
             chunk.append(t)
@@ -104,6 +103,19 @@ def _gptq_rounds(model: Model, cfg: QuantConfig, batches: list[dict[str, Any]], 
             values[t].meta.pop(GRAM, None)  # this round's Gram matrices are spent
         done.update(chunk)
         trim_heap()  # the round's transients go back to the OS, not into the next round's resident set
+
+
+def _input_width(v: Any) -> int:
+    """K of a layer input: its last dim, or the rows of a consuming MatMul's constant weight (values
+    inside a loaded graph often carry no shape), or 4096 when neither says."""
+    k = (v.shape or (None,))[-1]
+    if isinstance(k, int):
+        return k
+    for n, _ in v.uses():
+        w = n.inputs[1] if n.op_type == "MatMul" and len(n.inputs) > 1 else None
+        if w is not None and w.const is not None and w.const.ndim == 2:
+            return int(w.const.shape[0])
+    return 4096
 
 
 def prepare_batches(model: Model, data: DataSource) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from graphopt.ir import Model, Node
+from graphopt.ir.mapped import release_pages
 from graphopt.pm import Pass, PassContext, PassResult, register_pass
 
 from .blocks import NeuronGroup, head_groups, linear_weight, neuron_groups, shrink_heads, shrink_neurons
@@ -50,7 +51,10 @@ def _dead_neurons(grp: NeuronGroup) -> np.ndarray:
     for node in grp.chain:
         pre = _apply(node, pre)
     silent = ~np.any(w1, axis=0) & (pre == 0.0)
-    return silent | ~np.any(w2, axis=1)
+    dead = silent | ~np.any(w2, axis=1)
+    release_pages(w1)  # a scan of mapped weights (issue 16): their pages leave resident memory as we go
+    release_pages(w2)
+    return dead
 
 
 @register_pass

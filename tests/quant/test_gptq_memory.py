@@ -81,3 +81,12 @@ def test_column_slices_give_the_whole_weight_result() -> None:
     sliced = gptq_quantize(w, f, bits=4, group=32, chunk_bytes=4 * 128 * 16)  # 16 columns at a time
     assert np.mean(whole[0] == sliced[0]) > 0.999
     np.testing.assert_allclose(whole[1], sliced[1], rtol=1e-5)
+
+
+def test_gptq_rounds_size_grams_from_the_weights_when_shapes_are_unknown(tmp_path) -> None:
+    from graphopt.bench.scale_models import matmul_stack
+    from graphopt.quant.api import _input_width
+
+    m = graphopt.load(matmul_stack(tmp_path / "s.onnx", layers=3, hidden=64))
+    inner = [v for v in m.graph.all_values() if v.shape is None and v.uses()]
+    assert inner and all(_input_width(v) == 64 for v in inner)
