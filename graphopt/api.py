@@ -221,7 +221,7 @@ def compile(model: ModelLike, precision: str | None = None, num_threads: int | N
     >>> sess = graphopt.compile("model.onnx", precision="bf16")   # doctest: +SKIP
     >>> outs = sess.run(feeds)                                     # doctest: +SKIP
     """
-    from .runtime.compile import compile_model
+    from .runtime.compile import compile_model, decide_node_precision
 
     m = _model(model, copy=True)
     qdq = has_qdq(m)
@@ -241,7 +241,12 @@ def compile(model: ModelLike, precision: str | None = None, num_threads: int | N
             raise NativeMismatch(report)
         logger.info("%s", report)
     m.verify()  # a broken graph (wrong arity, dangling value ...) is refused here, not in run()
+    decide_node_precision(m, node_precision)
     try:
+        if qdq and _pipeline(level, None) is not None:
+            # the file's Q/DQ become per-node int8 decisions (its own scales), so the fusions see the
+            # float graph and the plan is the fused int8 plan of the float file
+            m = optimize(m, passes="absorb-qdq")
         m = optimize(m, level=level)
     except PassError as e:
         if not fallback:

@@ -175,9 +175,11 @@ class _Driver:
         if self.dry:
             b.rollback()
             return [node]
+        from graphopt.quant.decision import merge_props  # lazy: graphopt.quant builds on the pass manager
+
         props: dict[str, str] = {}
-        for n in m.nodes:  # the matched nodes' ONNX metadata (e.g. a sparse-kernel mark) carries over
-            props.update(n.meta.get(NODE_PROPS) or {})
+        for n in m.nodes:  # the matched nodes' ONNX metadata (a sparse-kernel mark, a precision decision) carries over
+            props = merge_props(props, n.meta.get(NODE_PROPS) or {})
         if props:
             for n in b.created:
                 n.meta[NODE_PROPS] = {**props, **(n.meta.get(NODE_PROPS) or {})}

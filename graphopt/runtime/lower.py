@@ -153,6 +153,23 @@ class _Lowerer:
                 return arr
         return None
 
+    def prec(self, n: Node, name: str | None = None) -> str:
+        """The precision decided for node ``n``: a per-node override (``node_precision``, by name),
+        else the node's recorded decision (a QDQ file's, via ``absorb-qdq``), else the compile default."""
+        from ..quant.decision import precision_of
+
+        key = name or n.name or n.outputs[0].name
+        return self.node_precision.get(key) or precision_of(n) or self.precision
+
+    def attention_bf16(self, n: Node, name: str | None = None) -> bool:
+        """Whether attention node ``n`` computes its products in bf16: its recorded attention
+        precision, else a per-node override, else any compile default below fp32."""
+        from ..quant.decision import attention_precision
+
+        key = name or n.name or n.outputs[0].name
+        p = self.node_precision.get(key) or attention_precision(n) or self.precision
+        return p != "fp32"
+
     def dt(self, v: Value | None) -> DType | None:
         if v is None:
             return None
@@ -256,34 +273,38 @@ class _Lowerer:
 
     # ------------------------------------------------------------- fusions
     def _linear_step(self, x: Value, w: np.ndarray, bias: np.ndarray | None, act: int, out: Value,
-                     origin: list[str], name: str, qdq: dict | None = None, sparse: bool = False) -> None:
+                     origin: list[str], name: str, qdq: dict | None = None, sparse: bool = False,
+                     prec: str | None = None, grid: dict | None = None) -> None:
         """Emit one Linear step for y = act(x @ w + bias), w [K, N] fp32. ``sparse``: the node is
-        marked for the 4x1-block sparse kernel (``sparsify-weights``); int8 weights are packed for it."""
+        marked for the 4x1-block sparse kernel (``sparsify-weights``); int8 weights are packed for it.
+        ``prec``: the node's decided precision (default: by ``name``); ``grid``: the int8 weights
+        and scales of a file's grid (``{"w", "w_scale"}``), used instead of quantizing ``w``."""
         s8 = "s8_sparse" if sparse else "s8"
         ins: list = [x]
         if bias is not None:
             b = Tmp(name + "/bias")
             self.consts[b] = np.ascontiguousarray(bias.astype(np.float32).reshape(-1))
             ins.append(b)
-        if qdq is not None:
+        prec = prec or self.node_precision.get(name, self.precision)
+        if qdq is not None and prec == "int8":
             s = self.emit("Linear", name, ins, [out], iattrs={"act": act, "mode": 2, "a_zp": qdq["a_zp"]},
                           fattrs={"a_scale": qdq["a_scale"]}, origin=origin)
             for c0, c1 in self._col_parts(qdq["w"].shape[1]):
                 s.weights.append((np.ascontiguousarray(qdq["w"][:, c0:c1]), s8, False, qdq["w_scale"][c0:c1].copy()))
             s.detail = "int8 static (QDQ)" + (", sparse 4x1" if sparse else "")
             return
-        mode = {"fp32": 0, "bf16": 1, "int8": 2}[self.node_precision.get(name, self.precision)]
+        mode = {"fp32": 0, "bf16": 1, "int8": 2}[prec]
         s = self.emit("Linear", name, ins, [out], iattrs={"act": act, "mode": mode}, origin=origin)
         w = np.asarray(w, np.float32)  # no copy of an fp32 (possibly mapped) weight
         if mode == 2:
-            q, sc = quantize_weight_s8(w)
+            q, sc = (grid["w"], grid["w_scale"]) if grid is not None else quantize_weight_s8(w)
             for c0, c1 in self._col_parts(w.shape[1]):
                 s.weights.append((np.ascontiguousarray(q[:, c0:c1]), s8, False, sc[c0:c1].copy()))
             s.detail = "int8 dynamic per-tensor act, per-channel s8 weights" + (", sparse 4x1" if sparse else "")
         else:
             for c0, c1 in self._col_parts(w.shape[1]):  # views: build_plan copies one part at a time to pack it
                 s.weights.append((w[:, c0:c1], "f32" if mode == 0 else "bf16", False, None))
-            s.detail = self.node_precision.get(name, self.precision)
+            s.detail = prec
 
     def _col_parts(self, n: int) -> list[tuple[int, int]]:
         """Column slices (multiples of 16) packed separately so threads split N: one per thread."""
@@ -354,7 +375,10 @@ class _Lowerer:
         from a QDQ model. ``transposed``: B is stored [N, K] (Gemm transB=1)."""
         c = self.const(b)
         if c is not None:
-            return ((c.T if transposed else c), None) if c.ndim == 2 and c.dtype == np.float32 else None
+            if c.ndim != 2 or c.dtype != np.float32:
+                return None
+            w = c.T if transposed else c
+            return w, self._grid(b, w)
         iw = self._int8_weight(b, 2, 0 if transposed else 1)
         if iw is None:
             return None
@@ -363,10 +387,26 @@ class _Lowerer:
             q = q.T
         return q.astype(np.float32) * scale, {"w": np.ascontiguousarray(q), "w_scale": scale, "dq": p}
 
+    def _grid(self, v: Value, w: np.ndarray) -> dict | None:
+        """A float weight [K, N] on a file's int8 grid (``meta[WEIGHT_GRID]``, from absorb-qdq):
+        ``{"w": int8 [K, N], "w_scale": [N]}`` -- the file's integers, recovered exactly."""
+        from ..quant.decision import weight_grid
+
+        sc = weight_grid(v)
+        if sc is None or sc.shape != (w.shape[1],):
+            return None
+        q = np.clip(np.rint(w / sc), -127, 127).astype(np.int8)
+        return {"w": np.ascontiguousarray(q), "w_scale": sc, "grid": True}
+
     def static_input(self, n: Node, x: Value, qinfo: dict | None) -> tuple[Value, dict | None, list[Node]]:
         """For a GEMM-based node ``n`` with int8 weights (``qinfo``) whose input ``x`` is Q/DQ'd per
         tensor: (the float input, qinfo with the activation grid, the Q/DQ nodes only ``n`` reads, which
         fold into its GEMM). Otherwise (x, None, [])."""
+        if qinfo is not None and qinfo.get("grid"):
+            from ..quant.decision import act_grid
+
+            ag = act_grid(n) if self.prec(n) == "int8" else None
+            return x, (dict(qinfo, a_scale=ag[0], a_zp=ag[1]) if ag is not None else None), []
         aq = self._act_qdq(x) if qinfo is not None and self.precision == "int8" else None
         if aq is None:
             return x, None, []
@@ -473,7 +513,11 @@ class _Lowerer:
                 group.append(nxt)
                 y = nxt.outputs[0]
         qdq = None
-        if qinfo is not None:
+        prec = self.prec(n)
+        grid = qinfo if qinfo is not None and qinfo.get("grid") else None
+        if grid is not None:
+            x, qdq, _ = self.static_input(n, x, grid)
+        elif qinfo is not None:
             dq = qinfo["dq"]
             if self.only_use(dq.outputs[0], n) is not None:
                 group.insert(0, dq)  # the weight's DequantizeLinear is folded into the packed weights
@@ -497,8 +541,8 @@ class _Lowerer:
         sparse = any(sparse_kernel(g) for g in group)
 
         def emit(x=x, w=w, bias=bias, act=act, out=out, origin=origin, name=name, qdq=qdq, exact=exact,
-                 sparse=sparse) -> None:
-            self._linear_step(x, w, bias, act, out, origin, name, qdq, sparse)
+                 sparse=sparse, prec=prec, grid=grid) -> None:
+            self._linear_step(x, w, bias, act, out, origin, name, qdq, sparse, prec, grid)
             self.steps[-1].exact = exact
         self.anchors[anchor] = emit
 
@@ -628,7 +672,7 @@ class _Lowerer:
             if k_perm is not None:
                 k = self.tmp(name + "/K")
                 self.emit("Transpose", name + "/K", [k_src], [k], iattrs={"perm": k_perm}, origin=[t.label()])
-            bf16 = int(self.node_precision.get(name, self.precision) != "fp32")
+            bf16 = int(self.attention_bf16(pv, name))
             st = self.emit("Attention", name, [q, k, v, mask], [pv.outputs[0]], fattrs={"scale": scale},
                            iattrs={"bf16": bf16}, origin=origin)
             st.detail = f"fused attention kernel ({'bf16' if bf16 else 'fp32'} products, fp32 softmax)"

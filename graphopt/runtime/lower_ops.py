@@ -18,6 +18,7 @@ import numpy as np
 from ..ir import DType, Node, Value
 from .lower import (_ACT, _CAST_T, _INT_T, _NUM_T, _SIZED, Tmp, _ln_native, _Lowerer, _s, sparse_kernel,
                     _static_shape, quantize_weight_s8)
+from ..quant.decision import weight_grid
 from .lower_epilogue import depthwise_act, emit_post_act, post_act_ok
 
 __all__ = ["STANDARD_OPS", "GRAPHOPT_OPS"]
@@ -257,7 +258,13 @@ def _conv_weight(lw: _Lowerer, w: Value) -> tuple[np.ndarray, dict | None] | Non
     """fp32 Conv weights [M, Cg, kh, kw]: a constant, or DequantizeLinear(int8, scale per M or per tensor)."""
     c = lw.const(w)
     if c is not None:
-        return (c, None) if c.ndim == 4 and c.dtype == np.float32 else None
+        if c.ndim != 4 or c.dtype != np.float32:
+            return None
+        sc = weight_grid(w)  # a file's int8 grid (absorb-qdq): its integers, recovered exactly
+        if sc is None or sc.shape != (c.shape[0],):
+            return c, None
+        q = np.clip(np.rint(c / sc[:, None, None, None]), -127, 127).astype(np.int8)
+        return c, {"q": q, "w_scale": sc, "grid": True}
     iw = lw._int8_weight(w, 4, 0)
     if iw is None:
         return None
@@ -289,7 +296,8 @@ def conv_plan(lw: _Lowerer, n: Node) -> dict[str, Any] | None:
         if b is None:
             return None
     x, qdq, absorb = lw.static_input(n, x, qinfo)
-    return {"x": x, "W": W, "b": b, "G": G, "qdq": qdq, "absorb": absorb}
+    grid = qinfo if qinfo is not None and qinfo.get("grid") else None
+    return {"x": x, "W": W, "b": b, "G": G, "qdq": qdq, "absorb": absorb, "grid": grid}
 
 
 def _conv(lw: _Lowerer, n: Node, act: int = 0, out: Value | None = None, post: tuple[str, list] | None = None) -> bool:
@@ -310,7 +318,7 @@ def _conv(lw: _Lowerer, n: Node, act: int = 0, out: Value | None = None, post: t
             return False
         emit_post_act(lw, n, post[0], post[1], tmp, dst)
         return True
-    mode = {"fp32": 0, "bf16": 1, "int8": 2}[lw.node_precision.get(n.name or n.outputs[0].name, lw.precision)]
+    mode = {"fp32": 0, "bf16": 1, "int8": 2}[lw.prec(n)]
     ia.update(group=G, kh=kh, kw=kw, M=M, act=act, mode=mode)
     fa: dict[str, float] = {}
     if qdq is not None:
@@ -325,9 +333,10 @@ def _conv(lw: _Lowerer, n: Node, act: int = 0, out: Value | None = None, post: t
     Mg = M // G
     for g in range(G):
         if mode == 2:
-            if qdq is not None:  # the calibrated int8 weights as they are: [K, Mg] with per-channel scales
-                q = np.ascontiguousarray(qdq["q"][g * Mg:(g + 1) * Mg].reshape(Mg, -1).T)
-                sc = qdq["w_scale"][g * Mg:(g + 1) * Mg].copy()
+            wi = qdq if qdq is not None else p["grid"]
+            if wi is not None:  # the calibrated int8 weights as they are: [K, Mg] with per-channel scales
+                q = np.ascontiguousarray(wi["q"][g * Mg:(g + 1) * Mg].reshape(Mg, -1).T)
+                sc = wi["w_scale"][g * Mg:(g + 1) * Mg].copy()
             else:
                 q, sc = quantize_weight_s8(np.ascontiguousarray(W[g * Mg:(g + 1) * Mg].reshape(Mg, -1).T))
             s.weights.append((q, "s8", False, sc))
@@ -451,14 +460,17 @@ def _g_linear(lw: _Lowerer, n: Node) -> bool:
         return False
     w, qinfo = wq
     qdq = None
-    if qinfo is not None and lw.precision == "int8":
+    grid = qinfo if qinfo is not None and qinfo.get("grid") else None
+    if grid is not None:
+        x, qdq, _ = lw.static_input(n, x, grid)
+    elif qinfo is not None and lw.precision == "int8":
         aq = lw._act_qdq(x)
         if aq is not None:
             x, a_scale, a_zp, _ = aq
             qdq = dict(qinfo, a_scale=a_scale, a_zp=a_zp)
     out = lw.tmp(n.outputs[0].name + "/preact") if post else n.outputs[0]
     lw._linear_step(x, w, b, 0 if post else _ACT[act_name], out, [n.label()], n.name or n.outputs[0].name, qdq,
-                    sparse_kernel(n))
+                    sparse_kernel(n), lw.prec(n), grid)
     if post:  # Tanh (BERT's pooler), Sigmoid, ...: one element-wise step after the GEMM
         emit_post_act(lw, n, act_name, params, out, n.outputs[0])
     return True
@@ -520,7 +532,9 @@ def mha_plan(lw: _Lowerer, n: Node) -> dict[str, Any] | None:
     if kpm is not None and lw.dt(kpm) not in (DType.INT64, DType.INT32, DType.BOOL):
         return None
     x, qdq, absorb = lw.static_input(n, x, qinfo)
-    return {"x": x, "W": W, "b": lw.const(b), "kpm": kpm, "bias": bias, "heads": heads, "qdq": qdq, "absorb": absorb}
+    grid = qinfo if qinfo is not None and qinfo.get("grid") else None
+    return {"x": x, "W": W, "b": lw.const(b), "kpm": kpm, "bias": bias, "heads": heads, "qdq": qdq, "absorb": absorb,
+            "grid": grid}
 
 
 def _g_mha(lw: _Lowerer, n: Node) -> bool:
@@ -532,7 +546,8 @@ def _g_mha(lw: _Lowerer, n: Node) -> bool:
     scale = float(n.attr("scale", 0.0)) or 1.0 / math.sqrt(hidden // heads)
     base = n.name or n.outputs[0].name
     qkv = lw.tmp(base + "/qkv")
-    lw._linear_step(x, W, p["b"], 0, qkv, [n.label()], base + "/qkv", p["qdq"], sparse_kernel(n))
+    lw._linear_step(x, W, p["b"], 0, qkv, [n.label()], base + "/qkv", p["qdq"], sparse_kernel(n),
+                    lw.node_precision.get(base + "/qkv") or lw.prec(n), p["grid"])
     mask = None
     if kpm is not None:
         mask = lw.tmp(base + "/mask")
@@ -545,7 +560,7 @@ def _g_mha(lw: _Lowerer, n: Node) -> bool:
             m2 = lw.tmp(base + "/mask2")
             lw.emit("Add", base + "/mask2", [mask, bias], [m2], origin=[n.label()])
             mask = m2
-    bf16 = int(lw.precision != "fp32")
+    bf16 = int(lw.attention_bf16(n))
     s = lw.emit("Attention", base, [qkv, mask], [n.outputs[0]], fattrs={"scale": scale},
                 iattrs={"heads": heads, "packed": 1, "in_bsh": 1, "out_bsh": 1, "bf16": bf16}, origin=[n.label()])
     s.detail = f"fused attention kernel on packed QKV ({'bf16' if bf16 else 'fp32'} products, read in place)"
@@ -567,7 +582,7 @@ def _g_embed_ln(lw: _Lowerer, n: Node) -> bool:
     base = n.name or n.outputs[0].name
     e = lw.tmp(base + "/word")
     table = lw.const(word)
-    if lw.precision == "int8" and table is not None and table.ndim == 2 and table.size >= (1 << 20):
+    if lw.prec(n) == "int8" and table is not None and table.ndim == 2 and table.size >= (1 << 20):
         # int8 rows with one scale each (weight-only, like the other weights of an int8 model):
         # the table is most of a small encoder's memory (MiniLM: 47 MB of fp32).
         amax = np.abs(table).max(axis=1)

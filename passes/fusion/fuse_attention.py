@@ -35,6 +35,7 @@ import numpy as np
 from graphopt.ir import Value
 from graphopt.pattern import A, AnyOf, Const, MatchResult, P, Rule, RuleSet, Var, const_value
 from graphopt.pm import register_pass
+from graphopt.quant.decision import WEIGHT_GRID, weight_grid
 
 from ._common import GRAPHOPT, FusionPass, last_dim, scalar
 
@@ -385,6 +386,9 @@ class FuseAttention(Rule):
         if math.isclose(scale, 1.0 / math.sqrt(d), rel_tol=1e-6):
             scale = 0.0  # the default: stated by omission, as onnxruntime does
         w = b.initializer(np.concatenate(ws, axis=1), name=f"{m.node('mm_q').name or 'attn'}/qkv_weight")
+        grids = [weight_grid(m[f"w_{t}"]) for t in "qkv"]
+        if all(gr is not None for gr in grids):  # a file's int8 grid (absorb-qdq): the packed weight keeps it
+            w.meta[WEIGHT_GRID] = np.concatenate(grids)
         bias = b.initializer(np.concatenate(bs, axis=0), name=f"{m.node('mm_q').name or 'attn'}/qkv_bias")
         mask = m.get_or_none("mask")
         if "masked_fill" in m:
