@@ -58,9 +58,10 @@ def test_qat_export_runs_int8_natively_within_one_step(tmp_path):
     assert graphopt.api.has_qdq(model)
     sess = graphopt.compile(model)
     assert sess.precision == "int8"
-    # every linear layer (4 layers x Q, K, V, O, up, down + the head) is an int8 GEMM: the exported
-    # Transpose(DQ(W_q)) of the weights folds into the int8 constant (fold-constants)
-    assert str(sess.summary()).count("int8 static (QDQ)") == 25
+    # every linear layer is an int8 GEMM with the export's grids, in the fused plan (absorb-qdq, then
+    # O2): 4 layers x (packed Q|K|V, O, up, down) + the head, and the attention kernel in every layer
+    assert str(sess.summary()).count("int8 static (QDQ)") == 17
+    assert sum(st.kind == "Attention" for st in sess._steps) == 4
     got = sess.run(feeds)[0]
     # one quantization step of the head's input, through the head: every input element one step off
     s, _ = m.head.act_qparams()
