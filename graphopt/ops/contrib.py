@@ -13,6 +13,7 @@ mapping is one node to one node, so a file graphopt wrote (``optimize -o``, ``sa
 | Gelu, FastGelu(X) | Gelu (erf / tanh) |
 | SkipSimplifiedLayerNormalization (mean/inv_std unused) | SkipRMSNorm |
 | SimplifiedLayerNormalization (default domain; axis -1, inv_std unused) | RMSNorm |
+| QuickGelu (alpha 1: x * sigmoid(x)) | Silu |
 
 A contrib op outside the table (or using an output graphopt's op has not) stays as it is
 and runs through onnxruntime inside the native plan.
@@ -119,6 +120,13 @@ def _gelu(approximate: str) -> _Reader:
     return read
 
 
+def _quick_gelu(node: Node) -> tuple[str, list[Value | None], dict[str, Any], int] | None:
+    """QuickGelu with alpha 1 is SiLU (what graphopt::Silu and SiluMul lower to for onnxruntime)."""
+    if float(node.attr("alpha", 1.702)) != 1.0:
+        return None
+    return "Silu", [node.inputs[0]], {}, 1
+
+
 _READERS: dict[str, _Reader] = {
     "Attention": _attention,
     "EmbedLayerNormalization": _embed,
@@ -127,6 +135,7 @@ _READERS: dict[str, _Reader] = {
     "Gelu": _gelu("none"),
     "FastGelu": _gelu("tanh"),
     "SkipSimplifiedLayerNormalization": _skip_rms,
+    "QuickGelu": _quick_gelu,
 }
 
 #: onnxruntime contrib ops registered in the default domain

@@ -265,3 +265,24 @@ def test_o2_mapped_llama_runs_like_onnxruntime(tmp_path: Path) -> None:
     np.testing.assert_allclose(graphopt.compile(m).run({"input_ids": ids})[0], want, rtol=1e-4, atol=1e-4)
     out = graphopt.save(m, tmp_path / "o2.onnx")
     np.testing.assert_allclose(_ort(out, {"input_ids": ids}), want, rtol=1e-4, atol=1e-4)
+
+
+def test_saved_int4_llama_compiles_without_fallbacks(tmp_path: Path) -> None:
+    """O2 + int4 LLaMA saved and compiled from the file (what benchmarks/llama_1b.py times): the
+    SiLU that SiluMul exports as com.microsoft QuickGelu(alpha=1) reads back as graphopt::Silu,
+    so nothing runs through onnxruntime inside the plan."""
+    from graphopt.pm.manager import PassManager
+    from graphopt.quant.api import quantize
+    from graphopt.quant.config import QuantConfig
+
+    m = graphopt.load(llama_decoder(tmp_path / "l.onnx", LLAMA_TINY, seq=8))
+    PassManager.from_text("O2")(m)
+    quantize(m, QuantConfig(mode="weight-only", weight_bits=4, group_size=32), progress=False)
+    out = graphopt.save(m, tmp_path / "q.onnx", external_data=True)
+    back = graphopt.load(out)
+    ops = back.graph.op_counts()
+    assert "com.microsoft::QuickGelu" not in ops and ops.get("graphopt::Silu", 0) == LLAMA_TINY["num_hidden_layers"]
+    sess = graphopt.compile(str(out))
+    assert sess.summary().fallbacks == []
+    ids = np.random.default_rng(0).integers(0, LLAMA_TINY["vocab_size"], (1, 8)).astype(np.int64)
+    np.testing.assert_allclose(sess.run({"input_ids": ids})[0], _ort(out, {"input_ids": ids}), rtol=1e-4, atol=1e-4)
