@@ -23,6 +23,9 @@ __all__ = ["quiet"]
 
 _THIRD_PARTY = r"(torch|onnxruntime|onnx|onnxscript|openvino|transformers|nncf)(\.|$)"
 _HINTS = ("Please consider to run pre-processing before quantization",)
+# Named loggers with their own handlers (a root filter never sees them), held at ERROR in the block:
+# the dynamo exporter's "torchvision is not installed. Skipping torchvision::nms" lines.
+_LOUD_LOGGERS = ("torch.onnx._internal.exporter._registration",)
 
 
 class _DropHints(logging.Filter):
@@ -64,6 +67,10 @@ def quiet() -> Iterator[None]:
     drop = _DropHints()
     root = logging.getLogger()
     root.addFilter(drop)
+    loud = [logging.getLogger(n) for n in _LOUD_LOGGERS]
+    levels = [lg.level for lg in loud]
+    for lg in loud:
+        lg.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(), _no_bars_off_terminal():
             # deprecations are usually attributed (stacklevel) to the caller, i.e. to us: drop them all
@@ -74,3 +81,5 @@ def quiet() -> Iterator[None]:
             yield
     finally:
         root.removeFilter(drop)
+        for lg, level in zip(loud, levels):
+            lg.setLevel(level)

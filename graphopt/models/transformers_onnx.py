@@ -100,10 +100,13 @@ def _export(module: Any, names: tuple[str, ...], path: Path, vocab: int, opset: 
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         if exporter == "dynamo":
+            from .._quiet import quiet
+
             dyn = torch.export.Dim.DYNAMIC
-            prog = torch.onnx.export(_Encoder(module.eval()), example, input_names=list(names),
-                                     output_names=["last_hidden_state"], dynamo=True, verbose=False,
-                                     dynamic_shapes=(tuple({0: dyn, 1: dyn} for _ in names),))
+            with quiet():
+                prog = torch.onnx.export(_Encoder(module.eval()), example, input_names=list(names),
+                                         output_names=["last_hidden_state"], dynamo=True, verbose=False,
+                                         dynamic_shapes=(tuple({0: dyn, 1: dyn} for _ in names),))
             prog.save(str(tmp))
             import onnx
 
