@@ -143,6 +143,9 @@ def main(argv=None) -> int:
     p.add_argument("--splits", default="test", help="accuracy on these splits (val,test)")
     p.add_argument("--ratios", default="25,50", help="head/FFN percentages pruned without training")
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--reuse-accuracy", action="store_true",
+                   help="take accuracies of unchanged models from OUT/accuracy.json (only new models are evaluated)")
+    p.add_argument("--no-latency", dest="latency", action="store_false", help="accuracy only (no timing, no exports)")
     p.add_argument("--lock", default=None, help="flock this file while timing (e.g. /work/bench.lock)")
     args = p.parse_args(argv)
     if args.stage == "train":
@@ -160,6 +163,11 @@ def _median_ms(run, feeds, n: int) -> float:
         run(feeds)
         ts.append((time.perf_counter() - t0) * 1e3)
     return float(np.median(ts))
+
+
+def _source(path: Path) -> str:
+    """What a model file is (name and modification time): reused accuracy must be of the same file."""
+    return f"{Path(path).name}@{int(Path(path).stat().st_mtime)}"
 
 
 @contextlib.contextmanager
@@ -194,27 +202,41 @@ def evaluate(args) -> None:
 
     calib = str(task.calib)
     models: dict[str, object] = {"dense": graphopt.load(task.path)}
+    sources = {"dense": _source(task.path)}
+
+    def trained(name: str, job: str) -> None:
+        if (work / f"{job}.onnx").exists():
+            models[name] = graphopt.load(work / f"{job}.onnx")
+            sources[name] = _source(work / f"{job}.onnx")
+
     for r in (int(x) for x in args.ratios.split(",")):
         for refit, tag in ((False, "pruned, no training"), (True, "pruned + least squares")):
             m, _ = graphopt.prune(graphopt.load(task.path), calib, heads=r / 100, ffn=r / 100, reconstruct=refit,
                                   progress=False)
             models[f"{r}% heads+FFN, {tag}"] = m
-        if (work / f"pruned{r}.onnx").exists():
-            models[f"{r}% heads+FFN, least squares + distilled"] = graphopt.load(work / f"pruned{r}.onnx")
-    if (work / "student3.onnx").exists():
-        models["3-layer student, distilled"] = graphopt.load(work / "student3.onnx")
+            sources[f"{r}% heads+FFN, {tag}"] = f"{_source(task.path)} pruned {r} % refit={refit}"
+        trained(f"{r}% heads+FFN, least squares + distilled", f"pruned{r}")
+    trained("3-layer student, distilled", "student3")
     rows: dict[str, dict] = {}
     sessions: dict[tuple[str, str], object] = {}
+    old = json.loads((out / "accuracy.json").read_text()) if args.reuse_accuracy and (out / "accuracy.json").exists() \
+        else {"models": {}, "qat_vs_ptq": {}}
     for name, m in models.items():
+        src = sources[name]
         fp32 = graphopt.compile(m, "fp32")
         q = graphopt.quantize(m, calib, progress=False)  # the transformer preset: graphopt's default PTQ
         sessions[(name, "int8")] = graphopt.compile(q)
         sessions[(name, "bf16")] = graphopt.compile(m, "bf16")
-        rows[name] = {"params": int(sum(v.const.size for v in m.graph.all_values() if v.const is not None
-                                        and np.asarray(v.const).dtype.kind == "f")),
-                      "acc_fp32": acc(fp32.run), "acc_int8": acc(sessions[(name, "int8")].run),
-                      "acc_bf16": acc(sessions[(name, "bf16")].run),
-                      "plan_int8": str(sessions[(name, "int8")].summary()).split("\n")[0]}
+        prev = old["models"].get(name)
+        if prev is not None and prev.get("source") == src and prev.get("splits") == list(splits):
+            rows[name] = prev  # --reuse-accuracy: the same model (file and mtime), the same splits
+        else:
+            rows[name] = {"params": int(sum(v.const.size for v in m.graph.all_values() if v.const is not None
+                                            and np.asarray(v.const).dtype.kind == "f")),
+                          "acc_fp32": acc(fp32.run), "acc_int8": acc(sessions[(name, "int8")].run),
+                          "acc_bf16": acc(sessions[(name, "bf16")].run),
+                          "plan_int8": str(sessions[(name, "int8")].summary()).split("\n")[0],
+                          "source": src, "splits": list(splits)}
         if name == "dense":
             sessions[(name, "fp32")] = fp32
         print(name, rows[name], flush=True)
@@ -222,17 +244,24 @@ def evaluate(args) -> None:
     qat_rows: dict[str, dict] = {"fp32 (native)": rows["dense"]["acc_fp32"], "bf16 (native)": rows["dense"]["acc_bf16"]}
     cfg = _qat_config()
     ptq = graphopt.compile(graphopt.quantize(models["dense"], calib, config=cfg, progress=False))
-    qat_rows["PTQ int8 (same map)"] = acc(ptq.run)
+    qat_src = _source(work / "qat.onnx") if (work / "qat.onnx").exists() else None
+    reuse = old["qat_vs_ptq"] if old.get("qat_source") == qat_src and old.get("dense_source") == sources["dense"] \
+        and "PTQ int8 (same map)" in old["qat_vs_ptq"] else {}
+    qat_rows["PTQ int8 (same map)"] = reuse.get("PTQ int8 (same map)") or acc(ptq.run)
     sessions[("PTQ (same map)", "int8")] = ptq
-    if (work / "qat.onnx").exists():
+    if qat_src is not None:
         qm = graphopt.load(work / "qat.onnx")
         qs = graphopt.compile(qm)
-        qat_rows["QAT int8, native"] = {**acc(qs.run), "precision": qs.precision}
+        qat_rows["QAT int8, native"] = reuse.get("QAT int8, native") or {**acc(qs.run), "precision": qs.precision}
         osess = ort.InferenceSession(str(work / "qat.onnx"), providers=["CPUExecutionProvider"])
-        qat_rows["QAT int8, onnxruntime (QDQ file)"] = acc(lambda f: osess.run(None, f))
+        qat_rows["QAT int8, onnxruntime (QDQ file)"] = reuse.get("QAT int8, onnxruntime (QDQ file)") or \
+            acc(lambda f: osess.run(None, f))
         sessions[("QAT (same map)", "int8")] = qs
-    partial = {"models": rows, "qat_vs_ptq": qat_rows}
+    partial = {"models": rows, "qat_vs_ptq": qat_rows, "qat_source": qat_src, "dense_source": sources["dense"]}
     (out / "accuracy.json").write_text(json.dumps(partial, indent=1))  # survives a failure of the timing
+    if not args.latency:
+        print(json.dumps(partial, indent=1))
+        return
     # latency: every (model, precision, batch) block interleaved, rounds; under the bench lock
     lat: dict[str, list[float]] = {}
     f1 = {k: test[k][:1] for k in NAMES}
