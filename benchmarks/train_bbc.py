@@ -70,7 +70,7 @@ def train(args) -> None:
 
     import torch
 
-    from graphopt.train import distill, drop_layers, export_onnx
+    from graphopt.train import distill, drop_layers, export_onnx, layer_list, teacher_outputs
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     task = bbc_classifier()
@@ -102,6 +102,9 @@ def train(args) -> None:
             else:
                 sys.exit(f"unknown job {job}")
             _freeze_embeddings(student)
+            # every teacher layer cached once: the pruned students map all six, the 3-layer one three
+            teacher_outputs(teacher, data, NAMES, list(range(len(layer_list(teacher)[1]))),
+                            work / f"teacher-s{args.seq_train}")
             torch.manual_seed(0)
             res = distill(teacher, student, data, steps=args.steps, batch=args.batch, lr=args.lr, alpha_ce=1.0,
                           warmup=0.1, checkpoint=work / f"{job}.ckpt", every=25, progress=args.progress,
@@ -146,6 +149,7 @@ def main(argv=None) -> int:
     p.add_argument("--reuse-accuracy", action="store_true",
                    help="take accuracies of unchanged models from OUT/accuracy.json (only new models are evaluated)")
     p.add_argument("--no-latency", dest="latency", action="store_false", help="accuracy only (no timing, no exports)")
+    p.add_argument("--export-filter", default="", help="export-check only the 50 %% models whose name has this")
     p.add_argument("--lock", default=None, help="flock this file while timing (e.g. /work/bench.lock)")
     args = p.parse_args(argv)
     if args.stage == "train":
@@ -275,7 +279,7 @@ def evaluate(args) -> None:
     latency = {k: float(np.median(v)) for k, v in lat.items()}
     # exports of the pruned models: onnxruntime and OpenVINO run them and match native fp32
     exports = {}
-    for name in [n for n in models if n.startswith("50%")]:
+    for name in [n for n in models if n.startswith("50%") and args.export_filter in n]:
         try:
             exports[name] = _export_check(models[name], name, f8)
         except Exception as e:  # noqa: BLE001 - reported in the results, not fatal to the run

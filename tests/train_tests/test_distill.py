@@ -171,7 +171,12 @@ def test_teacher_cache_gives_the_live_teacher_run(tmp_path, data):
     stamp = (tmp_path / "t" / "meta.json").stat().st_mtime_ns
     out = teacher_outputs(teacher, data, NAMES, [1, 3], tmp_path / "t")
     assert (tmp_path / "t" / "meta.json").stat().st_mtime_ns == stamp  # reused
+    assert set(teacher_outputs(teacher, data, NAMES, [3], tmp_path / "t")) == {"__teacher_logits", "__teacher_hidden3"}
+    assert (tmp_path / "t" / "meta.json").stat().st_mtime_ns == stamp  # fewer layers: reused too
     np.testing.assert_allclose(out["__teacher_logits"], _logits(teacher, data), rtol=1e-5, atol=1e-6)
+    other_teacher = tiny_classifier(seed=2)
+    out = teacher_outputs(other_teacher, data, NAMES, [3], tmp_path / "t")  # another teacher: recomputed
+    np.testing.assert_allclose(out["__teacher_logits"], _logits(other_teacher, data), rtol=1e-5, atol=1e-6)
     other = {**data, "input_ids": data["input_ids"][::-1].copy()}
     out = teacher_outputs(teacher, other, NAMES, [1, 3], tmp_path / "t")
     np.testing.assert_allclose(out["__teacher_logits"], _logits(teacher, other), rtol=1e-5, atol=1e-6)
