@@ -28,8 +28,15 @@ __all__ = ["gptq_quantize", "gptq_factor", "GptqFactor", "rtn_quantize", "dequan
 
 
 def _group_scale(rows: np.ndarray, qmax: int) -> np.ndarray:
-    amax = np.abs(rows).max(axis=0)
-    return np.where(amax > 0, amax / qmax, 1.0)
+    """Per-column scale of a group. int4 uses all 16 levels as onnxruntime's MatMulNBits quantizer and
+    NNCF do: the signed extreme maps to -8 (a negative scale when it is positive); int8 keeps
+    max|w| / 127 (positive scales for the int8 kernels)."""
+    if qmax != 7:
+        amax = np.abs(rows).max(axis=0)
+        return np.where(amax > 0, amax / qmax, 1.0)
+    hi, lo = rows.max(axis=0), rows.min(axis=0)
+    ext = np.where(-lo > hi, lo, hi)
+    return np.where(ext != 0, ext / -8.0, 1.0)
 
 
 def rtn_quantize(w: np.ndarray, bits: int = 4, group: int = 32) -> tuple[np.ndarray, np.ndarray]:

@@ -74,8 +74,10 @@ def quantize_int4_blocks(w: np.ndarray, block: int = 32, *, dequantized: bool = 
         wt[:, :k] = w[:, c0:c1].T
         wt[:, k:] = 0.0
         blocks = wt.reshape(c1 - c0, nb, block)
-        amax = np.maximum(blocks.max(axis=2), -blocks.min(axis=2))  # |x| max without an |x| temporary
-        scale = np.where(amax > 0, amax / 7.0, 1.0).astype(np.float32)
+        # all 16 levels, as onnxruntime's quantizer and NNCF: the block's signed extreme maps to -8
+        hi, lo = blocks.max(axis=2), blocks.min(axis=2)
+        ext = np.where(-lo > hi, lo, hi)
+        scale = np.where(ext != 0, ext / -8.0, 1.0).astype(np.float32)
         # in place on the chunk: q = clip(rint(w / scale), -8, 7), then the code q + 8
         np.divide(blocks, scale[..., None], out=blocks)
         np.rint(blocks, out=blocks)

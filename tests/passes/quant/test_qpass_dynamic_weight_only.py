@@ -59,10 +59,13 @@ def test_int4_packing_layout():
     w = np.arange(-8, 8, dtype=np.float32).reshape(16, 1).repeat(2, axis=1)  # K=16, N=2
     packed, scales, deq = quantize_int4_blocks(w, 16)
     assert packed.shape == (2, 1, 8) and scales.shape == (2,)
-    np.testing.assert_allclose(scales, [8 / 7, 8 / 7], rtol=1e-6)
+    np.testing.assert_allclose(scales, [1.0, 1.0], rtol=1e-6)  # the extreme -8 maps to -8: all 16 levels
     codes = np.stack([packed & 0xF, packed >> 4], axis=-1).reshape(2, 16)  # low nibble = even k
-    np.testing.assert_array_equal(codes[0], np.clip(np.rint(w[:, 0] / (8 / 7)), -8, 7) + 8)
-    np.testing.assert_allclose(deq, w, atol=scales.max() / 2 + 1e-6)
+    np.testing.assert_array_equal(codes[0], w[:, 0] + 8)
+    np.testing.assert_array_equal(deq, w)
+    p2, s2, _ = quantize_int4_blocks(-w, 16)  # a positive extreme: a negative scale, as onnxruntime's quantizer
+    np.testing.assert_allclose(s2, [-1.0, -1.0], rtol=1e-6)
+    assert (np.stack([p2 & 0xF, p2 >> 4], axis=-1).reshape(2, 16)[0] == w[:, 0] + 8).all()
 
 
 def test_pack_int4_matches_rtn_packing():
