@@ -149,6 +149,7 @@ def main(argv=None) -> int:
     p.add_argument("--reuse-accuracy", action="store_true",
                    help="take accuracies of unchanged models from OUT/accuracy.json (only new models are evaluated)")
     p.add_argument("--no-latency", dest="latency", action="store_false", help="accuracy only (no timing, no exports)")
+    p.add_argument("--wait-for", default="", help="jobs whose training is still running: wait for their model")
     p.add_argument("--export-filter", default="", help="export-check only the 50 %% models whose name has this")
     p.add_argument("--lock", default=None, help="flock this file while timing (e.g. /work/bench.lock)")
     args = p.parse_args(argv)
@@ -208,10 +209,11 @@ def evaluate(args) -> None:
     models: dict[str, object] = {"dense": graphopt.load(task.path)}
     sources = {"dense": _source(task.path)}
 
+    waits = {j for j in args.wait_for.split(",") if j}
+
     def trained(name: str, job: str) -> None:
-        if (work / f"{job}.onnx").exists():
-            models[name] = graphopt.load(work / f"{job}.onnx")
-            sources[name] = _source(work / f"{job}.onnx")
+        if (work / f"{job}.onnx").exists() or job in waits:
+            models[name] = work / f"{job}.onnx"  # loaded in turn below (--wait-for: when its run ends)
 
     for r in (int(x) for x in args.ratios.split(",")):
         for refit, tag in ((False, "pruned, no training"), (True, "pruned + least squares")):
@@ -225,7 +227,14 @@ def evaluate(args) -> None:
     sessions: dict[tuple[str, str], object] = {}
     old = json.loads((out / "accuracy.json").read_text()) if args.reuse_accuracy and (out / "accuracy.json").exists() \
         else {"models": {}, "qat_vs_ptq": {}}
-    for name, m in models.items():
+    for name in list(models):
+        if isinstance(models[name], Path):
+            path = models[name]
+            while not path.with_suffix(".json").exists():  # written after the export
+                time.sleep(10)
+            models[name] = graphopt.load(path)
+            sources[name] = _source(path)
+        m = models[name]
         src = sources[name]
         fp32 = graphopt.compile(m, "fp32")
         q = graphopt.quantize(m, calib, progress=False)  # the transformer preset: graphopt's default PTQ
