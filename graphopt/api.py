@@ -221,7 +221,7 @@ def compile(model: ModelLike, precision: str | None = None, num_threads: int | N
     >>> sess = graphopt.compile("model.onnx", precision="bf16")   # doctest: +SKIP
     >>> outs = sess.run(feeds)                                     # doctest: +SKIP
     """
-    from .runtime.compile import compile_model, decide_node_precision
+    from .runtime.compile import compile_model, decide_precision
 
     m = _model(model, copy=True)
     qdq = has_qdq(m)
@@ -241,12 +241,10 @@ def compile(model: ModelLike, precision: str | None = None, num_threads: int | N
             raise NativeMismatch(report)
         logger.info("%s", report)
     m.verify()  # a broken graph (wrong arity, dangling value ...) is refused here, not in run()
-    decide_node_precision(m, node_precision)
+    # every precision choice in one pass, before the fusions (they carry it to the fused nodes): a QDQ
+    # file's Q/DQ become per-node int8 decisions with its own scales, so the fusions see the float graph
+    decide_precision(m, precision, node_precision, absorb=_pipeline(level, None) is not None)
     try:
-        if qdq and _pipeline(level, None) is not None:
-            # the file's Q/DQ become per-node int8 decisions (its own scales), so the fusions see the
-            # float graph and the plan is the fused int8 plan of the float file
-            m = optimize(m, passes="absorb-qdq")
         m = optimize(m, level=level)
     except PassError as e:
         if not fallback:

@@ -49,20 +49,20 @@ def _as_model(model: Any) -> Model:
     raise GraphoptError(f"compile() takes a graphopt Model, an onnx.ModelProto or a path, got {type(model).__name__}")
 
 
-def decide_node_precision(m: Model, node_precision: dict[str, str] | None) -> int:
-    """Record ``node_precision`` (default: the model's ``graphopt.node_precision`` metadata) as
-    per-node decisions before the fusions, which carry them to the fused nodes."""
-    from ..quant.decision import apply_node_precision
+def decide_precision(m: Model, precision: str | None, node_precision: dict[str, str] | None, *,
+                     absorb: bool = True) -> dict[str, int]:
+    """Run ``decide-precision``: node_precision (default: the model's ``graphopt.node_precision``
+    metadata) > a QDQ file's Q/DQ (``absorb``) > ``precision``, one decision per node."""
+    from graphopt.passes.precision.decide_precision import DecidePrecisionPass
 
-    if node_precision is None and "graphopt.node_precision" in m.metadata_props:
-        import json
+    from ..pm.manager import PassManager
 
-        node_precision = json.loads(m.metadata_props["graphopt.node_precision"])
-    return apply_node_precision(m, node_precision) if node_precision else 0
+    res = PassManager([DecidePrecisionPass(precision, node_precision, absorb=absorb)])(m)
+    return dict(res.records[0].stats) if res.records else {}
 
 
 def prepare(model: Any, optimize: str | None = "O2", *, fallback: bool = False,
-            node_precision: dict[str, str] | None = None) -> Model:
+            node_precision: dict[str, str] | None = None, precision: str | None = None) -> Model:
     """A private, optimised, shape-inferred copy of ``model`` ready for lowering.
 
     ``optimize`` names a pass-manager preset or pipeline text (None: no passes). A
@@ -76,11 +76,11 @@ def prepare(model: Any, optimize: str | None = "O2", *, fallback: bool = False,
     m = _as_model(model)
     read_contrib_ops(m)
     m.verify()  # a broken graph (wrong arity, dangling value ...) is refused here, not in run()
-    decide_node_precision(m, node_precision)
+    # every precision choice, in one pass before the fusions (which carry it to the fused nodes); a QDQ
+    # file's Q/DQ become int8 decisions with its grids, so O2 fuses it as the float file
+    decide_precision(m, precision, node_precision, absorb=bool(optimize))
     if optimize:
         try:
-            if _has_qdq(m):  # a QDQ file: its Q/DQ become per-node int8 decisions, so O2 fuses as for float
-                PassManager.from_text("absorb-qdq")(m)
             PassManager.from_text(optimize)(m)
         except PassError as e:
             if not fallback:
@@ -88,12 +88,6 @@ def prepare(model: Any, optimize: str | None = "O2", *, fallback: bool = False,
             logger.warning("%s; lowering the unoptimised graph (fallback=True)", e)
     _infer(m)
     return m
-
-
-def _has_qdq(m: Model) -> bool:
-    from graphopt.passes.quant.absorb_qdq import has_qdq
-
-    return has_qdq(m)
 
 
 def _infer(m: Model) -> None:
@@ -127,8 +121,8 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
     >>> sess = compile(model, precision="int8")   # doctest: +SKIP
     """
     _check_args(precision, num_threads)
-    return _compile(prepare(model, optimize, fallback=fallback, node_precision=node_precision), precision,
-                    num_threads, node_precision)
+    return _compile(prepare(model, optimize, fallback=fallback, node_precision=node_precision, precision=precision),
+                    precision, num_threads, node_precision)
 
 
 def _check_args(precision: str, num_threads: int | None) -> None:

@@ -20,6 +20,7 @@ from graphopt.ir import DType, TensorType
 from graphopt.ir.mapped import is_mapped, mapped_empty, release_pages
 from graphopt.pattern import A, AnyOf, Const, MatchResult, Optional, P, Rule, RuleSet, Var
 from graphopt.pm import register_pass
+from graphopt.quant.decision import WEIGHT_GRID, weight_grid
 
 from ._common import GRAPHOPT, FusionPass
 
@@ -150,6 +151,9 @@ class FuseGatedSiluMlp(Rule):
         else:
             packed = _pack_columns(m.const("w_g"), m.const("w_u"))
             w, width = b.initializer(packed), packed.shape[1]
+            grids = weight_grid(m["w_g"]), weight_grid(m["w_u"])
+            if grids[0] is not None and grids[1] is not None:  # a file's int8 grids (absorb-qdq) stay with the halves
+                w.meta[WEIGHT_GRID] = np.concatenate(grids)
         y = b.MatMul(x, w)
         if "b_g" in m:
             y = b.Add(y, b.initializer(np.concatenate([m.const("b_g"), m.const("b_u")])))

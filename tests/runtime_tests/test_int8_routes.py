@@ -154,3 +154,15 @@ def test_quant_config_fp32_node_is_honoured():
     assert len(fp32) == 1 and any("layer.2/intermediate" in o for o in fp32[0].origin), [st.origin for st in fp32]
     assert all("static" in st.detail for st in lin if st.iattrs["mode"] == 2) and len(lin) == 24
     assert not any(st.kind == "Gather" and st.iattrs.get("dequant") for st in sess._steps)  # table not quantized
+
+
+def test_node_precision_for_q_survives_packing():
+    """decide-precision records node_precision before O2: a choice for the query projection alone
+    reaches the packed Q|K|V GEMM of its layer (the widest of the parts: fp32), not the others."""
+    spec = _spec("eager-torchscript")
+    m = graphopt.load(spec.path)
+    wq = next(n.inputs[1].name for n in m.graph if n.op_type == "MatMul" and "layer.1/attention/self/query" in n.name)
+    sess = graphopt.compile(spec.path, "int8", 1, node_precision={f"weight:{wq}": "fp32"})
+    qkv = [st for st in sess._steps if st.kind == "Linear" and st.name.endswith("/qkv")]
+    assert len(qkv) == 6 and [st.iattrs["mode"] for st in qkv] == [2, 0, 2, 2, 2, 2]
+    assert sum(st.kind == "Attention" for st in sess._steps) == 6
