@@ -71,7 +71,7 @@ class DecidePrecisionPass(Pass):
         stats = {"user": apply_node_precision(model, prec) if prec else 0, "file": 0, "default": 0}
         if self.absorb and has_qdq(model):
             r = AbsorbQDQPass().run(model, ctx)
-            stats["file"] = int(r.stats.get("static", 0) + r.stats.get("dynamic", 0) + r.stats.get("float_gemms", 0))
+            stats["file"] = int(r.stats.get("static", 0) + r.stats.get("float_gemms", 0))
         if self.default is not None:
             for n in model.graph:
                 kind = _kind(n)

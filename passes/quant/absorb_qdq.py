@@ -8,8 +8,9 @@ same fused int8 plan as for the float file at int8 (no re-calibration):
 - a GEMM (MatMul, Gemm, Conv, graphopt Linear / MultiHeadAttention / FusedConv) whose weight is
   ``DQ(int8 W)`` or ``DQ(Q(float W))`` (through an optional 2-D Transpose) gets the dequantized
   float weight, whose value keeps the per-output-channel scales (``meta[WEIGHT_GRID]``), and the
-  decision ``int8``; when its input is ``DQ(Q(x))`` per tensor, that grid is recorded too (static
-  int8) and the GEMM reads ``x``;
+  decision ``int8`` when its input is ``DQ(Q(x))`` per tensor, with that grid (static int8; the GEMM
+  reads ``x``); with float activations (weight-only QDQ) the precision stays the compile's (fp32 runs
+  the dequantized weights, int8 quantizes the activations at run time on the file's weight grid);
 - a pair whose grid a GEMM took stays for the other nodes that read it (onnxruntime shares one
   pair between a GEMM and the residual Add: the file quantizes that residual); every other
   activation ``Q->DQ`` pair is bypassed: the consumers read the float value, and the fused plan
@@ -151,7 +152,7 @@ class AbsorbQDQPass(Pass):
         g = model.graph
         if not has_qdq(model):
             return PassResult(False, {})
-        stats = {"static": 0, "dynamic": 0, "float_gemms": 0, "bypassed": 0, "kept": 0, "folded": 0, "tables": 0}
+        stats = {"static": 0, "weights_only": 0, "float_gemms": 0, "bypassed": 0, "kept": 0, "folded": 0, "tables": 0}
         graded: set[Node] = set()  # DQ nodes of activation pairs whose grid a GEMM took
         for n in list(g):
             if _is(n, "Gather") and n.inputs[0] is not None and precision_of(n) is None:
@@ -191,9 +192,11 @@ class AbsorbQDQPass(Pass):
             if act is not None:
                 graded.add(n.inputs[0].producer())
                 n.set_input(0, act[0])
-            p = precision_of(n) or "int8"  # a per-node choice made before (node_precision) beats the file
-            decide(n, p, act=act[1:] if act is not None else None)
-            stats["static" if act is not None else "dynamic"] += 1
+            if act is not None:  # a per-node choice made before (node_precision) beats the file
+                decide(n, precision_of(n) or "int8", act=act[1:])
+                stats["static"] += 1
+            else:  # int8 weights, float activations: the weights' grid stays, the precision is the compile's
+                stats["weights_only"] += 1
         for n in list(g):
             if not _is(n, "DequantizeLinear") or n.graph is None or n.outputs[0].is_graph_output() \
                     or not n.outputs[0].num_uses():
