@@ -57,6 +57,9 @@ def decide_precision(m: Model, precision: str | None, node_precision: dict[str, 
 
     from ..pm.manager import PassManager
 
+    if precision is not None and precision not in PRECISIONS:
+        raise UnsupportedError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+
     res = PassManager([DecidePrecisionPass(precision, node_precision, absorb=absorb)])(m)
     return dict(res.records[0].stats) if res.records else {}
 
