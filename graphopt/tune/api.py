@@ -252,7 +252,8 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
         cost = measure_costs(fp32, groups, lat_feeds, target, precisions, threads=threads, cache_dir=cache_dir,
                              progress=progress)
         if base_row.get("latency_ms") and cost.total_fp32 > 0:
-            cost = _fit_costs(cost, ex, base_row, best_knobs, groups, precisions, producers, lat_feeds)
+            cost = _fit_costs(cost, ex, base_row, best_knobs, groups, precisions, producers, lat_feeds,
+                              out / "anchors.json" if out is not None else None)
         probe = batches[:min(2, len(batches))]
         front: list = []
 
@@ -385,15 +386,31 @@ def _clone_model(m: Model) -> Model:
 
 
 def _fit_costs(cost: CostTable, ex: Any, base_row: dict, knobs: dict[str, Any], groups: Sequence[Group],
-               precisions: Sequence[str], producers: dict[str, list[str]], feeds: dict[str, np.ndarray]) -> CostTable:
+               precisions: Sequence[str], producers: dict[str, list[str]], feeds: dict[str, np.ndarray],
+               saved: Path | None = None) -> CostTable:
     """Fit the one-node table to whole-model times: the measured fp32 baseline plus one timing (no user
-    evaluation) of each uniform precision, all-int8 with the chosen knobs."""
+    evaluation) of each uniform precision, all-int8 with the chosen knobs. The timings are kept in
+    ``saved`` (OUTDIR/anchors.json): a resumed run fits the same table, so it asks for the same
+    candidates (re-timing on a busy machine would move the front and cost new evaluations)."""
     anchors = [(Recipe.make({g.name: "fp32" for g in groups}, **knobs), base_row["latency_ms"] / 1e3)]
     # uniform anchors only: an int8/fp32-alternating anchor (to fit transition costs) made the fit worse on
     # the BBC model (18.4 % vs 5.8 % mean abs error on mixed recipes, same run): its many requantizations
     # are not what mixed front points have
     timed = [Recipe.make({g.name: p for g in groups}, **knobs) for p in precisions if p != "fp32"]
-    anchors += list(zip(timed, ex.latency(timed, feeds)))
+    known: dict[str, float] = {}
+    if saved is not None and saved.exists():
+        try:
+            known = {str(k): float(v) for k, v in json.loads(saved.read_text()).items()}
+        except (OSError, ValueError, AttributeError):
+            known = {}  # unreadable: time again
+    missing = [r for r in timed if r.key() not in known]
+    if missing:
+        known.update(zip((r.key() for r in missing), ex.latency(missing, feeds)))
+        if saved is not None:
+            from ..io.atomic import write_text
+
+            write_text(saved, json.dumps(known, indent=1, sort_keys=True))
+    anchors += [(r, known[r.key()]) for r in timed]
     logger.info("cost table anchors: %s", ", ".join(f"{r.counts(groups)} {t * 1e3:.2f} ms" for r, t in anchors))
     return cost.fitted(anchors, producers)
 
