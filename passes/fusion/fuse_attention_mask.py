@@ -39,6 +39,38 @@ logger = logging.getLogger(__name__)
 _PROBES = ((2, 5), (3, 7))
 
 
+def _probe(model: Model, nodes: list, mask: Value, src: Value | None, shape_only: list,
+           ) -> list[tuple[int, int, np.ndarray, np.ndarray]] | None:
+    """``mask``'s cone evaluated at each probe size: (b, s, attention mask [b, s] bool, mask value with
+    the [1|b, 1, 1|s, s] shape of a score mask). Random attention masks (seeded; key 0 always kept,
+    one key masked) feed ``src``; None when a shape input cannot be fed, the cone does not run or the
+    result is not shaped like a score mask."""
+    rng = np.random.default_rng(0)
+    out = []
+    for b, s in _PROBES:
+        feeds: dict[Value, np.ndarray] = {}
+        am = np.ones((b, s), bool)
+        if src is not None:
+            am = rng.random((b, s)) < 0.6
+            am[:, 0] = True  # every query attends somewhere (key 0 is never masked)
+            am[0, -1] = False
+            feeds[src] = am.astype(src.dtype.numpy)
+        for v in shape_only:
+            f = probe_feed(v, b, s)
+            if f is None:
+                return None
+            feeds[v] = f
+        try:
+            m = evaluate(model, nodes, mask, feeds)
+        except Exception as e:  # noqa: BLE001 - a cone onnxruntime cannot run is simply not a mask
+            logger.debug("mask cone of %%%s did not evaluate: %s", mask.name, e)
+            return None
+        if m.ndim != 4 or m.shape[0] not in (1, b) or m.shape[1] != 1 or m.shape[2] not in (1, s) or m.shape[3] != s:
+            return None
+        out.append((b, s, am, m))
+    return out
+
+
 def padding_mask_source(model: Model, mask: Value) -> tuple[Value, float] | None:
     """``(attention_mask input, c)`` if ``mask`` is the additive padding mask of a 2-D input, else None."""
     found = cone(mask)
@@ -50,26 +82,12 @@ def padding_mask_source(model: Model, mask: Value) -> tuple[Value, float] | None
     src = data_inputs[0]
     if src.rank != 2 or src.dtype is None or not (src.dtype.is_integer or src.dtype.name == "BOOL"):
         return None
-    rng = np.random.default_rng(0)
+    probes = _probe(model, nodes, mask, src, shape_only)
+    if probes is None:
+        return None
     filler: float | None = None
-    for b, s in _PROBES:
-        am = (rng.random((b, s)) < 0.6).astype(src.dtype.numpy)
-        am[:, 0] = 1  # every row attends somewhere
-        am[0, -1] = 0  # and some key is masked
-        feeds: dict[Value, np.ndarray] = {src: am}
-        for v in shape_only:
-            f = probe_feed(v, b, s)
-            if f is None:
-                return None
-            feeds[v] = f
-        try:
-            m = evaluate(model, nodes, mask, feeds)
-        except Exception as e:  # noqa: BLE001 - a cone onnxruntime cannot run is simply not a mask
-            logger.debug("mask cone of %%%s did not evaluate: %s", mask.name, e)
-            return None
-        if m.ndim != 4 or m.shape[0] not in (1, b) or m.shape[1] != 1 or m.shape[3] != s or m.shape[2] not in (1, s):
-            return None
-        keep = np.broadcast_to(am.astype(bool)[:, None, None, :], (b, 1, m.shape[2], s))
+    for b, s, am, m in probes:
+        keep = np.broadcast_to(am[:, None, None, :], (b, 1, m.shape[2], s))
         m = np.broadcast_to(m, keep.shape)
         if not np.all(m[keep] == 0):
             return None
@@ -112,29 +130,12 @@ def mask_kind(model: Model, mask: Value, keep_when: bool | None = None) -> MaskK
     if src is not None and (src.rank != 2 or src.dtype is None or
                             not (src.dtype.is_integer or src.dtype.name == "BOOL")):
         return None
-    rng = np.random.default_rng(0)
+    probes = _probe(model, nodes, mask, src, shape_only)
+    if probes is None:
+        return None
     filler: float | None = -1e30 if keep_when is not None else None
     verdict: tuple[bool, bool] | None = None
-    for b, s in _PROBES:
-        feeds: dict[Value, np.ndarray] = {}
-        am = np.ones((b, s), bool)
-        if src is not None:
-            am = rng.random((b, s)) < 0.6
-            am[:, 0] = True  # every query attends somewhere (key 0 is never masked)
-            am[0, -1] = False
-            feeds[src] = am.astype(src.dtype.numpy)
-        for v in shape_only:
-            f = probe_feed(v, b, s)
-            if f is None:
-                return None
-            feeds[v] = f
-        try:
-            m = evaluate(model, nodes, mask, feeds)
-        except Exception as e:  # noqa: BLE001 - a cone onnxruntime cannot run is simply not a mask
-            logger.debug("mask cone of %%%s did not evaluate: %s", mask.name, e)
-            return None
-        if m.ndim != 4 or m.shape[0] not in (1, b) or m.shape[1] != 1 or m.shape[2] not in (1, s) or m.shape[3] != s:
-            return None
+    for b, s, am, m in probes:
         m = np.broadcast_to(m, (b, 1, s, s))
         if keep_when is None:
             keep = m == 0

@@ -7,6 +7,7 @@ import onnxruntime as ort
 import pytest
 
 import graphopt
+from graphopt.testing.attention import attention_case
 from graphopt.errors import UnsupportedError
 from graphopt.ir import DType, Graph, Model, Node, TensorType
 from graphopt.ops import OPS, decompose_all, get_op, lower_to_onnxruntime, reference
@@ -156,39 +157,18 @@ def test_fused_conv(act, params, conv):
            ["x", "w", "b"], atol=1e-4, rtol=1e-4)
 
 
-def attention_case(layout: str, nkv: int, causal: int, mask: str, b: int = 2, n: int = 4, sq: int = 6,
-                   sk: int = 6, d: int = 8):
-    """(inputs, attrs, order) of one graphopt::Attention case: separate Q/K/V, grouped KV heads,
-    causal, key padding and/or a per-head bias (shared with the native-runtime tests)."""
-    def lay(x):  # [B, H, S, d] -> [B, S, H*d] for the side-by-side layout
-        return x if layout == "bnsd" else np.ascontiguousarray(x.transpose(0, 2, 1, 3).reshape(x.shape[0], x.shape[2], -1))
-    inputs = {"q": lay(_f32(b, n, sq, d)), "k": lay(_f32(b, nkv, sk, d)), "v": lay(_f32(b, nkv, sk, d))}
-    order: list = ["q", "k", "v"]
-    if mask in ("padding", "both"):
-        kpm = np.ones((b, sk), np.int64)
-        kpm[1, sk - 2:] = 0
-        inputs["kpm"] = kpm
-        order.append("kpm")
-    if mask in ("bias", "both"):
-        if mask == "bias":
-            order.append(None)
-        inputs["bias"] = _f32(1, n, sq, sk)
-        order.append("bias")
-    attrs = {"num_heads": n, "kv_num_heads": nkv if nkv != n else 0, "causal": causal}
-    return inputs, attrs, order
-
 
 @pytest.mark.parametrize("layout", ["bnsd", "bsh"])
 @pytest.mark.parametrize("nkv", [4, 2, 1])
 @pytest.mark.parametrize("causal", [0, 1])
 @pytest.mark.parametrize("mask", ["none", "padding", "bias", "both"])
 def test_attention(layout, nkv, causal, mask):
-    inputs, attrs, order = attention_case(layout, nkv, causal, mask)
+    inputs, attrs, order = attention_case(layout, nkv, causal, mask, rng=RNG)
     _check("Attention", inputs, {}, attrs, order, atol=2e-5, rtol=1e-4)
 
 
 def test_attention_cross_lengths_and_scale():
-    inputs, attrs, order = attention_case("bnsd", 2, 1, "none", sq=3, sk=7)
+    inputs, attrs, order = attention_case("bnsd", 2, 1, "none", sq=3, sk=7, rng=RNG)
     _check("Attention", inputs, {}, {**attrs, "scale": 0.2}, order, atol=2e-5, rtol=1e-4)
 
 

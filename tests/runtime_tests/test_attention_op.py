@@ -8,32 +8,12 @@ import numpy as np
 import pytest
 
 import graphopt
+from graphopt.testing.attention import attention_case
 from graphopt.ir import DType, Graph, Model, Node, TensorType
 from graphopt.ops import reference
 
 RNG = np.random.default_rng(0)
 
-
-def _f32(*shape: int) -> np.ndarray:
-    return RNG.standard_normal(shape).astype(np.float32)
-
-
-def _case(layout: str, nkv: int, causal: int, mask: str, b=2, n=4, sq=6, sk=6, d=16):
-    def lay(x):
-        return x if layout == "bnsd" else np.ascontiguousarray(x.transpose(0, 2, 1, 3).reshape(x.shape[0], x.shape[2], -1))
-    inputs = {"q": lay(_f32(b, n, sq, d)), "k": lay(_f32(b, nkv, sk, d)), "v": lay(_f32(b, nkv, sk, d))}
-    order: list = ["q", "k", "v"]
-    if mask in ("padding", "both"):
-        kpm = np.ones((b, sk), np.int64)
-        kpm[1, sk - 2:] = 0
-        inputs["kpm"] = kpm
-        order.append("kpm")
-    if mask in ("bias", "both"):
-        if mask == "bias":
-            order.append(None)
-        inputs["bias"] = _f32(1, n, sq, sk)
-        order.append("bias")
-    return inputs, {"num_heads": n, "kv_num_heads": nkv if nkv != n else 0, "causal": causal}, order
 
 
 def _model(inputs: dict, attrs: dict, order: list) -> Model:
@@ -53,7 +33,7 @@ def _model(inputs: dict, attrs: dict, order: list) -> Model:
 @pytest.mark.parametrize("causal", [0, 1])
 @pytest.mark.parametrize("mask", ["none", "padding", "bias", "both"])
 def test_native_attention_matches_reference(layout, nkv, causal, mask):
-    inputs, attrs, order = _case(layout, nkv, causal, mask)
+    inputs, attrs, order = attention_case(layout, nkv, causal, mask, d=16, rng=RNG)
     m = _model(inputs, attrs, order)
     s = graphopt.compile(m, precision="fp32", level="O0")
     assert not s.fallbacks
@@ -66,7 +46,7 @@ def test_native_attention_matches_reference(layout, nkv, causal, mask):
 
 
 def test_native_attention_bit_identical_across_threads():
-    inputs, attrs, order = _case("bsh", 2, 1, "both", b=2, n=8, sq=70, sk=70, d=32)
+    inputs, attrs, order = attention_case("bsh", 2, 1, "both", b=2, n=8, sq=70, sk=70, d=32, rng=RNG)
     m = _model(inputs, attrs, order)
     outs = [np.asarray(graphopt.compile(m, precision=p, level="O0", num_threads=t).run(inputs)[0])
             for p in ("fp32", "bf16") for t in (1, 2, 1)]
