@@ -12,7 +12,7 @@ from graphopt.ir import Model, Node, Value
 from graphopt.pattern import AnyOf, Const, Optional, P, RewritePass, ValuePattern, const_value
 from graphopt.pm import PassContext, PassResult
 
-__all__ = ["GRAPHOPT", "FusionPass", "scalar", "activation_pattern", "activation_of", "last_dim", "opset_of"]
+__all__ = ["GRAPHOPT", "FusionPass", "scalar", "matched_scale", "activation_pattern", "activation_of", "last_dim", "opset_of"]
 
 from graphopt.ir.domains import GRAPHOPT_DOMAIN as GRAPHOPT, opset_of  # noqa: E402 - one home for both
 
@@ -22,6 +22,18 @@ def scalar(arr: np.ndarray | None) -> float | None:
     if arr is None or arr.size != 1:
         return None
     return float(arr.reshape(-1)[0])
+
+
+def matched_scale(m: Any) -> float | None:
+    """The attention scale of a match binding ``scaled`` (Mul by ``scale`` or Div by ``inv_scale``):
+    1.0 without one, None when it is not a positive scalar constant."""
+    if "scaled" not in m:
+        return 1.0
+    node = m.node("scaled")
+    s = scalar(m.const("scale")) if node.op_type == "Mul" else scalar(m.const("inv_scale"))
+    if s is None or s <= 0:
+        return None
+    return s if node.op_type == "Mul" else 1.0 / s
 
 
 def last_dim(v: Value | None) -> Any:

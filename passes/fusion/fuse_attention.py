@@ -37,7 +37,7 @@ from graphopt.pattern import A, AnyOf, Const, MatchResult, P, Rule, RuleSet, Var
 from graphopt.pm import register_pass
 from graphopt.quant.decision import WEIGHT_GRID, weight_grid
 
-from ._common import GRAPHOPT, FusionPass, last_dim, scalar
+from ._common import GRAPHOPT, FusionPass, last_dim, matched_scale, scalar
 
 __all__ = ["FUSE_ATTENTION", "FuseAttentionPass", "attention_pattern"]
 
@@ -362,19 +362,9 @@ class FuseAttention(Rule):
         return MatchResult.ok()
 
     def _check_scale(self, m) -> MatchResult:
-        if "scaled" in m and self._scale(m) is None:
+        if "scaled" in m and matched_scale(m) is None:
             return MatchResult.fail("attention scale is not a positive scalar constant", m.node("scaled"))
         return MatchResult.ok()
-
-    @staticmethod
-    def _scale(m) -> float | None:
-        if "scaled" not in m:
-            return 1.0
-        node = m.node("scaled")
-        s = scalar(m.const("scale")) if node.op_type == "Mul" else scalar(m.const("inv_scale"))
-        if s is None or s <= 0:
-            return None
-        return s if node.op_type == "Mul" else 1.0 / s
 
     def rewrite(self, b, m):
         _rebuild_shape_readers(b, m)
@@ -382,7 +372,7 @@ class FuseAttention(Rule):
         ws = [m.const(f"w_{t}") for t in "qkv"]
         bs = _biases(m)
         hidden = ws[0].shape[1]
-        scale = self._scale(m)
+        scale = matched_scale(m)
         if math.isclose(scale, 1.0 / math.sqrt(d), rel_tol=1e-6):
             scale = 0.0  # the default: stated by omission, as onnxruntime does
         w = b.initializer(np.concatenate(ws, axis=1), name=f"{m.node('mm_q').name or 'attn'}/qkv_weight")

@@ -29,7 +29,7 @@ from graphopt.ir import Model, Value
 from graphopt.pattern import A, AnyOf, Const, MatchResult, P, Rule, RuleSet, Var, const_value
 from graphopt.pm import PassContext, PassResult, register_pass
 
-from ._common import GRAPHOPT, FusionPass, scalar
+from ._common import GRAPHOPT, FusionPass, matched_scale, scalar
 from .fuse_attention_mask import MaskKind, mask_kind
 
 __all__ = ["FuseSdpaPass", "sdpa_pattern"]
@@ -130,7 +130,7 @@ class FuseSdpa(Rule):
                 return r
         if self._kv_heads(m, "k", n) != self._kv_heads(m, "v", n):
             return MatchResult.fail("K and V have different head counts", m.node("pv"))
-        if "scaled" in m and self._scale(m) is None:
+        if "scaled" in m and matched_scale(m) is None:
             return MatchResult.fail("attention scale is not a positive scalar constant", m.node("scaled"))
         if "masked_fill" in m or "masked_keep" in m:
             fill = scalar(m.const("fill"))
@@ -148,16 +148,6 @@ class FuseSdpa(Rule):
                 return MatchResult.fail(f"additive mask dim 1 is {ms[1]}, not 1 or {n} heads", mask)
         return MatchResult.ok()
 
-    @staticmethod
-    def _scale(m) -> float | None:
-        if "scaled" not in m:
-            return 1.0
-        node = m.node("scaled")
-        s = scalar(m.const("scale")) if node.op_type == "Mul" else scalar(m.const("inv_scale"))
-        if s is None or s <= 0:
-            return None
-        return s if node.op_type == "Mul" else 1.0 / s
-
     def _kind(self, v: Value, keep_when: bool | None) -> MaskKind | None:
         key = (id(v), keep_when)
         if key not in self._masks:
@@ -171,7 +161,7 @@ class FuseSdpa(Rule):
         k = m["k_src"] if "k_src" in m else b.Transpose(m["k_bsnd"], perm=[0, 2, 1, 3])
         v = m["v_src"]
         nkv = self._kv_heads(m, "k", n)
-        scale = self._scale(m)
+        scale = matched_scale(m)
         if math.isclose(scale, 1.0 / math.sqrt(d), rel_tol=1e-6):
             scale = 0.0
         dt = q.dtype.numpy
