@@ -46,7 +46,10 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1, help="threads per session, every system")
     ap.add_argument("--prune", default="", help="prune ratios for the pareto strategy, e.g. 0,0.25,0.5")
+    ap.add_argument("--confidence", default="0.9",
+                    help="graphopt tune's paired acceptance bound on per-article scores; 'none': means only")
     args = ap.parse_args()
+    confidence = None if args.confidence == "none" else float(args.confidence)
     prune = tuple(float(r) for r in args.prune.split(",") if r)
     only = set(args.only.split(","))
     out = Path(args.out)
@@ -128,10 +131,10 @@ def main() -> None:
         if strategy not in only:
             continue
         t = time.perf_counter()
-        res = graphopt.tune(task.path, f"{here}:validation_accuracy", str(task.calib), tolerance=args.tolerance,
+        res = graphopt.tune(task.path, f"{here}:validation_correct", str(task.calib), tolerance=args.tolerance,
                             strategy=strategy, max_trials=args.max_trials, workers=args.workers, threads=args.threads,
-                            outdir=out / f"tune-{strategy}", test_evaluate=f"{here}:test_accuracy", progress=False,
-                            prune=prune if strategy == "pareto" else ())
+                            outdir=out / f"tune-{strategy}", test_evaluate=f"{here}:test_correct", progress=False,
+                            prune=prune if strategy == "pareto" else (), confidence=confidence)
         c = res.recipe.counts(groups)  # pruning keeps the node names
         add(strategy, _row(f"graphopt tune {strategy} (native)", make_runner(res.model, "native", args.threads), val, test, feeds,
                            res.evaluations, time.perf_counter() - t,

@@ -1,9 +1,11 @@
 """``graphopt tune MODEL --eval FILE.py:FUNC --calib DATA -o OUTDIR``: the fastest model within a tolerance.
 
 ``FUNC(run) -> float`` (higher is better) scores a candidate; ``run(feeds)``
-returns its outputs on the target. MODEL may be ``bbc`` for the BBC News
+returns its outputs on the target. A FUNC returning one score per sample (an
+array) lets the tuner accept candidates on a paired confidence bound
+(``--confidence``) instead of the mean alone. MODEL may be ``bbc`` for the BBC News
 classifier (built and cached on first use; ``--eval``/``--test-eval``/``--calib``
-then default to its validation accuracy, test accuracy and calibration folder).
+then default to its per-article validation and test correctness and its calibration folder).
 
     graphopt tune bbc --tolerance 0.01 -o tuned-bbc
     graphopt tune model.onnx --eval my_eval.py:accuracy --calib batches/ --workers 2 -o tuned
@@ -34,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, help="seconds at most")
     p.add_argument("--workers", type=int, default=1, help="scoring processes on a local Ray cluster (> 1: Ray)")
     p.add_argument("--address", help="an existing Ray cluster's address")
+    p.add_argument("--confidence", type=_confidence, default=0.9,
+                   help="with per-sample scores: the one-sided confidence of the paired bound a candidate "
+                        "must keep within the tolerance; 'none' compares means (default 0.9)")
     p.add_argument("--knob-trials", type=int, default=3, help="Optuna trials over the global knobs (pareto)")
     p.add_argument("--threads", type=int, help="threads per candidate session")
     p.add_argument("--prune", type=_ratios, default=(),
@@ -52,6 +57,18 @@ def _ratios(text: str) -> tuple[float, ...]:
     return vals
 
 
+def _confidence(text: str) -> float | None:
+    if text.strip().lower() in ("none", "off", "0"):
+        return None
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--confidence takes a number in [0.5, 1) or 'none', got {text!r}") from None
+    if not 0.5 <= v < 1:
+        raise argparse.ArgumentTypeError(f"--confidence must be in [0.5, 1), got {text!r}")
+    return v
+
+
 def run(args: argparse.Namespace) -> int:
     from ..errors import GraphoptError
     from ..tune import tune
@@ -63,15 +80,16 @@ def run(args: argparse.Namespace) -> int:
         task = bbc_classifier()
         here = Path(__file__).resolve().parents[1] / "models" / "bbc_eval.py"
         model = task.path
-        evaluate = evaluate or f"{here}:validation_accuracy"
-        test_eval = test_eval or f"{here}:test_accuracy"
+        evaluate = evaluate or f"{here}:validation_correct"
+        test_eval = test_eval or f"{here}:test_correct"
         calib = calib or str(task.calib)
     if not evaluate or not calib:
         raise GraphoptError("--eval FILE.py:FUNC and --calib DATA are required (except for the 'bbc' model)")
     res = tune(model, evaluate, calib, tolerance=args.tolerance, relative=not args.absolute, target=args.target,
                strategy=args.strategy, max_trials=args.max_trials, timeout=args.timeout, workers=args.workers,
                address=args.address, outdir=args.out, test_evaluate=test_eval, knob_trials=args.knob_trials,
-               threads=args.threads, progress=sys.stderr.isatty(), prune=args.prune)
+               threads=args.threads, progress=sys.stderr.isatty(), prune=args.prune,
+               confidence=args.confidence)
     print(res.message)
     print(f"strategy {res.strategy} on {res.target}: {res.evaluations} evaluations, {res.wall_seconds:.0f} s")
     print(f"  fp32    score {res.baseline:.4f}" + (f"  test {res.baseline_test_accuracy:.4f}"

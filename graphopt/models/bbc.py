@@ -75,14 +75,17 @@ def load_split(path: str | os.PathLike) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
+def correct(run: Any, split: dict[str, np.ndarray], batch: int = 32) -> np.ndarray:
+    """1.0 / 0.0 per article: is ``run(feeds) -> [logits, ...]``'s top-1 topic right on a tokenized split."""
+    n = len(split["labels"])
+    hits = [np.asarray(run({k: split[k][i:i + batch] for k in NAMES})[0]).argmax(-1) == split["labels"][i:i + batch]
+            for i in range(0, n, batch)]
+    return np.concatenate(hits).astype(np.float64)
+
+
 def accuracy(run: Any, split: dict[str, np.ndarray], batch: int = 32) -> float:
     """Top-1 accuracy of ``run(feeds) -> [logits, ...]`` on a tokenized split."""
-    right = 0
-    n = len(split["labels"])
-    for i in range(0, n, batch):
-        feeds = {k: split[k][i:i + batch] for k in NAMES}
-        right += int((np.asarray(run(feeds)[0]).argmax(-1) == split["labels"][i:i + batch]).sum())
-    return right / n
+    return float(correct(run, split, batch).mean())
 
 
 def bbc_texts() -> tuple[list[str], list[str]]:

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import GraphoptError
 from ..ir import Model
+from .acceptance import Acceptance, as_score
 from .executor import LocalExecutor, RayExecutor, Worker
 from .search import KNOB_SPACE, basic_order, disagreement_rows, greedy_order, pareto_front
 from .space import Group, Recipe, find_groups, load_function, make_runner, preset_for, target_precisions
@@ -54,6 +55,8 @@ class TuneResult:
     baseline_test_accuracy: float | None = None
     trials: list[dict[str, Any]] = field(default_factory=list)
     outdir: Path | None = None
+    baseline_samples: list[float] | None = None
+    acceptance: str = ""
 
     def summary(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in {
@@ -61,6 +64,7 @@ class TuneResult:
             "baseline": self.baseline, "accuracy": self.accuracy, "test_accuracy": self.test_accuracy,
             "baseline_test_accuracy": self.baseline_test_accuracy, "latency_ms": self.latency_ms,
             "baseline_latency_ms": self.baseline_latency_ms, "evaluations": self.evaluations,
+            "acceptance": self.acceptance,
             "wall_seconds": round(self.wall_seconds, 1), "recipe": self.recipe.to_dict(),
             "outdir": self.outdir}.items()}
 
@@ -126,12 +130,15 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
          workers: int = 1, address: str | None = None, outdir: str | os.PathLike | None = None, *,
          test_evaluate: Callable | str | None = None, knob_trials: int = 3, threads: int | None = None,
          progress: bool | None = None, cache_dir: Path | None = None, prune: Sequence[float] = (),
-         reference: float | None = None) -> TuneResult:
+         reference: float | Sequence[float] | None = None, confidence: float | None = 0.9) -> TuneResult:
     """Find the fastest model on ``target`` whose ``evaluate`` score is within ``tolerance`` of fp32.
 
     :param model: a Model, an ONNX path or a ``ModelSpec``/``BBCTask`` (anything with ``.path``).
     :param evaluate: ``evaluate(run) -> float`` (higher is better), ``run(feeds) -> list of outputs``;
-        or ``"FILE.py:FUNC"`` (needed for Ray workers on other machines).
+        or ``"FILE.py:FUNC"`` (needed for Ray workers on other machines). It may return one score per
+        sample instead (a 1-D array, e.g. 1.0/0.0 per correctly classified example; the score is its
+        mean): candidates are then accepted on a paired confidence bound (``confidence``), which keeps
+        a search over many candidates from overfitting a small validation set.
     :param data: calibration data: a list of feed dicts, a folder of .npz batches or one .npz file.
     :param tolerance: the allowed loss, relative to the fp32 score (``relative``) or absolute.
     :param strategy: ``pareto`` (cost/error tables + front search), ``basic`` (INC) or ``greedy`` (NNCF).
@@ -143,7 +150,11 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
         least-squares reconstruction, on the graph as imported) before the precision search, e.g.
         ``(0, 0.25, 0.5)``: each ratio is tuned against the unpruned fp32 score in ``OUTDIR/prune-NN``
         and the fastest model that meets the tolerance wins; its recipe carries the ratio.
-    :param reference: the score the tolerance is taken from (default: this model's fp32 score).
+    :param reference: the score the tolerance is taken from, or its per-sample scores (default: this
+        model's fp32 score).
+    :param confidence: with per-sample scores, accept a candidate only if the one-sided lower
+        ``confidence`` bound of its mean paired difference to the reference is within the tolerance
+        (:class:`graphopt.tune.acceptance.Acceptance`); ``None`` compares means only.
     :returns: a :class:`TuneResult`; never empty: when no quantized candidate meets the tolerance, the
         most accurate one is returned with ``met=False`` and a message saying so.
     """
@@ -153,7 +164,8 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
         return _tune_pruned(model, evaluate, data, tolerance, relative, prune, outdir, progress,
                             dict(target=target, strategy=strategy, max_trials=max_trials, timeout=timeout,
                                  workers=workers, address=address, test_evaluate=test_evaluate,
-                                 knob_trials=knob_trials, threads=threads, cache_dir=cache_dir))
+                                 knob_trials=knob_trials, threads=threads, cache_dir=cache_dir,
+                                 confidence=confidence))
     if strategy not in STRATEGIES:
         raise GraphoptError(f"unknown strategy '{strategy}' ({', '.join(STRATEGIES)})")
     if tolerance < 0:
@@ -213,7 +225,7 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
                 if row is not None:
                     continue
                 try:
-                    (phase, r), (acc, secs, pid), lat = next(it)
+                    (phase, r), (acc, secs, pid, samples), lat = next(it)
                 except StopIteration:
                     break
                 state["trial"] += 1
@@ -225,6 +237,8 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
                            "latency_ms": lat * 1e3, "pred_latency_ms": None if p is None else p[0] * 1e3,
                            "pred_error": None if p is None else p[1], "eval_seconds": round(secs, 2),
                            "pid": pid, "time": time.time()}
+                if samples is not None:
+                    rows[i]["samples"] = samples
         done = [r for r in rows if r is not None]
         for r in done:
             log.add(r)
@@ -236,11 +250,12 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
         fp_recipe = Recipe.make({g.name: "fp32" for g in groups}, **knobs0)
         base_row = score([("baseline fp32", fp_recipe)])[0]
         baseline = base_row["accuracy"]
-        ref = baseline if reference is None else reference
-        bar = ref * (1 - tolerance) if relative else ref - tolerance
+        accept = Acceptance.of(base_row.get("samples") or baseline if reference is None else reference,
+                               tolerance, relative, confidence)
+        bar = accept.bar
 
         def meets(row: dict) -> bool:
-            return row["accuracy"] >= bar - 1e-12
+            return accept.meets(row["accuracy"], row.get("samples"))
 
         quantized = lambda r: any(v != "fp32" for v in r["recipe"]["nodes"].values()) or \
             len(r["recipe"]["nodes"]) < len(groups)  # noqa: E731
@@ -250,7 +265,7 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
         # the tables, from one calibration with the chosen knobs
         t_tab = time.perf_counter()
         cost = measure_costs(fp32, groups, lat_feeds, target, precisions, threads=threads, cache_dir=cache_dir,
-                             progress=progress)
+                             progress=progress, saved=out / "cost_table.json" if out is not None else None)
         if base_row.get("latency_ms") and cost.total_fp32 > 0:
             cost = _fit_costs(cost, ex, base_row, best_knobs, groups, precisions, producers, lat_feeds,
                               out / "anchors.json" if out is not None else None)
@@ -289,6 +304,8 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
     finally:
         ex.close()
 
+    for r in log.rows:  # for the report: how far each candidate's paired bound is from the bar
+        r["paired_lower"] = accept.lower_bound(r.get("samples"))
     rows = [r for r in log.rows if r["phase"] != "baseline fp32"]
     feasible = [r for r in rows if meets(r) and quantized(r)]
     if feasible:
@@ -301,23 +318,24 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
             chosen = min(feasible, key=lambda r: r["trial"])
         met = True
         msg = (f"met the tolerance: {chosen['accuracy']:.4f} vs fp32 {baseline:.4f} "
-               f"(bar {bar:.4f}), {chosen['latency_ms']:.2f} ms vs fp32 {base_row['latency_ms']:.2f} ms")
+               f"({accept.describe()}), {chosen['latency_ms']:.2f} ms vs fp32 {base_row['latency_ms']:.2f} ms")
     else:
         cands = [r for r in rows if quantized(r)] or [base_row]
         chosen = max(cands, key=lambda r: (r["accuracy"], -r["latency_ms"]))
         met = False
-        msg = (f"no quantized candidate met the tolerance (bar {bar:.4f}, fp32 {baseline:.4f}) within "
+        msg = (f"no quantized candidate met the tolerance ({accept.describe()}, fp32 {baseline:.4f}) within "
                f"{state['evals']} evaluations; returning the most accurate one: {chosen['accuracy']:.4f}")
         logger.warning(msg)
     recipe = Recipe.from_dict(chosen["recipe"])
     chosen_model = local.build(recipe)
     res = TuneResult(chosen_model, recipe, met, msg, baseline, chosen["accuracy"], chosen["latency_ms"],
                      base_row["latency_ms"], state["evals"], time.perf_counter() - t_start, strategy, target,
-                     trials=list(log.rows), outdir=out)
+                     trials=list(log.rows), outdir=out, baseline_samples=base_row.get("samples"),
+                     acceptance=accept.describe())
     if test_evaluate is not None:
         tfn = load_function(test_evaluate)
-        res.test_accuracy = float(tfn(make_runner(chosen_model, target, threads)))
-        res.baseline_test_accuracy = float(tfn(make_runner(local.build(fp_recipe), target, threads)))
+        res.test_accuracy = as_score(tfn(make_runner(chosen_model, target, threads)))[0]
+        res.baseline_test_accuracy = as_score(tfn(make_runner(local.build(fp_recipe), target, threads)))[0]
     if out is not None:
         from .report import write_outputs
 
@@ -341,7 +359,7 @@ def _tune_pruned(model: Any, evaluate: Callable | str, data: Any, tolerance: flo
     batches = prepare_batches(fp32, data)
     out = Path(outdir) if outdir is not None else None
     results: list[tuple[float, TuneResult]] = []
-    reference = None
+    reference: float | list[float] | None = None
     for r in sorted(set([0.0, *ratios])):
         m = _clone_model(fp32)
         if r > 0:
@@ -350,8 +368,8 @@ def _tune_pruned(model: Any, evaluate: Callable | str, data: Any, tolerance: flo
         sub = out / f"prune-{round(100 * r):02d}" if out is not None else None
         res = tune(m, evaluate, batches, tolerance, relative, outdir=sub, progress=progress, reference=reference,
                    **kw)
-        if reference is None:
-            reference = res.baseline
+        if reference is None:  # every ratio against the unpruned fp32 score, sample by sample if given
+            reference = res.baseline_samples or res.baseline
         res.recipe = _replace(res.recipe, prune=r)
         results.append((r, res))
     met = [(r, res) for r, res in results if res.met]

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import GraphoptError
 from ..quant.calibrate import CalibrationResult
+from .acceptance import as_score
 from .space import Group, Recipe, build, calibration_of, load_function, local_calibrator, make_runner, recording_calibrator
 from .tables import time_run
 
@@ -80,14 +81,14 @@ class Worker:
         model = from_onnx(onnx.load_from_string(model_bytes))
         return calibrate(model, self.batches[shard::shards], targets, kind=kind, progress=False).to_dict()
 
-    def accuracy(self, recipe: Recipe, fn: Any = None) -> tuple[float, float, int]:
-        """(user score, seconds spent, process id)."""
+    def accuracy(self, recipe: Recipe, fn: Any = None) -> tuple[float, float, int, list[float] | None]:
+        """(user score, seconds spent, process id, per-sample scores when the function gives them)."""
         import os
 
         t = time.perf_counter()
         run = make_runner(self.build(recipe), self.target, self.threads)
-        score = float((fn or self.evaluate_fn())(run))
-        return score, time.perf_counter() - t, os.getpid()
+        score, samples = as_score((fn or self.evaluate_fn())(run))
+        return score, time.perf_counter() - t, os.getpid(), samples
 
     def latency(self, recipe: Recipe, feeds: dict[str, np.ndarray]) -> float:
         return time_run(make_runner(self.build(recipe), self.target, self.threads), feeds, min_time=0.4)
@@ -113,7 +114,7 @@ class LocalExecutor:
     def prepare(self, recipes: Sequence[Recipe]) -> None:
         """Nothing to share: the worker calibrates on first use."""
 
-    def accuracy(self, recipes: Sequence[Recipe], fn: Any = None) -> list[tuple[float, float, int]]:
+    def accuracy(self, recipes: Sequence[Recipe], fn: Any = None) -> list[tuple[float, float, int, list[float] | None]]:
         return [self.worker.accuracy(r, fn) for r in recipes]
 
     def latency(self, recipes: Sequence[Recipe], feeds: dict[str, np.ndarray]) -> list[float]:
@@ -187,7 +188,7 @@ class RayExecutor:
             self.ray.get([a.set_calibration.remote(*payload) for a in [*self.actors, self.timer]])
             self._prepared.add(kk)
 
-    def accuracy(self, recipes: Sequence[Recipe], fn: Any = None) -> list[tuple[float, float, int]]:
+    def accuracy(self, recipes: Sequence[Recipe], fn: Any = None) -> list[tuple[float, float, int, list[float] | None]]:
         refs = [self.actors[i % self.workers].accuracy.remote(r, fn) for i, r in enumerate(recipes)]
         return list(self.ray.get(refs))
 

@@ -134,12 +134,15 @@ def write_outputs(out: Path, res: Any, groups: Sequence[Group], cost: Any, err: 
     if ev:
         mape = sum(abs(r["pred_latency_ms"] - r["latency_ms"]) / r["latency_ms"] for r in ev) / len(ev)
         summary["cost_table_mean_abs_error"] = round(mape, 4)
+    if cost is not None and cost.load:
+        summary["cost_table_load_average"] = round(cost.load, 1)  # measured busy: not cached, less trustworthy
     _atomic_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
     png = _plot_pareto(out / "pareto.png", res, front, bar)
     if err is not None:
         plot_sensitivity(err, out / "sensitivity.png", "per-node sensitivity")
     trs = "".join(
         f"<tr><td>{r['trial']}</td><td>{html.escape(r['phase'])}</td><td>{r['accuracy']:.4f}</td>"
+        f"<td>{'' if r.get('paired_lower') is None else format(r['paired_lower'], '+.4f')}</td>"
         f"<td>{r['latency_ms']:.2f}</td><td>{_ms(r.get('pred_latency_ms'))}</td>"
         f"<td>{r['counts']['int8']}/{r['counts']['bf16']}/{r['counts']['fp32']}</td><td>{r['eval_seconds']}</td></tr>"
         for r in res.trials)
@@ -158,7 +161,7 @@ def write_outputs(out: Path, res: Any, groups: Sequence[Group], cost: Any, err: 
             f"</head><body><h1>graphopt tune: {html.escape(res.strategy)} on {html.escape(res.target)}</h1>"
             f"<p><b>{html.escape(res.message)}</b></p><table>{st}</table>"
             f"<h2>Accuracy / latency</h2><img src='{png.name}' width='100%'>"
-            "<h2>Trials</h2><table><tr><th>#</th><th>phase</th><th>score</th><th>latency ms</th>"
+            "<h2>Trials</h2><table><tr><th>#</th><th>phase</th><th>score</th><th>paired lower bound</th><th>latency ms</th>"
             f"<th>predicted ms</th><th>int8/bf16/fp32</th><th>eval s</th></tr>{trs}</table>"
             + (f"<h2>Sensitivity</h2><img src='sensitivity.png'>{_sens_html(err)}" if err is not None else "")
             + cost_rows + "</body></html>")

@@ -5,8 +5,11 @@ precision, measured as a one-node model (the group's GEMM with its real weight
 shape, fed activations of the shape the model gives it) compiled for the
 target; plus the cost of a precision change at a group's input (a standalone
 Quantize+Dequantize of that activation). Identical shapes are measured once;
-the table is cached per machine (CPU model + flags, target, thread count) in
-``~/.cache/graphopt/costs``. The whole model's measured fp32 latency anchors
+the table is cached per machine (CPU model + flags, target, thread count) and
+per build of graphopt (its version and native module: new kernels, new costs) in
+``~/.cache/graphopt/costs``. A table measured while the machine is busy (load
+average above its core count) is used for that run but never cached: a cached
+table measured under load misranked every later run's candidates. The whole model's measured fp32 latency anchors
 it: predicted(recipe) = fp32 total + sum over groups of (cost[p] - cost[fp32])
 + transition costs.
 
@@ -42,7 +45,7 @@ __all__ = ["CostTable", "ErrorTable", "measure_costs", "measure_errors", "time_r
 logger = logging.getLogger(__name__)
 
 COST_CACHE = Path(os.path.expanduser("~/.cache/graphopt/costs"))
-COST_VERSION = 2  # bump when what is measured changes
+COST_VERSION = 3  # bump when what is measured changes
 ERROR_CACHE = Path(os.path.expanduser("~/.cache/graphopt/errors"))
 ERROR_VERSION = 1
 
@@ -98,6 +101,34 @@ def group_shapes(fp32: Model, groups: Sequence[Group], feeds: dict[str, np.ndarr
     return out
 
 
+def build_id() -> str:
+    """graphopt's version and a hash of its native module: a cached cost table is only valid for the
+    kernels that were timed."""
+    import graphopt
+
+    h = hashlib.sha1(str(getattr(graphopt, "__version__", "")).encode())
+    try:
+        from .._native import native
+
+        f = getattr(native(), "__file__", None)
+        if f:
+            st = os.stat(f)
+            h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+    except Exception:  # noqa: BLE001 - no native module: the version alone
+        pass
+    return h.hexdigest()[:12]
+
+
+def machine_busy() -> float | None:
+    """The 1-minute load average when it exceeds the core count (timings are then inflated and
+    reordered by other work), else None."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return None
+    return load if load > (os.cpu_count() or 1) else None
+
+
 @dataclass
 class CostTable:
     """Seconds per group per precision, transition cost per group, and the fp32 whole-model time."""
@@ -108,6 +139,7 @@ class CostTable:
     target: str
     machine: str
     groups: list[str] = field(default_factory=list)
+    load: float | None = None  # the load average when measured, if the machine was busy
 
     def predict(self, recipe: Recipe, producers: dict[str, list[str]]) -> float:
         """Predicted seconds of the model under ``recipe``; ``producers[g]``: groups feeding g."""
@@ -126,7 +158,7 @@ class CostTable:
         (a shared machine's load changes between the measuring and the tuning)."""
         return CostTable({g: {p: t * factor for p, t in row.items()} for g, row in self.cost.items()},
                          {g: t * factor for g, t in self.transition.items()}, self.total_fp32 * factor,
-                         self.target, self.machine, list(self.groups))
+                         self.target, self.machine, list(self.groups), self.load)
 
     def fitted(self, anchors: Sequence[tuple[Recipe, float]], producers: dict[str, list[str]]) -> CostTable:
         """The table re-fitted to whole-model times measured for a few ``anchors`` (recipe, seconds).
@@ -167,11 +199,11 @@ class CostTable:
         cost = {g: {p: a * row["fp32"] + (scale[p] * (t - row["fp32"]) if p != "fp32" else 0.0)
                     for p, t in row.items()} for g, row in self.cost.items()}
         return CostTable(cost, {g: t * c for g, t in self.transition.items()}, self.total_fp32 * a, self.target,
-                         self.machine, list(self.groups))
+                         self.machine, list(self.groups), self.load)
 
     def to_dict(self) -> dict[str, Any]:
         return {"cost": self.cost, "transition": self.transition, "total_fp32": self.total_fp32,
-                "target": self.target, "machine": self.machine, "groups": self.groups}
+                "target": self.target, "machine": self.machine, "groups": self.groups, "load": self.load}
 
 
 def machine_id(target: str, threads: int | None) -> str:
@@ -239,8 +271,11 @@ def _qdq_model(shape: tuple) -> tuple[Model, dict[str, np.ndarray]]:
 
 def measure_costs(fp32: Model, groups: Sequence[Group], feeds: dict[str, np.ndarray], target: str,
                   precisions: Sequence[str], *, threads: int | None = None, cache_dir: Path | None = None,
-                  progress: bool = False) -> CostTable:
-    """Measure (or load from the per-machine cache) the cost table of ``fp32`` at ``feeds``' shapes."""
+                  progress: bool = False, saved: Path | None = None) -> CostTable:
+    """Measure (or load from the per-machine cache) the cost table of ``fp32`` at ``feeds``' shapes.
+
+    ``saved`` (the tuner's OUTDIR/cost_table.json) keeps this run's table whatever the cache did, so a
+    resumed run predicts the same front and asks for the same candidates."""
     from .space import build
 
     shapes = group_shapes(fp32, groups, feeds)
@@ -249,17 +284,26 @@ def measure_costs(fp32: Model, groups: Sequence[Group], feeds: dict[str, np.ndar
     from ..io import to_onnx
 
     mh = hashlib.sha1(to_onnx(fp32).SerializeToString()).hexdigest()[:12]
-    key = hashlib.sha1(json.dumps([COST_VERSION, machine, target, list(precisions), mh,
+    key = hashlib.sha1(json.dumps([COST_VERSION, build_id(), machine, target, list(precisions), mh,
                                    {k: [list(s) if s else None for s in v] for k, v in shapes.items()},
                                    {k: list(v.shape) for k, v in feeds.items()}], sort_keys=True).encode()).hexdigest()[:16]
     cache = (Path(cache_dir) if cache_dir else COST_CACHE) / f"{key}.json"
-    if cache.exists():
-        d = json.loads(cache.read_text())
-        logger.info("cost table from cache %s", cache)
-        return CostTable(d["cost"], d["transition"], d["total_fp32"], d["target"], d["machine"], d["groups"])
+    for src in (saved, cache):
+        if src is not None and src.exists():
+            try:
+                d = json.loads(src.read_text())
+                table = CostTable(d["cost"], d["transition"], d["total_fp32"], d["target"], d["machine"],
+                                  d["groups"], d.get("load"))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # unreadable: measure again
+            if table.groups == [g.name for g in groups]:
+                logger.info("cost table from %s", src)
+                _write_json(saved, table.to_dict())
+                return table
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
+    busy = machine_busy()
     fp_recipe = Recipe.make({g.name: "fp32" for g in groups})
     total = time_run(make_runner(build(fp32, fp_recipe, groups, []), target, threads), feeds, min_time=0.5)
     memo: dict[Any, dict[str, float]] = {}
@@ -288,13 +332,25 @@ def measure_costs(fp32: Model, groups: Sequence[Group], feeds: dict[str, np.ndar
             m2, f2 = _qdq_model(shp)
             memo_t[shp] = time_run(make_runner(m2, target, threads), f2) / 2  # Q alone ~ half of Q+DQ
         trans[g.name] = memo_t.get(shp, 0.0) if shp is not None else 0.0
-    table = CostTable(cost, trans, total, target, machine, [g.name for g in groups])
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    tmp.write_text(json.dumps(table.to_dict(), indent=1))
-    tmp.replace(cache)
+    busy = busy or machine_busy()
+    table = CostTable(cost, trans, total, target, machine, [g.name for g in groups], busy)
+    if busy:
+        logger.warning("cost table measured with load average %.1f on %d cores: used for this run, not cached "
+                       "(re-run on a quiet machine for a table later runs can trust)", busy, os.cpu_count() or 1)
+    else:
+        _write_json(cache, table.to_dict())
+    _write_json(saved, table.to_dict())
     logger.info("cost table: %d groups, %d distinct shapes, %.1f s", len(groups), len(memo), time.perf_counter() - t0)
     return table
+
+
+def _write_json(path: Path | None, obj: Any) -> None:
+    if path is None:
+        return
+    from ..io.atomic import write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, json.dumps(obj, indent=1))
 
 
 @dataclass

@@ -40,3 +40,39 @@ def test_a_mixed_anchor_fits_the_cost_of_precision_changes():
     f = t.fitted([(fp32, 20.0), (int8, 20.0 - 4.0), (alt, 20.0 - 1.0 + 1.0)], prod)
     assert f.predict(alt, prod) == pytest.approx(20.0)
     assert f.transition["b"] == pytest.approx(1.0)
+
+
+def _tiny_gemm_model():
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from graphopt.io import from_onnx
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((16, 8)).astype(np.float32), "w")
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "t",
+                          [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 16])],
+                          [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 8])], [w])
+    feeds = {"x": np.ones((2, 16), np.float32)}
+    return from_onnx(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])), feeds
+
+
+def test_cost_cache_is_per_build_and_never_written_from_a_busy_machine(tmp_path, monkeypatch):
+    from graphopt.tune import tables
+    from graphopt.tune.space import find_groups
+
+    model, feeds = _tiny_gemm_model()
+    groups = find_groups(model)
+    measure = lambda: tables.measure_costs(model, groups, feeds, "native", ("fp32", "int8"),  # noqa: E731
+                                           cache_dir=tmp_path)
+    monkeypatch.setattr(tables, "machine_busy", lambda: 9.5)
+    busy = measure()
+    assert busy.load == 9.5 and not list(tmp_path.glob("*.json"))   # used, not cached
+    monkeypatch.setattr(tables, "machine_busy", lambda: None)
+    quiet = measure()
+    assert quiet.load is None and len(list(tmp_path.glob("*.json"))) == 1
+    monkeypatch.setattr(tables, "time_run", lambda *a, **k: pytest.fail("a cached table is re-measured"))
+    assert measure().cost == quiet.cost                                # from the cache
+    monkeypatch.setattr(tables, "build_id", lambda: "other-build")
+    with pytest.raises(pytest.fail.Exception, match="re-measured"):   # new kernels: the old table is not used
+        measure()
