@@ -261,7 +261,7 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
             len(r["recipe"]["nodes"]) < len(groups)  # noqa: E731
         best_knobs = dict(knobs0)
         if strategy == "pareto":
-            best_knobs = _search_knobs(score, knobs0, knob_trials, fp32, workers, out_of_budget)
+            best_knobs = _search_knobs(score, knobs0, knob_trials, fp32, workers, out_of_budget, meets)
         # the tables, from one calibration with the chosen knobs
         t_tab = time.perf_counter()
         cost = measure_costs(fp32, groups, lat_feeds, target, precisions, threads=threads, cache_dir=cache_dir,
@@ -282,7 +282,10 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
         if strategy == "pareto":
             front = pareto_front(groups, cost, error_table(), precisions, producers, best_knobs)
             table_seconds = time.perf_counter() - t_tab
-            _search_front(front, score, meets, ex.workers, out_of_budget)
+            # compared prediction to prediction: the table's bias cancels
+            verified = [cost.predict(Recipe.from_dict(r["recipe"]), producers) for r in log.rows
+                        if r["phase"] != "baseline fp32" and quantized(r) and meets(r)]
+            _search_front(front, score, meets, ex.workers, out_of_budget, min(verified, default=None))
         elif strategy == "basic":
             def kb() -> dict[str, Any]:
                 rows = [r for r in log.rows if r["phase"].startswith(("all-int8", "recipe"))]
@@ -433,8 +436,11 @@ def _fit_costs(cost: CostTable, ex: Any, base_row: dict, knobs: dict[str, Any], 
     return cost.fitted(anchors, producers)
 
 
-def _search_knobs(score, knobs0: dict[str, Any], n: int, fp32: Model, workers: int, out_of_budget) -> dict[str, Any]:
-    """Optuna over the global knobs, scoring the all-int8 model; returns the most accurate setting."""
+def _search_knobs(score, knobs0: dict[str, Any], n: int, fp32: Model, workers: int, out_of_budget,
+                  meets=None) -> dict[str, Any]:
+    """Optuna over the global knobs, scoring the all-int8 model; returns the most accurate setting.
+    The defaults go first; when their all-int8 model already meets the bar (``meets``), better knobs
+    cannot buy more int8, so the search stops there and spends no more evaluations."""
     if n <= 1:
         return dict(knobs0)
     try:
@@ -464,16 +470,26 @@ def _search_knobs(score, knobs0: dict[str, Any], n: int, fp32: Model, workers: i
             study.tell(t, row["accuracy"])
             if row["accuracy"] > best_acc:
                 best, best_acc = dict(t.params), row["accuracy"]
+        default = by_key.get(recipes[0][1].key()) if done == 0 else None  # the enqueued defaults
         done += k
+        if default is not None and meets is not None and meets(default):
+            return best
     return best
 
 
-def _search_front(front, score, meets, k: int, out_of_budget) -> None:
+def _search_front(front, score, meets, k: int, out_of_budget, verified: float | None = None) -> None:
     """Narrow to the fastest front point that meets the bar, scoring ``k`` points per round.
 
     Along the front the predicted error falls as latency rises, so the verified points split it: a
     point that meets the bar moves the upper end down, one that fails moves the lower end up.
+    ``verified``: predicted seconds of the fastest candidate already known to meet the bar (the
+    all-int8 model of the knob search); only points predicted faster than it by more than timing
+    noise (3 %) can win, so the rest are never scored.
     """
+    if verified is not None:
+        front = [f for f in front if f[1] < 0.97 * verified]
+        if not front:
+            return
     lo, hi = 0, len(front) - 1   # front[hi] (the most accurate point) is assumed to meet the bar
     pred = {r.key(): (t, e) for r, t, e in front}
     while lo < hi and not out_of_budget():

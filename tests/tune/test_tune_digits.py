@@ -113,3 +113,14 @@ def test_bad_arguments_are_clear(digits):
         tune(digits["path"], _ev(digits, "validation"), digits["calib"], strategy="random")
     with pytest.raises(graphopt.GraphoptError, match="no function"):
         tune(digits["path"], f"{digits['eval']}:nope", digits["calib"])
+
+
+def test_pareto_spends_no_evaluation_that_cannot_win(pareto_run):
+    """The default knobs' all-int8 model meets 1 % on digits: no further knob trials, and only front
+    points predicted faster than it (by more than timing noise) are scored."""
+    res, _ = pareto_run
+    knobs = [r for r in res.trials if r["phase"].startswith("knobs")]
+    assert len(knobs) == 1 and knobs[0]["accuracy"] >= res.baseline * 0.99
+    front = [r for r in res.trials if r["phase"].startswith("front") and not r.get("resumed")]
+    assert all(r["key"] != knobs[0]["key"] and r["pred_latency_ms"] is not None for r in front)
+    assert res.evaluations == 2 + len({r["key"] for r in front})
