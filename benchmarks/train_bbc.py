@@ -73,7 +73,13 @@ def train(args) -> None:
     from graphopt.train import distill, drop_layers, export_onnx, layer_list, teacher_outputs
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    torch.set_num_threads(args.threads)  # the box is shared: other jobs' timings stay usable
     task = bbc_classifier()
+    val = task.split("val")
+
+    def val_accuracy(m) -> float:  # torch fp32 on the validation split (test stays unseen)
+        return accuracy(lambda f: [m(**{k: torch.from_numpy(v) for k, v in f.items()}).numpy()], val)
+
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     data = _truncate(bbc_train_split(task), args.seq_train)
@@ -89,8 +95,14 @@ def train(args) -> None:
         if job == "qat":
             from graphopt.train import qat
 
-            model, res = qat(bbc_torch(task), data, _qat_config(), steps=args.qat_steps, batch=16, lr=args.qat_lr,
-                             checkpoint=work / f"{job}.ckpt", progress=args.progress)
+            # KL to the float classifier (its logits cached with the distillation targets) + CE;
+            # the embeddings stay float in the precision map and are not trained
+            dense = bbc_torch(task)
+            model, res = qat(dense, data, _qat_config(), steps=args.qat_steps, batch=16, lr=args.qat_lr,
+                             teacher=dense, teacher_cache=work / f"teacher-s{args.seq_train}",
+                             freeze=("encoder.embeddings.",), checkpoint=work / f"{job}.ckpt", every=25,
+                             progress=args.progress, evaluate=val_accuracy if args.eval_every else None,
+                             eval_every=args.eval_every, patience=args.patience)
             export_onnx(model, out, example)
         else:
             if job.startswith("pruned"):
@@ -108,7 +120,9 @@ def train(args) -> None:
             torch.manual_seed(0)
             res = distill(teacher, student, data, steps=args.steps, batch=args.batch, lr=args.lr, alpha_ce=1.0,
                           warmup=0.1, checkpoint=work / f"{job}.ckpt", every=25, progress=args.progress,
-                          teacher_cache=work / f"teacher-s{args.seq_train}")
+                          teacher_cache=work / f"teacher-s{args.seq_train}",
+                          evaluate=val_accuracy if args.eval_every else None, eval_every=args.eval_every,
+                          patience=args.patience)
             export_onnx(student, out, example)
         rec = {"steps": res.steps, "batch": 16 if job == "qat" else args.batch, "resumed_from": res.resumed_from,
                "seconds_this_run": round(res.seconds, 1),
@@ -117,7 +131,11 @@ def train(args) -> None:
                "seq_train": args.seq_train, "lr": args.qat_lr if job == "qat" else args.lr,
                "start": ("least-squares pruned graph" if job.startswith("pruned") else
                          "teacher layers 0, 2, 4" if job == "student3" else "dense classifier"),
-               "start_max_logit_diff_vs_graph": start_diff}
+               "loss": ("KL(T=2) to the float classifier + CE, embeddings frozen" if job == "qat" else
+                        "KL(T=2) + hidden MSE + CE, embeddings frozen"),
+               "start_max_logit_diff_vs_graph": start_diff, "threads": args.threads,
+               "val_acc_by_step": [list(e) for e in getattr(res, "evals", [])],
+               "stopped_early": getattr(res, "stopped_early", False)}
         (work / f"{job}.json").write_text(json.dumps(rec, indent=1))
         print(job, rec, flush=True)
 
@@ -141,6 +159,9 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--qat-steps", type=int, default=60)
     p.add_argument("--qat-lr", type=float, default=2e-5)
+    p.add_argument("--threads", type=int, default=1, help="torch threads for training (the box is shared)")
+    p.add_argument("--eval-every", type=int, default=0, help="validation accuracy every N distillation steps")
+    p.add_argument("--patience", type=int, default=0, help="stop after N evaluations without a new best")
     p.add_argument("--seq-train", type=int, default=128, help="the evaluation length (128)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--splits", default="test", help="accuracy on these splits (val,test)")

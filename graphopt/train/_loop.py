@@ -4,7 +4,9 @@ Batches are a pure function of (seed, step): epoch ``e`` uses permutation ``rng(
 a run resumed from a checkpoint at step ``k`` sees exactly the batches the uninterrupted run
 would have seen from ``k`` on. A checkpoint (model, optimizer, scheduler, step, losses) is
 written atomically every ``every`` steps and when the run is interrupted (Ctrl-C); the next
-call with the same ``checkpoint`` path resumes from it.
+call with the same ``checkpoint`` path resumes from it. An ``evaluate`` callback (a validation
+score, higher is better) runs every ``eval_every`` steps; its history is kept in the checkpoint,
+and with ``patience`` the run stops once that many evaluations in a row did not beat the best.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class TrainResult:
     resumed_from: int = 0
     losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    evals: list[tuple[int, float]] = field(default_factory=list)  # (step, validation score)
+    stopped_early: bool = False
 
 
 def as_arrays(data: Any) -> dict[str, np.ndarray]:
@@ -90,21 +94,24 @@ def _save(path: Path, state: dict[str, Any]) -> None:
 
 def run_loop(step_fn: Callable[[int], float], *, steps: int, modules: dict[str, Any],
              checkpoint: str | os.PathLike | None = None, every: int = 50, signature: dict[str, Any] | None = None,
-             progress: bool | None = None, desc: str = "training") -> TrainResult:
+             progress: bool | None = None, desc: str = "training", evaluate: Callable[[], float] | None = None,
+             eval_every: int = 0, patience: int = 0) -> TrainResult:
     """Call ``step_fn(step) -> loss`` for steps ``0..steps-1`` (or from a checkpoint's step on).
 
     ``modules``: what a checkpoint holds (objects with ``state_dict``/``load_state_dict``: the
     model, optimizer, scheduler). ``signature``: settings a checkpoint must share to be resumed
     (a checkpoint of another run is refused, not silently mixed in). ``progress``: a tqdm bar
     (default: when stderr is a terminal); otherwise a log line every tenth of the run
-    and at least once a minute.
+    and at least once a minute. ``evaluate() -> score`` (higher is better; the model is put back
+    in train mode after it) every ``eval_every`` steps; ``patience`` > 0: stop after that many
+    evaluations in a row without a new best (the signature's ``steps`` and LR schedule stay).
     """
     import torch
     from tqdm.auto import tqdm
 
     ckpt = Path(checkpoint) if checkpoint is not None else None
     sig = dict(signature or {}, steps=steps)
-    start, losses = 0, []
+    start, losses, evals, stopped = 0, [], [], False
     if ckpt is not None and ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
         if state.get("signature") != sig:
@@ -113,12 +120,15 @@ def run_loop(step_fn: Callable[[int], float], *, steps: int, modules: dict[str, 
         for k, m in modules.items():
             m.load_state_dict(state["modules"][k])
         start, losses = int(state["step"]), list(state["losses"])
+        evals = [tuple(e) for e in state.get("evals", [])]
+        stopped = bool(state.get("stopped"))  # an early-stopped run stays stopped
         torch.set_rng_state(state["rng"])  # dropout masks continue as in an uninterrupted run
         logger.info("%s: resumed from %s at step %d of %d", desc, ckpt, start, steps)
 
     def save(step: int) -> None:
         if ckpt is not None:
-            _save(ckpt, {"signature": sig, "step": step, "losses": losses, "rng": torch.get_rng_state(),
+            _save(ckpt, {"signature": sig, "step": step, "losses": losses, "evals": evals, "stopped": stopped,
+                         "rng": torch.get_rng_state(),
                          "modules": {k: m.state_dict() for k, m in modules.items()}})
 
     show = sys.stderr.isatty() if progress is None else progress
@@ -126,8 +136,14 @@ def run_loop(step_fn: Callable[[int], float], *, steps: int, modules: dict[str, 
     t0 = last_log = time.perf_counter()
     step = start
     tenth = max(1, steps // 10)
+
+    def flat() -> bool:  # the last `patience` evaluations all below the best before them
+        if patience <= 0 or len(evals) <= patience:
+            return False
+        return max(v for _, v in evals[-patience:]) <= max(v for _, v in evals[:-patience])
+
     try:
-        while step < steps:
+        while step < steps and not stopped:
             loss = float(step_fn(step))
             losses.append(loss)
             step += 1
@@ -138,7 +154,14 @@ def run_loop(step_fn: Callable[[int], float], *, steps: int, modules: dict[str, 
                 last_log = now
                 logger.info("%s: step %d/%d loss %.4f (%.1f s/step)", desc, step, steps, loss,
                             (now - t0) / (step - start))
-            if ckpt is not None and (step % every == 0 or step == steps):
+            if evaluate is not None and eval_every > 0 and (step % eval_every == 0 or step == steps):
+                evals.append((step, float(evaluate())))
+                logger.info("%s: step %d validation %.4f (best %.4f)", desc, step, evals[-1][1],
+                            max(v for _, v in evals))
+                stopped = flat() and step < steps
+                if stopped:
+                    logger.info("%s: validation flat for %d evaluations, stopped at step %d", desc, patience, step)
+            if ckpt is not None and (step % every == 0 or step == steps or stopped):
                 save(step)
     except KeyboardInterrupt:
         save(step)
@@ -147,4 +170,5 @@ def run_loop(step_fn: Callable[[int], float], *, steps: int, modules: dict[str, 
             logger.warning("%s: interrupted at step %d; checkpoint %s (run again to resume)", desc, step, ckpt)
         raise
     bar.close()
-    return TrainResult(steps=step, resumed_from=start, losses=losses, seconds=time.perf_counter() - t0)
+    return TrainResult(steps=step, resumed_from=start, losses=losses, seconds=time.perf_counter() - t0,
+                       evals=evals, stopped_early=stopped)

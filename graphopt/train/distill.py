@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -165,13 +165,16 @@ def teacher_outputs(teacher: Any, data: dict[str, np.ndarray], names: tuple[str,
 def distill(teacher: Any, student: Any, data: Any, config: DistillConfig | None = None, *,
             layer_map: dict[int, int] | None = None, input_names: tuple[str, ...] | None = None,
             checkpoint: str | os.PathLike | None = None, every: int = 50, progress: bool | None = None,
-            teacher_cache: str | os.PathLike | None = None, **kw: Any) -> TrainResult:
+            teacher_cache: str | os.PathLike | None = None, evaluate: Callable[[Any], float] | None = None,
+            eval_every: int = 0, patience: int = 0, **kw: Any) -> TrainResult:
     """Train ``student`` (in place) to match ``teacher`` on ``data``.
 
     ``data``: a dict of arrays (the model inputs, optionally ``labels``), an .npz file or a folder
     of them; batches of ``config.batch`` rows are fed as keyword arguments. ``kw`` overrides
     fields of ``config``. ``checkpoint``: resumable state (see :mod:`graphopt.train._loop`).
-    Returns the losses; the student is left in eval mode.
+    ``evaluate(student) -> score`` (e.g. validation accuracy; called in eval mode) every
+    ``eval_every`` steps, stopping after ``patience`` evaluations without a new best (0: never).
+    Returns the losses and the scores; the student is left in eval mode.
     """
     import torch
     import torch.nn.functional as F
@@ -238,11 +241,21 @@ def distill(teacher: Any, student: Any, data: Any, config: DistillConfig | None 
         sched.step()
         return float(loss.detach())
 
+    def score() -> float:
+        assert evaluate is not None
+        student.eval()
+        try:
+            with torch.no_grad():
+                return float(evaluate(student))
+        finally:
+            student.train()
+
     sig = {"kind": "distill", **cfg.__dict__, "layer_map": sorted(lmap.items()),
            "student_params": int(sum(p.numel() for p in student.parameters()))}
     try:
         result = run_loop(step, steps=cfg.steps, modules={"student": student, "opt": opt, "sched": sched},
-                          checkpoint=checkpoint, every=every, signature=sig, progress=progress, desc="distilling")
+                          checkpoint=checkpoint, every=every, signature=sig, progress=progress, desc="distilling",
+                          evaluate=score if evaluate is not None else None, eval_every=eval_every, patience=patience)
     finally:
         t_hid.close()
         s_hid.close()

@@ -20,7 +20,7 @@ QuantizeLinear/DequantizeLinear, which graphopt imports as an ordinary QDQ model
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -165,19 +165,25 @@ def calibrate_qat(model: Any, data: Any, batches: int = 8, batch: int = 16, seed
 
 def qat(model: Any, data: Any, config: QuantConfig | None = None, *, steps: int = 200, batch: int = 16,
         lr: float = 2e-5, teacher: Any = None, temperature: float = 2.0, seed: int = 0, skip: tuple[str, ...] = (),
-        checkpoint: str | os.PathLike | None = None, every: int = 50, progress: bool | None = None
-        ) -> tuple[Any, TrainResult]:
+        checkpoint: str | os.PathLike | None = None, every: int = 50, progress: bool | None = None,
+        freeze: tuple[str, ...] = (), evaluate: Callable[[Any], float] | None = None, eval_every: int = 0,
+        patience: int = 0, teacher_cache: str | os.PathLike | None = None) -> tuple[Any, TrainResult]:
     """Fine-tune ``model`` (in place) with fake-quant; returns (model, result).
 
     The loss is cross-entropy on ``labels`` when the data has them, and KL at ``temperature`` to
-    ``teacher``'s logits when one is given (both when both). ``data`` as for :func:`distill`.
+    ``teacher``'s logits when one is given (both when both; ``teacher=model``: the float model before
+    QAT). ``data`` as for :func:`distill`. ``freeze``: parameters whose name starts with one of these
+    prefixes are not trained (e.g. embeddings the config keeps float). ``evaluate(model) -> score``
+    every ``eval_every`` steps (eval mode: the fake-quant model as exported), ``patience`` as for
+    :func:`distill`. ``teacher_cache``: the teacher's logits computed once (see
+    :func:`graphopt.train.teacher_outputs`) instead of every step.
     """
     import copy
 
     import torch
     import torch.nn.functional as F
 
-    from .distill import logits_of
+    from .distill import _T_LOGITS, logits_of, teacher_outputs
 
     arrays = as_arrays(data)
     names = [k for k in arrays if k != "labels"]
@@ -188,8 +194,14 @@ def qat(model: Any, data: Any, config: QuantConfig | None = None, *, steps: int 
     else:
         teacher_m = teacher if teacher is not model else copy.deepcopy(model)
         teacher_m.eval()
+        if teacher_cache is not None:
+            arrays = {**arrays, **teacher_outputs(teacher_m, arrays, tuple(names), [], teacher_cache,
+                                                  progress=progress)}
+    for name, p in model.named_parameters():
+        if any(name.startswith(f) for f in freeze):
+            p.requires_grad_(False)
     prepare_qat(model, config, skip=skip)
-    calibrate_qat(model, arrays, seed=seed)
+    calibrate_qat(model, {n: arrays[n] for n in names}, seed=seed)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / steps))
@@ -203,8 +215,11 @@ def qat(model: Any, data: Any, config: QuantConfig | None = None, *, steps: int 
         if "labels" in b:
             loss = loss + F.cross_entropy(logits, torch.from_numpy(b["labels"]).long())
         if teacher_m is not None:
-            with torch.no_grad():
-                t = logits_of(teacher_m(**feeds)).float()
+            if _T_LOGITS in b:
+                t = torch.from_numpy(np.ascontiguousarray(b[_T_LOGITS]))
+            else:
+                with torch.no_grad():
+                    t = logits_of(teacher_m(**feeds)).float()
             loss = loss + temperature ** 2 * F.kl_div(F.log_softmax(logits / temperature, -1),
                                                       F.log_softmax(t / temperature, -1),
                                                       reduction="batchmean", log_target=True)
@@ -215,11 +230,21 @@ def qat(model: Any, data: Any, config: QuantConfig | None = None, *, steps: int 
         sched.step()
         return float(loss.detach())
 
+    def score() -> float:
+        assert evaluate is not None
+        model.eval()
+        try:
+            with torch.no_grad():
+                return float(evaluate(model))
+        finally:
+            model.train()
+
     sig = {"kind": "qat", "steps": steps, "batch": batch, "lr": lr, "seed": seed,
-           "config": (config or QuantConfig()).to_dict(), "teacher": teacher is not None}
+           "config": (config or QuantConfig()).to_dict(), "teacher": teacher is not None, "freeze": list(freeze)}
     try:
         res = run_loop(step, steps=steps, modules={"model": model, "opt": opt, "sched": sched},
-                       checkpoint=checkpoint, every=every, signature=sig, progress=progress, desc="QAT")
+                       checkpoint=checkpoint, every=every, signature=sig, progress=progress, desc="QAT",
+                       evaluate=score if evaluate is not None else None, eval_every=eval_every, patience=patience)
     finally:
         model.eval()
     return model, res

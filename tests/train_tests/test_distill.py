@@ -180,3 +180,22 @@ def test_teacher_cache_gives_the_live_teacher_run(tmp_path, data):
     other = {**data, "input_ids": data["input_ids"][::-1].copy()}
     out = teacher_outputs(teacher, other, NAMES, [1, 3], tmp_path / "t")
     np.testing.assert_allclose(out["__teacher_logits"], _logits(teacher, other), rtol=1e-5, atol=1e-6)
+
+
+def test_validation_scores_and_early_stop_survive_resume(tmp_path, data):
+    teacher = tiny_classifier(seed=1)
+    scores = iter([0.5, 0.7, 0.6, 0.65, 0.9, 0.9])  # best at the 2nd evaluation, flat for 2 after it
+    seen_modes = []
+
+    def evaluate(m):
+        seen_modes.append(m.training)
+        return next(scores)
+
+    ckpt = tmp_path / "s.ckpt"
+    res = distill(teacher, drop_layers(teacher, 2), data, steps=12, batch=8, progress=False, checkpoint=ckpt,
+                  evaluate=evaluate, eval_every=2, patience=2)
+    assert res.evals == [(2, 0.5), (4, 0.7), (6, 0.6), (8, 0.65)]
+    assert res.stopped_early and res.steps == 8 and not any(seen_modes)
+    again = distill(teacher, drop_layers(teacher, 2), data, steps=12, batch=8, progress=False, checkpoint=ckpt,
+                    evaluate=evaluate, eval_every=2, patience=2)
+    assert again.steps == 8 and again.stopped_early and again.evals == res.evals  # stays stopped

@@ -1,5 +1,7 @@
 """graphopt.train.qat: fake-quant from QuantConfig, STE, export to QDQ run int8 by the native runtime."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -75,3 +77,16 @@ def test_qat_needs_labels_or_teacher():
     d.pop("labels")
     with pytest.raises(GraphoptError, match="labels"):
         qat(tiny_classifier(), d, CFG, steps=1, progress=False)
+
+
+def test_qat_cached_teacher_equals_live_teacher_and_freeze(tmp_path):
+    d = tiny_data(32)
+    base = tiny_classifier(seed=4)
+    emb = base.encoder.embeddings.word_embeddings.weight.detach().clone()
+    kw = dict(steps=4, batch=8, lr=1e-3, progress=False, freeze=("encoder.embeddings.",))
+    live, r1 = qat(copy.deepcopy(base), d, CFG, teacher=copy.deepcopy(base), **kw)
+    m = copy.deepcopy(base)
+    cached, r2 = qat(m, d, CFG, teacher=m, teacher_cache=tmp_path / "t", **kw)
+    np.testing.assert_allclose(r1.losses, r2.losses, rtol=1e-5)
+    assert torch.equal(cached.encoder.embeddings.word_embeddings.weight, emb)
+    assert not torch.equal(cached.head.weight, base.head.weight)
