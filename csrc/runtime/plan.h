@@ -65,6 +65,8 @@ struct Step {
   std::function<Status(ExecCtx&, const Step&)> custom;  // fallback steps (Python callback)
   // Scratch reused across runs (quantized/bf16 activations, im2col): no per-run malloc.
   mutable std::vector<std::uint8_t> scratch;
+  // Data an op builds on first use and keeps (Int4Linear's weights packed for its int8 path).
+  mutable std::shared_ptr<void> state;
 
   std::int64_t i(const char* k, std::int64_t d) const;
   const std::vector<std::int64_t>* iv(const char* k) const;

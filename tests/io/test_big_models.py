@@ -126,7 +126,13 @@ def test_weight_only_int4_on_mapped_weights_matches_onnxruntime(stack: Path, tmp
     out = graphopt.save(m, tmp_path / "q.onnx")
     x = np.random.default_rng(0).standard_normal((2, 128)).astype(np.float32)
     want = _ort(out, {"x": x})
-    np.testing.assert_allclose(graphopt.compile(str(out)).run({"x": x})[0], want, rtol=1e-4, atol=1e-4)
+    _close_int8(graphopt.compile(str(out)).run({"x": x})[0], want)
+
+
+def _close_int8(got: np.ndarray, want: np.ndarray) -> None:
+    """int8 activations (the int4 kernel's default where the CPU has VNNI) vs onnxruntime's fp32 compute."""
+    cos = float((got * want).sum() / np.linalg.norm(got) / np.linalg.norm(want))
+    assert cos > 0.999 and np.abs(got - want).max() < 0.03 * np.abs(want).max(), cos
 
 
 def test_compiled_int4_plan_reads_the_mapped_weights_in_place(tmp_path: Path) -> None:
@@ -141,13 +147,14 @@ def test_compiled_int4_plan_reads_the_mapped_weights_in_place(tmp_path: Path) ->
     assert sess.summary().const_bytes < data / 4  # the packed weights and scales are not copied
     x = np.random.default_rng(0).standard_normal((2, 512)).astype(np.float32)
     want = _ort(out, {"x": x})
-    for _ in range(2):
-        np.testing.assert_allclose(sess.run({"x": x})[0], want, rtol=1e-4, atol=1e-4)
+    first = sess.run({"x": x})[0]
+    _close_int8(first, want)
+    np.testing.assert_array_equal(sess.run({"x": x})[0], first)
     del m
     import gc
 
     gc.collect()
-    np.testing.assert_allclose(sess.run({"x": x})[0], want, rtol=1e-4, atol=1e-4)  # the plan keeps the mapping
+    np.testing.assert_array_equal(sess.run({"x": x})[0], first)  # the plan keeps the mapping
 
 
 _MB = 200  # model size for the peak-memory checks (each step alone in a child process)
@@ -285,4 +292,4 @@ def test_saved_int4_llama_compiles_without_fallbacks(tmp_path: Path) -> None:
     sess = graphopt.compile(str(out))
     assert sess.summary().fallbacks == []
     ids = np.random.default_rng(0).integers(0, LLAMA_TINY["vocab_size"], (1, 8)).astype(np.int64)
-    np.testing.assert_allclose(sess.run({"input_ids": ids})[0], _ort(out, {"input_ids": ids}), rtol=1e-4, atol=1e-4)
+    _close_int8(sess.run({"input_ids": ids})[0], _ort(out, {"input_ids": ids}))

@@ -1,8 +1,11 @@
-"""The native int4 MatMulNBits kernel (decode and prefill paths, scalar and AVX-512) against a numpy
-reference and onnxruntime's own MatMulNBits: ragged K, zero points, bias, 1..17 rows."""
+"""The native int4 MatMulNBits kernel against a numpy reference and onnxruntime's own MatMulNBits:
+the fp32 paths (decode and prefill panels, scalar and AVX-512; ``accuracy_level=1``) and the
+int8-activation path (the default: scalar reference and AVX-512 VNNI, bit for bit equal); ragged
+K and N, zero points, bias, block sizes 16-128, 1..33 rows."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import numpy as np
@@ -15,9 +18,13 @@ import graphopt
 from .conftest import pinned, supported
 
 
-@pytest.fixture(params=supported(["scalar", "avx512"]))
+@pytest.fixture(params=supported(["scalar", "avx512", "avx512_vnni"]))
 def int4_isa(request: pytest.FixtureRequest) -> Iterator[str]:
     yield from pinned(request.param)
+
+
+Q8_LEVELS = supported(["scalar", "avx512_vnni"])  # the ISAs with an int8-activation path
+pinned_ctx = contextlib.contextmanager(pinned)
 
 
 def _pack(codes: np.ndarray) -> np.ndarray:
@@ -25,7 +32,7 @@ def _pack(codes: np.ndarray) -> np.ndarray:
     return (codes[..., 0::2] | (codes[..., 1::2] << 4)).astype(np.uint8)
 
 
-def _case(k: int, n: int, block: int, zp: bool, bias: bool, seed: int):
+def _case(k: int, n: int, block: int, zp: bool, bias: bool, seed: int, accuracy_level: int | None = None):
     rng = np.random.default_rng(seed)
     nb = -(-k // block)
     codes = rng.integers(0, 16, (n, nb * block)).astype(np.uint8)
@@ -43,7 +50,9 @@ def _case(k: int, n: int, block: int, zp: bool, bias: bool, seed: int):
     if b is not None:
         inputs += [""] * (4 - len(inputs)) + ["", "b"]
         inits["b"] = b
-    node = helper.make_node("MatMulNBits", inputs, ["y"], domain="com.microsoft", K=k, N=n, bits=4, block_size=block)
+    extra = {} if accuracy_level is None else {"accuracy_level": accuracy_level}
+    node = helper.make_node("MatMulNBits", inputs, ["y"], domain="com.microsoft", K=k, N=n, bits=4, block_size=block,
+                            **extra)
     g = helper.make_graph([node], "nbits", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["m", k])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["m", n])],
                           [numpy_helper.from_array(v, name) for name, v in inits.items()])
@@ -56,7 +65,7 @@ def _case(k: int, n: int, block: int, zp: bool, bias: bool, seed: int):
 @pytest.mark.parametrize("m", [1, 3, 4, 5, 17])
 def test_int4_matmul_matches_reference_and_onnxruntime(int4_isa: str, k: int, n: int, block: int, zp: bool,
                                                        bias: bool, m: int) -> None:
-    mp, w, b = _case(k, n, block, zp, bias, seed=k * 7 + n + m)
+    mp, w, b = _case(k, n, block, zp, bias, seed=k * 7 + n + m, accuracy_level=1)
     x = np.random.default_rng(m).standard_normal((m, k)).astype(np.float32)
     want = x.astype(np.float64) @ w.astype(np.float64) + (0 if b is None else b)
     sess = graphopt.compile(graphopt.from_onnx(mp))
@@ -68,7 +77,7 @@ def test_int4_matmul_matches_reference_and_onnxruntime(int4_isa: str, k: int, n:
 
 
 def test_int4_batched_input() -> None:
-    mp, w, _ = _case(64, 32, 32, False, False, seed=1)
+    mp, w, _ = _case(64, 32, 32, False, False, seed=1, accuracy_level=1)
     mp.graph.input[0].type.tensor_type.shape.dim.insert(0, helper.make_tensor_value_info("a", 1, [2]).type.tensor_type
                                                         .shape.dim[0])
     mp.graph.output[0].type.tensor_type.shape.dim.insert(0, mp.graph.input[0].type.tensor_type.shape.dim[0])
@@ -76,3 +85,72 @@ def test_int4_batched_input() -> None:
     sess = graphopt.compile(graphopt.from_onnx(mp))
     assert not sess.summary().fallbacks
     np.testing.assert_allclose(sess.run({"x": x})[0], x @ w, rtol=1e-4, atol=1e-4)
+
+
+def _q8_reference(mp, x: np.ndarray) -> np.ndarray:
+    """The int8-activation path in numpy (float64 after the int8 codes): per-row scale max|x| / 127,
+    codes rint(x * 127 / max|x|), exact integer block sums, then per-block fp32 scales."""
+    node = mp.graph.node[0]
+    at = {a.name: a.i for a in node.attribute}
+    k, n, block = at["K"], at["N"], at["block_size"]
+    init = {t.name: numpy_helper.to_array(t) for t in mp.graph.initializer}
+    nb = -(-k // block)
+    q = init["q"].reshape(n, nb * block // 2)
+    codes = np.stack([q & 15, q >> 4], -1).reshape(n, nb * block)[:, :k].astype(np.int64)
+    z = init.get("z")
+    zz = np.stack([z & 15, z >> 4], -1).reshape(n, -1)[:, :nb] if z is not None else np.full((n, nb), 8)
+    amax = np.abs(x).max(1).astype(np.float32)
+    inv = np.where(amax > 0, np.float32(127) / np.where(amax > 0, amax, 1), 0).astype(np.float32)
+    xq = np.rint(x * inv[:, None]).astype(np.int64)
+    s = init["s"].reshape(n, nb).astype(np.float64)
+    y = np.zeros((x.shape[0], n))
+    for b in range(nb):
+        sl = slice(b * block, min(k, (b + 1) * block))
+        y += (xq[:, sl] @ (codes[:, sl] - zz[:, b:b + 1].astype(np.int64)).T) * s[:, b]
+    y *= (amax / np.float32(127)).astype(np.float64)[:, None]
+    if "b" in init:
+        y += init["b"]
+    return y
+
+
+@pytest.mark.parametrize("k,n,block,zp,bias", [(64, 48, 32, False, False), (100, 37, 32, True, True),
+                                               (256, 70, 16, False, True), (200, 19, 64, True, False),
+                                               (384, 33, 128, True, False), (129, 50, 128, False, False)])
+@pytest.mark.parametrize("m", [1, 3, 16, 33])
+def test_int4_int8_activations_match_reference_and_onnxruntime(k: int, n: int, block: int, zp: bool, bias: bool,
+                                                               m: int) -> None:
+    """Every int8-activation ISA gives the same bits, the numpy model of the path to fp32 rounding, and
+    onnxruntime's MatMulNBits (fp32 and its own int8 compute, accuracy_level 4) to int8 accuracy."""
+    mp, w, b = _case(k, n, block, zp, bias, seed=k * 5 + n + m)
+    x = np.random.default_rng(m + 1).standard_normal((m, k)).astype(np.float32)
+    x[0, 0] = -4.0  # the row's extreme on a negative value
+    exact = x.astype(np.float64) @ w.astype(np.float64) + (0 if b is None else b)
+    ref = _q8_reference(mp, x)
+    outs = {}
+    for level in Q8_LEVELS:
+        with pinned_ctx(level):
+            sess = graphopt.compile(graphopt.from_onnx(mp))
+            assert not sess.summary().fallbacks
+            outs[level] = sess.run({"x": x})[0]
+        np.testing.assert_allclose(outs[level], ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+    for level in Q8_LEVELS[1:]:
+        np.testing.assert_array_equal(outs[level], outs[Q8_LEVELS[0]])
+    scale = np.abs(exact).max()
+    got = outs[Q8_LEVELS[-1]]
+    assert np.abs(got - exact).max() < 0.03 * scale
+    for acc in (None, 4):
+        mo = _case(k, n, block, zp, bias, seed=k * 5 + n + m, accuracy_level=acc)[0]
+        peer = ort.InferenceSession(mo.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        assert np.abs(got - peer).max() < 0.03 * scale
+
+
+def test_int4_accuracy_level_chooses_the_path() -> None:
+    """accuracy_level 1 (fp32 compute) keeps float activations: the fp32 result; the default does not."""
+    mp, w, _ = _case(64, 32, 32, False, False, seed=3)
+    mf = _case(64, 32, 32, False, False, seed=3, accuracy_level=1)[0]
+    x = np.random.default_rng(0).standard_normal((5, 64)).astype(np.float32)
+    fp = graphopt.compile(graphopt.from_onnx(mf))
+    assert "int8 activations" not in str(fp.summary())
+    np.testing.assert_allclose(fp.run({"x": x})[0], x @ w, rtol=1e-4, atol=1e-4)
+    q8 = graphopt.compile(graphopt.from_onnx(mp))
+    assert "int8 activations" in str(q8.summary())

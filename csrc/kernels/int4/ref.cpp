@@ -1,4 +1,6 @@
 // Scalar reference of the int4 matmul (dequantize each weight, accumulate in float).
+#include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "int4_internal.h"
@@ -27,6 +29,49 @@ void int4_matmul(const Int4Job& j) {
       j.y[m * w.N + n] = acc + (j.bias ? j.bias[n] : 0.f);
     }
   }
+}
+
+}  // namespace graphopt::kernels::ref
+
+namespace graphopt::kernels::ref {
+
+// Per row: scale sx = max|x| / 127, codes round-to-nearest-even(x * 127 / max|x|) in [-127, 127].
+// Per block b the exact integer sum I = sum (q - 8) * xq is scaled in fp32, and with zero points
+// the column's (8 - zp) * scale times the block's code sum is added: y = sx * acc + bias.
+void int4_matmul_q8(const Int4Job& j) {
+  const Int4Weights& w = j.w;
+  const index_t K = w.K, nb = (K + w.block - 1) / w.block;
+  std::vector<int> xq(static_cast<std::size_t>(j.M * K));
+  std::vector<float> sx(static_cast<std::size_t>(j.M)), xs(static_cast<std::size_t>(j.M * nb));
+  for (index_t m = 0; m < j.M; ++m) {
+    float amax = 0.f;
+    for (index_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(j.x[m * K + k]));
+    const float inv = amax > 0.f ? 127.f / amax : 0.f;
+    sx[static_cast<std::size_t>(m)] = amax / 127.f;
+    for (index_t b = 0; b < nb; ++b) {
+      int sum = 0;
+      for (index_t k = b * w.block; k < K && k < (b + 1) * w.block; ++k) {
+        const int v = static_cast<int>(std::nearbyint(j.x[m * K + k] * inv));
+        xq[static_cast<std::size_t>(m * K + k)] = v;
+        sum += v;
+      }
+      xs[static_cast<std::size_t>(m * nb + b)] = static_cast<float>(sum);
+    }
+  }
+  for (index_t n = j.n0; n < j.n1; ++n)
+    for (index_t m = 0; m < j.M; ++m) {
+      float acc = 0.f;
+      for (index_t b = 0; b < nb; ++b) {
+        int dot = 0;
+        for (index_t k = b * w.block; k < K && k < (b + 1) * w.block; ++k)
+          dot += (int4_code(w, n, k) - 8) * xq[static_cast<std::size_t>(m * K + k)];
+        const float s = w.scale[n * nb + b];
+        acc = std::fma(static_cast<float>(dot), s, acc);
+        if (w.zp) acc = std::fma(static_cast<float>(8 - int4_zp(w, n, b)) * s, xs[static_cast<std::size_t>(m * nb + b)], acc);
+      }
+      const float v = acc * sx[static_cast<std::size_t>(m)];
+      j.y[m * w.N + n] = j.bias ? v + j.bias[n] : v;
+    }
 }
 
 }  // namespace graphopt::kernels::ref

@@ -1,7 +1,8 @@
 // Int4Linear: weight-only int4 MatMul (onnxruntime's com.microsoft::MatMulNBits, bits=4).
 // in = (x [..., K], q uint8 [N, K/block, block/2], scales f32 [N*K/block], zero points u8?, bias f32 [N]?),
-// ia = K, N, block; out = y [..., N]. The weights are plan constants read in place (no packing),
-// so a plan over a memory-mapped int4 file holds them once. Kernel: graphopt/kernels/int4.h.
+// ia = K, N, block, q8 (int8 activations from the kernel's row threshold; default 1); out = y [..., N].
+// The weights are plan constants read in place, so a plan over a memory-mapped int4 file holds them
+// once; the int8-activation path adds a packed copy on its first call. Kernel: graphopt/kernels/int4.h.
 #include <algorithm>
 #include <mutex>
 #include <string>
@@ -48,6 +49,18 @@ Status int4_linear(ExecCtx& c, const Step& s) {
   const index_t M = x.numel() / w.K;
   std::mutex mu;
   Status err;
+  // int8 activations (q8 = 1, the lowering's default) from the kernel's row threshold; the packed
+  // weights are built on the first such call (a plan that only decodes never holds them).
+  w.q8 = s.i("q8", 1) != 0 && M >= kernels::int4_q8_min_rows();
+  if (w.q8 && kernels::int4_q8_needs_pack()) {
+    if (!s.state) {
+      auto p = std::make_shared<kernels::Int4Packed>();
+      kernels::int4_pack_init(w, p.get());
+      parallel_ranges(p->groups, pool_threads(), 8, 1, [&](index_t b, index_t e) { kernels::int4_pack_groups(w, b, e, p.get()); });
+      s.state = p;
+    }
+    w.packed = static_cast<const kernels::Int4Packed*>(s.state.get());
+  }
   // Columns over the pool in multiples of 16 (one prefill panel); at least ~64K weights per part.
   const index_t min_cols = std::max<index_t>(16, (index_t{1} << 16) / std::max<index_t>(w.K, 1));
   parallel_ranges(w.N, pool_threads(), min_cols, 16, [&](index_t b, index_t e) {
