@@ -179,6 +179,17 @@ def main(argv: list[str] | None = None) -> int:
     outs = {"graphopt-int4": out}
     systems = {"graphopt-int4": lambda x: sess.run({"input_ids": x})[0]}
     setup: dict[str, float] = {}
+    # The same file with accuracy_level=1 on every MatMulNBits: graphopt's fp32-activation int4 paths
+    # (what the int8 activations cost in accuracy and buy in time).
+    from graphopt.ir import Attr
+
+    m32 = graphopt.load(dst)
+    for n in m32.graph:
+        if n.op_type == "MatMulNBits":
+            n.attrs["accuracy_level"] = Attr.infer("accuracy_level", 1)
+    sess32 = graphopt.compile(m32)
+    m32 = None
+    systems["graphopt-int4-fp32act"] = lambda x: sess32.run({"input_ids": x})[0]
     t0 = time.perf_counter()
     so = ort.SessionOptions()
     so.log_severity_level = 3
@@ -199,9 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     _log("latency rounds")
     with _locked(a.lock):
         times = _interleaved(systems, ids, a.rounds)
-    sess = ort_sess = None
+    sess = sess32 = ort_sess = None
 
     diff = float(np.abs(outs["graphopt-int4"] - outs["ort-matmulnbits"]).max())
+    # graphopt's int4 kernel quantizes activations to int8 (per row) where onnxruntime computes in
+    # fp32 on the same weights: the check is the logits' cosine, not bitwise closeness.
+    cos_go_ort = cosine(outs["graphopt-int4"], outs["ort-matmulnbits"])
     scale = float(np.abs(outs["ort-matmulnbits"]).max())
     med = {k: float(np.median(v)) for k, v in times.items()}
     systems_json = {k: {"median_ms": med[k], "times_ms": times[k], "setup_s": setup.get(k),
@@ -218,16 +232,18 @@ def main(argv: list[str] | None = None) -> int:
         machine["openvino"] = openvino.__version__
     summary = {"params": llama_params(cfg), "fp32_bytes": nbytes, "seq": SEQ, "machine": machine, "steps": log,
                "fp32_reference": ref_r, "nncf_compress": {**nncf_r, "args": NNCF_ARGS}, "systems": systems_json,
-               "rounds": a.rounds, "max_abs_diff_graphopt_vs_ort": diff, "max_abs_logit": scale}
+               "rounds": a.rounds, "max_abs_diff_graphopt_vs_ort": diff, "max_abs_logit": scale,
+               "cosine_graphopt_vs_ort": {"mean": cos_go_ort[0], "min": cos_go_ort[1]}}
     print(json.dumps(summary, indent=1))
     out_dir = Path(a.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{tag}.json").write_text(json.dumps(summary, indent=1))
     for k, v in systems_json.items():
-        _log(f"{k:<18} {v['median_ms']:8.1f} ms  x{v['ratio_to_graphopt']:.2f}  cosine to fp32 "
+        _log(f"{k:<22} {v['median_ms']:8.1f} ms  x{v['ratio_to_graphopt']:.2f}  cosine to fp32 "
              f"{v['cosine_to_fp32']:.4f} (min {v['min_cosine_to_fp32']:.4f})")
-    ok = diff <= 1e-3 * max(scale, 1.0)
-    _log("outputs match onnxruntime on the int4 file" if ok else "OUTPUT MISMATCH")
+    ok = cos_go_ort[1] >= 0.99
+    _log(f"logits' cosine to onnxruntime on the int4 file: mean {cos_go_ort[0]:.4f}, min {cos_go_ort[1]:.4f} "
+         + ("(match)" if ok else "OUTPUT MISMATCH"))
     return 0 if ok else 1
 
 

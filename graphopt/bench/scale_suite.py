@@ -69,7 +69,8 @@ def model_bytes(path: Path) -> int:
 
 def table(rows: list[dict]) -> str:
     """Markdown: one row per model, one cell per step, ``seconds / peak GB (x model bytes)``."""
-    steps = list(dict.fromkeys(r["step"] for r in rows))
+    order = list(STEPS)  # pipeline order, then the peers, whatever order the rows were merged in
+    steps = sorted(dict.fromkeys(r["step"] for r in rows), key=lambda s: order.index(s) if s in order else len(order))
     models = list(dict.fromkeys(r["model"] for r in rows))
     out = ["| model | GB | " + " | ".join(steps) + " |", "|---|---|" + "---|" * len(steps)]
     for m in models:
@@ -105,7 +106,10 @@ def plot(rows: list[dict], path: Path) -> None:
         ax2.plot([p[0] for p in pts], [p[2] for p in pts], style, marker="o", label=s)
     xs = sorted({r["gb"] for r in stack})
     ax2.plot(xs, [1.5 * x for x in xs], ":", color="grey", label="1.5x model")
-    ax1.set(xlabel="model size (GB)", ylabel="wall time (s, log)", title="time per step", yscale="log")
+    if xs:  # on log-log axes linear growth is a slope-1 line: this guide, through 1 s at 1 GB
+        ax1.plot(xs, xs, ":", color="grey", label="linear (slope 1)")
+    ax1.set(xlabel="model size (GB, log)", ylabel="wall time (s, log)", title="time per step", xscale="log", yscale="log")
+    ax1.legend(fontsize=8)
     ax2.set(xlabel="model size (GB)", ylabel="peak memory growth (GB)", title="peak resident memory per step")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
