@@ -231,6 +231,7 @@ def _sdpa_decompose(node: Node, e: Emitter) -> list[Value | None]:
         v = e.op("Transpose", [e.op("Reshape", [v, split])], {"perm": [0, 2, 1, 3]})
     elif q.shape is not None and isinstance(q.shape[-1], int):
         d = q.shape[-1]
+    k_heads = k  # before repeat_kv: the causal mask reads Sk here, so the repeat stays a clean pattern
     if nkv != n:  # repeat each K/V head N/Nkv times: [B, Nkv, S, d] -> [B, Nkv, g, S, d] -> [B, N, S, d]
         if d is None:
             raise UnsupportedError(f"{node.label()}: grouped-KV decomposition needs a static head size")
@@ -258,12 +259,12 @@ def _sdpa_decompose(node: Node, e: Emitter) -> list[Value | None]:
     if bias is not None:
         s = e.op("Add", [s, bias])
     if int(node.attr("causal", 0)):
-        # keep key j for query i iff j <= i + Sk - Sq: Trilu(ones[Sq, Sk], k = Sk - Sq), lower part
-        shp = e.op("Shape", [s])
-        sq_sk = e.op("Slice", [shp, e.const("s2", [2], np.int64), e.const("s4", [4], np.int64)])
-        ones = e.op("ConstantOfShape", [sq_sk], {"value": np.ones(1, dt)})
-        sq = e.op("Slice", [shp, e.const("s2b", [2], np.int64), e.const("s3", [3], np.int64)])
-        sk = e.op("Slice", [shp, e.const("s3b", [3], np.int64), e.const("s4b", [4], np.int64)])
+        # keep key j for query i iff j <= i + Sk - Sq: Trilu(ones[Sq, Sk], k = Sk - Sq), lower part.
+        # Sq and Sk come from Q's and K's shapes, not the scores': a reloaded file then re-fuses (the
+        # scores feed only the Where, and the mask cone is probed from Q and K)
+        sq = e.op("Slice", [e.op("Shape", [q]), e.const("s2", [2], np.int64), e.const("s3", [3], np.int64)])
+        sk = e.op("Slice", [e.op("Shape", [k_heads]), e.const("s2", [2], np.int64), e.const("s3", [3], np.int64)])
+        ones = e.op("ConstantOfShape", [e.op("Concat", [sq, sk], {"axis": 0})], {"value": np.ones(1, dt)})
         diag = e.op("Squeeze", [e.op("Sub", [sk, sq]), e.const("ax0", [0], np.int64)]) if e.opset >= 13 else \
             e.op("Squeeze", [e.op("Sub", [sk, sq])], {"axes": [0]})
         keep = e.op("Cast", [e.op("Trilu", [ones, diag], {"upper": 0})], {"to": DType.BOOL.value})

@@ -52,15 +52,22 @@ def cone(mask: Value) -> tuple[list[Node], list[Value], list[Value]] | None:
 
 
 def probe_feed(v: Value, b: int, s: int) -> np.ndarray | None:
-    """Zeros shaped like ``v`` for batch ``b`` and sequence ``s`` (dims 0, 1), static dims kept."""
+    """Zeros shaped like ``v`` for batch ``b`` and sequence ``s``, static dims kept: dims 0 and 1 of
+    [B, S, ...]; or, when ``v``'s dims are named, the name of dim 0 is the batch and one other name
+    the sequence wherever it appears ([B, N, S, d] heads from a reloaded file)."""
     shape = v.shape
-    if shape is None or len(shape) < 2 or any(not isinstance(d, int) for d in shape[2:]):
+    if shape is None or len(shape) < 2:
         return None
     try:
         dt = v.dtype.numpy
     except (TypeError, AttributeError):
         return None
-    return np.zeros((b, s, *shape[2:]), dt)
+    if all(isinstance(d, int) for d in shape[2:]):
+        return np.zeros((b, s, *shape[2:]), dt)
+    names = {d for d in shape[1:] if not isinstance(d, int)}
+    if not isinstance(shape[0], str) or not shape[0] or len(names) != 1 or shape[0] in names or "" in names:
+        return None
+    return np.zeros(tuple(d if isinstance(d, int) else (b if d == shape[0] else s) for d in shape), dt)
 
 
 def evaluate(model: Model | Graph, nodes: list[Node], mask: Value, feeds_for: dict[Value, np.ndarray]) -> np.ndarray:

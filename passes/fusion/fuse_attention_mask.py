@@ -65,7 +65,10 @@ def _probe(model: Model, nodes: list, mask: Value, src: Value | None, shape_only
         except Exception as e:  # noqa: BLE001 - a cone onnxruntime cannot run is simply not a mask
             logger.debug("mask cone of %%%s did not evaluate: %s", mask.name, e)
             return None
-        if m.ndim != 4 or m.shape[0] not in (1, b) or m.shape[1] != 1 or m.shape[2] not in (1, s) or m.shape[3] != s:
+        if not 2 <= m.ndim <= 4:
+            return None
+        m = m.reshape((1,) * (4 - m.ndim) + m.shape)  # [S, S] / [1, S, S] broadcast as a score mask
+        if m.shape[0] not in (1, b) or m.shape[1] != 1 or m.shape[2] not in (1, s) or m.shape[3] != s:
             return None
         out.append((b, s, am, m))
     return out

@@ -136,8 +136,11 @@ class FuseSdpa(Rule):
             fill = scalar(m.const("fill"))
             if fill is None or not fill <= -1e30:
                 return MatchResult.fail("masked_fill value is not a scalar <= -1e30", m["fill"])
-            if m["cond"].rank != 4:
-                return MatchResult.fail("masked_fill condition is not 4-D", m["cond"])
+            if m["cond"].rank != 4 and self._kind(m["cond"], "masked_keep" in m) is None:
+                # a 4-D condition can always become the Bias input; a lower-rank one (a [Sq, Sk] causal
+                # mask, as graphopt's own decomposition writes it) only as a recognised mask
+                return MatchResult.fail("masked_fill condition is neither 4-D nor a causal/padding mask",
+                                        m["cond"])
         for mask in (m.get_or_none("mask"), m.get_or_none("bias")):
             if mask is None:
                 continue

@@ -120,3 +120,29 @@ def test_mask_kinds_on_a_plain_graph(mask):
     np.testing.assert_allclose(np.asarray(native.run(feeds)[0]), ref, atol=2e-6, rtol=1e-5)
     lower_to_onnxruntime(m)
     np.testing.assert_allclose(_run(m, feeds), ref, atol=2e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_a_saved_fused_decoder_refuses_after_reload(name, tmp_path):
+    """An O2 file writes graphopt::Attention as its standard-ONNX decomposition; loading it and running
+    O2 again gives the same fused causal attention (grouped KV heads kept), and the same numbers."""
+    e = export(name, "sdpa", "dynamo", inputs=("input_ids",))
+    if e.error:
+        pytest.skip(e.error)
+    m = graphopt.load(e.path)
+    PassManager.from_text("O2")(m)
+    first = [(int(n.attr("causal")), int(n.attr("kv_num_heads", 0))) for n in m.graph if n.op == "graphopt::Attention"]
+    graphopt.save(m, tmp_path / "o2.onnx")
+    again = graphopt.load(tmp_path / "o2.onnx")
+    assert not [n for n in again.graph if n.op == "graphopt::Attention"]  # the file holds the decomposition
+    PassManager.from_text("O2")(again)
+    second = [(int(n.attr("causal")), int(n.attr("kv_num_heads", 0))) for n in again.graph
+              if n.op == "graphopt::Attention"]
+    assert second == first and len(first) == e.entry.attention_blocks and all(c == 1 for c, _ in first)
+    assert "Trilu" not in again.graph.op_counts()
+    feeds = e.feeds()
+    ref = _run(e.path, feeds)
+    np.testing.assert_allclose(_run(tmp_path / "o2.onnx", feeds), ref, atol=2e-5, rtol=1e-4)
+    sess = graphopt.compile(again, "fp32")
+    np.testing.assert_allclose(np.asarray(sess.run({k: v for k, v in feeds.items() if k in ("input_ids",)})[0]),
+                               ref, atol=1e-4, rtol=1e-4)
