@@ -351,7 +351,8 @@ void bind_kernels(py::module_& m) {
   }, py::arg("B"), py::arg("transposed") = false);
 
   m.def("gemm_s8", [](py::array A, const PackedWeights& W, double a_scale, int a_zero_point, py::object bias,
-                      const std::string& activation, const std::string& out_dtype, double out_scale, int out_zero_point) {
+                      const std::string& activation, const std::string& out_dtype, double out_scale, int out_zero_point,
+                      py::object row_scale, py::object row_zp) {
     check(A, "A", DT::u8, 1);
     std::vector<py::ssize_t> oshape;
     const index_t M = gemm_rows(A, W, &oshape);
@@ -360,6 +361,16 @@ void bind_kernels(py::module_& m) {
     e.bias = optional_bias(bias, W, &bias_keep);
     e.a_scale = static_cast<float>(a_scale);
     e.a_zp = a_zero_point;
+    py::array rs_keep, rz_keep;
+    if (row_scale.is_none() != row_zp.is_none()) throw py::value_error("a_row_scale and a_row_zero_point come together");
+    if (!row_scale.is_none()) {
+      rs_keep = py::array_t<float, py::array::c_style | py::array::forcecast>(row_scale);
+      rz_keep = py::array_t<std::int32_t, py::array::c_style | py::array::forcecast>(row_zp);
+      if (rs_keep.size() != M || rz_keep.size() != M)
+        throw py::value_error("a_row_scale / a_row_zero_point need one entry per row of A (" + std::to_string(M) + ")");
+      e.a_row_scale = static_cast<const float*>(rs_keep.data());
+      e.a_row_zp = static_cast<const std::int32_t*>(rz_keep.data());
+    }
     py::array C = alloc_out(e.out, oshape);
     Status st;
     {
@@ -369,7 +380,8 @@ void bind_kernels(py::module_& m) {
     ok(st);
     return C;
   }, py::arg("A"), py::arg("W"), py::arg("a_scale") = 1.0, py::arg("a_zero_point") = 0, py::arg("bias") = py::none(),
-     py::arg("activation") = "none", py::arg("out_dtype") = "f32", py::arg("out_scale") = 1.0, py::arg("out_zero_point") = 0);
+     py::arg("activation") = "none", py::arg("out_dtype") = "f32", py::arg("out_scale") = 1.0, py::arg("out_zero_point") = 0,
+     py::arg("a_row_scale") = py::none(), py::arg("a_row_zero_point") = py::none());
 
   m.def("gemm_bf16", float_gemm<bf16_t, DT::u16, kernels::gemm_bf16>, py::arg("A"), py::arg("W"),
         py::arg("bias") = py::none(), py::arg("activation") = "none", py::arg("out_dtype") = "f32",

@@ -104,15 +104,18 @@ def pack_f32(w: np.ndarray, *, transposed: bool = False) -> PackedWeights:
 def gemm_int8(a: np.ndarray, w: PackedWeights, *, a_scale: float = 1.0, a_zero_point: int = 0,
               bias: np.ndarray | None = None, activation: Activation = "none",
               out_dtype: Literal["s32", "f32", "bf16", "u8", "s8"] = "f32",
-              out_scale: float = 1.0, out_zero_point: int = 0) -> np.ndarray:
+              out_scale: float = 1.0, out_zero_point: int = 0, a_row_scale: np.ndarray | None = None,
+              a_row_zero_point: np.ndarray | None = None) -> np.ndarray:
     """u8 activations ``a`` [..., K] x packed s8 weights -> [..., N] with a fused epilogue.
 
     ``v = sum_k (a - a_zero_point) * (w - w_zero_point)`` exactly in int32 (``out_dtype="s32"``
     returns it); otherwise ``y = act(v * a_scale * w_scale[n] + bias[n])`` as f32, bf16 (uint16
     bits) or requantized ``saturate(round_half_even(y / out_scale) + out_zero_point)``.
+    ``a_row_scale`` / ``a_row_zero_point`` (one per row of ``a``, given together) replace
+    ``a_scale`` / ``a_zero_point`` row by row: activations quantized dynamically per row.
     """
     return _C.gemm_s8(a, w, float(a_scale), int(a_zero_point), bias, activation, out_dtype,
-                      float(out_scale), int(out_zero_point))
+                      float(out_scale), int(out_zero_point), a_row_scale, a_row_zero_point)
 
 
 def gemm_bf16(a: np.ndarray, w: PackedWeights, *, bias: np.ndarray | None = None,

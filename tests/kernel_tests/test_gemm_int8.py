@@ -241,3 +241,68 @@ def test_two_threads_bit_exact(M: int, K: int, N: int, out: str) -> None:
         np.testing.assert_array_equal(one, two)
     if out == "s32":
         np.testing.assert_array_equal(outs[0][0], exact(a, b, 128, np.full(N, 2, np.int32)))
+
+
+def row_ref(a: np.ndarray, b: np.ndarray, row_scale: np.ndarray, row_zp: np.ndarray, w_scale: np.ndarray,
+            w_zp: np.ndarray, bias: np.ndarray | None, act: str, out: str) -> np.ndarray:
+    """Per-row activation grids: row m is epilogue_ref of its own (a_scale, a_zp)."""
+    return np.stack([epilogue_ref(exact(a[m:m + 1], b, int(row_zp[m]), w_zp), float(row_scale[m]), w_scale, bias, act,
+                                  out, 0.05, 100 if out == "u8" else -5)[0] for m in range(a.shape[0])])
+
+
+@pytest.mark.parametrize("M,K,N", [(1, 1, 1), (2, 7, 17), (6, 64, 64), (7, 203, 129), (13, 259, 130), (25, 96, 200)])
+@pytest.mark.parametrize("out", OUTS)
+def test_row_grids(int8_isa: str, M: int, K: int, N: int, out: str) -> None:
+    """a_row_scale / a_row_zero_point (dynamic per-row quantization) on every ISA path, odd shapes
+    (GEMV tiles, full 6-row tiles, edge tiles, masked last panel), weight zero points and bias."""
+    rng = np.random.default_rng(M * 1000 + K + N)
+    a = rng.integers(0, 256, (M, K), dtype=np.uint8)
+    b = rng.integers(-128, 128, (K, N), dtype=np.int8)
+    w_scale = (rng.random(N) * 0.01 + 1e-4).astype(np.float32)
+    w_zp = rng.integers(-3, 4, N).astype(np.int32)
+    bias = rng.standard_normal(N).astype(np.float32)
+    row_scale = (rng.random(M) * 0.05 + 1e-3).astype(np.float32)
+    row_zp = rng.integers(0, 256, M).astype(np.int32)
+    w = gk.pack_int8(b, w_scale, w_zp)
+    for act in ("none", "relu", "gelu"):
+        got = gk.gemm_int8(a, w, a_scale=7.0, a_zero_point=3, bias=bias, activation=act, out_dtype=out,
+                          out_scale=0.05, out_zero_point=100 if out == "u8" else -5,
+                          a_row_scale=row_scale, a_row_zero_point=row_zp)
+        want = row_ref(a, b, row_scale, row_zp, w_scale, w_zp, bias, act, out)
+        assert got.dtype == want.dtype and got.shape == (M, N)
+        check_close(got, want, act, out)
+
+
+def test_row_grids_threads_and_sparse_bit_exact() -> None:
+    """Per-row grids: 1 and 2 threads, and the 4x1-block sparse kernel, give the same bits."""
+    rng = np.random.default_rng(11)
+    M, K, N = 70, 300, 333
+    a = rng.integers(0, 256, (M, K), dtype=np.uint8)
+    b = rng.integers(-128, 128, (K, N), dtype=np.int8)
+    b[rng.random((K, N)) < 0.5] = 0
+    row_scale = (rng.random(M) * 0.05 + 1e-3).astype(np.float32)
+    row_zp = rng.integers(0, 256, M).astype(np.int32)
+    kw = dict(bias=rng.standard_normal(N).astype(np.float32), activation="gelu", a_row_scale=row_scale,
+              a_row_zero_point=row_zp)
+    dense, sparse = gk.pack_int8(b, 0.003, 0), gk.pack_int8_sparse(b, 0.003, 0)
+    n = _C.get_num_threads()
+    try:
+        outs = []
+        for t in (1, 2):
+            _C.set_num_threads(t)
+            outs += [gk.gemm_int8(a, dense, **kw), gk.gemm_int8(a, sparse, **kw)]
+    finally:
+        _C.set_num_threads(n)
+    for o in outs[1:]:
+        np.testing.assert_array_equal(o, outs[0])
+
+
+def test_row_grids_rejected_when_bad() -> None:
+    w = gk.pack_int8(np.ones((8, 4), np.int8))
+    a = np.zeros((3, 8), np.uint8)
+    with pytest.raises(ValueError, match="come together"):
+        gk.gemm_int8(a, w, a_row_scale=np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="one entry per row"):
+        gk.gemm_int8(a, w, a_row_scale=np.ones(2, np.float32), a_row_zero_point=np.zeros(2, np.int32))
+    with pytest.raises(ValueError, match="row 1 is outside the u8 range"):
+        gk.gemm_int8(a, w, a_row_scale=np.ones(3, np.float32), a_row_zero_point=np.array([0, 256, 0], np.int32))

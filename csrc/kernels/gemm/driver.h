@@ -82,14 +82,25 @@ void epi_s8(const std::int32_t* __restrict acc, int rows, int cols, index_t m0, 
   out_range(O, &qlo, &qhi);
   const float osc = e.out_scale;
   const std::int32_t ozp = e.out_zp;
-  const std::int32_t* __restrict coff = e.coff + n0;
+  const std::int32_t* coff = e.coff + n0;
   const std::int32_t* __restrict wzp = e.wzp + n0;
-  const float* __restrict sc = e.scale + n0;
+  const float* sc = e.scale + n0;
   const float* __restrict bias = e.bias + n0;
+  std::int32_t row_coff[kTileLd];
+  float row_sc[kTileLd];
   for (int r = 0; r < rows; ++r) {
     const std::int32_t* __restrict a = acc + r * kTileLd;
     const std::int32_t rs = rowsum ? rowsum[r] : 0;
     const index_t base = (m0 + r) * ldc + n0;
+    if (e.row_scale) {  // this row's grid: the terms with_columns builds from a_scale / a_zp
+      const std::int64_t z = e.row_zp[m0 + r];
+      for (int j = 0; j < cols; ++j) {
+        row_coff[j] = static_cast<std::int32_t>(z * e.wterm[n0 + j]);
+        row_sc[j] = e.row_scale[m0 + r] * e.wscale[n0 + j];
+      }
+      coff = row_coff;
+      sc = row_sc;
+    }
     if constexpr (O == OutType::s32) {
       std::int32_t* __restrict c = static_cast<std::int32_t*>(C) + base;
       for (int j = 0; j < cols; ++j) c[j] = a[j] + coff[j] - wzp[j] * rs;

@@ -67,10 +67,11 @@ inline void store_v(void* C, index_t idx, __m512 y, __mmask16 k, bool full, cons
 
 // ---------------------------------------------------------------- int8 (s32 accumulators)
 
-// Per-panel column terms, loaded once and applied to every row of the tile.
+// Per-panel column terms, loaded once and applied to every row of the tile. wterm / wscale
+// are kept raw for per-row activation grids (row_cols).
 struct S8Cols {
-  __m512i coff, wzp;
-  __m512 scale, bias;
+  __m512i coff, wzp, wterm;
+  __m512 scale, bias, wscale;
 };
 
 // Masked loads: the per-column arrays have exactly N entries.
@@ -82,11 +83,22 @@ inline __m512 bias_v(const EpiResolved& e, index_t n, __mmask16 k) {
 // cast does; scale = a_scale * w_scale is one rounding, as in with_columns.
 inline S8Cols s8_cols(const EpiResolved& e, index_t n, __mmask16 k) {
   S8Cols c;
-  c.coff = _mm512_mullo_epi32(_mm512_maskz_loadu_epi32(k, e.wterm + n), _mm512_set1_epi32(e.a_zp));
+  c.wterm = _mm512_maskz_loadu_epi32(k, e.wterm + n);
+  c.wscale = _mm512_maskz_loadu_ps(k, e.wscale + n);
+  c.coff = _mm512_mullo_epi32(c.wterm, _mm512_set1_epi32(e.a_zp));
   c.wzp = e.need_rowsum ? _mm512_maskz_loadu_epi32(k, e.wzp + n) : _mm512_setzero_si512();
-  c.scale = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, e.wscale + n), _mm512_set1_ps(e.a_scale));
+  c.scale = _mm512_mul_ps(c.wscale, _mm512_set1_ps(e.a_scale));
   c.bias = bias_v(e, n, k);
   return c;
+}
+
+// The column terms for row m of a per-row activation grid (e.row_scale / e.row_zp), the
+// same products s8_cols forms from a_scale / a_zp.
+inline S8Cols row_cols(const S8Cols& c, const EpiResolved& e, index_t m) {
+  S8Cols r = c;
+  r.coff = _mm512_mullo_epi32(c.wterm, _mm512_set1_epi32(e.row_zp[m]));
+  r.scale = _mm512_mul_ps(c.wscale, _mm512_set1_ps(e.row_scale[m]));
+  return r;
 }
 
 template <Act A, OutType O>
@@ -111,6 +123,7 @@ inline void finish_s8_regs(const V (&acc)[MR][NP], const TileDst& d) {
   const EpiResolved& e = *d.e;
   const OutConst oc(e);
   const bool zp = d.rowsum != nullptr;
+  const bool rows = e.row_scale != nullptr;
 #pragma GCC unroll 8
   for (int j = 0; j < NP; ++j) {
     const int cols = d.cols - 16 * j;
@@ -118,7 +131,7 @@ inline void finish_s8_regs(const V (&acc)[MR][NP], const TileDst& d) {
     const S8Cols c = s8_cols(e, d.n0 + 16 * j, k);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i)
-      s8_out<A, O>((__m512i)acc[i][j], c, zp, zp ? d.rowsum[i] : 0, d.C,
+      s8_out<A, O>((__m512i)acc[i][j], rows ? row_cols(c, e, d.m0 + i) : c, zp, zp ? d.rowsum[i] : 0, d.C,
                    (d.m0 + i) * d.ldc + d.n0 + 16 * j, k, cols >= 16, oc);
   }
 }
@@ -128,12 +141,14 @@ void finish_s8_tile(const std::int32_t* tile, int mr, int np, const TileDst& d) 
   const EpiResolved& e = *d.e;
   const OutConst oc(e);
   const bool zp = d.rowsum != nullptr;
+  const bool rows = e.row_scale != nullptr;
   for (int j = 0; j < np; ++j) {
     const int cols = d.cols - 16 * j;
     const __mmask16 k = col_mask(cols);
     const S8Cols c = s8_cols(e, d.n0 + 16 * j, k);
     for (int i = 0; i < mr; ++i)
-      s8_out<A, O>(_mm512_load_si512(tile + i * kTileLd + 16 * j), c, zp, zp ? d.rowsum[i] : 0, d.C,
+      s8_out<A, O>(_mm512_load_si512(tile + i * kTileLd + 16 * j), rows ? row_cols(c, e, d.m0 + i) : c, zp,
+                   zp ? d.rowsum[i] : 0, d.C,
                    (d.m0 + i) * d.ldc + d.n0 + 16 * j, k, cols >= 16, oc);
   }
 }

@@ -304,6 +304,14 @@ Status check_gemm(const void* A, index_t M, index_t lda, const PackedWeights& W,
   if ((e.out == OutType::u8 || e.out == OutType::s8) && !(e.out_scale > 0.f && std::isfinite(e.out_scale)))
     return Status::invalid("out_scale must be finite and > 0 for requantized output, got " + std::to_string(e.out_scale));
   if (int8 && (e.a_zp < 0 || e.a_zp > 255)) return Status::invalid("activation zero point " + std::to_string(e.a_zp) + " is outside the u8 range");
+  if (!int8 && (e.a_row_scale || e.a_row_zp)) return Status::invalid("per-row activation grids are only for the int8 GEMM");
+  if (!e.a_row_scale != !e.a_row_zp) return Status::invalid("a_row_scale and a_row_zp come together");
+  if (e.a_row_zp) {
+    for (index_t m = 0; m < M; ++m)
+      if (e.a_row_zp[m] < 0 || e.a_row_zp[m] > 255)
+        return Status::invalid("activation zero point " + std::to_string(e.a_row_zp[m]) + " of row " + std::to_string(m) +
+                               " is outside the u8 range");
+  }
   return Status::ok();
 }
 
@@ -341,6 +349,8 @@ Status gemm_s8(const std::uint8_t* A, index_t M, index_t lda, const PackedWeight
   r.wterm = W.col_term().data();
   r.wzp = W.zero_point().data();
   r.need_rowsum = W.has_zero_point();
+  r.row_scale = e.a_row_scale;
+  r.row_zp = e.a_row_zp;
   GemmArgs g{A, M, lda, &W, &r, C, ldc};
   if (W.sparse()) sparse_gemm_s8(g);
   else table_for(W).get()(g);

@@ -23,6 +23,9 @@ struct EpiResolved {
   const std::int32_t* wterm = nullptr;  // int8: K*w_zp[n] - colsum[n]
   const std::int32_t* wzp = nullptr;    // int8: w_zp[n]
   bool need_rowsum = false;             // int8: any w_zp != 0
+  // int8, both or neither: per-row a_scale / a_zp (row m of the call), replacing a_scale / a_zp.
+  const float* row_scale = nullptr;
+  const std::int32_t* row_zp = nullptr;
   // Expanded per column (set by with_columns): a_scale * w_scale[n], a_zp * wterm[n], bias or 0.
   const float* scale = nullptr;
   const std::int32_t* coff = nullptr;

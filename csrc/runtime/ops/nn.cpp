@@ -59,13 +59,12 @@ bool has_nonfinite(const float* x, index_t n) {
 
 // Dynamic int8 Linear with one u8 scale / zero point per row (token or sample): a row's
 // outlier or Inf cannot flatten the other rows' quantization grid, and a row holding a
-// NaN or an Inf comes out all NaN instead of finite numbers. The GEMM runs with s32
-// output and a_zp = 0; each row then gets its own zero-point term, scale, bias and act.
+// NaN or an Inf comes out all NaN instead of finite numbers. The GEMM takes the row grids
+// (Epilogue::a_row_scale / a_row_zp) and finishes scale, bias and activation in its fused
+// epilogue, straight into y (no int32 buffer and second pass).
 Status linear_dynamic_rows(const Step& s, const float* x, index_t M, index_t K, index_t N, const float* bias,
                            kernels::Act act, float* y) {
-  const std::size_t xq_bytes = (static_cast<std::size_t>(M * K) + 63) / 64 * 64;
-  auto* xq = scratch<std::uint8_t>(s, xq_bytes + static_cast<std::size_t>(M * N) * 4);
-  auto* acc = reinterpret_cast<std::int32_t*>(xq + xq_bytes);
+  auto* xq = scratch<std::uint8_t>(s, static_cast<std::size_t>(M * K));
   std::vector<float> rs(static_cast<std::size_t>(M));
   std::vector<std::int32_t> rz(static_cast<std::size_t>(M));
   std::vector<char> nonfinite(static_cast<std::size_t>(M));
@@ -78,50 +77,28 @@ Status linear_dynamic_rows(const Step& s, const float* x, index_t M, index_t K, 
   index_t col0 = 0;
   for (const auto& Wp : s.packed) {
     const PackedWeights& W = *Wp;
-    Epilogue e;  // a_scale 1, a_zp 0: the row terms are applied below
-    e.out = kernels::OutType::s32;
+    Epilogue e;
+    e.bias = bias ? bias + col0 : nullptr;
+    e.act = act;
+    e.out = kernels::OutType::f32;
     std::mutex mu;
     Status err;
     const int t = pool_threads();
     const index_t mblock = t > 1 ? std::max<index_t>(16, (M + t - 1) / t) : M;
     parallel_for((M + mblock - 1) / mblock, [&](index_t b) {
       const index_t r0 = b * mblock, rows = std::min(mblock, M - r0);
-      Status st = kernels::gemm_s8(xq + r0 * K, rows, K, W, e, acc + r0 * N + col0, N);
+      Epilogue eb = e;
+      eb.a_row_scale = rs.data() + r0;
+      eb.a_row_zp = rz.data() + r0;
+      Status st = kernels::gemm_s8(xq + r0 * K, rows, K, W, eb, y + r0 * N + col0, N);
       if (!st) { std::lock_guard<std::mutex> lk(mu); err = st; }
     });
     if (!err) return bad(s, err.message());
     col0 += W.N();
   }
-  // Per-column terms of the whole output (the packed slices side by side).
-  std::vector<float> ws(static_cast<std::size_t>(N));
-  std::vector<std::int32_t> wt(static_cast<std::size_t>(N));
-  col0 = 0;
-  for (const auto& Wp : s.packed) {
-    std::copy(Wp->col_scale().begin(), Wp->col_scale().end(), ws.begin() + col0);
-    std::copy(Wp->col_term().begin(), Wp->col_term().end(), wt.begin() + col0);
-    col0 += Wp->N();
-  }
-  std::vector<Status> errs(1);
-  parallel_ranges(M, pool_threads(), std::max<index_t>(1, 16384 / std::max<index_t>(N, 1)), 1, [&](index_t m0, index_t m1) {
-    for (index_t m = m0; m < m1; ++m) {
-      float* yr = y + m * N;
-      if (nonfinite[m]) { std::fill_n(yr, N, std::numeric_limits<float>::quiet_NaN()); continue; }
-      const std::int32_t* ar = acc + m * N;
-      const std::uint32_t z = static_cast<std::uint32_t>(rz[m]);
-      const float sc = rs[m];
-      for (index_t n = 0; n < N; ++n) {
-        // v = acc + a_zp * (K*w_zp - colsum), wrapping mod 2^32 as the kernels' epilogue does
-        const auto v = static_cast<std::int32_t>(static_cast<std::uint32_t>(ar[n]) + z * static_cast<std::uint32_t>(wt[n]));
-        const float r = static_cast<float>(v) * (sc * ws[n]) + (bias ? bias[n] : 0.f);
-        yr[n] = act == kernels::Act::relu && r < 0.f ? 0.f : r;
-      }
-      if (act == kernels::Act::gelu_erf || act == kernels::Act::gelu_tanh) {
-        Status st = kernels::gelu(yr, N, act == kernels::Act::gelu_tanh, yr);
-        if (!st) errs[0] = st;
-      }
-    }
-  });
-  return errs[0] ? Status::ok() : bad(s, errs[0].message());
+  for (index_t m = 0; m < M; ++m)
+    if (nonfinite[m]) std::fill_n(y + m * N, N, std::numeric_limits<float>::quiet_NaN());
+  return Status::ok();
 }
 
 // Linear: y[..., N] = act(x[..., K] @ W + bias), W packed at compile time, possibly as several

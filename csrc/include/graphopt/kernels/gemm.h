@@ -112,6 +112,8 @@ class PackedWeights {
 // Fused epilogue, applied to each accumulator tile while it is hot in cache:
 //   int8:  v = acc - a_zp*colsum[n] - w_zp[n]*rowsum_a[m] + K*a_zp*w_zp[n]   (exact int32)
 //          out s32: v;  otherwise y = float(v) * (a_scale*w_scale[n]) + bias[n]
+//          (a_row_scale/a_row_zp given: a_scale, a_zp of row m are a_row_scale[m], a_row_zp[m],
+//          dynamically quantized activations with one grid per row)
 //   float: y = acc + bias[n]
 //   then y = act(y) and stored as f32, bf16 (round-to-nearest-even) or
 //   u8/s8 = saturate(round_half_even(y / out_scale) + out_zp).
@@ -123,6 +125,10 @@ struct Epilogue {
   std::int32_t out_zp = 0;
   float a_scale = 1.f;           // int8 GEMM only
   std::int32_t a_zp = 0;         // int8 GEMM only
+  // int8 GEMM only, both or neither: per-row activation grids (M entries each, zero points in
+  // [0, 255]) replacing a_scale / a_zp.
+  const float* a_row_scale = nullptr;
+  const std::int32_t* a_row_zp = nullptr;
 };
 
 // A: M x K (lda >= K) u8 / bf16 / fp32; C: M x N with ldc (in elements of the output type).
