@@ -197,6 +197,7 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
     cost: CostTable | None = None
     err: ErrorTable | None = None
     table_seconds = 0.0
+    front: list = []
 
     def out_of_budget() -> bool:
         return state["evals"] >= max_trials or (deadline is not None and time.perf_counter() > deadline)
@@ -259,6 +260,10 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
 
         quantized = lambda r: any(v != "fp32" for v in r["recipe"]["nodes"].values()) or \
             len(r["recipe"]["nodes"]) < len(groups)  # noqa: E731
+        if reference is not None and not meets(base_row):
+            # a pruned model whose own fp32 already misses the bar: quantizing only adds error, so no
+            # evaluation is spent on it (it would only find candidates that win by noise)
+            raise _FloatMisses
         best_knobs = dict(knobs0)
         if strategy == "pareto":
             best_knobs = _search_knobs(score, knobs0, knob_trials, fp32, workers, out_of_budget, meets)
@@ -270,7 +275,6 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
             cost = _fit_costs(cost, ex, base_row, best_knobs, groups, precisions, producers, lat_feeds,
                               out / "anchors.json" if out is not None else None)
         probe = batches[:min(2, len(batches))]
-        front: list = []
 
         def error_table() -> ErrorTable:
             nonlocal err
@@ -304,6 +308,8 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
                 return measure_errors(fp32, groups, quant_all, worst, ("int8",)).ranking("int8")
             table_seconds = time.perf_counter() - t_tab
             _sequential(greedy_order(ranking, knobs0), score, meets, ex.workers, out_of_budget)
+    except _FloatMisses:
+        logger.info("fp32 at this model misses the tolerance against the reference: not searched")
     finally:
         ex.close()
 
@@ -328,6 +334,9 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
         met = False
         msg = (f"no quantized candidate met the tolerance ({accept.describe()}, fp32 {baseline:.4f}) within "
                f"{state['evals']} evaluations; returning the most accurate one: {chosen['accuracy']:.4f}")
+        if not rows:
+            msg = (f"this model's fp32 score {baseline:.4f} already misses the tolerance against the reference "
+                   f"({accept.describe()}): nothing searched")
         logger.warning(msg)
     recipe = Recipe.from_dict(chosen["recipe"])
     chosen_model = local.build(recipe)
@@ -344,6 +353,10 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
 
         write_outputs(out, res, groups, cost, err, front, table_seconds, bar)
     return res
+
+
+class _FloatMisses(Exception):
+    """The model's own fp32 misses the bar set by the reference (a pruned model): nothing to search."""
 
 
 def _tune_pruned(model: Any, evaluate: Callable | str, data: Any, tolerance: float, relative: bool,

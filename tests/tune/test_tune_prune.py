@@ -76,3 +76,16 @@ def test_quantize_recipe_reapplies_the_prune_ratio(minilm_spec, task, tmp_path):
     assert _params(graphopt.load(out)) < 0.9 * _params(graphopt.load(minilm_spec.path))
     with pytest.raises(graphopt.errors.GraphoptError, match="prune"):
         Recipe.from_dict({"nodes": {}, "prune": {"heads": 0.25, "ffn": 0.5}})
+
+
+def test_a_ratio_whose_fp32_misses_the_bar_costs_one_evaluation(minilm_spec, task, tmp_path):
+    """At 0.1 % the 25 %-pruned fp32 model already misses the unpruned score: its search stops after
+    scoring that baseline, and the unpruned ratio's answer stands."""
+    calib, evaluate = task
+    out = tmp_path / "tight"
+    res = tune(minilm_spec.path, evaluate, calib, tolerance=0.001, strategy="basic", max_trials=4, knob_trials=1,
+               outdir=out, progress=False, prune=(0.25,))
+    rows = {r["prune"]: r for r in json.loads((out / "summary.json").read_text())["prune_ratios"]}
+    assert rows[0.25]["evaluations"] == 1 and not rows[0.25]["met"]
+    assert "already misses the tolerance" in rows[0.25]["message"]
+    assert res.recipe.prune == 0.0
