@@ -27,15 +27,16 @@ O1 = f"infer-shapes,fold-constants,{CLEANUP},infer-shapes"
 #: O2 fusion passes, by registered name, in the order they run (fusion engineers append here):
 #: LayerNorm and GELU first (later patterns are written over the fused forms; RMSNorm and the
 #: SiLU-gated MLP beside them), embeddings and attention (rotary embeddings just before it)
-#: before SkipLayerNorm/BiasGelu (which take the remaining bias Adds), plain MatMul+Add last,
-#: then the CNN folds.
+#: before SkipLayerNorm/BiasGelu (which take the remaining bias Adds), plain MatMul+Add last
+#: (fuse-linear-epilogue then moves a MatMul's bias / GELU out of those into its Linear), then the CNN folds.
 O2_PASSES: list[str] = [
     # export-form idioms -> one form (passes/canonicalize), then
     "canonicalize-attention",
     # transformer and CNN fusions (passes/fusion; order explained in passes/fusion/__init__.py)
     "fuse-layernorm", "fuse-rmsnorm", "fuse-gelu", "fuse-silu-mlp", "fuse-embed-layernorm", "fuse-rotary",
     "fuse-attention", "fuse-attention-mask", "fuse-sdpa",
-    "fuse-skip-layernorm", "fuse-bias-gelu", "fuse-matmul-add", "fuse-gemm-activation", "fuse-conv-bn", "fuse-conv-activation",
+    "fuse-skip-layernorm", "fuse-bias-gelu", "fuse-matmul-add", "fuse-gemm-activation", "fuse-linear-epilogue",
+    "fuse-conv-bn", "fuse-conv-activation",
 ]
 
 def _tagged(level: str, listed: list[str]) -> list[str]:

@@ -39,11 +39,32 @@ def _linear_shape(node: Node) -> list[Any]:
     return [TensorType(x.dtype, tuple(x.shape[:-1]) + (w.shape[1],))]
 
 
+def _bias_to_skip_ln(node: Node, b: Value) -> bool:
+    """Linear(X, W, B) whose only reader is a bias-less graphopt::SkipLayerNorm (as X or Skip): give
+    that SkipLayerNorm the bias (its sum is X + Skip + Bias either way) and return True."""
+    y = node.outputs[0]
+    if y.is_graph_output() or y.num_uses() != 1:
+        return False
+    sln = y.consumers()[0]
+    if sln.op_type != "SkipLayerNorm" or sln.domain != node.domain or y not in sln.inputs[:2] \
+            or any(v is not None for v in sln.inputs[4:]) or (len(sln.inputs) > 1 and sln.inputs[0] is sln.inputs[1]):
+        return False
+    while len(sln.inputs) < 4:
+        sln.append_input(None)
+    if len(sln.inputs) == 4:
+        sln.append_input(b)
+    else:
+        sln.set_input(4, b)
+    return True
+
+
 def _linear_emit(node: Node, e: Emitter, ort: bool) -> list[Value | None]:
     act, params = _act(node)
     x, w = node.inputs[0], node.inputs[1]
     b = node.inputs[2] if len(node.inputs) > 2 else None
     y = e.op("MatMul", [x, w])
+    if ort and b is not None and not act and _bias_to_skip_ln(node, b):
+        return [y]  # SkipLayerNormalization takes the bias (one kernel fewer, as before fuse-linear-epilogue)
     if ort and b is not None and act in ("Gelu", "FastGelu"):
         # onnxruntime's fused bias+GELU kernels take the bias directly
         return [e.op("BiasGelu" if act == "Gelu" else "FastGelu", [y, b], domain=MS_DOMAIN)]

@@ -244,7 +244,7 @@ def _probe_values(steps: list, graph_outputs: set[int]) -> list[tuple[Value, Any
     seen: set[int] = set()
     out = []
     for st in steps:
-        if st.iattrs.get("out", 0) or not st.exact:
+        if st.iattrs.get("out", 0):
             continue
         for k in st.outputs:
             if isinstance(k, Value) and id(k) not in seen and id(k) not in graph_outputs and k.dtype is not None:

@@ -1,18 +1,16 @@
 """Lowering: graphopt IR -> a list of executor steps (kernel kind, tensors, attributes, weights).
 
-Each node is mapped to a native step by op type, dtypes and precision, or to a
-fallback step that calls back into Python (one-node onnxruntime session, or the
-numpy reference of a ``graphopt``-domain op). Before the per-node mapping, a few
-*plan-level* fusions are recognised directly on the graph, so an un-optimised
-export still runs on the fused kernels:
+Each node maps to its steps one-to-one through :data:`graphopt.runtime.lowering_table.LOWERING`:
+``(domain, op type, decided precision) -> builder`` (the builders live in lower_ops, lower_attention,
+lower_epilogue, lower_index, lower_decoder and lower_int4). An op with no entry, or whose builder
+declines it (dtypes, attributes), becomes a fallback step that calls back into Python (a one-node
+onnxruntime session, or the numpy reference of a ``graphopt``-domain op), named in the summary.
 
-- ``MatMul(x, W const) [+ Add(bias)] [+ GELU(erf) pattern | Relu]`` -> one
-  ``Linear`` step (packed GEMM with bias/activation epilogue; fp32, bf16 or int8);
-- ``Add(a, b) -> LayerNormalization`` -> ``LayerNorm`` with a residual input;
-- ``MatMul(Q, K^T) [* scale] [+ mask] -> Softmax -> MatMul(P, V)`` -> ``Attention``.
-
-The graph itself is never modified here (the passes own rewriting); fusions
-only decide how groups of nodes become steps.
+Fusion is the passes' job (O2 leaves one node per kernel, e.g. fuse-linear-epilogue gives each GEMM
+its bias and activation); precision is decide-precision's (the builders read ``prec(n)``). What stays
+here: a GEMM reads an int8 weight through its DequantizeLinear and a Q/DQ'd input as its input grid
+(a QDQ graph lowered without O2's absorb-qdq), and two plan peepholes over the steps that only kernel
+choices make possible (:func:`chain_linears`, :func:`quantize_in_layernorm`).
 
 >>> steps = lower(model, precision="fp32")     # doctest: +SKIP
 """
@@ -20,7 +18,6 @@ only decide how groups of nodes become steps.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -34,7 +31,6 @@ __all__ = ["Tmp", "StepSpec", "lower", "PRECISIONS", "quantize_weight_s8"]
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16", "int8")
-from ..ir.domains import GRAPHOPT_DOMAIN  # noqa: E402 - one home
 
 # Step kinds whose output 0 is a view of input 0 (no copy; the arena keeps the base alive).
 ALIAS_KINDS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
@@ -76,9 +72,6 @@ class StepSpec:
     origin: list[str] = field(default_factory=list)  # labels of the graph nodes this step implements
     native: bool = True
     detail: str = ""
-    # False when an output Value holds more than the graph value (a later node's bias taken into
-    # the epilogue): graphopt.runtime.check does not compare it with onnxruntime's value.
-    exact: bool = True
 
 
 def quantize_weight_s8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -117,9 +110,7 @@ class _Lowerer:
         self.fallback_factory = fallback_factory
         self.steps: list[StepSpec] = []
         self.consts: dict[Key, np.ndarray] = {}
-        self.absorbed: set[Node] = set()
-        self.anchors: dict[Node, Callable[[], None]] = {}
-        self.skip_bias_taken: set[Node] = set()
+        self.absorbed: set[Node] = set()  # Q/DQ nodes folded into the GEMM that reads them
         self._plans: dict[Node, dict | None] = {}
         self._n = 0
 
@@ -214,44 +205,28 @@ class _Lowerer:
 
     # ------------------------------------------------------------- driver
     def run(self) -> list[StepSpec]:
-        nodes = list(self.g)
-        for n in nodes:
-            if n not in self.absorbed and n.domain == "":
-                self._match_attention(n)
-        for n in nodes:
-            if n not in self.absorbed and n.domain == "":
-                self._match_linear(n)
-        from .lower_ops import conv_plan, mha_plan
+        from .lowering_table import QDQ_PLANS
 
-        for n in nodes:  # static int8 ops whose input Q/DQ fold into their GEMM (before those lower)
-            if n in self.absorbed:
-                continue
-            plan = mha_plan if n.domain == GRAPHOPT_DOMAIN and n.op_type == "MultiHeadAttention" else \
-                conv_plan if (n.op_type == "Conv" and n.domain == "") or \
-                (n.op_type == "FusedConv" and n.domain == GRAPHOPT_DOMAIN) else None
-            if plan is not None:
+        nodes = list(self.g)
+        for n in nodes:  # the Q/DQ nodes a GEMM folds into its packed weights / input quantization come
+            plan = QDQ_PLANS.get((n.domain, n.op_type))  # before it: decided before anything lowers
+            if plan is not None and n not in self.absorbed:
                 self.absorbed.update((self.plan(n, plan) or {}).get("absorb", []))
         for n in nodes:
-            if n not in self.absorbed and n.domain == "":
-                self._match_skip_ln(n) or self._match_gelu(n) or self._match_conv_relu(n)
-        for n in nodes:
-            if n in self.anchors:
-                self.anchors[n]()
-            elif n in self.absorbed:
+            if n in self.absorbed:
                 continue
-            elif n.op_type in ("Constant", "ConstantOfShape", "Identity") and n.domain == "" \
+            if n.op_type in ("Constant", "ConstantOfShape", "Identity") and n.domain == "" \
                     and self.const(n.outputs[0]) is not None:
-                continue
-            else:
-                self.lower_node(n)
+                continue  # a plan constant, not a step
+            self.lower_node(n)
         return self.steps
 
     def lower_node(self, n: Node) -> None:
-        from .lower_int4 import MICROSOFT_OPS
-        from .lower_ops import GRAPHOPT_OPS, STANDARD_OPS  # per-op table (imports this module)
+        """The builder of ``(domain, op type, decided precision)`` in :data:`lowering_table.LOWERING`, or
+        the fallback (named in the session summary) when there is none or it declines the node."""
+        from .lowering_table import builder_of
 
-        table = {GRAPHOPT_DOMAIN: GRAPHOPT_OPS, "": STANDARD_OPS, "com.microsoft": MICROSOFT_OPS}.get(n.domain, {})
-        fn = table.get(n.op_type)
+        fn = builder_of(n, self.prec(n))
         ok = False
         if fn is not None:
             mark = len(self.steps)
@@ -314,46 +289,6 @@ class _Lowerer:
         size = -(-n // parts)
         size = -(-size // 16) * 16
         return [(c, min(n, c + size)) for c in range(0, n, size)]
-
-    def _gelu_tail(self, y: Value) -> tuple[Value, list[Node]] | None:
-        """Match the erf-GELU of HF exports on y: y*0.5*(1+erf(y/sqrt2)) in its usual orders."""
-        if y.is_graph_output() or y.num_uses() != 2:
-            return None
-        cons = y.consumers()
-        div = next((c for c in cons if c.op_type == "Div" and c.inputs[0] is y), None)
-        mul = next((c for c in cons if c.op_type == "Mul" and c is not div), None)
-        if div is None or mul is None or self.is_scalar_const(div.inputs[1], math.sqrt(2.0), 1e-4) is None:
-            return None
-        erf = self.only_use(div.outputs[0])
-        if erf is None or erf.op_type != "Erf":
-            return None
-        add = self.only_use(erf.outputs[0])
-        if add is None or add.op_type != "Add":
-            return None
-        other = add.inputs[1] if add.inputs[0] is erf.outputs[0] else add.inputs[0]
-        if self.is_scalar_const(other, 1.0) is None:
-            return None
-        # mul = y * add  (then * 0.5)   or   mul = y * 0.5 (then * add)
-        half: Node | None
-        if add.outputs[0] in mul.inputs:
-            half = self.only_use(mul.outputs[0])
-            if half is None or half.op_type != "Mul":
-                return None
-            o = half.inputs[1] if half.inputs[0] is mul.outputs[0] else half.inputs[0]
-            if self.is_scalar_const(o, 0.5) is None:
-                return None
-        else:
-            o = mul.inputs[1] if mul.inputs[0] is y else mul.inputs[0]
-            if self.is_scalar_const(o, 0.5) is None:
-                return None
-            half = self.only_use(mul.outputs[0])
-            if half is None or half.op_type != "Mul" or add.outputs[0] not in half.inputs:
-                return None
-            if self.only_use(add.outputs[0]) is not half:
-                return None
-        if self.only_use(add.outputs[0]) not in (mul, half):
-            return None
-        return half.outputs[0], [div, erf, add, mul, half]
 
     def _int8_weight(self, v: Value, ndim: int, channel_axis: int) -> tuple[np.ndarray, np.ndarray, Node] | None:
         """v = DequantizeLinear(int8 const of rank ``ndim``, scale per tensor or per ``channel_axis``,
@@ -442,242 +377,6 @@ class _Lowerer:
             return None
         zp = int(z1.reshape(-1)[0]) + (128 if z1.dtype == np.int8 else 0)  # s8 grid == u8 grid shifted by 128
         return q.inputs[0], float(s1.reshape(-1)[0]), zp, [q, dq]
-
-    def _match_linear(self, n: Node) -> None:
-        if n.op_type not in ("MatMul", "Gemm") or len(n.inputs) < 2:
-            return
-        x, b = n.inputs[0], n.inputs[1]
-        if self.dt(x) != DType.FLOAT:
-            return
-        bias: np.ndarray | None = None
-        trans_b = n.op_type == "Gemm" and bool(int(n.attr("transB", 0)))
-        wq = self._weight_of(b, trans_b)
-        if wq is None:
-            return
-        w, qinfo = wq
-        group = [n]
-        if n.op_type == "Gemm":
-            if int(n.attr("transA", 0)) or self.rank(x) != 2:
-                return
-            alpha, beta = float(n.attr("alpha", 1.0)), float(n.attr("beta", 1.0))
-            if alpha != 1.0:
-                if qinfo is not None:
-                    return
-                w = w * np.float32(alpha)
-            if len(n.inputs) > 2 and n.inputs[2] is not None:
-                c = self.const(n.inputs[2])
-                if c is None or c.size not in (1, w.shape[1]) or (c.ndim == 2 and c.shape[0] != 1):
-                    return
-                bias = np.broadcast_to(c.reshape(-1).astype(np.float32) * np.float32(beta), (w.shape[1],)).copy()
-        y = n.outputs[0]
-        act = 0
-        nxt = self.only_use(y)
-        if bias is None and nxt is not None and nxt.op_type == "Add":
-            other = nxt.inputs[1] if nxt.inputs[0] is y else nxt.inputs[0]
-            c = self.const(other)
-            if c is not None and c.dtype == np.float32 and c.size == w.shape[1] and c.ndim >= 1 and c.shape[-1] == w.shape[1] \
-                    and all(d == 1 for d in c.shape[:-1]) and (self.rank(x) or 0) >= c.ndim:
-                bias = c.reshape(-1)
-                group.append(nxt)
-                y = nxt.outputs[0]
-        nxt = self.only_use(y)
-        exact = True
-        if bias is None and nxt is not None and nxt.domain == GRAPHOPT_DOMAIN and nxt not in self.anchors:
-            # O2 output: MatMul -> graphopt::BiasGelu(bias) / SkipLayerNorm(..., Bias): take the bias
-            # (and the GELU) into the GEMM epilogue.
-            if nxt.op_type == "BiasGelu" and nxt.inputs[0] is y and self.const(nxt.inputs[1]) is not None \
-                    and self.const(nxt.inputs[1]).size == w.shape[1]:
-                bias = self.const(nxt.inputs[1]).reshape(-1)
-                act = 3 if _s(nxt.attr("approximate", "none")) == "tanh" else 2
-                group.append(nxt)
-                y = nxt.outputs[0]
-            elif nxt.op_type == "SkipLayerNorm" and len(nxt.inputs) > 4 and nxt.inputs[4] is not None \
-                    and y in nxt.inputs[:2] and self.const(nxt.inputs[4]) is not None \
-                    and self.const(nxt.inputs[4]).size == w.shape[1]:
-                bias = self.const(nxt.inputs[4]).reshape(-1)
-                self.skip_bias_taken.add(nxt)
-                exact = False
-        tail = self._gelu_tail(y) if act == 0 else None
-        if act:
-            pass
-        elif tail is not None:
-            y, nodes = tail
-            group += nodes
-            act = 2
-        else:
-            nxt = self.only_use(y)
-            if nxt is not None and ((nxt.op_type == "Relu" and nxt.domain == "") or
-                                    (nxt.op_type == "Gelu" and nxt.domain in ("", GRAPHOPT_DOMAIN))):
-                approx = _s(nxt.attr("approximate", "none"))
-                act = 1 if nxt.op_type == "Relu" else (3 if approx == "tanh" else 2)
-                group.append(nxt)
-                y = nxt.outputs[0]
-        qdq = None
-        prec = self.prec(n)
-        grid = qinfo if qinfo is not None and qinfo.get("grid") else None
-        if grid is not None:
-            x, qdq, _ = self.static_input(n, x, grid)
-        elif qinfo is not None:
-            dq = qinfo["dq"]
-            if self.only_use(dq.outputs[0], n) is not None:
-                group.insert(0, dq)  # the weight's DequantizeLinear is folded into the packed weights
-            if self.precision == "int8":
-                aq = self._act_qdq(x)
-                if aq is not None:
-                    x0, a_scale, a_zp, (qn, dqn) = aq
-                    qdq = dict(qinfo, a_scale=a_scale, a_zp=a_zp)
-                    if self.only_use(dqn.outputs[0], n) is not None and self.only_use(qn.outputs[0], dqn) is not None:
-                        group[:0] = [qn, dqn]  # Q/DQ of the activation become the GEMM's input quantization
-                    x = x0
-        # Gemm's ONNX rank-2 contract is kept by the Linear kernel (it flattens leading dims).
-        out = y
-        anchor = group[-1]
-        for g in group[:-1]:
-            self.absorbed.add(g)
-        origin = [g.label() for g in group]
-        name = n.name or n.outputs[0].name
-
-
-        sparse = any(sparse_kernel(g) for g in group)
-
-        def emit(x=x, w=w, bias=bias, act=act, out=out, origin=origin, name=name, qdq=qdq, exact=exact,
-                 sparse=sparse, prec=prec, grid=grid) -> None:
-            self._linear_step(x, w, bias, act, out, origin, name, qdq, sparse, prec, grid)
-            self.steps[-1].exact = exact
-        self.anchors[anchor] = emit
-
-    def _match_skip_ln(self, n: Node) -> bool:
-        if n.op_type != "LayerNormalization" or not _ln_native(self, n):
-            return False
-        add = n.inputs[0].producer()
-        if add is None or add.op_type != "Add" or add.domain != "" or add in self.absorbed or add in self.anchors:
-            return False
-        if self.only_use(add.outputs[0], n) is None:
-            return False
-        a, b = add.inputs
-        if self.dt(a) != DType.FLOAT or self.dt(b) != DType.FLOAT:
-            return False
-        self.absorbed.add(add)
-
-        def emit() -> None:
-            ins = [a, n.inputs[1], n.inputs[2] if len(n.inputs) > 2 else None, b]
-            s = self.emit("LayerNorm", n, ins, [n.outputs[0]], iattrs={"axis": int(n.attr("axis", -1))},
-                          fattrs={"epsilon": float(n.attr("epsilon", 1e-5))}, origin=[add.label(), n.label()])
-            s.detail = "skip+layernorm"
-        self.anchors[n] = emit
-        return True
-
-    def _match_conv_relu(self, n: Node) -> bool:
-        # Conv -> Relu (single use): ReLU in the GEMM epilogue.
-        if n.op_type != "Conv" or n in self.anchors:
-            return False
-        r = self.only_use(n.outputs[0])
-        if r is None or r.op_type != "Relu" or r.domain != "" or r in self.absorbed or r in self.anchors:
-            return False
-        from .lower_ops import _conv
-
-        mark = len(self.steps)
-        if not _conv(self, n, act=1, out=r.outputs[0]):
-            del self.steps[mark:]
-            return False
-        st = self.steps.pop()  # built now to validate; emitted at the Relu's position
-        self.absorbed.add(n)
-        st.origin = [n.label(), r.label()]
-        self.anchors[r] = lambda: self.steps.append(st)
-        return True
-
-    def _match_gelu(self, n: Node) -> bool:
-        # Standalone erf-GELU chain (when no Linear precedes it): anchor at its Div.
-        if n.op_type != "Div" or n in self.absorbed:
-            return False
-        y = n.inputs[0]
-        if y is None or self.dt(y) != DType.FLOAT:
-            return False
-        tail = self._gelu_tail(y)
-        if tail is None or any(t in self.absorbed or t in self.anchors for t in tail[1]):
-            return False
-        out, nodes = tail
-        for t in nodes[:-1]:
-            self.absorbed.add(t)
-        self.anchors[nodes[-1]] = lambda: self.emit("Gelu", nodes[-1], [y], [out], origin=[t.label() for t in nodes])
-        return True
-
-    def _match_attention(self, sm: Node) -> None:
-        if sm.op_type != "Softmax" or self.dt(sm.inputs[0]) != DType.FLOAT:
-            return
-        r = self.rank(sm.inputs[0])
-        axis = int(sm.attr("axis", -1 if self.opset >= 13 else 1))
-        if r != 4 or axis not in (-1, 3):
-            return
-        pv = self.only_use(sm.outputs[0])
-        if pv is None or pv.op_type != "MatMul" or pv.inputs[0] is not sm.outputs[0]:
-            return
-        group = [sm, pv]
-        s = sm.inputs[0]
-        mask = None
-        p = s.producer()
-        if p is not None and p.op_type == "Add" and self.only_use(s, sm):
-            a, b = p.inputs
-            pa, pb = a.producer(), b.producer()
-            # the scores side comes from MatMul/Mul/Div; the other operand is the mask
-            if pa is not None and pa.op_type in ("MatMul", "Mul", "Div") and self.only_use(a, p):
-                s, mask = a, b
-            elif pb is not None and pb.op_type in ("MatMul", "Mul", "Div") and self.only_use(b, p):
-                s, mask = b, a
-            else:
-                return
-            if self.dt(mask) != DType.FLOAT or (self.rank(mask) or 5) > 4:
-                return
-            mshape = _static_shape(self, mask)
-            if mshape is not None and len(mshape) == 4 and mshape[1] not in (1, None):
-                return
-            group.append(p)
-        scale = 1.0
-        p = s.producer()
-        if p is not None and p.op_type in ("Mul", "Div") and self.only_use(s):
-            c = self.is_scalar_const(p.inputs[1])
-            if c is None or c == 0.0:
-                return
-            scale = c if p.op_type == "Mul" else 1.0 / c
-            group.append(p)
-            s = p.inputs[0]
-        qk = s.producer()
-        if qk is None or qk.op_type != "MatMul" or not self.only_use(s):
-            return
-        group.append(qk)
-        q, kt = qk.inputs
-        t = kt.producer()
-        if t is None or t.op_type != "Transpose" or not self.only_use(kt):
-            return
-        perm = list(t.attr("perm", []))
-        if perm == [0, 2, 3, 1]:
-            k_perm = [0, 2, 1, 3]  # K given as [B,S,H,D]
-        elif perm == [0, 1, 3, 2]:
-            k_perm = None  # K given as [B,H,S,D]
-        else:
-            return
-        group.append(t)
-        if any(self.dt(v) != DType.FLOAT for v in (q, pv.inputs[1])) or self.rank(q) not in (4, None):
-            return
-        k_src = t.inputs[0]
-        v = pv.inputs[1]
-        for g in group:
-            if g is not pv:
-                self.absorbed.add(g)
-        origin = [g.label() for g in reversed(group)]
-        name = pv.name or pv.outputs[0].name
-
-        def emit() -> None:
-            k = k_src
-            if k_perm is not None:
-                k = self.tmp(name + "/K")
-                self.emit("Transpose", name + "/K", [k_src], [k], iattrs={"perm": k_perm}, origin=[t.label()])
-            bf16 = int(self.attention_bf16(pv, name))
-            st = self.emit("Attention", name, [q, k, v, mask], [pv.outputs[0]], fattrs={"scale": scale},
-                           iattrs={"bf16": bf16}, origin=origin)
-            st.detail = f"fused attention kernel ({'bf16' if bf16 else 'fp32'} products, fp32 softmax)"
-        self.anchors[pv] = emit
-
 
 def _static_shape(lw: _Lowerer, v: Value) -> tuple | None:
     c = lw.const(v)

@@ -2,22 +2,21 @@
 one ``Attention`` step reading Q, K, V in place in either layout ([B, N, S, d] or heads side by
 side, [B, S, N*d]), grouped K/V heads without a repeated copy, causal in the kernel; a key-padding
 mask becomes a ``PaddingMask`` step, added to the Bias (per-head allowed) when both are given.
-An entry of :data:`graphopt.runtime.lower_ops.GRAPHOPT_OPS`."""
+An entry of :data:`graphopt.runtime.lowering_table.LOWERING`."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 from ..ir import DType, Node
 from .lower import _Lowerer
 
-__all__ = ["ATTENTION_OPS"]
+__all__ = ["attention"]
 
 _MASK_T = (DType.INT64, DType.INT32, DType.BOOL)
 
 
-def _attention(lw: _Lowerer, n: Node) -> bool:
+def attention(lw: _Lowerer, n: Node) -> bool:
     ins = list(n.inputs) + [None] * (5 - len(n.inputs))
     q, k, v, kpm, bias = ins[:5]
     if any(lw.dt(t) != DType.FLOAT for t in (q, k, v)):
@@ -56,6 +55,3 @@ def _attention(lw: _Lowerer, n: Node) -> bool:
     s.detail = (f"fused attention kernel ({'bf16' if bf16 else 'fp32'} products"
                 f"{', causal' if n.attr('causal', 0) else ''}{f', {kv_heads} KV heads' if kv_heads != heads else ''})")
     return True
-
-
-ATTENTION_OPS: dict[str, Callable[[_Lowerer, Node], bool]] = {"Attention": _attention}

@@ -1,6 +1,6 @@
 """Native lowering of the decoder ops (graphopt::RMSNorm, SkipRMSNorm, Silu, SiluMul,
 RotaryEmbedding) onto the kernels of csrc/kernels/decoder: one step per node. Entries of
-:data:`graphopt.runtime.lower_ops.GRAPHOPT_OPS`.
+:data:`graphopt.runtime.lowering_table.LOWERING`.
 
 The packed gate|up projection in front of SiluMul is an ordinary MatMul, lowered (and given
 its fp32 / bf16 / int8 GEMM) like every other linear.
@@ -8,12 +8,10 @@ its fp32 / bf16 / int8 GEMM) like every other linear.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from ..ir import DType, Node
 from .lower import _Lowerer
 
-__all__ = ["DECODER_OPS"]
+__all__ = ["rms", "skip_rms", "silu", "silu_mul", "rotary"]
 
 
 def _gamma_ok(lw: _Lowerer, gamma) -> bool:
@@ -25,7 +23,7 @@ def _used(v) -> bool:
     return v.num_uses() > 0 or v.is_graph_output()
 
 
-def _rms(lw: _Lowerer, n: Node) -> bool:
+def rms(lw: _Lowerer, n: Node) -> bool:
     x, gamma = n.inputs[0], n.inputs[1]
     if lw.dt(x) != DType.FLOAT or not _gamma_ok(lw, gamma):
         return False
@@ -34,7 +32,7 @@ def _rms(lw: _Lowerer, n: Node) -> bool:
     return True
 
 
-def _skip_rms(lw: _Lowerer, n: Node) -> bool:
+def skip_rms(lw: _Lowerer, n: Node) -> bool:
     ins = list(n.inputs) + [None] * (4 - len(n.inputs))
     x, skip, gamma, bias = ins[:4]
     if lw.dt(x) != DType.FLOAT or lw.dt(skip) != DType.FLOAT or not _gamma_ok(lw, gamma):
@@ -51,14 +49,14 @@ def _skip_rms(lw: _Lowerer, n: Node) -> bool:
     return True
 
 
-def _silu(lw: _Lowerer, n: Node) -> bool:
+def silu(lw: _Lowerer, n: Node) -> bool:
     if lw.dt(n.inputs[0]) != DType.FLOAT:
         return False
     lw.emit("Silu", n, [n.inputs[0]], [n.outputs[0]])
     return True
 
 
-def _silu_mul(lw: _Lowerer, n: Node) -> bool:
+def silu_mul(lw: _Lowerer, n: Node) -> bool:
     if lw.dt(n.inputs[0]) != DType.FLOAT:
         return False
     s = lw.emit("SiluMul", n, [n.inputs[0]], [n.outputs[0]])
@@ -66,15 +64,10 @@ def _silu_mul(lw: _Lowerer, n: Node) -> bool:
     return True
 
 
-def _rotary(lw: _Lowerer, n: Node) -> bool:
+def rotary(lw: _Lowerer, n: Node) -> bool:
     x, cos, sin = n.inputs[0], n.inputs[1], n.inputs[2]
     if any(lw.dt(v) != DType.FLOAT for v in (x, cos, sin)):
         return False
     s = lw.emit("Rotary", n, [x, cos, sin], [n.outputs[0]])
     s.detail = "rotate-half rotary embedding"
     return True
-
-
-DECODER_OPS: dict[str, Callable[[_Lowerer, Node], bool]] = {
-    "RMSNorm": _rms, "SkipRMSNorm": _skip_rms, "Silu": _silu, "SiluMul": _silu_mul, "RotaryEmbedding": _rotary,
-}

@@ -1,6 +1,6 @@
 """Activation epilogues of graphopt::Linear / FusedConv that the GEMM epilogue does not take
 (Tanh of BERT's pooler, Sigmoid, LeakyRelu, Clip/ReLU6, HardSigmoid), as one native
-element-wise step after the GEMM; and the depthwise-conv choice of :func:`lower_ops._conv`.
+element-wise step after the GEMM; and the depthwise-conv choice of :func:`lower_ops.conv`.
 
 The GEMM epilogue keeps Relu/Gelu/FastGelu fused; the rest costs one memory-bound pass over
 the output, which is small next to the GEMM (a pooler row, a conv feature map).

@@ -2,23 +2,23 @@
 relative-position buckets are built from (RoBERTa's CumSum/GatherElements, GatherND of
 dynamo's masks, MobileBERT's Pad, DeBERTa's Sign/Abs/Clip/Tile buckets, MobileNet's
 HardSwish): one step each on csrc/runtime/ops/index.cpp. Entries of
-:data:`graphopt.runtime.lower_ops.STANDARD_OPS`; each checks dtypes and attributes and
+:data:`graphopt.runtime.lowering_table.LOWERING`; each checks dtypes and attributes and
 returns False (the node falls back) for what the kernel does not take.
 
->>> INDEX_OPS["CumSum"]    # doctest: +ELLIPSIS
-<function _cumsum at ...>
+>>> from graphopt.runtime.lowering_table import LOWERING
+>>> LOWERING[("", "CumSum", "int8")]    # doctest: +ELLIPSIS
+<function cumsum at ...>
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import numpy as np
 
 from ..ir import DType, Node
 from .lower import _INT_T, _SIZED, Tmp, _Lowerer, _s
 
-__all__ = ["INDEX_OPS"]
+__all__ = ["cumsum", "gather_elements", "gather_nd", "tile", "pad", "sign", "abs_neg", "clip",
+           "hard_sigmoid", "hard_swish"]
 
 # element types of the arithmetic kernels (dispatch_num in index.cpp)
 _ARITH = (DType.FLOAT, DType.DOUBLE, DType.INT8, DType.UINT8, DType.INT16, DType.UINT16, DType.INT32, DType.UINT32,
@@ -32,32 +32,32 @@ def _emit(lw: _Lowerer, n: Node, kind: str, ins: list, **kw) -> bool:
     return True
 
 
-def _cumsum(lw: _Lowerer, n: Node) -> bool:
+def cumsum(lw: _Lowerer, n: Node) -> bool:
     if lw.dt(n.inputs[0]) not in _ARITH or lw.dt(n.inputs[1]) not in _INT_T:
         return False
     return _emit(lw, n, "CumSum", list(n.inputs[:2]),
                  iattrs={"exclusive": int(n.attr("exclusive", 0)), "reverse": int(n.attr("reverse", 0))})
 
 
-def _gather_elements(lw: _Lowerer, n: Node) -> bool:
+def gather_elements(lw: _Lowerer, n: Node) -> bool:
     if lw.dt(n.inputs[0]) not in _SIZED or lw.dt(n.inputs[1]) not in _INT_T:
         return False
     return _emit(lw, n, "GatherElements", list(n.inputs[:2]), iattrs={"axis": int(n.attr("axis", 0))})
 
 
-def _gather_nd(lw: _Lowerer, n: Node) -> bool:
+def gather_nd(lw: _Lowerer, n: Node) -> bool:
     if lw.dt(n.inputs[0]) not in _SIZED or lw.dt(n.inputs[1]) not in _INT_T:
         return False
     return _emit(lw, n, "GatherND", list(n.inputs[:2]), iattrs={"batch_dims": int(n.attr("batch_dims", 0))})
 
 
-def _tile(lw: _Lowerer, n: Node) -> bool:
+def tile(lw: _Lowerer, n: Node) -> bool:
     if lw.opset < 6 or lw.dt(n.inputs[0]) not in _SIZED or lw.dt(n.inputs[1]) not in _INT_T:
         return False
     return _emit(lw, n, "Tile", list(n.inputs[:2]))
 
 
-def _pad(lw: _Lowerer, n: Node) -> bool:
+def pad(lw: _Lowerer, n: Node) -> bool:
     mode = _PAD_MODES.get(_s(n.attr("mode", "constant")))
     x = n.inputs[0]
     if mode is None or lw.dt(x) not in _SIZED:
@@ -85,11 +85,11 @@ def _pad(lw: _Lowerer, n: Node) -> bool:
     return _emit(lw, n, "Pad", [x, pads, value, axes], iattrs={"mode": mode})
 
 
-def _sign(lw: _Lowerer, n: Node) -> bool:
+def sign(lw: _Lowerer, n: Node) -> bool:
     return lw.dt(n.inputs[0]) in _ARITH and _emit(lw, n, "Sign", [n.inputs[0]])
 
 
-def _abs_neg(lw: _Lowerer, n: Node) -> bool:
+def abs_neg(lw: _Lowerer, n: Node) -> bool:
     dt = lw.dt(n.inputs[0])
     if dt == DType.FLOAT:
         return _emit(lw, n, n.op_type, [n.inputs[0]])  # the vectorised fp32 kernels
@@ -98,7 +98,7 @@ def _abs_neg(lw: _Lowerer, n: Node) -> bool:
     return _emit(lw, n, "Int" + n.op_type, [n.inputs[0]])
 
 
-def _clip(lw: _Lowerer, n: Node) -> bool:
+def clip(lw: _Lowerer, n: Node) -> bool:
     dt = lw.dt(n.inputs[0])
     if dt == DType.FLOAT:
         from .lower_ops import _clip as clip_f32
@@ -112,19 +112,12 @@ def _clip(lw: _Lowerer, n: Node) -> bool:
     return _emit(lw, n, "IntClip", ins[:3])
 
 
-def _hard_sigmoid(lw: _Lowerer, n: Node) -> bool:
+def hard_sigmoid(lw: _Lowerer, n: Node) -> bool:
     if lw.dt(n.inputs[0]) != DType.FLOAT:
         return False
     return _emit(lw, n, "HardSigmoid", [n.inputs[0]],
                  fattrs={"alpha": float(n.attr("alpha", 0.2)), "beta": float(n.attr("beta", 0.5))})
 
 
-def _hard_swish(lw: _Lowerer, n: Node) -> bool:
+def hard_swish(lw: _Lowerer, n: Node) -> bool:
     return lw.dt(n.inputs[0]) == DType.FLOAT and _emit(lw, n, "HardSwish", [n.inputs[0]])
-
-
-INDEX_OPS: dict[str, Callable[[_Lowerer, Node], bool]] = {
-    "CumSum": _cumsum, "GatherElements": _gather_elements, "GatherND": _gather_nd, "Tile": _tile, "Pad": _pad,
-    "Sign": _sign, "Abs": _abs_neg, "Neg": _abs_neg, "Clip": _clip,
-    "HardSigmoid": _hard_sigmoid, "HardSwish": _hard_swish,
-}

@@ -1,16 +1,18 @@
-"""Per-op lowering rules: one function per ONNX / ``graphopt`` op type, returning True when
-it emitted native steps (False: the node runs through the fallback). Used by
-:mod:`graphopt.runtime.lower`; each rule checks dtypes and attributes before it
-commits, so the executor never meets an input it cannot handle.
+"""Kernel builders of the standard ONNX ops and the ``graphopt`` fused ops: one function per op
+type, returning True when it emitted native steps (False: the node runs through the fallback).
+:data:`graphopt.runtime.lowering_table.LOWERING` maps (domain, op type, precision) to them; each
+checks dtypes and attributes before it commits, so the executor never meets an input it cannot
+handle. The GEMM builders (:func:`dense`, Conv, MultiHeadAttention, EmbedLayerNorm) take the
+node's decided precision as ``prec``.
 
->>> STANDARD_OPS["Softmax"]    # doctest: +ELLIPSIS
+>>> from graphopt.runtime.lowering_table import LOWERING
+>>> LOWERING[("", "Softmax", "fp32")]    # doctest: +ELLIPSIS
 <function _softmax at ...>
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -21,7 +23,7 @@ from .lower import (_ACT, _CAST_T, _INT_T, _NUM_T, _SIZED, Tmp, _ln_native, _Low
 from ..quant.decision import weight_grid
 from .lower_epilogue import depthwise_act, emit_post_act, post_act_ok
 
-__all__ = ["STANDARD_OPS", "GRAPHOPT_OPS"]
+__all__ = ["dense", "linear_plan", "conv_plan", "mha_plan"]
 
 
 # ---------------------------------------------------------------- per-op lowering (standard domain)
@@ -205,12 +207,69 @@ def _split(lw: _Lowerer, n: Node) -> bool:
 
 
 def _matmul(lw: _Lowerer, n: Node) -> bool:
-    # MatMul with a constant 2-D B was taken by the Linear fusion; this is the batched path.
+    """MatMul of two computed tensors (attention products left unfused): the batched kernel."""
     return lw.dt(n.inputs[0]) == DType.FLOAT and lw.dt(n.inputs[1]) == DType.FLOAT and _same(lw, n)
 
 
-def _gemm(lw: _Lowerer, n: Node) -> bool:
-    return False  # non-constant B (constant B is a Linear): rare, onnxruntime handles it
+def linear_plan(lw: _Lowerer, n: Node) -> dict[str, Any] | None:
+    """What a dense node lowers to, or None: MatMul / Gemm with a constant or DQ(int8 constant) B,
+    graphopt::Linear. Reports under ``absorb`` the weight's DequantizeLinear and the input's Q/DQ
+    that only this node reads (they become its packed weights and input grid)."""
+    if len(n.inputs) < 2 or n.inputs[1] is None:
+        return None
+    x = n.inputs[0]
+    if lw.dt(x) != DType.FLOAT:
+        return None
+    act, params = "", []
+    if n.op_type == "Linear":
+        act, params = _s(n.attr("activation", "")), list(n.attr("activation_params", []) or [])
+        if (act not in _ACT or params) and not post_act_ok(act, params):
+            return None
+    trans_b = n.op_type == "Gemm" and bool(int(n.attr("transB", 0)))
+    wq = lw._weight_of(n.inputs[1], trans_b)
+    if wq is None:
+        return None
+    w, qinfo = wq
+    c = n.inputs[2] if len(n.inputs) > 2 else None
+    bias = lw.const(c) if c is not None else None
+    if c is not None and bias is None:
+        return None
+    if n.op_type == "Gemm":
+        if int(n.attr("transA", 0)) or lw.rank(x) != 2:
+            return None
+        alpha, beta = float(n.attr("alpha", 1.0)), float(n.attr("beta", 1.0))
+        if alpha != 1.0:
+            if qinfo is not None:
+                return None
+            w = w * np.float32(alpha)
+        if bias is not None:
+            if bias.size not in (1, w.shape[1]) or (bias.ndim == 2 and bias.shape[0] != 1):
+                return None
+            bias = np.broadcast_to(bias.reshape(-1).astype(np.float32) * np.float32(beta), (w.shape[1],)).copy()
+    x, qdq, absorb = lw.static_input(n, x, qinfo)
+    dq = qinfo.get("dq") if qinfo is not None else None
+    if dq is not None and dq not in absorb and lw.only_use(dq.outputs[0], n) is not None:
+        absorb.append(dq)  # the weight's DequantizeLinear is folded into the packed weights
+    grid = qinfo if qinfo is not None and qinfo.get("grid") else None
+    return {"x": x, "w": w, "b": bias, "act": act, "params": params, "qdq": qdq, "absorb": absorb, "grid": grid}
+
+
+def dense(lw: _Lowerer, n: Node, prec: str) -> bool:
+    """MatMul / Gemm with a constant B, graphopt::Linear: one Linear step (packed GEMM at ``prec``,
+    bias and Relu/Gelu in its epilogue; another activation as one element-wise step after it).
+    A MatMul of two computed tensors is the batched MatMul step."""
+    p = lw.plan(n, linear_plan)
+    if p is None:
+        return n.op_type == "MatMul" and _matmul(lw, n)
+    act, params = p["act"], p["params"]
+    post = act not in _ACT or bool(params)
+    out = lw.tmp(n.outputs[0].name + "/preact") if post else n.outputs[0]
+    origin = [a.label() for a in reversed(p["absorb"])] + [n.label()]
+    lw._linear_step(p["x"], p["w"], p["b"], 0 if post else _ACT[act], out, origin, n.name or n.outputs[0].name,
+                    p["qdq"], sparse_kernel(n), prec, p["grid"])
+    if post:  # Tanh (BERT's pooler), Sigmoid, ...: one element-wise step after the GEMM
+        emit_post_act(lw, n, act, params, out, n.outputs[0])
+    return True
 
 
 def _layernorm(lw: _Lowerer, n: Node) -> bool:
@@ -300,9 +359,10 @@ def conv_plan(lw: _Lowerer, n: Node) -> dict[str, Any] | None:
     return {"x": x, "W": W, "b": b, "G": G, "qdq": qdq, "absorb": absorb, "grid": grid}
 
 
-def _conv(lw: _Lowerer, n: Node, act: int = 0, out: Value | None = None, post: tuple[str, list] | None = None) -> bool:
-    """Conv / FusedConv: ``act`` 1 = ReLU in the GEMM epilogue; ``post`` = another activation
-    (name, params), inline in the depthwise loop where it can be, else one step after."""
+def conv(lw: _Lowerer, n: Node, prec: str, act: int = 0, out: Value | Tmp | None = None,
+         post: tuple[str, list] | None = None) -> bool:
+    """Conv / FusedConv at ``prec``: ``act`` 1 = ReLU in the GEMM epilogue; ``post`` = another
+    activation (name, params), inline in the depthwise loop where it can be, else one step after."""
     p = lw.plan(n, conv_plan)
     if p is None:
         return False
@@ -314,11 +374,11 @@ def _conv(lw: _Lowerer, n: Node, act: int = 0, out: Value | None = None, post: t
         return _depthwise(lw, n, p, ia, ("Relu", []) if act == 1 else post, dst)
     if post is not None:  # GEMM into a temporary, then the activation step
         tmp = lw.tmp(dst.name + "/preact")
-        if not _conv(lw, n, act=0, out=tmp):
+        if not conv(lw, n, prec, act=0, out=tmp):
             return False
         emit_post_act(lw, n, post[0], post[1], tmp, dst)
         return True
-    mode = {"fp32": 0, "bf16": 1, "int8": 2}[lw.prec(n)]
+    mode = {"fp32": 0, "bf16": 1, "int8": 2}[prec]
     ia.update(group=G, kh=kh, kw=kw, M=M, act=act, mode=mode)
     fa: dict[str, float] = {}
     if qdq is not None:
@@ -376,10 +436,6 @@ def _depthwise(lw: _Lowerer, n: Node, p: dict[str, Any], ia: dict[str, Any], pos
     return True
 
 
-def _conv_relu(lw: _Lowerer, n: Node) -> bool:
-    return _conv(lw, n)
-
-
 def _pool(lw: _Lowerer, n: Node) -> bool:
     if lw.dt(n.inputs[0]) != DType.FLOAT or lw.rank(n.inputs[0]) not in (4, None):
         return False
@@ -423,58 +479,7 @@ def _qdq(lw: _Lowerer, n: Node) -> bool:
     return _same(lw, n, iattrs={"axis": int(n.attr("axis", 1))})
 
 
-STANDARD_OPS: dict[str, Callable[[_Lowerer, Node], bool]] = {
-    **{k: _binary for k in ("Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Equal", "Less", "Greater",
-                            "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor")},
-    **{k: _unary_f32 for k in ("Sqrt", "Exp", "Log", "Tanh", "Erf", "Abs", "Neg", "Reciprocal", "Relu", "Sigmoid",
-                               "Floor", "Ceil", "Sin", "Cos", "Gelu", "LeakyRelu", "Softplus", "Round")},
-    "Sum": _sum, "Not": _not, "Clip": _clip, "Where": _where, "Cast": _cast, "CastLike": _cast_like,
-    "Mod": _mod, "Size": lambda lw, n: _same(lw, n), "LogSoftmax": _log_softmax,
-    **{k: _view for k in ("Reshape", "Flatten", "Squeeze", "Unsqueeze")},
-    "Identity": _identity, "Dropout": _identity,
-    "Transpose": _transpose, "Concat": _concat, "Slice": _slice, "Gather": _gather, "Shape": _shape,
-    "Expand": _expand, "ConstantOfShape": _const_of_shape, "Range": _range, "Split": _split,
-    "MatMul": _matmul, "Gemm": _gemm, "LayerNormalization": _layernorm, "Softmax": _softmax,
-    "ReduceMean": _reduce, "ReduceSum": _reduce, "ReduceMax": _reduce,
-    "Conv": _conv, "MaxPool": _pool, "AveragePool": _pool,
-    "GlobalAveragePool": _global_pool, "GlobalMaxPool": _global_pool, "BatchNormalization": _batchnorm,
-    "QuantizeLinear": _qdq, "DequantizeLinear": _qdq,
-}
-# Reduce ops with more than one input in old opsets, Max/Min with >2 inputs etc. are checked per node above.
-
-
 # ---------------------------------------------------------------- graphopt-domain fused ops
-
-def _g_linear(lw: _Lowerer, n: Node) -> bool:
-    x = n.inputs[0]
-    wq = lw._weight_of(n.inputs[1])
-    if lw.dt(x) != DType.FLOAT or wq is None:
-        return False
-    act_name = _s(n.attr("activation", ""))
-    params = list(n.attr("activation_params", []) or [])
-    post = act_name not in _ACT or bool(params)
-    if post and not post_act_ok(act_name, params):
-        return False
-    b = lw.const(n.inputs[2]) if len(n.inputs) > 2 and n.inputs[2] is not None else None
-    if len(n.inputs) > 2 and n.inputs[2] is not None and b is None:
-        return False
-    w, qinfo = wq
-    qdq = None
-    grid = qinfo if qinfo is not None and qinfo.get("grid") else None
-    if grid is not None:
-        x, qdq, _ = lw.static_input(n, x, grid)
-    elif qinfo is not None and lw.precision == "int8":
-        aq = lw._act_qdq(x)
-        if aq is not None:
-            x, a_scale, a_zp, _ = aq
-            qdq = dict(qinfo, a_scale=a_scale, a_zp=a_zp)
-    out = lw.tmp(n.outputs[0].name + "/preact") if post else n.outputs[0]
-    lw._linear_step(x, w, b, 0 if post else _ACT[act_name], out, [n.label()], n.name or n.outputs[0].name, qdq,
-                    sparse_kernel(n), lw.prec(n), grid)
-    if post:  # Tanh (BERT's pooler), Sigmoid, ...: one element-wise step after the GEMM
-        emit_post_act(lw, n, act_name, params, out, n.outputs[0])
-    return True
-
 
 def _g_gelu(lw: _Lowerer, n: Node) -> bool:
     if lw.dt(n.inputs[0]) != DType.FLOAT:
@@ -498,7 +503,7 @@ def _g_skip_ln(lw: _Lowerer, n: Node) -> bool:
     if any(lw.dt(v) != DType.FLOAT for v in (x, skip, gamma)) or lw.const(gamma) is None or lw.const(gamma).ndim != 1:
         return False
     outs = [n.outputs[0], n.outputs[1] if len(n.outputs) > 1 and (n.outputs[1].num_uses() or n.outputs[1].is_graph_output()) else None]
-    if bias is not None and n not in lw.skip_bias_taken:
+    if bias is not None:
         t = lw.tmp(n.outputs[0].name + "/biased")
         lw.emit("Add", n.name + "/bias", [x, bias], [t], origin=[n.label()])
         x = t
@@ -537,7 +542,7 @@ def mha_plan(lw: _Lowerer, n: Node) -> dict[str, Any] | None:
             "grid": grid}
 
 
-def _g_mha(lw: _Lowerer, n: Node) -> bool:
+def _g_mha(lw: _Lowerer, n: Node, prec: str) -> bool:
     p = lw.plan(n, mha_plan)
     if p is None:
         return False
@@ -547,7 +552,7 @@ def _g_mha(lw: _Lowerer, n: Node) -> bool:
     base = n.name or n.outputs[0].name
     qkv = lw.tmp(base + "/qkv")
     lw._linear_step(x, W, p["b"], 0, qkv, [n.label()], base + "/qkv", p["qdq"], sparse_kernel(n),
-                    lw.node_precision.get(base + "/qkv") or lw.prec(n), p["grid"])
+                    lw.node_precision.get(base + "/qkv") or prec, p["grid"])
     mask = None
     if kpm is not None:
         mask = lw.tmp(base + "/mask")
@@ -567,14 +572,14 @@ def _g_mha(lw: _Lowerer, n: Node) -> bool:
     return True
 
 
-def _g_fused_conv(lw: _Lowerer, n: Node) -> bool:
+def _g_fused_conv(lw: _Lowerer, n: Node, prec: str) -> bool:
     act, params = _s(n.attr("activation", "")), list(n.attr("activation_params", []) or [])
     if act in ("", "Relu"):
-        return _conv(lw, n, act=int(act == "Relu"))  # conv_plan checks the rest
-    return _conv(lw, n, post=(act, params))
+        return conv(lw, n, prec, act=int(act == "Relu"))  # conv_plan checks the rest
+    return conv(lw, n, prec, post=(act, params))
 
 
-def _g_embed_ln(lw: _Lowerer, n: Node) -> bool:
+def _g_embed_ln(lw: _Lowerer, n: Node, prec: str) -> bool:
     ins = list(n.inputs) + [None] * (8 - len(n.inputs))
     ids, seg, word, pos, segw, gamma, beta, pos_ids = ins[:8]
     if lw.dt(ids) not in _INT_T or lw.dt(word) != DType.FLOAT or lw.const(gamma) is None or lw.const(gamma).ndim != 1:
@@ -582,7 +587,7 @@ def _g_embed_ln(lw: _Lowerer, n: Node) -> bool:
     base = n.name or n.outputs[0].name
     e = lw.tmp(base + "/word")
     table = lw.const(word)
-    if lw.prec(n) == "int8" and table is not None and table.ndim == 2 and table.size >= (1 << 20):
+    if prec == "int8" and table is not None and table.ndim == 2 and table.size >= (1 << 20):
         # int8 rows with one scale each (weight-only, like the other weights of an int8 model):
         # the table is most of a small encoder's memory (MiniLM: 47 MB of fp32).
         amax = np.abs(table).max(axis=1)
@@ -610,22 +615,3 @@ def _g_embed_ln(lw: _Lowerer, n: Node) -> bool:
         lw.emit("LayerNorm", n, [acc, gamma, beta, None], [n.outputs[0]], iattrs={"axis": -1},
                 fattrs={"epsilon": float(n.attr("epsilon", 1e-12))})
     return True
-
-
-GRAPHOPT_OPS: dict[str, Callable[[_Lowerer, Node], bool]] = {
-    "Linear": _g_linear, "Gelu": _g_gelu, "BiasGelu": _g_bias_gelu, "SkipLayerNorm": _g_skip_ln,
-    "MultiHeadAttention": _g_mha, "FusedConv": _g_fused_conv, "EmbedLayerNorm": _g_embed_ln,
-}
-
-
-from .lower_decoder import DECODER_OPS  # noqa: E402  (decoder ops: RMSNorm, SiluMul, RotaryEmbedding, ...)
-
-GRAPHOPT_OPS.update(DECODER_OPS)
-
-from .lower_index import INDEX_OPS  # noqa: E402  (index ops: CumSum, GatherElements/ND, Pad, Tile, Sign, ...)
-
-STANDARD_OPS.update(INDEX_OPS)
-
-from .lower_attention import ATTENTION_OPS  # noqa: E402  (graphopt::Attention: separate Q/K/V, causal, GQA)
-
-GRAPHOPT_OPS.update(ATTENTION_OPS)

@@ -14,6 +14,7 @@ from . import (  # noqa: F401  (register the passes)
     fuse_gelu,
     fuse_gemm_activation,
     fuse_layernorm,
+    fuse_linear_epilogue,
     fuse_matmul_add,
     fuse_rmsnorm,
     fuse_rotary,

@@ -30,6 +30,8 @@ QDQ file must keep its Q/DQ for onnxruntime).
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 import numpy as np
 
 from graphopt.ir import Graph, Model, Node, TensorType, Value
@@ -50,7 +52,7 @@ def has_qdq(model: Model) -> bool:
     return any(n.op_type in _QDQ and n.domain == "" for n in model.graph)
 
 
-def _is(n: Node | None, op: str) -> bool:
+def _is(n: Node | None, op: str) -> TypeGuard[Node]:
     return n is not None and n.op_type == op and n.domain == ""
 
 
@@ -93,7 +95,7 @@ def _weight_grid(n: Node, idx: int, rank: int) -> tuple[np.ndarray, np.ndarray] 
     transposed = False
     if _is(p, "Transpose") and rank == 2 and list(p.attr("perm", [1, 0])) == [1, 0]:
         transposed, v = True, p.inputs[0]
-        p = v.producer()
+        p = v.producer() if v is not None else None
     if not _is(p, "DequantizeLinear"):
         return None
     dq = _params(p)
@@ -105,7 +107,7 @@ def _weight_grid(n: Node, idx: int, rank: int) -> tuple[np.ndarray, np.ndarray] 
     if q is None and _is(src, "QuantizeLinear"):  # fake-quant of a float weight (QAT export): quantize it here
         w, qp = const_value(src.inputs[0]), _params(src)
         if w is None or qp is None or w.dtype != np.float32 or any(
-                not np.array_equal(a, b) for a, b in zip(qp, (s, z, axis)) if isinstance(a, np.ndarray)):
+                not np.array_equal(a, np.asarray(b)) for a, b in zip(qp, (s, z, axis)) if isinstance(a, np.ndarray)):
             return None
         q = _quantize(w, s, z, axis)
     if q is None or q.dtype != np.int8 or q.ndim != rank or np.any(z != 0):
@@ -138,7 +140,8 @@ def _act_pair(v: Value | None) -> tuple[Value, float, int] | None:
             int(a[1].reshape(-1)[0]) != int(b[1].reshape(-1)[0]) or a[1].dtype not in (np.uint8, np.int8):
         return None
     zp = int(a[1].reshape(-1)[0]) + (128 if a[1].dtype == np.int8 else 0)  # s8 grid = u8 grid shifted by 128
-    return q.inputs[0], float(a[0].reshape(-1)[0]), zp
+    x = q.inputs[0]
+    return None if x is None else (x, float(a[0].reshape(-1)[0]), zp)
 
 
 @register_pass
@@ -185,12 +188,17 @@ class AbsorbQDQPass(Pass):
                     stats["float_gemms"] += 1
                 continue
             w, scales = grid
-            wv = g.add_initializer(g.unique_name(f"{n.inputs[spec[0]].name}_absorbed"), w)
+            old_w = n.inputs[spec[0]]
+            assert old_w is not None  # _weight_grid found its DequantizeLinear
+            wv = g.add_initializer(g.unique_name(f"{old_w.name}_absorbed"), w)
             wv.meta[WEIGHT_GRID] = scales
             n.set_input(spec[0], wv)
-            act = _act_pair(n.inputs[0])
-            if act is not None:
-                graded.add(n.inputs[0].producer())
+            x0 = n.inputs[0]
+            act = _act_pair(x0)
+            if act is not None and x0 is not None:
+                dq = x0.producer()
+                assert dq is not None  # _act_pair found it
+                graded.add(dq)
                 n.set_input(0, act[0])
             if act is not None:  # a per-node choice made before (node_precision) beats the file
                 decide(n, precision_of(n) or "int8", act=act[1:])

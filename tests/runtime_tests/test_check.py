@@ -77,7 +77,7 @@ def test_layernorm_kernel_writes_sum_without_residual():
 
 def test_check_names_the_first_diverging_node(monkeypatch):
     """A wrong kernel for one node: the check names that node (value, op), not just the output."""
-    from graphopt.runtime import lower_ops
+    from graphopt.runtime import lowering_table
 
     def wrong_relu(lw, n):  # GELU where Relu was asked: wrong for negative inputs
         lw.emit("Gelu", n, [n.inputs[0]], [n.outputs[0]], iattrs={"tanh": 0})
@@ -85,7 +85,7 @@ def test_check_names_the_first_diverging_node(monkeypatch):
 
     proto = _relu_model()
     assert check(proto, "fp32", {"x": _relu_feed()}).ok
-    monkeypatch.setitem(lower_ops.STANDARD_OPS, "Relu", wrong_relu)
+    monkeypatch.setitem(lowering_table.LOWERING, ("", "Relu", "fp32"), wrong_relu)
     rep = check(proto, "fp32", {"x": _relu_feed()})
     assert not rep.ok
     assert rep.first is not None and rep.first.value == "r" and "Relu" in rep.first.op
@@ -132,13 +132,13 @@ def test_make_feeds_ids_in_range_and_padded_masks():
 
 def test_check_cli(tmp_path, capsys, monkeypatch):
     from graphopt.cli import main
-    from graphopt.runtime import lower_ops
+    from graphopt.runtime import lowering_table
 
     path = tmp_path / "relu.onnx"
     onnx.save(_relu_model(), path)
     assert main(["check", str(path), "--precision", "bf16"]) == 0
     assert "OK" in capsys.readouterr().out
-    monkeypatch.setitem(lower_ops.STANDARD_OPS, "Relu",
+    monkeypatch.setitem(lowering_table.LOWERING, ("", "Relu", "fp32"),
                         lambda lw, n: bool(lw.emit("Gelu", n, [n.inputs[0]], [n.outputs[0]], iattrs={"tanh": 0})))
     np.savez(tmp_path / "feeds.npz", x=_relu_feed())
     assert main(["check", str(path), "--json", "--feeds", str(tmp_path / "feeds.npz")]) == 1

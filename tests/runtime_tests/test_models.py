@@ -52,7 +52,10 @@ def test_minilm_fp32_matches_onnxruntime(minilm, optimize):
     assert _rel(got, want) <= 1e-4
     assert sess.fallbacks == []
     kinds = sess.summary().kernel_counts
-    assert kinds.get("Attention") == 6 and "MatMul" not in kinds and "Softmax" not in kinds
+    if optimize == "O2":
+        assert kinds.get("Attention") == 6 and "MatMul" not in kinds and "Softmax" not in kinds
+    else:  # fusion is the passes' job: O0 lowers node for node (each GEMM still a packed Linear)
+        assert "Attention" not in kinds and kinds.get("Softmax") == 6 and kinds.get("Linear") == 36, kinds
 
 
 def test_minilm_bf16_and_int8_bounds(minilm):
