@@ -1,6 +1,8 @@
 // int4 front: argument checks, ISA dispatch and the int8-activation path's weight packing
 // (ISA-neutral TU).
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "graphopt/dispatch.h"
 #include "int4_internal.h"
@@ -77,21 +79,25 @@ void int4_pack_init(const Int4Weights& w, Int4Packed* p) {
 }
 
 void int4_pack_groups(const Int4Weights& w, index_t g0, index_t g1, Int4Packed* p) {
-  const index_t B = w.block, nb = p->nb;
+  const index_t B = w.block, nb = p->nb, blob = B / 2;
+  std::vector<int> sv(static_cast<std::size_t>(B));  // one block of one column, q - 8 (0 past K)
   for (index_t g = g0; g < g1; ++g)
     for (index_t b = 0; b < nb; ++b) {
-      const index_t gb = g * nb + b;
+      const index_t gb = g * nb + b, kn = std::min<index_t>(B, w.K - b * B);
       std::uint8_t* dst = p->w.data() + gb * 8 * B;
       for (index_t c = 0; c < 16; ++c) {
         const index_t n = g * 16 + c;
         if (n >= w.N) break;
-        const auto sv = [&](index_t k) { return k < w.K ? int4_code(w, n, k) - 8 : 0; };
+        const std::uint8_t* src = w.q + (n * nb + b) * blob;
         int sum = 0;
+        for (index_t i = 0; i < B; ++i) {
+          const int v = i < kn ? ((i & 1) ? (src[i / 2] >> 4) : (src[i / 2] & 0x0F)) - 8 : 0;
+          sv[static_cast<std::size_t>(i)] = v;
+          sum += v;
+        }
         for (index_t r = 0; r < B / 8; ++r)
           for (index_t i = 0; i < 4; ++i) {
-            const index_t k = b * B + r * 8 + i;
-            const int lo = sv(k), hi = sv(k + 4);
-            sum += lo + hi;
+            const int lo = sv[static_cast<std::size_t>(r * 8 + i)], hi = sv[static_cast<std::size_t>(r * 8 + 4 + i)];
             dst[r * 64 + c * 4 + i] = static_cast<std::uint8_t>((lo & 0x0F) | ((hi & 0x0F) << 4));
           }
         const float s = w.scale[n * nb + b];
