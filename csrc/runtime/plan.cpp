@@ -282,8 +282,10 @@ std::size_t Plan::const_bytes() const {
 
 std::size_t Plan::packed_bytes() const {
   std::size_t n = 0;
-  for (auto& s : steps_)
+  for (auto& s : steps_) {
     for (auto& p : s.packed) n += p ? p->nbytes() : 0;
+    n += s.state_bytes;
+  }
   return n;
 }
 

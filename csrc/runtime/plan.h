@@ -65,8 +65,10 @@ struct Step {
   std::function<Status(ExecCtx&, const Step&)> custom;  // fallback steps (Python callback)
   // Scratch reused across runs (quantized/bf16 activations, im2col): no per-run malloc.
   mutable std::vector<std::uint8_t> scratch;
-  // Data an op builds on first use and keeps (Int4Linear's weights packed for its int8 path).
+  // Data an op builds on first use and keeps (Int4Linear's weights packed for its int8 path),
+  // and its size (counted in Plan::packed_bytes once built).
   mutable std::shared_ptr<void> state;
+  mutable std::size_t state_bytes = 0;
 
   std::int64_t i(const char* k, std::int64_t d) const;
   const std::vector<std::int64_t>* iv(const char* k) const;

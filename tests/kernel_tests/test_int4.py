@@ -154,3 +154,7 @@ def test_int4_accuracy_level_chooses_the_path() -> None:
     np.testing.assert_allclose(fp.run({"x": x})[0], x @ w, rtol=1e-4, atol=1e-4)
     q8 = graphopt.compile(graphopt.from_onnx(mp))
     assert "int8 activations" in str(q8.summary())
+    if "avx512_vnni" in Q8_LEVELS:  # the packed copy is built by the first run and counted
+        assert q8.summary().packed_bytes == 0
+        q8.run({"x": x})
+        assert q8.summary().packed_bytes >= 32 * 64 // 2

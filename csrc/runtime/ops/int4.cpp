@@ -57,6 +57,7 @@ Status int4_linear(ExecCtx& c, const Step& s) {
       auto p = std::make_shared<kernels::Int4Packed>();
       kernels::int4_pack_init(w, p.get());
       parallel_ranges(p->groups, pool_threads(), 8, 1, [&](index_t b, index_t e) { kernels::int4_pack_groups(w, b, e, p.get()); });
+      s.state_bytes = p->nbytes();
       s.state = p;
     }
     w.packed = static_cast<const kernels::Int4Packed*>(s.state.get());
