@@ -191,6 +191,11 @@ def _median_ms(run, feeds, n: int) -> float:
     return float(np.median(ts))
 
 
+def _plan(sess) -> list[tuple[str, str]]:
+    """A session's fused plan without node names: (kernel kind, detail) per step."""
+    return [(kind, detail) for kind, _name, detail, _nodes in sess.summary().rows]
+
+
 def _source(path: Path) -> str:
     """What a model file is (name and modification time): reused accuracy must be of the same file."""
     return f"{Path(path).name}@{int(Path(path).stat().st_mtime)}"
@@ -248,7 +253,9 @@ def evaluate(args) -> None:
     sessions: dict[tuple[str, str], object] = {}
     old = json.loads((out / "accuracy.json").read_text()) if args.reuse_accuracy and (out / "accuracy.json").exists() \
         else {"models": {}, "qat_vs_ptq": {}}
-    for name in list(models):
+    waited = {f"{r}% heads+FFN, least squares + distilled" for r in (25, 50) if f"pruned{r}" in waits}
+    waited |= {"3-layer student, distilled"} if "student3" in waits else set()
+    for name in sorted(models, key=lambda n: n in waited):  # the models still training last
         if isinstance(models[name], Path):
             path = models[name]
             while not path.with_suffix(".json").exists():  # written after the export
@@ -274,7 +281,12 @@ def evaluate(args) -> None:
         if name == "dense":
             sessions[(name, "fp32")] = fp32
         print(name, rows[name], flush=True)
+    rows = {n: rows[n] for n in models}  # the table's order
+    sessions = dict(sorted(sessions.items(), key=lambda kv: list(models).index(kv[0][0])))
+    while "qat" in waits and not (work / "qat.json").exists():  # --wait-for qat: its training still runs
+        time.sleep(10)
     # QAT vs PTQ at the same precision map (linear layers int8; attention matmuls and embeddings float)
+    qat_plan: dict = {}
     qat_rows: dict[str, dict] = {"fp32 (native)": rows["dense"]["acc_fp32"], "bf16 (native)": rows["dense"]["acc_bf16"]}
     cfg = _qat_config()
     ptq = graphopt.compile(graphopt.quantize(models["dense"], calib, config=cfg, progress=False))
@@ -291,6 +303,16 @@ def evaluate(args) -> None:
         qat_rows["QAT int8, onnxruntime (QDQ file)"] = reuse.get("QAT int8, onnxruntime (QDQ file)") or \
             acc(lambda f: osess.run(None, f))
         sessions[("QAT (same map)", "int8")] = qs
+        plan = {"ptq": _plan(ptq), "qat": _plan(qs)}
+        plan["same"] = plan["ptq"] == plan["qat"]
+        if not plan["same"]:
+            plan["first_difference"] = next(([a, b] for a, b in zip(plan["ptq"], plan["qat"]) if a != b),
+                                            f"{len(plan['ptq'])} vs {len(plan['qat'])} steps")
+        qat_plan = {"same_fused_plan_as_ptq": plan["same"], "steps": len(plan["qat"]),
+                    "int8_gemms": sum("int8 static" in d for _, d in plan["qat"]),
+                    "attention_on_packed_qkv": sum("packed QKV" in d for _, d in plan["qat"]),
+                    **({"first_difference": plan["first_difference"]} if not plan["same"] else {})}
+        print("QAT plan vs PTQ:", qat_plan, flush=True)
     partial = {"models": rows, "qat_vs_ptq": qat_rows, "qat_source": qat_src, "dense_source": sources["dense"]}
     (out / "accuracy.json").write_text(json.dumps(partial, indent=1))  # survives a failure of the timing
     if not args.latency:
@@ -319,6 +341,7 @@ def evaluate(args) -> None:
     machine = {"cpu": _cpu(), "cores": os.cpu_count(), "threads": "graphopt default", "python": platform.python_version(),
                "note": "shared 2-core box, other jobs running: latency ratios, not absolute figures"}
     res = {"machine": machine, "fp32_teacher": task.accuracy_fp32, "models": rows, "qat_vs_ptq": qat_rows,
+           "qat_plan": qat_plan,
            "latency_ms": latency, "latency_rounds": args.rounds, "exports": exports, "training": trained}
     (out / "results.json").write_text(json.dumps(res, indent=1))  # before the table: the numbers survive
     (out / "table.md").write_text(_table(res))
@@ -395,16 +418,19 @@ def _table(res: dict) -> str:
     def ms(key: str) -> str:
         return f"{lat[key]:.1f}" if key in lat else "-"
 
+    def speed(name: str, prec: str) -> str:  # dense int8 time / this time, batch 1 / 8
+        x1, x8 = lat.get(f"{name}|{prec}|1"), lat.get(f"{name}|{prec}|8")
+        return f"{base1 / x1:.2f}x / {base8 / x8:.2f}x" if x1 and x8 and base1 and base8 else "-"
+
     lines = [f"| model | params | acc fp32 {sp} | acc bf16 {sp} | acc int8 {sp} | int8 drop (points) | int8 ms b1 | "
-             "int8 ms b8 | bf16 ms b1 | bf16 ms b8 | int8 speed-up vs dense int8 (b1 / b8) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "int8 ms b8 | bf16 ms b1 | bf16 ms b8 | int8 vs dense int8 (b1 / b8) | bf16 vs dense int8 (b1 / b8) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in res["models"].items():
         drop = 100 * (next(iter(dense["acc_int8"].values())) - next(iter(r["acc_int8"].values())))
-        i1, i8 = lat.get(f"{name}|int8|1"), lat.get(f"{name}|int8|8")
-        speed = f"{base1 / i1:.2f}x / {base8 / i8:.2f}x" if i1 and i8 and base1 and base8 else "-"
         lines.append(f"| {name} | {r['params'] / 1e6:.1f} M | {a(r['acc_fp32'])} | {a(r.get('acc_bf16', {}))} | "
                      f"{a(r['acc_int8'])} | {drop:+.1f} | {ms(f'{name}|int8|1')} | {ms(f'{name}|int8|8')} | "
-                     f"{ms(f'{name}|bf16|1')} | {ms(f'{name}|bf16|8')} | {speed} |")
+                     f"{ms(f'{name}|bf16|1')} | {ms(f'{name}|bf16|8')} | {speed(name, 'int8')} | "
+                     f"{speed(name, 'bf16')} |")
     lines += ["", f"| QAT vs PTQ (linear layers int8; attention matmuls, embeddings float) | accuracy {sp} | "
               "ms b1 | ms b8 |", "|---|---|---|---|"]
     keys = {"fp32 (native)": "dense|fp32", "bf16 (native)": "dense|bf16", "PTQ int8 (same map)": "PTQ (same map)|int8",
@@ -413,6 +439,8 @@ def _table(res: dict) -> str:
         k = keys.get(name)
         lines.append(f"| {name} | {' / '.join(f'{v:.4f}' for kk, v in r.items() if kk != 'precision')} | "
                      f"{ms(f'{k}|1') if k else '-'} | {ms(f'{k}|8') if k else '-'} |")
+    if res.get("qat_plan"):
+        lines += ["", f"QAT export's native plan vs PTQ's (same map): {res['qat_plan']}"]
     lines += ["", "| exported (50 %) | onnxruntime max abs diff | OpenVINO max abs diff | argmax agree |", "|---|---|---|---|"]
     for name, r in res["exports"].items():
         if "error" in r:
