@@ -158,3 +158,16 @@ def test_int4_accuracy_level_chooses_the_path() -> None:
         assert q8.summary().packed_bytes == 0
         q8.run({"x": x})
         assert q8.summary().packed_bytes >= 32 * 64 // 2
+
+
+def test_int4_int8_activations_keep_nan_and_zero_rows() -> None:
+    """A NaN in a row makes that row's outputs NaN (as the fp32 path); an all-zero row gives the bias."""
+    mp, _, b = _case(96, 40, 32, True, True, seed=4)
+    x = np.random.default_rng(0).standard_normal((6, 96)).astype(np.float32)
+    x[1, 50] = np.nan
+    x[3] = 0.0
+    for level in Q8_LEVELS:
+        with pinned_ctx(level):
+            y = graphopt.compile(graphopt.from_onnx(mp)).run({"x": x})[0]
+        assert np.isnan(y[1]).all() and np.isfinite(np.delete(y, 1, 0)).all()
+        np.testing.assert_array_equal(y[3], b)

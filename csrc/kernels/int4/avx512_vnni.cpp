@@ -7,6 +7,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "int4_internal.h"
@@ -39,10 +40,15 @@ void quantize(const float* x, index_t M, index_t K, index_t block, bool sums, Ac
   for (index_t m = 0; m < M; ++m) {
     const float* xr = x + m * K;
     __m512 mx = _mm512_setzero_ps();
-    for (index_t k = 0; k < K; k += 16) mx = _mm512_max_ps(mx, _mm512_andnot_ps(sign, _mm512_maskz_loadu_ps(tail_mask(K - k), xr + k)));
+    __mmask16 nan = 0;
+    for (index_t k = 0; k < K; k += 16) {
+      const __m512 v = _mm512_maskz_loadu_ps(tail_mask(K - k), xr + k);
+      nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+      mx = _mm512_max_ps(mx, _mm512_andnot_ps(sign, v));
+    }
     const float amax = _mm512_reduce_max_ps(mx);
     const float inv = amax > 0.f ? 127.f / amax : 0.f;
-    sx[m] = amax / 127.f;
+    sx[m] = nan ? std::numeric_limits<float>::quiet_NaN() : amax / 127.f;  // a NaN in x makes the row NaN
     const __m512 vi = _mm512_set1_ps(inv);
     std::uint8_t* dst = xu + m * a->Kp;
     for (index_t b = 0; b < a->nb; ++b) {

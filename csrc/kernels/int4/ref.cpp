@@ -1,6 +1,7 @@
 // Scalar reference of the int4 matmul (dequantize each weight, accumulate in float).
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "int4_internal.h"
@@ -45,9 +46,13 @@ void int4_matmul_q8(const Int4Job& j) {
   std::vector<float> sx(static_cast<std::size_t>(j.M)), xs(static_cast<std::size_t>(j.M * nb));
   for (index_t m = 0; m < j.M; ++m) {
     float amax = 0.f;
-    for (index_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(j.x[m * K + k]));
+    bool nan = false;
+    for (index_t k = 0; k < K; ++k) {
+      amax = std::max(amax, std::fabs(j.x[m * K + k]));
+      nan = nan || std::isnan(j.x[m * K + k]);
+    }
     const float inv = amax > 0.f ? 127.f / amax : 0.f;
-    sx[static_cast<std::size_t>(m)] = amax / 127.f;
+    sx[static_cast<std::size_t>(m)] = nan ? std::numeric_limits<float>::quiet_NaN() : amax / 127.f;  // NaN row
     for (index_t b = 0; b < nb; ++b) {
       int sum = 0;
       for (index_t k = b * w.block; k < K && k < (b + 1) * w.block; ++k) {
