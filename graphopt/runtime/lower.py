@@ -194,15 +194,6 @@ class _Lowerer:
         self.steps.append(s)
         return s
 
-    def is_scalar_const(self, v: Value | None, value: float | None = None, tol: float = 1e-6) -> float | None:
-        c = self.const(v)
-        if c is None or c.size != 1 or c.dtype.kind not in "fiu":
-            return None
-        x = float(c.reshape(-1)[0])
-        if value is not None and abs(x - value) > tol * max(1.0, abs(value)):
-            return None
-        return x
-
     # ------------------------------------------------------------- driver
     def run(self) -> list[StepSpec]:
         from .lowering_table import QDQ_PLANS
