@@ -393,7 +393,8 @@ def _tune_pruned(model: Any, evaluate: Callable | str, data: Any, tolerance: flo
                else max(results, key=lambda t: (t[1].accuracy, -t[0])))
     best.baseline, best.baseline_latency_ms = results[0][1].baseline, results[0][1].baseline_latency_ms
     best.baseline_test_accuracy = results[0][1].baseline_test_accuracy
-    best.evaluations = sum(res.evaluations for _, res in results)
+    own = {id(res): res.evaluations for _, res in results}  # each ratio's own count, for the summary
+    best.evaluations = sum(own.values())
     best.message = (f"prune {100 * r:.0f} % heads/FFN: {best.message} (searched ratios "
                     + ", ".join(f"{100 * q:.0f} %: {res.latency_ms:.2f} ms acc {res.accuracy:.4f}"
                                 + ("" if res.met else " (not met)") for q, res in results) + ")")
@@ -407,7 +408,8 @@ def _tune_pruned(model: Any, evaluate: Callable | str, data: Any, tolerance: flo
             if (src / name).exists():
                 shutil.copyfile(src / name, out / name)
         write_text(out / "recipe.json", json.dumps(best.recipe.to_dict(), indent=1, sort_keys=True))
-        summary = best.summary() | {"prune_ratios": [{"prune": q, **res.summary()} for q, res in results]}
+        summary = best.summary() | {"prune_ratios": [{"prune": q, **res.summary(), "evaluations": own[id(res)]}
+                                                     for q, res in results]}
         write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
         best.outdir = out
     return best
