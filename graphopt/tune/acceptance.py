@@ -3,7 +3,7 @@
 A plain comparison of two mean scores overfits the validation set: on 334 BBC
 articles one article is 0.3 %, and a search that scores dozens of candidates
 finds one whose losses and gains on validation cancel while it loses on unseen
-data (the 50 %-pruned model: validation equal to fp32, test 1.5 points lower).
+data (the 50 %-pruned model: validation equal to fp32, test 1.2 points lower).
 When the user's function returns one score per sample (an array whose mean is the
 score), the tuner compares each candidate with the reference *pairwise* on the
 same samples and accepts it only if the one-sided lower confidence bound of the
