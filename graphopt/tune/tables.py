@@ -453,8 +453,5 @@ def measure_errors(fp32: Model, groups: Sequence[Group], quant_all: Model, probe
             # of MiniLM's 48 groups, and the front then skipped bf16 for fp32)
             err[g.name]["bf16"] = min(2 * e, err[g.name]["int8"] / 4) if err[g.name]["int8"] > 0 else 2 * e
     table = ErrorTable(err, base)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    tmp.write_text(json.dumps(table.to_dict()))
-    tmp.replace(cache)
+    _write_json(cache, table.to_dict())
     return table
