@@ -7,6 +7,9 @@ written atomically every ``every`` steps and when the run is interrupted (Ctrl-C
 call with the same ``checkpoint`` path resumes from it. An ``evaluate`` callback (a validation
 score, higher is better) runs every ``eval_every`` steps; its history is kept in the checkpoint,
 and with ``patience`` the run stops once that many evaluations in a row did not beat the best.
+With ``restore`` (a key of ``modules``), that module ends the run with its weights of the best
+evaluation, not the last step's (early stopping's usual contract); the best weights are kept in
+the checkpoint too, so a resumed run restores the same ones.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class TrainResult:
     seconds: float = 0.0
     evals: list[tuple[int, float]] = field(default_factory=list)  # (step, validation score)
     stopped_early: bool = False
+    best_step: int | None = None  # the step whose weights were restored (None: the last step's kept)
 
 
 def as_arrays(data: Any) -> dict[str, np.ndarray]:
@@ -95,7 +99,7 @@ def _save(path: Path, state: dict[str, Any]) -> None:
 def run_loop(step_fn: Callable[[int], float], *, steps: int, modules: dict[str, Any],
              checkpoint: str | os.PathLike | None = None, every: int = 50, signature: dict[str, Any] | None = None,
              progress: bool | None = None, desc: str = "training", evaluate: Callable[[], float] | None = None,
-             eval_every: int = 0, patience: int = 0) -> TrainResult:
+             eval_every: int = 0, patience: int = 0, restore: str | None = None) -> TrainResult:
     """Call ``step_fn(step) -> loss`` for steps ``0..steps-1`` (or from a checkpoint's step on).
 
     ``modules``: what a checkpoint holds (objects with ``state_dict``/``load_state_dict``: the
@@ -105,6 +109,7 @@ def run_loop(step_fn: Callable[[int], float], *, steps: int, modules: dict[str, 
     and at least once a minute. ``evaluate() -> score`` (higher is better; the model is put back
     in train mode after it) every ``eval_every`` steps; ``patience`` > 0: stop after that many
     evaluations in a row without a new best (the signature's ``steps`` and LR schedule stay).
+    ``restore``: the key of the module given back with its weights at the best evaluation.
     """
     import torch
     from tqdm.auto import tqdm
@@ -112,6 +117,7 @@ def run_loop(step_fn: Callable[[int], float], *, steps: int, modules: dict[str, 
     ckpt = Path(checkpoint) if checkpoint is not None else None
     sig = dict(signature or {}, steps=steps)
     start, losses, evals, stopped = 0, [], [], False
+    best: tuple[int, dict[str, Any]] | None = None  # (step, weights) of the best evaluation so far
     if ckpt is not None and ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
         if state.get("signature") != sig:
@@ -122,13 +128,14 @@ def run_loop(step_fn: Callable[[int], float], *, steps: int, modules: dict[str, 
         start, losses = int(state["step"]), list(state["losses"])
         evals = [tuple(e) for e in state.get("evals", [])]
         stopped = bool(state.get("stopped"))  # an early-stopped run stays stopped
+        best = state.get("best")
         torch.set_rng_state(state["rng"])  # dropout masks continue as in an uninterrupted run
         logger.info("%s: resumed from %s at step %d of %d", desc, ckpt, start, steps)
 
     def save(step: int) -> None:
         if ckpt is not None:
             _save(ckpt, {"signature": sig, "step": step, "losses": losses, "evals": evals, "stopped": stopped,
-                         "rng": torch.get_rng_state(),
+                         "rng": torch.get_rng_state(), "best": best,
                          "modules": {k: m.state_dict() for k, m in modules.items()}})
 
     show = sys.stderr.isatty() if progress is None else progress
@@ -156,6 +163,8 @@ def run_loop(step_fn: Callable[[int], float], *, steps: int, modules: dict[str, 
                             (now - t0) / (step - start))
             if evaluate is not None and eval_every > 0 and (step % eval_every == 0 or step == steps):
                 evals.append((step, float(evaluate())))
+                if restore is not None and evals[-1][1] > max((v for _, v in evals[:-1]), default=-np.inf):
+                    best = (step, {k: v.detach().clone() for k, v in modules[restore].state_dict().items()})
                 logger.info("%s: step %d validation %.4f (best %.4f)", desc, step, evals[-1][1],
                             max(v for _, v in evals))
                 stopped = flat() and step < steps
@@ -170,5 +179,10 @@ def run_loop(step_fn: Callable[[int], float], *, steps: int, modules: dict[str, 
             logger.warning("%s: interrupted at step %d; checkpoint %s (run again to resume)", desc, step, ckpt)
         raise
     bar.close()
+    best_step = None
+    if best is not None and best[0] != step:  # the last step was not the best evaluation
+        modules[restore].load_state_dict(best[1])
+        best_step = best[0]
+        logger.info("%s: weights of step %d restored (validation %.4f)", desc, best_step, dict(evals)[best_step])
     return TrainResult(steps=step, resumed_from=start, losses=losses, seconds=time.perf_counter() - t0,
-                       evals=evals, stopped_early=stopped)
+                       evals=evals, stopped_early=stopped, best_step=best_step)

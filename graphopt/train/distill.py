@@ -106,7 +106,9 @@ def _same_teacher(teacher: Any, data: dict[str, np.ndarray], names: tuple[str, .
 def teacher_outputs(teacher: Any, data: dict[str, np.ndarray], names: tuple[str, ...], layers: list[int],
                     cache: str | os.PathLike, *, batch: int = 32, progress: bool | None = None) -> dict[str, np.ndarray]:
     """The teacher's logits and the hidden states of ``layers`` (float32) for every row of ``data``,
-    as arrays memory-mapped from ``cache`` (a folder; rows x seq x hidden x layers x 4 bytes).
+    as arrays memory-mapped from ``cache`` (a folder; rows x seq x hidden x layers x 4 bytes), in a
+    subfolder named by the inputs' hash, so caches of different data (distillation's, then QAT's on
+    other rows) share the folder without replacing each other.
 
     Computed once, in row order, and reused while the inputs are those it was computed for, the
     layers are among its layers and the teacher gives the cached logits on the first rows. A
@@ -120,11 +122,11 @@ def teacher_outputs(teacher: Any, data: dict[str, np.ndarray], names: tuple[str,
 
     from ..io.atomic import atomic_output
 
-    folder = Path(cache)
     h = hashlib.sha1()
     for name in names:
         h.update(name.encode() + np.ascontiguousarray(data[name]).tobytes())
     key = {"inputs": h.hexdigest(), "layers": sorted(layers), "rows": int(len(data[names[0]]))}
+    folder = Path(cache) / key["inputs"][:16]
     meta = folder / "meta.json"
     have = json.loads(meta.read_text()) if meta.exists() else {}
     # a cache of more layers serves a student that maps fewer (a 3-layer student after a pruned one);
@@ -166,15 +168,17 @@ def distill(teacher: Any, student: Any, data: Any, config: DistillConfig | None 
             layer_map: dict[int, int] | None = None, input_names: tuple[str, ...] | None = None,
             checkpoint: str | os.PathLike | None = None, every: int = 50, progress: bool | None = None,
             teacher_cache: str | os.PathLike | None = None, evaluate: Callable[[Any], float] | None = None,
-            eval_every: int = 0, patience: int = 0, **kw: Any) -> TrainResult:
+            eval_every: int = 0, patience: int = 0, restore_best: bool = True, **kw: Any) -> TrainResult:
     """Train ``student`` (in place) to match ``teacher`` on ``data``.
 
     ``data``: a dict of arrays (the model inputs, optionally ``labels``), an .npz file or a folder
     of them; batches of ``config.batch`` rows are fed as keyword arguments. ``kw`` overrides
     fields of ``config``. ``checkpoint``: resumable state (see :mod:`graphopt.train._loop`).
     ``evaluate(student) -> score`` (e.g. validation accuracy; called in eval mode) every
-    ``eval_every`` steps, stopping after ``patience`` evaluations without a new best (0: never).
-    Returns the losses and the scores; the student is left in eval mode.
+    ``eval_every`` steps, stopping after ``patience`` evaluations without a new best (0: never);
+    with ``restore_best`` the student ends with the weights of its best evaluation
+    (``TrainResult.best_step``), not the last step's. Returns the losses and the scores; the
+    student is left in eval mode.
     """
     import torch
     import torch.nn.functional as F
@@ -255,7 +259,8 @@ def distill(teacher: Any, student: Any, data: Any, config: DistillConfig | None 
     try:
         result = run_loop(step, steps=cfg.steps, modules={"student": student, "opt": opt, "sched": sched},
                           checkpoint=checkpoint, every=every, signature=sig, progress=progress, desc="distilling",
-                          evaluate=score if evaluate is not None else None, eval_every=eval_every, patience=patience)
+                          evaluate=score if evaluate is not None else None, eval_every=eval_every, patience=patience,
+                          restore="student" if restore_best else None)
     finally:
         t_hid.close()
         s_hid.close()

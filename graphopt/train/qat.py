@@ -167,15 +167,16 @@ def qat(model: Any, data: Any, config: QuantConfig | None = None, *, steps: int 
         lr: float = 2e-5, teacher: Any = None, temperature: float = 2.0, seed: int = 0, skip: tuple[str, ...] = (),
         checkpoint: str | os.PathLike | None = None, every: int = 50, progress: bool | None = None,
         freeze: tuple[str, ...] = (), evaluate: Callable[[Any], float] | None = None, eval_every: int = 0,
-        patience: int = 0, teacher_cache: str | os.PathLike | None = None) -> tuple[Any, TrainResult]:
+        patience: int = 0, teacher_cache: str | os.PathLike | None = None,
+        restore_best: bool = True) -> tuple[Any, TrainResult]:
     """Fine-tune ``model`` (in place) with fake-quant; returns (model, result).
 
     The loss is cross-entropy on ``labels`` when the data has them, and KL at ``temperature`` to
     ``teacher``'s logits when one is given (both when both; ``teacher=model``: the float model before
     QAT). ``data`` as for :func:`distill`. ``freeze``: parameters whose name starts with one of these
     prefixes are not trained (e.g. embeddings the config keeps float). ``evaluate(model) -> score``
-    every ``eval_every`` steps (eval mode: the fake-quant model as exported), ``patience`` as for
-    :func:`distill`. ``teacher_cache``: the teacher's logits computed once (see
+    every ``eval_every`` steps (eval mode: the fake-quant model as exported), ``patience`` and
+    ``restore_best`` as for :func:`distill`. ``teacher_cache``: the teacher's logits computed once (see
     :func:`graphopt.train.teacher_outputs`) instead of every step.
     """
     import copy
@@ -244,7 +245,8 @@ def qat(model: Any, data: Any, config: QuantConfig | None = None, *, steps: int 
     try:
         res = run_loop(step, steps=steps, modules={"model": model, "opt": opt, "sched": sched},
                        checkpoint=checkpoint, every=every, signature=sig, progress=progress, desc="QAT",
-                       evaluate=score if evaluate is not None else None, eval_every=eval_every, patience=patience)
+                       evaluate=score if evaluate is not None else None, eval_every=eval_every, patience=patience,
+                       restore="model" if restore_best else None)
     finally:
         model.eval()
     return model, res

@@ -158,7 +158,7 @@ def test_student_from_pruned_takes_the_least_squares_refit(tmp_path, data):
 
 def test_teacher_cache_gives_the_live_teacher_run(tmp_path, data):
     """Cached teacher outputs (computed once) train the student as the live
-    teacher does; a second run reuses the cache, other data recomputes it."""
+    teacher does; a second run reuses the cache, other data gets its own beside it."""
     from graphopt.train import teacher_outputs
 
     teacher = tiny_classifier(seed=1)
@@ -168,11 +168,12 @@ def test_teacher_cache_gives_the_live_teacher_run(tmp_path, data):
     torch.manual_seed(0)
     distill(teacher, cached, data, steps=6, batch=8, lr=1e-3, progress=False, teacher_cache=tmp_path / "t")
     np.testing.assert_allclose(_logits(cached, data), _logits(live, data), rtol=1e-3, atol=1e-4)
-    stamp = (tmp_path / "t" / "meta.json").stat().st_mtime_ns
+    (meta,) = (tmp_path / "t").glob("*/meta.json")
+    stamp = meta.stat().st_mtime_ns
     out = teacher_outputs(teacher, data, NAMES, [1, 3], tmp_path / "t")
-    assert (tmp_path / "t" / "meta.json").stat().st_mtime_ns == stamp  # reused
+    assert meta.stat().st_mtime_ns == stamp  # reused
     assert set(teacher_outputs(teacher, data, NAMES, [3], tmp_path / "t")) == {"__teacher_logits", "__teacher_hidden3"}
-    assert (tmp_path / "t" / "meta.json").stat().st_mtime_ns == stamp  # fewer layers: reused too
+    assert meta.stat().st_mtime_ns == stamp  # fewer layers: reused too
     np.testing.assert_allclose(out["__teacher_logits"], _logits(teacher, data), rtol=1e-5, atol=1e-6)
     other_teacher = tiny_classifier(seed=2)
     out = teacher_outputs(other_teacher, data, NAMES, [3], tmp_path / "t")  # another teacher: recomputed
@@ -180,6 +181,10 @@ def test_teacher_cache_gives_the_live_teacher_run(tmp_path, data):
     other = {**data, "input_ids": data["input_ids"][::-1].copy()}
     out = teacher_outputs(teacher, other, NAMES, [1, 3], tmp_path / "t")
     np.testing.assert_allclose(out["__teacher_logits"], _logits(teacher, other), rtol=1e-5, atol=1e-6)
+    assert len(list((tmp_path / "t").glob("*/meta.json"))) == 2  # other data did not replace the first cache
+    stamp = meta.stat().st_mtime_ns
+    teacher_outputs(other_teacher, data, NAMES, [3], tmp_path / "t")
+    assert meta.stat().st_mtime_ns == stamp  # the first data's cache is still there and reused
 
 
 def test_validation_scores_and_early_stop_survive_resume(tmp_path, data):
@@ -199,3 +204,40 @@ def test_validation_scores_and_early_stop_survive_resume(tmp_path, data):
     again = distill(teacher, drop_layers(teacher, 2), data, steps=12, batch=8, progress=False, checkpoint=ckpt,
                     evaluate=evaluate, eval_every=2, patience=2)
     assert again.steps == 8 and again.stopped_early and again.evals == res.evals  # stays stopped
+
+
+def test_early_stop_restores_the_best_weights(tmp_path, data):
+    """The student ends with the weights it had at its best evaluation (step 4), not the last
+    step's (8); a resumed run restores the same ones from the checkpoint; restore_best=False keeps
+    the last step's."""
+    teacher = tiny_classifier(seed=1)
+    snaps = {}
+
+    def evaluate_with(scores):
+        it = iter(scores)
+
+        def evaluate(m):
+            step = 2 * (len(snaps) + 1)
+            snaps[step] = {k: v.clone() for k, v in m.state_dict().items()}
+            return next(it)
+        return evaluate
+
+    kw = dict(steps=12, batch=8, lr=1e-3, progress=False, eval_every=2, patience=2)
+    student = drop_layers(teacher, 2)
+    res = distill(teacher, student, data, checkpoint=tmp_path / "s.ckpt",
+                  evaluate=evaluate_with([0.5, 0.7, 0.6, 0.65]), **kw)
+    assert res.stopped_early and res.steps == 8 and res.best_step == 4
+    for k, v in student.state_dict().items():
+        torch.testing.assert_close(v, snaps[4][k], rtol=0, atol=0)
+    assert any(not torch.equal(v, snaps[8][k]) for k, v in student.state_dict().items())
+    resumed = drop_layers(teacher, 2)
+    again = distill(teacher, resumed, data, checkpoint=tmp_path / "s.ckpt", evaluate=evaluate_with([]), **kw)
+    assert again.best_step == 4
+    for k, v in resumed.state_dict().items():
+        torch.testing.assert_close(v, snaps[4][k], rtol=0, atol=0)
+    snaps.clear()
+    last = drop_layers(teacher, 2)
+    res = distill(teacher, last, data, restore_best=False, evaluate=evaluate_with([0.5, 0.7, 0.6, 0.65]), **kw)
+    assert res.best_step is None
+    for k, v in last.state_dict().items():
+        torch.testing.assert_close(v, snaps[8][k], rtol=0, atol=0)
