@@ -250,7 +250,7 @@ def compile(model: ModelLike, precision: str | None = None, num_threads: int | N
         if not fallback:
             raise
         logger.warning("%s; compiling the graph without the %s pipeline (fallback=True)", e, level)
-    sess = compile_model(m, precision, num_threads, node_precision)
+    sess = compile_model(m, precision, num_threads)  # node_precision: decided above, carried by the fusions
     if precision == "int8":
         sess.int8_activations = "static" if qdq else "dynamic"
     return sess

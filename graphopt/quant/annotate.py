@@ -52,7 +52,7 @@ def _matmul(node: Node, plan: NodePlan, cfg: QuantConfig) -> dict[int, QuantSpec
     a, b = node.inputs[0], node.inputs[1]
     if _is_float_act(a) and is_weight(b) and b.const.ndim >= 2:
         return {0: plan.activation, 1: _weight_spec(plan, b, -1)}
-    if _is_float_act(a) and _is_float_act(b) and cfg.quantize_act_matmul:
+    if _is_float_act(a) and _is_float_act(b) and cfg.attention_precision(node) == "int8":
         return {0: plan.activation, 1: plan.activation}
     return {}
 

@@ -30,6 +30,8 @@ __all__ = ["QuantConfig", "Override", "NodePlan", "MODES", "PRECISIONS"]
 
 MODES = ("static", "dynamic", "weight-only")
 PRECISIONS = ("int8", "fp32", "bf16", "fp16")
+#: what the native attention kernel runs its products in (int8: the file's Q/DQ; the kernel's bf16 products)
+ATTENTION_PRECISIONS = ("int8", "bf16", "fp32")
 #: ops whose inputs graphopt quantizes by default (standard ONNX and the fused linear op)
 DEFAULT_OPS = ("MatMul", "Gemm", "Conv", "graphopt::FusedLinear", "graphopt::Linear", "graphopt::MultiHeadAttention")
 
@@ -75,8 +77,11 @@ class QuantConfig:
 
     ``keep_fp32`` op types are never quantized (their inputs stay float);
     ``quantize_act_matmul`` also quantizes activation x activation MatMuls
-    (attention scores and context); ``embeddings`` quantizes Gather tables
-    weight-only (per row), which is most of a small transformer's file.
+    (attention scores and context); ``attention`` ("int8", "bf16" or "fp32")
+    sets the precision of those attention products instead, for a fused
+    attention node (a model quantized after O2) as for its MatMuls, so both
+    orders of O2 and quantize give one native plan; ``embeddings`` quantizes
+    Gather tables weight-only (per row), which is most of a small transformer's file.
     """
 
     mode: str = "static"
@@ -85,6 +90,7 @@ class QuantConfig:
     quantize_ops: tuple[str, ...] = DEFAULT_OPS
     keep_fp32: tuple[str, ...] = ("LayerNormalization", "Softmax")
     quantize_act_matmul: bool = True
+    attention: str | None = None  # precision of the attention products; None: int8 if quantize_act_matmul else fp32
     embeddings: bool = True
     op_types: dict[str, Override] = field(default_factory=dict)
     node_patterns: dict[str, Override] = field(default_factory=dict)
@@ -102,6 +108,9 @@ class QuantConfig:
             if spec.dtype in (QType.S4, QType.U4) and self.mode != "weight-only":
                 raise GraphoptError(f"{what} dtype {spec.dtype.value} is only for mode 'weight-only' "
                                     "(set weight_bits: 4); static and dynamic modes use s8/u8")
+        if self.attention is not None and self.attention not in ATTENTION_PRECISIONS:
+            raise GraphoptError(f"attention precision must be one of {', '.join(ATTENTION_PRECISIONS)}, "
+                                f"got {self.attention!r}")
         if self.weight_bits not in (4, 8):
             raise GraphoptError(f"weight_bits must be 4 or 8, got {self.weight_bits}")
         if self.smoothquant is not None and not 0.0 <= self.smoothquant <= 1.0:
@@ -189,8 +198,7 @@ class QuantConfig:
             if not any(rx.fullmatch(n) or rx.search(n) for n in names):
                 raise GraphoptError(f"quantization config pattern {pat!r} matches no node of the model")
 
-    def plan(self, node: Node) -> NodePlan:
-        """The precision and specs for ``node``."""
+    def _overrides(self, node: Node) -> list[Override]:
         overrides = []
         if node.op_type in self.op_types:
             overrides.append(self.op_types[node.op_type])
@@ -199,6 +207,25 @@ class QuantConfig:
                 overrides.append(ov)
         if node.name in self.nodes:
             overrides.append(self.nodes[node.name])
+        return overrides
+
+    def attention_precision(self, node: Node | None = None) -> str:
+        """The precision of attention products (QK^T, PV). For an activation x activation MatMul
+        ``node``: the last precision its overrides set, else the config's; for a fused attention
+        node (MultiHeadAttention / Attention, after O2) the config's: ``attention``, else int8 when
+        ``quantize_act_matmul``, fp32 when not. (fp16 overrides: fp32 products.)"""
+        prec = self.attention or ("int8" if self.quantize_act_matmul else "fp32")
+        if node is not None and node.domain == "":
+            if node.op_type in self.keep_fp32:
+                prec = "fp32"
+            for ov in self._overrides(node):
+                if ov.precision:
+                    prec = ov.precision
+        return prec if prec in ATTENTION_PRECISIONS else "fp32"
+
+    def plan(self, node: Node) -> NodePlan:
+        """The precision and specs for ``node``."""
+        overrides = self._overrides(node)
         op = node.op
         quantized = op in self.quantize_ops or node.op_type in self.quantize_ops or \
             (node.op_type == "Gather" and self.embeddings)
@@ -222,7 +249,8 @@ class QuantConfig:
                  if v is not None}
         return {"mode": self.mode, "weight": self.weight.to_dict(), "activation": self.activation.to_dict(),
                 "quantize_ops": list(self.quantize_ops), "keep_fp32": list(self.keep_fp32),
-                "quantize_act_matmul": self.quantize_act_matmul, "embeddings": self.embeddings,
+                "quantize_act_matmul": self.quantize_act_matmul, "attention": self.attention,
+                "embeddings": self.embeddings,
                 "op_types": {k: ov(v) for k, v in self.op_types.items()},
                 "node_patterns": {k: ov(v) for k, v in self.node_patterns.items()},
                 "nodes": {k: ov(v) for k, v in self.nodes.items()}, "smoothquant": self.smoothquant,

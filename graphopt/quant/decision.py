@@ -25,7 +25,8 @@ import numpy as np
 from ..ir import NODE_PROPS, MetaKey, Node, Value
 
 __all__ = ["PRECISION_PROP", "ACT_SCALE_PROP", "ACT_ZP_PROP", "ATTENTION_PROP", "attention_precision", "WEIGHT_GRID", "NODE_PRECISIONS", "decide",
-           "precision_of", "act_grid", "decide_attention", "apply_node_precision", "weight_grid", "merge_props", "widest"]
+           "precision_of", "act_grid", "decide_attention", "apply_node_precision", "weight_grid", "merge_props", "widest",
+           "decision_kind", "is_attention_core"]
 
 PRECISION_PROP = "graphopt.precision"
 ACT_SCALE_PROP = "graphopt.act_scale"
@@ -77,6 +78,49 @@ def decide_attention(n: Node, precision: str) -> None:
     n.meta[NODE_PROPS] = {**(n.meta.get(NODE_PROPS) or {}), ATTENTION_PROP: precision}
 
 
+_GEMMS = {("MatMul", ""), ("Gemm", ""), ("Conv", ""), ("Linear", "graphopt"), ("MultiHeadAttention", "graphopt"),
+          ("FusedConv", "graphopt"), ("Attention", "graphopt"), ("EmbedLayerNorm", "graphopt")}
+
+
+def decision_kind(n: Node) -> str | None:
+    """What precision decision ``n`` takes: "gemm" (a constant weight; graphopt::MultiHeadAttention's
+    packed QKV projection), "attention" (activation x activation products: a MatMul of two computed
+    tensors, graphopt::Attention), "table" (an embedding table), or None."""
+    from ..pattern import const_value  # lazy: graphopt.pattern's driver imports this module
+
+    key = (n.op_type, n.domain)
+    if key == ("Gather", ""):
+        t = const_value(n.inputs[0]) if n.inputs and n.inputs[0] is not None else None
+        return "table" if t is not None and t.ndim == 2 and t.dtype.kind == "f" else None
+    if key not in _GEMMS:
+        return None
+    if key == ("Attention", "graphopt"):
+        return "attention"
+    if key == ("EmbedLayerNorm", "graphopt"):
+        return "table"
+    if key == ("MatMul", "") and not any(_weight_like(v, const_value) for v in n.inputs):
+        return "attention"
+    return "gemm"
+
+
+def _weight_like(v: Value | None, const_value: Any, depth: int = 3) -> bool:
+    """``v`` is a constant, or one through DequantizeLinear / QuantizeLinear / Transpose (a QDQ file's weight)."""
+    while v is not None and depth >= 0:
+        if const_value(v) is not None:
+            return True
+        p = v.producer()
+        if p is None or p.domain != "" or p.op_type not in ("DequantizeLinear", "QuantizeLinear", "Transpose"):
+            return False
+        v, depth = p.inputs[0], depth - 1
+    return False
+
+
+def is_attention_core(n: Node) -> bool:
+    """``n`` computes attention products (its decision is ``graphopt.attention``): an activation x
+    activation MatMul, graphopt::Attention, or graphopt::MultiHeadAttention (which is also a GEMM)."""
+    return decision_kind(n) == "attention" or (n.op_type, n.domain) == ("MultiHeadAttention", "graphopt")
+
+
 def weight_grid(v: Value | None) -> np.ndarray | None:
     return None if v is None else v.meta.get(WEIGHT_GRID)
 
@@ -121,7 +165,8 @@ def _weight_names(v: Value | None, depth: int = 3) -> list[str]:
 def apply_node_precision(model: Any, prec: dict[str, str]) -> int:
     """Record the user's per-node precisions (``node_precision``: node name or ``"weight:NAME"``)
     as decisions, before the fusions: the fused node inherits them (the widest of its parts), so a
-    choice for Q or K survives their packing into one attention weight. Returns the nodes decided."""
+    choice for Q or K survives their packing into one attention weight, and one for an attention
+    product (a MatMul of two computed tensors) becomes the fused attention's. Returns the nodes decided."""
     by_weight = {k[len("weight:"):]: v for k, v in prec.items() if k.startswith("weight:")}
     done = 0
     for n in model.graph:
@@ -129,6 +174,6 @@ def apply_node_precision(model: Any, prec: dict[str, str]) -> int:
         if p is None and by_weight and len(n.inputs) > 1:
             p = next((by_weight[w] for w in _weight_names(n.inputs[1]) if w in by_weight), None)
         if p is not None and p in NODE_PRECISIONS:
-            decide(n, p)
+            (decide_attention if decision_kind(n) == "attention" else decide)(n, p)
             done += 1
     return done

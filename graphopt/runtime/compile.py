@@ -125,7 +125,7 @@ def compile(model: Any, precision: str = "fp32", num_threads: int | None = None,
     """
     _check_args(precision, num_threads)
     return _compile(prepare(model, optimize, fallback=fallback, node_precision=node_precision, precision=precision),
-                    precision, num_threads, node_precision)
+                    precision, num_threads)
 
 
 def _check_args(precision: str, num_threads: int | None) -> None:
@@ -136,15 +136,15 @@ def _check_args(precision: str, num_threads: int | None) -> None:
 
 
 
-def compile_model(m: Model, precision: str = "fp32", num_threads: int | None = None,
-                  node_precision: dict[str, str] | None = None) -> Session:
-    """Lower an already optimised model that the caller hands over (it is not copied) into a Session."""
+def compile_model(m: Model, precision: str = "fp32", num_threads: int | None = None) -> Session:
+    """Lower an already optimised model that the caller hands over (it is not copied) into a Session.
+    The nodes' precisions are the decisions recorded in ``m`` (``decide-precision``), else ``precision``."""
     _check_args(precision, num_threads)
     _infer(m)
-    return _compile(m, precision, num_threads, node_precision)
+    return _compile(m, precision, num_threads)
 
 
-def _compile(m: Model, precision: str, num_threads: int | None, node_precision: dict[str, str] | None) -> Session:
+def _compile(m: Model, precision: str, num_threads: int | None) -> Session:
     g = m.graph
     from ..ir import DType
 
@@ -158,13 +158,7 @@ def _compile(m: Model, precision: str, num_threads: int | None, node_precision: 
         logger.warning("%s: value '%s' is not a numeric tensor; the whole graph runs in onnxruntime", g.name, odd[0])
         return _whole_graph_session(m, precision, num_threads, odd[0])
 
-    if node_precision is None and "graphopt.node_precision" in m.metadata_props:
-        import json
-
-        node_precision = json.loads(m.metadata_props["graphopt.node_precision"])
-    if node_precision:
-        node_precision = _fused_names(m, node_precision)
-    steps, consts, inputs, const_of = lower_native(m, precision, num_threads, node_precision)
+    steps, consts, inputs, const_of = lower_native(m, precision, num_threads)
     plan, _ = build_plan(steps, consts, inputs, list(g.outputs), const_of)
     for st in steps:
         # The plan owns packed copies now: drop the fp32/int8 arrays and the graph references so
@@ -182,8 +176,7 @@ def _compile(m: Model, precision: str, num_threads: int | None, node_precision: 
     return sess
 
 
-def lower_native(m: Model, precision: str, num_threads: int | None,
-                 node_precision: dict[str, str] | None = None) -> tuple[list, dict, list, Any]:
+def lower_native(m: Model, precision: str, num_threads: int | None) -> tuple[list, dict, list, Any]:
     """Lower a prepared model: (steps, extra constants, graph inputs, const lookup for build_plan).
 
     Shared by :func:`compile` and :func:`graphopt.runtime.check.check` (which builds a second
@@ -213,8 +206,7 @@ def lower_native(m: Model, precision: str, num_threads: int | None,
         return make_fallback(n, node_proto(n) if n.domain != "graphopt" else None, m.opset_imports,
                              bake_constants=n.domain == "com.microsoft")
 
-    steps, consts = lower(m, precision, factory, threads=num_threads or os.cpu_count() or 1,
-                          node_precision=node_precision)
+    steps, consts = lower(m, precision, factory, threads=num_threads or os.cpu_count() or 1)
     inputs = [v for v in g.inputs if not v.is_initializer]
 
     def const_of(k: Any) -> np.ndarray | None:
@@ -223,16 +215,6 @@ def lower_native(m: Model, precision: str, num_threads: int | None,
         return getattr(k, "const", None)
 
     return steps, consts, inputs, const_of
-
-
-def _fused_names(m: Model, prec: dict[str, str]) -> dict[str, str]:
-    """``"weight:W"`` entries name a GEMM/conv by its weight (fusions rename nodes, not weights): add
-    the name each such node has after the optimisation pipeline."""
-    out = dict(prec)
-    for n in m.graph:
-        if len(n.inputs) > 1 and n.inputs[1] is not None and f"weight:{n.inputs[1].name}" in prec:
-            out.setdefault(n.name or n.outputs[0].name, prec[f"weight:{n.inputs[1].name}"])
-    return out
 
 
 def _return_freed_memory() -> None:

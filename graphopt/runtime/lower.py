@@ -100,9 +100,8 @@ def _s(v: Any) -> str:
 
 class _Lowerer:
     def __init__(self, model: Model, precision: str, fallback_factory: Callable[[Node], Callable[[list], list]],
-                 threads: int = 1, node_precision: dict[str, str] | None = None):
+                 threads: int = 1):
         self.model = model
-        self.node_precision = dict(node_precision or {})
         self.threads = max(1, int(threads))
         self.g = model.graph
         self.precision = precision
@@ -144,22 +143,19 @@ class _Lowerer:
                 return arr
         return None
 
-    def prec(self, n: Node, name: str | None = None) -> str:
-        """The precision decided for node ``n``: a per-node override (``node_precision``, by name),
-        else the node's recorded decision (a QDQ file's, via ``absorb-qdq``), else the compile default."""
+    def prec(self, n: Node) -> str:
+        """The precision decided for node ``n`` (``decide-precision``: node_precision, a QDQ file,
+        a QuantConfig), else the compile default. Never looked up by name: fusions rename nodes."""
         from ..quant.decision import precision_of
 
-        key = name or n.name or n.outputs[0].name
-        return self.node_precision.get(key) or precision_of(n) or self.precision
+        return precision_of(n) or self.precision
 
-    def attention_bf16(self, n: Node, name: str | None = None) -> bool:
-        """Whether attention node ``n`` computes its products in bf16: its recorded attention
-        precision, else a per-node override, else any compile default below fp32."""
+    def attention_bf16(self, n: Node) -> bool:
+        """Whether attention node ``n`` computes its products (QK^T, PV) in bf16: its decided attention
+        precision (int8 and bf16 run the kernel's bf16 products), else any compile default below fp32."""
         from ..quant.decision import attention_precision
 
-        key = name or n.name or n.outputs[0].name
-        p = self.node_precision.get(key) or attention_precision(n) or self.precision
-        return p != "fp32"
+        return (attention_precision(n) or self.precision) != "fp32"
 
     def dt(self, v: Value | None) -> DType | None:
         if v is None:
@@ -239,11 +235,11 @@ class _Lowerer:
 
     # ------------------------------------------------------------- fusions
     def _linear_step(self, x: Value, w: np.ndarray, bias: np.ndarray | None, act: int, out: Value,
-                     origin: list[str], name: str, qdq: dict | None = None, sparse: bool = False,
-                     prec: str | None = None, grid: dict | None = None) -> None:
+                     origin: list[str], name: str, prec: str, qdq: dict | None = None, sparse: bool = False,
+                     grid: dict | None = None) -> None:
         """Emit one Linear step for y = act(x @ w + bias), w [K, N] fp32. ``sparse``: the node is
         marked for the 4x1-block sparse kernel (``sparsify-weights``); int8 weights are packed for it.
-        ``prec``: the node's decided precision (default: by ``name``); ``grid``: the int8 weights
+        ``prec``: the node's decided precision (:meth:`prec`); ``grid``: the int8 weights
         and scales of a file's grid (``{"w", "w_scale"}``), used instead of quantizing ``w``."""
         s8 = "s8_sparse" if sparse else "s8"
         ins: list = [x]
@@ -251,7 +247,6 @@ class _Lowerer:
             b = Tmp(name + "/bias")
             self.consts[b] = np.ascontiguousarray(bias.astype(np.float32).reshape(-1))
             ins.append(b)
-        prec = prec or self.node_precision.get(name, self.precision)
         if qdq is not None and prec == "int8":
             s = self.emit("Linear", name, ins, [out], iattrs={"act": act, "mode": 2, "a_zp": qdq["a_zp"]},
                           fattrs={"a_scale": qdq["a_scale"]}, origin=origin)
@@ -333,7 +328,7 @@ class _Lowerer:
 
             ag = act_grid(n) if self.prec(n) == "int8" else None
             return x, (dict(qinfo, a_scale=ag[0], a_zp=ag[1]) if ag is not None else None), []
-        aq = self._act_qdq(x) if qinfo is not None and self.precision == "int8" else None
+        aq = self._act_qdq(x) if qinfo is not None and self.prec(n) == "int8" else None
         if aq is None:
             return x, None, []
         x0, a_scale, a_zp, (qn, dqn) = aq
@@ -408,16 +403,15 @@ def _ln_native(lw: _Lowerer, n: Node) -> bool:
 
 
 def lower(model: Model, precision: str, fallback_factory: Callable[[Node], Callable[[list], list]],
-          threads: int = 1, node_precision: dict[str, str] | None = None) -> tuple[list[StepSpec], dict[Key, np.ndarray]]:
+          threads: int = 1) -> tuple[list[StepSpec], dict[Key, np.ndarray]]:
     """Map every node of ``model`` to executor steps; returns (steps, extra constants).
 
-    ``fallback_factory(node)`` returns the Python callable a fallback step runs.
-    ``node_precision`` overrides ``precision`` for the GEMM / attention nodes it names (a mixed
-    int8/bf16/fp32 model from ``graphopt.tune``); Q/DQ'd int8 nodes stay static int8.
+    ``fallback_factory(node)`` returns the Python callable a fallback step runs. ``precision`` is
+    the default of the nodes that carry no decision (``decide-precision`` records the others).
     """
     if precision not in PRECISIONS:
         raise UnsupportedError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    lw = _Lowerer(model, precision, fallback_factory, threads, node_precision)
+    lw = _Lowerer(model, precision, fallback_factory, threads)
     steps = lw.run()
     outs = set(map(id, model.graph.outputs))
     chain_linears(steps, outs)

@@ -47,7 +47,7 @@ def attention(lw: _Lowerer, n: Node) -> bool:
             lw.emit("Add", base + "/mask2", [pm, bias], [m2], origin=[n.label()])
             pm = m2
         mask = pm
-    bf16 = int(lw.attention_bf16(n, base))
+    bf16 = int(lw.attention_bf16(n))
     bsh = int(rank == 3)
     s = lw.emit("Attention", n, [q, k, v, mask], [n.outputs[0]], fattrs={"scale": scale},
                 iattrs={"heads": heads, "kv_heads": kv_heads, "causal": int(n.attr("causal", 0)),

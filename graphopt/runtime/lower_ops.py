@@ -266,7 +266,7 @@ def dense(lw: _Lowerer, n: Node, prec: str) -> bool:
     out = lw.tmp(n.outputs[0].name + "/preact") if post else n.outputs[0]
     origin = [a.label() for a in reversed(p["absorb"])] + [n.label()]
     lw._linear_step(p["x"], p["w"], p["b"], 0 if post else _ACT[act], out, origin, n.name or n.outputs[0].name,
-                    p["qdq"], sparse_kernel(n), prec, p["grid"])
+                    prec, p["qdq"], sparse_kernel(n), p["grid"])
     if post:  # Tanh (BERT's pooler), Sigmoid, ...: one element-wise step after the GEMM
         emit_post_act(lw, n, act, params, out, n.outputs[0])
     return True
@@ -551,8 +551,7 @@ def _g_mha(lw: _Lowerer, n: Node, prec: str) -> bool:
     scale = float(n.attr("scale", 0.0)) or 1.0 / math.sqrt(hidden // heads)
     base = n.name or n.outputs[0].name
     qkv = lw.tmp(base + "/qkv")
-    lw._linear_step(x, W, p["b"], 0, qkv, [n.label()], base + "/qkv", p["qdq"], sparse_kernel(n),
-                    lw.node_precision.get(base + "/qkv") or prec, p["grid"])
+    lw._linear_step(x, W, p["b"], 0, qkv, [n.label()], base + "/qkv", prec, p["qdq"], sparse_kernel(n), p["grid"])
     mask = None
     if kpm is not None:
         mask = lw.tmp(base + "/mask")

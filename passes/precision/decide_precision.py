@@ -20,36 +20,15 @@ from __future__ import annotations
 
 import json
 
-from graphopt.ir import Model, Node
-from graphopt.pattern import const_value
+from graphopt.ir import Model
 from graphopt.pm import Pass, PassContext, PassResult, register_pass
 from graphopt.quant.decision import (NODE_PRECISIONS, apply_node_precision, attention_precision, decide,
-                                     decide_attention, precision_of)
+                                     decide_attention, decision_kind, is_attention_core,
+                                     precision_of)
 
 from ..quant.absorb_qdq import AbsorbQDQPass, has_qdq
 
 __all__ = ["DecidePrecisionPass"]
-
-_GEMMS = {("MatMul", ""), ("Gemm", ""), ("Conv", ""), ("Linear", "graphopt"), ("MultiHeadAttention", "graphopt"),
-          ("FusedConv", "graphopt"), ("Attention", "graphopt"), ("EmbedLayerNorm", "graphopt")}
-
-
-def _kind(n: Node) -> str | None:
-    """"gemm" (a constant weight), "attention" (activation x activation products), "table", or None."""
-    key = (n.op_type, n.domain)
-    if key == ("Gather", ""):
-        t = const_value(n.inputs[0]) if n.inputs and n.inputs[0] is not None else None
-        return "table" if t is not None and t.ndim == 2 and t.dtype.kind == "f" else None
-    if key not in _GEMMS:
-        return None
-    if key in {("Attention", "graphopt")}:
-        return "attention"
-    if key == ("EmbedLayerNorm", "graphopt"):
-        return "table"
-    if key == ("MatMul", "") and all(v is not None and const_value(v) is None for v in n.inputs):
-        return "attention"
-    return "gemm"
-
 
 @register_pass
 class DecidePrecisionPass(Pass):
@@ -74,11 +53,10 @@ class DecidePrecisionPass(Pass):
             stats["file"] = int(r.stats.get("static", 0) + r.stats.get("float_gemms", 0))
         if self.default is not None:
             for n in model.graph:
-                kind = _kind(n)
-                if kind == "attention" and attention_precision(n) is None:
+                if is_attention_core(n) and attention_precision(n) is None:
                     decide_attention(n, self.default)
                     stats["default"] += 1
-                elif kind in ("gemm", "table") and precision_of(n) is None:
+                if decision_kind(n) in ("gemm", "table") and precision_of(n) is None:  # MultiHeadAttention: both
                     decide(n, self.default)
                     stats["default"] += 1
         return PassResult(any(stats.values()), stats)

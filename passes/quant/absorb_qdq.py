@@ -37,7 +37,7 @@ import numpy as np
 from graphopt.ir import Graph, Model, Node, TensorType, Value
 from graphopt.pattern import const_value
 from graphopt.pm import Pass, PassContext, PassResult, register_pass
-from graphopt.quant.decision import WEIGHT_GRID, decide, decide_attention, precision_of
+from graphopt.quant.decision import WEIGHT_GRID, attention_precision, decide, decide_attention, precision_of
 
 __all__ = ["AbsorbQDQPass", "has_qdq"]
 
@@ -170,15 +170,19 @@ class AbsorbQDQPass(Pass):
                 stats["tables"] += 1
                 continue
             spec = _GEMMS.get((n.op_type, n.domain))
+            if (n.op_type, n.domain) == ("Attention", "graphopt") and attention_precision(n) is None:
+                decide_attention(n, "fp32")  # as MultiHeadAttention's: float products in the file
             if spec is None:
                 continue
-            if n.domain == "graphopt" and n.op_type == "MultiHeadAttention":
+            if n.domain == "graphopt" and n.op_type == "MultiHeadAttention" and attention_precision(n) is None:
                 decide_attention(n, "fp32")  # an O2 file's attention core: float products in the file
             if _is(n, "MatMul") and all(v is not None and const_value(v) is None and _weight_grid(n, 1, 2) is None
                                         and (v.producer() is None or not _is(v.producer(), "DequantizeLinear")
                                              or _act_pair(v) is not None) for v in n.inputs):
-                # activation x activation (attention scores / context): the file's precision for them
-                decide_attention(n, "int8" if all(_act_pair(v) is not None for v in n.inputs) else "fp32")
+                # activation x activation (attention scores / context): the file's precision for them,
+                # unless the quantizer recorded its config's (graphopt.quantize: bf16 / fp32 / int8)
+                if attention_precision(n) is None:
+                    decide_attention(n, "int8" if all(_act_pair(v) is not None for v in n.inputs) else "fp32")
                 continue
             grid = _weight_grid(n, *spec)
             if grid is None:

@@ -32,7 +32,7 @@ def test_annotate_only_writes_meta():
     before = str(m.graph)
     res = pq.AnnotateQuantPass(QuantConfig()).run(m, CTX)
     assert str(m.graph) == before
-    assert res.stats == {"annotated": 3, "weights": 3, "activations": 3}
+    assert res.stats == {"annotated": 3, "weights": 3, "activations": 3, "decided": 0}
     specs = m.graph.node("fc1").meta[QUANT_INPUTS]
     assert specs[1].axis == 1 and specs[1].per_channel and specs[0].dtype.value == "u8"
     assert QUANT_INPUTS not in m.graph.node("ln").meta
