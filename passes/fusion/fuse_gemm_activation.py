@@ -16,7 +16,7 @@ from graphopt.pm import register_pass
 
 from ._common import GRAPHOPT, FusionPass, activation_of, activation_pattern
 
-__all__ = ["FUSE_GEMM_ACTIVATION", "FuseGemmActivationPass"]
+__all__ = ["FUSE_GEMM_ACTIVATION", "FuseGemmActivationPass", "dense_pattern", "check_dense", "linear_with_activation"]
 
 
 def dense_pattern():
@@ -40,27 +40,44 @@ class FuseGemmActivation(Rule):
         return activation_pattern(dense_pattern())
 
     def check(self, m):
-        if activation_of(m.node("act")) is None:
-            return MatchResult.fail("Clip bounds are not constant", m.node("act"))
-        dense = m.node("dense")
-        if dense.op_type == "Gemm" and m.get_or_none("b") is not None and m.const("b").ndim > 1 \
-                and m.const("b").shape[0] != 1:
-            return MatchResult.fail("Gemm's C is a matrix, not a bias row", m["b"])
-        if dense.op_type == "MatMul" and m["x"].rank is not None and m["x"].rank < 1:
-            return MatchResult.fail("MatMul input is a scalar", m["x"])
-        return MatchResult.ok()
+        return check_dense(m)
 
     def rewrite(self, b, m):
-        act, params = activation_of(m.node("act"))
-        dense = m.node("dense")
-        w, bias = m["w"], m.get_or_none("b")
-        if dense.op_type == "Gemm":
-            if m.attr("transB"):
-                w = b.initializer(np.ascontiguousarray(m.const("w").T))
-            if bias is not None:
-                bias = b.initializer(np.broadcast_to(m.const("b").reshape(-1),
-                                                     (m.const("w").shape[0 if m.attr("transB") else 1],)).copy())
-        return b.Linear(m["x"], w, bias, activation=act, activation_params=params, _domain=GRAPHOPT)
+        return linear_with_activation(b, m)
+
+
+def check_dense(m) -> MatchResult:
+    """The checks of a :func:`dense_pattern` match under an :func:`activation_pattern`."""
+    if activation_of(m.node("act")) is None:
+        return MatchResult.fail("Clip bounds are not constant", m.node("act"))
+    dense = m.node("dense")
+    if dense.op_type == "Gemm" and m.get_or_none("b") is not None and m.const("b").ndim > 1 \
+            and m.const("b").shape[0] != 1:
+        return MatchResult.fail("Gemm's C is a matrix, not a bias row", m["b"])
+    if dense.op_type == "MatMul" and m["x"].rank is not None and m["x"].rank < 1:
+        return MatchResult.fail("MatMul input is a scalar", m["x"])
+    return MatchResult.ok()
+
+
+def linear_with_activation(b, m):
+    """The Linear computing the matched dense node (``dense``: MatMul / Gemm / a Linear without
+    activation) with the matched ``act`` as its epilogue; it keeps the dense node's name. A Gemm's
+    transposed weight keeps the file's int8 grid (``WEIGHT_GRID``: per output channel)."""
+    from graphopt.quant.decision import WEIGHT_GRID
+
+    act, params = activation_of(m.node("act"))
+    dense = m.node("dense")
+    w, bias = m["w"], m.get_or_none("b")
+    if dense.op_type == "Gemm":
+        if m.attr("transB"):
+            grid = w.meta.get(WEIGHT_GRID)
+            w = b.initializer(np.ascontiguousarray(m.const("w").T))
+            if grid is not None:
+                w.meta[WEIGHT_GRID] = grid
+        if bias is not None:
+            bias = b.initializer(np.broadcast_to(m.const("b").reshape(-1),
+                                                 (m.const("w").shape[0 if m.attr("transB") else 1],)).copy())
+    return b.Linear(m["x"], w, bias, activation=act, activation_params=params, _domain=GRAPHOPT, _name=dense.name)
 
 
 FUSE_GEMM_ACTIVATION = RuleSet([FuseGemmActivation()], name="fuse-gemm-activation")

@@ -4,6 +4,9 @@ become its graphopt::Linear, so every GEMM of the fused graph is one Linear node
     BiasGelu(MatMul(X, W), B)                  -> Linear(X, W, B, activation=Gelu|FastGelu)
     SkipLayerNorm(MatMul(X, W), S, G, Be, B)   -> SkipLayerNorm(Linear(X, W, B), S, G, Be)
     (the MatMul as X or as S)
+    Act(Reshape(dense(X, W, B), shape))        -> Reshape(Linear(X, W, B, activation=Act), shape)
+    (dense: MatMul / Gemm / Linear; GPT-2's MLP in every export form: a 2-D Gemm, a Reshape back to
+    [B, S, 4H], tanh-GELU -- an element-wise activation commutes with the Reshape)
 
 Runs after fuse-bias-gelu / fuse-skip-layernorm (which take the bias Adds first, the forms
 onnxruntime's contrib kernels want) and fuse-matmul-add; the Linear keeps the MatMul's name (the
@@ -20,7 +23,8 @@ from typing import Any
 from graphopt.pattern import A, Const, MatchResult, Optional, P, Rule, RuleSet, Var
 from graphopt.pm import register_pass
 
-from ._common import GRAPHOPT, FusionPass
+from ._common import GRAPHOPT, FusionPass, activation_pattern
+from .fuse_gemm_activation import check_dense, dense_pattern, linear_with_activation
 
 __all__ = ["FUSE_LINEAR_EPILOGUE", "FuseLinearEpiloguePass"]
 
@@ -92,12 +96,31 @@ class LinearIntoSkipLayerNormSkip(_LinearIntoSkipLayerNorm):
     slot = 1
 
 
-FUSE_LINEAR_EPILOGUE = RuleSet([LinearBiasGelu(), LinearIntoSkipLayerNorm(), LinearIntoSkipLayerNormSkip()],
-                               name="fuse-linear-epilogue")
+class LinearActivationThroughReshape(Rule):
+    """Act(Reshape(dense, shape)) -> Reshape(Linear(..., activation=Act), shape)."""
+
+    name = "linear-activation-through-reshape"
+    benefit = 2
+
+    def pattern(self, p):
+        return activation_pattern(P.Reshape(dense_pattern(), Var("shape"), allowzero=A("allowzero", default=0),
+                                            bind="reshape"))
+
+    def check(self, m):
+        return check_dense(m)
+
+    def rewrite(self, b, m):
+        attrs = {"allowzero": m.attr("allowzero")} if m.attr("allowzero") else {}
+        return b.Reshape(linear_with_activation(b, m), m["shape"], **attrs)
+
+
+FUSE_LINEAR_EPILOGUE = RuleSet([LinearBiasGelu(), LinearIntoSkipLayerNorm(), LinearIntoSkipLayerNormSkip(),
+                                LinearActivationThroughReshape()], name="fuse-linear-epilogue")
 
 
 @register_pass
 class FuseLinearEpiloguePass(FusionPass):
     name = "fuse-linear-epilogue"
-    description = "MatMul -> BiasGelu / SkipLayerNorm(bias): the bias (and GELU) into a graphopt::Linear"
+    description = ("MatMul -> BiasGelu / SkipLayerNorm(bias), dense -> Reshape -> activation: the bias and "
+                   "activation into a graphopt::Linear")
     rules = FUSE_LINEAR_EPILOGUE

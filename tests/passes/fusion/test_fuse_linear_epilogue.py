@@ -1,3 +1,5 @@
+import numpy as np
+import pytest
 from fusion_testlib import assert_not_fused, f32, fuse, load, run_pass
 from graphopt.ir.clone import clone
 from graphopt.ops import lower_to_onnxruntime
@@ -55,3 +57,34 @@ def test_bias_of_another_width():
     text, inits = _gelu()
     inits["b"] = f32(3, 16)
     assert_not_fused(text, "fuse-linear-epilogue", LinearBiasGelu(), "is not [16]", inits)
+
+
+def _mlp(dense: str, act: str, uses: int = 1):
+    """GPT-2's MLP as every exporter writes it: a 2-D dense layer, a Reshape back to [B, S, N], the activation."""
+    extra = "\n z = Neg(h3)" if uses == 2 else ""
+    outs = "float[2, 3, 16] y" + (", float[2, 3, 16] z" if uses == 2 else "")
+    return (HEAD + f"g (float[2, 3, 8] x) => ({outs}) {{\n"
+            " x2 = Reshape(x, s2)\n"
+            f" h = {dense}\n h3 = Reshape(h, s3)\n y = {act}(h3){extra}\n}}"), \
+        {"w": f32(8, 16), "wt": f32(16, 8), "b": f32(16), "s2": np.array([-1, 8]), "s3": np.array([2, 3, 16])}
+
+
+@pytest.mark.parametrize("dense", ["Gemm(x2, w, b)", "Gemm<transB=1>(x2, wt, b)", "MatMul(x2, w)"])
+@pytest.mark.parametrize("act,name", [('graphopt.Gelu<approximate="tanh">', "FastGelu"),
+                                      ('graphopt.Gelu<approximate="none">', "Gelu"), ("Relu", "Relu")])
+def test_activation_after_a_reshape_becomes_the_linear_epilogue(dense, act, name):
+    text, inits = _mlp(dense, act)
+    after, stats = fuse(text, "fuse-linear-epilogue", {"x": f32(2, 3, 8)}, inits)
+    assert stats == {"linear-activation-through-reshape": 1}
+    assert_op_counts(after, graphopt__Linear=1, graphopt__Gelu=0, Relu=0, Gemm=0, MatMul=0, Reshape=2)
+    lin = next(n for n in after.graph if n.op_type == "Linear")
+    assert lin.attr("activation") == name and lin.outputs[0].consumers()[0].op_type == "Reshape"
+
+
+def test_activation_after_a_reshape_that_escapes_stays():
+    """The pre-activation value is read elsewhere too: the GEMM cannot apply the activation."""
+    text, inits = _mlp("Gemm(x2, w, b)", 'graphopt.Gelu<approximate="tanh">', uses=2)
+    m = load(text, inits)
+    before = m.graph.op_counts()
+    assert run_pass(m, "fuse-linear-epilogue") == {}
+    assert m.graph.op_counts() == before
