@@ -77,7 +77,10 @@ def linear_with_activation(b, m):
         if bias is not None:
             bias = b.initializer(np.broadcast_to(m.const("b").reshape(-1),
                                                  (m.const("w").shape[0 if m.attr("transB") else 1],)).copy())
-    return b.Linear(m["x"], w, bias, activation=act, activation_params=params, _domain=GRAPHOPT, _name=dense.name)
+    out = b.Linear(m["x"], w, bias, activation=act, activation_params=params, _domain=GRAPHOPT, _name=dense.name)
+    if out.type is None and dense.outputs[0].type is not None:
+        out.type = dense.outputs[0].type  # an element-wise epilogue keeps the GEMM's type: later cleanups read it
+    return out
 
 
 FUSE_GEMM_ACTIVATION = RuleSet([FuseGemmActivation()], name="fuse-gemm-activation")
