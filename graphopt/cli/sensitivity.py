@@ -1,8 +1,8 @@
 """``graphopt sensitivity MODEL --calib DATA --report DIR``: per-node ranking per precision.
 
-Each quantizable node's output error (relative L2 vs fp32 on the first
-calibration batches) when it alone is int8 (leave-one-out bypass of the all-int8
-model, scaled to add up to its error) or bf16; printed as a table and written as
+Each quantizable node's output error energy (squared relative L2 vs fp32 on the
+first calibration batches, padded rows left out) when it alone is int8
+(leave-one-out bypass of the all-int8 model, scaled to add up to its energy) or bf16; printed as a table and written as
 ``sensitivity.txt``, ``sensitivity.json``, ``sensitivity.png`` and ``report.html``.
 
     graphopt sensitivity model.onnx --calib batches/ --report sens/
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     quant = build(fp32, Recipe.make({}, smoothquant=sq), groups, batches)
     err = measure_errors(fp32, groups, quant, batches[:args.probe], ("int8", "bf16", "fp32"),
                          progress=sys.stderr.isatty())
-    print(f"{Path(str(src)).name}: {len(groups)} quantizable nodes; all-int8 output error {err.all_int8:.3e}")
+    print(f"{Path(str(src)).name}: {len(groups)} quantizable nodes; all-int8 output error energy {err.all_int8:.3e}")
     print(sensitivity_table(err, top=args.top))
     if args.report:
         for f in write_sensitivity_report(Path(args.report), err, f"{Path(str(src)).name}: per-node sensitivity"):

@@ -84,11 +84,14 @@ class Acceptance:
         z = NormalDist().inv_cdf(self.confidence)
         return float(d.mean() - z * d.std(ddof=1) / math.sqrt(d.size))
 
-    def meets(self, score: float, samples: Sequence[float] | None = None) -> bool:
+    def loss(self, score: float, samples: Sequence[float] | None = None) -> float:
+        """The loss compared with :attr:`allowed`: minus the paired lower bound, else the reference
+        minus the score (the search learns its error-to-loss map from it)."""
         lb = self.lower_bound(samples)
-        if lb is not None:
-            return lb >= -self.allowed - 1e-12
-        return score >= self.bar - 1e-12
+        return -lb if lb is not None else self.reference - score
+
+    def meets(self, score: float, samples: Sequence[float] | None = None) -> bool:
+        return self.loss(score, samples) <= self.allowed + 1e-12
 
     def describe(self) -> str:
         if self.samples is not None and self.confidence is not None:

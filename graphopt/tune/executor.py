@@ -21,7 +21,7 @@ from ..errors import GraphoptError
 from ..quant.calibrate import CalibrationResult
 from .acceptance import as_score
 from .space import Group, Recipe, build, calibration_of, load_function, local_calibrator, make_runner, recording_calibrator
-from .tables import time_run
+from .tables import cpu_clock, time_run
 
 __all__ = ["Worker", "LocalExecutor", "RayExecutor"]
 
@@ -91,7 +91,8 @@ class Worker:
         return score, time.perf_counter() - t, os.getpid(), samples
 
     def latency(self, recipe: Recipe, feeds: dict[str, np.ndarray]) -> float:
-        return time_run(make_runner(self.build(recipe), self.target, self.threads), feeds, min_time=0.4)
+        return time_run(make_runner(self.build(recipe), self.target, self.threads), feeds, min_time=0.4,
+                        cpu=cpu_clock(self.threads))
 
     def ping(self) -> int:
         import os

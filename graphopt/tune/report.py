@@ -50,7 +50,7 @@ def plot_sensitivity(err: Any, path: Path, title: str, top: int = 30) -> Path:
     ax.set_yticks(list(y))
     ax.set_yticklabels([n[-40:] for n in names], fontsize=7)
     ax.set_xscale("symlog", linthresh=1e-6)
-    ax.set_xlabel("output error added (relative L2 vs fp32)")
+    ax.set_xlabel("output error energy added (squared relative L2 vs fp32, unpadded rows)")
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
@@ -66,7 +66,7 @@ def _sens_html(err: Any, top: int = 40) -> str:
                    "".join(f"<td>{err.error[g].get(p, 0.0):.2e}</td>" for p in precs) + "</tr>"
                    for i, (g, _) in enumerate(err.ranking("int8")[:top], 1))
     return (f"<table><tr><th>rank</th><th>node</th>{''.join(f'<th>{p} error</th>' for p in precs)}</tr>{rows}</table>"
-            f"<p>all-int8 output error: {err.all_int8:.3e}</p>")
+            f"<p>all-int8 output error energy: {err.all_int8:.3e}</p>")
 
 
 _CSS = ("body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;font-size:13px}"
@@ -80,8 +80,9 @@ def write_sensitivity_report(out: Path, err: Any, title: str) -> list[Path]:
     _atomic_text(out / "sensitivity.json", json.dumps(err.to_dict(), indent=1))
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
-            "<p>Output error each node adds alone at each precision (int8: leave-one-out bypass of the "
-            "all-int8 model, scaled to sum to its error; bf16: that node's weight and input rounded).</p>"
+            "<p>Output error energy (squared relative L2 vs fp32, padded rows left out) each node adds at "
+            "each precision (int8: leave-one-out bypass of the all-int8 model, scaled to sum to its energy; "
+            "bf16: that node's weight rounded, doubled for its input).</p>"
             f"<img src='{png.name}'>{_sens_html(err, top=10**6)}</body></html>")
     return [png, out / "sensitivity.txt", _atomic_text(out / "report.html", page)]
 
@@ -98,7 +99,7 @@ def _plot_pareto(path: Path, res: Any, front: Sequence, bar: float) -> Path:
         ev = [r for r in res.trials if r.get("pred_latency_ms") is not None]
         a1.scatter([r["pred_latency_ms"] for r in ev], [r["pred_error"] for r in ev], c="r", s=18, label="scored")
     a1.set_xlabel("predicted latency (ms)")
-    a1.set_ylabel("predicted output error")
+    a1.set_ylabel("predicted output error energy")
     a1.set_yscale("symlog", linthresh=1e-5)
     a1.set_title("cost x error tables: predicted front" if front else "no predicted front (strategy does not use it)")
     if front:

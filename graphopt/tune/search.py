@@ -3,9 +3,12 @@
 - ``pareto`` (graphopt): a solver over the cost and error tables gives the predicted
   accuracy/latency front (per group, dominated precisions dropped; from the fastest recipe,
   repeatedly take the move with the best error removed per second added: the convex hull of
-  this multiple-choice knapsack); the front is then searched with the user's function, k points
-  at a time (k = workers), narrowing to the fastest verified point within tolerance. Global knobs
-  (SmoothQuant alpha, observer, per-channel) are chosen first by Optuna on the all-int8 model.
+  this multiple-choice knapsack), seeded with INC's op-type recipes (each op kind at each
+  precision), which the hull of an additive error model can miss. :class:`PointSearch` then
+  scores the fastest candidate whose *corrected* predicted loss is within the tolerance: every
+  verified score re-calibrates the map from predicted error to score loss, and passes and
+  failures bound the rest. Global knobs (SmoothQuant alpha, observer, per-channel) are chosen
+  first on the all-int8 model, ranked by the probe error (no user evaluation).
 - ``basic`` (INC's order): all-int8, then recipes (knob variants), then op-type-wise fallback
   (bf16 then fp32), then per-op fallback in sensitivity order, accumulating; stops at the first
   candidate that meets the tolerance.
@@ -15,8 +18,10 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,7 +29,8 @@ import numpy as np
 from .space import Group, Recipe
 from .tables import CostTable, ErrorTable
 
-__all__ = ["pareto_front", "basic_order", "greedy_order", "KNOB_SPACE"]
+__all__ = ["pareto_front", "op_type_recipes", "group_kinds", "Point", "PointSearch", "basic_order", "greedy_order",
+           "KNOB_SPACE"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +79,155 @@ def pareto_front(groups: Sequence[Group], cost: CostTable, err: ErrorTable, prec
     return front
 
 
+def group_kinds(groups: Sequence[Group]) -> dict[str, list[str]]:
+    """Group names by op kind (INC's op types): the op type, attention products apart."""
+    kinds: dict[str, list[str]] = {}
+    for g in groups:
+        kinds.setdefault("MatMul(act,act)" if g.act_act else g.op_type, []).append(g.name)
+    return kinds
+
+
+def op_type_recipes(groups: Sequence[Group], precisions: Sequence[str], knobs: dict[str, Any],
+                    max_kinds: int = 4) -> list[tuple[str, Recipe]]:
+    """Every op kind at every precision, in every combination (all-fp32 left out: not quantized), e.g.
+    "linear layers bf16, attention products int8". An additive error model's hull can miss these
+    (on MiniLM it never proposed that one, INC's winning step); with more than ``max_kinds`` kinds
+    (3^k recipes) only the one-kind-changed recipes are made."""
+    kinds = group_kinds(groups)
+    names = list(kinds)
+    if len(names) <= max_kinds:
+        combos = list(itertools.product(precisions, repeat=len(names)))
+    else:
+        combos = [tuple(p if i == j else "int8" for i in range(len(names))) for j in range(len(names))
+                  for p in precisions]
+    out = []
+    for combo in combos:
+        if all(p == "fp32" for p in combo):
+            continue
+        label = "op-type " + ", ".join(f"{k}={p}" for k, p in zip(names, combo))
+        out.append((label, Recipe.make({n: p for k, p in zip(names, combo) for n in kinds[k]}, **knobs)))
+    return out
+
+
+@dataclass(frozen=True)
+class Point:
+    """A candidate: where it came from (the phase name in trials.jsonl), its recipe, predicted seconds."""
+
+    label: str
+    recipe: Recipe
+    latency: float
+
+
+_RANK = {"int8": 0, "bf16": 1, "fp32": 2}
+
+
+class PointSearch:
+    """Which candidates to score next, learning from the verified ones.
+
+    The candidates are the predicted front and ``seeds`` (the op-type recipes). The loss a recipe
+    costs the user's score is predicted as ``k * E_lam(recipe)``: ``E_lam`` sums each group's error
+    at its precision from the table blended with the table's mean over groups,
+    ``lam * e[g][p] + (1 - lam) * mean_g e[g][p]``. ``lam`` = 1 trusts the per-group errors; lower
+    values say they are mis-attributed (a leave-one-out table is when one group masks the others), so
+    what counts is how many groups are at each precision. ``k`` and ``lam`` are fitted (least squares
+    on log losses) to every verified candidate, first the all-int8 model; each new ``lam`` adds its
+    own front. After each round a candidate that meets the bar rules out every candidate not
+    predicted faster than it by more than timing noise (``noise``), and one that fails rules out every
+    candidate with no group more precise than it. The next proposal is the fastest remaining
+    candidate predicted to meet the bar; when none is and nothing has met it yet, the safest (least
+    predicted error) one, so a verified answer is always reached; otherwise the search is over.
+    """
+
+    def __init__(self, groups: Sequence[Group], cost: CostTable, err: ErrorTable, precisions: Sequence[str],
+                 producers: dict[str, list[str]], knobs: dict[str, Any], allowed: float,
+                 seeds: Sequence[tuple[str, Recipe]] = (), noise: float = 0.03) -> None:
+        self.groups, self.cost, self.err = list(groups), cost, err
+        self.precisions, self.producers, self.knobs = list(precisions), producers, knobs
+        self.allowed, self.noise = allowed, noise
+        self.mean = {p: float(np.mean([err.error[g.name][p] for g in groups])) for p in precisions}
+        self.points: dict[str, Point] = {}
+        self.seen: set[str] = set()
+        self.obs: list[tuple[Recipe, float]] = []      # (recipe, measured loss)
+        self.failed: list[Recipe] = []
+        self.fastest_pass = np.inf                     # predicted seconds of the fastest verified pass
+        self.lam, self.k = 1.0, np.nan
+        self.fronts: dict[float, list[tuple[Recipe, float, float]]] = {}
+        self._add_front()
+        for label, r in seeds:
+            self._add(label, r)
+
+    def table(self, lam: float | None = None) -> ErrorTable:
+        lam = self.lam if lam is None else lam
+        return ErrorTable({g: {p: lam * e[p] + (1 - lam) * self.mean[p] for p in self.precisions}
+                           for g, e in self.err.error.items()}, self.err.all_int8)
+
+    def error(self, recipe: Recipe, lam: float | None = None) -> float:
+        lam = self.lam if lam is None else lam
+        return sum(lam * self.err.error[g.name][p] + (1 - lam) * self.mean[p]
+                   for g in self.groups for p in [recipe.precision(g.name)])
+
+    def predicted_loss(self, recipe: Recipe) -> float:
+        return np.inf if np.isnan(self.k) else self.k * self.error(recipe)
+
+    def _add(self, label: str, r: Recipe) -> None:
+        self.points.setdefault(r.key(), Point(label, r, self.cost.predict(r, self.producers)))
+
+    def _add_front(self) -> None:
+        if self.lam in self.fronts:
+            return
+        front = pareto_front(self.groups, self.cost, self.table(), self.precisions, self.producers, self.knobs)
+        self.fronts[self.lam] = front
+        tag = "front" if self.lam == 1.0 else f"front lam={self.lam:.2f}"
+        for i, (r, _, _) in enumerate(front):
+            self._add(f"{tag} {i}/{len(front) - 1}", r)
+
+    def observe(self, recipe: Recipe, loss: float, passed: bool) -> None:
+        """A verified candidate: its loss (``Acceptance.loss``) and whether it met the bar."""
+        self.seen.add(recipe.key())
+        self.obs.append((recipe, max(loss, 0.0)))
+        if passed:
+            self.fastest_pass = min(self.fastest_pass, self.cost.predict(recipe, self.producers))
+        else:
+            self.failed.append(recipe)
+        self._fit()
+
+    def _fit(self) -> None:
+        eps = 0.05 * self.allowed  # a loss below 5 % of the allowed one counts as about none
+        best = None
+        for lam in np.linspace(1.0, 0.0, 21):  # from trusting the table down: ties keep the higher lam
+            pairs = [(self.error(r, lam), loss) for r, loss in self.obs]
+            pairs = [(e, loss) for e, loss in pairs if e > 0]
+            if not pairs:
+                return
+            d = np.array([np.log(loss + eps) - np.log(e) for e, loss in pairs])
+            sse = float(np.sum((d - d.mean()) ** 2))
+            if best is None or sse < best[0] - 1e-9:
+                best = (sse, round(float(lam), 2), float(np.exp(d.mean())))
+        _, self.lam, self.k = best
+        self._add_front()
+
+    def _dominated(self, r: Recipe) -> bool:
+        """No group more precise than in some failed candidate: it fails too."""
+        return any(all(_RANK[r.precision(g.name)] <= _RANK[f.precision(g.name)] for g in self.groups)
+                   for f in self.failed)
+
+    def live(self) -> list[Point]:
+        """Candidates not scored and not ruled out, fastest first."""
+        return sorted((p for k, p in self.points.items() if k not in self.seen
+                       and p.latency < (1 - self.noise) * self.fastest_pass and not self._dominated(p.recipe)),
+                      key=lambda p: p.latency)
+
+    def propose(self, k: int = 1) -> list[Point]:
+        live = self.live()
+        ok = [p for p in live if self.predicted_loss(p.recipe) <= self.allowed]
+        if ok:  # the fastest predicted to pass and (k > 1) safer ones, spread over the first half of the rest
+            picks = [ok[(len(ok) - 1) * j // (2 * k)] for j in range(k)]
+            return list({p.recipe.key(): p for p in picks}.values())
+        if live and np.isinf(self.fastest_pass):
+            return [min(live, key=lambda p: (self.error(p.recipe), p.latency))]
+        return []
+
+
 def basic_order(groups: Sequence[Group], err: Callable[[], ErrorTable], precisions: Sequence[str],
                 knobs: dict[str, Any], best_knobs: Callable[[], dict[str, Any]]) -> Iterator[tuple[str, Recipe]]:
     """INC's basic order; ``best_knobs()`` is asked after the recipe phase (the most accurate so far),
@@ -84,10 +239,7 @@ def basic_order(groups: Sequence[Group], err: Callable[[], ErrorTable], precisio
                 yield f"recipe {k}={v}", Recipe.make({}, **dict(knobs, **{k: v}))
     kb = best_knobs()
     fallbacks = [p for p in ("bf16", "fp32") if p in precisions]
-    kinds: dict[str, list[str]] = {}
-    for g in groups:
-        kinds.setdefault("MatMul(act,act)" if g.act_act else g.op_type, []).append(g.name)
-    for kind, names in kinds.items():
+    for kind, names in group_kinds(groups).items():
         for p in fallbacks:
             yield f"op-type {kind}->{p}", Recipe.make({n: p for n in names}, **kb)
     cur: dict[str, str] = {}

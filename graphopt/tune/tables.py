@@ -13,12 +13,17 @@ table measured under load misranked every later run's candidates. The whole mode
 it: predicted(recipe) = fp32 total + sum over groups of (cost[p] - cost[fp32])
 + transition costs.
 
-**Error table**: each group's sensitivity per precision from one calibration,
-as the relative L2 error of the model output against fp32 on a probe set: int8
-by the existing leave-one-out bypass of the all-int8 model
-(:func:`graphopt.quant.sensitivity.node_sensitivity`, scaled so the groups add
-up to the all-int8 error), bf16 by rounding that one group's weight and input
-to bf16 in the float model.
+**Error table**: each group's sensitivity per precision from one calibration, as
+the *error energy* of the model output against fp32 on a probe set (squared
+relative L2, :class:`Probe`): int8 by the leave-one-out bypass of the all-int8
+model (:func:`graphopt.quant.sensitivity`'s activation bypass, scaled so the
+groups add up to the all-int8 energy), bf16 by rounding that one group's weight
+to bf16 in the float model (twice that energy: its input is rounded too).
+Energies, not L2 norms: independent errors add in energy (an L2 norm adds in
+quadrature, so one large group made every other group's leave-one-out measure
+~0 on MiniLM), and a cosine or MSE-like score loses in proportion to it. Rows
+the model pads (``attention_mask`` 0) are left out: their outputs reach no
+score, and on MiniLM they held most of the all-int8 error.
 """
 
 from __future__ import annotations
@@ -40,35 +45,46 @@ import numpy as np
 from ..ir import Model
 from .space import Group, Recipe, make_runner
 
-__all__ = ["CostTable", "ErrorTable", "measure_costs", "measure_errors", "time_run", "group_shapes"]
+__all__ = ["CostTable", "ErrorTable", "Probe", "measure_costs", "measure_errors", "time_run", "cpu_clock",
+           "group_shapes"]
 
 logger = logging.getLogger(__name__)
 
 COST_CACHE = Path(os.path.expanduser("~/.cache/graphopt/costs"))
-COST_VERSION = 3  # bump when what is measured changes
+COST_VERSION = 4  # bump when what is measured changes (4: CPU seconds at one thread)
 ERROR_CACHE = Path(os.path.expanduser("~/.cache/graphopt/errors"))
-ERROR_VERSION = 3
+ERROR_VERSION = 4  # 4: error energy over unpadded rows (was relative L2 over all rows)
 
 
 def time_run(run: Callable[[dict], Any], feeds: dict, *, min_time: float = 0.15, max_runs: int = 50,
-             warmup: int = 2) -> float:
-    """Median seconds of ``run(feeds)`` over at most ``max_runs`` runs or about ``min_time`` seconds."""
+             warmup: int = 2, cpu: bool = False) -> float:
+    """Median seconds of ``run(feeds)`` over at most ``max_runs`` runs or about ``min_time`` seconds;
+    ``cpu``: the process's CPU seconds instead of wall seconds (see :func:`cpu_clock`)."""
+    clock = time.process_time if cpu else time.perf_counter
     for _ in range(warmup):
         run(feeds)
     ts: list[float] = []
     t_end = time.perf_counter() + min_time
     while len(ts) < max_runs and (len(ts) < 5 or time.perf_counter() < t_end):
-        t = time.perf_counter()
+        t = clock()
         run(feeds)
-        ts.append(time.perf_counter() - t)
+        ts.append(clock() - t)
     return statistics.median(ts)
 
 
+def cpu_clock(threads: int | None) -> bool:
+    """Whether to time in process CPU seconds: at one thread the CPU time is the latency a quiet machine
+    would show, and a shared machine's load does not move it (MiniLM at load 10: wall time 3x the CPU
+    time and 15 % apart between two rounds, CPU time < 2 % apart). With more threads it sums them."""
+    return threads == 1
+
+
 def time_round_robin(runs: dict[str, Callable[[dict], Any]], feeds: dict, rounds: int, *, block: int = 5,
-                     pause: float = 0.15) -> dict[str, float]:
+                     pause: float = 0.15, cpu: bool = False) -> dict[str, float]:
     """Median seconds per system over ``rounds`` round-robin blocks (each the median of ``block`` runs
     after a warm-up run), pausing ``pause`` s before each block so the previous system's thread pool stops
-    spinning: load drifting on a shared machine hits every system alike."""
+    spinning: load drifting on a shared machine hits every system alike. ``cpu``: process CPU seconds."""
+    clock = time.process_time if cpu else time.perf_counter
     times: dict[str, list[float]] = {k: [] for k in runs}
     for _ in range(rounds):
         for k, run in runs.items():
@@ -76,9 +92,9 @@ def time_round_robin(runs: dict[str, Callable[[dict], Any]], feeds: dict, rounds
             run(feeds)
             ts = []
             for _ in range(block):
-                t = time.perf_counter()
+                t = clock()
                 run(feeds)
-                ts.append(time.perf_counter() - t)
+                ts.append(clock() - t)
             times[k].append(statistics.median(ts))
     return {k: statistics.median(v) for k, v in times.items()}
 
@@ -305,7 +321,8 @@ def measure_costs(fp32: Model, groups: Sequence[Group], feeds: dict[str, np.ndar
     t0 = time.perf_counter()
     busy = machine_busy()
     fp_recipe = Recipe.make({g.name: "fp32" for g in groups})
-    total = time_run(make_runner(build(fp32, fp_recipe, groups, []), target, threads), feeds, min_time=0.5)
+    cpu = cpu_clock(threads)
+    total = time_run(make_runner(build(fp32, fp_recipe, groups, []), target, threads), feeds, min_time=0.5, cpu=cpu)
     memo: dict[Any, dict[str, float]] = {}
     memo_t: dict[Any, float] = {}
     cost: dict[str, dict[str, float]] = {}
@@ -324,13 +341,13 @@ def measure_costs(fp32: Model, groups: Sequence[Group], feeds: dict[str, np.ndar
                 grp = [Group(g.name, g.op_type, g.act_act, tuple(f"in{i}" for i in range(len(node.inputs))), ("y",))]
                 for p in precisions:
                     cand = build(m1, Recipe.make({g.name: p}, smoothquant=None), grp, [f1] if p == "int8" else [])
-                    row[p] = time_run(make_runner(cand, target, threads), f1)
+                    row[p] = time_run(make_runner(cand, target, threads), f1, cpu=cpu)
             memo[k] = row
         cost[g.name] = dict(memo[k])
         shp = shapes[g.name][0]
         if shp is not None and shp not in memo_t:
             m2, f2 = _qdq_model(shp)
-            memo_t[shp] = time_run(make_runner(m2, target, threads), f2) / 2  # Q alone ~ half of Q+DQ
+            memo_t[shp] = time_run(make_runner(m2, target, threads), f2, cpu=cpu) / 2  # Q alone ~ half of Q+DQ
         trans[g.name] = memo_t.get(shp, 0.0) if shp is not None else 0.0
     busy = busy or machine_busy()
     table = CostTable(cost, trans, total, target, machine, [g.name for g in groups], busy)
@@ -355,7 +372,7 @@ def _write_json(path: Path | None, obj: Any) -> None:
 
 @dataclass
 class ErrorTable:
-    """Output error (relative L2 vs fp32) each group adds at each precision."""
+    """Output error energy (see :class:`Probe`) each group adds at each precision."""
 
     error: dict[str, dict[str, float]]
     all_int8: float
@@ -376,29 +393,26 @@ def _bf16_round(a: np.ndarray) -> np.ndarray:
     return r.view(np.float32)
 
 
-def measure_errors(fp32: Model, groups: Sequence[Group], quant_all: Model, probe: Sequence[dict[str, np.ndarray]],
-                   precisions: Sequence[str], *, progress: bool = False, cache_dir: Path | None = None) -> ErrorTable:
-    """The error table from the float model, its all-int8 build and a few probe batches."""
-    from tqdm.auto import tqdm
+class Probe:
+    """The float model's outputs on a few probe batches, and the error energy of another model's
+    outputs against them: per output, the squared L2 of the difference over the squared L2 of the
+    reference, over rows the model does not pad (``attention_mask`` 1 where an output has the mask's
+    leading [batch, sequence] shape); the mean over outputs.
 
-    from ..io import to_onnx
-    from ..quant.sensitivity import _act_bypass, output_error
+    >>> import numpy as np
+    >>> p = Probe.__new__(Probe); p.masks = [np.array([[True, False]])]
+    >>> p.ref = [[np.array([[[1.0, 0.0], [5.0, 5.0]]])]]
+    >>> round(p.energy([[np.array([[[1.0, 0.1], [0.0, 0.0]]])]]), 6)  # the padded row does not count
+    0.01
+    """
 
-    h = hashlib.sha1(json.dumps([ERROR_VERSION, sorted(precisions), [g.name for g in groups]]).encode())
-    for m in (fp32, quant_all):
-        h.update(to_onnx(m).SerializeToString())
-    for f in probe:
-        for k in sorted(f):
-            h.update(k.encode())
-            h.update(np.ascontiguousarray(f[k]).tobytes())
-    cache = (Path(cache_dir) if cache_dir else ERROR_CACHE) / f"{h.hexdigest()[:16]}.json"
-    if cache.exists():  # same models, same probe data: the same table (a rerun, or another strategy)
-        d = json.loads(cache.read_text())
-        logger.info("error table from cache %s", cache)
-        return ErrorTable(d["error"], d["all_int8"])
+    def __init__(self, fp32: Model, batches: Sequence[dict[str, np.ndarray]]) -> None:
+        self.batches = list(batches)
+        self.masks = [_row_mask(f) for f in self.batches]
+        self.ref = self.outputs(fp32)
 
-    def outs(m: Model) -> list[np.ndarray]:
-        # one session per model state for all probe batches (building it is most of the cost)
+    def outputs(self, m: Model) -> list[list[np.ndarray]]:
+        """Every output of ``m`` on each probe batch (onnxruntime; one session for all batches)."""
         import onnxruntime as ort
 
         from ..io import to_onnx
@@ -407,10 +421,58 @@ def measure_errors(fp32: Model, groups: Sequence[Group], quant_all: Model, probe
         so.log_severity_level = 3
         so.intra_op_num_threads = 1  # small probe batches: no thread-pool spinning on a shared machine
         sess = ort.InferenceSession(to_onnx(m).SerializeToString(), so, providers=["CPUExecutionProvider"])
-        return [o for f in probe for o in sess.run(None, f)]
+        return [list(sess.run(None, f)) for f in self.batches]
 
-    ref = outs(fp32)
-    base = output_error(ref, outs(quant_all))
+    def energy(self, got: Sequence[Sequence[np.ndarray]]) -> float:
+        per_output: dict[int, list[float]] = {}
+        for ref_b, got_b, mask in zip(self.ref, got, self.masks):
+            for i, (r, g) in enumerate(zip(ref_b, got_b)):
+                r, g = np.asarray(r, np.float64), np.asarray(g, np.float64)
+                if mask is not None and r.shape[:2] == mask.shape and r.shape == g.shape:
+                    r, g = r[mask], g[mask]
+                acc = per_output.setdefault(i, [0.0, 0.0])
+                acc[0] += float(np.sum((g - r) ** 2))
+                acc[1] += float(np.sum(r * r))
+        return float(np.mean([n / max(d, 1e-30) for n, d in per_output.values()])) if per_output else 0.0
+
+    def error(self, m: Model) -> float:
+        """The error energy of ``m``'s outputs against the float model's."""
+        return self.energy(self.outputs(m))
+
+
+def _row_mask(feeds: dict[str, np.ndarray]) -> np.ndarray | None:
+    m = feeds.get("attention_mask")
+    if m is None or np.ndim(m) != 2:
+        return None
+    mask = np.asarray(m) != 0
+    return None if mask.all() or not mask.any() else mask
+
+
+def measure_errors(fp32: Model, groups: Sequence[Group], quant_all: Model,
+                   probe: Sequence[dict[str, np.ndarray]] | Probe, precisions: Sequence[str], *,
+                   progress: bool = False, cache_dir: Path | None = None) -> ErrorTable:
+    """The error table (error energies, see :class:`Probe`) from the float model, its all-int8 build
+    and a few probe batches (or a :class:`Probe` of them)."""
+    from tqdm.auto import tqdm
+
+    from ..io import to_onnx
+    from ..quant.sensitivity import _act_bypass
+
+    batches = probe.batches if isinstance(probe, Probe) else list(probe)
+    h = hashlib.sha1(json.dumps([ERROR_VERSION, sorted(precisions), [g.name for g in groups]]).encode())
+    for m in (fp32, quant_all):
+        h.update(to_onnx(m).SerializeToString())
+    for f in batches:
+        for k in sorted(f):
+            h.update(k.encode())
+            h.update(np.ascontiguousarray(f[k]).tobytes())
+    cache = (Path(cache_dir) if cache_dir else ERROR_CACHE) / f"{h.hexdigest()[:16]}.json"
+    if cache.exists():  # same models, same probe data: the same table (a rerun, or another strategy)
+        d = json.loads(cache.read_text())
+        logger.info("error table from cache %s", cache)
+        return ErrorTable(d["error"], d["all_int8"])
+    pr = probe if isinstance(probe, Probe) else Probe(fp32, batches)
+    base = pr.error(quant_all)
     err: dict[str, dict[str, float]] = {g.name: {"fp32": 0.0} for g in groups}
     qnodes = {n.name: n for n in quant_all.graph if n.name}
     loo: dict[str, float] = {}
@@ -424,7 +486,7 @@ def measure_errors(fp32: Model, groups: Sequence[Group], quant_all: Model, probe
         try:
             for i, src in bypass:
                 node.set_input(i, src)
-            loo[g.name] = max(0.0, base - output_error(ref, outs(quant_all)))
+            loo[g.name] = max(0.0, base - pr.error(quant_all))
         finally:
             for i, v in saved:
                 node.set_input(i, v)
@@ -442,16 +504,12 @@ def measure_errors(fp32: Model, groups: Sequence[Group], quant_all: Model, probe
             try:
                 for v, c in saved_c:
                     v.const = _bf16_round(c)
-                e = output_error(ref, outs(fp32))
+                e = pr.error(fp32)
             finally:
                 for v, c in saved_c:
                     v.const = c
-            # activations: rounding the input adds about as much again as rounding the weight. bf16 keeps 8
-            # significant bits per element where int8 spreads 8 bits over a channel's range: its rounding
-            # error is a fraction (~1/6 rms for Gaussian-like values) of int8's, so never above a quarter of
-            # the group's int8 error (the weight-rounding proxy alone made bf16 look worse than int8 for 27
-            # of MiniLM's 48 groups, and the front then skipped bf16 for fp32)
-            err[g.name]["bf16"] = min(2 * e, err[g.name]["int8"] / 4) if err[g.name]["int8"] > 0 else 2 * e
+            # its input is rounded too: about as much energy again as the weight's rounding
+            err[g.name]["bf16"] = 2 * e
     table = ErrorTable(err, base)
     _write_json(cache, table.to_dict())
     return table
