@@ -280,9 +280,11 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
         t_tab = time.perf_counter()
         cost = measure_costs(fp32, groups, lat_feeds, target, precisions, threads=threads, cache_dir=cache_dir,
                              progress=progress, saved=out / "cost_table.json" if out is not None else None)
+        one_node, anchors = cost, []
         if base_row.get("latency_ms") and cost.total_fp32 > 0:
-            cost = _fit_costs(cost, ex, base_row, best_knobs, groups, precisions, producers, lat_feeds,
-                              out / "anchors.json" if out is not None else None)
+            anchors = _fit_costs(cost, ex, base_row, best_knobs, groups, precisions, lat_feeds,
+                                 out / "anchors.json" if out is not None else None)
+            cost = cost.fitted(anchors, producers)
 
         def error_table() -> ErrorTable:
             nonlocal err
@@ -292,14 +294,14 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
             return err
 
         if strategy == "pareto":
-            search = PointSearch(groups, cost, error_table(), precisions, producers, best_knobs, accept.allowed,
-                                 seeds=op_type_recipes(groups, precisions, best_knobs))
-            front = search.fronts[1.0]
+            search = PointSearch(groups, one_node, error_table(), precisions, producers, best_knobs, accept.allowed,
+                                 seeds=op_type_recipes(groups, precisions, best_knobs), anchors=anchors)
+            front = next(iter(search.fronts.values()))  # the first: the tables as measured
             table_seconds = time.perf_counter() - t_tab
             for r in log.rows:  # what is verified already (the knob search's all-int8 model)
                 rec = Recipe.from_dict(r["recipe"])
                 if r["phase"] != "baseline fp32" and quantized(r) and rec.knobs() == best_knobs:
-                    search.observe(rec, accept.loss(r["accuracy"], r.get("samples")), meets(r))
+                    search.observe(rec, accept.loss(r["accuracy"], r.get("samples")), meets(r), r["latency_ms"] / 1e3)
             _search_points(search, score, meets, accept, ex.workers, out_of_budget)
         elif strategy == "basic":
             def kb() -> dict[str, Any]:
@@ -434,10 +436,11 @@ def _clone_model(m: Model) -> Model:
 
 
 def _fit_costs(cost: CostTable, ex: Any, base_row: dict, knobs: dict[str, Any], groups: Sequence[Group],
-               precisions: Sequence[str], producers: dict[str, list[str]], feeds: dict[str, np.ndarray],
-               saved: Path | None = None) -> CostTable:
-    """Fit the one-node table to whole-model times: the measured fp32 baseline plus one timing (no user
-    evaluation) of each uniform precision, all-int8 with the chosen knobs. The timings are kept in
+               precisions: Sequence[str], feeds: dict[str, np.ndarray],
+               saved: Path | None = None) -> list[tuple[Recipe, float]]:
+    """The whole-model times to fit the one-node table to (``CostTable.fitted``): the measured fp32
+    baseline plus one timing (no user evaluation) of each uniform precision, all-int8 with the chosen
+    knobs. The timings are kept in
     ``saved`` (OUTDIR/anchors.json): a resumed run fits the same table, so it asks for the same
     candidates (re-timing on a busy machine would move the front and cost new evaluations)."""
     anchors = [(Recipe.make({g.name: "fp32" for g in groups}, **knobs), base_row["latency_ms"] / 1e3)]
@@ -460,7 +463,7 @@ def _fit_costs(cost: CostTable, ex: Any, base_row: dict, knobs: dict[str, Any], 
             write_text(saved, json.dumps(known, indent=1, sort_keys=True))
     anchors += [(r, known[r.key()]) for r in timed]
     logger.info("cost table anchors: %s", ", ".join(f"{r.counts(groups)} {t * 1e3:.2f} ms" for r, t in anchors))
-    return cost.fitted(anchors, producers)
+    return anchors
 
 
 def _search_knobs(score, knobs0: dict[str, Any], n: int, fp32: Model, out_of_budget, meets,
@@ -509,7 +512,7 @@ def _search_points(search: PointSearch, score, meets, accept: Acceptance, k: int
         batch = search.propose(k)
         if not batch:
             return
-        pred = {p.recipe.key(): (p.latency, search.error(p.recipe)) for p in batch}
+        pred = {p.recipe.key(): (search.latency(p.recipe), search.error(p.recipe)) for p in batch}
         rows = score([(p.label, p.recipe) for p in batch], pred)
         if not rows:
             return
@@ -517,7 +520,8 @@ def _search_points(search: PointSearch, score, meets, accept: Acceptance, k: int
         for p in batch:
             r = by_key.get(p.recipe.key())
             if r is not None:
-                search.observe(p.recipe, accept.loss(r["accuracy"], r.get("samples")), meets(r))
+                search.observe(p.recipe, accept.loss(r["accuracy"], r.get("samples")), meets(r),
+                               r["latency_ms"] / 1e3)
 
 
 def _sequential(order, score, meets, k: int, out_of_budget) -> None:

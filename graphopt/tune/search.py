@@ -111,11 +111,10 @@ def op_type_recipes(groups: Sequence[Group], precisions: Sequence[str], knobs: d
 
 @dataclass(frozen=True)
 class Point:
-    """A candidate: where it came from (the phase name in trials.jsonl), its recipe, predicted seconds."""
+    """A candidate: where it came from (the phase name in trials.jsonl) and its recipe."""
 
     label: str
     recipe: Recipe
-    latency: float
 
 
 _RANK = {"int8": 0, "bf16": 1, "fp32": 2}
@@ -124,34 +123,42 @@ _RANK = {"int8": 0, "bf16": 1, "fp32": 2}
 class PointSearch:
     """Which candidates to score next, learning from the verified ones.
 
-    The candidates are the predicted front and ``seeds`` (the op-type recipes). The loss a recipe
-    costs the user's score is predicted as ``k * E_lam(recipe)``: ``E_lam`` sums each group's error
-    at its precision from the table blended with the table's mean over groups,
-    ``lam * e[g][p] + (1 - lam) * mean_g e[g][p]``. ``lam`` = 1 trusts the per-group errors; lower
-    values say they are mis-attributed (a leave-one-out table is when one group masks the others), so
-    what counts is how many groups are at each precision. ``k`` and ``lam`` are fitted (least squares
-    on log losses) to every verified candidate, first the all-int8 model; each new ``lam`` adds its
-    own front. After each round a candidate that meets the bar rules out every candidate not
-    predicted faster than it by more than timing noise (``noise``), and one that fails rules out every
-    candidate with no group more precise than it. The next proposal is the fastest remaining
-    candidate predicted to meet the bar; when none is and nothing has met it yet, the safest (least
-    predicted error) one, so a verified answer is always reached; otherwise the search is over.
+    The candidates are the predicted front and ``seeds`` (the op-type recipes). A recipe's error
+    ``E_lam`` sums each group's error at its precision from the table blended with the table's mean
+    over groups, ``lam * e[g][p] + (1 - lam) * mean_g e[g][p]``: ``lam`` = 1 trusts the per-group
+    errors; lower values say they are mis-attributed (a leave-one-out table is when one group masks
+    the others), so what counts is how many groups are at each precision. ``lam`` stays 1 unless
+    the verified candidates (first the all-int8 model) disagree on the loss per unit of error by
+    more than 2x; each new ``lam`` adds its own front. The loss a recipe costs the user's score is
+    predicted as that ratio, interpolated in log ``E`` between the verified candidates, times ``E``.
+    After each round a candidate that meets the bar rules out every candidate not predicted faster
+    than it by more than timing noise (``noise``), and one that fails rules out every candidate with
+    no group more precise than it. With ``anchors`` (whole-model timings) the cost table is fitted to
+    them and re-fitted with each verified candidate's measured time, which adds a front too. The next proposal is the fastest remaining candidate predicted to
+    lose at most ``margin`` of the allowed loss (a near-miss costs an evaluation and teaches little);
+    when none is and nothing has met the bar yet, the safest (least predicted error) one, so a
+    verified answer is always reached; otherwise the search is over.
     """
 
     def __init__(self, groups: Sequence[Group], cost: CostTable, err: ErrorTable, precisions: Sequence[str],
                  producers: dict[str, list[str]], knobs: dict[str, Any], allowed: float,
-                 seeds: Sequence[tuple[str, Recipe]] = (), noise: float = 0.03) -> None:
-        self.groups, self.cost, self.err = list(groups), cost, err
+                 seeds: Sequence[tuple[str, Recipe]] = (), noise: float = 0.03, margin: float = 0.85,
+                 anchors: Sequence[tuple[Recipe, float]] = ()) -> None:
+        self.groups, self.err = list(groups), err
+        self.one_node, self.anchors = cost, list(anchors)
+        self.cost = cost.fitted(self.anchors, producers) if self.anchors else cost
         self.precisions, self.producers, self.knobs = list(precisions), producers, knobs
-        self.allowed, self.noise = allowed, noise
+        self.allowed, self.noise, self.margin = allowed, noise, margin
         self.mean = {p: float(np.mean([err.error[g.name][p] for g in groups])) for p in precisions}
         self.points: dict[str, Point] = {}
         self.seen: set[str] = set()
         self.obs: list[tuple[Recipe, float]] = []      # (recipe, measured loss)
         self.failed: list[Recipe] = []
-        self.fastest_pass = np.inf                     # predicted seconds of the fastest verified pass
-        self.lam, self.k = 1.0, np.nan
-        self.fronts: dict[float, list[tuple[Recipe, float, float]]] = {}
+        self.passed: list[Recipe] = []
+        self.lam = 1.0
+        self.ratios: list[tuple[float, float]] = []   # (log predicted error, measured loss / error)
+        self.fronts: dict[tuple[float, int], list[tuple[Recipe, float, float]]] = {}  # by (lam, anchors)
+        self._lat: dict[str, float] = {}
         self._add_front()
         for label, r in seeds:
             self._add(label, r)
@@ -167,43 +174,73 @@ class PointSearch:
                    for g in self.groups for p in [recipe.precision(g.name)])
 
     def predicted_loss(self, recipe: Recipe) -> float:
-        return np.inf if np.isnan(self.k) else self.k * self.error(recipe)
+        """``ratio(E) * E`` with ``E`` the recipe's error under the fitted ``lam`` and ``ratio`` the
+        measured loss per unit of error, interpolated in log ``E`` between the verified candidates
+        (the nearest one's outside them): near the bar the near-bar candidates count, not all-int8."""
+        e = self.error(recipe)
+        if e <= 0:
+            return 0.0
+        if not self.ratios:
+            return np.inf
+        x = np.log(e)
+        xs, rs = zip(*self.ratios)
+        return float(np.interp(x, xs, rs)) * e
+
+    def latency(self, recipe: Recipe) -> float:
+        """Predicted seconds under the table as fitted so far."""
+        k = recipe.key()
+        if k not in self._lat:
+            self._lat[k] = self.cost.predict(recipe, self.producers)
+        return self._lat[k]
 
     def _add(self, label: str, r: Recipe) -> None:
-        self.points.setdefault(r.key(), Point(label, r, self.cost.predict(r, self.producers)))
+        self.points.setdefault(r.key(), Point(label, r))
 
     def _add_front(self) -> None:
-        if self.lam in self.fronts:
+        key = (self.lam, len(self.anchors))
+        if key in self.fronts:
             return
         front = pareto_front(self.groups, self.cost, self.table(), self.precisions, self.producers, self.knobs)
-        self.fronts[self.lam] = front
-        tag = "front" if self.lam == 1.0 else f"front lam={self.lam:.2f}"
+        self.fronts[key] = front
+        tag = "front" + (f" lam={self.lam:.2f}" if self.lam != 1.0 else "") + \
+            (f" refit{len(self.anchors)}" if len(self.fronts) > 1 and self.anchors else "")
         for i, (r, _, _) in enumerate(front):
             self._add(f"{tag} {i}/{len(front) - 1}", r)
 
-    def observe(self, recipe: Recipe, loss: float, passed: bool) -> None:
-        """A verified candidate: its loss (``Acceptance.loss``) and whether it met the bar."""
+    def observe(self, recipe: Recipe, loss: float, passed: bool, seconds: float | None = None) -> None:
+        """A verified candidate: its loss (``Acceptance.loss``), whether it met the bar, and its measured
+        seconds, which join the whole-model timings the cost table is fitted to (when it was given
+        ``anchors``): a mixed recipe pins the cost of precision changes no uniform anchor shows."""
         self.seen.add(recipe.key())
         self.obs.append((recipe, max(loss, 0.0)))
         if passed:
-            self.fastest_pass = min(self.fastest_pass, self.cost.predict(recipe, self.producers))
+            self.passed.append(recipe)
         else:
             self.failed.append(recipe)
+        if seconds is not None and self.anchors and recipe.key() not in {r.key() for r, _ in self.anchors}:
+            self.anchors.append((recipe, seconds))
+            self.cost = self.one_node.fitted(self.anchors, self.producers)
+            self._lat = {}
         self._fit()
 
     def _fit(self) -> None:
+        """``lam``: 1 while the verified candidates' loss-per-error ratios agree within a factor of 2
+        (the table ranks groups well enough); otherwise the ``lam`` under which they agree best (least
+        squares on log ratios; ties keep the higher ``lam``). Then the ratios under that ``lam``."""
         eps = 0.05 * self.allowed  # a loss below 5 % of the allowed one counts as about none
-        best = None
-        for lam in np.linspace(1.0, 0.0, 21):  # from trusting the table down: ties keep the higher lam
-            pairs = [(self.error(r, lam), loss) for r, loss in self.obs]
-            pairs = [(e, loss) for e, loss in pairs if e > 0]
-            if not pairs:
-                return
-            d = np.array([np.log(loss + eps) - np.log(e) for e, loss in pairs])
-            sse = float(np.sum((d - d.mean()) ** 2))
-            if best is None or sse < best[0] - 1e-9:
-                best = (sse, round(float(lam), 2), float(np.exp(d.mean())))
-        _, self.lam, self.k = best
+
+        def log_ratios(lam: float) -> np.ndarray:
+            return np.array([np.log(loss + eps) - np.log(e) for r, loss in self.obs
+                             for e in [self.error(r, lam)] if e > 0])
+
+        d = log_ratios(1.0)
+        lam = 1.0
+        if d.size >= 2 and np.ptp(d) > np.log(2.0):
+            sse = {round(float(x), 2): float(np.sum((v - v.mean()) ** 2)) for x in np.linspace(1.0, 0.0, 21)
+                   for v in [log_ratios(x)] if v.size}
+            lam = min(sse, key=lambda x: (round(sse[x], 9), -x))
+        self.lam = lam
+        self.ratios = sorted((float(np.log(e)), loss / e) for r, loss in self.obs for e in [self.error(r)] if e > 0)
         self._add_front()
 
     def _dominated(self, r: Recipe) -> bool:
@@ -213,18 +250,19 @@ class PointSearch:
 
     def live(self) -> list[Point]:
         """Candidates not scored and not ruled out, fastest first."""
+        fastest_pass = min((self.latency(r) for r in self.passed), default=np.inf)
         return sorted((p for k, p in self.points.items() if k not in self.seen
-                       and p.latency < (1 - self.noise) * self.fastest_pass and not self._dominated(p.recipe)),
-                      key=lambda p: p.latency)
+                       and self.latency(p.recipe) < (1 - self.noise) * fastest_pass
+                       and not self._dominated(p.recipe)), key=lambda p: self.latency(p.recipe))
 
     def propose(self, k: int = 1) -> list[Point]:
         live = self.live()
-        ok = [p for p in live if self.predicted_loss(p.recipe) <= self.allowed]
+        ok = [p for p in live if self.predicted_loss(p.recipe) <= self.margin * self.allowed]
         if ok:  # the fastest predicted to pass and (k > 1) safer ones, spread over the first half of the rest
             picks = [ok[(len(ok) - 1) * j // (2 * k)] for j in range(k)]
             return list({p.recipe.key(): p for p in picks}.values())
-        if live and np.isinf(self.fastest_pass):
-            return [min(live, key=lambda p: (self.error(p.recipe), p.latency))]
+        if live and not self.passed:
+            return [min(live, key=lambda p: (self.error(p.recipe), self.latency(p.recipe)))]
         return []
 
 

@@ -77,7 +77,7 @@ def test_masked_table_still_reaches_a_model_as_fast_as_the_op_type_step(k):
     best = min(passed, key=_latency)
     op_type = Recipe.make({g.name: "bf16" for g in LINEAR})
     assert _true_loss(op_type) <= allowed
-    assert _latency(best) <= 1.03 * _latency(op_type)
+    assert _latency(best) <= 1.05 * _latency(op_type)  # a pass rules out candidates < 3 % faster
     knobs = Recipe().knobs()
     basic = [r for _, r in basic_order(GROUPS, _masked_table, PRECISIONS, knobs, lambda: knobs)]
     if k == 1:  # all-int8 counted in both
@@ -109,7 +109,7 @@ def test_failures_rule_out_less_precise_candidates_and_passes_slower_ones():
                    or (p.recipe.precision(g.name) == "fp32") for g in GROUPS) for p in search.live())
     ok = Recipe.make({g.name: "bf16" for g in LINEAR})
     search.observe(ok, _true_loss(ok), True)
-    assert all(p.latency < 0.97 * _latency(ok) for p in search.live())
+    assert all(search.latency(p.recipe) < 0.97 * _latency(ok) for p in search.live())
 
 
 def test_nothing_predicted_to_pass_scores_the_safest_until_one_passes():
@@ -120,3 +120,28 @@ def test_nothing_predicted_to_pass_scores_the_safest_until_one_passes():
                          seeds=op_type_recipes(GROUPS, PRECISIONS, {}))
     scored = _run(search, allowed)
     assert any(ok for _, _, ok in scored), [s[0] for s in scored]
+
+
+def test_measured_times_refit_the_cost_of_precision_changes():
+    """The one-node table prices a change of precision at almost nothing; in the model every int8 layer
+    after a float one costs 5 more (its input quantized, the int8 chain broken). Uniform anchors cannot
+    see it; a verified mixed candidate's measured time pins it, for the candidates not yet scored."""
+    chain = {f"L{i}": [f"L{i - 1}"] for i in range(1, 6)}
+    table = CostTable(COST, {g.name: 0.1 for g in GROUPS}, sum(c["fp32"] for c in COST.values()), "native",
+                      "synthetic", [g.name for g in GROUPS])
+
+    def true_seconds(r: Recipe) -> float:
+        breaks = sum(r.precision(g) == "int8" and any(r.precision(q) != "int8" for q in chain.get(g, []))
+                     for g in COST)
+        return table.predict(r, chain) - 0.1 * breaks + 5.0 * breaks
+
+    uniform = [Recipe.make({g.name: p for g in GROUPS}) for p in PRECISIONS]
+    search = PointSearch(GROUPS, table, _masked_table(), PRECISIONS, chain, {}, 0.05,
+                         anchors=[(r, true_seconds(r)) for r in uniform])
+    mixed = Recipe.make({"L1": "fp32", "L3": "fp32"})           # two breaks (L2, L4)
+    other = Recipe.make({"L1": "bf16", "L2": "fp32", "L4": "fp32"})  # two other breaks (L3, L5)
+    before = abs(search.latency(other) - true_seconds(other)) / true_seconds(other)
+    search.observe(mixed, 1.0, False, true_seconds(mixed))
+    after = abs(search.latency(other) - true_seconds(other)) / true_seconds(other)
+    assert before > 0.2 and after < 0.02, (before, after)
+    assert len(search.fronts) == 2  # the re-fitted table adds its own front

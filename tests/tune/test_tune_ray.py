@@ -13,8 +13,10 @@ ray = pytest.importorskip("ray", reason="trials on Ray need graphopt[distributed
 
 def test_two_ray_workers_score_in_parallel(digits, tmp_path):
     ev = f"{digits['eval']}:validation"
-    res = tune(digits["path"], ev, digits["calib"], tolerance=0.01, strategy="pareto", workers=2, max_trials=5,
-               knob_trials=2, outdir=tmp_path / "ray", progress=False)
+    # basic scores all-int8 and its first recipe in one round of two; pareto would stop at all-int8
+    # (the default knobs meet 1 % on digits, and other knob settings are ranked without user evaluation)
+    res = tune(digits["path"], ev, digits["calib"], tolerance=0.01, strategy="basic", workers=2, max_trials=5,
+               outdir=tmp_path / "ray", progress=False)
     assert res.met, res.message
     assert not ray.is_initialized()  # the cluster tune started is shut down again
     pids = {r.get("pid") for r in res.trials if r.get("pid")}
