@@ -179,6 +179,16 @@ const float* optional_bias(const py::object& bias, const PackedWeights& W, py::a
   return static_cast<const float*>(keep->data());
 }
 
+// A per-column output multiplier (N entries) or null; `what` names it in errors.
+const float* optional_columns(const py::object& v, const PackedWeights& W, py::array* keep, const char* what) {
+  if (v.is_none()) return nullptr;
+  *keep = py::reinterpret_borrow<py::array>(v);
+  check(*keep, what, DT::f32);
+  if (keep->ndim() != 1 || keep->shape(0) != W.N())
+    throw py::value_error(std::string(what) + " of shape " + shape_str(*keep) + " does not match N=" + std::to_string(W.N()));
+  return static_cast<const float*>(keep->data());
+}
+
 kernels::Epilogue make_epilogue(const std::string& act, const std::string& out_dtype, double out_scale, int out_zp) {
   kernels::Epilogue e;
   e.act = parse_act(act);
@@ -224,13 +234,14 @@ kernels::QuantAxis quant_axis(const py::array& x, const py::array& scale, const 
 template <typename T, DT kDt,
           Status (*Kernel)(const T*, index_t, index_t, const PackedWeights&, const kernels::Epilogue&, void*, index_t)>
 py::array float_gemm(py::array A, const PackedWeights& W, py::object bias, const std::string& activation,
-                     const std::string& out_dtype, double out_scale, int out_zero_point) {
+                     const std::string& out_dtype, double out_scale, int out_zero_point, py::object out_mul) {
   check(A, "A", kDt, 1);
   std::vector<py::ssize_t> oshape;
   const index_t M = gemm_rows(A, W, &oshape);
-  py::array bias_keep;
+  py::array bias_keep, mul_keep;
   kernels::Epilogue e = make_epilogue(activation, out_dtype, out_scale, out_zero_point);
   e.bias = optional_bias(bias, W, &bias_keep);
+  e.out_mul = optional_columns(out_mul, W, &mul_keep, "out_mul");
   if (e.out == OutType::s32) throw py::value_error("out_dtype s32 is only available for gemm_s8");
   py::array C = alloc_out(e.out, oshape);
   Status st;
@@ -352,13 +363,14 @@ void bind_kernels(py::module_& m) {
 
   m.def("gemm_s8", [](py::array A, const PackedWeights& W, double a_scale, int a_zero_point, py::object bias,
                       const std::string& activation, const std::string& out_dtype, double out_scale, int out_zero_point,
-                      py::object row_scale, py::object row_zp) {
+                      py::object row_scale, py::object row_zp, py::object out_mul) {
     check(A, "A", DT::u8, 1);
     std::vector<py::ssize_t> oshape;
     const index_t M = gemm_rows(A, W, &oshape);
-    py::array bias_keep;
+    py::array bias_keep, mul_keep;
     kernels::Epilogue e = make_epilogue(activation, out_dtype, out_scale, out_zero_point);
     e.bias = optional_bias(bias, W, &bias_keep);
+    e.out_mul = optional_columns(out_mul, W, &mul_keep, "out_mul");
     e.a_scale = static_cast<float>(a_scale);
     e.a_zp = a_zero_point;
     py::array rs_keep, rz_keep;
@@ -381,14 +393,14 @@ void bind_kernels(py::module_& m) {
     return C;
   }, py::arg("A"), py::arg("W"), py::arg("a_scale") = 1.0, py::arg("a_zero_point") = 0, py::arg("bias") = py::none(),
      py::arg("activation") = "none", py::arg("out_dtype") = "f32", py::arg("out_scale") = 1.0, py::arg("out_zero_point") = 0,
-     py::arg("a_row_scale") = py::none(), py::arg("a_row_zero_point") = py::none());
+     py::arg("a_row_scale") = py::none(), py::arg("a_row_zero_point") = py::none(), py::arg("out_mul") = py::none());
 
   m.def("gemm_bf16", float_gemm<bf16_t, DT::u16, kernels::gemm_bf16>, py::arg("A"), py::arg("W"),
         py::arg("bias") = py::none(), py::arg("activation") = "none", py::arg("out_dtype") = "f32",
-        py::arg("out_scale") = 1.0, py::arg("out_zero_point") = 0);
+        py::arg("out_scale") = 1.0, py::arg("out_zero_point") = 0, py::arg("out_mul") = py::none());
   m.def("gemm_f32", float_gemm<float, DT::f32, kernels::gemm_f32>, py::arg("A"), py::arg("W"),
         py::arg("bias") = py::none(), py::arg("activation") = "none", py::arg("out_dtype") = "f32",
-        py::arg("out_scale") = 1.0, py::arg("out_zero_point") = 0);
+        py::arg("out_scale") = 1.0, py::arg("out_zero_point") = 0, py::arg("out_mul") = py::none());
 
   m.def("quantize", to_int8<float, DT::f32, kernels::quantize>, py::arg("x"), py::arg("scale"),
         py::arg("zero_point"), py::arg("dtype") = "u8", py::arg("axis") = py::none());

@@ -105,7 +105,7 @@ def gemm_int8(a: np.ndarray, w: PackedWeights, *, a_scale: float = 1.0, a_zero_p
               bias: np.ndarray | None = None, activation: Activation = "none",
               out_dtype: Literal["s32", "f32", "bf16", "u8", "s8"] = "f32",
               out_scale: float = 1.0, out_zero_point: int = 0, a_row_scale: np.ndarray | None = None,
-              a_row_zero_point: np.ndarray | None = None) -> np.ndarray:
+              a_row_zero_point: np.ndarray | None = None, out_mul: np.ndarray | None = None) -> np.ndarray:
     """u8 activations ``a`` [..., K] x packed s8 weights -> [..., N] with a fused epilogue.
 
     ``v = sum_k (a - a_zero_point) * (w - w_zero_point)`` exactly in int32 (``out_dtype="s32"``
@@ -113,23 +113,25 @@ def gemm_int8(a: np.ndarray, w: PackedWeights, *, a_scale: float = 1.0, a_zero_p
     bits) or requantized ``saturate(round_half_even(y / out_scale) + out_zero_point)``.
     ``a_row_scale`` / ``a_row_zero_point`` (one per row of ``a``, given together) replace
     ``a_scale`` / ``a_zero_point`` row by row: activations quantized dynamically per row.
+    ``out_mul`` (float32 [N]) multiplies ``y`` per column before it is stored or requantized: a
+    following ``Mul`` by a per-channel constant (SmoothQuant's 1/s) folded into the epilogue.
     """
     return _C.gemm_s8(a, w, float(a_scale), int(a_zero_point), bias, activation, out_dtype,
-                      float(out_scale), int(out_zero_point), a_row_scale, a_row_zero_point)
+                      float(out_scale), int(out_zero_point), a_row_scale, a_row_zero_point, out_mul)
 
 
 def gemm_bf16(a: np.ndarray, w: PackedWeights, *, bias: np.ndarray | None = None,
               activation: Activation = "none", out_dtype: Literal["f32", "bf16", "u8", "s8"] = "f32",
-              out_scale: float = 1.0, out_zero_point: int = 0) -> np.ndarray:
-    """bf16 GEMM (fp32 accumulation): ``a`` is uint16 bf16 bits [..., K]; ``y = act(a @ w + bias)``."""
-    return _C.gemm_bf16(a, w, bias, activation, out_dtype, float(out_scale), int(out_zero_point))
+              out_scale: float = 1.0, out_zero_point: int = 0, out_mul: np.ndarray | None = None) -> np.ndarray:
+    """bf16 GEMM (fp32 accumulation): ``a`` is uint16 bf16 bits [..., K]; ``y = act(a @ w + bias) * out_mul``."""
+    return _C.gemm_bf16(a, w, bias, activation, out_dtype, float(out_scale), int(out_zero_point), out_mul)
 
 
 def gemm_f32(a: np.ndarray, w: PackedWeights, *, bias: np.ndarray | None = None,
              activation: Activation = "none", out_dtype: Literal["f32", "bf16", "u8", "s8"] = "f32",
-             out_scale: float = 1.0, out_zero_point: int = 0) -> np.ndarray:
-    """fp32 GEMM: ``y = act(a @ w + bias)`` for float32 ``a`` [..., K]."""
-    return _C.gemm_f32(a, w, bias, activation, out_dtype, float(out_scale), int(out_zero_point))
+             out_scale: float = 1.0, out_zero_point: int = 0, out_mul: np.ndarray | None = None) -> np.ndarray:
+    """fp32 GEMM: ``y = act(a @ w + bias) * out_mul`` for float32 ``a`` [..., K]."""
+    return _C.gemm_f32(a, w, bias, activation, out_dtype, float(out_scale), int(out_zero_point), out_mul)
 
 
 def quantize(x: np.ndarray, scale: ScaleLike, zero_point: ZeroPointLike = 0,
@@ -249,7 +251,7 @@ def from_bf16(x: np.ndarray) -> np.ndarray:
     return _C.from_bf16(x)
 
 
-def peak_gops(kind: Literal["int8_vnni", "int8_avx2", "bf16", "fp32_avx512", "fp32_avx2"],
+def peak_gops(kind: Literal["int8_vnni", "int8_avx2", "bf16", "fp32_avx512", "fp32_avx2", "int8_amx", "bf16_amx"],
               seconds: float = 0.2) -> float:
     """Single-core peak of a register-resident loop in GOPS (1 MAC = 2 ops); 0 if unsupported."""
     return float(_C.peak_gops(kind, float(seconds)))

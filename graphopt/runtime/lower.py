@@ -10,7 +10,7 @@ Fusion is the passes' job (O2 leaves one node per kernel, e.g. fuse-linear-epilo
 its bias and activation); precision is decide-precision's (the builders read ``prec(n)``). What stays
 here: a GEMM reads an int8 weight through its DequantizeLinear and a Q/DQ'd input as its input grid
 (a QDQ graph lowered without O2's absorb-qdq), and two plan peepholes over the steps that only kernel
-choices make possible (:func:`chain_linears`, :func:`quantize_in_layernorm`).
+choices make possible (:func:`fold_channel_mul`, :func:`chain_linears`, :func:`quantize_in_layernorm`).
 
 >>> steps = lower(model, precision="fp32")     # doctest: +SKIP
 """
@@ -414,6 +414,7 @@ def lower(model: Model, precision: str, fallback_factory: Callable[[Node], Calla
     lw = _Lowerer(model, precision, fallback_factory, threads)
     steps = lw.run()
     outs = set(map(id, model.graph.outputs))
+    fold_channel_mul(steps, outs, lambda k: lw.const(k) if isinstance(k, Value) else lw.consts.get(k))
     chain_linears(steps, outs)
     quantize_in_layernorm(steps, outs)
     return steps, lw.consts
@@ -426,6 +427,55 @@ def _uses(steps: list[StepSpec]) -> dict[int, list[StepSpec]]:
             if k is not None:
                 uses.setdefault(id(k), []).append(st)
     return uses
+
+
+def _a_mul(st: StepSpec) -> Key | None:
+    """The per-channel multiplier a Linear step applies to its float input (input 2), or None."""
+    return st.inputs[2] if st.kind == "Linear" and len(st.inputs) > 2 else None
+
+
+def _static_int8(st: StepSpec) -> bool:
+    return st.kind == "Linear" and st.iattrs.get("mode") == 2 and st.fattrs.get("a_scale", 0.0) > 0.0
+
+
+def _linear_k(st: StepSpec) -> int | None:
+    if not st.weights:
+        return None
+    w, _, transposed, _ = st.weights[0]
+    return int(w.shape[1] if transposed else w.shape[0])
+
+
+def fold_channel_mul(steps: list[StepSpec], graph_outputs: set[int], const_of: Callable[[Key], np.ndarray | None]) -> int:
+    """Mul(x, c[K]) read only by static int8 Linears: they scale x by c while quantizing it.
+
+    SmoothQuant leaves such a Mul (1/s) where a LayerNorm output also feeds the residual or a GEMM's
+    output goes through GELU; the Linear's a_mul (input 2) computes the same fp32 products, so the
+    bits do not change and the step (a full pass over x) goes away. :func:`chain_linears` then moves
+    c into a producing GEMM's epilogue. Returns the number of Mul steps removed.
+    """
+    uses = _uses(steps)
+    gone: set[int] = set()
+    for st in steps:
+        if st.kind != "Mul" or st.callback is not None or len(st.inputs) != 2 or len(st.outputs) != 1:
+            continue
+        y = st.outputs[0]
+        arrs = [const_of(k) if k is not None else None for k in st.inputs]
+        ci = 1 if arrs[1] is not None and arrs[0] is None else 0 if arrs[0] is not None and arrs[1] is None else -1
+        if ci < 0 or y is None or id(y) in graph_outputs:
+            continue
+        c, x = arrs[ci], st.inputs[1 - ci]
+        cons = uses.get(id(y), [])
+        if c.dtype != np.float32 or c.ndim < 1 or c.shape[-1] != c.size or not cons or \
+                any(not _static_int8(n) or n.inputs[0] is not y or any(k is y for k in n.inputs[1:])
+                    or _a_mul(n) is not None or _linear_k(n) != c.size for n in cons):
+            continue
+        for n in cons:
+            n.inputs = [x, n.inputs[1] if len(n.inputs) > 1 else None, st.inputs[ci]]
+            n.origin = st.origin + n.origin
+            n.detail = (n.detail + " " if n.detail else "") + "x * per-channel constant (folded Mul)"
+        gone.add(id(st))
+    steps[:] = [st for st in steps if id(st) not in gone]
+    return len(gone)
 
 
 def quantize_in_layernorm(steps: list[StepSpec], graph_outputs: set[int]) -> int:
@@ -442,7 +492,7 @@ def quantize_in_layernorm(steps: list[StepSpec], graph_outputs: set[int]) -> int
         y = st.outputs[0]
         lin = [c for c in uses.get(id(y), []) if c.kind == "Linear" and c.inputs[0] is y
                and c.iattrs.get("mode") == 2 and c.fattrs.get("a_scale", 0.0) > 0.0
-               and not any(k is y for k in c.inputs[1:])]
+               and not any(k is y for k in c.inputs[1:]) and _a_mul(c) is None]
         grids = {(float(c.fattrs["a_scale"]), int(c.iattrs.get("a_zp", 0))) for c in lin}
         if len(grids) != 1:
             continue
@@ -492,6 +542,12 @@ def chain_linears(steps: list[StepSpec], graph_outputs: set[int]) -> int:
             st.iattrs.update(out=2, out_zp=int(nxt.iattrs.get("a_zp", 0)))
             st.fattrs["out_scale"] = float(nxt.fattrs["a_scale"])
             st.detail += " -> u8 out (requantized for the next GEMM)"
+            mul = _a_mul(nxt)
+            if mul is not None:  # the consumer's input multiplier becomes this GEMM's out_mul (input 3)
+                st.inputs = (st.inputs + [None, None, None])[:3] + [mul]
+                nxt.inputs = nxt.inputs[:2]
+                nxt.detail = nxt.detail.replace(" x * per-channel constant (folded Mul)", "")
+                st.detail += " x per-channel constant"
         else:
             continue
         n += 1

@@ -2,19 +2,21 @@
 // -mamx-tile -mamx-int8; dispatched only when cpu_features() reports AMX
 // tile + int8 support *and* the OS granted tile-data permission.
 //
-// Tiles: tmm0/tmm1 = two 16x16 s32 C blocks (32 output columns), tmm2 = A
-// (16 rows x 64 k), tmm3/tmm4 = B (16 k-groups of 4 x 16 columns). The s8_k4
-// packed panel *is* the AMX B-tile layout (64 bytes per k-group), so full
-// k-tiles load straight from the packed weights with a 64-byte stride. A is
-// copied per 16-row block into a zero-padded buffer (rows >= M, k >= K).
+// Tiles: tmm0-3 = a 2 x 2 block of 16x16 s32 C tiles (32 rows x 32 output columns), tmm4/tmm5 =
+// A (two 16-row blocks x 64 k), tmm6/tmm7 = B (16 k-groups of 4 x 16 columns): one tile load per
+// tdpbusd. The s8_k4 packed panel *is* the AMX B-tile layout (64 bytes per k-group), so full
+// k-tiles load straight from the packed weights with a 64-byte stride. Each thread copies its rows
+// of A once into a zero-padded buffer (rows to a multiple of 32, k to 64); the loop runs panel
+// pairs outside and row blocks inside, so a pair's weights stay in L1 while A streams from L2.
+// The epilogue is the AVX-512 one (epilogue_avx512.h): the same bits as the VNNI path, GELU
+// included. Calls with fewer than 16 rows go to the VNNI kernel (a tile would be mostly padding).
 //
-// NOTE: this path cannot be exercised on a CPU without AMX; the tests skip it
-// there and the scalar/VNNI paths share its epilogue and packing.
+// NOTE: this path cannot be exercised on a CPU without AMX; the tests skip it there.
 #include <immintrin.h>
 
 #include <new>
 
-#include "driver.h"
+#include "epilogue_avx512.h"
 
 namespace graphopt::kernels::amx {
 namespace {
@@ -27,81 +29,182 @@ struct alignas(64) TileConfig {
   std::uint8_t rows[16];
 };
 
+void load_config(int tiles) {
+  TileConfig cfg;
+  std::memset(&cfg, 0, sizeof(cfg));
+  cfg.palette_id = 1;
+  for (int t = 0; t < tiles; ++t) { cfg.rows[t] = 16; cfg.colsb[t] = 64; }
+  // GCC's ldtilecfg intrinsic tells the compiler it reads one byte: without this barrier the
+  // rows/colsb stores can be dropped as dead (seen once inlined: every tile op then faults).
+  __asm__ __volatile__("" : : "r"(&cfg) : "memory");
+  _tile_loadconfig(&cfg);
+}
+
+using EdgeFn = void (*)(const std::int32_t* tile, int mr, int np, const TileDst& d);
+
+template <Act A>
+EdgeFn edge_for_out(OutType o) {
+  switch (o) {
+    case OutType::s32: return &finish_s8_tile<Act::none, OutType::s32>;
+    case OutType::f32: return &finish_s8_tile<A, OutType::f32>;
+    case OutType::bf16: return &finish_s8_tile<A, OutType::bf16>;
+    case OutType::u8: return &finish_s8_tile<A, OutType::u8>;
+    case OutType::s8: return &finish_s8_tile<A, OutType::s8>;
+  }
+  return nullptr;
+}
+
+EdgeFn edge_for(const EpiResolved& e) {
+  switch (e.act) {
+    case Act::none: return edge_for_out<Act::none>(e.out);
+    case Act::relu: return edge_for_out<Act::relu>(e.out);
+    case Act::gelu_erf: return edge_for_out<Act::gelu_erf>(e.out);
+    case Act::gelu_tanh: return edge_for_out<Act::gelu_tanh>(e.out);
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 void gemm_s8(const GemmArgs& g) {
+  if (g.M < 16) {
+    avx512_vnni::gemm_s8(g);
+    return;
+  }
   const PackedWeights& W = *g.W;
+  const EpiResolved& e = *g.e;
   const index_t M = g.M, K = W.K(), N = W.N(), P = W.panels();
-  ColumnBuf cols;
-  const EpiResolved e = with_columns(*g.e, N, &cols);
   if (M <= 0 || N <= 0) return;
   const std::uint8_t* A = static_cast<const std::uint8_t*>(g.A);
   const index_t lda = g.lda;
   const index_t Kp64 = (K + 63) / 64 * 64;
   const index_t KT = Kp64 / 64;
   const index_t KG = W.Kp() / 4;  // k-groups stored per panel
-  const EpiFn<std::int32_t> epi = pick_epilogue<std::int32_t>(e);
+  const index_t full_kt = KG / 16;  // k-tiles that load straight from the panel
+  const EdgeFn edge = edge_for(e);
   const int nt = gemm_threads(M, N, K);
   const bool rowsums = e.need_rowsum;
 
 #pragma omp parallel num_threads(nt)
   {
-    TileConfig cfg;
-    std::memset(&cfg, 0, sizeof(cfg));
-    cfg.palette_id = 1;
-    for (int t = 0; t < 5; ++t) { cfg.rows[t] = 16; cfg.colsb[t] = 64; }
-    _tile_loadconfig(&cfg);
-
-    const Range rg = thread_range(M, P, 16, omp_get_num_threads(), omp_get_thread_num());
-    std::uint8_t* apad = static_cast<std::uint8_t*>(::operator new(static_cast<std::size_t>(16 * Kp64), std::align_val_t(64)));
-    alignas(64) std::uint8_t bpad0[1024];
-    alignas(64) std::uint8_t bpad1[1024];
-    alignas(64) std::int32_t tile[16 * kTileLd];
-    std::int32_t rs[16];
-    for (index_t m = rg.m0; m < rg.m1; m += 16) {
-      const int mr = static_cast<int>(rg.m1 - m < 16 ? rg.m1 - m : 16);
-      std::memset(apad, 0, static_cast<std::size_t>(16 * Kp64));
-      for (int i = 0; i < mr; ++i) {
-        std::memcpy(apad + i * Kp64, A + (m + i) * lda, static_cast<std::size_t>(K));
+    const Range rg = thread_range(M, P, 32, omp_get_num_threads(), omp_get_thread_num());
+    const index_t rows = rg.m1 - rg.m0;
+    if (rows > 0 && rg.p1 > rg.p0) {
+      load_config(8);
+      const index_t mpad = (rows + 31) / 32 * 32;
+      auto* apad = static_cast<std::uint8_t*>(::operator new(static_cast<std::size_t>(mpad * Kp64), std::align_val_t(64)));
+      std::memset(apad + rows * Kp64, 0, static_cast<std::size_t>((mpad - rows) * Kp64));
+      std::vector<std::int32_t> rs(rowsums ? static_cast<std::size_t>(mpad) : 0, 0);
+      for (index_t i = 0; i < rows; ++i) {
+        const std::uint8_t* src = A + (rg.m0 + i) * lda;
+        std::memcpy(apad + i * Kp64, src, static_cast<std::size_t>(K));
+        std::memset(apad + i * Kp64 + K, 0, static_cast<std::size_t>(Kp64 - K));
         if (rowsums) {
           std::int32_t s = 0;
-          for (index_t k = 0; k < K; ++k) s += A[(m + i) * lda + k];
+          for (index_t k = 0; k < K; ++k) s += src[k];
           rs[i] = s;
         }
       }
+      alignas(64) std::uint8_t bpad[2][1024];
+      alignas(64) std::int32_t tile[32 * kTileLd];
       for (index_t p = rg.p0; p < rg.p1; p += 2) {
         const int np = rg.p1 - p >= 2 ? 2 : 1;
-        const std::uint8_t* b0 = W.panel(p);
-        const std::uint8_t* b1 = np == 2 ? W.panel(p + 1) : b0;
-        _tile_zero(0);
-        _tile_zero(1);
-        for (index_t kt = 0; kt < KT; ++kt) {
-          _tile_loadd(2, apad + kt * 64, Kp64);
-          if (kt * 16 + 16 <= KG) {
-            _tile_loadd(3, b0 + kt * 1024, 64);
-            _tile_loadd(4, b1 + kt * 1024, 64);
-          } else {
-            const std::size_t valid = static_cast<std::size_t>(KG - kt * 16) * 64;
-            std::memset(bpad0, 0, sizeof(bpad0));
-            std::memset(bpad1, 0, sizeof(bpad1));
-            std::memcpy(bpad0, b0 + kt * 1024, valid);
-            std::memcpy(bpad1, b1 + kt * 1024, valid);
-            _tile_loadd(3, bpad0, 64);
-            _tile_loadd(4, bpad1, 64);
+        const std::uint8_t* b[2] = {W.panel(p), np == 2 ? W.panel(p + 1) : W.panel(p)};
+        if (full_kt < KT) {  // the last k-tile: the panel's remaining k-groups, zero-padded
+          const std::size_t valid = static_cast<std::size_t>(KG - full_kt * 16) * 64;
+          for (int j = 0; j < 2; ++j) {
+            std::memset(bpad[j], 0, sizeof(bpad[j]));
+            std::memcpy(bpad[j], b[j] + full_kt * 1024, valid);
           }
-          _tile_dpbusd(0, 2, 3);
-          _tile_dpbusd(1, 2, 4);
         }
-        _tile_stored(0, tile, kTileLd * 4);
-        _tile_stored(1, tile + 16, kTileLd * 4);
         const index_t n0 = p * 16;
         const int cols = static_cast<int>(N - n0 < np * 16 ? N - n0 : np * 16);
-        epi(tile, mr, cols, m, n0, rowsums ? rs : nullptr, e, g.C, g.ldc);
+        for (index_t m = 0; m < rows; m += 32) {
+          const bool two = rows - m > 16;
+          const std::uint8_t* a0 = apad + m * Kp64;
+          _tile_zero(0);
+          _tile_zero(1);
+          if (two) {
+            _tile_zero(2);
+            _tile_zero(3);
+          }
+          for (index_t kt = 0; kt < KT; ++kt) {
+            _tile_loadd(4, a0 + kt * 64, Kp64);
+            if (kt < full_kt) {
+              _tile_loadd(6, b[0] + kt * 1024, 64);
+              _tile_loadd(7, b[1] + kt * 1024, 64);
+            } else {
+              _tile_loadd(6, bpad[0], 64);
+              _tile_loadd(7, bpad[1], 64);
+            }
+            _tile_dpbusd(0, 4, 6);
+            _tile_dpbusd(1, 4, 7);
+            if (two) {
+              _tile_loadd(5, a0 + 16 * Kp64 + kt * 64, Kp64);
+              _tile_dpbusd(2, 5, 6);
+              _tile_dpbusd(3, 5, 7);
+            }
+          }
+          _tile_stored(0, tile, kTileLd * 4);
+          _tile_stored(1, tile + 16, kTileLd * 4);
+          if (two) {
+            _tile_stored(2, tile + 16 * kTileLd, kTileLd * 4);
+            _tile_stored(3, tile + 16 * kTileLd + 16, kTileLd * 4);
+          }
+          const int mr = static_cast<int>(rows - m < 32 ? rows - m : 32);
+          const TileDst d{&e, g.C, g.ldc, rg.m0 + m, n0, cols, rowsums ? rs.data() + m : nullptr};
+          edge(tile, mr, np, d);
+        }
+      }
+      ::operator delete(apad, std::align_val_t(64));
+      _tile_release();
+    }
+  }
+}
+
+// Per-core peak of the tile unit: 2 A x 2 B tiles into 4 C tiles, all resident (no memory traffic),
+// as the best a GEMM's inner loop could issue. int8: 16x16x64 MACs per tdpbusd; bf16: 16x16x32.
+double peak_gops(int kind, double seconds) {
+  load_config(8);
+  alignas(64) std::uint8_t buf[1024];
+  std::memset(buf, 0, sizeof(buf));
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  _tile_loadd(4, buf, 64);
+  _tile_loadd(5, buf, 64);
+  _tile_loadd(6, buf, 64);
+  _tile_loadd(7, buf, 64);
+  const bool bf16 = kind == kPeakBf16Amx;
+  double t0 = omp_get_wtime(), t = t0;
+  long long iters = 0;
+  const long long chunk = 1 << 12;
+  while (t - t0 < seconds) {
+    if (bf16) {
+      for (long long n = 0; n < chunk; ++n) {
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+      }
+    } else {
+      for (long long n = 0; n < chunk; ++n) {
+        _tile_dpbusd(0, 4, 6);
+        _tile_dpbusd(1, 4, 7);
+        _tile_dpbusd(2, 5, 6);
+        _tile_dpbusd(3, 5, 7);
       }
     }
-    ::operator delete(apad, std::align_val_t(64));
-    _tile_release();
+    iters += chunk;
+    t = omp_get_wtime();
   }
+  _tile_stored(0, buf, 64);
+  volatile int sink = buf[0];
+  (void)sink;
+  _tile_release();
+  const double macs = bf16 ? 16.0 * 16 * 32 : 16.0 * 16 * 64;
+  return static_cast<double>(iters) * 4 * macs * 2 / (t - t0) * 1e-9;
 }
 
 }  // namespace graphopt::kernels::amx

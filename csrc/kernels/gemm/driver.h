@@ -109,7 +109,9 @@ void epi_s8(const std::int32_t* __restrict acc, int rows, int cols, index_t m0, 
         const std::int32_t v = a[j] + coff[j] - wzp[j] * rs;
         float y = static_cast<float>(v) * sc[j];
         y = y + bias[j];
-        store_f<O>(C, base + j, activate<A>(y), osc, qlo, qhi, ozp);
+        y = activate<A>(y);
+        if (e.out_mul) y = y * e.out_mul[n0 + j];
+        store_f<O>(C, base + j, y, osc, qlo, qhi, ozp);
       }
     }
   }
@@ -124,7 +126,11 @@ void epi_f(const float* __restrict acc, int rows, int cols, index_t m0, index_t 
   for (int r = 0; r < rows; ++r) {
     const float* __restrict a = acc + r * kTileLd;
     const index_t base = (m0 + r) * ldc + n0;
-    for (int j = 0; j < cols; ++j) store_f<O>(C, base + j, activate<A>(a[j] + bias[j]), e.out_scale, qlo, qhi, e.out_zp);
+    for (int j = 0; j < cols; ++j) {
+      float y = activate<A>(a[j] + bias[j]);
+      if (e.out_mul) y = y * e.out_mul[n0 + j];
+      store_f<O>(C, base + j, y, e.out_scale, qlo, qhi, e.out_zp);
+    }
   }
 }
 

@@ -71,12 +71,18 @@ inline void store_v(void* C, index_t idx, __m512 y, __mmask16 k, bool full, cons
 // are kept raw for per-row activation grids (row_cols).
 struct S8Cols {
   __m512i coff, wzp, wterm;
-  __m512 scale, bias, wscale;
+  __m512 scale, bias, wscale, omul;
+  bool mul;  // e.out_mul set: act(y) * omul before the store
 };
 
 // Masked loads: the per-column arrays have exactly N entries.
 inline __m512 bias_v(const EpiResolved& e, index_t n, __mmask16 k) {
   return e.bias ? _mm512_maskz_loadu_ps(k, e.bias + n) : _mm512_setzero_ps();
+}
+
+// The per-column output multiplier of a panel (lanes past N are 0 and never stored).
+inline __m512 out_mul_v(const EpiResolved& e, index_t n, __mmask16 k) {
+  return e.out_mul ? _mm512_maskz_loadu_ps(k, e.out_mul + n) : _mm512_set1_ps(1.f);
 }
 
 // coff = a_zp * (K*w_zp - colsum) wraps mod 2^32 exactly as the scalar int64 -> int32
@@ -89,6 +95,8 @@ inline S8Cols s8_cols(const EpiResolved& e, index_t n, __mmask16 k) {
   c.wzp = e.need_rowsum ? _mm512_maskz_loadu_epi32(k, e.wzp + n) : _mm512_setzero_si512();
   c.scale = _mm512_mul_ps(c.wscale, _mm512_set1_ps(e.a_scale));
   c.bias = bias_v(e, n, k);
+  c.omul = out_mul_v(e, n, k);
+  c.mul = e.out_mul != nullptr;
   return c;
 }
 
@@ -112,8 +120,8 @@ inline void s8_out(__m512i acc, const S8Cols& c, bool zp, std::int32_t rs, void*
     else _mm512_mask_storeu_epi32(p, k, v);
   } else {
     // Separate multiply and add (no FMA): the scalar epilogue rounds twice too.
-    const __m512 y = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(v), c.scale), c.bias);
-    store_v<O>(C, idx, act_v<A>(y), k, full, oc);
+    const __m512 y = act_v<A>(_mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(v), c.scale), c.bias));
+    store_v<O>(C, idx, c.mul ? _mm512_mul_ps(y, c.omul) : y, k, full, oc);
   }
 }
 
@@ -156,8 +164,10 @@ void finish_s8_tile(const std::int32_t* tile, int mr, int np, const TileDst& d) 
 // ---------------------------------------------------------------- float accumulators
 
 template <Act A, OutType O>
-inline void f_out(__m512 acc, __m512 bias, void* C, index_t idx, __mmask16 k, bool full, const OutConst& oc) {
-  store_v<O>(C, idx, act_v<A>(_mm512_add_ps(acc, bias)), k, full, oc);
+inline void f_out(__m512 acc, __m512 bias, const __m512* mul, void* C, index_t idx, __mmask16 k, bool full,
+                  const OutConst& oc) {
+  const __m512 y = act_v<A>(_mm512_add_ps(acc, bias));
+  store_v<O>(C, idx, mul ? _mm512_mul_ps(y, *mul) : y, k, full, oc);
 }
 
 template <Act A, OutType O, int MR, int NP>
@@ -168,9 +178,11 @@ inline void finish_f_regs(const __m512 (&acc)[MR][NP], const TileDst& d) {
     const int cols = d.cols - 16 * j;
     const __mmask16 k = col_mask(cols);
     const __m512 bias = bias_v(*d.e, d.n0 + 16 * j, k);
+    const __m512 mul = out_mul_v(*d.e, d.n0 + 16 * j, k);
+    const __m512* mp = d.e->out_mul ? &mul : nullptr;
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i)
-      f_out<A, O>(acc[i][j], bias, d.C, (d.m0 + i) * d.ldc + d.n0 + 16 * j, k, cols >= 16, oc);
+      f_out<A, O>(acc[i][j], bias, mp, d.C, (d.m0 + i) * d.ldc + d.n0 + 16 * j, k, cols >= 16, oc);
   }
 }
 
@@ -181,8 +193,10 @@ void finish_f_tile(const float* tile, int mr, int np, const TileDst& d) {
     const int cols = d.cols - 16 * j;
     const __mmask16 k = col_mask(cols);
     const __m512 bias = bias_v(*d.e, d.n0 + 16 * j, k);
+    const __m512 mul = out_mul_v(*d.e, d.n0 + 16 * j, k);
+    const __m512* mp = d.e->out_mul ? &mul : nullptr;
     for (int i = 0; i < mr; ++i)
-      f_out<A, O>(_mm512_load_ps(tile + i * kTileLd + 16 * j), bias, d.C, (d.m0 + i) * d.ldc + d.n0 + 16 * j, k,
+      f_out<A, O>(_mm512_load_ps(tile + i * kTileLd + 16 * j), bias, mp, d.C, (d.m0 + i) * d.ldc + d.n0 + 16 * j, k,
                   cols >= 16, oc);
   }
 }

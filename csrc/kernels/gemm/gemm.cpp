@@ -301,6 +301,7 @@ Status check_gemm(const void* A, index_t M, index_t lda, const PackedWeights& W,
   if (lda < W.K()) return Status::invalid("lda=" + std::to_string(lda) + " < K=" + std::to_string(W.K()));
   if (ldc < W.N()) return Status::invalid("ldc=" + std::to_string(ldc) + " < N=" + std::to_string(W.N()));
   if (!int8 && e.out == OutType::s32) return Status::invalid("s32 output is only available for the int8 GEMM");
+  if (e.out_mul && e.out == OutType::s32) return Status::invalid("out_mul needs a float or requantized output, not s32");
   if ((e.out == OutType::u8 || e.out == OutType::s8) && !(e.out_scale > 0.f && std::isfinite(e.out_scale)))
     return Status::invalid("out_scale must be finite and > 0 for requantized output, got " + std::to_string(e.out_scale));
   if (int8 && (e.a_zp < 0 || e.a_zp > 255)) return Status::invalid("activation zero point " + std::to_string(e.a_zp) + " is outside the u8 range");
@@ -325,6 +326,7 @@ EpiResolved resolve_float(const Epilogue& e) {
   r.out_scale = e.out_scale;
   r.out_zp = e.out_zp;
   r.bias = e.bias;
+  r.out_mul = e.out_mul;
   return r;
 }
 
@@ -390,6 +392,9 @@ double peak_gops(const char* kind, double seconds) {
   if (k == "fp32_avx512") return avx512 ? avx512::peak_gops(kPeakF32Avx512, seconds) : 0.0;
   if (k == "int8_avx2") return isa_available() >= Isa::avx2 ? avx2::peak_gops(kPeakInt8Avx2, seconds) : 0.0;
   if (k == "fp32_avx2") return isa_available() >= Isa::avx2 ? avx2::peak_gops(kPeakF32Avx2, seconds) : 0.0;
+  // AMX: tile products with operands resident in tiles (isa_available() includes the OS's permission).
+  if (k == "int8_amx") return isa_available() >= Isa::amx ? amx::peak_gops(kPeakInt8Amx, seconds) : 0.0;
+  if (k == "bf16_amx") return isa_available() >= Isa::amx && f.amx_bf16 ? amx::peak_gops(kPeakBf16Amx, seconds) : 0.0;
   return 0.0;
 }
 

@@ -17,6 +17,7 @@ struct EpiResolved {
   float out_scale = 1.f;
   std::int32_t out_zp = 0;
   const float* bias = nullptr;          // N entries, or null (adds +0.f like a zero bias)
+  const float* out_mul = nullptr;       // N entries, or null: act(y) * out_mul[n] before the store
   float a_scale = 1.f;                  // int8
   std::int32_t a_zp = 0;                // int8
   const float* wscale = nullptr;        // int8: w_scale[n], N entries
@@ -69,7 +70,8 @@ namespace amx { GRAPHOPT_GEMM_DECLS }
 void sparse_gemm_s8(const GemmArgs& g);
 Isa sparse_isa();
 
-enum PeakKind : int { kPeakInt8Vnni = 0, kPeakInt8Avx2 = 1, kPeakBf16 = 2, kPeakF32Avx512 = 3, kPeakF32Avx2 = 4 };
+enum PeakKind : int { kPeakInt8Vnni = 0, kPeakInt8Avx2 = 1, kPeakBf16 = 2, kPeakF32Avx512 = 3, kPeakF32Avx2 = 4,
+                       kPeakInt8Amx = 5, kPeakBf16Amx = 6 };
 
 // Byte offset of element (k, c) (c = column inside the panel, 0..15) in a panel.
 inline index_t panel_offset(PackLayout l, index_t k, index_t c) {

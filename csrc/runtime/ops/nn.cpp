@@ -107,6 +107,9 @@ Status linear_dynamic_rows(const Step& s, const float* x, index_t M, index_t K, 
 // statically from a_scale/a_zp when given, else dynamically per row: linear_dynamic_rows).
 // Chained Linears skip the conversions: x may already be bf16 (mode 1) or u8 on the static
 // grid a_scale/a_zp (mode 2), and "out" asks for 1 bf16 / 2 u8 (out_scale, out_zp) outputs.
+// Optional per-channel multipliers, each a folded Mul by a constant (SmoothQuant's 1/s): input 2
+// a_mul[K] scales a float x before its static quantization, input 3 out_mul[N] the output
+// before it is stored or requantized. Both round as the Mul step would, so the bits do not change.
 Status linear(ExecCtx& c, const Step& s) {
   const Tensor& x = c.in(s, 0);
   const PackedWeights& W0 = *s.packed.at(0);
@@ -123,13 +126,23 @@ Status linear(ExecCtx& c, const Step& s) {
   Shape os = x.shape;
   os.back() = N;
   const float* bias = c.has(s, 1) ? c.in(s, 1).as<float>() : nullptr;
+  const float* a_mul = c.has(s, 2) ? c.in(s, 2).as<float>() : nullptr;
+  const float* out_mul = c.has(s, 3) ? c.in(s, 3).as<float>() : nullptr;
+  if (a_mul && (c.in(s, 2).dt != DType::f32 || c.in(s, 2).numel() != K))
+    return bad(s, "a_mul must be float32 with K=" + std::to_string(K) + " entries");
+  if (a_mul && (mode != 2 || pre || !(s.f("a_scale", 0.0) > 0.0)))
+    return bad(s, "a_mul needs a static int8 Linear (a_scale > 0) on a float32 input");
+  if (out_mul && (c.in(s, 3).dt != DType::f32 || c.in(s, 3).numel() != N))
+    return bad(s, "out_mul must be float32 with N=" + std::to_string(N) + " entries");
   const auto act = static_cast<kernels::Act>(s.i("act", 0));
   const int out_kind = static_cast<int>(s.i("out", 0));
   const DType ydt = out_kind == 2 ? DType::u8 : out_kind == 1 ? DType::bf16 : DType::f32;
   Tensor& y = c.out(s, 0, os, ydt);
   if (M == 0) return Status::ok();
-  if (mode == 2 && !pre && out_kind == 0 && !(s.f("a_scale", 0.0) > 0.0))
+  if (mode == 2 && !pre && out_kind == 0 && !(s.f("a_scale", 0.0) > 0.0)) {
+    if (out_mul) return bad(s, "out_mul is not applied on the per-row dynamic int8 path");
     return linear_dynamic_rows(s, x.as<float>(), M, K, N, bias, act, y.as<float>());
+  }
   const void* A = x.data;
   float a_scale = 1.f;
   std::int32_t a_zp = 0;
@@ -159,11 +172,29 @@ Status linear(ExecCtx& c, const Step& s) {
     std::vector<Status> errs(1);
     parallel_ranges(x.numel(), pool_threads(), 8192, 64, [&](index_t b, index_t e) {
       kernels::QuantAxis ax;
-      ax.inner = e - b;
       ax.scale = &a_scale;
       ax.zero_point = &a_zp;
-      Status st = kernels::quantize(x.as<float>() + b, ax, true, xq + b);
-      if (!st) errs[0] = st;
+      if (!a_mul) {
+        ax.inner = e - b;
+        Status st = kernels::quantize(x.as<float>() + b, ax, true, xq + b);
+        if (!st) errs[0] = st;
+        return;
+      }
+      // x * a_mul in cache-sized pieces, then the same quantize call as the unscaled path.
+      constexpr index_t kPiece = 4096;
+      float t[kPiece];
+      const float* xs = x.as<float>();
+      for (index_t p0 = b; p0 < e; p0 += kPiece) {
+        const index_t n = std::min(kPiece, e - p0);
+        index_t k = p0 % K;
+        for (index_t i = 0; i < n; ++i) {
+          t[i] = xs[p0 + i] * a_mul[k];
+          if (++k == K) k = 0;
+        }
+        ax.inner = n;
+        Status st = kernels::quantize(t, ax, true, xq + p0);
+        if (!st) { errs[0] = st; return; }
+      }
     });
     if (!errs[0]) return bad(s, errs[0].message());
     A = xq;
@@ -182,6 +213,7 @@ Status linear(ExecCtx& c, const Step& s) {
     const PackedWeights& W = *s.packed[p];
     Epilogue e;
     e.bias = bias ? bias + col0[p] : nullptr;
+    e.out_mul = out_mul ? out_mul + col0[p] : nullptr;
     e.act = act;
     e.out = out_kind == 2 ? kernels::OutType::u8 : out_kind == 1 ? kernels::OutType::bf16 : kernels::OutType::f32;
     e.out_scale = static_cast<float>(s.f("out_scale", 1.0));

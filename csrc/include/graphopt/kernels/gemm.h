@@ -123,6 +123,9 @@ struct Epilogue {
   OutType out = OutType::f32;
   float out_scale = 1.f;         // requantized outputs only
   std::int32_t out_zp = 0;
+  // Length N or null: the activated output is multiplied by out_mul[n] (one fp32 rounding, as a
+  // following Mul by a per-channel constant) before it is stored or requantized.
+  const float* out_mul = nullptr;
   float a_scale = 1.f;           // int8 GEMM only
   std::int32_t a_zp = 0;         // int8 GEMM only
   // int8 GEMM only, both or neither: per-row activation grids (M entries each, zero points in
