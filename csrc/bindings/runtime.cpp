@@ -97,23 +97,30 @@ int add_step(Plan& p, const std::string& kind, const std::string& name, std::vec
 }
 
 // Packs a weight matrix for step `si`: w is fp32 [K,N] (or [N,K] when transposed)
-// for modes "f32"/"bf16", or int8 with per-column scales for "s8".
+// for modes "f32"/"bf16", or int8 with per-column scales for "s8". fp32 rows may be strided (a column
+// slice of a larger weight: no contiguous copy first); `threads` (0: the OpenMP count) pack in parallel.
 void pack_weight(Plan& p, int si, const py::array& w, const std::string& mode, bool transposed,
-                 const py::object& scale) {
+                 const py::object& scale, int threads) {
   if (si < 0 || si >= static_cast<int>(p.steps().size())) throw py::index_error("bad step index");
-  if (w.ndim() != 2 || !(w.flags() & py::array::c_style)) throw py::value_error("weights must be a C-contiguous 2-D array");
+  if (w.ndim() != 2) throw py::value_error("weights must be a 2-D array");
   const index_t r0 = w.shape(0), r1 = w.shape(1);
   const index_t K = transposed ? r1 : r0, N = transposed ? r0 : r1;
+  if (threads <= 0) threads = omp_get_max_threads();
   auto W = std::make_shared<kernels::PackedWeights>();
   Status st;
   {
     if (mode == "f32" || mode == "bf16") {
       if (dtype_of(w.dtype()) != DType::f32) throw py::type_error("f32/bf16 packing needs float32 weights");
+      const py::ssize_t es = 4;
+      if ((r1 > 1 && w.strides(1) != es) || w.strides(0) % es || (r0 > 1 && w.strides(0) / es < r1))
+        throw py::value_error("f32/bf16 weights must have contiguous, non-overlapping rows");
+      const index_t ld = r0 > 1 ? static_cast<index_t>(w.strides(0) / es) : r1;
       const float* src = static_cast<const float*>(w.data());
       py::gil_scoped_release nogil;
-      st = mode == "f32" ? kernels::PackedWeights::pack_f32(src, K, N, transposed, W.get())
-                         : kernels::PackedWeights::pack_bf16_from_f32(src, K, N, transposed, W.get());
+      st = mode == "f32" ? kernels::PackedWeights::pack_f32(src, K, N, ld, transposed, threads, W.get())
+                         : kernels::PackedWeights::pack_bf16_from_f32(src, K, N, ld, transposed, threads, W.get());
     } else if (mode == "s8" || mode == "s8_sparse") {
+      if (!(w.flags() & py::array::c_style)) throw py::value_error("int8 weights must be a C-contiguous 2-D array");
       if (dtype_of(w.dtype()) != DType::s8) throw py::type_error("s8 packing needs int8 weights");
       py::array_t<float, py::array::c_style | py::array::forcecast> sc(scale);
       py::gil_scoped_release nogil;
@@ -214,7 +221,7 @@ void bind_runtime(py::module_& m) {
              if (dt == DType::undefined) throw py::type_error("unsupported constant dtype " + std::string(py::str(a.dtype())));
              p.set_const(slot, a.data(), Shape(a.shape(), a.shape() + a.ndim()), dt);
            }, py::arg("slot"), py::arg("array"))
-      .def("set_const_ref", [](Plan& p, int slot, py::array a) {
+      .def("set_const_ref", [](Plan& p, int slot, py::array a, bool droppable) {
              // read in place (a memory-mapped weight): the plan holds a reference to the array, not a copy
              if (!(a.flags() & py::array::c_style)) throw py::value_error("set_const_ref: the array is not C-contiguous");
              if (reinterpret_cast<std::uintptr_t>(a.data()) % 64)
@@ -226,12 +233,12 @@ void bind_runtime(py::module_& m) {
                py::gil_scoped_acquire gil;
                delete static_cast<py::object*>(o);
              });
-             p.set_const_ref(slot, a.data(), Shape(a.shape(), a.shape() + a.ndim()), dt, std::move(owner));
-           }, py::arg("slot"), py::arg("array"))
+             p.set_const_ref(slot, a.data(), Shape(a.shape(), a.shape() + a.ndim()), dt, std::move(owner), droppable);
+           }, py::arg("slot"), py::arg("array"), py::arg("droppable") = false)
       .def("add_step", &add_step, py::arg("kind"), py::arg("name"), py::arg("inputs"), py::arg("outputs"),
            py::arg("iattrs") = py::dict(), py::arg("fattrs") = py::dict(), py::arg("free_after") = std::vector<int>{})
       .def("pack_weight", &pack_weight, py::arg("step"), py::arg("weight"), py::arg("mode"), py::arg("transposed") = false,
-           py::arg("scale") = py::none())
+           py::arg("scale") = py::none(), py::arg("threads") = 0)
       .def("set_callback", &set_callback, py::arg("step"), py::arg("fn"))
       .def("set_io", &Plan::set_io, py::arg("inputs"), py::arg("outputs"))
       .def("run", &run, py::arg("inputs"), py::arg("num_threads") = 0)

@@ -2,6 +2,8 @@
 #include "plan.h"
 
 #include <omp.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -223,6 +225,18 @@ Tensor& ExecCtx::alias(const Step& s, std::size_t i, const Tensor& src, const Sh
   return t;
 }
 
+void ExecCtx::drop_const_pages(const Step& s, std::size_t i) const {
+  if (!has(s, i) || !plan_.slots_[s.in[i]].droppable) return;
+  const Tensor& t = plan_.const_tensors_[s.in[i]];
+  const long page = sysconf(_SC_PAGESIZE);
+  if (page <= 0 || t.nbytes() < static_cast<std::size_t>(page)) return;
+  // Whole pages around the tensor: a shared read-only file mapping loses nothing (a later read of any
+  // of them faults it back in from the page cache). Advisory: a failure changes nothing.
+  const auto lo = reinterpret_cast<std::uintptr_t>(t.data) / page * page;
+  const auto hi = reinterpret_cast<std::uintptr_t>(t.data) + t.nbytes();
+  madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+}
+
 void ExecCtx::release(int slot) {
   auto& b = block_[slot];
   if (b.second) {
@@ -252,7 +266,8 @@ void Plan::set_const(int slot, const void* data, const Shape& shape, DType dt) {
   slots_[slot].dt = dt;
 }
 
-void Plan::set_const_ref(int slot, const void* data, const Shape& shape, DType dt, std::shared_ptr<void> owner) {
+void Plan::set_const_ref(int slot, const void* data, const Shape& shape, DType dt, std::shared_ptr<void> owner,
+                         bool droppable) {
   Tensor t;
   t.shape = shape;
   t.dt = dt;
@@ -260,6 +275,7 @@ void Plan::set_const_ref(int slot, const void* data, const Shape& shape, DType d
   const_refs_.push_back(std::move(owner));
   const_tensors_[slot] = t;
   slots_[slot].is_const = true;
+  slots_[slot].droppable = droppable;
   slots_[slot].dt = dt;
 }
 

@@ -92,6 +92,9 @@ struct SlotInfo {
   DType dt = DType::undefined;
   bool is_const = false;
   std::string name;
+  // A constant read in place from a read-only file mapping: its pages can be dropped from the
+  // resident set (ExecCtx::drop_const_pages) and come back from the file if read again.
+  bool droppable = false;
 };
 
 class Plan {
@@ -101,7 +104,9 @@ class Plan {
   void set_const(int slot, const void* data, const Shape& shape, DType dt);
   // A constant read in place from memory that `owner` keeps alive (e.g. a numpy view of a memory-
   // mapped weight file): nothing is copied; the executor never writes constants. 64-byte aligned.
-  void set_const_ref(int slot, const void* data, const Shape& shape, DType dt, std::shared_ptr<void> owner);
+  // droppable: the memory is a read-only file mapping (see SlotInfo::droppable).
+  void set_const_ref(int slot, const void* data, const Shape& shape, DType dt, std::shared_ptr<void> owner,
+                     bool droppable = false);
   int add_step(Step step);  // resolves step.fn from the op registry unless custom is set
   void set_io(std::vector<int> inputs, std::vector<int> outputs);
 
@@ -153,6 +158,9 @@ class ExecCtx {
   // Output i is a view of `src` with a new shape (Reshape & co.: no copy).
   Tensor& alias(const Step& s, std::size_t i, const Tensor& src, const Shape& shape);
   void release(int slot);
+  // Input i of the step is a droppable constant (SlotInfo::droppable): hand its resident pages back
+  // (an op that has built its own copy, e.g. Int4Linear's packed weights, no longer reads it).
+  void drop_const_pages(const Step& s, std::size_t i) const;
   std::size_t peak() const { return alloc_.peak(); }
   std::vector<std::unique_ptr<std::uint8_t[]>> spill;  // arena overflow (first run of a new signature)
 

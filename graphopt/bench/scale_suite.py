@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,11 +68,26 @@ def model_bytes(path: Path) -> int:
     return path.stat().st_size + (data.stat().st_size if data.exists() else 0)
 
 
+_UNTAGGED = "untagged (before run tags)"
+
+
+def run_tag(r: dict) -> str:
+    """The run a row was measured in (UTC start time of its ``run_scale`` call)."""
+    return r.get("run") or _UNTAGGED
+
+
 def table(rows: list[dict]) -> str:
-    """Markdown: one row per model, one cell per step, ``seconds / peak GB (x model bytes)``."""
+    """Markdown: one row per model, one cell per step, ``seconds / peak GB (x model bytes)``.
+
+    Every cell names its run: cells of the newest run are plain, a cell merged from an older run
+    carries a letter that the lines under the table resolve to that run's date, so a table is
+    never read as one run when it is not."""
     order = list(STEPS)  # pipeline order, then the peers, whatever order the rows were merged in
     steps = sorted(dict.fromkeys(r["step"] for r in rows), key=lambda s: order.index(s) if s in order else len(order))
     models = list(dict.fromkeys(r["model"] for r in rows))
+    runs = sorted({run_tag(r) for r in rows}, key=lambda t: (t != _UNTAGGED, t))  # oldest first
+    newest = runs[-1] if runs else None
+    mark = {t: chr(ord("a") + i) for i, t in enumerate(x for x in runs if x != newest)}
     out = ["| model | GB | " + " | ".join(steps) + " |", "|---|---|" + "---|" * len(steps)]
     for m in models:
         mr = {r["step"]: r for r in rows if r["model"] == m}
@@ -81,12 +97,16 @@ def table(rows: list[dict]) -> str:
             r = mr.get(s)
             if r is None:
                 cells.append("")
-            elif "error" in r:
-                cells.append("error")
-            else:
-                peak = r["peak_mb"] * 2**20 / 1e9
-                cells.append(f"{r['seconds']:.1f} s / {peak:.2f} GB ({peak / gb:.2f}x)")
+                continue
+            cell = "error" if "error" in r else \
+                f"{r['seconds']:.1f} s / {r['peak_mb'] * 2**20 / 1e9:.2f} GB ({r['peak_mb'] * 2**20 / 1e9 / gb:.2f}x)"
+            t = run_tag(r)
+            cells.append(cell + (f" ({mark[t]})" if t in mark else ""))
         out.append(f"| {m} | {gb:.2f} | " + " | ".join(cells) + " |")
+    if newest is not None:
+        out.append("")
+        out.append(f"Run {newest}" + (" (unmarked cells)" if mark else "") + ".")
+        out += [f"({c}) run {t}." for t, c in mark.items()]
     return "\n".join(out)
 
 
@@ -121,11 +141,13 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def run_scale(sizes: Sequence[float], steps: Sequence[str], *, out: str | os.PathLike, work: str | os.PathLike | None = None,
               models: Sequence[str | os.PathLike] = (), llama: bool = False, hidden: int = 2048,
-              timeout: float = 3600, plot_png: bool = True,
+              timeout: float = 3600, plot_png: bool = True, replace: bool = False,
               progress: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """Run ``steps`` on each model (stacks of ``sizes`` GB, then ``models``, then the LLaMA decoder);
-    merge into ``out/scale.json`` (a rerun replaces its own (model, step) cells), write scale.md and
-    scale.png. Returns every row of the merged results."""
+    """Run ``steps`` on each model (stacks of ``sizes`` GB, then ``models``, then the LLaMA decoder)
+    and write ``out/scale.json``, scale.md and scale.png. Every row is tagged with this run (its UTC
+    start, ``run``) and the load average. ``replace``: the file holds this run only; otherwise this
+    run's (model, step) cells replace the old ones and the rest are kept, each with its own tag (the
+    table marks them). Returns every row written."""
     from .scale_models import LLAMA_1B, llama_decoder
 
     workd = Path(work or os.environ.get("GRAPHOPT_SCALE_TMP") or "/tmp/graphopt-scale")
@@ -140,12 +162,13 @@ def run_scale(sizes: Sequence[float], steps: Sequence[str], *, out: str | os.Pat
             llama_decoder(p, LLAMA_1B, seq=16)
         paths.append(p)
     prev = outd / "scale.json"
-    rows: list[dict[str, Any]] = json.loads(prev.read_text()) if prev.exists() else []
+    rows: list[dict[str, Any]] = json.loads(prev.read_text()) if prev.exists() and not replace else []
+    run = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     for m in paths:
         gb = model_bytes(m) / 1e9
         for s in steps:
             r = run_step(s, m, timeout=timeout)
-            r.update(model=m.stem, gb=gb)
+            r.update(model=m.stem, gb=gb, run=run, load_avg=round(os.getloadavg()[0], 1))
             if progress is not None:
                 progress(r)
             rows = [x for x in rows if not (x["model"] == r["model"] and x["step"] == s)] + [r]

@@ -53,6 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="--scale: directory for the generated models and the steps' outputs "
                         "(default $GRAPHOPT_SCALE_TMP or /tmp/graphopt-scale)")
     s.add_argument("--timeout", type=float, default=3600, help="--scale: seconds allowed per step")
+    s.add_argument("--replace", action="store_true",
+                   help="--scale: scale.json holds this run only (default: this run's cells replace their "
+                        "old values, the others are kept and marked with their run in scale.md)")
     p.set_defaults(func=run)
 
 
@@ -124,7 +127,8 @@ def run_scale(args: argparse.Namespace) -> int:
                   f"({peak / r['gb']:.2f}x model)", flush=True)
 
     rows = ss.run_scale(sizes, steps, out=args.out, work=args.work, models=models, llama=args.llama,
-                        hidden=args.hidden, timeout=args.timeout, plot_png=not args.no_plot, progress=show)
+                        hidden=args.hidden, timeout=args.timeout, plot_png=not args.no_plot,
+                        replace=args.replace, progress=show)
     print()
     print(ss.table(rows))
     print(f"\nwrote {os.path.join(args.out, 'scale.json')}, scale.md" + ("" if args.no_plot else ", scale.png"))

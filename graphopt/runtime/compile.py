@@ -159,7 +159,7 @@ def _compile(m: Model, precision: str, num_threads: int | None) -> Session:
         return _whole_graph_session(m, precision, num_threads, odd[0])
 
     steps, consts, inputs, const_of = lower_native(m, precision, num_threads)
-    plan, _ = build_plan(steps, consts, inputs, list(g.outputs), const_of)
+    plan, _ = build_plan(steps, consts, inputs, list(g.outputs), const_of, threads=num_threads or 0)
     for st in steps:
         # The plan owns packed copies now: drop the fp32/int8 arrays and the graph references so
         # the session does not keep the model's weights alive twice.

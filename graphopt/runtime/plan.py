@@ -48,9 +48,21 @@ def _by_reference(arr: np.ndarray) -> bool:
             and arr.dtype.byteorder in "=|" and is_mapped(arr))
 
 
+def _packable(w: np.ndarray) -> np.ndarray:
+    """``w`` itself when the packer reads it in place: fp32 with contiguous rows (e.g. a column slice of a
+    mapped weight, packed without a contiguous copy first) or C-contiguous; else a contiguous copy."""
+    if w.flags.c_contiguous:
+        return w
+    if w.dtype == np.float32 and w.ndim == 2 and (w.shape[1] == 1 or w.strides[1] == 4) \
+            and w.strides[0] >= 4 * w.shape[1] and w.strides[0] % 4 == 0:
+        return w
+    return np.ascontiguousarray(w)
+
+
 def build_plan(steps: list[StepSpec], extra_consts: dict[Key, np.ndarray], inputs: list[Any], outputs: list[Any],
-               const_of: Callable[[Any], np.ndarray | None]) -> tuple[Any, PlanInfo]:
-    """Build the native plan for ``steps`` (see the module docstring)."""
+               const_of: Callable[[Any], np.ndarray | None], threads: int = 0) -> tuple[Any, PlanInfo]:
+    """Build the native plan for ``steps`` (see the module docstring); ``threads`` pack the weights
+    (0: the OpenMP thread count)."""
     _C = _native()
     plan = _C.Plan()
     slot_of: dict[int, int] = {}
@@ -71,8 +83,8 @@ def build_plan(steps: list[StepSpec], extra_consts: dict[Key, np.ndarray], input
         if arr is None:
             arr = const_of(k)
         if arr is not None and not _is_input(k, inputs):
-            if _by_reference(arr):
-                plan.set_const_ref(s, arr)
+            if _by_reference(arr):  # a read-only mapping (a loaded file) may have its pages dropped
+                plan.set_const_ref(s, arr, not arr.flags.writeable)
             else:
                 plan.set_const(s, np.require(arr, requirements="C"))
         return s
@@ -101,7 +113,8 @@ def build_plan(steps: list[StepSpec], extra_consts: dict[Key, np.ndarray], input
         kind = "PyCall" if st.callback is not None else st.kind
         si = plan.add_step(kind, st.name, ins, outs, _clean(st.iattrs), _clean(st.fattrs), free_after[i])
         for w, mode, transposed, scale in st.weights:
-            plan.pack_weight(si, np.ascontiguousarray(w), mode, transposed, scale)
+            plan.pack_weight(si, _packable(w), mode, transposed, scale, threads)
+        for w, *_ in st.weights:  # after every part: the parts of one weight share its pages
             release_pages(w)  # packed: the source pages of a mapped weight leave resident memory
         st.weights = []  # the plan owns the packed copies; free the unpacked ones step by step
         if st.callback is not None:

@@ -43,6 +43,19 @@ def _apply(node: Node, x: np.ndarray) -> np.ndarray:
         return binary[op](x, consts[0])
 
 
+def _zero_lines(w: np.ndarray, axis: int) -> np.ndarray:
+    """``~np.any(w, axis)``: the all-zero columns (axis 0) or rows (axis 1) of a 2-D ``w``. Only lines
+    whose first element is 0 are scanned, so a dense weight costs one row or column, not a pass over
+    every byte (O2 at compile read each weight of a MatMul stack twice: 0.27 s per GB)."""
+    if w.shape[axis] == 0:
+        return np.ones(w.shape[1 - axis], bool)
+    cand = np.flatnonzero((w[0] if axis == 0 else w[:, 0]) == 0)
+    out = np.zeros(w.shape[1 - axis], bool)
+    if cand.size:
+        out[cand] = ~np.any(w[:, cand] if axis == 0 else w[cand], axis=axis)
+    return out
+
+
 def _dead_neurons(grp: NeuronGroup) -> np.ndarray:
     w1, w2 = linear_weight(grp.up), linear_weight(grp.down)
     pre = np.zeros(grp.width)
@@ -50,8 +63,8 @@ def _dead_neurons(grp: NeuronGroup) -> np.ndarray:
         pre = pre + np.asarray(grp.up.inputs[2].const, np.float64).reshape(-1)
     for node in grp.chain:
         pre = _apply(node, pre)
-    silent = ~np.any(w1, axis=0) & (pre == 0.0)
-    dead = silent | ~np.any(w2, axis=1)
+    silent = _zero_lines(w1, 0) & (pre == 0.0)
+    dead = silent | _zero_lines(w2, 1)
     release_pages(w1)  # a scan of mapped weights (issue 16): their pages leave resident memory as we go
     release_pages(w2)
     return dead

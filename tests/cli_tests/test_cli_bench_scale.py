@@ -25,6 +25,18 @@ def test_bench_scale_tiny(tmp_path, capsys) -> None:
     again = json.loads((out / "scale.json").read_text())
     assert [r["step"] for r in again] == ["rtn", "load"] and again[0] == rows[0]
     assert again[1]["seconds"] != before
+    # every cell names its run: the kept rtn cell is marked as the older run's, the new load cell is not
+    assert again[0]["run"] < again[1]["run"] and "load_avg" in again[1]
+    md = (out / "scale.md").read_text()
+    head, _, line = md.splitlines()[:3]
+    cells = dict(zip((c.strip(" |") for c in head.split(" | ")), (c.strip(" |") for c in line.split(" | "))))
+    assert cells["rtn"].endswith("(a)") and "(a)" not in cells["load"]
+    assert f"(a) run {again[0]['run']}." in md and f"Run {again[1]['run']} (unmarked cells)." in md
+    # --replace: the file holds this run only
+    assert main(["bench", "--scale", "--sizes", "0.0002", "--hidden", "64", "--steps", "load", "--replace",
+                 "--work", str(tmp_path / "work"), "--out", str(out), "--no-plot"]) == 0
+    only = json.loads((out / "scale.json").read_text())
+    assert [r["step"] for r in only] == ["load"] and "(a)" not in (out / "scale.md").read_text()
 
 
 def test_bench_scale_rejects_bad_arguments(capsys) -> None:

@@ -293,3 +293,84 @@ def test_saved_int4_llama_compiles_without_fallbacks(tmp_path: Path) -> None:
     assert sess.summary().fallbacks == []
     ids = np.random.default_rng(0).integers(0, LLAMA_TINY["vocab_size"], (1, 8)).astype(np.int64)
     _close_int8(sess.run({"input_ids": ids})[0], _ort(out, {"input_ids": ids}))
+
+
+@pytest.mark.parametrize("mode", ["f32", "bf16"])
+@pytest.mark.parametrize("k,n", [(67, 300), (2, 17), (64, 48), (1, 5)])
+def test_packing_reads_strided_rows_on_threads(mode: str, k: int, n: int) -> None:
+    """A column slice of a larger weight packs in place (no contiguous copy) on several threads and
+    gives the same bits as the contiguous copy packed on one; odd K and ragged N included."""
+    from graphopt import _C
+
+    rng = np.random.default_rng(k * 1000 + n)
+    big = rng.standard_normal((k, n + 37)).astype(np.float32)
+    x = rng.standard_normal((3, k)).astype(np.float32)
+    outs = []
+    for w, threads in ((big[:, 5:5 + n], 3), (np.ascontiguousarray(big[:, 5:5 + n]), 1)):
+        plan = _C.Plan()
+        xs, ys = plan.add_slot(1, "x"), plan.add_slot(1, "y")
+        si = plan.add_step("Linear", "lin", [xs], [ys], {"act": 0, "mode": 0 if mode == "f32" else 1}, {}, [])
+        plan.pack_weight(si, w, mode, False, None, threads)
+        plan.set_io([xs], [ys])
+        outs.append(plan.run([x], 1)[0])
+    np.testing.assert_array_equal(outs[0], outs[1])
+    tol = 1e-5 if mode == "f32" else 3e-2
+    np.testing.assert_allclose(outs[0], x @ big[:, 5:5 + n], rtol=tol, atol=tol * np.sqrt(k))
+    if k > 1:
+        with pytest.raises(ValueError, match="contiguous"):
+            plan.pack_weight(si, big.T, mode)  # columns are not rows: refused, never misread
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_mapped_weights_pack_from_column_slices_like_onnxruntime(tmp_path: Path, precision: str) -> None:
+    """Two threads split each weight into two column parts, both strided views of the mapping."""
+    path = matmul_stack(tmp_path / "s.onnx", layers=3, hidden=200, batch=4)
+    m = graphopt.load(path)
+    assert is_mapped(m.graph.initializers["w0"].const)
+    x = np.random.default_rng(0).standard_normal((4, 200)).astype(np.float32)
+    got = graphopt.compile(m, precision=precision, num_threads=2).run({"x": x})[0]
+    tol = 1e-4 if precision == "fp32" else 5e-2
+    np.testing.assert_allclose(got, _ort(path, {"x": x}), rtol=tol, atol=tol)
+
+
+def _mapped_rss_kb(data_file: Path) -> int:
+    """Resident kB of this process's mappings of ``data_file`` (/proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()
+        if head and "-" in head[0] and len(head) >= 5 and ":" in head[3]:  # a mapping's header line
+            inside = line.endswith(str(data_file))
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs /proc/self/smaps")
+def test_int4_first_run_drops_the_mapped_weights_it_repacked(tmp_path: Path) -> None:
+    """The int8 path reads only its packed copy after the first run: the mapped MatMulNBits
+    tensors leave the resident set, and stay readable (the fp32 path, after the ISA cap drops,
+    faults them back and gives the fp32 result)."""
+    from graphopt import _C
+    from graphopt.quant.api import quantize
+    from graphopt.quant.config import QuantConfig
+
+    if _C.isa_available() not in ("avx512_vnni", "avx512_bf16", "amx"):
+        pytest.skip("the int8-activation int4 path packs only on AVX-512 VNNI")
+    m = graphopt.load(matmul_stack(tmp_path / "s.onnx", layers=2, hidden=1024, batch=2))
+    quantize(m, QuantConfig(mode="weight-only", weight_bits=4, group_size=32), progress=False)
+    out = graphopt.save(m, tmp_path / "q.onnx", external_data=True)
+    data = (tmp_path / "q.onnx.data").resolve()
+    x = np.random.default_rng(0).standard_normal((2, 1024)).astype(np.float32)
+    sess = graphopt.compile(str(out))
+    first = sess.run({"x": x})[0]
+    assert sess.summary().packed_bytes > 0
+    assert _mapped_rss_kb(data) * 1024 < data.stat().st_size / 4  # 1.3 MB mapped, ~0.1 MB resident (was all)
+    np.testing.assert_array_equal(sess.run({"x": x})[0], first)
+    before = _C.isa_selected()
+    _C.set_max_isa("avx512")  # no int8 path: the fp32 path reads the dropped pages again
+    try:
+        fp32 = sess.run({"x": x})[0]
+    finally:
+        _C.set_max_isa(before)
+    _close_int8(first, fp32)
+    np.testing.assert_allclose(fp32, _ort(out, {"x": x}), rtol=1e-4, atol=1e-4)

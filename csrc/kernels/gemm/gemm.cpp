@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../common/math.h"
+#include "../common/thread_pool.h"
 #include "gemm_internal.h"
 #include "graphopt/dispatch.h"
 
@@ -19,9 +20,9 @@ namespace graphopt::kernels {
 
 // ---------------------------------------------------------------- buffers, caches
 
-AlignedBuffer::AlignedBuffer(std::size_t bytes)
+AlignedBuffer::AlignedBuffer(std::size_t bytes, bool zero)
     : ptr_(static_cast<std::uint8_t*>(::operator new(bytes ? bytes : 64, std::align_val_t(64)))), size_(bytes) {
-  std::memset(ptr_.get(), 0, bytes);
+  if (zero) std::memset(ptr_.get(), 0, bytes);
 }
 void AlignedBuffer::Free::operator()(std::uint8_t* p) const { ::operator delete(p, std::align_val_t(64)); }
 
@@ -79,13 +80,13 @@ int layout_elem_bytes(PackLayout l) {
   return 1;
 }
 
-void PackedWeights::alloc(PackLayout l, index_t K, index_t N) {
+void PackedWeights::alloc(PackLayout l, index_t K, index_t N, bool zero) {
   layout_ = l;
   K_ = K;
   N_ = N;
   const index_t g = layout_group(l);
   Kp_ = (K + g - 1) / g * g;
-  buf_ = AlignedBuffer(static_cast<std::size_t>(panels() * panel_bytes()));
+  buf_ = AlignedBuffer(static_cast<std::size_t>(panels() * panel_bytes()), zero);
 }
 
 namespace {
@@ -198,21 +199,104 @@ Status PackedWeights::pack_bf16(const bf16_t* B, index_t K, index_t N, bool tran
 }
 
 Status PackedWeights::pack_bf16_from_f32(const float* B, index_t K, index_t N, bool transposed, PackedWeights* out) {
+  return pack_bf16_from_f32(B, K, N, transposed ? K : N, transposed, 1, out);
+}
+
+Status PackedWeights::pack_f32(const float* B, index_t K, index_t N, bool transposed, PackedWeights* out) {
+  return pack_f32(B, K, N, transposed ? K : N, transposed, 1, out);
+}
+
+namespace {
+
+// Rows [k0, k1) of a row-major [K, N] source (row stride ld) into f32_k1 panels: row k of panel p is
+// the 64 bytes at p * pb + k * 64, so a source row is read once, front to back, and written as
+// 16-float runs; the padding columns of the last panel are written as zeros (no zeroed buffer).
+void pack_rows_f32(const float* B, index_t N, index_t ld, index_t pb, index_t k0, index_t k1, std::uint8_t* base) {
+  const index_t full = N / 16, tail = N % 16;
+  for (index_t k = k0; k < k1; ++k) {
+    const float* src = B + k * ld;
+    std::uint8_t* dst = base + k * 64;
+    for (index_t p = 0; p < full; ++p) std::memcpy(dst + p * pb, src + p * 16, 64);
+    if (tail) {
+      float t[16] = {};
+      std::memcpy(t, src + full * 16, static_cast<std::size_t>(tail) * 4);
+      std::memcpy(dst + full * pb, t, 64);
+    }
+  }
+}
+
+// The same into bf16_k2 panels ([k/2][col][k%2]): rows k0, k0 + 1, ... in pairs (k0 even); a missing
+// last row of an odd K and the padding columns are zeros.
+void pack_rows_bf16(const float* B, index_t K, index_t N, index_t ld, index_t pb, index_t k0, index_t k1,
+                    std::uint8_t* base) {
+  const index_t panels = (N + 15) / 16;
+  for (index_t k = k0; k < k1; k += 2) {
+    const float* r0 = B + k * ld;
+    const float* r1 = k + 1 < K ? r0 + ld : nullptr;
+    std::uint8_t* dst = base + (k / 2) * 64;
+    for (index_t p = 0; p < panels; ++p) {
+      std::uint16_t t[32];
+      const index_t cols = std::min<index_t>(16, N - p * 16);
+      for (index_t c = 0; c < cols; ++c) {
+        t[2 * c] = f32_to_bf16(r0[p * 16 + c]);
+        t[2 * c + 1] = r1 ? f32_to_bf16(r1[p * 16 + c]) : 0;
+      }
+      for (index_t c = cols; c < 16; ++c) t[2 * c] = t[2 * c + 1] = 0;
+      std::memcpy(dst + p * pb, t, 64);
+    }
+  }
+}
+
+// Packs rows [0, K) in chunks of `rows` (even) on up to `threads` threads: each chunk writes a
+// disjoint k range of every panel.
+template <class Rows>
+void pack_rows_parallel(index_t K, int threads, Rows rows_fn) {
+  constexpr index_t kChunk = 64;
+  const std::int64_t tasks = (K + kChunk - 1) / kChunk;
+  if (threads <= 1 || tasks < 2) return rows_fn(0, K);
+  struct Ctx { Rows* fn; index_t K; } ctx{&rows_fn, K};
+  parallel_tasks(tasks, threads, [](void* c, std::int64_t t) {
+    auto* x = static_cast<Ctx*>(c);
+    (*x->fn)(t * kChunk, std::min<index_t>(x->K, (t + 1) * kChunk));
+  }, &ctx);
+}
+
+}  // namespace
+
+Status PackedWeights::pack_bf16_from_f32(const float* B, index_t K, index_t N, index_t ld, bool transposed,
+                                         int threads, PackedWeights* out) {
   if (Status s = check_dims(K, N, B); !s) return s;
+  if (ld < (transposed ? K : N)) return Status::invalid("row stride " + std::to_string(ld) + " is below the row length");
   PackedWeights W;
-  W.alloc(PackLayout::bf16_k2, K, N);
-  pack_generic(W, W.buf_.data(), [&](index_t k, index_t n) { return f32_to_bf16(transposed ? B[n * K + k] : B[k * N + n]); },
-               [](std::uint8_t* p, bf16_t v) { std::memcpy(p, &v, 2); });
+  if (transposed) {
+    W.alloc(PackLayout::bf16_k2, K, N);
+    pack_generic(W, W.buf_.data(), [&](index_t k, index_t n) { return f32_to_bf16(B[n * ld + k]); },
+                 [](std::uint8_t* p, bf16_t v) { std::memcpy(p, &v, 2); });
+  } else {
+    W.alloc(PackLayout::bf16_k2, K, N, false);
+    const index_t pb = W.panel_bytes();
+    std::uint8_t* base = W.buf_.data();
+    pack_rows_parallel(K, threads, [&](index_t k0, index_t k1) { pack_rows_bf16(B, K, N, ld, pb, k0, k1, base); });
+  }
   *out = std::move(W);
   return Status::ok();
 }
 
-Status PackedWeights::pack_f32(const float* B, index_t K, index_t N, bool transposed, PackedWeights* out) {
+Status PackedWeights::pack_f32(const float* B, index_t K, index_t N, index_t ld, bool transposed, int threads,
+                               PackedWeights* out) {
   if (Status s = check_dims(K, N, B); !s) return s;
+  if (ld < (transposed ? K : N)) return Status::invalid("row stride " + std::to_string(ld) + " is below the row length");
   PackedWeights W;
-  W.alloc(PackLayout::f32_k1, K, N);
-  pack_generic(W, W.buf_.data(), [&](index_t k, index_t n) { return transposed ? B[n * K + k] : B[k * N + n]; },
-               [](std::uint8_t* p, float v) { std::memcpy(p, &v, 4); });
+  if (transposed) {
+    W.alloc(PackLayout::f32_k1, K, N);
+    pack_generic(W, W.buf_.data(), [&](index_t k, index_t n) { return B[n * ld + k]; },
+                 [](std::uint8_t* p, float v) { std::memcpy(p, &v, 4); });
+  } else {
+    W.alloc(PackLayout::f32_k1, K, N, false);
+    const index_t pb = W.panel_bytes();
+    std::uint8_t* base = W.buf_.data();
+    pack_rows_parallel(K, threads, [&](index_t k0, index_t k1) { pack_rows_f32(B, N, ld, pb, k0, k1, base); });
+  }
   *out = std::move(W);
   return Status::ok();
 }

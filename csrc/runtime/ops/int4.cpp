@@ -2,7 +2,8 @@
 // in = (x [..., K], q uint8 [N, K/block, block/2], scales f32 [N*K/block], zero points u8?, bias f32 [N]?),
 // ia = K, N, block, q8 (int8 activations from the kernel's row threshold; default 1); out = y [..., N].
 // The weights are plan constants read in place, so a plan over a memory-mapped int4 file holds them
-// once; the int8-activation path adds a packed copy on its first call. Kernel: graphopt/kernels/int4.h.
+// once; the int8-activation path adds a packed copy on its first call and then drops the resident
+// pages of the mapped weights it no longer reads. Kernel: graphopt/kernels/int4.h.
 #include <algorithm>
 #include <mutex>
 #include <string>
@@ -59,6 +60,9 @@ Status int4_linear(ExecCtx& c, const Step& s) {
       parallel_ranges(p->groups, pool_threads(), 8, 1, [&](index_t b, index_t e) { kernels::int4_pack_groups(w, b, e, p.get()); });
       s.state_bytes = p->nbytes();
       s.state = p;
+      // The int8 path reads only the packed copy: the mapped MatMulNBits weights, scales and zero
+      // points leave the resident set (the fp32 path, if the ISA cap drops, faults them back in).
+      for (std::size_t i = 1; i <= 3; ++i) c.drop_const_pages(s, i);
     }
     w.packed = static_cast<const kernels::Int4Packed*>(s.state.get());
   }

@@ -31,7 +31,8 @@ int layout_elem_bytes(PackLayout l);   // bytes per packed element
 // 64-byte aligned byte buffer.
 struct AlignedBuffer {
   AlignedBuffer() = default;
-  explicit AlignedBuffer(std::size_t bytes);
+  // zero = false leaves the bytes undefined (a packer that writes every byte itself).
+  explicit AlignedBuffer(std::size_t bytes, bool zero = true);
   std::uint8_t* data() const { return ptr_.get(); }
   std::size_t size() const { return size_; }
 
@@ -93,6 +94,13 @@ class PackedWeights {
   static Status pack_bf16(const bf16_t* B, index_t K, index_t N, bool transposed, PackedWeights* out);
   static Status pack_bf16_from_f32(const float* B, index_t K, index_t N, bool transposed, PackedWeights* out);
   static Status pack_f32(const float* B, index_t K, index_t N, bool transposed, PackedWeights* out);
+  // The same from rows `ld` elements apart (ld >= N, or >= K when transposed: a column slice of a
+  // larger, possibly memory-mapped weight packs without a contiguous copy first), on up to
+  // `threads` threads of the kernels' pool. [K, N] sources are read row by row, front to back.
+  static Status pack_f32(const float* B, index_t K, index_t N, index_t ld, bool transposed, int threads,
+                         PackedWeights* out);
+  static Status pack_bf16_from_f32(const float* B, index_t K, index_t N, index_t ld, bool transposed, int threads,
+                                   PackedWeights* out);
 
   // Element (k, n) of the packed weights as stored (for tests and the reference).
   float at_f32(index_t k, index_t n) const;
@@ -106,7 +114,7 @@ class PackedWeights {
   std::vector<float> scale_, col_scale_;
   bool has_zp_ = false;
   std::shared_ptr<const SparseBlocks> sparse_;
-  void alloc(PackLayout l, index_t K, index_t N);
+  void alloc(PackLayout l, index_t K, index_t N, bool zero = true);
 };
 
 // Fused epilogue, applied to each accumulator tile while it is hot in cache:
