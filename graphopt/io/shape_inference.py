@@ -13,6 +13,7 @@ from ..errors import ShapeInferenceError
 from ..ir import Graph, Model, Node, ValueType
 from .onnx_export import to_onnx
 from .onnx_import import type_from_proto
+from .symbolic_shapes import refine_symbolic_shapes
 
 __all__ = ["infer_shapes", "register_shape_rule", "SHAPE_RULES"]
 
@@ -35,7 +36,7 @@ def register_shape_rule(domain: str, op_type: str) -> Callable[[ShapeRule], Shap
     return deco
 
 
-def infer_shapes(model: Model, *, max_rounds: int = 4, strict: bool = False) -> Model:
+def infer_shapes(model: Model, *, max_rounds: int = 12, strict: bool = False) -> Model:
     """Fill in ``Value.type`` for every value whose type can be inferred. In place.
 
     Runs onnx's inference (with data propagation for shape chains) and, for ops it
@@ -57,7 +58,8 @@ def infer_shapes(model: Model, *, max_rounds: int = 4, strict: bool = False) -> 
         types = {vi.name: type_from_proto(vi.type) for vi in inferred.graph.value_info}
         types.update({vi.name: type_from_proto(vi.type) for vi in inferred.graph.output})
         _apply(g, types)
-        if not _apply_rules(g):
+        refined = refine_symbolic_shapes(g)  # dims onnx leaves unknown behind symbolic shape values
+        if not _apply_rules(g) and not refined:
             break
     return model
 

@@ -37,12 +37,7 @@ FP32_ATOL, BF16_COS, INT8_COS = 1e-4, 0.999, 0.98
 SENSITIVITY = 1e-2
 
 # (model, form, check) -> (reason, strict); form "*" = every form
-KNOWN: dict[tuple[str, str, str], tuple[str, bool]] = {
-    ("deberta-v2", "eager+torchscript", "attention"): (
-        "TorchScript form: the [B N, S, S] -> [B, N, S, S] Reshapes of the scores take their target from Shape "
-        "chains that shape inference leaves unknown, so the head split cannot be proven (the dynamo form fuses)",
-        True),
-}
+KNOWN: dict[tuple[str, str, str], tuple[str, bool]] = {}
 
 
 def _known(model: str, form: str, check: str) -> tuple[str, bool] | None:
