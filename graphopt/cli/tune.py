@@ -39,7 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--confidence", type=_confidence, default=0.9,
                    help="with per-sample scores: the one-sided confidence of the paired bound a candidate "
                         "must keep within the tolerance; 'none' compares means (default 0.9)")
-    p.add_argument("--knob-trials", type=int, default=3, help="Optuna trials over the global knobs (pareto)")
+    p.add_argument("--knob-trials", type=int, default=3,
+                   help="knob settings Optuna ranks by the all-int8 model's probe error, no user evaluation "
+                        "(pareto; only the best is scored, and only if the defaults miss)")
     p.add_argument("--threads", type=int, help="threads per candidate session")
     p.add_argument("--prune", type=_ratios, default=(),
                    help="prune ratios to search, e.g. 0,0.25,0.5: heads and FFN neurons removed before quantizing")

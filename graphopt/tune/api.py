@@ -341,12 +341,17 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
         met = True
         msg = (f"met the tolerance: {chosen['accuracy']:.4f} vs fp32 {baseline:.4f} "
                f"({accept.describe()}), {chosen['latency_ms']:.2f} ms vs fp32 {base_row['latency_ms']:.2f} ms")
+        if base_row.get("latency_ms") and chosen["latency_ms"] >= base_row["latency_ms"]:
+            # INC's complaint (#1617): an accepted quantized model slower than fp32; say so
+            msg += " (no faster than fp32 here: fp32 itself is the faster choice)"
+            logger.warning(msg)
     else:
         cands = [r for r in rows if quantized(r)] or [base_row]
         chosen = max(cands, key=lambda r: (r["accuracy"], -r["latency_ms"]))
         met = False
         msg = (f"no quantized candidate met the tolerance ({accept.describe()}, fp32 {baseline:.4f}) within "
-               f"{state['evals']} evaluations; returning the most accurate one: {chosen['accuracy']:.4f}")
+               f"{state['evals']} evaluations; returning the most accurate one: {chosen['accuracy']:.4f}"
+               + (" (candidates predicted no faster than fp32 are not scored)" if strategy == "pareto" else ""))
         if not rows:
             msg = (f"this model's fp32 score {baseline:.4f} already misses the tolerance against the reference "
                    f"({accept.describe()}): nothing searched")

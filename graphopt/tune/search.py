@@ -131,13 +131,15 @@ class PointSearch:
     the verified candidates (first the all-int8 model) disagree on the loss per unit of error by
     more than 2x; each new ``lam`` adds its own front. The loss a recipe costs the user's score is
     predicted as that ratio, interpolated in log ``E`` between the verified candidates, times ``E``.
-    After each round a candidate that meets the bar rules out every candidate not predicted faster
-    than it by more than timing noise (``noise``), and one that fails rules out every candidate with
+    Candidates not predicted faster than all-fp32 are never scored. After each round a candidate
+    that meets the bar rules out every candidate not predicted faster than it by more than timing
+    noise (``noise``), and one that fails rules out every candidate with
     no group more precise than it. With ``anchors`` (whole-model timings) the cost table is fitted to
-    them and re-fitted with each verified candidate's measured time, which adds a front too. The next proposal is the fastest remaining candidate predicted to
-    lose at most ``margin`` of the allowed loss (a near-miss costs an evaluation and teaches little);
-    when none is and nothing has met the bar yet, the safest (least predicted error) one, so a
-    verified answer is always reached; otherwise the search is over.
+    them and re-fitted with each verified candidate's measured time, which adds a front too. The next
+    proposal is the fastest remaining candidate predicted to lose at most ``margin`` of the allowed
+    loss (a near-miss costs an evaluation and teaches little); when none is and nothing has met the
+    bar yet, the safest (least predicted error) one, so a verified answer is always reached;
+    otherwise the search is over.
     """
 
     def __init__(self, groups: Sequence[Group], cost: CostTable, err: ErrorTable, precisions: Sequence[str],
@@ -251,8 +253,9 @@ class PointSearch:
     def live(self) -> list[Point]:
         """Candidates not scored and not ruled out, fastest first."""
         fastest_pass = min((self.latency(r) for r in self.passed), default=np.inf)
+        fp32 = self.latency(Recipe.make({g.name: "fp32" for g in self.groups}, **self.knobs))
         return sorted((p for k, p in self.points.items() if k not in self.seen
-                       and self.latency(p.recipe) < (1 - self.noise) * fastest_pass
+                       and self.latency(p.recipe) < min((1 - self.noise) * fastest_pass, fp32)
                        and not self._dominated(p.recipe)), key=lambda p: self.latency(p.recipe))
 
     def propose(self, k: int = 1) -> list[Point]:

@@ -145,3 +145,14 @@ def test_measured_times_refit_the_cost_of_precision_changes():
     after = abs(search.latency(other) - true_seconds(other)) / true_seconds(other)
     assert before > 0.2 and after < 0.02, (before, after)
     assert len(search.fronts) == 2  # the re-fitted table adds its own front
+
+
+def test_candidates_predicted_no_faster_than_fp32_are_never_scored():
+    """INC's complaint (#1617): an accepted int8 model slower than fp32. Where every quantized precision
+    is slower than fp32, there is nothing to score, even before a candidate has met the bar."""
+    slow = {g: {"int8": 2 * c["fp32"], "bf16": 1.5 * c["fp32"], "fp32": c["fp32"]} for g, c in COST.items()}
+    table = CostTable(slow, {}, sum(c["fp32"] for c in COST.values()), "native", "synthetic", [g.name for g in GROUPS])
+    search = PointSearch(GROUPS, table, _masked_table(), PRECISIONS, {}, {}, 0.05,
+                         seeds=op_type_recipes(GROUPS, PRECISIONS, {}))
+    search.observe(Recipe.make({}), 1.0, False)
+    assert search.live() == [] and search.propose() == []
