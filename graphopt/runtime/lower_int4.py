@@ -4,7 +4,7 @@ onto the Int4Linear step (csrc/runtime/ops/int4.cpp, kernels in csrc/kernels/int
 The packed weight, scales and zero points are plan constants in MatMulNBits' own layout: the
 fp32 paths dequantize on the fly, so a plan over a saved int4 file holds the weights once
 (about an eighth of the fp32 model). By default (on AVX-512 VNNI) the kernel quantizes the
-activations per row to int8 and runs VNNI dot products on a repacked copy of the weights built
+activations to int8 (a scale per row and K-block) and runs VNNI dot products on a repacked copy of the weights built
 on the first run (a second copy of about the same size); a node's ``accuracy_level`` 1-3 (float
 compute) keeps the fp32 paths. Declines (and the node runs in
 onnxruntime) for what the kernel does not read: other bit widths, ``g_idx``, float zero
@@ -46,7 +46,7 @@ def _matmul_nbits(lw: _Lowerer, n: Node) -> bool:
         if ba is None or ba.dtype != np.float32 or ba.size != cols:
             return False
     # accuracy_level 1-3 (fp32/fp16/bf16 compute) keeps float activations; unset, 0 and 4 (int8)
-    # let the kernel quantize them per row to int8 (where the CPU has VNNI: 2-7x faster).
+    # let the kernel quantize them to int8 per row and K-block (where the CPU has VNNI: 2-7x faster).
     q8 = int(n.attr("accuracy_level", 0)) not in (1, 2, 3)
     s = lw.emit("Int4Linear", n, [x, q, scales, zp, bias], [n.outputs[0]],
                 iattrs={"K": k, "N": cols, "block": block, "q8": int(q8)})

@@ -88,8 +88,9 @@ def test_int4_batched_input() -> None:
 
 
 def _q8_reference(mp, x: np.ndarray) -> np.ndarray:
-    """The int8-activation path in numpy (float64 after the int8 codes): per-row scale max|x| / 127,
-    codes rint(x * 127 / max|x|), exact integer block sums, then per-block fp32 scales."""
+    """The int8-activation path in numpy (float64 after the int8 codes): per row and K-block the scale
+    max|x| / 127 over the block, codes rint(x * 127 / max|x|), exact integer block sums, then the
+    block's fp32 weight scales times its activation scale."""
     node = mp.graph.node[0]
     at = {a.name: a.i for a in node.attribute}
     k, n, block = at["K"], at["N"], at["block_size"]
@@ -99,15 +100,15 @@ def _q8_reference(mp, x: np.ndarray) -> np.ndarray:
     codes = np.stack([q & 15, q >> 4], -1).reshape(n, nb * block)[:, :k].astype(np.int64)
     z = init.get("z")
     zz = np.stack([z & 15, z >> 4], -1).reshape(n, -1)[:, :nb] if z is not None else np.full((n, nb), 8)
-    amax = np.abs(x).max(1).astype(np.float32)
-    inv = np.where(amax > 0, np.float32(127) / np.where(amax > 0, amax, 1), 0).astype(np.float32)
-    xq = np.rint(x * inv[:, None]).astype(np.int64)
     s = init["s"].reshape(n, nb).astype(np.float64)
     y = np.zeros((x.shape[0], n))
     for b in range(nb):
         sl = slice(b * block, min(k, (b + 1) * block))
-        y += (xq[:, sl] @ (codes[:, sl] - zz[:, b:b + 1].astype(np.int64)).T) * s[:, b]
-    y *= (amax / np.float32(127)).astype(np.float64)[:, None]
+        amax = np.abs(x[:, sl]).max(1).astype(np.float32)
+        inv = np.where(amax > 0, np.float32(127) / np.where(amax > 0, amax, 1), 0).astype(np.float32)
+        xq = np.rint(x[:, sl] * inv[:, None]).astype(np.int64)
+        sx = (amax / np.float32(127)).astype(np.float64)[:, None]
+        y += (xq @ (codes[:, sl] - zz[:, b:b + 1].astype(np.int64)).T) * s[:, b] * sx
     if "b" in init:
         y += init["b"]
     return y
@@ -171,3 +172,19 @@ def test_int4_int8_activations_keep_nan_and_zero_rows() -> None:
             y = graphopt.compile(graphopt.from_onnx(mp)).run({"x": x})[0]
         assert np.isnan(y[1]).all() and np.isfinite(np.delete(y, 1, 0)).all()
         np.testing.assert_array_equal(y[3], b)
+
+
+def test_int4_int8_activations_scale_each_k_block() -> None:
+    """A block of large activations no longer coarsens the codes of the row's other blocks: with one
+    outlier block (x100) the error to the exact product is well under the one-scale-per-row error."""
+    mp, w, _ = _case(256, 64, 32, False, False, seed=9)
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((4, 256)).astype(np.float32)
+    x[:, :32] *= 100
+    exact = x.astype(np.float64) @ w.astype(np.float64)
+    got = graphopt.compile(graphopt.from_onnx(mp)).run({"x": x})[0]
+    np.testing.assert_allclose(got, _q8_reference(mp, x), rtol=1e-5, atol=1e-5 * np.abs(exact).max())
+    amax = np.abs(x).max(1, keepdims=True)  # one scale per row (the path before K-block scales)
+    per_row = (np.rint(x * (127 / amax)) * (amax / 127)).astype(np.float64) @ w.astype(np.float64)
+    rms = lambda e: float(np.sqrt(np.mean(e ** 2)))  # noqa: E731
+    assert rms(got - exact) < 0.6 * rms(per_row - exact), (rms(got - exact), rms(per_row - exact))

@@ -1,9 +1,10 @@
 // AVX-512 VNNI int4 matmul with int8 activations (the prefill path): each row of x is quantized
-// to int8 once per call (per-row symmetric scale, stored as u8 = code + 128), then a 4-row x
+// to int8 once per call (a symmetric scale per row and K-block, stored as u8 = code + 128), then a 4-row x
 // 32-column tile runs vpdpbusd on the packed nibbles (Int4Packed: 16 columns x 4 k per register,
 // unpacked by a shift and a mask into signed 16 * (q - 8)), one int32 sum per K-block that starts
 // at the block's -2048 * sum(q - 8) (the +128 of the activations) and is scaled in fp32 at the
-// block's end. Same arithmetic, in the same order, as ref::int4_matmul_q8.
+// block's end (times the activations' scale of that block). Same arithmetic, in the same order, as
+// ref::int4_matmul_q8.
 #include <immintrin.h>
 
 #include <cstring>
@@ -18,8 +19,8 @@ namespace {
 struct Act {
   std::vector<std::uint8_t> buf;
   const std::uint8_t* xu = nullptr;  // [M][Kp], k >= K at 128 (code 0)
-  const float* sx = nullptr;         // [M]
-  const float* xs = nullptr;         // [M][nb] code sums (zero points only)
+  const float* sx = nullptr;         // [M][nb] scales per K-block
+  const float* xs = nullptr;         // [M][nb] code sums times the scale (zero points only)
   index_t Kp = 0, nb = 0;
 };
 
@@ -29,29 +30,28 @@ void quantize(const float* x, index_t M, index_t K, index_t block, bool sums, Ac
   a->nb = (K + block - 1) / block;
   a->Kp = a->nb * block;
   const std::size_t xu_bytes = static_cast<std::size_t>(M * a->Kp + 63) / 64 * 64;
-  const std::size_t need = xu_bytes + 4 * static_cast<std::size_t>(M + M * a->nb) + 64;
+  const std::size_t need = xu_bytes + 4 * static_cast<std::size_t>(2 * M * a->nb) + 64;
   if (a->buf.size() < need) a->buf.resize(need);
   auto* base = reinterpret_cast<std::uint8_t*>((reinterpret_cast<std::uintptr_t>(a->buf.data()) + 63) & ~std::uintptr_t{63});
   auto* xu = base;
   auto* sx = reinterpret_cast<float*>(base + xu_bytes);
-  float* xs = sx + M;
+  float* xs = sx + M * a->nb;
   const __m512 sign = _mm512_set1_ps(-0.f);
   const __m512i off = _mm512_set1_epi32(128);
   for (index_t m = 0; m < M; ++m) {
     const float* xr = x + m * K;
-    __m512 mx = _mm512_setzero_ps();
-    __mmask16 nan = 0;
-    for (index_t k = 0; k < K; k += 16) {
-      const __m512 v = _mm512_maskz_loadu_ps(tail_mask(K - k), xr + k);
-      nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-      mx = _mm512_max_ps(mx, _mm512_andnot_ps(sign, v));
-    }
-    const float amax = _mm512_reduce_max_ps(mx);
-    const float inv = amax > 0.f ? 127.f / amax : 0.f;
-    sx[m] = nan ? std::numeric_limits<float>::quiet_NaN() : amax / 127.f;  // a NaN in x makes the row NaN
-    const __m512 vi = _mm512_set1_ps(inv);
     std::uint8_t* dst = xu + m * a->Kp;
+    __mmask16 nan = 0;
     for (index_t b = 0; b < a->nb; ++b) {
+      __m512 mx = _mm512_setzero_ps();
+      for (index_t k = b * block; k < (b + 1) * block; k += 16) {
+        const __m512 v = _mm512_maskz_loadu_ps(k < K ? tail_mask(K - k) : __mmask16(0), xr + k);
+        nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        mx = _mm512_max_ps(mx, _mm512_andnot_ps(sign, v));
+      }
+      const float amax = _mm512_reduce_max_ps(mx);
+      const float inv = amax > 0.f ? 127.f / amax : 0.f, sb = amax / 127.f;
+      const __m512 vi = _mm512_set1_ps(inv);
       __m512i sum = _mm512_setzero_si512();
       for (index_t k = b * block; k < (b + 1) * block; k += 16) {
         const __mmask16 mk = k < K ? tail_mask(K - k) : __mmask16(0);
@@ -59,8 +59,11 @@ void quantize(const float* x, index_t M, index_t K, index_t block, bool sums, Ac
         sum = _mm512_add_epi32(sum, q);
         _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + k), _mm512_cvtepi32_epi8(_mm512_add_epi32(q, off)));
       }
-      if (sums) xs[m * a->nb + b] = static_cast<float>(_mm512_reduce_add_epi32(sum));
+      sx[m * a->nb + b] = sb;
+      if (sums) xs[m * a->nb + b] = static_cast<float>(_mm512_reduce_add_epi32(sum)) * sb;
     }
+    if (nan)  // a NaN in x makes the row NaN
+      for (index_t b = 0; b < a->nb; ++b) sx[m * a->nb + b] = std::numeric_limits<float>::quiet_NaN();
   }
   a->xu = xu;
   a->sx = sx;
@@ -121,7 +124,9 @@ void tile(const Int4Packed& p, const Act& a, index_t m0, index_t g0, const float
       const index_t gb = (g0 + g) * nb + b;
       const __m512 s = _mm512_loadu_ps(p.s16.data() + gb * 16);
 #pragma GCC unroll 4
-      for (int m = 0; m < MR; ++m) acc[m][g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[m][g]), s, acc[m][g]);
+      for (int m = 0; m < MR; ++m)  // the weights' scale times this row's scale of the block: one multiply
+        acc[m][g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[m][g]), _mm512_mul_ps(s, _mm512_set1_ps(a.sx[(m0 + m) * nb + b])),
+                                    acc[m][g]);
       if constexpr (ZP) {
         const __m512 zs = _mm512_loadu_ps(p.zs.data() + gb * 16);
 #pragma GCC unroll 4
@@ -137,7 +142,7 @@ void tile(const Int4Packed& p, const Act& a, index_t m0, index_t g0, const float
     const __m512 bv = bias ? _mm512_maskz_loadu_ps(mk, bias + c0) : _mm512_setzero_ps();
 #pragma GCC unroll 4
     for (int m = 0; m < MR; ++m) {
-      __m512 v = _mm512_mul_ps(acc[m][g], _mm512_set1_ps(a.sx[m0 + m]));
+      __m512 v = acc[m][g];
       if (bias) v = _mm512_add_ps(v, bv);
       _mm512_mask_storeu_ps(y + (m0 + m) * p.N + c0, mk, v);
     }

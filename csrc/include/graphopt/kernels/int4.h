@@ -32,7 +32,7 @@ struct Int4Weights {
   const float* scale = nullptr;
   const std::uint8_t* zp = nullptr;  // optional
   index_t K = 0, N = 0, block = 32;
-  // Quantize the activations to int8 (per row, symmetric) when M >= int4_q8_min_rows() and the
+  // Quantize the activations to int8 (symmetric, a scale per row and K-block) when M >= int4_q8_min_rows() and the
   // ISA has an int8 path (the scalar reference, AVX-512 VNNI, which reads `packed`).
   bool q8 = false;
   const Int4Packed* packed = nullptr;
@@ -40,7 +40,7 @@ struct Int4Weights {
 
 // Columns [n0, n1) of y [M, N] (row stride N) for all M rows of x [M, K]; single-threaded
 // (the runtime splits columns over its pool). With w.q8 (and M >= int4_q8_min_rows()) x is
-// quantized per row to int8 and VNNI dot products run on the packed nibbles. Otherwise, in fp32:
+// quantized to int8 (a scale per row and K-block) and VNNI dot products run on the packed nibbles. Otherwise, in fp32:
 // M <= 4 runs the decode path (dequantize in registers, one pass over the weights), larger M
 // dequantizes 16-column panels and runs a 4x4 register-tiled kernel on them.
 Status int4_matmul(const float* x, index_t M, const Int4Weights& w, const float* bias, float* y, index_t n0, index_t n1);
