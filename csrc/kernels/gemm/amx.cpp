@@ -1,5 +1,5 @@
-// int8 GEMM with AMX (tdpbusd). Built with the AVX-512 VNNI flags plus
-// -mamx-tile -mamx-int8; dispatched only when cpu_features() reports AMX
+// int8 and bf16 GEMMs with AMX (tdpbusd, tdpbf16ps). Built with the AVX-512 VNNI flags plus
+// -mamx-tile -mamx-int8 -mamx-bf16; dispatched only when cpu_features() reports AMX
 // tile + int8 support *and* the OS granted tile-data permission.
 //
 // Tiles: tmm0-3 = a 2 x 2 block of 16x16 s32 C tiles (32 rows x 32 output columns), tmm4/tmm5 =
@@ -14,6 +14,7 @@
 // NOTE: this path cannot be exercised on a CPU without AMX; the tests skip it there.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <new>
 
 #include "epilogue_avx512.h"
@@ -64,6 +65,28 @@ EdgeFn edge_for(const EpiResolved& e) {
   return nullptr;
 }
 
+using FEdge = void (*)(const float* tile, int mr, int np, const TileDst& d);
+
+template <Act A>
+FEdge f_edge_for_out(OutType o) {
+  switch (o) {
+    case OutType::f32: return &finish_f_tile<A, OutType::f32>;
+    case OutType::bf16: return &finish_f_tile<A, OutType::bf16>;
+    case OutType::u8: return &finish_f_tile<A, OutType::u8>;
+    case OutType::s8: return &finish_f_tile<A, OutType::s8>;
+    case OutType::s32: return nullptr;  // rejected by the front (check_gemm)
+  }
+  return nullptr;
+}
+
+// One task per thread slot on the GEMMs' caller-participating pool (common/thread_pool.h): an OpenMP
+// region's barrier would wait a scheduler slice for a worker another process delays. Each task
+// configures the tiles on whichever thread runs it.
+template <class F>
+void run_tasks(int nt, F& f) {
+  parallel_tasks(nt, nt, [](void* c, std::int64_t t) { (*static_cast<F*>(c))(static_cast<int>(t)); }, &f);
+}
+
 }  // namespace
 
 void gemm_s8(const GemmArgs& g) {
@@ -85,9 +108,8 @@ void gemm_s8(const GemmArgs& g) {
   const int nt = gemm_threads(M, N, K);
   const bool rowsums = e.need_rowsum;
 
-#pragma omp parallel num_threads(nt)
-  {
-    const Range rg = thread_range(M, P, 32, omp_get_num_threads(), omp_get_thread_num());
+  auto task = [&](int tid) {
+    const Range rg = thread_range(M, P, 32, nt, tid);
     const index_t rows = rg.m1 - rg.m0;
     if (rows > 0 && rg.p1 > rg.p0) {
       load_config(8);
@@ -107,59 +129,171 @@ void gemm_s8(const GemmArgs& g) {
       }
       alignas(64) std::uint8_t bpad[2][1024];
       alignas(64) std::int32_t tile[32 * kTileLd];
-      for (index_t p = rg.p0; p < rg.p1; p += 2) {
-        const int np = rg.p1 - p >= 2 ? 2 : 1;
-        const std::uint8_t* b[2] = {W.panel(p), np == 2 ? W.panel(p + 1) : W.panel(p)};
-        if (full_kt < KT) {  // the last k-tile: the panel's remaining k-groups, zero-padded
-          const std::size_t valid = static_cast<std::size_t>(KG - full_kt * 16) * 64;
-          for (int j = 0; j < 2; ++j) {
-            std::memset(bpad[j], 0, sizeof(bpad[j]));
-            std::memcpy(bpad[j], b[j] + full_kt * 1024, valid);
-          }
-        }
-        const index_t n0 = p * 16;
-        const int cols = static_cast<int>(N - n0 < np * 16 ? N - n0 : np * 16);
-        for (index_t m = 0; m < rows; m += 32) {
-          const bool two = rows - m > 16;
-          const std::uint8_t* a0 = apad + m * Kp64;
-          _tile_zero(0);
-          _tile_zero(1);
-          if (two) {
-            _tile_zero(2);
-            _tile_zero(3);
-          }
-          for (index_t kt = 0; kt < KT; ++kt) {
-            _tile_loadd(4, a0 + kt * 64, Kp64);
-            if (kt < full_kt) {
-              _tile_loadd(6, b[0] + kt * 1024, 64);
-              _tile_loadd(7, b[1] + kt * 1024, 64);
-            } else {
-              _tile_loadd(6, bpad[0], 64);
-              _tile_loadd(7, bpad[1], 64);
+      // Row chunks whose A stays in L2 while every panel pair streams past it once.
+      const index_t chunk = std::max<index_t>(32, cache_info().l2 / 2 / Kp64 / 32 * 32);
+      for (index_t c0 = 0; c0 < rows; c0 += chunk) {
+        const index_t c1 = std::min(rows, c0 + chunk);
+        for (index_t p = rg.p0; p < rg.p1; p += 2) {
+          const int np = rg.p1 - p >= 2 ? 2 : 1;
+          const std::uint8_t* b[2] = {W.panel(p), np == 2 ? W.panel(p + 1) : W.panel(p)};
+          if (full_kt < KT) {  // the last k-tile: the panel's remaining k-groups, zero-padded
+            const std::size_t valid = static_cast<std::size_t>(KG - full_kt * 16) * 64;
+            for (int j = 0; j < 2; ++j) {
+              std::memset(bpad[j], 0, sizeof(bpad[j]));
+              std::memcpy(bpad[j], b[j] + full_kt * 1024, valid);
             }
-            _tile_dpbusd(0, 4, 6);
-            _tile_dpbusd(1, 4, 7);
+          }
+          const index_t n0 = p * 16;
+          const int cols = static_cast<int>(N - n0 < np * 16 ? N - n0 : np * 16);
+          for (index_t m = c0; m < c1; m += 32) {
+            const bool two = c1 - m > 16;
+            const std::uint8_t* a0 = apad + m * Kp64;
+            _tile_zero(0);
+            _tile_zero(1);
             if (two) {
-              _tile_loadd(5, a0 + 16 * Kp64 + kt * 64, Kp64);
-              _tile_dpbusd(2, 5, 6);
-              _tile_dpbusd(3, 5, 7);
+              _tile_zero(2);
+              _tile_zero(3);
             }
+            for (index_t kt = 0; kt < KT; ++kt) {
+              _tile_loadd(4, a0 + kt * 64, Kp64);
+              if (kt < full_kt) {
+                _tile_loadd(6, b[0] + kt * 1024, 64);
+                _tile_loadd(7, b[1] + kt * 1024, 64);
+              } else {
+                _tile_loadd(6, bpad[0], 64);
+                _tile_loadd(7, bpad[1], 64);
+              }
+              _tile_dpbusd(0, 4, 6);
+              _tile_dpbusd(1, 4, 7);
+              if (two) {
+                _tile_loadd(5, a0 + 16 * Kp64 + kt * 64, Kp64);
+                _tile_dpbusd(2, 5, 6);
+                _tile_dpbusd(3, 5, 7);
+              }
+            }
+            _tile_stored(0, tile, kTileLd * 4);
+            _tile_stored(1, tile + 16, kTileLd * 4);
+            if (two) {
+              _tile_stored(2, tile + 16 * kTileLd, kTileLd * 4);
+              _tile_stored(3, tile + 16 * kTileLd + 16, kTileLd * 4);
+            }
+            const int mr = static_cast<int>(c1 - m < 32 ? c1 - m : 32);
+            const TileDst d{&e, g.C, g.ldc, rg.m0 + m, n0, cols, rowsums ? rs.data() + m : nullptr};
+            edge(tile, mr, np, d);
           }
-          _tile_stored(0, tile, kTileLd * 4);
-          _tile_stored(1, tile + 16, kTileLd * 4);
-          if (two) {
-            _tile_stored(2, tile + 16 * kTileLd, kTileLd * 4);
-            _tile_stored(3, tile + 16 * kTileLd + 16, kTileLd * 4);
-          }
-          const int mr = static_cast<int>(rows - m < 32 ? rows - m : 32);
-          const TileDst d{&e, g.C, g.ldc, rg.m0 + m, n0, cols, rowsums ? rs.data() + m : nullptr};
-          edge(tile, mr, np, d);
         }
       }
       ::operator delete(apad, std::align_val_t(64));
       _tile_release();
     }
+  };
+  run_tasks(nt, task);
+}
+
+// bf16 on AMX (tdpbf16ps), the same blocking as gemm_s8: the bf16_k2 panel is the AMX B-tile layout
+// too (64 bytes = 16 columns x one k-pair per row, 16 k-pairs = 32 k per tile); A tiles are 16 rows x
+// 32 bf16. Each C tile sums its products in the tile unit's order, fixed per output element (threads
+// split rows and panels, never k), so results are the same run to run and at any thread count; they
+// differ from the AVX512-BF16 path's in fp32 rounding only. The epilogue is the AVX-512 one.
+void gemm_bf16(const GemmArgs& g) {
+  if (g.M < 16 || !cpu_features().amx_bf16) {
+    avx512_bf16::gemm_bf16(g);
+    return;
   }
+  const PackedWeights& W = *g.W;
+  const EpiResolved& e = *g.e;
+  const index_t M = g.M, K = W.K(), N = W.N(), P = W.panels();
+  if (M <= 0 || N <= 0) return;
+  const auto* A = static_cast<const std::uint16_t*>(g.A);
+  const index_t lda = g.lda;
+  const index_t Kp32 = (K + 31) / 32 * 32;  // bf16 per padded A row
+  const index_t KT = Kp32 / 32;
+  const index_t KG = W.Kp() / 2;  // k-pairs stored per panel
+  const index_t full_kt = KG / 16;
+  using Edge = void (*)(const float*, int, int, const TileDst&);
+  Edge edge = nullptr;
+  switch (e.act) {
+    case Act::none: edge = f_edge_for_out<Act::none>(e.out); break;
+    case Act::relu: edge = f_edge_for_out<Act::relu>(e.out); break;
+    case Act::gelu_erf: edge = f_edge_for_out<Act::gelu_erf>(e.out); break;
+    case Act::gelu_tanh: edge = f_edge_for_out<Act::gelu_tanh>(e.out); break;
+  }
+  const int nt = gemm_threads(M, N, K);
+
+  auto task = [&](int tid) {
+    const Range rg = thread_range(M, P, 32, nt, tid);
+    const index_t rows = rg.m1 - rg.m0;
+    if (rows > 0 && rg.p1 > rg.p0) {
+      load_config(8);
+      const index_t mpad = (rows + 31) / 32 * 32;
+      const std::size_t rowb = static_cast<std::size_t>(Kp32) * 2;
+      auto* apad = static_cast<std::uint8_t*>(::operator new(static_cast<std::size_t>(mpad) * rowb, std::align_val_t(64)));
+      std::memset(apad + rows * rowb, 0, static_cast<std::size_t>(mpad - rows) * rowb);
+      for (index_t i = 0; i < rows; ++i) {
+        std::memcpy(apad + i * rowb, A + (rg.m0 + i) * lda, static_cast<std::size_t>(K) * 2);
+        std::memset(apad + i * rowb + K * 2, 0, rowb - static_cast<std::size_t>(K) * 2);
+      }
+      alignas(64) std::uint8_t bpad[2][1024];
+      alignas(64) float tile[32 * kTileLd];
+      // Row chunks whose A stays in L2 while every panel pair streams past it once.
+      const index_t chunk = std::max<index_t>(32, cache_info().l2 / 2 / static_cast<index_t>(rowb) / 32 * 32);
+      for (index_t c0 = 0; c0 < rows; c0 += chunk) {
+        const index_t c1 = std::min(rows, c0 + chunk);
+        for (index_t p = rg.p0; p < rg.p1; p += 2) {
+          const int np = rg.p1 - p >= 2 ? 2 : 1;
+          const std::uint8_t* b[2] = {W.panel(p), np == 2 ? W.panel(p + 1) : W.panel(p)};
+          if (full_kt < KT) {
+            const std::size_t valid = static_cast<std::size_t>(KG - full_kt * 16) * 64;
+            for (int j = 0; j < 2; ++j) {
+              std::memset(bpad[j], 0, sizeof(bpad[j]));
+              std::memcpy(bpad[j], b[j] + full_kt * 1024, valid);
+            }
+          }
+          const index_t n0 = p * 16;
+          const int cols = static_cast<int>(N - n0 < np * 16 ? N - n0 : np * 16);
+          for (index_t m = c0; m < c1; m += 32) {
+            const bool two = c1 - m > 16;
+            const std::uint8_t* a0 = apad + m * rowb;
+            _tile_zero(0);
+            _tile_zero(1);
+            if (two) {
+              _tile_zero(2);
+              _tile_zero(3);
+            }
+            for (index_t kt = 0; kt < KT; ++kt) {
+              _tile_loadd(4, a0 + kt * 64, rowb);
+              if (kt < full_kt) {
+                _tile_loadd(6, b[0] + kt * 1024, 64);
+                _tile_loadd(7, b[1] + kt * 1024, 64);
+              } else {
+                _tile_loadd(6, bpad[0], 64);
+                _tile_loadd(7, bpad[1], 64);
+              }
+              _tile_dpbf16ps(0, 4, 6);
+              _tile_dpbf16ps(1, 4, 7);
+              if (two) {
+                _tile_loadd(5, a0 + 16 * rowb + kt * 64, rowb);
+                _tile_dpbf16ps(2, 5, 6);
+                _tile_dpbf16ps(3, 5, 7);
+              }
+            }
+            _tile_stored(0, tile, kTileLd * 4);
+            _tile_stored(1, tile + 16, kTileLd * 4);
+            if (two) {
+              _tile_stored(2, tile + 16 * kTileLd, kTileLd * 4);
+              _tile_stored(3, tile + 16 * kTileLd + 16, kTileLd * 4);
+            }
+            const int mr = static_cast<int>(c1 - m < 32 ? c1 - m : 32);
+            const TileDst d{&e, g.C, g.ldc, rg.m0 + m, n0, cols, nullptr};
+            edge(tile, mr, np, d);
+          }
+        }
+      }
+      ::operator delete(apad, std::align_val_t(64));
+      _tile_release();
+    }
+  };
+  run_tasks(nt, task);
 }
 
 // Per-core peak of the tile unit: 2 A x 2 B tiles into 4 C tiles, all resident (no memory traffic),

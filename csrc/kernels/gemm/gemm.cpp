@@ -352,6 +352,7 @@ const Dispatch<GemmFn>& bf16_table() {
     t.avx2 = &avx2::gemm_bf16;
     t.avx512 = &avx512::gemm_bf16;
     t.avx512_bf16 = &avx512_bf16::gemm_bf16;
+    t.amx = &amx::gemm_bf16;  // AVX512-BF16 below 16 rows or without AMX-BF16
     return t;
   }();
   return d;
