@@ -180,7 +180,7 @@ def run_loop(step_fn: Callable[[int], float], *, steps: int, modules: dict[str, 
         raise
     bar.close()
     best_step = None
-    if best is not None and best[0] != step:  # the last step was not the best evaluation
+    if restore is not None and best is not None and best[0] != step:  # the last step was not the best
         modules[restore].load_state_dict(best[1])
         best_step = best[0]
         logger.info("%s: weights of step %d restored (validation %.4f)", desc, best_step, dict(evals)[best_step])

@@ -125,8 +125,9 @@ def teacher_outputs(teacher: Any, data: dict[str, np.ndarray], names: tuple[str,
     h = hashlib.sha1()
     for name in names:
         h.update(name.encode() + np.ascontiguousarray(data[name]).tobytes())
-    key = {"inputs": h.hexdigest(), "layers": sorted(layers), "rows": int(len(data[names[0]]))}
-    folder = Path(cache) / key["inputs"][:16]
+    digest = h.hexdigest()
+    key = {"inputs": digest, "layers": sorted(layers), "rows": int(len(data[names[0]]))}
+    folder = Path(cache) / digest[:16]
     meta = folder / "meta.json"
     have = json.loads(meta.read_text()) if meta.exists() else {}
     # a cache of more layers serves a student that maps fewer (a 3-layer student after a pruned one);
