@@ -293,7 +293,13 @@ def tune(model: Any, evaluate: Callable | str, data: Any, tolerance: float = 0.0
                                      probe_ref[0] if probe_ref else probe, precisions, progress=progress)
             return err
 
-        if strategy == "pareto":
+        int8_rows = [r for r in log.rows if r["key"] == Recipe.make({}, **best_knobs).key()]
+        nothing_faster = all(row[p] >= row["int8"] for row in cost.cost.values() for p in row)
+        if strategy == "pareto" and int8_rows and meets(int8_rows[0]) and nothing_faster:
+            # all-int8 meets the bar and no group is faster at another precision: no candidate can win,
+            # so not even the error table is measured
+            logger.info("all-int8 meets the tolerance and no group runs faster at another precision")
+        elif strategy == "pareto":
             search = PointSearch(groups, one_node, error_table(), precisions, producers, best_knobs, accept.allowed,
                                  seeds=op_type_recipes(groups, precisions, best_knobs), anchors=anchors)
             front = next(iter(search.fronts.values()))  # the first: the tables as measured

@@ -124,3 +124,13 @@ def test_pareto_spends_no_evaluation_that_cannot_win(pareto_run):
     front = [r for r in res.trials if r["phase"].startswith("front") and not r.get("resumed")]
     assert all(r["key"] != knobs[0]["key"] and r["pred_latency_ms"] is not None for r in front)
     assert res.evaluations == 2 + len({r["key"] for r in front})
+
+
+def test_pareto_ranks_knob_settings_by_probe_error_not_user_evaluations(digits, tmp_path):
+    """When the defaults' all-int8 model misses the bar, the other knob settings are ranked by the
+    all-int8 model's probe error: at most one more is scored with the user's function."""
+    res = tune(digits["path"], _ev(digits, "exact"), digits["calib"], tolerance=0.0, relative=False,
+               max_trials=6, knob_trials=3, outdir=tmp_path, progress=False)
+    knobs = [r for r in res.trials if r["phase"].startswith("knobs")]
+    assert 1 <= len(knobs) <= 2
+    assert not res.met and res.evaluations <= 6
