@@ -104,6 +104,101 @@ void run_tasks(int nt, F& f) {
   parallel_tasks(nt, nt, [](void* c, std::int64_t t) { (*static_cast<F*>(c))(static_cast<int>(t)); }, &f);
 }
 
+// The tile products of one 32-row x 2-panel block. GCC's tile intrinsics stringify their tile
+// numbers, so the numbers stay literal here and the element type picks the instruction.
+template <bool kBf16>
+inline void products_top() {
+  if constexpr (kBf16) {
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+  } else {
+    _tile_dpbusd(0, 4, 6);
+    _tile_dpbusd(1, 4, 7);
+  }
+}
+
+template <bool kBf16>
+inline void products_bottom() {
+  if constexpr (kBf16) {
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  } else {
+    _tile_dpbusd(2, 5, 6);
+    _tile_dpbusd(3, 5, 7);
+  }
+}
+
+// One thread's share of an AMX GEMM, the same for int8 (tdpbusd, int32 tiles) and bf16 (tdpbf16ps,
+// fp32 tiles): A padded to rowb bytes a row in apad; row chunks whose A stays in L2 while every panel
+// pair streams past it once; 2x2 C tiles; two tile buffers, so a block's epilogue runs while the next
+// block's tile products are in flight. dst(m, n0, cols) says where block (m, n0) goes.
+template <bool kBf16, class Tile, class Edge, class Dst>
+void tile_blocks(const PackedWeights& W, const Range& rg, index_t rows, const std::uint8_t* apad, index_t rowb,
+                 index_t KT, index_t KG, index_t N, Edge edge, Dst dst) {
+  const index_t full_kt = KG / 16;  // k-tiles that load straight from the panel
+  alignas(64) std::uint8_t bpad[2][1024];
+  alignas(64) Tile tile[2][32 * kTileLd];
+  int cur = 0, pmr = 0, pnp = 0;
+  bool pend = false;
+  TileDst pd{};
+  const index_t chunk = std::max<index_t>(32, cache_info().l2 / 2 / rowb / 32 * 32);
+  for (index_t c0 = 0; c0 < rows; c0 += chunk) {
+    const index_t c1 = std::min(rows, c0 + chunk);
+    for (index_t p = rg.p0; p < rg.p1; p += 2) {
+      const int np = rg.p1 - p >= 2 ? 2 : 1;
+      const std::uint8_t* b[2] = {W.panel(p), np == 2 ? W.panel(p + 1) : W.panel(p)};
+      if (full_kt < KT) {  // the last k-tile: the panel's remaining k-groups, zero-padded
+        const std::size_t valid = static_cast<std::size_t>(KG - full_kt * 16) * 64;
+        for (int j = 0; j < 2; ++j) {
+          std::memset(bpad[j], 0, sizeof(bpad[j]));
+          std::memcpy(bpad[j], b[j] + full_kt * 1024, valid);
+        }
+      }
+      const index_t n0 = p * 16;
+      const int cols = static_cast<int>(N - n0 < np * 16 ? N - n0 : np * 16);
+      for (index_t m = c0; m < c1; m += 32) {
+        const bool two = c1 - m > 16;
+        const std::uint8_t* a0 = apad + m * rowb;
+        _tile_zero(0);
+        _tile_zero(1);
+        if (two) {
+          _tile_zero(2);
+          _tile_zero(3);
+        }
+        for (index_t kt = 0; kt < KT; ++kt) {
+          _tile_loadd(4, a0 + kt * 64, rowb);
+          if (kt < full_kt) {
+            _tile_loadd(6, b[0] + kt * 1024, 64);
+            _tile_loadd(7, b[1] + kt * 1024, 64);
+          } else {
+            _tile_loadd(6, bpad[0], 64);
+            _tile_loadd(7, bpad[1], 64);
+          }
+          products_top<kBf16>();
+          if (two) {
+            _tile_loadd(5, a0 + 16 * rowb + kt * 64, rowb);
+            products_bottom<kBf16>();
+          }
+        }
+        if (pend) edge(tile[cur ^ 1], pmr, pnp, pd);
+        Tile* t = tile[cur];
+        _tile_stored(0, t, kTileLd * 4);
+        _tile_stored(1, t + 16, kTileLd * 4);
+        if (two) {
+          _tile_stored(2, t + 16 * kTileLd, kTileLd * 4);
+          _tile_stored(3, t + 16 * kTileLd + 16, kTileLd * 4);
+        }
+        pmr = static_cast<int>(c1 - m < 32 ? c1 - m : 32);
+        pnp = np;
+        pd = dst(m, n0, cols);
+        pend = true;
+        cur ^= 1;
+      }
+    }
+  }
+  if (pend) edge(tile[cur ^ 1], pmr, pnp, pd);
+}
+
 }  // namespace
 
 void gemm_s8(const GemmArgs& g) {
@@ -120,7 +215,6 @@ void gemm_s8(const GemmArgs& g) {
   const index_t Kp64 = (K + 63) / 64 * 64;
   const index_t KT = Kp64 / 64;
   const index_t KG = W.Kp() / 4;  // k-groups stored per panel
-  const index_t full_kt = KG / 16;  // k-tiles that load straight from the panel
   const EdgeFn edge = edge_for(e);
   const int nt = gemm_threads(M, N, K);
   const bool rowsums = e.need_rowsum;
@@ -144,71 +238,9 @@ void gemm_s8(const GemmArgs& g) {
           rs[i] = s;
         }
       }
-      alignas(64) std::uint8_t bpad[2][1024];
-      // Two tile buffers: a block's epilogue runs while the next block's tile products are in flight.
-      alignas(64) std::int32_t tile[2][32 * kTileLd];
-      int cur = 0, pmr = 0, pnp = 0;
-      bool pend = false;
-      TileDst pd{};
-      // Row chunks whose A stays in L2 while every panel pair streams past it once.
-      const index_t chunk = std::max<index_t>(32, cache_info().l2 / 2 / Kp64 / 32 * 32);
-      for (index_t c0 = 0; c0 < rows; c0 += chunk) {
-        const index_t c1 = std::min(rows, c0 + chunk);
-        for (index_t p = rg.p0; p < rg.p1; p += 2) {
-          const int np = rg.p1 - p >= 2 ? 2 : 1;
-          const std::uint8_t* b[2] = {W.panel(p), np == 2 ? W.panel(p + 1) : W.panel(p)};
-          if (full_kt < KT) {  // the last k-tile: the panel's remaining k-groups, zero-padded
-            const std::size_t valid = static_cast<std::size_t>(KG - full_kt * 16) * 64;
-            for (int j = 0; j < 2; ++j) {
-              std::memset(bpad[j], 0, sizeof(bpad[j]));
-              std::memcpy(bpad[j], b[j] + full_kt * 1024, valid);
-            }
-          }
-          const index_t n0 = p * 16;
-          const int cols = static_cast<int>(N - n0 < np * 16 ? N - n0 : np * 16);
-          for (index_t m = c0; m < c1; m += 32) {
-            const bool two = c1 - m > 16;
-            const std::uint8_t* a0 = apad + m * Kp64;
-            _tile_zero(0);
-            _tile_zero(1);
-            if (two) {
-              _tile_zero(2);
-              _tile_zero(3);
-            }
-            for (index_t kt = 0; kt < KT; ++kt) {
-              _tile_loadd(4, a0 + kt * 64, Kp64);
-              if (kt < full_kt) {
-                _tile_loadd(6, b[0] + kt * 1024, 64);
-                _tile_loadd(7, b[1] + kt * 1024, 64);
-              } else {
-                _tile_loadd(6, bpad[0], 64);
-                _tile_loadd(7, bpad[1], 64);
-              }
-              _tile_dpbusd(0, 4, 6);
-              _tile_dpbusd(1, 4, 7);
-              if (two) {
-                _tile_loadd(5, a0 + 16 * Kp64 + kt * 64, Kp64);
-                _tile_dpbusd(2, 5, 6);
-                _tile_dpbusd(3, 5, 7);
-              }
-            }
-            if (pend) edge(tile[cur ^ 1], pmr, pnp, pd);
-            std::int32_t* t = tile[cur];
-            _tile_stored(0, t, kTileLd * 4);
-            _tile_stored(1, t + 16, kTileLd * 4);
-            if (two) {
-              _tile_stored(2, t + 16 * kTileLd, kTileLd * 4);
-              _tile_stored(3, t + 16 * kTileLd + 16, kTileLd * 4);
-            }
-            pmr = static_cast<int>(c1 - m < 32 ? c1 - m : 32);
-            pnp = np;
-            pd = TileDst{&e, g.C, g.ldc, rg.m0 + m, n0, cols, rowsums ? rs.data() + m : nullptr};
-            pend = true;
-            cur ^= 1;
-          }
-        }
-      }
-      if (pend) edge(tile[cur ^ 1], pmr, pnp, pd);
+      tile_blocks<false, std::int32_t>(W, rg, rows, apad, Kp64, KT, KG, N, edge, [&](index_t m, index_t n0, int cols) {
+        return TileDst{&e, g.C, g.ldc, rg.m0 + m, n0, cols, rowsums ? rs.data() + m : nullptr};
+      });
       _tile_release();
     }
   };
@@ -234,7 +266,6 @@ void gemm_bf16(const GemmArgs& g) {
   const index_t Kp32 = (K + 31) / 32 * 32;  // bf16 per padded A row
   const index_t KT = Kp32 / 32;
   const index_t KG = W.Kp() / 2;  // k-pairs stored per panel
-  const index_t full_kt = KG / 16;
   using Edge = void (*)(const float*, int, int, const TileDst&);
   Edge edge = nullptr;
   switch (e.act) {
@@ -258,71 +289,10 @@ void gemm_bf16(const GemmArgs& g) {
         std::memcpy(apad + i * rowb, A + (rg.m0 + i) * lda, static_cast<std::size_t>(K) * 2);
         std::memset(apad + i * rowb + K * 2, 0, rowb - static_cast<std::size_t>(K) * 2);
       }
-      alignas(64) std::uint8_t bpad[2][1024];
-      // Two tile buffers: a block's epilogue runs while the next block's tile products are in flight.
-      alignas(64) float tile[2][32 * kTileLd];
-      int cur = 0, pmr = 0, pnp = 0;
-      bool pend = false;
-      TileDst pd{};
-      // Row chunks whose A stays in L2 while every panel pair streams past it once.
-      const index_t chunk = std::max<index_t>(32, cache_info().l2 / 2 / static_cast<index_t>(rowb) / 32 * 32);
-      for (index_t c0 = 0; c0 < rows; c0 += chunk) {
-        const index_t c1 = std::min(rows, c0 + chunk);
-        for (index_t p = rg.p0; p < rg.p1; p += 2) {
-          const int np = rg.p1 - p >= 2 ? 2 : 1;
-          const std::uint8_t* b[2] = {W.panel(p), np == 2 ? W.panel(p + 1) : W.panel(p)};
-          if (full_kt < KT) {
-            const std::size_t valid = static_cast<std::size_t>(KG - full_kt * 16) * 64;
-            for (int j = 0; j < 2; ++j) {
-              std::memset(bpad[j], 0, sizeof(bpad[j]));
-              std::memcpy(bpad[j], b[j] + full_kt * 1024, valid);
-            }
-          }
-          const index_t n0 = p * 16;
-          const int cols = static_cast<int>(N - n0 < np * 16 ? N - n0 : np * 16);
-          for (index_t m = c0; m < c1; m += 32) {
-            const bool two = c1 - m > 16;
-            const std::uint8_t* a0 = apad + m * rowb;
-            _tile_zero(0);
-            _tile_zero(1);
-            if (two) {
-              _tile_zero(2);
-              _tile_zero(3);
-            }
-            for (index_t kt = 0; kt < KT; ++kt) {
-              _tile_loadd(4, a0 + kt * 64, rowb);
-              if (kt < full_kt) {
-                _tile_loadd(6, b[0] + kt * 1024, 64);
-                _tile_loadd(7, b[1] + kt * 1024, 64);
-              } else {
-                _tile_loadd(6, bpad[0], 64);
-                _tile_loadd(7, bpad[1], 64);
-              }
-              _tile_dpbf16ps(0, 4, 6);
-              _tile_dpbf16ps(1, 4, 7);
-              if (two) {
-                _tile_loadd(5, a0 + 16 * rowb + kt * 64, rowb);
-                _tile_dpbf16ps(2, 5, 6);
-                _tile_dpbf16ps(3, 5, 7);
-              }
-            }
-            if (pend) edge(tile[cur ^ 1], pmr, pnp, pd);
-            float* t = tile[cur];
-            _tile_stored(0, t, kTileLd * 4);
-            _tile_stored(1, t + 16, kTileLd * 4);
-            if (two) {
-              _tile_stored(2, t + 16 * kTileLd, kTileLd * 4);
-              _tile_stored(3, t + 16 * kTileLd + 16, kTileLd * 4);
-            }
-            pmr = static_cast<int>(c1 - m < 32 ? c1 - m : 32);
-            pnp = np;
-            pd = TileDst{&e, g.C, g.ldc, rg.m0 + m, n0, cols, nullptr};
-            pend = true;
-            cur ^= 1;
-          }
-        }
-      }
-      if (pend) edge(tile[cur ^ 1], pmr, pnp, pd);
+      tile_blocks<true, float>(W, rg, rows, apad, static_cast<index_t>(rowb), KT, KG, N, edge,
+                               [&](index_t m, index_t n0, int cols) {
+                                 return TileDst{&e, g.C, g.ldc, rg.m0 + m, n0, cols, nullptr};
+                               });
       _tile_release();
     }
   };
