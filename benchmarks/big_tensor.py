@@ -79,21 +79,14 @@ def _rows_of(path: Path) -> int:
     return os.path.getsize(path.with_name(path.name + ".data")) // (HIDDEN * 4)
 
 
-def _status_mb(field: str) -> float:
-    """VmRSS / VmHWM of this process (VmHWM, unlike ru_maxrss, is not inherited across fork + exec)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
 def _child(step: str, src: Path, saved: Path) -> dict:
     import graphopt
+    from graphopt.bench.scale import _status, peak_rss_mb, reset_peak  # the scale benchmark's VmRSS / VmHWM
 
     if step == "ort":
         import onnxruntime as ort
-    base = _status_mb("VmRSS")
+    base = _status("VmRSS")
+    reset_peak()
     t0 = time.perf_counter()
     out = None
     if step == "load+save":
@@ -103,7 +96,7 @@ def _child(step: str, src: Path, saved: Path) -> dict:
     elif step == "ort":
         out = ort.InferenceSession(str(saved), providers=["CPUExecutionProvider"]).run(None, {"ids": _ids(_rows_of(src))})[0]
     secs = time.perf_counter() - t0
-    peak = _status_mb("VmHWM")
+    peak = peak_rss_mb()
     res = {"step": step, "seconds": secs, "peak_growth_mb": peak - base}
     if out is not None:
         res["max_abs_err"] = float(np.abs(out - _expected(src)).max())

@@ -37,6 +37,23 @@ def pinned(level: str) -> Iterator[str]:
         _C.set_max_isa(before)
 
 
+def dense_and_sparse_at_1_and_2_threads(a, b, **kw) -> list:
+    """``gemm_int8`` of ``a`` with ``b`` packed dense and sparse (scale 0.003), at 1 and 2 threads:
+    the four outputs a bit-exactness test compares."""
+    from graphopt.runtime import kernels as gk
+
+    dense, sparse = gk.pack_int8(b, 0.003, 0), gk.pack_int8_sparse(b, 0.003, 0)
+    n = _C.get_num_threads()
+    try:
+        outs = []
+        for t in (1, 2):
+            _C.set_num_threads(t)
+            outs += [gk.gemm_int8(a, dense, **kw), gk.gemm_int8(a, sparse, **kw)]
+    finally:
+        _C.set_num_threads(n)
+    return outs
+
+
 # One level per distinct code path of each kernel family.
 INT8_LEVELS = supported(["scalar", "avx2", "avx512_vnni"])
 BF16_LEVELS = supported(["scalar", "avx2", "avx512", "avx512_bf16"])

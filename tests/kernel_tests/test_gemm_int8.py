@@ -11,7 +11,7 @@ from graphopt import _C
 from graphopt.runtime import kernels as gk
 
 from . import refs
-from .conftest import INT8_LEVELS, pinned
+from .conftest import INT8_LEVELS, dense_and_sparse_at_1_and_2_threads, pinned
 
 PROFILE = settings.get_profile("kernels")
 # 1, primes and non-multiples of the block sizes (MR=6, 16-column panels, 64-column tiles, k-groups of 4).
@@ -284,15 +284,7 @@ def test_row_grids_threads_and_sparse_bit_exact() -> None:
     row_zp = rng.integers(0, 256, M).astype(np.int32)
     kw = dict(bias=rng.standard_normal(N).astype(np.float32), activation="gelu", a_row_scale=row_scale,
               a_row_zero_point=row_zp)
-    dense, sparse = gk.pack_int8(b, 0.003, 0), gk.pack_int8_sparse(b, 0.003, 0)
-    n = _C.get_num_threads()
-    try:
-        outs = []
-        for t in (1, 2):
-            _C.set_num_threads(t)
-            outs += [gk.gemm_int8(a, dense, **kw), gk.gemm_int8(a, sparse, **kw)]
-    finally:
-        _C.set_num_threads(n)
+    outs = dense_and_sparse_at_1_and_2_threads(a, b, **kw)
     for o in outs[1:]:
         np.testing.assert_array_equal(o, outs[0])
 

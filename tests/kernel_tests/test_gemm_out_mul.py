@@ -10,11 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from graphopt import _C
 from graphopt.runtime import kernels as gk
 
 from . import refs
-from .conftest import BF16_LEVELS, F32_LEVELS, INT8_LEVELS, pinned, supported
+from .conftest import BF16_LEVELS, F32_LEVELS, INT8_LEVELS, dense_and_sparse_at_1_and_2_threads, pinned, supported
 
 SHAPES = [(1, 7, 17), (2, 64, 33), (7, 203, 129), (13, 259, 130), (64, 96, 200)]
 OUTS = ["f32", "bf16", "u8", "s8"]
@@ -78,15 +77,7 @@ def test_out_mul_threads_and_sparse_bit_exact() -> None:
     b[rng.random((K, N)) < 0.6] = 0
     kw = dict(bias=rng.standard_normal(N).astype(np.float32), activation="gelu", out_dtype="u8", out_scale=0.05,
               out_zero_point=7, out_mul=(rng.random(N) + 0.5).astype(np.float32))
-    dense, sparse = gk.pack_int8(b, 0.003, 0), gk.pack_int8_sparse(b, 0.003, 0)
-    n = _C.get_num_threads()
-    try:
-        outs = []
-        for t in (1, 2):
-            _C.set_num_threads(t)
-            outs += [gk.gemm_int8(a, dense, **kw), gk.gemm_int8(a, sparse, **kw)]
-    finally:
-        _C.set_num_threads(n)
+    outs = dense_and_sparse_at_1_and_2_threads(a, b, **kw)
     for o in outs[1:]:
         np.testing.assert_array_equal(o, outs[0])
 
