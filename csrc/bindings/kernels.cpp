@@ -494,6 +494,40 @@ void bind_kernels(py::module_& m) {
   }, py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("eps"), py::arg("residual"), py::arg("return_sum"),
      py::arg("q_scale"), py::arg("q_zero_point"));
 
+  m.def("layernorm_quantize_dynamic", [ln_args](py::array x, py::array gamma, py::object beta, double eps,
+                                                py::object residual) -> py::tuple {
+    const LnArgs a = ln_args(x, gamma, beta, residual, false);
+    py::array_t<float> y(shape_of(x));
+    py::array_t<std::uint8_t> q(shape_of(x));
+    py::array_t<float> scale(std::vector<py::ssize_t>{static_cast<py::ssize_t>(a.rows)});
+    py::array_t<std::int32_t> zp(std::vector<py::ssize_t>{static_cast<py::ssize_t>(a.rows)});
+    Status st;
+    {
+      py::gil_scoped_release nogil;
+      st = kernels::layernorm_quantize_dynamic(static_cast<const float*>(x.data()), a.rp, static_cast<const float*>(gamma.data()),
+                                               a.bp, static_cast<float>(eps), a.rows, a.N, y.mutable_data(), nullptr,
+                                               q.mutable_data(), scale.mutable_data(), zp.mutable_data());
+    }
+    ok(st);
+    return py::make_tuple(y, q, scale, zp);
+  }, py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("eps"), py::arg("residual"));
+
+  m.def("quantize_rows_dynamic_u8", [](py::array x) {
+    check(x, "x", DT::f32, 1);
+    const index_t n = x.shape(x.ndim() - 1), rows = n ? x.size() / n : 0;
+    py::array_t<std::uint8_t> q(shape_of(x));
+    py::array_t<float> scale(std::vector<py::ssize_t>{static_cast<py::ssize_t>(rows)});
+    py::array_t<std::int32_t> zp(std::vector<py::ssize_t>{static_cast<py::ssize_t>(rows)});
+    Status st;
+    {
+      py::gil_scoped_release nogil;
+      st = kernels::quantize_rows_dynamic_u8(static_cast<const float*>(x.data()), rows, n, q.mutable_data(),
+                                             scale.mutable_data(), zp.mutable_data());
+    }
+    ok(st);
+    return py::make_tuple(q, scale, zp);
+  }, py::arg("x"), "Dynamic u8 quantization of each last-axis row: (q, scale per row (NaN: not finite), zero_point per row).");
+
   m.def("minmax", [](py::array x) {
     check(x, "x", DT::f32);
     float lo = 0.f, hi = 0.f;

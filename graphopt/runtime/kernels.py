@@ -48,6 +48,8 @@ __all__ = [
     "tanh",
     "minmax",
     "quantize_dynamic",
+    "quantize_rows_dynamic",
+    "layernorm_quantize_dynamic",
     "attention",
     "to_bf16",
     "from_bf16",
@@ -184,6 +186,24 @@ def quantize_dynamic(x: np.ndarray) -> tuple[np.ndarray, float, int]:
     """
     q, scale, zp, _, _ = _C.quantize_dynamic_u8(x)
     return q, scale, zp
+
+
+def quantize_rows_dynamic(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each last-axis row of ``x`` on its own u8 grid: ``(q, scale [rows], zero_point [rows])``.
+
+    A row's ``scale`` and ``zero_point`` are :func:`quantize_dynamic`'s of that row, and
+    ``q = clip(rint(x * (1 / scale)) + zero_point, 0, 255)`` (the product with the reciprocal, not
+    a division: the grid is the runtime's choice, and the row costs one read). A row holding a NaN
+    or an infinity gets ``scale`` NaN.
+    """
+    return _C.quantize_rows_dynamic_u8(np.ascontiguousarray(x, np.float32))
+
+
+def layernorm_quantize_dynamic(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray | None = None, eps: float = 1e-5,
+                               residual: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """:func:`layernorm` that also quantizes each output row on its own grid in the same pass:
+    ``(y, q, scale, zero_point)``, bit-identical to ``(y, *quantize_rows_dynamic(y))``."""
+    return _C.layernorm_quantize_dynamic(x, gamma, beta, float(eps), residual)
 
 
 def softmax(x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:

@@ -261,7 +261,7 @@ class _Lowerer:
             q, sc = (grid["w"], grid["w_scale"]) if grid is not None else quantize_weight_s8(w)
             for c0, c1 in self._col_parts(w.shape[1]):
                 s.weights.append((np.ascontiguousarray(q[:, c0:c1]), s8, False, sc[c0:c1].copy()))
-            s.detail = "int8 dynamic per-tensor act, per-channel s8 weights" + (", sparse 4x1" if sparse else "")
+            s.detail = "int8 dynamic per-row act, per-channel s8 weights" + (", sparse 4x1" if sparse else "")
         else:
             for c0, c1 in self._col_parts(w.shape[1]):  # views: build_plan copies one part at a time to pack it
                 s.weights.append((w[:, c0:c1], "f32" if mode == 0 else "bf16", False, None))
@@ -478,9 +478,18 @@ def fold_channel_mul(steps: list[StepSpec], graph_outputs: set[int], const_of: C
     return len(gone)
 
 
-def quantize_in_layernorm(steps: list[StepSpec], graph_outputs: set[int]) -> int:
-    """LayerNorm -> static int8 Linears: the LayerNorm also writes their u8 input in its pass.
+def _dynamic_int8(st: StepSpec) -> bool:
+    """A dynamic int8 Linear quantizing its float input per row (f32 or bf16 output, no multiplier)."""
+    return st.kind == "Linear" and st.iattrs.get("mode") == 2 and not st.fattrs.get("a_scale", 0.0) > 0.0 \
+        and st.iattrs.get("out", 0) != 2 and _a_mul(st) is None and len(st.inputs) <= 4
 
+
+def quantize_in_layernorm(steps: list[StepSpec], graph_outputs: set[int]) -> int:
+    """LayerNorm -> int8 Linears: the LayerNorm also writes their u8 input in its pass.
+
+    Static consumers (one grid): y quantized on their grid (output 2). Dynamic consumers: each row
+    on its own grid (output 2, and output 3 the [2, rows] row grid the Linears read as input 4),
+    computed while the row is in L1 -- the same bits the Linears' own per-row quantization gives.
     The fp32 output stays (the residual path reads it); the Linears read the u8 copy instead of
     quantizing y again. Returns the number of LayerNorm steps changed.
     """
@@ -490,20 +499,29 @@ def quantize_in_layernorm(steps: list[StepSpec], graph_outputs: set[int]) -> int
         if st.kind != "LayerNorm" or len(st.outputs) > 2 or st.outputs[0] is None:
             continue
         y = st.outputs[0]
-        lin = [c for c in uses.get(id(y), []) if c.kind == "Linear" and c.inputs[0] is y
-               and c.iattrs.get("mode") == 2 and c.fattrs.get("a_scale", 0.0) > 0.0
-               and not any(k is y for k in c.inputs[1:]) and _a_mul(c) is None]
+        mine = [c for c in uses.get(id(y), []) if c.kind == "Linear" and c.inputs[0] is y
+                and not any(k is y for k in c.inputs[1:])]
+        lin = [c for c in mine if _static_int8(c) and _a_mul(c) is None]
+        dyn = [c for c in mine if _dynamic_int8(c)]
         grids = {(float(c.fattrs["a_scale"]), int(c.iattrs.get("a_zp", 0))) for c in lin}
-        if len(grids) != 1:
-            continue
-        scale, zp = grids.pop()
         q = Tmp(f"{st.name}/u8", DType.UINT8)
-        st.outputs = [y, st.outputs[1] if len(st.outputs) > 1 else None, q]
-        st.fattrs["q_scale"] = scale
-        st.iattrs["q_zp"] = zp
-        st.detail = (st.detail + " " if st.detail else "") + "+ u8 copy for the next GEMM"
-        for c in lin:
-            c.inputs[0] = q
+        if len(grids) == 1:
+            scale, zp = grids.pop()
+            st.outputs = [y, st.outputs[1] if len(st.outputs) > 1 else None, q]
+            st.fattrs["q_scale"] = scale
+            st.iattrs["q_zp"] = zp
+            st.detail = (st.detail + " " if st.detail else "") + "+ u8 copy for the next GEMM"
+            for c in lin:
+                c.inputs[0] = q
+        elif dyn and not lin:
+            grid = Tmp(f"{st.name}/u8_rows")
+            st.outputs = [y, st.outputs[1] if len(st.outputs) > 1 else None, q, grid]
+            st.detail = (st.detail + " " if st.detail else "") + "+ u8 rows on their own grids for the next GEMM"
+            for c in dyn:
+                c.inputs = [q] + (c.inputs[1:] + [None, None, None])[:3] + [grid]
+                c.detail = (c.detail + " " if c.detail else "") + "(rows quantized by the LayerNorm)"
+        else:
+            continue
         n += 1
     return n
 

@@ -188,6 +188,64 @@ def test_minmax_and_quantize_dynamic(eltwise_isa: str, n: int, shift: float, see
     np.testing.assert_array_equal(q, gk.quantize(x, scale, zp, "u8"))
 
 
+def _rows_dynamic_ref(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-row dynamic u8 grid (quantize_dynamic's) and q = clip(rint(x * (1 / scale)) + zp)."""
+    r = x.reshape(-1, x.shape[-1]) if x.size else np.zeros((x.size and x.shape[0], x.shape[-1]), np.float32)
+    lo = np.minimum(0, r.min(axis=1, initial=0)).astype(np.float32)
+    hi = np.maximum(0, r.max(axis=1, initial=0)).astype(np.float32)
+    scale = ((hi - lo) / np.float32(255)).astype(np.float32)
+    scale[~(scale > 0)] = 1
+    zp = np.clip(np.round(-lo / scale), 0, 255).astype(np.int32)
+    inv = (np.float32(1) / scale).astype(np.float32)
+    q = np.clip(np.round(r * inv[:, None]) + zp[:, None], 0, 255).astype(np.uint8)
+    return q.reshape(x.shape), scale, zp
+
+
+@PROFILE
+@given(rows=st.integers(0, 40), n=st.one_of(st.integers(1, 300), st.sampled_from([768, 3072, 20000])),
+       shift=st.floats(-5, 5), seed=st.integers(0, 2**31 - 1))
+def test_quantize_rows_dynamic(eltwise_isa: str, rows: int, n: int, shift: float, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((rows, n)) * rng.uniform(0.1, 10, (rows, 1)) + shift).astype(np.float32)
+    q, scale, zp = gk.quantize_rows_dynamic(x)
+    wq, wscale, wzp = _rows_dynamic_ref(x)
+    np.testing.assert_array_equal(scale, wscale)
+    np.testing.assert_array_equal(zp, wzp)
+    np.testing.assert_array_equal(q, wq)
+    for r in range(min(rows, 3)):  # each row's grid is the per-tensor dynamic grid of that row
+        _, s1, z1 = gk.quantize_dynamic(x[r])
+        assert (s1, z1) == (scale[r], zp[r])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_quantize_rows_dynamic_flags_nonfinite_rows(eltwise_isa: str, bad: float) -> None:
+    """A row holding a NaN or an infinity (anywhere, tail included) gets scale NaN; the others are untouched."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 37)).astype(np.float32)
+    x[1, 3], x[4, 36] = bad, bad
+    _, scale, _ = gk.quantize_rows_dynamic(x)
+    assert np.isnan(scale[[1, 4]]).all() and np.isfinite(scale[[0, 2, 3, 5]]).all()
+    q, s2, z2 = gk.quantize_rows_dynamic(x[[0, 2, 3, 5]])
+    np.testing.assert_array_equal(s2, scale[[0, 2, 3, 5]])
+
+
+@PROFILE
+@given(rows=st.integers(1, 20), n=st.sampled_from([1, 7, 64, 384, 768, 1000]), residual=st.booleans(),
+       seed=st.integers(0, 2**31 - 1))
+def test_layernorm_quantize_dynamic_equals_quantizing_after(eltwise_isa: str, rows: int, n: int, residual: bool,
+                                                            seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((rows, n)) * 3).astype(np.float32)
+    r = rng.standard_normal((rows, n)).astype(np.float32) if residual else None
+    g, b = rng.standard_normal(n).astype(np.float32), rng.standard_normal(n).astype(np.float32)
+    y, q, scale, zp = gk.layernorm_quantize_dynamic(x, g, b, 1e-5, r)
+    np.testing.assert_array_equal(y, gk.layernorm(x, g, b, 1e-5, r))
+    wq, wscale, wzp = gk.quantize_rows_dynamic(y)
+    np.testing.assert_array_equal(q, wq)
+    np.testing.assert_array_equal(scale, wscale)
+    np.testing.assert_array_equal(zp, wzp)
+
+
 @pytest.mark.parametrize("n", [65536 + 17, 300_000])
 def test_parallel_sizes_match_serial(eltwise_isa: str, n: int) -> None:
     """Inputs above the parallel threshold (split into tasks) equal the per-row results."""

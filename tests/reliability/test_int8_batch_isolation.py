@@ -30,6 +30,21 @@ def _linear_model():
 
 
 @functools.lru_cache(maxsize=None)
+def _ln_linear_model():
+    """LayerNorm -> the Linear of _linear_model, the LayerNorm output also a graph output: the
+    LayerNorm quantizes the Linear's rows in its own pass (lower.quantize_in_layernorm)."""
+    lin = _linear_model().graph
+    g = nh.from_array((RNG.standard_normal(32) + 1).astype(np.float32), "g")
+    be = nh.from_array(RNG.standard_normal(32).astype(np.float32), "be")
+    nodes = [h.make_node("LayerNormalization", ["x", "g", "be"], ["n"], axis=-1),
+             h.make_node("MatMul", ["n", "w"], ["m"]), h.make_node("Add", ["m", "b"], ["y"])]
+    gr = h.make_graph(nodes, "ln_lin", [h.make_tensor_value_info("x", T.FLOAT, ["batch", 5, 32])],
+                      [lin.output[0], h.make_tensor_value_info("n", T.FLOAT, ["batch", 5, 32])],
+                      [*lin.initializer, g, be])
+    return h.make_model(gr, opset_imports=[h.make_opsetid("", 17)])
+
+
+@functools.lru_cache(maxsize=None)
 def _conv_model():
     w = nh.from_array(RNG.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3, "w")
     b = nh.from_array(RNG.standard_normal(8).astype(np.float32), "b")
@@ -41,17 +56,18 @@ def _conv_model():
 
 @functools.lru_cache(maxsize=None)
 def _session(kind: str):
-    sess = graphopt.compile(_linear_model() if kind == "linear" else _conv_model(), precision="int8", num_threads=1)
+    model = {"linear": _linear_model, "ln-linear": _ln_linear_model, "conv": _conv_model}[kind]()
+    sess = graphopt.compile(model, precision="int8", num_threads=1)
     assert "int8" in str(sess.summary()).lower()
     return sess
 
 
 def _x(kind: str) -> np.ndarray:
-    shape = (2, 5, 32) if kind == "linear" else (2, 3, 10, 10)
+    shape = (2, 3, 10, 10) if kind == "conv" else (2, 5, 32)
     return np.random.default_rng(2).standard_normal(shape).astype(np.float32)
 
 
-@pytest.mark.parametrize("kind", ["linear", "conv"])
+@pytest.mark.parametrize("kind", ["linear", "ln-linear", "conv"])
 @pytest.mark.parametrize("poison", [255.0, np.inf, -np.inf, np.nan])
 def test_poisoned_sample_does_not_touch_the_others(kind: str, poison: float) -> None:
     sess = _session(kind)
@@ -61,10 +77,10 @@ def test_poisoned_sample_does_not_touch_the_others(kind: str, poison: float) -> 
     bad[0].reshape(-1)[3] = poison  # sample 0, token 0 (linear) / one pixel of image 0 (conv)
     got = sess.run({"x": bad})[0]
     np.testing.assert_array_equal(got[1], clean[1])  # bit-identical: sample 1 has its own scale
-    if kind == "linear":
+    if kind != "conv":
         np.testing.assert_array_equal(got[0, 1:], clean[0, 1:])  # ... and so does every other token
     if not np.isfinite(poison):
-        hit = got[0, 0] if kind == "linear" else got[0]
+        hit = got[0] if kind == "conv" else got[0, 0]
         assert np.isnan(hit).all(), "a non-finite input turned into finite output"
 
 
@@ -79,3 +95,16 @@ def test_per_row_scales_track_fp32(kind: str) -> None:
         cos = float(np.dot(got[i].ravel(), want[i].ravel()) /
                     (np.linalg.norm(got[i]) * np.linalg.norm(want[i])))
         assert cos > 0.999, (i, cos)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_layernorm_quantized_rows_equal_the_linears_own(threads: int) -> None:
+    """The rows a LayerNorm quantizes for a dynamic int8 Linear are the bits the Linear would
+    quantize from the LayerNorm's fp32 output itself: same outputs, at 1 and 2 threads."""
+    fused = graphopt.compile(_ln_linear_model(), precision="int8", num_threads=threads)
+    assert any("rows quantized by the LayerNorm" in r[2] for r in fused.summary().rows)
+    x = _x("ln-linear") * 3
+    y, n = fused.run({"x": x})
+    alone = graphopt.compile(_linear_model(), precision="int8", num_threads=threads)
+    np.testing.assert_array_equal(y, alone.run({"x": n})[0])
+    np.testing.assert_array_equal(y, _session("ln-linear").run({"x": x})[0])

@@ -33,7 +33,9 @@ def _rows(model: str, steps: int, kinds: dict[str, int]) -> dict[tuple[str, str]
     return {(model, "fp32"): (steps, kinds, {0: 24}, 0, 0),
             # QKV -> attention (bf16 products), attention and FFN1 -> the next bf16 GEMM: bf16 outputs
             (model, "bf16"): (steps, kinds, {1: 24}, 18, 0),
-            (model, "int8"): (steps, kinds, {2: 24}, 6, 0),  # QKV GEMMs write bf16 for the attention kernel
+            # QKV GEMMs write bf16 for the attention kernel; the 12 LayerNorms write the u8 rows (each on
+            # its own grid) of the next GEMM
+            (model, "int8"): (steps, kinds, {2: 24}, 6, 12),
             # FFN1 requantizes to FFN2's u8 grid; the 12 LayerNorms write the u8 input of the next GEMM
             (model, "int8-static"): (steps, kinds, {2: 24}, 6, 12)}
 
@@ -64,7 +66,7 @@ def signature(sess: Any) -> tuple[int, dict[str, int], dict[int, int], int, int]
     kinds = collections.Counter(st.kind for st in steps)
     modes = collections.Counter(int(st.iattrs.get("mode", 0)) for st in steps if st.kind == "Linear")
     chained = sum(1 for st in steps if st.iattrs.get("out", 0))
-    ln_u8 = sum(1 for st in steps if st.kind == "LayerNorm" and "q_scale" in st.fattrs)
+    ln_u8 = sum(1 for st in steps if st.kind == "LayerNorm" and "+ u8" in st.detail)
     return len(steps), dict(sorted(kinds.items())), dict(sorted(modes.items())), chained, ln_u8
 
 

@@ -18,7 +18,8 @@ def _details(sess):
 def test_node_precision_overrides_the_global_precision():
     m = mlp_model()
     d = _details(graphopt.compile(m, "fp32", node_precision={"weight:w1": "bf16", "side": "int8"}))
-    assert sorted(d.values()) == ["bf16", "fp32", "int8 dynamic per-tensor act, per-channel s8 weights"]
+    assert sorted(d.values()) == ["bf16", "fp32",
+                                  "int8 dynamic per-row act, per-channel s8 weights (rows quantized by the LayerNorm)"]
     assert d["side"].startswith("int8")  # not fused: keeps its name
 
 

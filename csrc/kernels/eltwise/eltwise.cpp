@@ -31,6 +31,7 @@ GRAPHOPT_TABLE(softmax, SoftmaxJob)
 GRAPHOPT_TABLE(unary, UnaryJob)
 GRAPHOPT_TABLE(convert, CvtJob)
 GRAPHOPT_TABLE(minmax, MinMaxJob)
+GRAPHOPT_TABLE(quantize_rows_dynamic, DynRowsJob)
 #undef GRAPHOPT_TABLE
 
 Status check_scale(float s, const std::string& what) {
@@ -99,12 +100,7 @@ Status quantize_dynamic_u8(const float* x, index_t n, std::uint8_t* q, float* sc
   if (!scale || !zero_point) return Status::invalid("quantize_dynamic_u8: null scale/zero_point output");
   float l = 0.f, h = 0.f;
   if (Status s = minmax(x, n, &l, &h); !s) return s;
-  float sc = (h - l) / 255.f;
-  if (!(sc > 0.f)) sc = 1.f;  // all-zero (or non-finite) range: any scale represents it
-  const float z = std::nearbyint(-l / sc);  // clamp in float first: a NaN range (NaN in x) gives 0, not UB
-  const std::int32_t zp = z >= 0.f ? (z <= 255.f ? static_cast<std::int32_t>(z) : 255) : 0;
-  *scale = sc;
-  *zero_point = zp;
+  dynamic_u8_grid(l, h, scale, zero_point);
   if (lo) *lo = l;
   if (hi) *hi = h;
   QuantAxis ax;
@@ -112,6 +108,14 @@ Status quantize_dynamic_u8(const float* x, index_t n, std::uint8_t* q, float* sc
   ax.scale = scale;
   ax.zero_point = zero_point;
   quantize_table().get()(QuantJob{x, q, ax, true});
+  return Status::ok();
+}
+
+Status quantize_rows_dynamic_u8(const float* x, index_t rows, index_t n, std::uint8_t* q, float* scale,
+                                std::int32_t* zero_point) {
+  if (rows < 0 || n < 0) return Status::invalid("quantize_rows_dynamic_u8: negative size");
+  if (rows > 0 && (!x || !q || !scale || !zero_point)) return Status::invalid("quantize_rows_dynamic_u8: null pointer");
+  quantize_rows_dynamic_table().get()(DynRowsJob{x, rows, n, q, scale, zero_point});
   return Status::ok();
 }
 
@@ -131,6 +135,18 @@ Status layernorm_quantize(const float* x, const float* residual, const float* ga
     return Status::invalid("q_zero_point " + std::to_string(q_zero_point) + " is outside the u8 range");
   if (!y || !q) return Status::invalid("layernorm_quantize: null output");
   layernorm_table().get()(LayerNormJob{x, residual, gamma, beta, eps, rows, N, y, sum_out, QuantOut{q, q_scale, q_zero_point}});
+  return Status::ok();
+}
+
+Status layernorm_quantize_dynamic(const float* x, const float* residual, const float* gamma, const float* beta, float eps,
+                                  index_t rows, index_t N, float* y, float* sum_out, std::uint8_t* q, float* row_scale,
+                                  std::int32_t* row_zero_point) {
+  if (Status s = check_layernorm(gamma, eps, rows, N); !s) return s;
+  if (rows > 0 && (!y || !q || !row_scale || !row_zero_point)) return Status::invalid("layernorm_quantize_dynamic: null output");
+  QuantOut qo{q, 1.f, 0};
+  qo.row_scale = row_scale;
+  qo.row_zp = row_zero_point;
+  layernorm_table().get()(LayerNormJob{x, residual, gamma, beta, eps, rows, N, y, sum_out, qo});
   return Status::ok();
 }
 

@@ -93,6 +93,24 @@ void dequantize(const DequantJob& j) {
   });
 }
 
+// One row on its own dynamic u8 grid: the range and the finite check in one read, then the
+// quantization while the row is in L1. A row with a NaN or an infinity gets scale NaN.
+inline void dynamic_row(const float* x, index_t n, std::uint8_t* q, float* scale, std::int32_t* zp) {
+  float lo = 0.f, hi = 0.f, sc = 1.f;
+  std::int32_t z = 0;
+  const bool finite = range_row(x, n, &lo, &hi);
+  dynamic_u8_grid(lo, hi, &sc, &z);
+  quantize_u8_mul_row(x, n, 1.f / sc, z, q);
+  *scale = finite ? sc : std::nanf("");
+  *zp = z;
+}
+
+void quantize_rows_dynamic(const DynRowsJob& j) {
+  for_grid(j.rows, j.n < kTask ? j.n : kTask, [&](index_t r, index_t, index_t) {  // rows are atomic
+    dynamic_row(j.x + r * j.n, j.n, j.q + r * j.n, j.scale + r, j.zp + r);
+  });
+}
+
 void layernorm(const LayerNormJob& j) {
   const index_t N = j.N;
   for_grid(j.rows, N < kTask ? N : kTask, [&](index_t r, index_t, index_t) {  // rows are atomic
@@ -101,8 +119,10 @@ void layernorm(const LayerNormJob& j) {
     // x itself, and sum_out must still receive it (eltwise.h): never leave the output unwritten.
     if (!j.res && j.sum_out && j.sum_out != j.x)
       for (index_t i = 0; i < N; ++i) j.sum_out[o + i] = j.x[o + i];
+    const bool dyn = j.qo.row_scale != nullptr;
     layernorm_row(j.x + o, j.res ? j.res + o : nullptr, j.gamma, j.beta, j.eps, N, j.y + o,
-                  j.sum_out ? j.sum_out + o : nullptr, j.qo, j.qo.q ? j.qo.q + o : nullptr);
+                  j.sum_out ? j.sum_out + o : nullptr, j.qo, j.qo.q && !dyn ? j.qo.q + o : nullptr);
+    if (dyn) dynamic_row(j.y + o, N, j.qo.q + o, j.qo.row_scale + r, j.qo.row_zp + r);
   });
 }
 

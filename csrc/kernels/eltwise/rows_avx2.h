@@ -7,6 +7,7 @@ namespace {
 
 using generic::dequantize_row;
 using generic::from_bf16_row;
+using generic::range_row;
 using generic::to_bf16_row;
 
 inline __m256i tail_mask8(index_t r) { return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(r)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)); }
@@ -56,6 +57,11 @@ void quantize_row(const float* x, index_t n, const float* scale, const std::int3
   const std::int32_t z = zp ? zp[0] : 0;
   quant_loop8<U8>(n, scale[0], z, q, [x](index_t i, __m256 s) { return _mm256_div_ps(_mm256_loadu_ps(x + i), s); },
                   [&](index_t i) { generic::quantize_row<U8, false>(x + i, n - i, scale, zp, static_cast<std::uint8_t*>(q) + i); });
+}
+
+void quantize_u8_mul_row(const float* x, index_t n, float inv, std::int32_t zp, std::uint8_t* q) {
+  quant_loop8<true>(n, inv, zp, q, [x](index_t i, __m256 s) { return _mm256_mul_ps(_mm256_loadu_ps(x + i), s); },
+                    [&](index_t i) { generic::quantize_u8_mul_row(x + i, n - i, inv, zp, q + i); });
 }
 
 template <bool U8, bool PC>

@@ -60,6 +60,12 @@ void quantize_row(const float* x, index_t n, const float* scale, const std::int3
   });
 }
 
+void quantize_u8_mul_row(const float* x, index_t n, float inv, std::int32_t zp, std::uint8_t* q) {
+  quant_loop<true, false>(n, &inv, &zp, q, [x](index_t i, __m512 s, __mmask16 m) {
+    return _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), s);
+  });
+}
+
 template <bool U8, bool PC>
 void requantize_row(const std::int32_t* x, index_t n, const float* scale, const std::int32_t* zp, void* q) {
   quant_loop<U8, PC>(n, scale, zp, q, [x](index_t i, __m512 s, __mmask16 m) {
@@ -208,6 +214,32 @@ void minmax_row(const float* x, index_t n, float* lo, float* hi) {
   }
   *lo = _mm512_reduce_min_ps(_mm512_min_ps(l0, l1));
   *hi = _mm512_reduce_max_ps(_mm512_max_ps(h0, h1));
+}
+
+// minmax_row's range and whether every element is finite (fpclass: NaN or +-inf), in one read.
+bool range_row(const float* x, index_t n, float* lo, float* hi) {
+  constexpr int kNonFinite = 0x01 | 0x80 | 0x08 | 0x10;  // QNaN, SNaN, +inf, -inf
+  __m512 l0 = _mm512_setzero_ps(), h0 = l0, l1 = l0, h1 = l0;
+  __mmask16 bad = 0;
+  index_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m512 a = _mm512_loadu_ps(x + i), b = _mm512_loadu_ps(x + i + 16);
+    l0 = _mm512_min_ps(l0, a);
+    h0 = _mm512_max_ps(h0, a);
+    l1 = _mm512_min_ps(l1, b);
+    h1 = _mm512_max_ps(h1, b);
+    bad |= _mm512_fpclass_ps_mask(a, kNonFinite) | _mm512_fpclass_ps_mask(b, kNonFinite);
+  }
+  for (; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xffff) : tail_mask(n - i);
+    const __m512 a = _mm512_maskz_loadu_ps(m, x + i);  // masked lanes are 0: inside the range
+    l0 = _mm512_min_ps(l0, a);
+    h0 = _mm512_max_ps(h0, a);
+    bad |= _mm512_mask_fpclass_ps_mask(m, a, kNonFinite);
+  }
+  *lo = _mm512_reduce_min_ps(_mm512_min_ps(l0, l1));
+  *hi = _mm512_reduce_max_ps(_mm512_max_ps(h0, h1));
+  return bad == 0;
 }
 
 }  // namespace

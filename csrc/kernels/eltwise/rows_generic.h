@@ -118,5 +118,35 @@ void minmax_row(const float* __restrict x, index_t n, float* lo, float* hi) {
   *hi = mx;
 }
 
+// minmax_row's range and whether every element is finite, in one read of the row.
+bool range_row(const float* __restrict x, index_t n, float* lo, float* hi) {
+  float l[16] = {0}, h[16] = {0};
+  int bad = 0;
+  index_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int j = 0; j < 16; ++j) {
+      const float v = x[i + j];
+      l[j] = v < l[j] ? v : l[j];
+      h[j] = v > h[j] ? v : h[j];
+      bad |= !(std::fabs(v) <= 3.402823466e38f);
+    }
+  float mn = 0.f, mx = 0.f;
+  for (int j = 0; j < 16; ++j) { mn = l[j] < mn ? l[j] : mn; mx = h[j] > mx ? h[j] : mx; }
+  for (; i < n; ++i) {
+    mn = x[i] < mn ? x[i] : mn;
+    mx = x[i] > mx ? x[i] : mx;
+    bad |= !(std::fabs(x[i]) <= 3.402823466e38f);
+  }
+  *lo = mn;
+  *hi = mx;
+  return bad == 0;
+}
+
+// q = saturate(round_half_even(x * inv) + zp) as u8 (a dynamic grid's row: see quantize_rows_dynamic_u8).
+void quantize_u8_mul_row(const float* __restrict x, index_t n, float inv, std::int32_t zp, std::uint8_t* __restrict q) {
+  const float fzp = static_cast<float>(zp);
+  for (index_t i = 0; i < n; ++i) q[i] = quant1<true>(x[i] * inv, fzp);
+}
+
 }  // namespace generic
 }  // namespace

@@ -50,37 +50,48 @@ void minmax(const float* x, index_t n, float* lo, float* hi) {
   *hi = *std::max_element(h.begin(), h.end());
 }
 
-// True when x[0, n) holds a NaN or an infinity (a plain loop the compiler vectorises).
-bool has_nonfinite(const float* x, index_t n) {
-  int bad = 0;
-  for (index_t i = 0; i < n; ++i) bad |= !(std::fabs(x[i]) <= 3.402823466e38f);
-  return bad != 0;
-}
-
 // Dynamic int8 Linear with one u8 scale / zero point per row (token or sample): a row's
 // outlier or Inf cannot flatten the other rows' quantization grid, and a row holding a
-// NaN or an Inf comes out all NaN instead of finite numbers. The GEMM takes the row grids
-// (Epilogue::a_row_scale / a_row_zp) and finishes scale, bias and activation in its fused
-// epilogue, straight into y (no int32 buffer and second pass).
-Status linear_dynamic_rows(const Step& s, const float* x, index_t M, index_t K, index_t N, const float* bias,
-                           kernels::Act act, float* y) {
-  auto* xq = scratch<std::uint8_t>(s, static_cast<std::size_t>(M * K));
+// NaN or an Inf comes out all NaN instead of finite numbers. The rows are quantized here in
+// one read each (kernels::quantize_rows_dynamic_u8), or arrive quantized (xq) with their grid
+// [2, M] (scales, then zero points; a NaN scale marks a non-finite row) from a LayerNorm that
+// wrote them in its own pass. The GEMM takes the row grids (Epilogue::a_row_scale / a_row_zp)
+// and finishes scale, bias and activation in its fused epilogue, straight into y (f32 or bf16).
+Status linear_dynamic_rows(const Step& s, const float* x, const std::uint8_t* xq, const float* grid, index_t M,
+                           index_t K, index_t N, const float* bias, kernels::Act act, bool bf16_out, void* y) {
   std::vector<float> rs(static_cast<std::size_t>(M));
   std::vector<std::int32_t> rz(static_cast<std::size_t>(M));
-  std::vector<char> nonfinite(static_cast<std::size_t>(M));
-  parallel_ranges(M, pool_threads(), std::max<index_t>(1, 8192 / std::max<index_t>(K, 1)), 1, [&](index_t m0, index_t m1) {
-    for (index_t m = m0; m < m1; ++m) {
-      nonfinite[m] = has_nonfinite(x + m * K, K);
-      kernels::quantize_dynamic_u8(x + m * K, K, xq + m * K, &rs[m], &rz[m]);
+  if (!xq) {
+    auto* buf = scratch<std::uint8_t>(s, static_cast<std::size_t>(M * K));
+    std::mutex mu;
+    Status err;
+    parallel_ranges(M, pool_threads(), std::max<index_t>(1, 8192 / std::max<index_t>(K, 1)), 1, [&](index_t m0, index_t m1) {
+      Status st = kernels::quantize_rows_dynamic_u8(x + m0 * K, m1 - m0, K, buf + m0 * K, rs.data() + m0, rz.data() + m0);
+      if (!st) { std::lock_guard<std::mutex> lk(mu); err = st; }
+    });
+    if (!err) return bad(s, err.message());
+    xq = buf;
+  } else {
+    for (index_t m = 0; m < M; ++m) {
+      rs[m] = grid[m];
+      rz[m] = static_cast<std::int32_t>(grid[M + m]);
     }
-  });
+  }
+  std::vector<index_t> nonfinite;
+  for (index_t m = 0; m < M; ++m)
+    if (!(rs[m] > 0.f && rz[m] >= 0 && rz[m] <= 255)) {  // NaN scale: the row held a NaN or an Inf
+      nonfinite.push_back(m);
+      rs[m] = 1.f;
+      rz[m] = 0;
+    }
+  const std::size_t esize = bf16_out ? sizeof(bf16_t) : sizeof(float);
   index_t col0 = 0;
   for (const auto& Wp : s.packed) {
     const PackedWeights& W = *Wp;
     Epilogue e;
     e.bias = bias ? bias + col0 : nullptr;
     e.act = act;
-    e.out = kernels::OutType::f32;
+    e.out = bf16_out ? kernels::OutType::bf16 : kernels::OutType::f32;
     std::mutex mu;
     Status err;
     const int t = pool_threads();
@@ -90,21 +101,24 @@ Status linear_dynamic_rows(const Step& s, const float* x, index_t M, index_t K, 
       Epilogue eb = e;
       eb.a_row_scale = rs.data() + r0;
       eb.a_row_zp = rz.data() + r0;
-      Status st = kernels::gemm_s8(xq + r0 * K, rows, K, W, eb, y + r0 * N + col0, N);
+      Status st = kernels::gemm_s8(xq + r0 * K, rows, K, W, eb, static_cast<char*>(y) + (r0 * N + col0) * esize, N);
       if (!st) { std::lock_guard<std::mutex> lk(mu); err = st; }
     });
     if (!err) return bad(s, err.message());
     col0 += W.N();
   }
-  for (index_t m = 0; m < M; ++m)
-    if (nonfinite[m]) std::fill_n(y + m * N, N, std::numeric_limits<float>::quiet_NaN());
+  for (index_t m : nonfinite) {
+    if (bf16_out) std::fill_n(static_cast<bf16_t*>(y) + m * N, N, bf16_t{0x7fc0});
+    else std::fill_n(static_cast<float*>(y) + m * N, N, std::numeric_limits<float>::quiet_NaN());
+  }
   return Status::ok();
 }
 
 // Linear: y[..., N] = act(x[..., K] @ W + bias), W packed at compile time, possibly as several
 // column slices (ia "cols": first column of each slice) so threads split N without sharing panels.
 // mode 0 fp32, 1 bf16 (x converted once per call), 2 int8 (x quantized to u8 per tensor
-// statically from a_scale/a_zp when given, else dynamically per row: linear_dynamic_rows).
+// statically from a_scale/a_zp when given, else dynamically per row: linear_dynamic_rows; input 4,
+// a [2, M] row grid, comes with a u8 x already quantized that way by a LayerNorm).
 // Chained Linears skip the conversions: x may already be bf16 (mode 1) or u8 on the static
 // grid a_scale/a_zp (mode 2), and "out" asks for 1 bf16 / 2 u8 (out_scale, out_zp) outputs.
 // Optional per-channel multipliers, each a folded Mul by a constant (SmoothQuant's 1/s): input 2
@@ -117,7 +131,8 @@ Status linear(ExecCtx& c, const Step& s) {
   index_t N = 0;
   for (auto& w : s.packed) N += w->N();
   const int mode = static_cast<int>(s.i("mode", 0));
-  const bool pre = (mode == 1 && x.dt == DType::bf16) ||
+  const bool rows_grid = mode == 2 && x.dt == DType::u8 && c.has(s, 4);  // quantized per row upstream
+  const bool pre = (mode == 1 && x.dt == DType::bf16) || rows_grid ||
                    (mode == 2 && x.dt == DType::u8 && s.f("a_scale", 0.0) > 0.0);  // already converted
   if (x.dt != DType::f32 && !pre) return bad(s, std::string("input must be float32, got ") + dtype_name(x.dt));
   if (x.shape.empty() || x.shape.back() != K)
@@ -139,10 +154,19 @@ Status linear(ExecCtx& c, const Step& s) {
   const DType ydt = out_kind == 2 ? DType::u8 : out_kind == 1 ? DType::bf16 : DType::f32;
   Tensor& y = c.out(s, 0, os, ydt);
   if (M == 0) return Status::ok();
-  if (mode == 2 && !pre && out_kind == 0 && !(s.f("a_scale", 0.0) > 0.0)) {
+  if (mode == 2 && (rows_grid || !pre) && out_kind != 2 && !(s.f("a_scale", 0.0) > 0.0)) {
     if (out_mul) return bad(s, "out_mul is not applied on the per-row dynamic int8 path");
-    return linear_dynamic_rows(s, x.as<float>(), M, K, N, bias, act, y.as<float>());
+    const float* grid = nullptr;
+    if (rows_grid) {
+      const Tensor& gt = c.in(s, 4);
+      if (gt.dt != DType::f32 || gt.numel() != 2 * M)
+        return bad(s, "row grid must be float32 with 2 x " + std::to_string(M) + " entries, got " + shape_str(gt.shape));
+      grid = gt.as<float>();
+    }
+    return linear_dynamic_rows(s, rows_grid ? nullptr : x.as<float>(), rows_grid ? x.as<std::uint8_t>() : nullptr, grid,
+                               M, K, N, bias, act, out_kind == 1, y.data);
   }
+  if (rows_grid) return bad(s, "a u8 input with a row grid needs a dynamic int8 Linear with a float32 or bf16 output");
   const void* A = x.data;
   float a_scale = 1.f;
   std::int32_t a_zp = 0;
@@ -330,22 +354,31 @@ Status layernorm(ExecCtx& c, const Step& s) {
       xin = tot;
     }
   }
-  // Output 2 (static int8 consumers): y quantized to u8 on their grid in the same pass.
+  // Output 2 (int8 consumers): y quantized to u8 in the same pass, on the static consumers' grid
+  // (q_scale, q_zp), or with output 3 (dynamic consumers) each row on its own grid, written as
+  // [2, rows]: the row scales (NaN: the row is not finite), then the zero points.
   std::uint8_t* q = s.out.size() > 2 && s.out[2] >= 0 ? c.out(s, 2, ys, DType::u8).as<std::uint8_t>() : nullptr;
+  const index_t rows = N ? numel(ys) / N : 0;
+  float* grid = s.out.size() > 3 && s.out[3] >= 0 ? c.out(s, 3, Shape{2, rows}, DType::f32).as<float>() : nullptr;
+  if (grid && !q) return bad(s, "a row grid (output 3) needs the u8 output 2");
+  std::vector<std::int32_t> rz(grid ? static_cast<std::size_t>(rows) : 0);
   const float q_scale = static_cast<float>(s.f("q_scale", 1.0));
   const auto q_zp = static_cast<std::int32_t>(s.i("q_zp", 0));
-  const index_t rows = N ? numel(ys) / N : 0;
   const float eps = static_cast<float>(s.f("epsilon", 1e-5));
   std::mutex mu;
   Status err;
   parallel_ranges(rows, pool_threads(), 16, 1, [&](index_t b, index_t e) {
     const index_t o = b * N;
-    Status st = q ? kernels::layernorm_quantize(xin + o, res ? res + o : nullptr, g.as<float>(), beta, eps, e - b, N,
-                                                y.as<float>() + o, sum ? sum + o : nullptr, q_scale, q_zp, q + o)
-                  : kernels::layernorm(xin + o, res ? res + o : nullptr, g.as<float>(), beta, eps, e - b, N,
-                                       y.as<float>() + o, sum ? sum + o : nullptr);
+    const float* r0 = res ? res + o : nullptr;
+    float* s0 = sum ? sum + o : nullptr;
+    Status st = grid ? kernels::layernorm_quantize_dynamic(xin + o, r0, g.as<float>(), beta, eps, e - b, N, y.as<float>() + o,
+                                                           s0, q + o, grid + b, rz.data() + b)
+              : q ? kernels::layernorm_quantize(xin + o, r0, g.as<float>(), beta, eps, e - b, N, y.as<float>() + o, s0,
+                                                q_scale, q_zp, q + o)
+                  : kernels::layernorm(xin + o, r0, g.as<float>(), beta, eps, e - b, N, y.as<float>() + o, s0);
     if (!st) { std::lock_guard<std::mutex> lk(mu); err = st; }
   });
+  for (index_t r = 0; r < static_cast<index_t>(rz.size()); ++r) grid[rows + r] = static_cast<float>(rz[r]);
   return wrap(s, err);
 }
 

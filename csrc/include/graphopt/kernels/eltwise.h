@@ -39,6 +39,17 @@ Status minmax(const float* x, index_t n, float* lo, float* hi);
 Status quantize_dynamic_u8(const float* x, index_t n, std::uint8_t* q, float* scale, std::int32_t* zero_point,
                            float* lo = nullptr, float* hi = nullptr);
 
+// Dynamic u8 quantization of each row of x [rows, n] on its own grid, reading each row from memory
+// once (the range and a finite check in one pass, then the quantization while the row is in L1):
+//   lo, hi = minmax(x_r); scale[r], zero_point[r] as quantize_dynamic_u8's;
+//   q_r = saturate(round_half_even(x_r * (1 / scale[r])) + zero_point[r]).
+// The product with the reciprocal (not ONNX's division: the grid is the runtime's own choice) is
+// what makes the pass cheap; it moves a value by at most one step only at exact rounding ties.
+// A row holding a NaN or an infinity gets scale[r] = NaN (its q row and zero point are then
+// meaningless; the caller reports it). Rows are independent: the result does not depend on threads.
+Status quantize_rows_dynamic_u8(const float* x, index_t rows, index_t n, std::uint8_t* q, float* scale,
+                                std::int32_t* zero_point);
+
 // LayerNorm over the last dimension N of a [rows, N] array:
 //   s = x (+ residual);  y = (s - mean(s)) / sqrt(var(s) + eps) * gamma + beta.
 // residual, beta and sum_out may be null; sum_out receives s (SkipLayerNorm's second output).
@@ -50,6 +61,12 @@ Status layernorm(const float* x, const float* residual, const float* gamma, cons
 Status layernorm_quantize(const float* x, const float* residual, const float* gamma, const float* beta, float eps,
                           index_t rows, index_t N, float* y, float* sum_out, float q_scale, std::int32_t q_zero_point,
                           std::uint8_t* q);
+
+// layernorm() that also writes each output row quantized on its own dynamic grid, as
+// quantize_rows_dynamic_u8 would from y (bit for bit), while the row is in L1.
+Status layernorm_quantize_dynamic(const float* x, const float* residual, const float* gamma, const float* beta, float eps,
+                                  index_t rows, index_t N, float* y, float* sum_out, std::uint8_t* q, float* row_scale,
+                                  std::int32_t* row_zero_point);
 
 // Softmax over the last dimension of [rows, N], with an optional additive mask of
 // [mask_rows, N] where rows % mask_rows == 0; row r uses mask row r / (rows / mask_rows).
