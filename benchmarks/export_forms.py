@@ -5,7 +5,7 @@ the default form as an anchor. For each precision: every form's latency over the
 
     python benchmarks/export_forms.py --rounds 7 --out benchmarks/results/export-forms
 
-Batch 1, 128 tokens of real sentences, ``--threads`` each (default 1). Besides wall time, the
+``--batch`` rows (default 1) of 128 tokens of real sentences, ``--threads`` each (default 1). Besides wall time, the
 process CPU time of each block is kept: at 1 thread it is the run's own work and moves far less
 than wall time when other processes share the cores. Each precision's four plans are also compared
 step by step (kernel kind and kernel detail): identical plans mean any latency spread between the
@@ -68,6 +68,7 @@ def main() -> None:
     ap.add_argument("--model", default="minilm", choices=("minilm", "distilbert"))
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--out", default="benchmarks/results/export-forms")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="graphopt-forms-"))
@@ -76,7 +77,7 @@ def main() -> None:
     for form in FORMS:
         b = _Builder(_spec(args.model, form), work / form)
         (work / form).mkdir(parents=True, exist_ok=True)
-        feeds = _feeds(b.spec, 1, 128)
+        feeds = _feeds(b.spec, args.batch, 128)
         systems = SYSTEMS + (("ov-int8",) if form == "sdpa-dynamo" else ())
         for system in systems:
             run = b.build(system, args.threads)[0]
@@ -90,7 +91,7 @@ def main() -> None:
     cpu_ms = {k: v * 1e3 for k, v in cpu.items()}
     load = f"load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, {os.cpu_count()} logical CPUs"
     same = {s: all(p == plans[s][FORMS[0]] for p in plans[s].values()) for s in SYSTEMS}
-    lines = [f"{args.model}, batch 1, 128 tokens, {args.threads} thread(s), {args.rounds} interleaved rounds "
+    lines = [f"{args.model}, batch {args.batch}, 128 tokens, {args.threads} thread(s), {args.rounds} interleaved rounds "
              f"(medians, ms; x = over the best form of that precision); {load}", "",
              "| precision | " + " | ".join(FORMS) + " | plans |", "|---|" + "---|" * (len(FORMS) + 1)]
     for system in SYSTEMS:
@@ -108,7 +109,7 @@ def main() -> None:
                  f"(CPU {cpu_ms['ov-int8 sdpa-dynamo']:.2f} ms)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({"model": args.model, "threads": args.threads,
+    (out / "results.json").write_text(json.dumps({"model": args.model, "threads": args.threads, "batch": args.batch,
                                                   "rounds": args.rounds, "load": load, "median_ms": ms,
                                                   "cpu_ms": cpu_ms, "plans_identical": same}, indent=1))
     (out / "table.md").write_text("\n".join(lines) + "\n")
