@@ -50,68 +50,39 @@ void minmax(const float* x, index_t n, float* lo, float* hi) {
   *hi = *std::max_element(h.begin(), h.end());
 }
 
-// Dynamic int8 Linear with one u8 scale / zero point per row (token or sample): a row's
-// outlier or Inf cannot flatten the other rows' quantization grid, and a row holding a
-// NaN or an Inf comes out all NaN instead of finite numbers. The rows are quantized here in
-// one read each (kernels::quantize_rows_dynamic_u8), or arrive quantized (xq) with their grid
-// [2, M] (scales, then zero points; a NaN scale marks a non-finite row) from a LayerNorm that
-// wrote them in its own pass. The GEMM takes the row grids (Epilogue::a_row_scale / a_row_zp)
-// and finishes scale, bias and activation in its fused epilogue, straight into y (f32 or bf16).
-Status linear_dynamic_rows(const Step& s, const float* x, const std::uint8_t* xq, const float* grid, index_t M,
-                           index_t K, index_t N, const float* bias, kernels::Act act, bool bf16_out, void* y) {
-  std::vector<float> rs(static_cast<std::size_t>(M));
-  std::vector<std::int32_t> rz(static_cast<std::size_t>(M));
+// Dynamic int8 Linear input: one u8 scale / zero point per row (token or sample), so a row's
+// outlier or Inf cannot flatten the other rows' quantization grid, and a row holding a NaN or
+// an Inf comes out all NaN instead of finite numbers. The rows are quantized here in one read
+// each (kernels::quantize_rows_dynamic_u8), or arrive quantized (xq) with their grid [2, M]
+// (scales, then zero points; a NaN scale marks a non-finite row) from a LayerNorm that wrote
+// them in its own pass. Returns the u8 rows; rs/rz get the GEMM's row grids
+// (Epilogue::a_row_scale / a_row_zp), nonfinite the rows whose output must be NaN.
+const std::uint8_t* dynamic_rows(const Step& s, const float* x, const std::uint8_t* xq, const float* grid, index_t M,
+                                 index_t K, std::vector<float>* rs, std::vector<std::int32_t>* rz,
+                                 std::vector<index_t>* nonfinite, Status* err) {
+  rs->resize(static_cast<std::size_t>(M));
+  rz->resize(static_cast<std::size_t>(M));
   if (!xq) {
     auto* buf = scratch<std::uint8_t>(s, static_cast<std::size_t>(M * K));
     std::mutex mu;
-    Status err;
     parallel_ranges(M, pool_threads(), std::max<index_t>(1, 8192 / std::max<index_t>(K, 1)), 1, [&](index_t m0, index_t m1) {
-      Status st = kernels::quantize_rows_dynamic_u8(x + m0 * K, m1 - m0, K, buf + m0 * K, rs.data() + m0, rz.data() + m0);
-      if (!st) { std::lock_guard<std::mutex> lk(mu); err = st; }
+      Status st = kernels::quantize_rows_dynamic_u8(x + m0 * K, m1 - m0, K, buf + m0 * K, rs->data() + m0, rz->data() + m0);
+      if (!st) { std::lock_guard<std::mutex> lk(mu); *err = st; }
     });
-    if (!err) return bad(s, err.message());
     xq = buf;
   } else {
     for (index_t m = 0; m < M; ++m) {
-      rs[m] = grid[m];
-      rz[m] = static_cast<std::int32_t>(grid[M + m]);
+      (*rs)[m] = grid[m];
+      (*rz)[m] = static_cast<std::int32_t>(grid[M + m]);
     }
   }
-  std::vector<index_t> nonfinite;
   for (index_t m = 0; m < M; ++m)
-    if (!(rs[m] > 0.f && rz[m] >= 0 && rz[m] <= 255)) {  // NaN scale: the row held a NaN or an Inf
-      nonfinite.push_back(m);
-      rs[m] = 1.f;
-      rz[m] = 0;
+    if (!((*rs)[m] > 0.f && (*rz)[m] >= 0 && (*rz)[m] <= 255)) {  // NaN scale: the row held a NaN or an Inf
+      nonfinite->push_back(m);
+      (*rs)[m] = 1.f;
+      (*rz)[m] = 0;
     }
-  const std::size_t esize = bf16_out ? sizeof(bf16_t) : sizeof(float);
-  index_t col0 = 0;
-  for (const auto& Wp : s.packed) {
-    const PackedWeights& W = *Wp;
-    Epilogue e;
-    e.bias = bias ? bias + col0 : nullptr;
-    e.act = act;
-    e.out = bf16_out ? kernels::OutType::bf16 : kernels::OutType::f32;
-    std::mutex mu;
-    Status err;
-    const int t = pool_threads();
-    const index_t mblock = t > 1 ? std::max<index_t>(16, (M + t - 1) / t) : M;
-    parallel_for((M + mblock - 1) / mblock, [&](index_t b) {
-      const index_t r0 = b * mblock, rows = std::min(mblock, M - r0);
-      Epilogue eb = e;
-      eb.a_row_scale = rs.data() + r0;
-      eb.a_row_zp = rz.data() + r0;
-      Status st = kernels::gemm_s8(xq + r0 * K, rows, K, W, eb, static_cast<char*>(y) + (r0 * N + col0) * esize, N);
-      if (!st) { std::lock_guard<std::mutex> lk(mu); err = st; }
-    });
-    if (!err) return bad(s, err.message());
-    col0 += W.N();
-  }
-  for (index_t m : nonfinite) {
-    if (bf16_out) std::fill_n(static_cast<bf16_t*>(y) + m * N, N, bf16_t{0x7fc0});
-    else std::fill_n(static_cast<float*>(y) + m * N, N, std::numeric_limits<float>::quiet_NaN());
-  }
-  return Status::ok();
+  return xq;
 }
 
 // Linear: y[..., N] = act(x[..., K] @ W + bias), W packed at compile time, possibly as several
@@ -154,8 +125,18 @@ Status linear(ExecCtx& c, const Step& s) {
   const DType ydt = out_kind == 2 ? DType::u8 : out_kind == 1 ? DType::bf16 : DType::f32;
   Tensor& y = c.out(s, 0, os, ydt);
   if (M == 0) return Status::ok();
-  if (mode == 2 && (rows_grid || !pre) && out_kind != 2 && !(s.f("a_scale", 0.0) > 0.0)) {
-    if (out_mul) return bad(s, "out_mul is not applied on the per-row dynamic int8 path");
+  // Dynamic int8 quantizes per row (dynamic_rows); a u8 input with a row grid needs that path.
+  const bool dyn_rows = mode == 2 && (rows_grid || !pre) && out_kind != 2 && !(s.f("a_scale", 0.0) > 0.0);
+  if (rows_grid && !dyn_rows)
+    return bad(s, "a u8 input with a row grid needs a dynamic int8 Linear with a float32 or bf16 output");
+  if (dyn_rows && out_mul) return bad(s, "out_mul is not applied on the per-row dynamic int8 path");
+  const void* A = x.data;
+  float a_scale = 1.f;
+  std::int32_t a_zp = 0;
+  std::vector<float> rs;
+  std::vector<std::int32_t> rz;
+  std::vector<index_t> nonfinite;
+  if (dyn_rows) {
     const float* grid = nullptr;
     if (rows_grid) {
       const Tensor& gt = c.in(s, 4);
@@ -163,14 +144,11 @@ Status linear(ExecCtx& c, const Step& s) {
         return bad(s, "row grid must be float32 with 2 x " + std::to_string(M) + " entries, got " + shape_str(gt.shape));
       grid = gt.as<float>();
     }
-    return linear_dynamic_rows(s, rows_grid ? nullptr : x.as<float>(), rows_grid ? x.as<std::uint8_t>() : nullptr, grid,
-                               M, K, N, bias, act, out_kind == 1, y.data);
-  }
-  if (rows_grid) return bad(s, "a u8 input with a row grid needs a dynamic int8 Linear with a float32 or bf16 output");
-  const void* A = x.data;
-  float a_scale = 1.f;
-  std::int32_t a_zp = 0;
-  if (pre) {
+    Status qerr;
+    A = dynamic_rows(s, rows_grid ? nullptr : x.as<float>(), rows_grid ? x.as<std::uint8_t>() : nullptr, grid, M, K, &rs,
+                     &rz, &nonfinite, &qerr);
+    if (!qerr) return bad(s, qerr.message());
+  } else if (pre) {
     a_scale = static_cast<float>(s.f("a_scale", 1.0));
     a_zp = static_cast<std::int32_t>(s.i("a_zp", 0));
   } else if (mode == 1) {
@@ -249,11 +227,20 @@ Status linear(ExecCtx& c, const Step& s) {
     else {
       e.a_scale = a_scale;
       e.a_zp = a_zp;
+      if (!rs.empty()) {
+        e.a_row_scale = rs.data() + r0;
+        e.a_row_zp = rz.data() + r0;
+      }
       st = kernels::gemm_s8(static_cast<const std::uint8_t*>(A) + r0 * K, rows, K, W, e, C, N);
     }
     if (!st) { std::lock_guard<std::mutex> lk(mu); err = st; }
   });
-  return err ? Status::ok() : bad(s, err.message());
+  if (!err) return bad(s, err.message());
+  for (index_t m : nonfinite) {
+    if (ydt == DType::bf16) std::fill_n(y.as<bf16_t>() + m * N, N, bf16_t{0x7fc0});
+    else std::fill_n(y.as<float>() + m * N, N, std::numeric_limits<float>::quiet_NaN());
+  }
+  return Status::ok();
 }
 
 // MatMul of two run-time tensors (numpy semantics, batch broadcasting). Each
