@@ -5,7 +5,10 @@ for fidelity against the fp32 reference (onnxruntime on the original model:
 cosine of the attention-mask mean-pooled embeddings, and max abs error), then
 timed in interleaved rounds: each round visits every system, pausing ~150 ms
 before each system's block so the previous system's spinning thread pool
-has gone quiet. Medians over all timed runs are reported.
+has gone quiet, then making one untimed call (the pause lets the system's own
+threads sleep and its caches go cold: that first call measured 1.5-4 ms slower at
+2 threads on DistilBERT batch 8, and with 2 timed runs a block it moved the median).
+Medians over all timed runs are reported: steady-state latency.
 
 Systems (those whose package is missing are skipped with a note):
 
@@ -406,6 +409,7 @@ def run_model_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = N
                     say(f"batch {batch}, {th} thread(s): round {rnd + 1}/{cfg.rounds}")
                     for name, fn in runners.items():
                         time.sleep(cfg.pause_s)
+                        fn(feeds)  # untimed: wakes the system's threads after the pause
                         for _ in range(cfg.per_round):
                             c0, t0 = time.process_time(), time.perf_counter()
                             fn(feeds)
