@@ -93,7 +93,8 @@ def from_bf16(x: npt.NDArray[np.uint16]) -> npt.NDArray[np.float32]: ...
 def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: npt.NDArray[np.float32] | None = None,
               scale: float = 1.0, q_scale: float = 1.0, k_scale: float = 1.0, v_scale: float = 1.0,
               out_dtype: Literal["f32", "bf16"] = "f32", bf16_compute: bool = False,
-              out: np.ndarray | None = None, causal: bool = False) -> np.ndarray: ...
+              out: np.ndarray | None = None, causal: bool = False, window: int = 0,
+              causal_fill: float = ...) -> np.ndarray: ...
 
 # ---------------------------------------------------------------- native runtime (csrc/bindings/runtime.cpp)
 class Plan:

@@ -34,7 +34,7 @@ O2_PASSES: list[str] = [
     "canonicalize-attention",
     # transformer and CNN fusions (passes/fusion; order explained in passes/fusion/__init__.py)
     "fuse-layernorm", "fuse-rmsnorm", "fuse-gelu", "fuse-silu-mlp", "fuse-embed-layernorm", "fuse-rotary",
-    "fuse-attention", "fuse-attention-mask", "fuse-sdpa",
+    "fuse-attention", "fuse-attention-mask", "fuse-sdpa", "canonicalize-decoder-mask",
     "fuse-skip-layernorm", "fuse-bias-gelu", "fuse-matmul-add", "fuse-gemm-activation", "fuse-linear-epilogue",
     "fuse-conv-bn", "fuse-conv-activation",
 ]

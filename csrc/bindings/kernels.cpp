@@ -4,6 +4,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <sstream>
@@ -640,7 +641,8 @@ void bind_kernels(py::module_& m) {
   }, py::arg("x"), "bf16 bits (uint16) -> fp32.");
 
   m.def("attention", [](py::array q, py::array k, py::array v, py::object mask, double scale, double q_scale,
-                        double k_scale, double v_scale, const std::string& out_dtype, bool bf16_compute, py::object out, bool causal) {
+                        double k_scale, double v_scale, const std::string& out_dtype, bool bf16_compute, py::object out, bool causal,
+                        std::int64_t window, double causal_fill) {
     kernels::AttentionArgs a;
     DT dt;
     if (is_dt(q, DT::f32)) { a.type = kernels::AttnType::f32; dt = DT::f32; }
@@ -658,6 +660,8 @@ void bind_kernels(py::module_& m) {
     a.B = q.shape(0); a.H = q.shape(1); a.Sq = q.shape(2); a.Sk = k.shape(2); a.D = q.shape(3);
     a.Hkv = k.shape(1);
     a.causal = causal;
+    a.window = window;
+    a.causal_fill = static_cast<float>(causal_fill);
     a.q_st = head_strides(q, "q");
     a.k_st = head_strides(k, "k");
     a.v_st = head_strides(v, "v");
@@ -707,7 +711,8 @@ void bind_kernels(py::module_& m) {
     return o;
   }, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("mask") = py::none(), py::arg("scale") = 1.0,
      py::arg("q_scale") = 1.0, py::arg("k_scale") = 1.0, py::arg("v_scale") = 1.0, py::arg("out_dtype") = "f32",
-     py::arg("bf16_compute") = false, py::arg("out") = py::none(), py::arg("causal") = false);
+     py::arg("bf16_compute") = false, py::arg("out") = py::none(), py::arg("causal") = false, py::arg("window") = 0,
+     py::arg("causal_fill") = -INFINITY);
 
   m.def("peak_gops", [](const std::string& kind, double seconds) {
     py::gil_scoped_release nogil;

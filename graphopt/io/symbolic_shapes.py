@@ -78,9 +78,14 @@ def sym_value(v: Value | None, depth: int = 10) -> list[Dim] | None:
         eq = ins[0].producer() if ins[0] is not None else None
         s = sym_value(ins[2], depth - 1)
         neg = _const(eq.inputs[1]) if eq is not None and eq.op_type == "Equal" and eq.domain == "" else None
-        if s is None or neg is None or eq.inputs[0] is not ins[2] or not np.all(neg == -1):
+        one = _const(ins[1])
+        if s is None or neg is None or eq.inputs[0] is not ins[2] or not np.all(neg == -1) or one is None:
             return None
-        return s if all(isinstance(d, str) or d >= 0 for d in s) else None
+        if all(isinstance(d, str) or d >= 0 for d in s):
+            return s
+        if np.all(one == 1) and all(isinstance(d, str) or d >= -1 for d in s):
+            return [1 if d == -1 else d for d in s]  # the -1 entries become the 1s
+        return None
     return None
 
 

@@ -168,7 +168,7 @@ def _as_heads(x: np.ndarray, n: int) -> np.ndarray:
 
 def sdpa_ref(q: np.ndarray, k: np.ndarray, v: np.ndarray, *, num_heads: int = 0, kv_num_heads: int = 0,
              scale: float = 0.0, causal: bool = False, key_padding_mask: np.ndarray | None = None,
-             bias: np.ndarray | None = None, mask_filter_value: float = -10000.0) -> np.ndarray:
+             bias: np.ndarray | None = None, mask_filter_value: float = -10000.0, window: int = 0) -> np.ndarray:
     """numpy reference of graphopt::Attention (float64 inside); layouts as in its spec."""
     n = num_heads or (q.shape[1] if q.ndim == 4 else 0)
     nkv = kv_num_heads or (k.shape[1] if k.ndim == 4 else n)
@@ -185,7 +185,9 @@ def sdpa_ref(q: np.ndarray, k: np.ndarray, v: np.ndarray, *, num_heads: int = 0,
     if bias is not None:
         s = s + bias
     if causal:
-        s = np.where(np.arange(sk)[None, :] <= np.arange(sq)[:, None] + (sk - sq), s, -np.inf)
+        j, i = np.arange(sk)[None, :], np.arange(sq)[:, None] + (sk - sq)
+        keep = (j <= i) & ((j > i - window) if window > 0 else True)
+        s = np.where(keep, s, causal_fill(key_padding_mask is not None, mask_filter_value))
     mx = s.max(-1, keepdims=True)
     p = np.exp(s - np.where(np.isfinite(mx), mx, 0.0))
     tot = p.sum(-1, keepdims=True)
@@ -196,6 +198,13 @@ def sdpa_ref(q: np.ndarray, k: np.ndarray, v: np.ndarray, *, num_heads: int = 0,
     return y.astype(q.dtype)
 
 
+def causal_fill(padded: bool, mask_filter_value: float) -> float:
+    """The score of a key outside the causal window: the padding filler when a key-padding mask
+    comes with it (a query whose every key is masked then averages V over all keys, as the
+    exporters' finfo.min masks do), else -inf."""
+    return float(mask_filter_value) if padded else float("-inf")
+
+
 def _sdpa_ins(inputs: Sequence[Any]) -> list[Any]:
     return list(inputs) + [None] * (5 - len(inputs))
 
@@ -204,7 +213,7 @@ def _sdpa_ref(inputs: Sequence[np.ndarray | None], attrs: dict[str, Any]) -> lis
     q, k, v, kpm, bias = _sdpa_ins(inputs)[:5]
     return [sdpa_ref(q, k, v, num_heads=int(attrs["num_heads"]), kv_num_heads=int(attrs["kv_num_heads"]),
                      scale=float(attrs["scale"]), causal=bool(attrs["causal"]), key_padding_mask=kpm, bias=bias,
-                     mask_filter_value=float(attrs["mask_filter_value"]))]
+                     mask_filter_value=float(attrs["mask_filter_value"]), window=int(attrs.get("window", 0)))]
 
 
 def _sdpa_shape(node: Node) -> list[Any]:
@@ -249,10 +258,9 @@ def _sdpa_decompose(node: Node, e: Emitter) -> list[Value | None]:
             raise UnsupportedError(f"{node.label()}: the default scale needs a static head size")
         scale = 1.0 / math.sqrt(d)
     s = e.op("Mul", [e.op("MatMul", [q, e.op("Transpose", [k], {"perm": [0, 1, 3, 2]})]), e.const("scale", scale, dt)])
-    if kpm is not None:
-        m = e.op("Cast", [kpm], {"to": DType.from_numpy(dt).value})
-        m = e.op("Mul", [e.op("Sub", [e.const("one", 1.0, dt), m]),
-                         e.const("filter", float(node.attr("mask_filter_value", -10000.0)), dt)])
+    if kpm is not None:  # Where, not (1 - m) * filter: the filter may be -inf (0 * -inf is NaN)
+        m = e.op("Where", [e.op("Cast", [kpm], {"to": DType.BOOL.value}), e.const("zero", 0.0, dt),
+                           e.const("filter", float(node.attr("mask_filter_value", -10000.0)), dt)])
         m = e.op("Unsqueeze", [m, e.const("axes", [1, 2], np.int64)]) if e.opset >= 13 else \
             e.op("Unsqueeze", [m], {"axes": [1, 2]})
         s = e.op("Add", [s, m])
@@ -267,9 +275,18 @@ def _sdpa_decompose(node: Node, e: Emitter) -> list[Value | None]:
         ones = e.op("ConstantOfShape", [e.op("Concat", [sq, sk], {"axis": 0})], {"value": np.ones(1, dt)})
         diag = e.op("Squeeze", [e.op("Sub", [sk, sq]), e.const("ax0", [0], np.int64)]) if e.opset >= 13 else \
             e.op("Squeeze", [e.op("Sub", [sk, sq])], {"axes": [0]})
-        keep = e.op("Cast", [e.op("Trilu", [ones, diag], {"upper": 0})], {"to": DType.BOOL.value})
-        s = e.op("Where", [keep, s, e.const("neg", float(np.finfo(dt).min), dt)])
+        keep = e.op("Trilu", [ones, diag], {"upper": 0})
+        window = int(node.attr("window", 0))
+        if window > 0:  # keys j > i + Sk - Sq - W: the band between two diagonals (1 - 0 exactly)
+            below = e.op("Sub", [diag, e.const("window", window, np.int64)])
+            keep = e.op("Sub", [keep, e.op("Trilu", [ones, below], {"upper": 0})])
+        keep = e.op("Cast", [keep], {"to": DType.BOOL.value})
+        fill = float(np.finfo(dt).min) if kpm is None else causal_fill(True, float(node.attr("mask_filter_value", -10000.0)))
+        s = e.op("Where", [keep, s, e.const("neg", fill, dt)])
     p = e.op("Softmax", [s], {"axis": -1})
+    if kpm is not None and float(node.attr("mask_filter_value", -10000.0)) == -np.inf:
+        # a query whose every key is -inf: a zero row (the kernel's and the reference's), not NaN
+        p = e.op("Where", [e.op("IsNaN", [p]), e.const("nan0", 0.0, dt), p])
     y = e.op("MatMul", [p, v])
     if three_d:
         y = e.op("Reshape", [e.op("Transpose", [y], {"perm": [0, 2, 1, 3]}),
@@ -288,15 +305,19 @@ heads side by side: Q [B, Sq, N*d], K/V [B, Sk, Nkv*d], Y [B, Sq, N*d].
 Attributes: num_heads N (int, required); kv_num_heads Nkv (int, 0 = N; N a multiple of it:
 grouped KV heads / GQA, query head h reads K/V head h // (N / Nkv), no repeated copy);
 scale (float, 0 = 1/sqrt(d)); causal (int 0/1: key j masked for query i when j > i + Sk - Sq);
-mask_filter_value (float, default -10000: added where KeyPaddingMask is 0).
+window (int, causal only, 0 = none: key j also masked when j < i + Sk - Sq - window + 1, a sliding
+window of `window` keys); mask_filter_value (float, default -10000: added where KeyPaddingMask is 0).
+Causal/window-masked scores are -inf, or mask_filter_value when KeyPaddingMask is given (they replace
+the score; a query whose every key is masked then averages V over all keys, as the exporters'
+finfo.min masks do).
 KeyPaddingMask: optional int/bool [B, Sk], nonzero = attend to that key.
 Bias: optional float broadcastable to [B, N, Sq, Sk] ([1|B, 1|N, 1|Sq, Sk]), added to the scaled
 scores (additive masks; T5's per-head relative position bias).
-Y = softmax(scale * Q K^T + mask terms + Bias, causal keys at -inf) V per head.
+Y = softmax(scale * Q K^T + mask terms + Bias, causal/window keys replaced as above) V per head.
 onnxruntime: the standard-ONNX decomposition (com.microsoft GroupQueryAttention needs a KV cache).
 Standard ONNX: Reshape/Transpose, Unsqueeze/Expand/Reshape (GQA), MatMul, Trilu/Where (causal),
 Softmax.""",
-    attrs={"num_heads": None, "kv_num_heads": 0, "scale": 0.0, "causal": 0, "mask_filter_value": -10000.0},
+    attrs={"num_heads": None, "kv_num_heads": 0, "scale": 0.0, "causal": 0, "window": 0, "mask_filter_value": -10000.0},
     reference=_sdpa_ref,
     shape_rule=_sdpa_shape,
     to_onnxruntime=_sdpa_decompose,

@@ -240,14 +240,17 @@ def tanh(x: np.ndarray) -> np.ndarray:
 def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None = None,
               scale: float | None = None, *, q_scale: float = 1.0, k_scale: float = 1.0,
               v_scale: float = 1.0, out_dtype: Literal["f32", "bf16"] = "f32",
-              bf16_compute: bool = False, out: np.ndarray | None = None, causal: bool = False) -> np.ndarray:
+              bf16_compute: bool = False, out: np.ndarray | None = None, causal: bool = False,
+              window: int = 0, causal_fill: float = float("-inf")) -> np.ndarray:
     """Fused ``softmax(q @ k^T * scale + mask) @ v`` over [B, H, S, D] views.
 
     Inputs are float32, uint16 (bf16 bits) or int8 (real = int8 * q/k/v_scale). Any view whose
     last axis is contiguous is read in place, e.g. ``x.transpose(0, 2, 1, 3)`` of a [B, S, H, D]
     activation or the slices of a packed [B, S, 3, H, D] QKV tensor.
     k and v may have fewer heads than q (grouped KV / GQA: Hkv divides H, query head h reads
-    K/V head h // (H // Hkv)). ``causal`` masks key j for query i when j > i + Sk - Sq.
+    K/V head h // (H // Hkv)). ``causal`` masks key j for query i when j > i + Sk - Sq, and a
+    ``window`` W > 0 also when j < i + Sk - Sq - W + 1; those scores become ``causal_fill``
+    (replacing the mask there; -inf by default).
     ``mask`` is additive float32, [B|1, H|1, Sq|1, Sk] or [B, Sk]; trailing keys <= -5000 for every
     query are skipped, and a query whose keys are all -inf gets zeros. ``scale`` defaults to
     1/sqrt(D). ``bf16_compute`` rounds float32 inputs and the probabilities to bf16 for the two
@@ -258,7 +261,7 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | No
     if scale is None:
         scale = 1.0 / float(np.sqrt(q.shape[-1]))
     return _C.attention(q, k, v, mask, float(scale), float(q_scale), float(k_scale), float(v_scale),
-                        out_dtype, bool(bf16_compute), out, bool(causal))
+                        out_dtype, bool(bf16_compute), out, bool(causal), int(window), float(causal_fill))
 
 
 def to_bf16(x: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from ..ir import DType, Node
+from ..ops.attention import causal_fill
 from .lower import _Lowerer
 
 __all__ = ["attention"]
@@ -49,9 +50,15 @@ def attention(lw: _Lowerer, n: Node) -> bool:
         mask = pm
     bf16 = int(lw.attention_bf16(n))
     bsh = int(rank == 3)
-    s = lw.emit("Attention", n, [q, k, v, mask], [n.outputs[0]], fattrs={"scale": scale},
-                iattrs={"heads": heads, "kv_heads": kv_heads, "causal": int(n.attr("causal", 0)),
-                        "in_bsh": bsh, "out_bsh": bsh, "bf16": bf16})
+    causal, window = int(n.attr("causal", 0)), int(n.attr("window", 0))
+    if window and not causal:
+        return False
+    fattrs = {"scale": scale}
+    if causal and kpm is not None:  # causal/window keys get the padding filler (graphopt.ops.attention.causal_fill)
+        fattrs["causal_fill"] = causal_fill(True, float(n.attr("mask_filter_value", -10000.0)))
+    s = lw.emit("Attention", n, [q, k, v, mask], [n.outputs[0]], fattrs=fattrs,
+                iattrs={"heads": heads, "kv_heads": kv_heads, "causal": causal, "window": window,
+                        "padded": int(kpm is not None), "in_bsh": bsh, "out_bsh": bsh, "bf16": bf16})
     s.detail = (f"fused attention kernel ({'bf16' if bf16 else 'fp32'} products"
-                f"{', causal' if n.attr('causal', 0) else ''}{f', {kv_heads} KV heads' if kv_heads != heads else ''})")
+                f"{', causal' if causal else ''}{f', window {window}' if window else ''}{f', {kv_heads} KV heads' if kv_heads != heads else ''})")
     return True

@@ -10,9 +10,11 @@ scale hoisted after Q K^T):
   K/V heads (LLaMA, Mistral, Qwen2): dropped, ``kv_num_heads`` = Nkv (the kernel reads each K/V head
   for its g query heads in place)
 * ``mask``  Add of an additive mask, masked_fill ``Where(c, fill, s)`` / ``Where(c, s, fill)``, or none.
-  The mask is recognised by :func:`mask_kind` (passes/fusion/fuse_attention_mask.py): causal becomes
-  the ``causal`` attribute, key padding the KeyPaddingMask input (the mask subgraph then dies);
-  anything else broadcastable to [B, N, Sq, Sk] stays as the additive Bias input (T5's position bias).
+  The mask is recognised by :func:`mask_kind` (passes/fusion/fuse_attention_mask.py): causal alone becomes
+  the ``causal`` attribute, key padding alone the KeyPaddingMask input (the mask subgraph then dies);
+  anything else broadcastable to [B, N, Sq, Sk] stays as the additive Bias input (T5's position bias),
+  causal + padding too: ``canonicalize-decoder-mask`` then proves it and makes it ``causal`` (+ ``window``)
+  + the KeyPaddingMask input.
 * ``Softmax(-1)`` then MatMul with V (repeat_kv'd like K, or not).
 
 Rotary embeddings (fused or not) sit on Q and K before the match and stay where they are.
@@ -173,8 +175,8 @@ class FuseSdpa(Rule):
         causal = 0
         filler = -10000.0
         kind: MaskKind | None = None
-        # causal + key padding stays the exported [B, 1, S, S] mask: a query whose every key is padded
-        # must spread over all keys (finfo.min everywhere), which the kernel's causal -inf would not do
+        # causal + key padding stays the Bias here: canonicalize-decoder-mask proves it (for every size,
+        # with its sliding window) and makes it causal + the key-padding input
         if "masked" in m:
             kind = self._kind(m["mask"], None)
             if kind is None or (kind.causal and kind.padding is not None):

@@ -203,6 +203,69 @@ def test_bit_identical_run_to_run(name, attn, exporter):
     assert not st.unstable, f"outputs changed between two runs: {st.unstable}"
 
 
+DECODER_NAMES = [name for name, entry in ZOO.items() if entry.kind == "decoder"]
+# GPT-2's dynamo mask reads its keys through view(batch, -1) of the attention mask: its key length is the
+# mask's element count over the batch, not provably the sequence
+MASK_KEPT = {("gpt2", "eager+dynamo"), ("gpt2", "sdpa+dynamo")}
+
+
+def _decoder_cases() -> list[Any]:
+    out = []
+    for name in DECODER_NAMES:
+        for attn, exporter in forms_of(ZOO[name]):
+            form = f"{attn}+{exporter}"
+            marks = [pytest.mark.xfail(reason="GPT-2's dynamo mask is not proved (key length from a view)",
+                                       strict=True)] if (name, form) in MASK_KEPT else []
+            out.append(pytest.param(name, attn, exporter, id=f"{name}-{form}", marks=marks))
+    return out
+
+
+@pytest.mark.parametrize("name,attn,exporter", _decoder_cases())
+def test_decoder_mask_is_causal(name, attn, exporter):
+    """The decoders' [B, 1, S, S] mask bias is proved and becomes causal=1 (+ Mistral's window) with the
+    attention_mask as the key-padding input: no bias is left on any Attention."""
+    e = export(name, attn, exporter)
+    if e.error:
+        pytest.skip(e.error)
+    m = graphopt.load(e.path)
+    PassManager.from_text("O2")(m)
+    att = [n for n in m.graph if n.op == "graphopt::Attention"]
+    assert len(att) == e.entry.attention_blocks
+    for n in att:
+        assert int(n.attr("causal", 0)) == 1, n
+        assert len(n.inputs) < 5 or n.inputs[4] is None, "a [B, 1, S, S] bias is left"
+        assert n.inputs[3] is not None and n.inputs[3].name == "attention_mask"
+        assert int(n.attr("window", 0)) == (4096 if name == "mistral" else 0)
+
+
+@pytest.mark.parametrize("name,attn,exporter", [pytest.param(*c.values, id=c.id) for c in _decoder_cases()])
+def test_decoder_left_padding_parity(name, attn, exporter):
+    """Left- and right-padded rows of different lengths (left-padded queries see no key at all): native
+    fp32 within 1e-4 of onnxruntime, bf16 cosine >= 0.999, int8 >= 0.98, at 2 threads."""
+    e = export(name, attn, exporter)
+    if e.error:
+        pytest.skip(e.error)
+    feeds = e.feeds(batch=3)
+    am = feeds["attention_mask"]
+    am[:] = 1
+    am[1, -5:] = 0   # right padding
+    am[2, :6] = 0    # left padding
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    ref = ort.InferenceSession(str(e.path), so, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    m = graphopt.load(e.path)
+    PassManager.from_text("O2")(m)
+    for prec in PRECISIONS:
+        y = _first(graphopt.compile(m, precision=prec, level="O0", num_threads=2).run(feeds))
+        assert y.shape == ref.shape
+        if prec == "fp32":
+            err = float(np.abs(y.astype(np.float64) - ref).max())
+            assert err <= FP32_ATOL, f"fp32 max abs error {err:.3g}"
+        else:
+            cos = _cos(y, ref)
+            assert cos >= (BF16_COS if prec == "bf16" else INT8_COS), f"{prec} cosine {cos:.5f}"
+
+
 @pytest.mark.parametrize("attn,exporter", [(a, e) for a, e in forms_of(ZOO["gpt2"])])
 def test_gpt2_gelu_is_the_gemm_epilogue(attn, exporter):
     """GPT-2's MLP (2-D Gemm, Reshape, tanh-GELU in every form): fuse-linear-epilogue moves the GELU

@@ -23,15 +23,14 @@ std::string dims(index_t a, index_t b, index_t c) {
   return "[" + std::to_string(a) + ", " + std::to_string(b) + ", " + std::to_string(c) + "]";
 }
 
-// Keys used by batch row b: up to the last key above -5000 in any query row of any head of the
-// mask. A query row with no such key keeps every key (its softmax then runs over all of them, as
+// Keys used by query row i of batch row b: up to its last key above -5000 in any head of the mask.
+// A query row with no such key keeps every key (its softmax then runs over all of them, as
 // without skipping), so the skip never changes a result beyond exp underflow.
-index_t keys_used(const AttentionArgs& a, index_t b) {
-  if (!a.mask) return a.Sk;
-  const float* m = a.mask + (a.mask_b > 1 ? b : 0) * a.mask_h * a.mask_q * a.Sk;
+index_t row_keys(const AttentionArgs& a, index_t b, index_t i) {
+  const float* m = a.mask + (a.mask_b > 1 ? b : 0) * a.mask_h * a.mask_q * a.Sk + (a.mask_q > 1 ? i : 0) * a.Sk;
   index_t last = 0;
-  for (index_t i = 0; i < a.mask_h * a.mask_q; ++i) {
-    const float* r = m + i * a.Sk;
+  for (index_t h = 0; h < a.mask_h; ++h) {
+    const float* r = m + h * a.mask_q * a.Sk;
     index_t j = a.Sk;
     while (j > 0 && !(r[j - 1] > -5000.f)) --j;
     if (j == 0) return a.Sk;
@@ -40,13 +39,24 @@ index_t keys_used(const AttentionArgs& a, index_t b) {
   return last;
 }
 
+// Keys used by batch row b (padding skipped): the most any of its query rows uses.
+index_t keys_used(const AttentionArgs& a, index_t b) {
+  if (!a.mask) return a.Sk;
+  index_t last = 0;
+  for (index_t i = 0; i < a.mask_q; ++i) last = std::max(last, row_keys(a, b, i));
+  return last;
+}
+
 // Causal attention as a materialised [mask_b, mask_h, Sq, Sk] mask: the given mask (if any)
-// broadcast over queries plus -inf above the shifted diagonal. Every ISA kernel already takes a
-// full per-query mask, so causal runs on each path with one code path to verify.
+// broadcast over queries, with causal_fill past the shifted diagonal (and before the sliding
+// window). Every ISA kernel already takes a full per-query mask, so causal runs on each path with
+// one code path to verify; the per-row key bounds (row_keys) then stop each query block at its
+// diagonal, so the masked upper triangle is not computed.
 void causal_mask(AttentionArgs& a, std::vector<float>& buf) {
   const index_t mb = a.mask ? a.mask_b : 1, mh = a.mask ? a.mask_h : 1, Sq = a.Sq, Sk = a.Sk;
   buf.assign(static_cast<std::size_t>(mb * mh * Sq * Sk), 0.f);
   const index_t shift = Sk - Sq;
+  const float fill = a.causal_fill;
   for (index_t bh = 0; bh < mb * mh; ++bh)
     for (index_t i = 0; i < Sq; ++i) {
       float* r = buf.data() + (bh * Sq + i) * Sk;
@@ -54,13 +64,17 @@ void causal_mask(AttentionArgs& a, std::vector<float>& buf) {
         const float* src = a.mask + (bh * a.mask_q + (a.mask_q > 1 ? i : 0)) * Sk;
         std::copy(src, src + Sk, r);
       }
-      for (index_t j = std::max<index_t>(i + shift + 1, 0); j < Sk; ++j) r[j] = -INFINITY;
+      const index_t hi = std::max<index_t>(i + shift + 1, 0);
+      for (index_t j = hi; j < Sk; ++j) r[j] = fill;
+      if (a.window > 0)
+        for (index_t j = 0, lo = std::min(i + shift - a.window + 1, Sk); j < lo; ++j) r[j] = fill;
     }
   a.mask = buf.data();
   a.mask_b = mb;
   a.mask_h = mh;
   a.mask_q = Sq;
   a.causal = false;
+  a.window = 0;
 }
 
 }  // namespace
@@ -88,6 +102,8 @@ Status attention(const AttentionArgs& a) {
                            std::to_string(a.H) + ", 1|" + std::to_string(a.Sq) + ", " + std::to_string(a.Sk) +
                            "], got [" + std::to_string(a.mask_b) + ", " + std::to_string(a.mask_h) + ", " +
                            std::to_string(a.mask_q) + ", Sk]");
+  if (a.window < 0 || (a.window > 0 && !a.causal))
+    return Status::invalid("attention: a sliding window (" + std::to_string(a.window) + ") needs causal and must be >= 0");
   if (a.Hkv < 0 || (a.Hkv > 0 && a.H % a.Hkv))
     return Status::invalid("attention: " + std::to_string(a.H) + " query heads are not a multiple of " +
                            std::to_string(a.Hkv) + " key/value heads");
@@ -110,11 +126,23 @@ Status attention(const AttentionArgs& a) {
   dense(p.a.k_st, p.a.Hkv, a.Sk);
   dense(p.a.v_st, p.a.Hkv, a.Sk);
   dense(p.a.out_st, a.H, a.Sq);
-  std::vector<index_t> kv(static_cast<std::size_t>(a.B));
+  std::vector<index_t> kv(static_cast<std::size_t>(a.B)), rows;
   double macs = 0;
+  if (p.a.mask && p.a.mask_q > 1) {  // per-query mask: each row's own bound, the batch row's is their max
+    rows.resize(static_cast<std::size_t>(p.a.mask_b * a.Sq));
+    for (index_t b = 0; b < p.a.mask_b; ++b)
+      for (index_t i = 0; i < a.Sq; ++i) rows[b * a.Sq + i] = row_keys(p.a, b, i);
+    p.row_keys = rows.data();
+  }
   for (index_t b = 0; b < a.B; ++b) {
-    kv[b] = keys_used(p.a, b);
-    macs += 2.0 * static_cast<double>(a.H) * a.Sq * kv[b] * a.D;
+    if (p.row_keys) {
+      const index_t* r = p.row_keys + (p.a.mask_b > 1 ? b : 0) * a.Sq;
+      kv[b] = *std::max_element(r, r + a.Sq);
+      for (index_t i = 0; i < a.Sq; ++i) macs += 2.0 * static_cast<double>(a.H) * r[i] * a.D;
+    } else {
+      kv[b] = keys_used(p.a, b);
+      macs += 2.0 * static_cast<double>(a.H) * a.Sq * kv[b] * a.D;
+    }
   }
   p.kv_len = kv.data();
   int t = a.threads > 0 ? a.threads : omp_get_max_threads();

@@ -11,6 +11,9 @@ namespace graphopt::kernels {
 struct AttnPlan {
   AttentionArgs a;
   const index_t* kv_len = nullptr;  // [B], 1 <= kv_len[b] <= Sk
+  // Per-query masks (mask_q = Sq, causal): keys each query row uses, [mask_b, Sq] (max over the
+  // mask's heads), so a query block stops at its last unmasked key; null = kv_len for every row.
+  const index_t* row_keys = nullptr;
   index_t chunks = 1, chunk_rows = 0;
   int threads = 1;
   std::int64_t tasks() const { return a.B * a.H * chunks; }

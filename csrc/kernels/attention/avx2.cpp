@@ -163,18 +163,19 @@ void task_t(const AttnPlan& p, std::int64_t t) {
   const float* km = a.mask_q == 1 ? mrow : nullptr;
   for (index_t i0 = tk.r0; i0 < tk.r1; i0 += kQb) {
     const index_t nq = tk.r1 - i0 < kQb ? tk.r1 - i0 : kQb;
+    const index_t Lb = block_keys(p, tk, i0, nq);  // causal: this block's last key
     for (index_t x = 0; x < D * kQb; x += 8) _mm256_store_ps(qt + x, _mm256_setzero_ps());
     for (index_t i = 0; i < nq; ++i)
       for (index_t d = 0; d < D; ++d) qt[d * kQb + i] = raw_f32(Q[(i0 + i) * a.q_st.seq + d]);
     _mm256_store_ps(mx, _mm256_set1_ps(-INFINITY));
     _mm256_store_ps(mx + 8, _mm256_set1_ps(-INFINITY));
-    for (index_t j = 0; j < L; j += kKeyRows)
-      ByRows<Scores, kKeyRows>::run(static_cast<int>(L - j < kKeyRows ? L - j : kKeyRows), K + j * ks, ks, qt, D, cs,
+    for (index_t j = 0; j < Lb; j += kKeyRows)
+      ByRows<Scores, kKeyRows>::run(static_cast<int>(Lb - j < kKeyRows ? Lb - j : kKeyRows), K + j * ks, ks, qt, D, cs,
                                      km ? km + j : nullptr, st + j * kQb, mx);
     __m256 mx0 = _mm256_load_ps(mx), mx1 = _mm256_load_ps(mx + 8);
     if (mrow && a.mask_q > 1) {  // a full [Sq, Sk] mask: added here, maxima recomputed
       mx0 = mx1 = _mm256_set1_ps(-INFINITY);
-      for (index_t j = 0; j < L; ++j) {
+      for (index_t j = 0; j < Lb; ++j) {
         for (index_t i = 0; i < nq; ++i) st[j * kQb + i] += mask_log2(mrow[(i0 + i) * Sk + j]);
         mx0 = _mm256_max_ps(mx0, _mm256_load_ps(st + j * kQb));
         mx1 = _mm256_max_ps(mx1, _mm256_load_ps(st + j * kQb + 8));
@@ -185,7 +186,7 @@ void task_t(const AttnPlan& p, std::int64_t t) {
     mx0 = _mm256_and_ps(_mm256_cmp_ps(mx0, ninf, _CMP_NEQ_OQ), mx0);
     mx1 = _mm256_and_ps(_mm256_cmp_ps(mx1, ninf, _CMP_NEQ_OQ), mx1);
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-    for (index_t j = 0; j < L; ++j) {
+    for (index_t j = 0; j < Lb; ++j) {
       const __m256 e0 = exp2_nonpos(_mm256_sub_ps(_mm256_load_ps(st + j * kQb), mx0));
       const __m256 e1 = exp2_nonpos(_mm256_sub_ps(_mm256_load_ps(st + j * kQb + 8), mx1));
       _mm256_store_ps(st + j * kQb, e0);
@@ -201,7 +202,7 @@ void task_t(const AttnPlan& p, std::int64_t t) {
       const index_t nd = D - d0 < 16 ? D - d0 : 16;
       const __m256i m0 = lanes_below(nd), m1 = lanes_below(nd - 8);
       for (index_t i = 0; i < nq; i += kPvRows)
-        ByRows<PV, kPvRows>::run(static_cast<int>(nq - i < kPvRows ? nq - i : kPvRows), st + i, V + d0, vs, L, m0, m1,
+        ByRows<PV, kPvRows>::run(static_cast<int>(nq - i < kPvRows ? nq - i : kPvRows), st + i, V + d0, vs, Lb, m0, m1,
                                  nd, inv + i, a.out, off + i * a.out_st.seq + d0, a.out_st.seq, a.out_bf16);
     }
   }

@@ -124,24 +124,25 @@ void task_t(const AttnPlan& p, std::int64_t t) {
   const __mmask16 tail = static_cast<__mmask16>(0xffffu >> ((16 - D % 16) % 16));
   for (index_t i0 = tk.r0; i0 < tk.r1; i0 += kQb) {
     const index_t nq = tk.r1 - i0 < kQb ? tk.r1 - i0 : kQb;
+    const index_t Lb = block_keys(p, tk, i0, nq);  // causal: this block's last key
     transpose_rows(nq, D, qt, [&](index_t i, index_t c0) {
       return _mm512_castps_si512(load16(Q + (i0 + i) * a.q_st.seq + c0, first(D - c0)));
     });
-    if (nq > 16) scores_block<2>(K, ks, qt, D, L, cs, km, st, mx, next);
-    else scores_block<1>(K, ks, qt, D, L, cs, km, st, mx, next);
+    if (nq > 16) scores_block<2>(K, ks, qt, D, Lb, cs, km, st, mx, next);
+    else scores_block<1>(K, ks, qt, D, Lb, cs, km, st, mx, next);
     const bool full = mrow && a.mask_q > 1;
-    if (full) add_query_mask(st, L, mrow + i0 * Sk, Sk, nq);
+    if (full) add_query_mask(st, Lb, mrow + i0 * Sk, Sk, nq);
     // numerators back into st, in place
-    auto keep = [st, L](index_t j, int n, __m512 e0, __m512 e1) {
+    auto keep = [st, Lb](index_t j, int n, __m512 e0, __m512 e1) {
       _mm512_store_ps(st + j * kQb + 16 * n, e0);
-      if (j + 1 < L) _mm512_store_ps(st + (j + 1) * kQb + 16 * n, e1);
+      if (j + 1 < Lb) _mm512_store_ps(st + (j + 1) * kQb + 16 * n, e1);
     };
-    if (nq > 16) softmax_cols<2, 5>(st, L, full ? nullptr : mx, os, inv, keep);
-    else softmax_cols<1, 5>(st, L, full ? nullptr : mx, os, inv, keep);
+    if (nq > 16) softmax_cols<2, 5>(st, Lb, full ? nullptr : mx, os, inv, keep);
+    else softmax_cols<1, 5>(st, Lb, full ? nullptr : mx, os, inv, keep);
     // Output panels in groups of up to 4 (24 accumulators), the last group masked at D.
     const index_t off = out_off(a, tk, i0);
     for_panel_groups(panels, tail, [&](auto np, index_t g, __mmask16 tl) {
-      pv_block<decltype(np)::value>(st, V + 16 * g, vs, L, tl, inv, a.out, off + 16 * g, a.out_st.seq, a.out_bf16, nq);
+      pv_block<decltype(np)::value>(st, V + 16 * g, vs, Lb, tl, inv, a.out, off + 16 * g, a.out_st.seq, a.out_bf16, nq);
     });
   }
 }

@@ -153,24 +153,26 @@ void task_t(const AttnPlan& p, std::int64_t t) {
   const __mmask16 tail = static_cast<__mmask16>(0xffffu >> ((16 - D % 16) % 16));
   for (index_t i0 = tk.r0; i0 < tk.r1; i0 += kQb) {
     const index_t nq = tk.r1 - i0 < kQb ? tk.r1 - i0 : kQb;
+    const index_t Lb = block_keys(p, tk, i0, nq);  // causal: this block's last key
+    const index_t Lbh = (Lb + 1) / 2;
     // Q^T pairs: qt[p][i] = (q[i][2p], q[i][2p+1])
     transpose_rows(nq, Dh, qt, [&](index_t i, index_t c0) {
       const T* q = Q + (i0 + i) * a.q_st.seq + 2 * c0;
       return bf16x32(load16(q, first(D - 2 * c0)), load16(q + 16, first(D - 2 * c0 - 16)));
     });
-    if (nq > 16) scores_block<2>(K, ks, qt, Dh, L, cs, km, st, mx, next);
-    else scores_block<1>(K, ks, qt, Dh, L, cs, km, st, mx, next);
+    if (nq > 16) scores_block<2>(K, ks, qt, Dh, Lb, cs, km, st, mx, next);
+    else scores_block<1>(K, ks, qt, Dh, Lb, cs, km, st, mx, next);
     const bool full = mrow && a.mask_q > 1;
-    if (full) add_query_mask(st, L, mrow + i0 * Sk, Sk, nq);
+    if (full) add_query_mask(st, Lb, mrow + i0 * Sk, Sk, nq);
     // numerators straight to P^T pairs: pt[j/2][i] = (p[j][i], p[j+1][i])
     auto pack = [pt](index_t j, int n, __m512 e0, __m512 e1) {
       _mm512_store_si512(pt + (j / 2) * kQb + 16 * n, pairs(e0, e1));
     };
-    if (nq > 16) softmax_cols<2, 3>(st, L, full ? nullptr : mx, os, inv, pack);
-    else softmax_cols<1, 3>(st, L, full ? nullptr : mx, os, inv, pack);
+    if (nq > 16) softmax_cols<2, 3>(st, Lb, full ? nullptr : mx, os, inv, pack);
+    else softmax_cols<1, 3>(st, Lb, full ? nullptr : mx, os, inv, pack);
     const index_t off = out_off(a, tk, i0);
     for_panel_groups(panels, tail, [&](auto np, index_t g, __mmask16 tl) {
-      pv_block<decltype(np)::value>(pt, vp + 16 * g, vld, Lh, tl, inv, a.out, off + 16 * g, a.out_st.seq, a.out_bf16, nq);
+      pv_block<decltype(np)::value>(pt, vp + 16 * g, vld, Lbh, tl, inv, a.out, off + 16 * g, a.out_st.seq, a.out_bf16, nq);
     });
   }
 }

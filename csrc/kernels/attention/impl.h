@@ -36,10 +36,11 @@ void task_t(const AttnPlan& p, std::int64_t t) {
   const float* mrow = mask_of(a, tk.b, tk.h);
   for (index_t i0 = tk.r0; i0 < tk.r1; i0 += kQb) {
     const index_t nq = tk.r1 - i0 < kQb ? tk.r1 - i0 : kQb;
+    const index_t Lb = block_keys(p, tk, i0, nq);  // causal: this block's last key
     for (index_t x = 0; x < D * kQb; ++x) qt[x] = 0.f;
     for (index_t i = 0; i < nq; ++i)
       for (index_t d = 0; d < D; ++d) qt[d * kQb + i] = raw_f32(Q[(i0 + i) * a.q_st.seq + d]);
-    for (index_t j = 0; j < L; ++j) {
+    for (index_t j = 0; j < Lb; ++j) {
       float acc[kQb] = {0};
       for (index_t d = 0; d < D; ++d) {
         const float kd = kf[j * D + d];
@@ -56,10 +57,10 @@ void task_t(const AttnPlan& p, std::int64_t t) {
     // exp is 0, the sum is 0 and the row is written as zeros.
     float mx[kQb], sum[kQb] = {0};
     for (index_t i = 0; i < kQb; ++i) mx[i] = -INFINITY;
-    for (index_t j = 0; j < L; ++j)
+    for (index_t j = 0; j < Lb; ++j)
       for (index_t i = 0; i < kQb; ++i) mx[i] = st[j * kQb + i] > mx[i] ? st[j * kQb + i] : mx[i];
     for (index_t i = 0; i < kQb; ++i) mx[i] = mx[i] > -INFINITY ? mx[i] : 0.f;
-    for (index_t j = 0; j < L; ++j)
+    for (index_t j = 0; j < Lb; ++j)
       for (index_t i = 0; i < kQb; ++i) {
         const float e = exp_f(st[j * kQb + i] - mx[i]);
         st[j * kQb + i] = e;
@@ -67,7 +68,7 @@ void task_t(const AttnPlan& p, std::int64_t t) {
       }
     for (index_t i = 0; i < nq; ++i) {
       for (index_t d = 0; d < D; ++d) orow[d] = 0.f;
-      for (index_t j = 0; j < L; ++j) {
+      for (index_t j = 0; j < Lb; ++j) {
         const float pj = st[j * kQb + i];
         const float* __restrict vr = vf + j * D;
         float* __restrict o = orow;

@@ -34,6 +34,17 @@ inline const T* head_of(const void* base, const HeadStrides& s, index_t b, index
   return static_cast<const T*>(base) + b * s.batch + h * s.head;
 }
 
+// Keys the query rows [i0, i0 + nq) of task tk read: the largest per-row bound of the plan (causal:
+// the block's last row), else the task's. Keys past it are masked for every row of the block, so
+// their exps are exactly 0 and skipping them changes no bit.
+inline index_t block_keys(const AttnPlan& p, const AttnTask& tk, index_t i0, index_t nq) {
+  if (!p.row_keys) return tk.L;
+  const index_t* r = p.row_keys + (p.a.mask_b > 1 ? tk.b : 0) * p.a.Sq + i0;
+  index_t m = 1;
+  for (index_t i = 0; i < nq; ++i) m = r[i] > m ? r[i] : m;
+  return m < tk.L ? m : tk.L;
+}
+
 // K/V head read by query head h (grouped KV heads: Hkv divides H; the front sets Hkv).
 inline index_t kv_head(const AttentionArgs& a, index_t h) { return h / (a.H / a.Hkv); }
 

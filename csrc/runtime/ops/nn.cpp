@@ -390,7 +390,8 @@ Status softmax(ExecCtx& c, const Step& s) {
 // mask: additive fp32 broadcastable as [1|B, 1|N, 1|Sq, Sk] (per-head: T5's position bias);
 // trailing keys masked (<= -5000) for every query of a batch row (padding) are skipped by the kernel.
 // kv_heads (in_bsh) / K's head dim (4-D): grouped K/V heads read in place (GQA); causal=1: key j is
-// masked for query i when j > i + Sk - Sq.
+// masked for query i when j > i + Sk - Sq (window=W > 0: also when j < i + Sk - Sq - W + 1), with
+// the score causal_fill (default -inf; the key-padding filler when a padding mask comes too).
 // bf16=1: bf16 products with fp32 accumulation and softmax (the bf16/int8 precisions).
 
 // Runs the kernel's tasks on the executor's pool, so a run keeps one set of worker threads.
@@ -455,6 +456,8 @@ Status attention(ExecCtx& c, const Step& s) {
     if (ms.size() != 4 || (ms[1] != 1 && ms[1] != N) || ms[3] != Sk || (ms[0] != 1 && ms[0] != B) ||
         (ms[2] != 1 && ms[2] != Sq))
       return bad(s, "mask shape " + shape_str(m.shape) + " is not [1|B, 1|N, 1|Sq, Sk]");
+    if (s.i("padded", 0) && ms[0] != B)  // a key-padding mask has one row per batch row, never broadcast
+      return bad(s, "key padding mask has " + std::to_string(ms[0]) + " rows for a batch of " + std::to_string(B));
     a.mask = m.as<float>();
     a.mask_b = ms[0];
     a.mask_h = ms[1];
@@ -469,6 +472,8 @@ Status attention(ExecCtx& c, const Step& s) {
   a.q = qp; a.k = kp; a.v = vp; a.out = o.data;
   a.B = B; a.H = N; a.Sq = Sq; a.Sk = Sk; a.D = D; a.Hkv = Nkv;
   a.causal = s.i("causal", 0) != 0;
+  a.window = s.i("window", 0);
+  a.causal_fill = static_cast<float>(s.f("causal_fill", -INFINITY));
   a.scale = scale;
   a.bf16_compute = s.i("bf16", 0) != 0;
   a.threads = pool_threads();

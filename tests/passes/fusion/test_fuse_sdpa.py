@@ -38,12 +38,15 @@ def _run(model_or_path, feeds):
 @pytest.mark.parametrize("name", sorted(DECODERS))
 def test_fuse_sdpa_dynamo_forms(name, attn, masked):
     """Without an attention_mask the mask is purely causal: the ``causal`` attribute, no bias. With one
-    it is causal + padding: the exported [B, 1, S, S] mask stays the bias (a query whose every key is
-    padded must spread over all keys, as onnxruntime does; the kernel's causal -inf would not)."""
+    it is causal + padding: canonicalize-decoder-mask proves it and makes it ``causal`` + the
+    attention_mask as the key-padding input (no [B, 1, S, S] bias). GPT-2's dynamo mask keeps the bias
+    (its key length is the attention mask's elements over the batch: not provably the sequence)."""
     e = export(name, attn, "dynamo", inputs=None if masked else ("input_ids",))
     if e.error:
         pytest.skip(e.error)
-    grouped, causal = DECODERS[name], int(not masked)
+    grouped = DECODERS[name]
+    proved = not (masked and name == "gpt2")
+    causal = int(proved)
     m = graphopt.load(e.path)
     PassManager.from_text("O2")(m)
     fused = [n for n in m.graph if n.op == "graphopt::Attention"]
@@ -53,11 +56,14 @@ def test_fuse_sdpa_dynamo_forms(name, attn, masked):
         kv = int(n.attr("kv_num_heads", 0))
         assert (0 < kv < int(n.attr("num_heads"))) == grouped
         assert kv == 0 or n.inputs[1].shape[1] == kv, "K keeps its KV heads (repeat_kv dropped)"
-        assert len(n.inputs) < 4 or n.inputs[3] is None
+        kpm = n.inputs[3] if len(n.inputs) > 3 else None
+        assert (kpm is not None and kpm.name == "attention_mask") == (masked and proved)
         has_bias = len(n.inputs) >= 5 and n.inputs[4] is not None
-        assert has_bias == masked, "a causal mask becomes the attribute; causal + padding stays the bias"
+        assert has_bias == (not proved), "a proved mask becomes causal (+ the key-padding input), no bias"
+        if name == "mistral" and masked:
+            assert int(n.attr("window", 0)) == 4096, "Mistral's sliding window is kept"
     ops = m.graph.op_counts()
-    dead = {"Softmax"} if masked else {"Softmax", "GatherND", "CumSum", "Trilu"}  # the kept mask is computed
+    dead = {"Softmax"} if not proved else {"Softmax", "GatherND", "CumSum", "Trilu"}  # a kept mask is computed
     assert not dead & set(ops), ops
     feeds = e.feeds()
     ref = _run(e.path, feeds)

@@ -36,6 +36,13 @@ struct AttentionArgs {
   index_t Hkv = 0;
   // Causal: query i attends key j only if j <= i + Sk - Sq (the last query sees every key).
   bool causal = false;
+  // Sliding window (causal only; 0 = none): query i also ignores keys j < i + Sk - Sq - window + 1,
+  // so it sees at most `window` keys (Mistral's sliding-window attention).
+  index_t window = 0;
+  // The score of a key outside the causal window: replaces the mask there. -inf by default; the
+  // exporters' masks use finfo.min with key padding, so a query whose every key is masked (left
+  // padding) averages V over all keys, as in the graph the rewrite came from.
+  float causal_fill = -__builtin_inff();
   float scale = 1.f;  // usually 1/sqrt(D)
   // s8 inputs: real = int8 * scale (symmetric, per tensor).
   float q_scale = 1.f, k_scale = 1.f, v_scale = 1.f;
