@@ -263,6 +263,17 @@ void bind_runtime(py::module_& m) {
           out.append(py::make_tuple(s.kind, s.name, detail));
         }
         return out;
+      })
+      .def("step_weight_shapes", [](const Plan& p) {
+        // (K, N) per step with packed weights (N summed over its column slices), else None.
+        py::list out;
+        for (const Step& s : p.steps()) {
+          if (s.packed.empty() || !s.packed[0]) { out.append(py::none()); continue; }
+          index_t n = 0;
+          for (const auto& w : s.packed) n += w ? w->N() : 0;
+          out.append(py::make_tuple(s.packed[0]->K(), n));
+        }
+        return out;
       });
   m.def("runtime_op_kinds", &runtime::op_kinds, "Step kinds the native executor implements.");
 }

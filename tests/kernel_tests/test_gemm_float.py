@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from graphopt import _C
 from graphopt.runtime import kernels as gk
 
 from . import refs
@@ -111,3 +112,27 @@ def test_small_m_ragged_n(bf16_isa: str, M: int, N: int, out: str) -> None:
         assert np.max(np.abs(got.astype(np.int32) - want.astype(np.int32))) <= 1
     else:
         check(got, af, bf, None, "relu", out)
+
+
+@pytest.mark.parametrize("M, K, N, act, out", [(211, 3072, 770, "gelu", "f32"), (37, 2049, 33, "relu", "bf16"),
+                                               (64, 2300, 100, "none", "u8"), (16, 4100, 48, "gelu_tanh", "f32")])
+def test_f32_k_blocked_is_bit_identical_to_unblocked(f32_isa: str, M: int, K: int, N: int, act: str, out: str) -> None:
+    """Long-K calls with many rows run K-blocked on AVX-512 (partial sums stored between k-blocks); calls
+    of 8 rows do not: every row must come out with the same bits either way, at 1 and 2 threads."""
+    rng = np.random.default_rng(M + K)
+    a = rng.standard_normal((M, K)).astype(np.float32)
+    b = rng.standard_normal((K, N)).astype(np.float32)
+    bias = rng.standard_normal(N).astype(np.float32)
+    w = gk.pack_f32(b)
+    kw = dict(bias=bias, activation=act, out_dtype=out, out_scale=0.5, out_zero_point=3)
+    n = _C.get_num_threads()
+    try:
+        for t in (1, 2):
+            _C.set_num_threads(t)
+            whole = gk.gemm_f32(a, w, **kw)
+            rows = np.concatenate([gk.gemm_f32(np.ascontiguousarray(a[i:i + 8]), w, **kw) for i in range(0, M, 8)])
+            np.testing.assert_array_equal(whole.view(np.uint8), rows.view(np.uint8))
+    finally:
+        _C.set_num_threads(n)
+    if out == "f32":
+        check(whole, a, b, bias, act, out)

@@ -232,6 +232,53 @@ inline Range thread_range(index_t M, index_t P, int mr, int nth, int tid) {
   return r;
 }
 
+// How a GEMM is cut into tasks of MB rows x GP panels (task t: panel group t / n_mb, row block
+// t % n_mb) for nt threads. a_bytes: bytes per A element; kc: the K extent one pass over A covers
+// (K, or the k-block of a K-blocked kernel), which sizes the row block; mb_max > 0 caps it.
+struct TaskGrid {
+  index_t MB, GP, n_mb, n_pg, ntasks;
+  int nt;
+};
+inline TaskGrid task_grid(index_t M, index_t kc, index_t P, index_t pb, index_t a_bytes, int MR, int NP, int nt,
+                          index_t mb_max = 0) {
+  // Weight chunk per pass over M: about half the per-core L2, in panels.
+  index_t nc = (cache_info().l2 / 2) / (pb > 0 ? pb : 1);
+  nc = nc < 8 ? 8 : nc - nc % 8;
+  // Work is split into tasks of (GP panels) x (MB rows), claimed dynamically from
+  // a caller-participating pool (common/thread_pool.h), so a thread that loses its
+  // core to another process does not stall the GEMM.
+  // One thread: L2-sized panel groups (plain blocking).
+  // Row block: A rows of one task stay within a quarter of L2 next to the weight chunk.
+  index_t mb_cache = (cache_info().l2 / 4) / (kc * a_bytes + 1);
+  if (mb_max > 0 && mb_cache > mb_max) mb_cache = mb_max;
+  mb_cache = mb_cache < MR ? MR : mb_cache - mb_cache % MR;
+  index_t MB = M < mb_cache ? M : mb_cache, GP = nc;
+  if (nt > 1) {
+    const index_t mb0 = 8 * MR < mb_cache ? 8 * MR : mb_cache;
+    MB = M <= mb0 ? M : mb0;
+    const index_t n_mb = (M + MB - 1) / MB;
+    // Panel group: the widest (multiple of NP, <= nc) whose tasks spread evenly over the
+    // threads: estimated makespan ceil(tasks / nt) * GP against the ideal P * n_mb / nt.
+    // At least 4 tasks per thread where the shape allows, so a thread that loses its
+    // core for a while only delays a small piece of the work.
+    GP = 1;
+    double best = -1.0;
+    const index_t top = P < nc ? P : nc;
+    // A single row block (GEMV-like, memory-bound) gets 8 per thread: finer
+    // pieces to hand over when the other thread starts late.
+    const index_t per_thread = n_mb == 1 ? 8 : 4;
+    const index_t min_tasks = per_thread * nt < P * n_mb ? per_thread * nt : P * n_mb;
+    for (index_t gp = top; gp >= 1; gp = gp > NP ? gp - (gp % NP ? gp % NP : NP) : gp - 1) {
+      const index_t tasks = n_mb * ((P + gp - 1) / gp);
+      if (tasks < min_tasks) continue;
+      const double eff = static_cast<double>(P * n_mb) / static_cast<double>(((tasks + nt - 1) / nt) * nt * gp);
+      if (eff > best + 0.02) { best = eff; GP = gp; }
+    }
+  }
+  const index_t n_mb = (M + MB - 1) / MB, n_pg = (P + GP - 1) / GP;
+  return TaskGrid{MB, GP, n_mb, n_pg, n_mb * n_pg, nt};
+}
+
 template <class MK>
 struct GemmTaskCtx {
   const typename MK::AType* A;
@@ -315,44 +362,11 @@ void run_gemm(const GemmArgs& g) {
     e = with_columns(e, N, &cols);
     epi = pick_epilogue<AccT>(e);
   }
-  const index_t pb = W.panel_bytes();
   const bool rowsums = e.need_rowsum;
-  // Weight chunk per pass over M: about half the per-core L2, in panels.
-  index_t nc = (cache_info().l2 / 2) / (pb > 0 ? pb : 1);
-  nc = nc < 8 ? 8 : nc - nc % 8;
-  const int nt = gemm_threads(M, N, K);
-  // Work is split into tasks of (GP panels) x (MB rows), claimed dynamically from
-  // a caller-participating pool (common/thread_pool.h), so a thread that loses its
-  // core to another process does not stall the GEMM.
-  // One thread: L2-sized panel groups (plain blocking).
-  // Row block: A rows of one task stay within a quarter of L2 next to the weight chunk.
-  index_t mb_cache = (cache_info().l2 / 4) / (K * static_cast<index_t>(sizeof(AType)) + 1);
-  mb_cache = mb_cache < MK::MR ? MK::MR : mb_cache - mb_cache % MK::MR;
-  index_t MB = M < mb_cache ? M : mb_cache, GP = nc;
-  if (nt > 1) {
-    const index_t mb0 = 8 * MK::MR < mb_cache ? 8 * MK::MR : mb_cache;
-    MB = M <= mb0 ? M : mb0;
-    const index_t n_mb = (M + MB - 1) / MB;
-    // Panel group: the widest (multiple of NP, <= nc) whose tasks spread evenly over the
-    // threads: estimated makespan ceil(tasks / nt) * GP against the ideal P * n_mb / nt.
-    // At least 4 tasks per thread where the shape allows, so a thread that loses its
-    // core for a while only delays a small piece of the work.
-    GP = 1;
-    double best = -1.0;
-    const index_t top = P < nc ? P : nc;
-    // A single row block (GEMV-like, memory-bound) gets 8 per thread: finer
-    // pieces to hand over when the other thread starts late.
-    const index_t per_thread = n_mb == 1 ? 8 : 4;
-    const index_t min_tasks = per_thread * nt < P * n_mb ? per_thread * nt : P * n_mb;
-    for (index_t gp = top; gp >= 1; gp = gp > MK::NP ? gp - (gp % MK::NP ? gp % MK::NP : MK::NP) : gp - 1) {
-      const index_t tasks = n_mb * ((P + gp - 1) / gp);
-      if (tasks < min_tasks) continue;
-      const double eff = static_cast<double>(P * n_mb) / static_cast<double>(((tasks + nt - 1) / nt) * nt * gp);
-      if (eff > best + 0.02) { best = eff; GP = gp; }
-    }
-  }
-  const index_t n_mb = (M + MB - 1) / MB, n_pg = (P + GP - 1) / GP;
-  const index_t ntasks = n_mb * n_pg;
+  const TaskGrid tg = task_grid(M, K, P, W.panel_bytes(), static_cast<index_t>(sizeof(AType)), MK::MR, MK::NP,
+                                gemm_threads(M, N, K));
+  const index_t MB = tg.MB, GP = tg.GP, n_mb = tg.n_mb, ntasks = tg.ntasks;
+  const int nt = tg.nt;
 
   GemmTaskCtx<MK> ctx{A, lda, &W, &e, g.C, g.ldc, epi, plan, M, K, N, P, MB, GP, n_mb, rowsums};
   parallel_tasks(ntasks, nt, &gemm_task<MK>, &ctx);
