@@ -243,14 +243,14 @@ class _Eval:
 
     # ---- shape values -------------------------------------------------------------------------
     def op_Shape(self, n: Node) -> Vec:
-        shape = n.inputs[0].shape
+        shape = self.dims(n.inputs[0])
         if shape is None:
             raise NotProved(f"{n.label()}: the shape of %{n.inputs[0].name} is unknown")
         r = len(shape)
         start, end = int(n.attr("start", 0)), n.attr("end", None)
         start = start + r if start < 0 else start
         end = r if end is None else (int(end) + r if int(end) < 0 else int(end))
-        return Vec(tuple(Poly.of(d) for d in shape[max(start, 0):min(end, r)]))
+        return Vec(tuple(shape[max(start, 0):min(end, r)]))
 
     def op_Squeeze(self, n: Node) -> Vec | Ten:
         x = self.value(n.inputs[0])
@@ -456,17 +456,64 @@ class _Eval:
         return Ten(r, _remap(data.expr, dict(enumerate(comps))), tuple((a, x) for a, x in idx.ext if a < r), data.kind)
 
     # ---- element-wise -------------------------------------------------------------------------
+    def _merge(self, n: Node, ins: list[Value]) -> tuple[int, list[Ten], dict[int, Poly]]:
+        """Broadcast operands: their iotas on one axis must have one extent, and an operand that does
+        not read an axis another iota runs along must be 1 or that extent there (an iota of extent 1
+        broadcast to 5 would read 0, not its index)."""
+        ts = [self.ten(v) for v in ins]
+        r = max(t.rank for t in ts)
+        ts = [_broadcast(t, r) for t in ts]
+        ext: dict[int, Poly] = {}
+        for t in ts:
+            for ax, x in t.ext:
+                if ext.setdefault(ax, x) != x:
+                    raise NotProved(f"{n.label()}: axis {ax} has extents {ext[ax]} and {x}")
+        for v, t in zip(ins, ts):
+            own = t.extents
+            for ax, x in ext.items():
+                if ax not in own and self._size(v, ax - (r - (v.rank or 0))) not in (Poly(1), x):
+                    raise NotProved(f"{n.label()}: %{v.name} may broadcast axis {ax} of extent {x}")
+        return r, ts, ext
+
+    def _size(self, v: Value, axis: int) -> Poly | None:
+        """v's size along axis (negative: a broadcast leading axis, size 1)."""
+        if axis < 0:
+            return Poly(1)
+        try:
+            dims = self.dims(v)
+        except NotProved:
+            return None
+        return dims[axis] if dims is not None and axis < len(dims) else None
+
+    def dims(self, v: Value) -> tuple[Poly, ...] | None:
+        """v's shape: the iota extents where v is an index tensor, its inferred shape elsewhere."""
+        shape = v.shape
+        t = None
+        if v.dtype is not None and not v.dtype.is_float:
+            try:
+                r = self.value(v)
+                t = r if isinstance(r, Ten) else None
+            except NotProved:
+                t = None
+        if shape is None or (t is not None and len(shape) != t.rank):
+            return None
+        ext = t.extents if t is not None else {}
+        out = []
+        for a, d in enumerate(shape):
+            if a in ext:
+                out.append(ext[a])
+            else:
+                try:
+                    out.append(Poly.of(d))
+                except NotProved:
+                    return None
+        return tuple(out)
+
     def _binary(self, n: Node, op: str, kind: str | None = None) -> Vec | Ten:
         a, b = (self.value(i) for i in n.inputs[:2])
         if isinstance(a, Vec) and isinstance(b, Vec):
             return self._vec_binary(n, op, a, b)
-        ta, tb = self.ten(n.inputs[0]), self.ten(n.inputs[1])
-        r = max(ta.rank, tb.rank)
-        ta, tb = _broadcast(ta, r), _broadcast(tb, r)
-        ext = ta.extents
-        for ax, x in tb.ext:
-            if ext.setdefault(ax, x) != x:
-                raise NotProved(f"{n.label()}: axis {ax} has extents {ext[ax]} and {x}")
+        r, (ta, tb), ext = self._merge(n, list(n.inputs[:2]))
         return Ten(r, (op, ta.expr, tb.expr), tuple(sorted(ext.items())), kind or ta.kind)
 
     def _vec_binary(self, n: Node, op: str, a: Vec, b: Vec) -> Vec:
@@ -522,6 +569,11 @@ class _Eval:
         return self._binary(n, "eq", "bool")
 
     def op_And(self, n): return self._binary(n, "and", "bool")
+    def op_Max(self, n: Node) -> Vec | Ten:  # dynamo's broadcast shape of two index tensors
+        if len(n.inputs) != 2:
+            raise NotProved(f"{n.label()}: Max of {len(n.inputs)} inputs")
+        return self._binary(n, "max")
+
 
     def op_Where(self, n: Node) -> Vec | Ten:
         c, x, y = (self.value(i) for i in n.inputs)
@@ -531,14 +583,7 @@ class _Eval:
             if not all(isinstance(z, bool) for z in ci):
                 raise NotProved(f"{n.label()}: Where on an undecided shape condition")
             return Vec(tuple(a if z else b for z, a, b in zip(ci, xi, yi)))
-        tc, tx, ty = (self.ten(i) for i in n.inputs)
-        r = max(t.rank for t in (tc, tx, ty))
-        tc, tx, ty = (_broadcast(t, r) for t in (tc, tx, ty))
-        ext: dict[int, Poly] = {}
-        for t in (tc, tx, ty):
-            for a, e in t.ext:
-                if ext.setdefault(a, e) != e:
-                    raise NotProved(f"{n.label()}: axis {a} has extents {ext[a]} and {e}")
+        r, (tc, tx, ty), ext = self._merge(n, list(n.inputs))
         return Ten(r, ("where", tc.expr, tx.expr, ty.expr), tuple(sorted(ext.items())), tx.kind)
 
 
