@@ -677,12 +677,14 @@ def _padding_atom(e: Expr, b_ext: Poly, exts: dict[int, Poly], leaf_ext: dict[in
     return src
 
 
-def prove_mask(mask: Value, batch: Any, sq: Any, sk: Any, keep_when: bool | None = None) -> MaskProof | None:
+def prove_mask(mask: Value, batch: Any, sq: Any, sk: Any, keep_when: bool | None = None,
+               padding_only: bool = False) -> MaskProof | None:
     """What ``mask`` is, proved for every batch size and sequence length, or None.
 
     ``mask`` is additive (``keep_when`` None: ``Where(C, 0, c)`` or ``Where(C', c, 0)``) or a
     boolean condition (``keep_when`` = the value that means "attend"); ``batch``, ``sq``, ``sk``
-    are the scores' dims (symbols or ints). Sq must be Sk (no KV-cache offset)."""
+    are the scores' dims (symbols or ints). Sq must be Sk (no KV-cache offset). ``padding_only`` asks
+    for a key-padding mask alone (``0 where pad[b, k] else c``; ``causal`` False in the proof)."""
     try:
         b_ext, q_ext, k_ext = Poly.of(batch), Poly.of(sq), Poly.of(sk)
         if q_ext != k_ext:
@@ -728,6 +730,11 @@ def prove_mask(mask: Value, batch: Any, sq: Any, sk: Any, keep_when: bool | None
             if src is None or padding is not None:
                 return None
             padding = src
+        if padding_only:
+            if causal or window or padding is None or set(exts) - {0, 3} or \
+                    not (exts.get(3) == k_ext or exts.get(3) == ev.leaf_ext[id(padding)][1]):
+                return None
+            return MaskProof(False, 0, padding, float(filler))
         # the key extent is Sk, or the padding mask's length: the kernel checks that it is Sk at run time
         if not causal or exts.get(2) != q_ext or (0 in exts and exts[0] != b_ext) or \
                 not (exts.get(3) == k_ext or (padding is not None and exts.get(3) == ev.leaf_ext[id(padding)][1])):

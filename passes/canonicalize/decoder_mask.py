@@ -75,7 +75,7 @@ class CanonicalizeDecoderMaskPass(Pass):
         done = 0
         dead: list[Node] = []
         for n in list(g):
-            if n.domain != GRAPHOPT or n.op_type != "Attention" or int(n.attr("causal", 0)):
+            if n.domain != GRAPHOPT or n.op_type != "Attention":
                 continue
             ins = list(n.inputs) + [None] * (5 - len(n.inputs))
             bias = ins[4]
@@ -84,9 +84,12 @@ class CanonicalizeDecoderMaskPass(Pass):
             dims = attention_dims(n)
             if dims is None:
                 continue
-            key = (id(bias), dims)
+            # causal already (graphopt's own decomposition re-fused: causal Trilu, the padding as a bias):
+            # only a padding bias whose filler is what the causal keys got moves to the key-padding input
+            causal = int(n.attr("causal", 0))
+            key = (id(bias), dims, causal)
             if key not in proofs:
-                proofs[key] = prove_mask(bias, *dims)
+                proofs[key] = prove_mask(bias, *dims, padding_only=bool(causal))
             proof = proofs[key]
             if proof is None:
                 continue
@@ -95,6 +98,8 @@ class CanonicalizeDecoderMaskPass(Pass):
             # exported mask; -inf (sdpa) stays too: such a query gets a zero row, as the NaN guard
             # canonicalize-attention removed gave it
             filler = proof.filler if proof.filler == -np.inf else max(proof.filler, float(np.finfo(dt).min))
+            if causal and filler != float(n.attr("mask_filter_value", -10000.0)):
+                continue
             _rewrite(n, proof, filler)
             done += 1
             if bias.producer() is not None:
@@ -107,7 +112,7 @@ class CanonicalizeDecoderMaskPass(Pass):
 def _rewrite(n: Node, proof: MaskProof, filler: float) -> None:
     pad: Value | None = proof.padding
     n.set_inputs([*n.inputs[:3], pad] if pad is not None else list(n.inputs[:3]))
-    n.set_attr("causal", 1)
+    n.set_attr("causal", 1)  # (a padding-only proof is for an Attention that is causal already)
     if proof.window:
         n.set_attr("window", int(proof.window))
     n.set_attr("mask_filter_value", float(filler))

@@ -198,6 +198,8 @@ class FuseSdpa(Rule):
             causal = int(kind.causal)
             kpm = kind.padding
             filler = max(kind.filler, float(np.finfo(dt).min))
+            if kind.causal and "fill" in m:  # the masked_fill value: what causal keys get (canonicalize-
+                filler = max(scalar(m.const("fill")), float(np.finfo(dt).min))  # decoder-mask pairs a padding bias with it)
         return b.Attention(q, k, v, kpm, bias, num_heads=int(n), kv_num_heads=int(nkv) if nkv != n else 0,
                            scale=float(scale), causal=causal, mask_filter_value=float(filler), _domain=GRAPHOPT)
 
