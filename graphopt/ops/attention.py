@@ -275,12 +275,12 @@ def _sdpa_decompose(node: Node, e: Emitter) -> list[Value | None]:
         ones = e.op("ConstantOfShape", [e.op("Concat", [sq, sk], {"axis": 0})], {"value": np.ones(1, dt)})
         diag = e.op("Squeeze", [e.op("Sub", [sk, sq]), e.const("ax0", [0], np.int64)]) if e.opset >= 13 else \
             e.op("Squeeze", [e.op("Sub", [sk, sq])], {"axes": [0]})
-        keep = e.op("Trilu", [ones, diag], {"upper": 0})
+        keep = e.op("Cast", [e.op("Trilu", [ones, diag], {"upper": 0})], {"to": DType.BOOL.value})
         window = int(node.attr("window", 0))
-        if window > 0:  # keys j > i + Sk - Sq - W: the band between two diagonals (1 - 0 exactly)
+        if window > 0:  # and not j <= i + Sk - Sq - W: the band between two diagonals
             below = e.op("Sub", [diag, e.const("window", window, np.int64)])
-            keep = e.op("Sub", [keep, e.op("Trilu", [ones, below], {"upper": 0})])
-        keep = e.op("Cast", [keep], {"to": DType.BOOL.value})
+            outside = e.op("Cast", [e.op("Trilu", [ones, below], {"upper": 0})], {"to": DType.BOOL.value})
+            keep = e.op("And", [keep, e.op("Not", [outside])])
         fill = float(np.finfo(dt).min) if kpm is None else causal_fill(True, float(node.attr("mask_filter_value", -10000.0)))
         s = e.op("Where", [keep, s, e.const("neg", fill, dt)])
     p = e.op("Softmax", [s], {"axis": -1})

@@ -641,8 +641,10 @@ def _truth(e: Expr) -> Expr:
             return _truth(inner[1])
     if e[0] == "where" and e[2] == ("const", True) and e[3] == ("const", False):
         return _truth(e[1])
-    if e[0] == "not" and e[1][0] in _NEGATED:
-        return (_NEGATED[e[1][0]], *e[1][1:])
+    if e[0] == "not":
+        inner = _truth(e[1])
+        if inner[0] in _NEGATED:
+            return (_NEGATED[inner[0]], *inner[1:])
     return e
 
 
@@ -670,9 +672,10 @@ def _padding_atom(e: Expr, b_ext: Poly, exts: dict[int, Poly], leaf_ext: dict[in
     if src.rank != 2 or src.dtype is None or not (src.dtype.is_integer or src.dtype.name == "BOOL"):
         return None
     ext = leaf_ext.get(id(src))
-    # pad's own batch may be another symbol (dynamo names every input's dims apart): the kernel
-    # requires a key-padding mask of exactly [B, Sk] at run time
-    if ext is None or exts.get(0) != b_ext or exts.get(3) != ext[1]:
+    # pad's own batch may be another symbol (dynamo names every input's dims apart), and a padding term
+    # may run over it rather than over the scores' batch: the kernel requires a key-padding mask of
+    # exactly [B, Sk] at run time
+    if ext is None or exts.get(0) not in (b_ext, ext[0]) or exts.get(3) != ext[1]:
         return None
     return src
 
@@ -736,7 +739,8 @@ def prove_mask(mask: Value, batch: Any, sq: Any, sk: Any, keep_when: bool | None
                 return None
             return MaskProof(False, 0, padding, float(filler))
         # the key extent is Sk, or the padding mask's length: the kernel checks that it is Sk at run time
-        if not causal or exts.get(2) != q_ext or (0 in exts and exts[0] != b_ext) or \
+        pad_b = ev.leaf_ext[id(padding)][0] if padding is not None else b_ext
+        if not causal or exts.get(2) != q_ext or (0 in exts and exts[0] not in (b_ext, pad_b)) or \
                 not (exts.get(3) == k_ext or (padding is not None and exts.get(3) == ev.leaf_ext[id(padding)][1])):
             return None
         if set(exts) - {0, 2, 3}:

@@ -138,7 +138,8 @@ class FuseSdpa(Rule):
             fill = scalar(m.const("fill"))
             if fill is None or not fill <= -1e30:
                 return MatchResult.fail("masked_fill value is not a scalar <= -1e30", m["fill"])
-            if m["cond"].rank != 4 and self._kind(m["cond"], "masked_keep" in m) is None:
+            if m["cond"].rank != 4 and self._kind(m["cond"], "masked_keep" in m) is None and \
+                    self._proof(m, m["q"], m["k_src"] if "k_src" in m else None) is None:
                 # a 4-D condition can always become the Bias input; a lower-rank one (a [Sq, Sk] causal
                 # mask, as graphopt's own decomposition writes it) only as a recognised mask
                 return MatchResult.fail("masked_fill condition is neither 4-D nor a causal/padding mask",
@@ -186,6 +187,12 @@ class FuseSdpa(Rule):
             kind = self._kind(m["cond"], keep)
             if kind is not None and kind.causal and kind.padding is not None:
                 kind = None
+            if kind is None:  # a proved causal (+ window) condition too narrow for the probes to see
+                proof = self._proof(m, q, m["k_src"] if "k_src" in m else None)
+                if proof is not None and proof.padding is None:
+                    kind = MaskKind(True, None, -1e30)
+                    if "biased" in m:
+                        bias = m["bias"]
             if kind is None:
                 fill = max(scalar(m.const("fill")), float(np.finfo(dt).min))  # -inf -> finfo.min: no inf - inf
                 zero, neg = np.array(0.0, dt), np.array(fill, dt)
@@ -194,14 +201,35 @@ class FuseSdpa(Rule):
                     bias = b.Add(m["bias"], bias)
             elif "biased" in m:
                 bias = m["bias"]
+        window = 0
         if kind is not None:
             causal = int(kind.causal)
             kpm = kind.padding
             filler = max(kind.filler, float(np.finfo(dt).min))
             if kind.causal and "fill" in m:  # the masked_fill value: what causal keys get (canonicalize-
-                filler = max(scalar(m.const("fill")), float(np.finfo(dt).min))  # decoder-mask pairs a padding bias with it)
+                fill = scalar(m.const("fill"))  # decoder-mask pairs a padding bias of that filler with it)
+                filler = fill if fill == -np.inf else max(fill, float(np.finfo(dt).min))
+            if kind.causal:  # probing two sizes cannot see a window wider than them: the proof can
+                proof = self._proof(m, q, m["k_src"] if "k_src" in m else None)
+                window = proof.window if proof is not None else 0
         return b.Attention(q, k, v, kpm, bias, num_heads=int(n), kv_num_heads=int(nkv) if nkv != n else 0,
-                           scale=float(scale), causal=causal, mask_filter_value=float(filler), _domain=GRAPHOPT)
+                           scale=float(scale), causal=causal, mask_filter_value=float(filler), _domain=GRAPHOPT,
+                           **({"window": window} if window else {}))
+
+    @staticmethod
+    def _proof(m, q: Value, k: Value | None):
+        """The causal mask proved (canonicalize-decoder-mask's prover: graphopt's own decomposition writes
+        a window as a band of two Trilu), or None -- a mask the prover does not cover (the mask-less
+        exports' packed-sequence masks) stays recognised by probing alone."""
+        from ..canonicalize._mask_prover import prove_mask
+
+        if k is None or q.shape is None or k.shape is None or len(q.shape) != 4 or len(k.shape) != 4:
+            return None
+        target = m["mask"] if "masked" in m else m.get_or_none("cond")
+        if target is None:
+            return None
+        return prove_mask(target, q.shape[0], q.shape[2], k.shape[2],
+                          keep_when=None if "masked" in m else "masked_keep" in m)
 
 
 @register_pass

@@ -222,6 +222,18 @@ def test_decoder_mask_is_causal(name, attn, exporter):
     PassManager.from_text("O2")(m)
     att = [n for n in m.graph if n.op == "graphopt::Attention"]
     assert len(att) == e.entry.attention_blocks
+    _assert_causal_padded(att, name)
+    # graphopt's own ONNX decomposition (what an O2-then-quantize file carries) fuses back to the same
+    from graphopt.ops import lower_to_onnxruntime
+
+    lower_to_onnxruntime(m)
+    again = graphopt.load(graphopt.to_onnx(m))
+    PassManager.from_text("O2")(again)
+    _assert_causal_padded([n for n in again.graph if n.op == "graphopt::Attention"], name)
+
+
+def _assert_causal_padded(att: list, name: str) -> None:
+    assert att
     for n in att:
         assert int(n.attr("causal", 0)) == 1, n
         assert len(n.inputs) < 5 or n.inputs[4] is None, "a [B, 1, S, S] bias is left"

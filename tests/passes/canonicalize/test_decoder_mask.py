@@ -14,6 +14,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import graphopt
+from graphopt.ops import lower_to_onnxruntime
 from graphopt.passes.canonicalize._mask_prover import prove_mask
 from graphopt.pm import PassManager
 
@@ -140,6 +141,19 @@ def test_proved_mask_becomes_causal(case, window):
     assert len(n.inputs) < 5 or n.inputs[4] is None, "the [B, 1, S, S] bias is gone"
     assert "GatherND" not in m.graph.op_counts(), "the mask subgraph is removed"
     _parity(case, m)
+    # the ONNX decomposition (causal, window, padding filler, a Where-built padding term) for onnxruntime,
+    # and O2 on it again: the same proved Attention
+    lower_to_onnxruntime(m)
+    feeds = _feeds(case)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    run = lambda model: ort.InferenceSession(model.SerializeToString(), so,  # noqa: E731
+                                             providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    np.testing.assert_allclose(run(graphopt.to_onnx(m)), run(_model(case)), rtol=1e-4, atol=1e-4)
+    again = graphopt.load(graphopt.to_onnx(m))
+    PassManager.from_text("O2")(again)
+    (n2,) = [x for x in again.graph if x.op_type == "Attention"]
+    assert int(n2.attr("causal")) == 1 and n2.inputs[3] is not None and (len(n2.inputs) < 5 or n2.inputs[4] is None)
 
 
 @pytest.mark.parametrize("case", ["bidirectional", "offset", "mask_input", "range_from_1"])
