@@ -55,39 +55,40 @@ class CanonicalizeDecoderMaskPass(Pass):
                                   "graphopt::Attention -> causal=1, window and the [B, Sk] key-padding input")
 
     def run(self, model: Model, ctx: PassContext) -> PassResult:
+        if not any(_candidate(n) for n in model.graph):
+            return PassResult(False)
         if _untyped(model):  # fuse-sdpa's fresh K transposes: the proof compares Q's and K's dims
             infer_shapes(model)
-        proofs: dict[tuple[int, Any], MaskProof | None] = {}
+        proofs: dict[tuple[Value, Any, int], MaskProof | None] = {}
         done = 0
         while True:
-            # a mask whose shape inference left unknown (TorchScript's Expand guard) hides the dims of
-            # every layer after the first one rewritten: shapes are inferred again after each round
-            fresh = self._round(model, proofs)
-            if not fresh:
-                break
+            # a mask whose shape inference left unknown hides the dims of every layer after the first
+            # one rewritten: shapes are inferred again while a rewrite leaves such a layer behind
+            fresh, blocked = self._round(model, proofs)
             done += fresh
+            if not (fresh and blocked):
+                break
             infer_shapes(model)
         return PassResult(bool(done), {"masks": done} if done else {})
 
     @staticmethod
-    def _round(model: Model, proofs: dict[tuple[int, Any], MaskProof | None]) -> int:
+    def _round(model: Model, proofs: dict[tuple[Value, Any, int], MaskProof | None]) -> tuple[int, int]:
+        """(Attentions rewritten, candidates skipped for unknown dims)."""
         g = model.graph
-        done = 0
+        done = blocked = 0
         dead: list[Node] = []
         for n in list(g):
-            if n.domain != GRAPHOPT or n.op_type != "Attention":
+            if not _candidate(n):
                 continue
-            ins = list(n.inputs) + [None] * (5 - len(n.inputs))
-            bias = ins[4]
-            if bias is None or ins[3] is not None:
-                continue
+            bias = n.inputs[4]
             dims = attention_dims(n)
             if dims is None:
+                blocked += 1
                 continue
             # causal already (graphopt's own decomposition re-fused: causal Trilu, the padding as a bias):
             # only a padding bias whose filler is what the causal keys got moves to the key-padding input
             causal = int(n.attr("causal", 0))
-            key = (id(bias), dims, causal)
+            key = (bias, dims, causal)  # the Value itself: an id could be reused once a dead mask is freed
             if key not in proofs:
                 proofs[key] = prove_mask(bias, *dims, padding_only=bool(causal))
             proof = proofs[key]
@@ -106,7 +107,15 @@ class CanonicalizeDecoderMaskPass(Pass):
                 dead.append(bias.producer())
         if dead:
             remove_dead(g, dead)
-        return done
+        return done, blocked
+
+
+def _candidate(n: Node) -> bool:
+    """A graphopt::Attention with a Bias and no key-padding input."""
+    if n.domain != GRAPHOPT or n.op_type != "Attention":
+        return False
+    ins = list(n.inputs) + [None] * (5 - len(n.inputs))
+    return ins[4] is not None and ins[3] is None
 
 
 def _rewrite(n: Node, proof: MaskProof, filler: float) -> None:
