@@ -140,6 +140,22 @@ py::array alloc_out(OutType o, const std::vector<py::ssize_t>& shape) {
   return py::array_t<float>(shape);
 }
 
+// The GEMM's output: a fresh array, or `out` (C-contiguous, writeable, of exactly this dtype and shape) so a
+// caller (benchmarks/amx_gemm.py) can time the kernel without a fresh mapping's page faults.
+py::array gemm_out(py::object out, OutType o, const std::vector<py::ssize_t>& shape) {
+  if (out.is_none()) return alloc_out(o, shape);
+  py::array want = alloc_out(o, {0});
+  auto C = py::reinterpret_borrow<py::array>(out);
+  if (!C.dtype().is(want.dtype()) || std::vector<py::ssize_t>(C.shape(), C.shape() + C.ndim()) != shape ||
+      !(C.flags() & py::array::c_style) || !C.writeable()) {
+    std::string dims;
+    for (py::ssize_t d : shape) dims += (dims.empty() ? "" : ", ") + std::to_string(d);
+    throw py::value_error("out: expected a writeable C-contiguous " + std::string(py::str(want.dtype())) + " array of shape (" +
+                          dims + "), got " + describe(C));
+  }
+  return C;
+}
+
 const char* layout_dtype(kernels::PackLayout l) {
   switch (l) {
     case kernels::PackLayout::s8_k4:
@@ -235,7 +251,8 @@ kernels::QuantAxis quant_axis(const py::array& x, const py::array& scale, const 
 template <typename T, DT kDt,
           Status (*Kernel)(const T*, index_t, index_t, const PackedWeights&, const kernels::Epilogue&, void*, index_t)>
 py::array float_gemm(py::array A, const PackedWeights& W, py::object bias, const std::string& activation,
-                     const std::string& out_dtype, double out_scale, int out_zero_point, py::object out_mul) {
+                     const std::string& out_dtype, double out_scale, int out_zero_point, py::object out_mul,
+                     py::object out) {
   check(A, "A", kDt, 1);
   std::vector<py::ssize_t> oshape;
   const index_t M = gemm_rows(A, W, &oshape);
@@ -244,7 +261,7 @@ py::array float_gemm(py::array A, const PackedWeights& W, py::object bias, const
   e.bias = optional_bias(bias, W, &bias_keep);
   e.out_mul = optional_columns(out_mul, W, &mul_keep, "out_mul");
   if (e.out == OutType::s32) throw py::value_error("out_dtype s32 is only available for gemm_s8");
-  py::array C = alloc_out(e.out, oshape);
+  py::array C = gemm_out(out, e.out, oshape);
   Status st;
   {
     py::gil_scoped_release nogil;
@@ -364,7 +381,7 @@ void bind_kernels(py::module_& m) {
 
   m.def("gemm_s8", [](py::array A, const PackedWeights& W, double a_scale, int a_zero_point, py::object bias,
                       const std::string& activation, const std::string& out_dtype, double out_scale, int out_zero_point,
-                      py::object row_scale, py::object row_zp, py::object out_mul) {
+                      py::object row_scale, py::object row_zp, py::object out_mul, py::object out) {
     check(A, "A", DT::u8, 1);
     std::vector<py::ssize_t> oshape;
     const index_t M = gemm_rows(A, W, &oshape);
@@ -384,7 +401,7 @@ void bind_kernels(py::module_& m) {
       e.a_row_scale = static_cast<const float*>(rs_keep.data());
       e.a_row_zp = static_cast<const std::int32_t*>(rz_keep.data());
     }
-    py::array C = alloc_out(e.out, oshape);
+    py::array C = gemm_out(out, e.out, oshape);
     Status st;
     {
       py::gil_scoped_release nogil;
@@ -394,14 +411,17 @@ void bind_kernels(py::module_& m) {
     return C;
   }, py::arg("A"), py::arg("W"), py::arg("a_scale") = 1.0, py::arg("a_zero_point") = 0, py::arg("bias") = py::none(),
      py::arg("activation") = "none", py::arg("out_dtype") = "f32", py::arg("out_scale") = 1.0, py::arg("out_zero_point") = 0,
-     py::arg("a_row_scale") = py::none(), py::arg("a_row_zero_point") = py::none(), py::arg("out_mul") = py::none());
+     py::arg("a_row_scale") = py::none(), py::arg("a_row_zero_point") = py::none(), py::arg("out_mul") = py::none(),
+     py::arg("out") = py::none());
 
   m.def("gemm_bf16", float_gemm<bf16_t, DT::u16, kernels::gemm_bf16>, py::arg("A"), py::arg("W"),
         py::arg("bias") = py::none(), py::arg("activation") = "none", py::arg("out_dtype") = "f32",
-        py::arg("out_scale") = 1.0, py::arg("out_zero_point") = 0, py::arg("out_mul") = py::none());
+        py::arg("out_scale") = 1.0, py::arg("out_zero_point") = 0, py::arg("out_mul") = py::none(),
+        py::arg("out") = py::none());
   m.def("gemm_f32", float_gemm<float, DT::f32, kernels::gemm_f32>, py::arg("A"), py::arg("W"),
         py::arg("bias") = py::none(), py::arg("activation") = "none", py::arg("out_dtype") = "f32",
-        py::arg("out_scale") = 1.0, py::arg("out_zero_point") = 0, py::arg("out_mul") = py::none());
+        py::arg("out_scale") = 1.0, py::arg("out_zero_point") = 0, py::arg("out_mul") = py::none(),
+        py::arg("out") = py::none());
 
   m.def("quantize", to_int8<float, DT::f32, kernels::quantize>, py::arg("x"), py::arg("scale"),
         py::arg("zero_point"), py::arg("dtype") = "u8", py::arg("axis") = py::none());
@@ -719,6 +739,16 @@ void bind_kernels(py::module_& m) {
     return kernels::peak_gops(kind.c_str(), seconds);
   }, py::arg("kind"), py::arg("seconds") = 0.2,
      "Single-core peak of a register-resident loop in GOPS: int8_vnni|int8_avx2|bf16|fp32_avx512|fp32_avx2 (0 if unavailable).");
+
+  m.def("amx_stage_seconds", [](const PackedWeights& W, index_t M, const std::string& stage, int reps) {
+    if (stage != "products" && stage != "stores")
+      throw py::value_error("stage must be 'products' or 'stores', got '" + stage + "'");
+    if (M < 1 || reps < 1) throw py::value_error("M and reps must be >= 1");
+    py::gil_scoped_release nogil;
+    return kernels::amx_stage_seconds(W, M, stage == "stores", reps);
+  }, py::arg("W"), py::arg("M"), py::arg("stage"), py::arg("reps") = 1,
+     "Seconds per call of the AMX GEMM's block loop on W with M zero rows, up to the tile products or the tile "
+     "stores (no A copy, no epilogue); 0 without AMX. For benchmarks/amx_gemm.py.");
 }
 
 }  // namespace graphopt::bindings

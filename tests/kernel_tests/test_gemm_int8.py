@@ -298,3 +298,50 @@ def test_row_grids_rejected_when_bad() -> None:
         gk.gemm_int8(a, w, a_row_scale=np.ones(2, np.float32), a_row_zero_point=np.zeros(2, np.int32))
     with pytest.raises(ValueError, match="row 1 is outside the u8 range"):
         gk.gemm_int8(a, w, a_row_scale=np.ones(3, np.float32), a_row_zero_point=np.array([0, 256, 0], np.int32))
+
+
+@pytest.mark.parametrize("isa", INT8_LEVELS + (["amx"] if _C.isa_available() == "amx" else []))
+@pytest.mark.parametrize("out_scale", [0.1, 0.3, 1 / 3, 0.7, 0.05, 3e-39])
+@pytest.mark.parametrize("out", ["u8", "s8"])
+def test_requant_ties_match_division(isa: str, out_scale: float, out: str) -> None:
+    """y / out_scale on and next to half-integers rounds exactly as numpy's division does: the AVX-512
+    epilogue multiplies by 1 / out_scale and divides only the lanes within a few ulps of a tie
+    (quotient_v); a subnormal scale always divides."""
+    rng = np.random.default_rng(11)
+    M, N = 64, 200
+    a = np.zeros((M, 4), np.uint8)
+    a[:, 0] = 3 + np.arange(M) % 25
+    b = np.zeros((4, N), np.int8)
+    b[0] = 1
+    w = gk.pack_int8(b, 1.0, 0)
+    # y = a + bias lands on (near) multiples of out_scale / 2; random nudges of a few ulps around them.
+    base = (np.arange(N) * np.float32(out_scale / 2) - np.float32(30 * out_scale)).astype(np.float32)
+    bias = np.nextafter(base, np.where(rng.random(N) < 0.5, -np.inf, np.inf).astype(np.float32))
+    bias[::3] = base[::3]
+    zp = 5 if out == "u8" else -3
+    y = a[:, :1].astype(np.float32) * np.float32(1.0) + bias
+    for _ in pinned(isa):
+        got = gk.gemm_int8(a, w, bias=bias, out_dtype=out, out_scale=out_scale, out_zero_point=zp)
+        with np.errstate(over="ignore"):  # the subnormal scale: y / s overflows to inf, saturating
+            np.testing.assert_array_equal(got, refs.requant(y, out_scale, zp, out))
+
+
+def test_out_argument_writes_in_place_and_checks() -> None:
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 256, (40, 70), dtype=np.uint8)
+    w = gk.pack_int8(rng.integers(-128, 128, (70, 33), dtype=np.int8), 0.01, 0)
+    out = np.empty((40, 33), np.uint8)
+    got = _C.gemm_s8(a, w, a_scale=0.02, out_dtype="u8", out_scale=0.1, out=out)
+    assert got is out
+    np.testing.assert_array_equal(out, _C.gemm_s8(a, w, a_scale=0.02, out_dtype="u8", out_scale=0.1))
+    for bad in (np.empty((40, 33), np.int8), np.empty((40, 32), np.uint8), np.empty((33, 40), np.uint8).T):
+        with pytest.raises(ValueError, match="out: expected a writeable C-contiguous uint8 array of shape"):
+            _C.gemm_s8(a, w, out_dtype="u8", out=bad)
+
+
+@pytest.mark.skipif(_C.isa_available() != "amx", reason="no AMX tiles on this CPU/OS")
+def test_amx_stage_seconds() -> None:
+    w = gk.pack_int8(np.ones((128, 64), np.int8))
+    assert _C.amx_stage_seconds(w, 64, "products") > 0 and _C.amx_stage_seconds(w, 64, "stores", 2) > 0
+    with pytest.raises(ValueError, match="stage must be"):
+        _C.amx_stage_seconds(w, 64, "epilogue")

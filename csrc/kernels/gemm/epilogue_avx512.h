@@ -13,6 +13,7 @@
 #pragma once
 #include <immintrin.h>
 
+#include <cmath>
 #include <type_traits>
 
 #include "../common/vmath_avx512.h"
@@ -36,10 +37,29 @@ inline __m512 act_v(__m512 y) {
 }
 
 struct OutConst {
-  __m512 osc;
+  __m512 osc, rcp;
   __m512i ozp;
-  explicit OutConst(const EpiResolved& e) : osc(_mm512_set1_ps(e.out_scale)), ozp(_mm512_set1_epi32(e.out_zp)) {}
+  bool fast;  // rcp = 1 / out_scale is finite and out_scale normal: quotient_v may multiply
+  explicit OutConst(const EpiResolved& e)
+      : osc(_mm512_set1_ps(e.out_scale)), rcp(_mm512_set1_ps(1.f / e.out_scale)), ozp(_mm512_set1_epi32(e.out_zp)),
+        fast(std::isnormal(e.out_scale) && std::isfinite(1.f / e.out_scale)) {}
 };
+
+// y / out_scale rounded to the nearest integer (even on ties) exactly as with the correctly rounded
+// division the scalar path and numpy do, mostly without vdivps (a zmm divide every ~16 cycles was the
+// int8 epilogue's bottleneck). b = y * fl(1 / s) is within (2u + u^2)|t| of the exact quotient t
+// (u = 2^-24), the division a within u|t|, so |a - b| <= 3.02u|b|: the two round to different
+// integers only if a half-integer lies between them, i.e. b is within |b| * 2^-22 of floor(b) + 0.5.
+// Those lanes (and |b| >= 2^22, which the test flags too) take the division. NaN stays NaN either way.
+inline __m512 quotient_v(__m512 y, const OutConst& oc) {
+  if (!oc.fast) return _mm512_div_ps(y, oc.osc);
+  const __m512 b = _mm512_mul_ps(y, oc.rcp);
+  const __m512 h = _mm512_add_ps(_mm512_roundscale_ps(b, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC), _mm512_set1_ps(0.5f));
+  const __m512 d = _mm512_abs_ps(_mm512_sub_ps(b, h));
+  const __m512 tol = _mm512_mul_ps(_mm512_abs_ps(b), _mm512_set1_ps(0x1p-22f));
+  const __mmask16 near = _mm512_cmp_ps_mask(d, tol, _CMP_LE_OQ);
+  return near ? _mm512_mask_div_ps(b, near, y, oc.osc) : b;
+}
 
 // Masked stores only on the ragged last panel: they also keep us from writing
 // past the row end of C.
@@ -55,9 +75,8 @@ inline void store_v(void* C, index_t idx, __m512 y, __mmask16 k, bool full, cons
     if (full) _mm256_storeu_si256(reinterpret_cast<__m256i*>(c), h);
     else _mm256_mask_storeu_epi16(c, k, h);
   } else {
-    // Divide (not multiply by a reciprocal): round-half-even of y / out_scale must
-    // match the scalar path and numpy exactly.
-    const __m512 q = _mm512_div_ps(y, oc.osc);
+    // Round-half-even of y / out_scale must match the scalar path and numpy exactly (quotient_v).
+    const __m512 q = quotient_v(y, oc);
     const __m128i b = O == OutType::u8 ? to_u8_v(q, oc.ozp) : to_s8_v(q, oc.ozp);
     auto* c = static_cast<std::uint8_t*>(C) + idx;
     if (full) _mm_storeu_si128(reinterpret_cast<__m128i*>(c), b);
@@ -144,8 +163,10 @@ inline void finish_s8_regs(const V (&acc)[MR][NP], const TileDst& d) {
   }
 }
 
+// Rows [r0, r1) of a tile buffer: the AMX kernel finishes a block a few rows at a time, between the
+// next block's tile products.
 template <Act A, OutType O>
-void finish_s8_tile(const std::int32_t* tile, int mr, int np, const TileDst& d) {
+void finish_s8_rows(const std::int32_t* tile, int r0, int r1, int np, const TileDst& d) {
   const EpiResolved& e = *d.e;
   const OutConst oc(e);
   const bool zp = d.rowsum != nullptr;
@@ -154,11 +175,16 @@ void finish_s8_tile(const std::int32_t* tile, int mr, int np, const TileDst& d) 
     const int cols = d.cols - 16 * j;
     const __mmask16 k = col_mask(cols);
     const S8Cols c = s8_cols(e, d.n0 + 16 * j, k);
-    for (int i = 0; i < mr; ++i)
+    for (int i = r0; i < r1; ++i)
       s8_out<A, O>(_mm512_load_si512(tile + i * kTileLd + 16 * j), rows ? row_cols(c, e, d.m0 + i) : c, zp,
                    zp ? d.rowsum[i] : 0, d.C,
                    (d.m0 + i) * d.ldc + d.n0 + 16 * j, k, cols >= 16, oc);
   }
+}
+
+template <Act A, OutType O>
+void finish_s8_tile(const std::int32_t* tile, int mr, int np, const TileDst& d) {
+  finish_s8_rows<A, O>(tile, 0, mr, np, d);
 }
 
 // ---------------------------------------------------------------- float accumulators
@@ -187,7 +213,7 @@ inline void finish_f_regs(const __m512 (&acc)[MR][NP], const TileDst& d) {
 }
 
 template <Act A, OutType O>
-void finish_f_tile(const float* tile, int mr, int np, const TileDst& d) {
+void finish_f_rows(const float* tile, int r0, int r1, int np, const TileDst& d) {
   const OutConst oc(*d.e);
   for (int j = 0; j < np; ++j) {
     const int cols = d.cols - 16 * j;
@@ -195,10 +221,15 @@ void finish_f_tile(const float* tile, int mr, int np, const TileDst& d) {
     const __m512 bias = bias_v(*d.e, d.n0 + 16 * j, k);
     const __m512 mul = out_mul_v(*d.e, d.n0 + 16 * j, k);
     const __m512* mp = d.e->out_mul ? &mul : nullptr;
-    for (int i = 0; i < mr; ++i)
+    for (int i = r0; i < r1; ++i)
       f_out<A, O>(_mm512_load_ps(tile + i * kTileLd + 16 * j), bias, mp, d.C, (d.m0 + i) * d.ldc + d.n0 + 16 * j, k,
                   cols >= 16, oc);
   }
+}
+
+template <Act A, OutType O>
+void finish_f_tile(const float* tile, int mr, int np, const TileDst& d) {
+  finish_f_rows<A, O>(tile, 0, mr, np, d);
 }
 
 // ---------------------------------------------------------------- per-call selection

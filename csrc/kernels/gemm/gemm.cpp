@@ -483,4 +483,11 @@ double peak_gops(const char* kind, double seconds) {
   return 0.0;
 }
 
+double amx_stage_seconds(const PackedWeights& W, index_t M, bool stores, int reps) {
+  const bool bf16 = W.layout() == PackLayout::bf16_k2;
+  if (isa_available() < Isa::amx || (bf16 && !cpu_features().amx_bf16)) return 0.0;
+  if (!bf16 && W.layout() != PackLayout::s8_k4) return 0.0;
+  return amx::stage_seconds(W, M, stores, reps);
+}
+
 }  // namespace graphopt::kernels

@@ -62,7 +62,10 @@ namespace avx2 { GRAPHOPT_GEMM_DECLS }
 namespace avx512 { GRAPHOPT_GEMM_DECLS }
 namespace avx512_vnni { GRAPHOPT_GEMM_DECLS }
 namespace avx512_bf16 { GRAPHOPT_GEMM_DECLS }
-namespace amx { GRAPHOPT_GEMM_DECLS }
+namespace amx {
+GRAPHOPT_GEMM_DECLS
+double stage_seconds(const PackedWeights& W, index_t M, bool stores, int reps);
+}
 #undef GRAPHOPT_GEMM_DECLS
 
 // The 4x1-block sparse int8 GEMM (csrc/kernels/sparse): same arguments and epilogue as

@@ -160,4 +160,9 @@ Isa gemm_isa(const PackedWeights& W);
 // kind: "int8_vnni", "int8_avx2", "bf16", "fp32_avx512", "fp32_avx2". Returns 0 if unavailable.
 double peak_gops(const char* kind, double seconds);
 
+// Kernel accounting (benchmarks/amx_gemm.py): seconds per call of the AMX GEMM's block loop on W
+// (s8_k4 or bf16_k2) with M zero rows, at the GEMM's thread count, up to the tile products
+// (stores = false) or the tile stores too; no A copy, no epilogue. Mean of reps calls; 0 without AMX.
+double amx_stage_seconds(const PackedWeights& W, index_t M, bool stores, int reps);
+
 }  // namespace graphopt::kernels
