@@ -10,11 +10,12 @@ scale hoisted after Q K^T):
   K/V heads (LLaMA, Mistral, Qwen2): dropped, ``kv_num_heads`` = Nkv (the kernel reads each K/V head
   for its g query heads in place)
 * ``mask``  Add of an additive mask, masked_fill ``Where(c, fill, s)`` / ``Where(c, s, fill)``, or none.
-  The mask is recognised by :func:`mask_kind` (passes/fusion/fuse_attention_mask.py): causal alone becomes
-  the ``causal`` attribute, key padding alone the KeyPaddingMask input (the mask subgraph then dies);
-  anything else broadcastable to [B, N, Sq, Sk] stays as the additive Bias input (T5's position bias),
-  causal + padding too: ``canonicalize-decoder-mask`` then proves it and makes it ``causal`` (+ ``window``)
-  + the KeyPaddingMask input.
+  Key padding alone, recognised by :func:`mask_kind` (passes/fusion/fuse_attention_mask.py), becomes the
+  KeyPaddingMask input (the mask subgraph then dies). A causal condition becomes the ``causal`` attribute
+  (+ ``window``) only when proved (passes/canonicalize/_mask_prover.py; probing two sizes would not see a
+  window wider than the probes); anything else broadcastable to [B, N, Sq, Sk] stays as the additive Bias
+  input (T5's position bias), an additive causal mask too: ``canonicalize-decoder-mask`` then proves it
+  and makes it ``causal`` (+ ``window``) + the KeyPaddingMask input.
 * ``Softmax(-1)`` then MatMul with V (repeat_kv'd like K, or not).
 
 Rotary embeddings (fused or not) sit on Q and K before the match and stay where they are.
@@ -176,23 +177,21 @@ class FuseSdpa(Rule):
         causal = 0
         filler = -10000.0
         kind: MaskKind | None = None
-        # causal + key padding stays the Bias here: canonicalize-decoder-mask proves it (for every size,
-        # with its sliding window) and makes it causal + the key-padding input
+        # causal is set only on a proof (canonicalize-decoder-mask's prover: every size, the sliding window
+        # too); a causal mask probed but not proved stays the Bias. Causal + key padding stays the Bias
+        # here too: canonicalize-decoder-mask proves it and makes it causal + the key-padding input
+        window = 0
         if "masked" in m:
             kind = self._kind(m["mask"], None)
-            if kind is None or (kind.causal and kind.padding is not None):
+            if kind is None or kind.causal:
                 kind, bias = None, m["mask"]
         elif "masked_fill" in m or "masked_keep" in m:
             keep = "masked_keep" in m
             kind = self._kind(m["cond"], keep)
-            if kind is not None and kind.causal and kind.padding is not None:
-                kind = None
-            if kind is None:  # a proved causal (+ window) condition too narrow for the probes to see
+            if kind is None or kind.causal:
                 proof = self._proof(m, q, m["k_src"] if "k_src" in m else None)
-                if proof is not None and proof.padding is None:
-                    kind = MaskKind(True, None, -1e30)
-                    if "biased" in m:
-                        bias = m["bias"]
+                kind = MaskKind(True, None, -1e30) if proof is not None and proof.padding is None else None
+                window = proof.window if kind is not None else 0
             if kind is None:
                 fill = max(scalar(m.const("fill")), float(np.finfo(dt).min))  # -inf -> finfo.min: no inf - inf
                 zero, neg = np.array(0.0, dt), np.array(fill, dt)
@@ -201,17 +200,13 @@ class FuseSdpa(Rule):
                     bias = b.Add(m["bias"], bias)
             elif "biased" in m:
                 bias = m["bias"]
-        window = 0
         if kind is not None:
             causal = int(kind.causal)
             kpm = kind.padding
             filler = max(kind.filler, float(np.finfo(dt).min))
-            if kind.causal and "fill" in m:  # the masked_fill value: what causal keys get (canonicalize-
-                fill = scalar(m.const("fill"))  # decoder-mask pairs a padding bias of that filler with it)
+            if kind.causal:  # the masked_fill value: what causal keys get (canonicalize-decoder-mask pairs
+                fill = scalar(m.const("fill"))  # a padding bias of that filler with it)
                 filler = fill if fill == -np.inf else max(fill, float(np.finfo(dt).min))
-            if kind.causal:  # probing two sizes cannot see a window wider than them: the proof can
-                proof = self._proof(m, q, m["k_src"] if "k_src" in m else None)
-                window = proof.window if proof is not None else 0
         return b.Attention(q, k, v, kpm, bias, num_heads=int(n), kv_num_heads=int(nkv) if nkv != n else 0,
                            scale=float(scale), causal=causal, mask_filter_value=float(filler), _domain=GRAPHOPT,
                            **({"window": window} if window else {}))
