@@ -555,6 +555,13 @@ def chain_linears(steps: list[StepSpec], graph_outputs: set[int]) -> int:
         if _reads_bf16(nxt):
             st.iattrs["out"] = 1
             st.detail += " -> bf16 out"
+        elif st.kind == "Linear" and _dynamic_int8(st) and nxt.kind == "Linear" and _dynamic_int8(nxt):
+            grid = Tmp(f"{st.name}/u8_rows")
+            st.iattrs["out"] = 3
+            st.outputs = [y, grid]
+            nxt.inputs = [y] + (nxt.inputs[1:] + [None, None, None])[:3] + [grid]
+            st.detail += " -> u8 rows on their own grids (quantized in L2 for the next GEMM)"
+            nxt.detail = (nxt.detail + " " if nxt.detail else "") + "(rows quantized by the previous GEMM)"
         elif st.kind == "Linear" and nxt.kind == "Linear" and nxt.iattrs.get("mode", 0) == 2 \
                 and nxt.fattrs.get("a_scale", 0.0) > 0.0:
             st.iattrs.update(out=2, out_zp=int(nxt.iattrs.get("a_zp", 0)))

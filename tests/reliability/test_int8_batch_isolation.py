@@ -108,3 +108,37 @@ def test_layernorm_quantized_rows_equal_the_linears_own(threads: int) -> None:
     alone = graphopt.compile(_linear_model(), precision="int8", num_threads=threads)
     np.testing.assert_array_equal(y, alone.run({"x": n})[0])
     np.testing.assert_array_equal(y, _session("ln-linear").run({"x": x})[0])
+
+
+@functools.lru_cache(maxsize=None)
+def _ffn_model(expose_hidden: bool):
+    """MatMul+Add+GELU -> MatMul+Add (an FFN); with ``expose_hidden`` the GELU output is also a graph
+    output, so the first GEMM keeps its fp32 output (no chaining)."""
+    rng = np.random.default_rng(4)  # the same weights in both variants
+    w1 = nh.from_array(rng.standard_normal((32, 96)).astype(np.float32) * 0.2, "w1")
+    b1 = nh.from_array(rng.standard_normal(96).astype(np.float32) * 0.1, "b1")
+    w2 = nh.from_array(rng.standard_normal((96, 24)).astype(np.float32) * 0.1, "w2")
+    b2 = nh.from_array(rng.standard_normal(24).astype(np.float32), "b2")
+    nodes = [h.make_node("MatMul", ["x", "w1"], ["m1"]), h.make_node("Add", ["m1", "b1"], ["a1"]),
+             h.make_node("Gelu", ["a1"], ["hid"]), h.make_node("MatMul", ["hid", "w2"], ["m2"]),
+             h.make_node("Add", ["m2", "b2"], ["y"])]
+    outs = [h.make_tensor_value_info("y", T.FLOAT, ["batch", 300, 24])]
+    if expose_hidden:
+        outs.append(h.make_tensor_value_info("hid", T.FLOAT, ["batch", 300, 96]))
+    g = h.make_graph(nodes, "ffn", [h.make_tensor_value_info("x", T.FLOAT, ["batch", 300, 32])], outs, [w1, b1, w2, b2])
+    return h.make_model(g, opset_imports=[h.make_opsetid("", 20)])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_gemm_quantized_rows_equal_the_next_gemms_own(threads: int) -> None:
+    """A dynamic int8 GEMM feeding another quantizes its output rows itself (in L2-sized row chunks):
+    the bits of the unchained plan, at 1 and 2 threads; a poisoned row still comes out NaN."""
+    chained = graphopt.compile(_ffn_model(False), precision="int8", num_threads=threads)
+    assert any("u8 rows on their own grids" in r[2] for r in chained.summary().rows)
+    plain = graphopt.compile(_ffn_model(True), precision="int8", num_threads=threads)
+    assert not any("u8 rows on their own grids" in r[2] for r in plain.summary().rows)
+    x = np.random.default_rng(3).standard_normal((2, 300, 32)).astype(np.float32)  # 600 rows: 5 chunks
+    x[1, 250, 7] = np.nan
+    y = chained.run({"x": x})[0]
+    np.testing.assert_array_equal(y, plain.run({"x": x})[0])
+    assert np.isnan(y[1, 250]).all() and np.isfinite(np.delete(y.reshape(-1, 24), 550, axis=0)).all()

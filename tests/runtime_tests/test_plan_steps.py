@@ -33,9 +33,9 @@ def _rows(model: str, steps: int, kinds: dict[str, int]) -> dict[tuple[str, str]
     return {(model, "fp32"): (steps, kinds, {0: 24}, 0, 0),
             # QKV -> attention (bf16 products), attention and FFN1 -> the next bf16 GEMM: bf16 outputs
             (model, "bf16"): (steps, kinds, {1: 24}, 18, 0),
-            # QKV GEMMs write bf16 for the attention kernel; the 12 LayerNorms write the u8 rows (each on
-            # its own grid) of the next GEMM
-            (model, "int8"): (steps, kinds, {2: 24}, 6, 12),
+            # QKV GEMMs write bf16 for the attention kernel, FFN1 the u8 rows (each on its own grid) of
+            # FFN2; the 12 LayerNorms write the u8 rows of the next GEMM
+            (model, "int8"): (steps, kinds, {2: 24}, 12, 12),
             # FFN1 requantizes to FFN2's u8 grid; the 12 LayerNorms write the u8 input of the next GEMM
             (model, "int8-static"): (steps, kinds, {2: 24}, 6, 12)}
 

@@ -85,13 +85,53 @@ const std::uint8_t* dynamic_rows(const Step& s, const float* x, const std::uint8
   return xq;
 }
 
+// out 3 (a dynamic int8 Linear feeding another): its output rows quantized on their own grids (u8
+// output 0 and the [2, M] grid output 1, as a LayerNorm writes them for its dynamic consumers), in
+// chunks of rows whose fp32 GEMM output stays in a per-thread buffer (L2) instead of going through
+// memory to be read back by the consumer. Same bits as quantizing the fp32 output afterwards.
+Status linear_rows_out(const Step& s, const std::uint8_t* A, const std::vector<float>& rs, const std::vector<std::int32_t>& rz,
+                       const std::vector<index_t>& nonfinite, index_t M, index_t K, index_t N, const float* bias,
+                       kernels::Act act, std::uint8_t* yq, float* grid) {
+  constexpr index_t kChunk = 128;
+  std::vector<std::int32_t> gz(static_cast<std::size_t>(M));
+  std::vector<char> bad_row(static_cast<std::size_t>(M), 0);
+  for (index_t m : nonfinite) bad_row[m] = 1;
+  std::mutex mu;
+  Status err;
+  parallel_for((M + kChunk - 1) / kChunk, [&](index_t ci) {
+    thread_local std::vector<float> buf;
+    const index_t r0 = ci * kChunk, rows = std::min(kChunk, M - r0);
+    if (buf.size() < static_cast<std::size_t>(kChunk * N)) buf.resize(static_cast<std::size_t>(kChunk * N));
+    index_t col0 = 0;
+    Status st;
+    for (const auto& Wp : s.packed) {
+      Epilogue e;
+      e.bias = bias ? bias + col0 : nullptr;
+      e.act = act;
+      e.out = kernels::OutType::f32;
+      e.a_row_scale = rs.data() + r0;
+      e.a_row_zp = rz.data() + r0;
+      if (st = kernels::gemm_s8(A + r0 * K, rows, K, *Wp, e, buf.data() + col0, N); !st) break;
+      col0 += Wp->N();
+    }
+    for (index_t m = r0; st && m < r0 + rows; ++m)
+      if (bad_row[m]) std::fill_n(buf.data() + (m - r0) * N, N, std::numeric_limits<float>::quiet_NaN());
+    if (st) st = kernels::quantize_rows_dynamic_u8(buf.data(), rows, N, yq + r0 * N, grid + r0, gz.data() + r0);
+    if (!st) { std::lock_guard<std::mutex> lk(mu); err = st; }
+  });
+  if (!err) return bad(s, err.message());
+  for (index_t m = 0; m < M; ++m) grid[M + m] = static_cast<float>(gz[m]);
+  return Status::ok();
+}
+
 // Linear: y[..., N] = act(x[..., K] @ W + bias), W packed at compile time, possibly as several
 // column slices (ia "cols": first column of each slice) so threads split N without sharing panels.
 // mode 0 fp32, 1 bf16 (x converted once per call), 2 int8 (x quantized to u8 per tensor
 // statically from a_scale/a_zp when given, else dynamically per row: linear_dynamic_rows; input 4,
 // a [2, M] row grid, comes with a u8 x already quantized that way by a LayerNorm).
 // Chained Linears skip the conversions: x may already be bf16 (mode 1) or u8 on the static
-// grid a_scale/a_zp (mode 2), and "out" asks for 1 bf16 / 2 u8 (out_scale, out_zp) outputs.
+// grid a_scale/a_zp (mode 2), and "out" asks for 1 bf16 / 2 u8 (out_scale, out_zp) outputs, or 3 (dynamic
+// int8) u8 rows on their own grids with the grid as output 1 (linear_rows_out).
 // Optional per-channel multipliers, each a folded Mul by a constant (SmoothQuant's 1/s): input 2
 // a_mul[K] scales a float x before its static quantization, input 3 out_mul[N] the output
 // before it is stored or requantized. Both round as the Mul step would, so the bits do not change.
@@ -122,7 +162,7 @@ Status linear(ExecCtx& c, const Step& s) {
     return bad(s, "out_mul must be float32 with N=" + std::to_string(N) + " entries");
   const auto act = static_cast<kernels::Act>(s.i("act", 0));
   const int out_kind = static_cast<int>(s.i("out", 0));
-  const DType ydt = out_kind == 2 ? DType::u8 : out_kind == 1 ? DType::bf16 : DType::f32;
+  const DType ydt = out_kind >= 2 ? DType::u8 : out_kind == 1 ? DType::bf16 : DType::f32;
   Tensor& y = c.out(s, 0, os, ydt);
   if (M == 0) return Status::ok();
   // Dynamic int8 quantizes per row (dynamic_rows); a u8 input with a row grid needs that path.
@@ -130,6 +170,7 @@ Status linear(ExecCtx& c, const Step& s) {
   if (rows_grid && !dyn_rows)
     return bad(s, "a u8 input with a row grid needs a dynamic int8 Linear with a float32 or bf16 output");
   if (dyn_rows && out_mul) return bad(s, "out_mul is not applied on the per-row dynamic int8 path");
+  if (out_kind == 3 && !dyn_rows) return bad(s, "u8 rows with their own grids (out 3) need a dynamic int8 Linear");
   const void* A = x.data;
   float a_scale = 1.f;
   std::int32_t a_zp = 0;
@@ -201,6 +242,9 @@ Status linear(ExecCtx& c, const Step& s) {
     if (!errs[0]) return bad(s, errs[0].message());
     A = xq;
   }
+  if (out_kind == 3)
+    return linear_rows_out(s, static_cast<const std::uint8_t*>(A), rs, rz, nonfinite, M, K, N, bias, act,
+                           y.as<std::uint8_t>(), c.out(s, 1, Shape{2, M}, DType::f32).as<float>());
   // Chunks: column slices x row blocks (row blocks only when M is large).
   const index_t P = static_cast<index_t>(s.packed.size());
   const int t = pool_threads();
