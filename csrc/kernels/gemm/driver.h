@@ -234,13 +234,12 @@ inline Range thread_range(index_t M, index_t P, int mr, int nth, int tid) {
 
 // How a GEMM is cut into tasks of MB rows x GP panels (task t: panel group t / n_mb, row block
 // t % n_mb) for nt threads. a_bytes: bytes per A element; kc: the K extent one pass over A covers
-// (K, or the k-block of a K-blocked kernel), which sizes the row block; mb_max > 0 caps it.
+// (K, or the k-block of a K-blocked kernel), which sizes the row block.
 struct TaskGrid {
   index_t MB, GP, n_mb, n_pg, ntasks;
   int nt;
 };
-inline TaskGrid task_grid(index_t M, index_t kc, index_t P, index_t pb, index_t a_bytes, int MR, int NP, int nt,
-                          index_t mb_max = 0) {
+inline TaskGrid task_grid(index_t M, index_t kc, index_t P, index_t pb, index_t a_bytes, int MR, int NP, int nt) {
   // Weight chunk per pass over M: about half the per-core L2, in panels.
   index_t nc = (cache_info().l2 / 2) / (pb > 0 ? pb : 1);
   nc = nc < 8 ? 8 : nc - nc % 8;
@@ -250,7 +249,6 @@ inline TaskGrid task_grid(index_t M, index_t kc, index_t P, index_t pb, index_t 
   // One thread: L2-sized panel groups (plain blocking).
   // Row block: A rows of one task stay within a quarter of L2 next to the weight chunk.
   index_t mb_cache = (cache_info().l2 / 4) / (kc * a_bytes + 1);
-  if (mb_max > 0 && mb_cache > mb_max) mb_cache = mb_max;
   mb_cache = mb_cache < MR ? MR : mb_cache - mb_cache % MR;
   index_t MB = M < mb_cache ? M : mb_cache, GP = nc;
   if (nt > 1) {
