@@ -484,6 +484,11 @@ def _dynamic_int8(st: StepSpec) -> bool:
         and st.iattrs.get("out", 0) != 2 and _a_mul(st) is None and len(st.inputs) <= 4
 
 
+def _read_rows(st: StepSpec, q: Key, grid: Key) -> None:
+    """Dynamic int8 Linear ``st`` reads u8 rows ``q`` already quantized on their own grids (input 4)."""
+    st.inputs = [q] + (st.inputs[1:] + [None, None, None])[:3] + [grid]
+
+
 def quantize_in_layernorm(steps: list[StepSpec], graph_outputs: set[int]) -> int:
     """LayerNorm -> int8 Linears: the LayerNorm also writes their u8 input in its pass.
 
@@ -518,7 +523,7 @@ def quantize_in_layernorm(steps: list[StepSpec], graph_outputs: set[int]) -> int
             st.outputs = [y, st.outputs[1] if len(st.outputs) > 1 else None, q, grid]
             st.detail = (st.detail + " " if st.detail else "") + "+ u8 rows on their own grids for the next GEMM"
             for c in dyn:
-                c.inputs = [q] + (c.inputs[1:] + [None, None, None])[:3] + [grid]
+                _read_rows(c, q, grid)
                 c.detail = (c.detail + " " if c.detail else "") + "(rows quantized by the LayerNorm)"
         else:
             continue
@@ -559,7 +564,7 @@ def chain_linears(steps: list[StepSpec], graph_outputs: set[int]) -> int:
             grid = Tmp(f"{st.name}/u8_rows")
             st.iattrs["out"] = 3
             st.outputs = [y, grid]
-            nxt.inputs = [y] + (nxt.inputs[1:] + [None, None, None])[:3] + [grid]
+            _read_rows(nxt, y, grid)
             st.detail += " -> u8 rows on their own grids (quantized in L2 for the next GEMM)"
             nxt.detail = (nxt.detail + " " if nxt.detail else "") + "(rows quantized by the previous GEMM)"
         elif st.kind == "Linear" and nxt.kind == "Linear" and nxt.iattrs.get("mode", 0) == 2 \

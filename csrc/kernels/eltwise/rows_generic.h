@@ -102,23 +102,8 @@ void from_bf16_row(const std::uint16_t* __restrict x, index_t n, float* __restri
   for (index_t i = 0; i < n; ++i) y[i] = bf16_to_f32(x[i]);
 }
 
-// lo = min(0, x...), hi = max(0, x...), 16 independent lanes.
-void minmax_row(const float* __restrict x, index_t n, float* lo, float* hi) {
-  float l[16] = {0}, h[16] = {0};
-  index_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (int j = 0; j < 16; ++j) {
-      l[j] = x[i + j] < l[j] ? x[i + j] : l[j];
-      h[j] = x[i + j] > h[j] ? x[i + j] : h[j];
-    }
-  float mn = 0.f, mx = 0.f;
-  for (int j = 0; j < 16; ++j) { mn = l[j] < mn ? l[j] : mn; mx = h[j] > mx ? h[j] : mx; }
-  for (; i < n; ++i) { mn = x[i] < mn ? x[i] : mn; mx = x[i] > mx ? x[i] : mx; }
-  *lo = mn;
-  *hi = mx;
-}
-
-// minmax_row's range and whether every element is finite, in one read of the row.
+// lo = min(0, x...), hi = max(0, x...) (16 independent lanes) and whether every element is finite, in one
+// read of the row.
 bool range_row(const float* __restrict x, index_t n, float* lo, float* hi) {
   float l[16] = {0}, h[16] = {0};
   int bad = 0;
@@ -141,6 +126,9 @@ bool range_row(const float* __restrict x, index_t n, float* lo, float* hi) {
   *hi = mx;
   return bad == 0;
 }
+
+// The range alone: range_row's loop (one loop for both).
+void minmax_row(const float* __restrict x, index_t n, float* lo, float* hi) { (void)range_row(x, n, lo, hi); }
 
 // q = saturate(round_half_even(x * inv) + zp) as u8 (a dynamic grid's row: see quantize_rows_dynamic_u8).
 void quantize_u8_mul_row(const float* __restrict x, index_t n, float inv, std::int32_t zp, std::uint8_t* __restrict q) {

@@ -131,7 +131,7 @@ Status linear_rows_out(const Step& s, const std::uint8_t* A, const std::vector<f
 // Linear: y[..., N] = act(x[..., K] @ W + bias), W packed at compile time, possibly as several
 // column slices (ia "cols": first column of each slice) so threads split N without sharing panels.
 // mode 0 fp32, 1 bf16 (x converted once per call), 2 int8 (x quantized to u8 per tensor
-// statically from a_scale/a_zp when given, else dynamically per row: linear_dynamic_rows; input 4,
+// statically from a_scale/a_zp when given, else dynamically per row: dynamic_rows; input 4,
 // a [2, M] row grid, comes with a u8 x already quantized that way by a LayerNorm).
 // Chained Linears skip the conversions: x may already be bf16 (mode 1) or u8 on the static
 // grid a_scale/a_zp (mode 2), and "out" asks for 1 bf16 / 2 u8 (out_scale, out_zp) outputs, or 3 (dynamic
