@@ -15,17 +15,42 @@ namespace {
 // K * 64 bytes apart from L2, which the hardware prefetcher alone keeps behind. A/B at one thread,
 // CPU time, DistilBERT's shapes at M = 1024: K = 768 4 % faster, K = 3072 7 % (and faster than a
 // K-blocked variant with kc 128-384, tried and dropped: 74-75 % of the FMA peak against 79 %).
+// Also tried and dropped: a K-blocked order that keeps a kc = 128 x 64-column weight block in L1 for
+// all the row tiles of a task (partial sums through C, same bits): 64-71 % against 73-80 % at
+// M = 1024; and unrolling the k loop by 4 (GCC then spills accumulators): 71 % against 77 %.
 constexpr int kPrefetchLines = 8;
 
+// pf / pf_lines: lines to pull into L2 for a later tile (TileDst::pf): one every second k-step from
+// the start of the loop, which runs in two copies so that the rest of it carries no prefetch logic.
 template <int MR, int NP>
 __attribute__((always_inline)) inline void accumulate_f32(const float* A, index_t lda, const std::uint8_t* P,
-                                                          index_t pb, index_t K, __m512 (&acc)[MR][NP]) {
+                                                          index_t pb, index_t K, __m512 (&acc)[MR][NP],
+                                                          const std::uint8_t* pf = nullptr, index_t pf_lines = 0) {
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
     for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_setzero_ps();
-  const std::uint8_t* b = P;
-  for (index_t k = 0; k < K; ++k, b += 64) {
+  auto step = [&](index_t k, const std::uint8_t* b) __attribute__((always_inline)) {
+    __m512 bv[NP];
+#pragma GCC unroll 8
+    for (int j = 0; j < NP; ++j) bv[j] = _mm512_load_ps(reinterpret_cast<const float*>(b + j * pb));
+#pragma GCC unroll 8
+    for (int j = 0; j < NP; ++j) _mm_prefetch(reinterpret_cast<const char*>(b + j * pb + kPrefetchLines * 64), _MM_HINT_T0);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const __m512 av = _mm512_set1_ps(A[i * lda + k]);
+#pragma GCC unroll 8
+      for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
+    }
+  };
+  const index_t k_pf = 2 * pf_lines < K ? 2 * pf_lines : K & ~static_cast<index_t>(1);
+  for (index_t k = 0; k < k_pf; k += 2, pf += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(pf), _MM_HINT_T1);
+    step(k, P + k * 64);
+    step(k + 1, P + (k + 1) * 64);
+  }
+  const std::uint8_t* b = P + k_pf * 64;
+  for (index_t k = k_pf; k < K; ++k, b += 64) {
     __m512 bv[NP];
 #pragma GCC unroll 8
     for (int j = 0; j < NP; ++j) bv[j] = _mm512_load_ps(reinterpret_cast<const float*>(b + j * pb));
@@ -105,11 +130,12 @@ struct F32Traits {
   using AType = float;
   using AccT = float;
   static constexpr int MR = 6, NP = 4, NP_SMALL = 8;
+  static constexpr bool kPrefetchNext = true;
   // Full tiles (and the 1-2 row GEMV tiles): the epilogue runs on the accumulator registers.
   template <Act A, OutType O, int R, int C>
   static void full(const float* Am, index_t lda, const std::uint8_t* P, index_t pb, index_t K, const TileDst& d) {
     __m512 acc[R][C];
-    accumulate_f32<R, C>(Am, lda, P, pb, K, acc);
+    accumulate_f32<R, C>(Am, lda, P, pb, K, acc, d.pf, d.pf_lines);
     finish_f_regs<A, O, R, C>(acc, d);
   }
   using Plan = FusedFns<AType, AccT>;

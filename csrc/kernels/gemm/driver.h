@@ -186,6 +186,10 @@ struct TileDst {
   index_t ldc, m0, n0;
   int cols;
   const std::int32_t* rowsum;
+  // Lines of this thread's next panel group for the kernel to pull into L2 while the tile
+  // computes (next_group_slice); kernels without kPrefetchNext are never given any.
+  const std::uint8_t* pf = nullptr;
+  index_t pf_lines = 0;
 };
 
 // Micro-kernel traits with a `Plan` (the AVX-512 ones, see epilogue_avx512.h)
@@ -202,6 +206,12 @@ struct FusedPlanOf<MK, std::void_t<typename MK::Plan>> {
   using type = typename MK::Plan;
   static constexpr bool value = true;
 };
+
+// Micro-kernel traits with `static constexpr bool kPrefetchNext = true` issue TileDst::pf.
+template <class MK, class = void>
+struct PrefetchesNext : std::false_type {};
+template <class MK>
+struct PrefetchesNext<MK, std::void_t<decltype(MK::kPrefetchNext)>> : std::bool_constant<MK::kPrefetchNext> {};
 
 struct Range { index_t m0, m1, p0, p1; };
 
@@ -235,13 +245,25 @@ inline Range thread_range(index_t M, index_t P, int mr, int nth, int tid) {
 // How a GEMM is cut into tasks of MB rows x GP panels (task t: panel group t / n_mb, row block
 // t % n_mb) for nt threads. a_bytes: bytes per A element; kc: the K extent one pass over A covers
 // (K, or the k-block of a K-blocked kernel), which sizes the row block.
+// prefetch: the kernel can pull the next panel group into L2 while it computes (TileDst::pf).
 struct TaskGrid {
   index_t MB, GP, n_mb, n_pg, ntasks;
   int nt;
+  bool prefetch;  // the tasks prefetch their next group (next_group_slice)
 };
-inline TaskGrid task_grid(index_t M, index_t kc, index_t P, index_t pb, index_t a_bytes, int MR, int NP, int nt) {
-  // Weight chunk per pass over M: about half the per-core L2, in panels.
-  index_t nc = (cache_info().l2 / 2) / (pb > 0 ? pb : 1);
+inline TaskGrid task_grid(index_t M, index_t kc, index_t P, index_t pb, index_t a_bytes, int MR, int NP, int nt,
+                          bool prefetch = false) {
+  // Weight chunk per pass over M: about half the per-core L2, in panels; a quarter where the
+  // kernel prefetches the next chunk (next_group_slice) and 8 panels fit that, so the two chunks
+  // share L2 with A. Only for short M (up to 48 row tiles), where a group's first row tile is a
+  // large share of its work. A/B at one thread, DistilBERT's shapes with weights from L3
+  // (benchmarks/gemm_shapes.py, 3 alternating process pairs): at M = 128 the K = 768 ones go from
+  // 67-70 % to 73-75 % of the FMA peak (weights in L2: 75-77 % -> 76-79 %). At M = 1024 chunks of a
+  // quarter L2 lost 1-3 % (A re-read more often), so none there. K = 3072 (8 panels = 1.5 MB) keeps
+  // half-L2 chunks: with the prefetch it fell from 64 % to 60 %.
+  const index_t l2 = cache_info().l2, pbs = pb > 0 ? pb : 1;
+  prefetch = prefetch && M <= 48 * MR && 8 * pbs <= l2 / 4;
+  index_t nc = (prefetch ? l2 / 4 : l2 / 2) / pbs;
   nc = nc < 8 ? 8 : nc - nc % 8;
   // Work is split into tasks of (GP panels) x (MB rows), claimed dynamically from
   // a caller-participating pool (common/thread_pool.h), so a thread that loses its
@@ -274,7 +296,7 @@ inline TaskGrid task_grid(index_t M, index_t kc, index_t P, index_t pb, index_t 
     }
   }
   const index_t n_mb = (M + MB - 1) / MB, n_pg = (P + GP - 1) / GP;
-  return TaskGrid{MB, GP, n_mb, n_pg, n_mb * n_pg, nt};
+  return TaskGrid{MB, GP, n_mb, n_pg, n_mb * n_pg, nt, prefetch};
 }
 
 template <class MK>
@@ -288,8 +310,27 @@ struct GemmTaskCtx {
   EpiFn<typename MK::AccT> epi;
   typename FusedPlanOf<MK>::type plan;
   index_t M, K, N, P, MB, GP, n_mb;
-  bool rowsums;
+  bool rowsums, prefetch;
 };
+
+// The lines of the next panel group's weights that task t pulls into L2, spread over its tiles.
+// Why: the first row tile of a panel group otherwise waits on L3 for every weight line it reads;
+// with a batch-1 M of 128 rows, that is about 10 % of an fp32 GEMM whose weights are not in L2
+// (each of a model's weights is read once per inference). Tasks are numbered so that a thread runs
+// a group's row blocks in a row, then the next group's (parallel_tasks' contiguous blocks), so each
+// of a group's n_mb tasks fetches 1 / n_mb of the next group.
+struct PrefetchSlice {
+  const std::uint8_t* base = nullptr;
+  index_t lines = 0;
+};
+inline PrefetchSlice next_group_slice(const PackedWeights& W, std::int64_t t, index_t n_mb, index_t GP, index_t P) {
+  const index_t q0 = (t / n_mb + 1) * GP;
+  if (q0 >= P) return {};
+  const index_t q1 = q0 + GP < P ? q0 + GP : P;
+  const index_t total = (q1 - q0) * W.panel_bytes() / 64, mb = t % n_mb;
+  const index_t l0 = total * mb / n_mb, l1 = total * (mb + 1) / n_mb;
+  return {W.panel(q0) + l0 * 64, l1 - l0};
+}
 
 // One task: rows [m0, m1) x panels [p0, p1), micro-tile by micro-tile, each
 // accumulator tile finished by the fused epilogue while it is hot.
@@ -303,6 +344,10 @@ void gemm_task(void* vctx, std::int64_t t) {
   const index_t p0 = (t / c.n_mb) * c.GP, p1 = p0 + c.GP < c.P ? p0 + c.GP : c.P;
   const index_t m0 = (t % c.n_mb) * c.MB, m1 = m0 + c.MB < c.M ? m0 + c.MB : c.M;
   const index_t pb = c.W->panel_bytes();
+  const PrefetchSlice pf = c.prefetch ? next_group_slice(*c.W, t, c.n_mb, c.GP, c.P) : PrefetchSlice{};
+  const index_t calls = ((m1 - m0 + MK::MR - 1) / MK::MR) * ((p1 - p0 + MK::NP - 1) / MK::NP);
+  const index_t pf_per_call = (pf.lines + calls - 1) / calls;
+  index_t pf_done = 0;
   for (index_t m = m0; m < m1; m += MK::MR) {
     const int mr = static_cast<int>(m1 - m < MK::MR ? m1 - m : MK::MR);
     const AType* Am = c.A + m * c.lda;
@@ -320,7 +365,9 @@ void gemm_task(void* vctx, std::int64_t t) {
       const index_t n0 = p * 16;
       const int cols = static_cast<int>(c.N - n0 < np * 16 ? c.N - n0 : np * 16);
       if constexpr (FusedPlanOf<MK>::value) {
-        const TileDst d{c.e, c.C, c.ldc, m, n0, cols, c.rowsums ? rs : nullptr};
+        const index_t pf_n = pf.lines - pf_done < pf_per_call ? pf.lines - pf_done : pf_per_call;
+        const TileDst d{c.e, c.C, c.ldc, m, n0, cols, c.rowsums ? rs : nullptr, pf.base + pf_done * 64, pf_n};
+        pf_done += pf_n;
         if (mr == MK::MR && np == MK::NP) {
           c.plan.full(Am, c.lda, c.W->panel(p), pb, c.K, d);
         } else if (mr <= 2 && np == MK::NP_SMALL) {
@@ -362,11 +409,11 @@ void run_gemm(const GemmArgs& g) {
   }
   const bool rowsums = e.need_rowsum;
   const TaskGrid tg = task_grid(M, K, P, W.panel_bytes(), static_cast<index_t>(sizeof(AType)), MK::MR, MK::NP,
-                                gemm_threads(M, N, K));
+                                gemm_threads(M, N, K), PrefetchesNext<MK>::value);
   const index_t MB = tg.MB, GP = tg.GP, n_mb = tg.n_mb, ntasks = tg.ntasks;
   const int nt = tg.nt;
 
-  GemmTaskCtx<MK> ctx{A, lda, &W, &e, g.C, g.ldc, epi, plan, M, K, N, P, MB, GP, n_mb, rowsums};
+  GemmTaskCtx<MK> ctx{A, lda, &W, &e, g.C, g.ldc, epi, plan, M, K, N, P, MB, GP, n_mb, rowsums, tg.prefetch};
   parallel_tasks(ntasks, nt, &gemm_task<MK>, &ctx);
 }
 
