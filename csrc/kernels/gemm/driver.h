@@ -253,24 +253,25 @@ struct TaskGrid {
 };
 inline TaskGrid task_grid(index_t M, index_t kc, index_t P, index_t pb, index_t a_bytes, int MR, int NP, int nt,
                           bool prefetch = false) {
-  // Weight chunk per pass over M: about half the per-core L2, in panels; a quarter where the
-  // kernel prefetches the next chunk (next_group_slice) and 8 panels fit that, so the two chunks
-  // share L2 with A. Only for short M (up to 48 row tiles), where a group's first row tile is a
-  // large share of its work. A/B at one thread, DistilBERT's shapes with weights from L3
-  // (benchmarks/gemm_shapes.py, 3 alternating process pairs): at M = 128 the K = 768 ones go from
-  // 67-70 % to 73-75 % of the FMA peak (weights in L2: 75-77 % -> 76-79 %). At M = 1024 chunks of a
-  // quarter L2 lost 1-3 % (A re-read more often), so none there. K = 3072 (8 panels = 1.5 MB) keeps
-  // half-L2 chunks: with the prefetch it fell from 64 % to 60 %.
+  // Weight chunk per pass over M: about half the per-core L2, in panels (at least NP: K = 3072
+  // fp32 panels are 192 KB, and 8 of them with the A rows overflowed L2: 74-75 % of the FMA peak
+  // against 78 % with 4, M = 1024, 1 and 2 threads). A quarter where the kernel prefetches the next
+  // chunk (next_group_slice), so the two chunks share L2 with the A rows (an eighth of L2 for those
+  // when a chunk is over a quarter). Only for short M (up to 48 row tiles), where a group's first row
+  // tile is a large share of its work. A/B at one thread, DistilBERT's shapes with weights from L3
+  // (benchmarks/gemm_shapes.py, 3 alternating process pairs), M = 128: K = 768 shapes 67-70 % ->
+  // 73-75 % (weights in L2: 75-77 -> 76-79 %), K = 3072 63-67 % -> 68-70 %. At M = 1024 chunks of a
+  // quarter L2 lost 1-3 % (A re-read more often), so none there.
   const index_t l2 = cache_info().l2, pbs = pb > 0 ? pb : 1;
-  prefetch = prefetch && M <= 48 * MR && 8 * pbs <= l2 / 4;
+  prefetch = prefetch && M <= 48 * MR && NP * pbs <= l2 / 2;
   index_t nc = (prefetch ? l2 / 4 : l2 / 2) / pbs;
-  nc = nc < 8 ? 8 : nc - nc % 8;
+  nc = nc < 8 ? (nc < NP ? NP : nc - nc % NP) : nc - nc % 8;
   // Work is split into tasks of (GP panels) x (MB rows), claimed dynamically from
   // a caller-participating pool (common/thread_pool.h), so a thread that loses its
   // core to another process does not stall the GEMM.
   // One thread: L2-sized panel groups (plain blocking).
   // Row block: A rows of one task stay within a quarter of L2 next to the weight chunk.
-  index_t mb_cache = (cache_info().l2 / 4) / (kc * a_bytes + 1);
+  index_t mb_cache = (l2 / (prefetch && nc * pbs > l2 / 4 ? 8 : 4)) / (kc * a_bytes + 1);
   mb_cache = mb_cache < MR ? MR : mb_cache - mb_cache % MR;
   index_t MB = M < mb_cache ? M : mb_cache, GP = nc;
   if (nt > 1) {
