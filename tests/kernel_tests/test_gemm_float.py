@@ -116,11 +116,13 @@ def test_small_m_ragged_n(bf16_isa: str, M: int, N: int, out: str) -> None:
 
 @pytest.mark.parametrize("M, K, N, act, out", [(211, 3072, 770, "gelu", "f32"), (37, 2049, 33, "relu", "bf16"),
                                                (64, 2300, 100, "none", "u8"), (16, 4100, 48, "gelu_tanh", "f32"),
-                                               (128, 256, 1100, "gelu", "f32"), (100, 768, 2304, "none", "f32")])
+                                               (128, 256, 1100, "gelu", "f32"), (100, 768, 2304, "none", "f32"),
+                                               (1000, 384, 1152, "none", "f32")])
 def test_f32_rows_do_not_depend_on_the_call(f32_isa: str, M: int, K: int, N: int, act: str, out: str) -> None:
     """A call's rows are cut into row blocks, panel groups and micro-tiles by its M and the thread count;
-    every row must come out with the same bits as in a call of 8 rows, at 1 and 2 threads. The last two
-    shapes have short M and several panel groups, where each task also prefetches the next group."""
+    every row must come out with the same bits as in a call of 8 rows, at 1 and 2 threads. (128, 256, 1100)
+    and (100, 768, 2304) have short M and several panel groups, where each task also prefetches the next
+    group; (1000, 384, 1152) has long M, where at 2 threads each thread takes every group over its own rows."""
     rng = np.random.default_rng(M + K)
     a = rng.standard_normal((M, K)).astype(np.float32)
     b = rng.standard_normal((K, N)).astype(np.float32)

@@ -312,7 +312,23 @@ struct GemmTaskCtx {
   typename FusedPlanOf<MK>::type plan;
   index_t M, K, N, P, MB, GP, n_mb;
   bool rowsums, prefetch;
+  index_t n_pg, halves;  // halves > 1: tasks ordered (row part, panel group, row block), see task_cell
 };
+
+// Task t's panel group and row block. Usually group-major (t / n_mb, t % n_mb): parallel_tasks hands
+// each thread a contiguous block, so each thread takes its own panel groups over all rows. With
+// `halves` parts, thread i's block is instead all groups over its own 1/halves of the row blocks.
+inline void task_cell(std::int64_t t, index_t n_mb, index_t n_pg, index_t halves, index_t* pg, index_t* mb) {
+  if (halves <= 1) {
+    *pg = t / n_mb;
+    *mb = t % n_mb;
+    return;
+  }
+  const index_t n_mbh = n_mb / halves, per = n_pg * n_mbh;
+  const index_t h = t / per, r = t % per;
+  *pg = r / n_mbh;
+  *mb = h * n_mbh + r % n_mbh;
+}
 
 // The lines of the next panel group's weights that task t pulls into L2, spread over its tiles.
 // Why: the first row tile of a panel group otherwise waits on L3 for every weight line it reads;
@@ -342,8 +358,10 @@ void gemm_task(void* vctx, std::int64_t t) {
   const GemmTaskCtx<MK>& c = *static_cast<const GemmTaskCtx<MK>*>(vctx);
   alignas(64) AccT tile[MK::MR * kTileLd];
   std::int32_t rs[MK::MR];
-  const index_t p0 = (t / c.n_mb) * c.GP, p1 = p0 + c.GP < c.P ? p0 + c.GP : c.P;
-  const index_t m0 = (t % c.n_mb) * c.MB, m1 = m0 + c.MB < c.M ? m0 + c.MB : c.M;
+  index_t pg, mb;
+  task_cell(t, c.n_mb, c.n_pg, c.halves, &pg, &mb);
+  const index_t p0 = pg * c.GP, p1 = p0 + c.GP < c.P ? p0 + c.GP : c.P;
+  const index_t m0 = mb * c.MB, m1 = m0 + c.MB < c.M ? m0 + c.MB : c.M;
   const index_t pb = c.W->panel_bytes();
   const PrefetchSlice pf = c.prefetch ? next_group_slice(*c.W, t, c.n_mb, c.GP, c.P) : PrefetchSlice{};
   const index_t calls = ((m1 - m0 + MK::MR - 1) / MK::MR) * ((p1 - p0 + MK::NP - 1) / MK::NP);
@@ -414,7 +432,14 @@ void run_gemm(const GemmArgs& g) {
   const index_t MB = tg.MB, GP = tg.GP, n_mb = tg.n_mb, ntasks = tg.ntasks;
   const int nt = tg.nt;
 
-  GemmTaskCtx<MK> ctx{A, lda, &W, &e, g.C, g.ldc, epi, plan, M, K, N, P, MB, GP, n_mb, rowsums, tg.prefetch};
+  // Long M on several threads: each thread takes all panel groups over its own rows, so the rows it
+  // writes are the ones the next step (a LayerNorm, the next GEMM's A) reads on the same core, and no
+  // panel group is split between threads (QKV's 9 groups at 2 threads were). DistilBERT batch 8 fp32,
+  // 2 threads (benchmarks/ab_builds.py, 3 runs): 0.983x, 0.996x, 0.983x; the QKV GEMMs 75.0 -> 69.0 ms
+  // (thread_scaling.py). Each output's sum is unchanged: same bits.
+  const index_t halves = nt > 1 && !tg.prefetch && n_mb % nt == 0 && n_mb >= 4 * nt ? nt : 1;
+  GemmTaskCtx<MK> ctx{A, lda, &W, &e, g.C, g.ldc, epi, plan, M, K, N, P, MB, GP, n_mb, rowsums, tg.prefetch,
+                      tg.n_pg, halves};
   parallel_tasks(ntasks, nt, &gemm_task<MK>, &ctx);
 }
 
