@@ -242,14 +242,30 @@ inline Range thread_range(index_t M, index_t P, int mr, int nth, int tid) {
   return r;
 }
 
-// How a GEMM is cut into tasks of MB rows x GP panels (task t: panel group t / n_mb, row block
-// t % n_mb) for nt threads. a_bytes: bytes per A element; kc: the K extent one pass over A covers
-// (K, or the k-block of a K-blocked kernel), which sizes the row block.
-// prefetch: the kernel can pull the next panel group into L2 while it computes (TileDst::pf).
+// How a GEMM is cut into tasks of MB rows x GP panels for nt threads (cell: which task is which).
+// a_bytes: bytes per A element; kc: the K extent one pass over A covers (K, or the k-block of a
+// K-blocked kernel), which sizes the row block. prefetch: the kernel can pull the next panel group
+// into L2 while it computes (TileDst::pf).
 struct TaskGrid {
   index_t MB, GP, n_mb, n_pg, ntasks;
   int nt;
-  bool prefetch;  // the tasks prefetch their next group (next_group_slice)
+  bool prefetch;   // the tasks prefetch their next group (next_group_slice)
+  index_t halves;  // > 1: tasks ordered (row part, panel group, row block), see cell
+
+  // Task t's panel group and row block. Usually group-major (t / n_mb, t % n_mb): parallel_tasks
+  // hands each thread a contiguous block, so each thread takes its own panel groups over all rows.
+  // With `halves` parts, thread i's block is instead all groups over its own 1/halves of the rows.
+  void cell(std::int64_t t, index_t* pg, index_t* mb) const {
+    if (halves <= 1) {
+      *pg = t / n_mb;
+      *mb = t % n_mb;
+      return;
+    }
+    const index_t n_mbh = n_mb / halves, per = n_pg * n_mbh;
+    const index_t h = t / per, r = t % per;
+    *pg = r / n_mbh;
+    *mb = h * n_mbh + r % n_mbh;
+  }
 };
 inline TaskGrid task_grid(index_t M, index_t kc, index_t P, index_t pb, index_t a_bytes, int MR, int NP, int nt,
                           bool prefetch = false) {
@@ -297,7 +313,14 @@ inline TaskGrid task_grid(index_t M, index_t kc, index_t P, index_t pb, index_t 
     }
   }
   const index_t n_mb = (M + MB - 1) / MB, n_pg = (P + GP - 1) / GP;
-  return TaskGrid{MB, GP, n_mb, n_pg, n_mb * n_pg, nt, prefetch};
+  // Long M on several threads: each thread takes all panel groups over its own rows, so the rows it
+  // writes are the ones the next step (a LayerNorm, the next GEMM's A) reads on the same core, and no
+  // panel group is split between threads (QKV's 9 groups at 2 threads were). DistilBERT batch 8 fp32,
+  // 2 threads (benchmarks/ab_builds.py, 3 runs): 0.983x, 0.996x, 0.983x; the QKV GEMMs 75.0 -> 69.0 ms
+  // (thread_scaling.py). Each output's sum is unchanged: same bits. Not with the prefetch, whose
+  // next group is the next task's in group-major order.
+  const index_t halves = nt > 1 && !prefetch && n_mb % nt == 0 && n_mb >= 4 * nt ? nt : 1;
+  return TaskGrid{MB, GP, n_mb, n_pg, n_mb * n_pg, nt, prefetch, halves};
 }
 
 template <class MK>
@@ -310,25 +333,10 @@ struct GemmTaskCtx {
   index_t ldc;
   EpiFn<typename MK::AccT> epi;
   typename FusedPlanOf<MK>::type plan;
-  index_t M, K, N, P, MB, GP, n_mb;
-  bool rowsums, prefetch;
-  index_t n_pg, halves;  // halves > 1: tasks ordered (row part, panel group, row block), see task_cell
+  index_t M, K, N, P;
+  TaskGrid tg;
+  bool rowsums;
 };
-
-// Task t's panel group and row block. Usually group-major (t / n_mb, t % n_mb): parallel_tasks hands
-// each thread a contiguous block, so each thread takes its own panel groups over all rows. With
-// `halves` parts, thread i's block is instead all groups over its own 1/halves of the row blocks.
-inline void task_cell(std::int64_t t, index_t n_mb, index_t n_pg, index_t halves, index_t* pg, index_t* mb) {
-  if (halves <= 1) {
-    *pg = t / n_mb;
-    *mb = t % n_mb;
-    return;
-  }
-  const index_t n_mbh = n_mb / halves, per = n_pg * n_mbh;
-  const index_t h = t / per, r = t % per;
-  *pg = r / n_mbh;
-  *mb = h * n_mbh + r % n_mbh;
-}
 
 // The lines of the next panel group's weights that task t pulls into L2, spread over its tiles.
 // Why: the first row tile of a panel group otherwise waits on L3 for every weight line it reads;
@@ -340,12 +348,15 @@ struct PrefetchSlice {
   const std::uint8_t* base = nullptr;
   index_t lines = 0;
 };
-inline PrefetchSlice next_group_slice(const PackedWeights& W, std::int64_t t, index_t n_mb, index_t GP, index_t P) {
-  const index_t q0 = (t / n_mb + 1) * GP;
+inline PrefetchSlice next_group_slice(const PackedWeights& W, const TaskGrid& tg, std::int64_t t) {
+  if (!tg.prefetch) return {};
+  index_t pg, mb;
+  tg.cell(t, &pg, &mb);  // group-major: task_grid never orders a prefetching grid by row parts
+  const index_t P = W.panels(), q0 = (pg + 1) * tg.GP;
   if (q0 >= P) return {};
-  const index_t q1 = q0 + GP < P ? q0 + GP : P;
-  const index_t total = (q1 - q0) * W.panel_bytes() / 64, mb = t % n_mb;
-  const index_t l0 = total * mb / n_mb, l1 = total * (mb + 1) / n_mb;
+  const index_t q1 = q0 + tg.GP < P ? q0 + tg.GP : P;
+  const index_t total = (q1 - q0) * W.panel_bytes() / 64;
+  const index_t l0 = total * mb / tg.n_mb, l1 = total * (mb + 1) / tg.n_mb;
   return {W.panel(q0) + l0 * 64, l1 - l0};
 }
 
@@ -359,11 +370,11 @@ void gemm_task(void* vctx, std::int64_t t) {
   alignas(64) AccT tile[MK::MR * kTileLd];
   std::int32_t rs[MK::MR];
   index_t pg, mb;
-  task_cell(t, c.n_mb, c.n_pg, c.halves, &pg, &mb);
-  const index_t p0 = pg * c.GP, p1 = p0 + c.GP < c.P ? p0 + c.GP : c.P;
-  const index_t m0 = mb * c.MB, m1 = m0 + c.MB < c.M ? m0 + c.MB : c.M;
+  c.tg.cell(t, &pg, &mb);
+  const index_t p0 = pg * c.tg.GP, p1 = p0 + c.tg.GP < c.P ? p0 + c.tg.GP : c.P;
+  const index_t m0 = mb * c.tg.MB, m1 = m0 + c.tg.MB < c.M ? m0 + c.tg.MB : c.M;
   const index_t pb = c.W->panel_bytes();
-  const PrefetchSlice pf = c.prefetch ? next_group_slice(*c.W, t, c.n_mb, c.GP, c.P) : PrefetchSlice{};
+  const PrefetchSlice pf = next_group_slice(*c.W, c.tg, t);
   const index_t calls = ((m1 - m0 + MK::MR - 1) / MK::MR) * ((p1 - p0 + MK::NP - 1) / MK::NP);
   const index_t pf_per_call = (pf.lines + calls - 1) / calls;
   index_t pf_done = 0;
@@ -429,18 +440,8 @@ void run_gemm(const GemmArgs& g) {
   const bool rowsums = e.need_rowsum;
   const TaskGrid tg = task_grid(M, K, P, W.panel_bytes(), static_cast<index_t>(sizeof(AType)), MK::MR, MK::NP,
                                 gemm_threads(M, N, K), PrefetchesNext<MK>::value);
-  const index_t MB = tg.MB, GP = tg.GP, n_mb = tg.n_mb, ntasks = tg.ntasks;
-  const int nt = tg.nt;
-
-  // Long M on several threads: each thread takes all panel groups over its own rows, so the rows it
-  // writes are the ones the next step (a LayerNorm, the next GEMM's A) reads on the same core, and no
-  // panel group is split between threads (QKV's 9 groups at 2 threads were). DistilBERT batch 8 fp32,
-  // 2 threads (benchmarks/ab_builds.py, 3 runs): 0.983x, 0.996x, 0.983x; the QKV GEMMs 75.0 -> 69.0 ms
-  // (thread_scaling.py). Each output's sum is unchanged: same bits.
-  const index_t halves = nt > 1 && !tg.prefetch && n_mb % nt == 0 && n_mb >= 4 * nt ? nt : 1;
-  GemmTaskCtx<MK> ctx{A, lda, &W, &e, g.C, g.ldc, epi, plan, M, K, N, P, MB, GP, n_mb, rowsums, tg.prefetch,
-                      tg.n_pg, halves};
-  parallel_tasks(ntasks, nt, &gemm_task<MK>, &ctx);
+  GemmTaskCtx<MK> ctx{A, lda, &W, &e, g.C, g.ldc, epi, plan, M, K, N, P, tg, rowsums};
+  parallel_tasks(tg.ntasks, tg.nt, &gemm_task<MK>, &ctx);
 }
 
 // Function-pointer table of micro<MR, NP> for 1 <= mr <= MRMAX, 1 <= np <= NPMAX.
